@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# herd's test command (README "Run the tests"; .ci/run calls it).
+# Installs what the tests need, starts dbus and a loopback-only avahi-daemon,
+# builds, runs `swift test`, and stops what it started. Run as root (or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libuv1-dev libhttp-parser-dev libnghttp2-dev libsqlite3-dev libavahi-client-dev
+              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ] || [ "${CI:-}" = "true" ]; then
+  echo "== apt-get install ${APT_PACKAGES[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+started_dbus=""
+started_avahi=""
+cleanup() {
+  if [ -n "$started_avahi" ]; then avahi-daemon -k 2>/dev/null || true; fi
+  if [ -n "$started_dbus" ] && [ -f /run/dbus/pid ]; then kill "$(cat /run/dbus/pid)" 2>/dev/null || true; rm -f /run/dbus/pid; fi
+}
+trap cleanup EXIT
+
+if [ ! -S /run/dbus/system_bus_socket ]; then
+  mkdir -p /run/dbus
+  rm -f /run/dbus/pid
+  dbus-daemon --system --fork
+  started_dbus=1
+fi
+if ! avahi-daemon -c 2>/dev/null; then
+  # Loopback only: allow-interfaces=lo (see .ci/avahi-loopback.conf).
+  avahi-daemon -f "$PWD/.ci/avahi-loopback.conf" -D
+  started_avahi=1
+  for _ in $(seq 100); do avahi-daemon -c 2>/dev/null && break; sleep 0.1; done
+  avahi-daemon -c
+fi
+
+echo "== swift build --build-tests"
+swift build --build-tests
+echo "== swift test"
+swift test
