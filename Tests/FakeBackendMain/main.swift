@@ -1,1 +1,71 @@
-print("todo")
+import Glibc
+import HerdFakeBackend
+import HerdShared
+
+// herd-fake-backend: the scriptable fake Ollama/OpenAI server as a process, for
+// whole-process tests and benchmarks.
+//   herd-fake-backend [--host 127.0.0.1] [--port 0] [--name N] [--models a,b]
+//                     [--loaded a] [--tokens N] [--token-delay-ms N]
+//                     [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N]
+// Prints "listening on HOST:PORT" once it accepts connections.
+
+var configuration = FakeBackendConfiguration()
+var host = "127.0.0.1"
+var port = 0
+var arguments = Array(CommandLine.arguments.dropFirst())
+var loaded: [String]?
+
+@MainActor func value(_ flag: String) -> String {
+    guard !arguments.isEmpty else {
+        print("herd-fake-backend: \(flag) needs a value")
+        exit(2)
+    }
+    return arguments.removeFirst()
+}
+
+while !arguments.isEmpty {
+    let flag = arguments.removeFirst()
+    switch flag {
+    case "--host": host = value(flag)
+    case "--port": port = Int(value(flag)) ?? 0
+    case "--name": configuration.name = value(flag)
+    case "--models": configuration.models = value(flag).split(separator: ",").map { FakeModel(name: String($0)) }
+    case "--loaded": loaded = value(flag).split(separator: ",").map(String.init)
+    case "--tokens": configuration.tokens = Int(value(flag)) ?? 8
+    case "--token-delay-ms": configuration.tokenDelayMilliseconds = UInt64(value(flag)) ?? 0
+    case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
+    case "--failure":
+        let text = value(flag)
+        guard let failure = FakeFailure(text) else {
+            print("herd-fake-backend: unknown failure '\(text)'")
+            exit(2)
+        }
+        configuration.failure = failure
+    case "--help", "-h":
+        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N]")
+        exit(0)
+    default:
+        print("herd-fake-backend: unknown flag \(flag)")
+        exit(2)
+    }
+}
+if let loaded {
+    for i in configuration.models.indices { configuration.models[i].loaded = loaded.contains(configuration.models[i].name) }
+}
+
+do {
+    let loop = try EventLoop()
+    let backend = FakeBackend(loop: loop, configuration: configuration)
+    let bound = try backend.start(host: host, port: port)
+    print("listening on \(host):\(bound)")
+    fflush(nil)
+    let term = try SignalWatcher(loop: loop, signal: SIGTERM) { _ in loop.stop() }
+    let int = try SignalWatcher(loop: loop, signal: SIGINT) { _ in loop.stop() }
+    loop.run()
+    term.close()
+    int.close()
+    backend.stop()
+} catch {
+    print("herd-fake-backend: \(error)")
+    exit(1)
+}

@@ -1,1 +1,236 @@
-public enum FakeBackendPlaceholder {}
+import HerdShared
+
+/// A scriptable fake Ollama / OpenAI-compatible server for tests and benchmarks,
+/// built on herd's own HTTP server. It frames NDJSON and SSE streams as the real
+/// servers do. Loop-thread only, except `start`/`stop` through a `LoopThread`.
+///
+/// Scripting: set `configuration` on the loop thread, or `POST /_fake/config`
+/// with `{"failure":"hang","tokens":20,"token_delay_ms":5,"first_byte_delay_ms":0,
+/// "loaded":["m"],"models":["a","b"]}`; `GET /_fake/stats` returns request counts.
+public final class FakeBackend {
+    public let loop: EventLoop
+    public var configuration: FakeBackendConfiguration
+    private var server: HTTPServer?
+    private var host = "127.0.0.1"
+    public private(set) var port = 0
+    /// Inference requests received, by path.
+    public private(set) var requestCounts: [String: Int] = [:]
+    /// Streams cancelled by the client going away.
+    public private(set) var cancelledStreams = 0
+    /// The largest number of unwritten bytes any response had (backpressure check).
+    public private(set) var maxPendingResponseBytes = 0
+    /// A stream stops producing above this many unwritten bytes.
+    public var highWatermark = 64 * 1024
+
+    public init(loop: EventLoop, configuration: FakeBackendConfiguration = FakeBackendConfiguration()) {
+        self.loop = loop
+        self.configuration = configuration
+    }
+
+    /// Listens on `host:port` (0: a free port) and returns the port.
+    @discardableResult
+    public func start(host: String = "127.0.0.1", port: Int = 0) throws -> Int {
+        self.host = host
+        let server = HTTPServer(loop: loop) { [unowned self] exchange in self.handle(exchange) }
+        self.port = try server.listen(host: host, port: port).port
+        self.server = server
+        if configuration.failure == .refuse { server.stopAccepting() }
+        return self.port
+    }
+
+    public func stop() {
+        server?.close()
+        server = nil
+    }
+
+    /// Changes the failure mode; `.refuse` closes the listening socket, leaving it
+    /// listens again on the same port.
+    public func setFailure(_ failure: FakeFailure) {
+        let wasRefusing = configuration.failure == .refuse
+        configuration.failure = failure
+        if failure == .refuse {
+            server?.close()
+        } else if wasRefusing, let server {
+            _ = try? server.listen(host: host, port: port)
+        }
+    }
+
+    public var totalRequests: Int { requestCounts.values.reduce(0, +) }
+
+    // MARK: Routing
+
+    private func handle(_ exchange: HTTPExchange) {
+        exchange.collectBody { [unowned self] body in self.route(exchange, body: body) }
+    }
+
+    private func route(_ exchange: HTTPExchange, body: [UInt8]) {
+        let path = String(exchange.head.path)
+        let method = exchange.head.method
+        switch (method, path) {
+        case ("GET", "/_fake/stats"):
+            let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
+            respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams))])
+            return
+        case ("POST", "/_fake/config"):
+            applyScript(exchange, body)
+            return
+        default: break
+        }
+        requestCounts[path, default: 0] += 1
+        let isInference = method == "POST"
+        if isInference {
+            switch configuration.failure {
+            case .status500:
+                respondJSON(exchange, 500, ["error": "fake backend failure"])
+                return
+            case .hang:
+                exchange.onCancel = { [unowned self] in self.cancelledStreams += 1 }
+                return
+            default: break
+            }
+        }
+        let delay = configuration.firstByteDelayMilliseconds
+        if delay > 0 {
+            let timer = LoopTimer(loop: loop)
+            exchange.onCancel = { timer.close() }
+            timer.start(after: delay) { [unowned self] in
+                timer.close()
+                exchange.onCancel = nil
+                self.dispatch(exchange, method: method, path: path, body: body)
+            }
+        } else {
+            dispatch(exchange, method: method, path: path, body: body)
+        }
+    }
+
+    private func dispatch(_ exchange: HTTPExchange, method: String, path: String, body: [UInt8]) {
+        let headers: HTTPHeaders = ["X-Fake-Backend": configuration.name]
+        switch (method, path) {
+        case ("GET", "/"), ("HEAD", "/"):
+            exchange.respond(status: 200, headers: headers + ["Content-Type": "text/plain; charset=utf-8"], body: "Ollama is running")
+        case ("GET", "/api/version"):
+            respondJSON(exchange, 200, ["version": .string(configuration.version)])
+        case ("GET", "/api/tags"):
+            respondJSON(exchange, 200, FakeOllama.tags(configuration))
+        case ("GET", "/api/ps"):
+            respondJSON(exchange, 200, FakeOllama.ps(configuration))
+        case ("GET", "/v1/models"):
+            respondJSON(exchange, 200, FakeOpenAI.models(configuration))
+        case ("POST", _):
+            let request: JSONValue
+            do {
+                request = try JSONValue.parse(body)
+            } catch {
+                if path.hasPrefix("/v1/") {
+                    respondJSON(exchange, 400, FakeOpenAI.error("invalid JSON: \(error)", type: "invalid_request_error"))
+                } else {
+                    respondJSON(exchange, 400, ["error": .string("invalid JSON: \(error)")])
+                }
+                return
+            }
+            post(exchange, path: path, request: request)
+        default:
+            respondJSON(exchange, 404, ["error": "404 page not found"])
+        }
+    }
+
+    private func post(_ exchange: HTTPExchange, path: String, request: JSONValue) {
+        let modelName = request["model"]?.stringValue ?? ""
+        guard let model = configuration.model(named: modelName) else {
+            if path.hasPrefix("/v1/") {
+                respondJSON(exchange, 404, FakeOpenAI.error("model '\(modelName)' not found", type: "invalid_request_error", code: "model_not_found"))
+            } else {
+                respondJSON(exchange, 404, ["error": .string("model '\(modelName)' not found")])
+            }
+            return
+        }
+        switch path {
+        case "/api/chat", "/api/generate":
+            let stream = request["stream"]?.boolValue ?? true
+            let chat = path == "/api/chat"
+            if stream {
+                streamLines(exchange, contentType: "application/x-ndjson", lines: FakeOllama.streamLines(model: model, chat: chat, configuration: configuration))
+            } else {
+                respondJSON(exchange, 200, FakeOllama.whole(model: model, chat: chat, configuration: configuration))
+            }
+        case "/api/embed":
+            let count = request["input"]?.arrayValue?.count ?? 1
+            respondJSON(exchange, 200, FakeOllama.embed(model: model, inputs: count))
+        case "/api/embeddings":
+            respondJSON(exchange, 200, ["embedding": FakeOllama.vector(model.embeddingDimensions)])
+        case "/api/show":
+            respondJSON(exchange, 200, FakeOllama.show(model))
+        case "/v1/chat/completions", "/v1/completions":
+            let stream = request["stream"]?.boolValue ?? false
+            let chat = path == "/v1/chat/completions"
+            if stream {
+                let usage = request["stream_options"]?["include_usage"]?.boolValue ?? false
+                streamLines(exchange, contentType: "text/event-stream", lines: FakeOpenAI.streamEvents(model: model, chat: chat, includeUsage: usage, configuration: configuration))
+            } else {
+                respondJSON(exchange, 200, FakeOpenAI.whole(model: model, chat: chat, configuration: configuration))
+            }
+        case "/v1/embeddings":
+            let count = request["input"]?.arrayValue?.count ?? 1
+            respondJSON(exchange, 200, FakeOpenAI.embeddings(model: model, inputs: count))
+        default:
+            respondJSON(exchange, 404, ["error": "404 page not found"])
+        }
+    }
+
+    func respondJSON(_ exchange: HTTPExchange, _ status: Int, _ value: JSONValue) {
+        var body: [UInt8] = []
+        value.write(to: &body)
+        exchange.respond(status: status, headers: ["Content-Type": "application/json; charset=utf-8", "X-Fake-Backend": configuration.name], body: body)
+    }
+
+    // MARK: Streaming
+
+    /// Streams `lines` (each produced when due), honouring the pacing, the
+    /// failure mode and backpressure (production pauses above the watermark).
+    private func streamLines(_ exchange: HTTPExchange, contentType: String, lines: FakeLineSource) {
+        exchange.startResponse(status: 200, headers: ["Content-Type": contentType, "X-Fake-Backend": configuration.name])
+        let streamer = FakeStreamer(backend: self, exchange: exchange, lines: lines,
+                                    delay: configuration.tokenDelayMilliseconds, failure: configuration.failure)
+        streamer.start()
+    }
+
+    func noteCancelled() { cancelledStreams += 1 }
+
+    func notePending(_ bytes: Int) {
+        if bytes > maxPendingResponseBytes { maxPendingResponseBytes = bytes }
+    }
+
+    // MARK: Script endpoint
+
+    private func applyScript(_ exchange: HTTPExchange, _ body: [UInt8]) {
+        guard let script = try? JSONValue.parse(body), script.objectValue != nil else {
+            respondJSON(exchange, 400, ["error": "expected a JSON object"])
+            return
+        }
+        if let text = script["failure"]?.stringValue {
+            guard let failure = FakeFailure(text) else {
+                respondJSON(exchange, 400, ["error": .string("unknown failure '\(text)'")])
+                return
+            }
+            setFailure(failure)
+        }
+        if let n = script["tokens"]?.intValue { configuration.tokens = n }
+        if let n = script["token_delay_ms"]?.intValue { configuration.tokenDelayMilliseconds = UInt64(max(0, n)) }
+        if let n = script["first_byte_delay_ms"]?.intValue { configuration.firstByteDelayMilliseconds = UInt64(max(0, n)) }
+        if let names = script["models"]?.arrayValue?.compactMap(\.stringValue) {
+            configuration.models = names.map { FakeModel(name: $0) }
+        }
+        if let loaded = script["loaded"]?.arrayValue?.compactMap(\.stringValue) {
+            for i in configuration.models.indices { configuration.models[i].loaded = loaded.contains(configuration.models[i].name) }
+        }
+        respondJSON(exchange, 200, ["ok": true])
+    }
+}
+
+extension HTTPHeaders {
+    static func + (lhs: HTTPHeaders, rhs: HTTPHeaders) -> HTTPHeaders {
+        var out = lhs
+        for (name, value) in rhs { out.add(name, value) }
+        return out
+    }
+}

@@ -334,6 +334,13 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
 
     func exchangePendingBytes(_ exchange: HTTPExchange) -> Int { stream.pendingWriteBytes }
 
+    func exchangeAbort(_ exchange: HTTPExchange) {
+        guard exchange === self.exchange else { return }
+        self.exchange = nil
+        enterClosing()
+        stream.reset()
+    }
+
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool) {
         guard exchange === self.exchange, !requestComplete else { return }
         bodyPaused = paused

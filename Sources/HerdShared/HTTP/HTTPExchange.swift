@@ -6,6 +6,7 @@ protocol HTTPExchangeTransport: AnyObject {
     func exchangeDidEnd(_ exchange: HTTPExchange)
     func exchangePendingBytes(_ exchange: HTTPExchange) -> Int
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool)
+    func exchangeAbort(_ exchange: HTTPExchange)
 }
 
 /// One request and its response, as a handler sees it, whatever the protocol
@@ -84,6 +85,14 @@ public final class HTTPExchange {
     /// A complete response with a UTF-8 body.
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: String) {
         respond(status: status, headers: headers, body: Array(body.utf8))
+    }
+
+    /// Breaks the response off abruptly: the HTTP/1.1 connection is reset, the
+    /// h2 stream gets RST_STREAM. The client can tell it from a complete response.
+    public func abort() {
+        guard isOpen else { return }
+        isResponseEnded = true
+        transport?.exchangeAbort(self)
     }
 
     /// Response bytes accepted but not yet written to the client.

@@ -297,6 +297,13 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         flush()
     }
 
+    func exchangeAbort(_ exchange: HTTPExchange) {
+        guard let s = stream(for: exchange), let session else { return }
+        s.exchange = nil
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), s.id, NGHTTP2_INTERNAL_ERROR.rawValue)
+        flush()
+    }
+
     func exchangePendingBytes(_ exchange: HTTPExchange) -> Int {
         (stream(for: exchange)?.buffered ?? 0) + stream.pendingWriteBytes
     }

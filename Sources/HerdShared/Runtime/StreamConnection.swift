@@ -183,14 +183,31 @@ public final class StreamConnection: LoopClosable {
     public func close() {
         guard !isClosing else { return }
         isClosing = true
-        uv_close(baseHandle) { handle in
-            let unmanaged = Unmanaged<StreamConnection>.fromOpaque(handle!.pointee.data)
-            let connection = unmanaged.takeUnretainedValue()
-            connection.delegate?.connectionDidClose(connection)
-            connection.delegate = nil
-            handle!.deallocate()
-            unmanaged.release()
+        uv_close(baseHandle) { handle in StreamConnection.didClose(handle!) }
+    }
+
+    /// Closes a TCP stream with a reset (RST) instead of an orderly FIN: the peer
+    /// sees `ECONNRESET`. Pipes close normally.
+    public func reset() {
+        guard !isClosing else { return }
+        guard kind == .tcp else { return close() }
+        isClosing = true
+        let rc = uv_tcp_close_reset(handle.assumingMemoryBound(to: uv_tcp_t.self)) { handle in
+            StreamConnection.didClose(handle!)
         }
+        if rc < 0 {
+            isClosing = false
+            close()
+        }
+    }
+
+    private static func didClose(_ handle: UnsafeMutablePointer<uv_handle_t>) {
+        let unmanaged = Unmanaged<StreamConnection>.fromOpaque(handle.pointee.data)
+        let connection = unmanaged.takeUnretainedValue()
+        connection.delegate?.connectionDidClose(connection)
+        connection.delegate = nil
+        handle.deallocate()
+        unmanaged.release()
     }
 
     func forceClose() { close() }

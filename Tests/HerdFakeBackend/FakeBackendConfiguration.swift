@@ -1,0 +1,81 @@
+import HerdShared
+
+/// A model the fake backend serves.
+public struct FakeModel: Sendable, Equatable {
+    public var name: String
+    public var sizeBytes: Int
+    public var family: String
+    public var parameterSize: String
+    public var quantization: String
+    /// Loaded (listed in `/api/ps`).
+    public var loaded: Bool
+    public var contextLength: Int
+    public var capabilities: [String]
+    /// Embedding width for embedding requests.
+    public var embeddingDimensions: Int
+
+    public init(
+        name: String, sizeBytes: Int = 4_000_000_000, family: String = "llama", parameterSize: String = "8B",
+        quantization: String = "Q4_K_M", loaded: Bool = true, contextLength: Int = 8192,
+        capabilities: [String] = ["completion", "tools"], embeddingDimensions: Int = 8
+    ) {
+        self.name = name
+        self.sizeBytes = sizeBytes
+        self.family = family
+        self.parameterSize = parameterSize
+        self.quantization = quantization
+        self.loaded = loaded
+        self.contextLength = contextLength
+        self.capabilities = capabilities
+        self.embeddingDimensions = embeddingDimensions
+    }
+}
+
+/// How the fake backend misbehaves, to exercise failover.
+public enum FakeFailure: Sendable, Equatable {
+    case none
+    /// Not listening: connections are refused.
+    case refuse
+    /// Every inference request is answered `500`.
+    case status500
+    /// Requests are read and never answered.
+    case hang
+    /// Streams `n` chunks, then resets the connection.
+    case resetAfterChunks(Int)
+
+    /// Parses `none`, `refuse`, `500`, `hang`, `reset:N`.
+    public init?(_ text: String) {
+        switch text {
+        case "none": self = .none
+        case "refuse": self = .refuse
+        case "500": self = .status500
+        case "hang": self = .hang
+        default:
+            guard text.hasPrefix("reset:"), let n = Int(text.dropFirst(6)) else { return nil }
+            self = .resetAfterChunks(n)
+        }
+    }
+}
+
+/// The fake backend's script: models, pacing and failure mode.
+public struct FakeBackendConfiguration: Sendable {
+    /// Stamped on every response as `X-Fake-Backend` (tests tell backends apart).
+    public var name = "fake"
+    public var version = "0.12.0"
+    public var models: [FakeModel] = [FakeModel(name: "llama3:8b")]
+    /// Tokens per generated answer.
+    public var tokens = 8
+    /// Delay between streamed tokens.
+    public var tokenDelayMilliseconds: UInt64 = 0
+    /// Delay before the response starts.
+    public var firstByteDelayMilliseconds: UInt64 = 0
+    public var failure = FakeFailure.none
+    /// Extra bytes in each streamed token (to make large streams).
+    public var tokenPadding = 0
+
+    public init() {}
+
+    func model(named name: String) -> FakeModel? {
+        models.first { $0.name == name || $0.name == name + ":latest" || $0.name + ":latest" == name }
+    }
+}

@@ -1,0 +1,113 @@
+import Glibc
+import HerdShared
+
+/// Ollama API bodies as Ollama frames them (see shared/API-NOTES.md).
+enum FakeOllama {
+    static func details(_ model: FakeModel) -> JSONValue {
+        ["parent_model": "", "format": "gguf", "family": .string(model.family), "families": [.string(model.family)],
+         "parameter_size": .string(model.parameterSize), "quantization_level": .string(model.quantization)]
+    }
+
+    static func digest(_ model: FakeModel) -> String {
+        var hash: UInt64 = 1469598103934665603
+        for byte in model.name.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
+        return String(repeating: String(hash, radix: 16), count: 4).prefix(64).description
+    }
+
+    static func tags(_ configuration: FakeBackendConfiguration) -> JSONValue {
+        ["models": .array(configuration.models.map { model in
+            ["name": .string(model.name), "model": .string(model.name), "modified_at": "2026-11-01T10:00:00.000000000Z",
+             "size": .number(Double(model.sizeBytes)), "digest": .string(digest(model)), "details": details(model)]
+        })]
+    }
+
+    static func ps(_ configuration: FakeBackendConfiguration) -> JSONValue {
+        ["models": .array(configuration.models.filter(\.loaded).map { model in
+            ["name": .string(model.name), "model": .string(model.name), "size": .number(Double(model.sizeBytes + 500_000_000)),
+             "digest": .string(digest(model)), "details": details(model), "expires_at": "2099-01-01T00:00:00.000000000Z",
+             "size_vram": .number(Double(model.sizeBytes + 500_000_000)), "context_length": .number(Double(model.contextLength))]
+        })]
+    }
+
+    static func show(_ model: FakeModel) -> JSONValue {
+        ["modelfile": .string("FROM \(model.name)"), "parameters": "", "template": "{{ .Prompt }}",
+         "details": details(model),
+         "model_info": ["general.architecture": .string(model.family),
+                        .init(stringLiteral: "\(model.family).context_length"): .number(Double(model.contextLength))],
+         "capabilities": .array(model.capabilities.map { .string($0) }), "modified_at": "2026-11-01T10:00:00.000000000Z"]
+    }
+
+    static func token(_ i: Int, _ configuration: FakeBackendConfiguration) -> String {
+        "tok\(i) " + String(repeating: "x", count: configuration.tokenPadding)
+    }
+
+    static func statistics(_ configuration: FakeBackendConfiguration) -> [(String, JSONValue)] {
+        let tokens = Double(configuration.tokens)
+        return [("done_reason", "stop"), ("done", true), ("total_duration", .number(1_000_000 + tokens * 1000)),
+                ("load_duration", 500_000), ("prompt_eval_count", 12), ("prompt_eval_duration", 200_000),
+                ("eval_count", .number(tokens)), ("eval_duration", .number(tokens * 1000))]
+    }
+
+    static func streamLines(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration) -> FakeLineSource {
+        let count = configuration.tokens
+        return FakeLineSource(count: count + 1) { i in
+            var members: [(String, JSONValue)] = [("model", .string(model.name)), ("created_at", .string(FakeClock.rfc3339()))]
+            let text: JSONValue = i < count ? .string(token(i, configuration)) : ""
+            if chat {
+                members.append(("message", ["role": "assistant", "content": text]))
+            } else {
+                members.append(("response", text))
+            }
+            if i < count {
+                members.append(("done", false))
+            } else {
+                if !chat { members.append(("context", [1, 2, 3])) }
+                members.append(contentsOf: statistics(configuration))
+            }
+            var line: [UInt8] = []
+            JSONValue.object(members).write(to: &line)
+            line.append(10)
+            return line
+        }
+    }
+
+    static func whole(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration) -> JSONValue {
+        let text = (0..<configuration.tokens).map { token($0, configuration) }.joined()
+        var members: [(String, JSONValue)] = [("model", .string(model.name)), ("created_at", .string(FakeClock.rfc3339()))]
+        if chat {
+            members.append(("message", ["role": "assistant", "content": .string(text)]))
+        } else {
+            members.append(("response", .string(text)))
+            members.append(("context", [1, 2, 3]))
+        }
+        members.append(contentsOf: statistics(configuration))
+        return .object(members)
+    }
+
+    static func vector(_ n: Int) -> JSONValue {
+        .array((0..<n).map { .number(Double($0 + 1) / Double(n)) })
+    }
+
+    static func embed(model: FakeModel, inputs: Int) -> JSONValue {
+        ["model": .string(model.name), "embeddings": .array((0..<inputs).map { _ in vector(model.embeddingDimensions) }),
+         "total_duration": 1_000_000, "load_duration": 100_000, "prompt_eval_count": .number(Double(inputs * 4))]
+    }
+}
+
+/// Wall-clock stamps for `created_at`.
+enum FakeClock {
+    static func rfc3339() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var parts = tm()
+        var seconds = now.tv_sec
+        gmtime_r(&seconds, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
+        let base = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let nanos = String(now.tv_nsec)
+        return base + "." + String(repeating: "0", count: 9 - nanos.count) + nanos + "Z"
+    }
+
+    static func unixSeconds() -> Int { Int(time(nil)) }
+}

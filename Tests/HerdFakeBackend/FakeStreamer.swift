@@ -1,0 +1,89 @@
+import HerdShared
+
+/// Lines of a streamed answer, made when they are due (a 10,000-line stream
+/// costs no memory up front).
+struct FakeLineSource {
+    let count: Int
+    let line: (Int) -> [UInt8]
+}
+
+/// Writes a `FakeLineSource` to an exchange at the scripted pace, pausing while
+/// the client is slow (above the backend's high watermark), and misbehaving as
+/// scripted (`reset:N`).
+final class FakeStreamer {
+    private unowned let backend: FakeBackend
+    private let exchange: HTTPExchange
+    private let lines: FakeLineSource
+    private let delay: UInt64
+    private let failure: FakeFailure
+    private var next = 0
+    private var timer: LoopTimer?
+    private var waitingForWritable = false
+
+    init(backend: FakeBackend, exchange: HTTPExchange, lines: FakeLineSource, delay: UInt64, failure: FakeFailure) {
+        self.backend = backend
+        self.exchange = exchange
+        self.lines = lines
+        self.delay = delay
+        self.failure = failure
+    }
+
+    func start() {
+        exchange.onCancel = { [unowned self] in
+            self.backend.noteCancelled()
+            self.finish()
+        }
+        exchange.onWritable = { [unowned self] in
+            guard self.waitingForWritable else { return }
+            self.waitingForWritable = false
+            if self.delay == 0 { self.pump() }
+        }
+        if delay > 0 {
+            let timer = LoopTimer(loop: backend.loop)
+            self.timer = timer
+            timer.start(after: delay, repeating: delay) { [unowned self] in self.tick() }
+        } else {
+            pump()
+        }
+    }
+
+    private func pump() {
+        while next < lines.count, exchange.isOpen {
+            if exchange.pendingResponseBytes > backend.highWatermark {
+                waitingForWritable = true
+                return
+            }
+            emit()
+        }
+    }
+
+    private func tick() {
+        guard exchange.isOpen else { return finish() }
+        if exchange.pendingResponseBytes > backend.highWatermark { return }
+        emit()
+    }
+
+    private func emit() {
+        if case let .resetAfterChunks(n) = failure, next >= n {
+            exchange.abort()
+            finish()
+            return
+        }
+        exchange.write(lines.line(next))
+        next += 1
+        backend.notePending(exchange.pendingResponseBytes)
+        if next == lines.count {
+            exchange.end()
+            finish()
+        }
+    }
+
+    /// Breaks the exchange ↔ streamer cycle and stops the pacing timer.
+    private func finish() {
+        timer?.close()
+        timer = nil
+        next = lines.count
+        exchange.onWritable = nil
+        exchange.onCancel = nil
+    }
+}
