@@ -28,12 +28,14 @@ final class FakeStreamer {
         self.failure = failure
     }
 
+    /// Starts streaming. The streamer keeps itself alive through the exchange's
+    /// callbacks and its timer (strong captures) until `finish` breaks the cycle.
     func start() {
-        exchange.onCancel = { [unowned self] in
+        exchange.onCancel = { [self] in
             self.backend.noteCancelled()
             self.finish()
         }
-        exchange.onWritable = { [unowned self] in
+        exchange.onWritable = { [self] in
             guard self.waitingForWritable else { return }
             self.waitingForWritable = false
             if self.delay == 0 { self.pump() }
@@ -41,7 +43,7 @@ final class FakeStreamer {
         if delay > 0 {
             let timer = LoopTimer(loop: backend.loop)
             self.timer = timer
-            timer.start(after: delay, repeating: delay) { [unowned self] in self.tick() }
+            timer.start(after: delay, repeating: delay) { [self] in self.tick() }
         } else {
             pump()
         }

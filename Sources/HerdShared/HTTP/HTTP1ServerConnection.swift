@@ -8,7 +8,7 @@
 final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate, HTTPExchangeTransport, DrainableConnection {
     private enum State { case idle, head, body, responding, closing }
 
-    private unowned let server: HTTPServer
+    private let server: HTTPServer
     private let stream: StreamConnection
     private let parser: HTTPParser
     private let timer: LoopTimer

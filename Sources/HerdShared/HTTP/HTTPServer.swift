@@ -17,11 +17,15 @@ public final class HTTPServer {
     private var isDraining = false
     private var drainedCallback: (() -> Void)?
 
+    /// Connections keep their server alive until they close; `close()` or
+    /// `drain` ends them.
     public init(loop: EventLoop, configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: @escaping Handler) {
         self.loop = loop
         self.configuration = configuration
         self.handler = handler
     }
+
+    deinit { stopAccepting() }
 
     /// Listens on `host:port` (port 0 picks a free port) and returns the bound address.
     @discardableResult

@@ -35,7 +35,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         var buffered: Int { output.count - outputOffset }
     }
 
-    private unowned let server: HTTPServer
+    private let server: HTTPServer
     private let stream: StreamConnection
     private var session: OpaquePointer?
     private var streams: [Int32: Stream] = [:]

@@ -6,7 +6,7 @@
 final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate {
     private enum State { case connecting, busy, idle, closed }
 
-    private unowned let pool: UpstreamPool
+    private let pool: UpstreamPool
     private let stream: StreamConnection
     private let parser: HTTPParser
     private let timer: LoopTimer
