@@ -22,13 +22,17 @@ started_dbus=""
 started_avahi=""
 cleanup() {
   if [ -n "$started_avahi" ]; then avahi-daemon -k 2>/dev/null || true; fi
-  if [ -n "$started_dbus" ] && [ -f /run/dbus/pid ]; then kill "$(cat /run/dbus/pid)" 2>/dev/null || true; rm -f /run/dbus/pid; fi
+  if [ -n "$started_dbus" ] && [ -f /run/dbus/pid ]; then
+    kill "$(cat /run/dbus/pid)" 2>/dev/null || true
+    rm -f /run/dbus/pid /run/dbus/system_bus_socket
+  fi
 }
 trap cleanup EXIT
 
-if [ ! -S /run/dbus/system_bus_socket ]; then
+dbus_alive() { [ -f /run/dbus/pid ] && kill -0 "$(cat /run/dbus/pid)" 2>/dev/null; }
+if ! dbus_alive && ! dbus-send --system --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.GetId >/dev/null 2>&1; then
   mkdir -p /run/dbus
-  rm -f /run/dbus/pid
+  rm -f /run/dbus/pid /run/dbus/system_bus_socket   # stale from an earlier run
   dbus-daemon --system --fork
   started_dbus=1
 fi
