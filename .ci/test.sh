@@ -48,3 +48,8 @@ echo "== swift build --build-tests"
 swift build --build-tests
 echo "== swift test"
 swift test
+if [ -z "${HERD_SKIP_ASAN:-}" ]; then
+  # The same tests under AddressSanitizer (manual memory: libuv handles, buffers).
+  echo "== swift test --sanitize=address"
+  LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" swift test --sanitize=address --scratch-path .build-asan
+fi

@@ -5,7 +5,7 @@
 /// States: idle (between requests, keep-alive timer) → head (head timer) →
 /// body (body idle timer) → responding (no read timer; pipelined bytes are
 /// buffered, bounded) → idle again, or closing.
-final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate, HTTPExchangeTransport, DrainableConnection {
+final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate, HTTPExchangeTransport, DrainableConnection, LoopFlushable {
     private enum State { case idle, head, body, responding, closing }
 
     private let server: HTTPServer
@@ -26,7 +26,10 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private var pendingInput: [UInt8] = []
     private var inParse = false
     private var responseEndedDuringParse = false
-    private var scratch: [UInt8] = []
+    /// Response bytes of this loop iteration, written once by `flushOutput`.
+    private var output: [UInt8] = []
+    private var flushScheduled = false
+    private lazy var peerAddress: SocketAddress? = stream.peerAddress
     private var sniffedPreface = false
     private var isFirstRequest = true
 
@@ -36,7 +39,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         self.configuration = server.configuration
         parser = HTTPParser(kind: .request, maxHeadBytes: server.configuration.maxHeadBytes)
         timer = LoopTimer(loop: server.loop)
-        scratch.reserveCapacity(512)
+        output.reserveCapacity(1024)
         parser.delegate = self
         stream.delegate = self
     }
@@ -149,13 +152,14 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         let requestHead = HTTPRequestHead(
             method: head.method, target: head.target, versionMajor: head.versionMajor,
             versionMinor: head.versionMinor, headers: head.headers, keepAlive: keepAlive)
-        let exchange = HTTPExchange(head: requestHead, remoteAddress: stream.peerAddress, loop: server.loop, transport: self)
+        let exchange = HTTPExchange(head: requestHead, remoteAddress: peerAddress, loop: server.loop, transport: self)
         self.exchange = exchange
         state = .body
         timer.rearm(after: configuration.bodyIdleTimeoutMilliseconds)
         server.handler(exchange)
         if !exchange.isResponseStarted, !exchange.isCancelled, head.versionMinor >= 1,
            head.headers.hasToken("100-continue", in: "Expect"), (head.contentLength ?? 1) > 0 {
+            flushOutput()
             stream.write(HTTP1ServerConnection.continueLine)
         }
         return .readBody
@@ -258,6 +262,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         out.append(contentsOf: server.dates.headerLine)
         out.append(contentsOf: [13, 10])
         out.append(contentsOf: body)
+        flushOutput()
         stream.write(out)
         if linger { lingerAndClose() } else { enterClosing(); stream.closeAfterFlush() }
     }
@@ -271,6 +276,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     /// closes or the linger time ends.
     private func lingerAndClose() {
         enterClosing()
+        flushOutput()
         stream.shutdownWrite()
         stream.startReading()
         timer.start(after: configuration.lingerMilliseconds) { [unowned self] in self.stream.close() }
@@ -285,46 +291,72 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         chunkedResponse = contentLength == nil && bodyAllowed && !isHTTP10 && !isHeadRequest
         if contentLength == nil, bodyAllowed, isHTTP10 || isHeadRequest { closeAfterResponse = !isHeadRequest }
         if closeAfterResponse { keepAlive = false }
-        scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: "HTTP/1.1 \(head.status) \(HTTPStatus.reason(head.status))\r\n".utf8)
+        output.append(contentsOf: "HTTP/1.1 \(head.status) \(HTTPStatus.reason(head.status))\r\n".utf8)
         for (name, value) in head.headers where !HTTP1ServerConnection.isManagedHeader(name) {
-            scratch.append(contentsOf: name.utf8)
-            scratch.append(contentsOf: [58, 32])
-            scratch.append(contentsOf: value.utf8)
-            scratch.append(contentsOf: [13, 10])
+            output.append(contentsOf: name.utf8)
+            output.append(contentsOf: [58, 32])
+            output.append(contentsOf: value.utf8)
+            output.append(contentsOf: [13, 10])
         }
         if let contentLength, bodyAllowed {
-            scratch.append(contentsOf: "Content-Length: \(contentLength)\r\n".utf8)
+            output.append(contentsOf: "Content-Length: \(contentLength)\r\n".utf8)
         } else if chunkedResponse {
-            scratch.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+            output.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
         }
         if !keepAlive {
-            scratch.append(contentsOf: "Connection: close\r\n".utf8)
+            output.append(contentsOf: "Connection: close\r\n".utf8)
         } else if isHTTP10 {
-            scratch.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+            output.append(contentsOf: "Connection: keep-alive\r\n".utf8)
         }
-        scratch.append(contentsOf: server.dates.headerLine)
-        scratch.append(contentsOf: [13, 10])
-        stream.write(scratch)
+        output.append(contentsOf: server.dates.headerLine)
+        output.append(contentsOf: [13, 10])
+        afterAppend()
+    }
+
+    /// Queues response bytes for this iteration's single write; large output
+    /// goes at once.
+    private func send(_ bytes: [UInt8]) {
+        output.append(contentsOf: bytes)
+        afterAppend()
+    }
+
+    private func send(_ bytes: UnsafeRawBufferPointer) {
+        output.append(contentsOf: bytes)
+        afterAppend()
+    }
+
+    private func afterAppend() {
+        if output.count >= 64 * 1024 {
+            flushOutput()
+        } else if !flushScheduled {
+            flushScheduled = true
+            server.loop.scheduleFlush(self)
+        }
+    }
+
+    func flushOutput() {
+        flushScheduled = false
+        guard !output.isEmpty else { return }
+        stream.write(output)
+        output.removeAll(keepingCapacity: true)
     }
 
     func exchange(_ exchange: HTTPExchange, writeBody bytes: UnsafeRawBufferPointer) {
         guard exchange === self.exchange, !isHeadRequest else { return }
         if chunkedResponse {
-            scratch.removeAll(keepingCapacity: true)
-            scratch.append(contentsOf: String(bytes.count, radix: 16).utf8)
-            scratch.append(contentsOf: [13, 10])
-            scratch.append(contentsOf: bytes)
-            scratch.append(contentsOf: [13, 10])
-            stream.write(scratch)
+            output.append(contentsOf: String(bytes.count, radix: 16).utf8)
+            output.append(contentsOf: [13, 10])
+            output.append(contentsOf: bytes)
+            output.append(contentsOf: [13, 10])
+            afterAppend()
         } else {
-            stream.write(bytes)
+            send(bytes)
         }
     }
 
     func exchangeDidEnd(_ exchange: HTTPExchange) {
         guard exchange === self.exchange else { return }
-        if chunkedResponse { stream.write(HTTP1ServerConnection.lastChunk) }
+        if chunkedResponse { send(HTTP1ServerConnection.lastChunk) }
         if inParse {
             responseEndedDuringParse = true
         } else {
@@ -332,12 +364,13 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         }
     }
 
-    func exchangePendingBytes(_ exchange: HTTPExchange) -> Int { stream.pendingWriteBytes }
+    func exchangePendingBytes(_ exchange: HTTPExchange) -> Int { stream.pendingWriteBytes + output.count }
 
     func exchangeAbort(_ exchange: HTTPExchange) {
         guard exchange === self.exchange else { return }
         self.exchange = nil
         enterClosing()
+        flushOutput()
         stream.reset()
     }
 
@@ -354,6 +387,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         if !keepAlive || closeAfterResponse {
             if requestComplete {
                 enterClosing()
+                flushOutput()
                 stream.closeAfterFlush()
             } else {
                 lingerAndClose()

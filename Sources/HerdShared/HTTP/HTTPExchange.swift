@@ -71,7 +71,17 @@ public final class HTTPExchange {
         guard isOpen else { return }
         if !isResponseStarted { startResponse(status: 200, contentLength: 0) }
         isResponseEnded = true
+        releaseCallbacks()
         transport?.exchangeDidEnd(self)
+    }
+
+    /// Handlers' closures usually capture the exchange: dropping them once they
+    /// can no longer fire breaks those cycles.
+    private func releaseCallbacks() {
+        onBody = nil
+        onEnd = nil
+        onCancel = nil
+        onWritable = nil
     }
 
     /// A complete response in one call.
@@ -92,6 +102,7 @@ public final class HTTPExchange {
     public func abort() {
         guard isOpen else { return }
         isResponseEnded = true
+        releaseCallbacks()
         transport?.exchangeAbort(self)
     }
 
@@ -125,7 +136,10 @@ public final class HTTPExchange {
     func deliverEnd() {
         guard !isCancelled, !isRequestComplete else { return }
         isRequestComplete = true
-        onEnd?()
+        let callback = onEnd
+        onEnd = nil
+        onBody = nil
+        callback?()
     }
 
     func deliverWritable() {
@@ -138,10 +152,7 @@ public final class HTTPExchange {
         guard !isCancelled, !isResponseEnded else { return }
         isCancelled = true
         let callback = onCancel
-        onBody = nil
-        onEnd = nil
-        onWritable = nil
-        onCancel = nil
+        releaseCallbacks()
         callback?()
     }
 }

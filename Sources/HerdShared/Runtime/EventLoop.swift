@@ -21,15 +21,18 @@ public final class EventLoop: @unchecked Sendable {
     private var closed = false
     private var nextTick: [() -> Void] = []
     private var nextTickTimer: LoopTimer?
+    private let flushCheck: UnsafeMutablePointer<uv_check_t>
+    private var flushList: [any LoopFlushable] = []
 
     public init() throws(UVError) {
         raw = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
+        flushCheck = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: EventLoop.readBufferSize, alignment: 16)
         do {
             try UVError.check(uv_loop_init(raw), "uv_loop_init")
         } catch {
-            raw.deallocate(); wakeup.deallocate(); readBuffer.deallocate()
+            raw.deallocate(); wakeup.deallocate(); flushCheck.deallocate(); readBuffer.deallocate()
             throw error
         }
         uv_async_init(raw, wakeup) { handle in
@@ -37,6 +40,28 @@ public final class EventLoop: @unchecked Sendable {
             loop.drainPending()
         }
         wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_check_init(raw, flushCheck)
+        flushCheck.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_check_start(flushCheck) { handle in
+            let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            loop.flushOutputs()
+        }
+        uv_unref(UnsafeMutableRawPointer(flushCheck).assumingMemoryBound(to: uv_handle_t.self))
+    }
+
+    /// Asks for `target.flushOutput()` once, after this iteration's I/O
+    /// callbacks (a `uv_check` pass): writes produced in one iteration leave in
+    /// one system call. Loop-thread only.
+    public func scheduleFlush(_ target: any LoopFlushable) {
+        flushList.append(target)
+    }
+
+    private func flushOutputs() {
+        while !flushList.isEmpty {
+            let targets = flushList
+            flushList.removeAll(keepingCapacity: true)
+            for target in targets { target.flushOutput() }
+        }
     }
 
     deinit {
@@ -106,7 +131,7 @@ public final class EventLoop: @unchecked Sendable {
             if let handle, uv_is_closing(handle) == 0 {
                 // Owners release their memory in their own close callbacks; handles
                 // without an owner (the wake-up) have no callback.
-                if handle.pointee.type == UV_ASYNC {
+                if handle.pointee.type == UV_ASYNC || handle.pointee.type == UV_CHECK {
                     uv_close(handle, nil)
                 } else {
                     ForcedClose.close(handle)
@@ -117,6 +142,7 @@ public final class EventLoop: @unchecked Sendable {
         uv_loop_close(raw)
         raw.deallocate()
         wakeup.deallocate()
+        flushCheck.deallocate()
     }
 }
 
@@ -136,6 +162,12 @@ enum ForcedClose {
             uv_close(handle, nil)
         }
     }
+}
+
+/// Something that buffers output during a loop iteration and writes it once
+/// (see `EventLoop.scheduleFlush`).
+public protocol LoopFlushable: AnyObject {
+    func flushOutput()
 }
 
 /// Implemented by every owner of a libuv handle so the loop can close it at shutdown.
