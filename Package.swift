@@ -3,6 +3,13 @@ import PackageDescription
 
 /// herd: one endpoint for a fleet of Ollama / OpenAI-compatible servers.
 /// Layout and process roles: ../shared/ARCHITECTURE.md (mirrored in README.md).
+/// The runtime is loop-confined (one thread owns each object), so the dynamic
+/// exclusivity checks cost time on the hot path without catching anything that
+/// the confinement rule does not already rule out. Debug builds keep them.
+let hotPathSettings: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "herd",
     products: [
@@ -24,11 +31,13 @@ let package = Package(
 
         .target(
             name: "HerdShared",
-            dependencies: ["CUV", "CHttpParser", "CNghttp2", "CAvahi", "CSQLite3"]
+            dependencies: ["CUV", "CHttpParser", "CNghttp2", "CAvahi", "CSQLite3"],
+            swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "herd-proxy",
-            dependencies: ["HerdShared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HerdShared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "herd-control",

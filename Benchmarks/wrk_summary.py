@@ -27,6 +27,8 @@ def main():
     medians = {}
     for name in names:
         runs = [parse(f"{directory}/{name}-{r}.txt") for r in range(1, rounds + 1)]
+        for r, run in enumerate(runs, 1):
+            print(f"  round {r} {name:<8} {run['rps']:>10.0f} req/s  p50 {run['p50']:>7.0f} µs  p99 {run['p99']:>7.0f} µs")
         medians[name] = {k: statistics.median(run[k] for run in runs) for k in ("rps", "p50", "p90", "p99")}
         medians[name]["errors"] = sum(run["non2xx"] for run in runs)
         medians[name]["socket"] = "; ".join(run["socket_errors"] for run in runs if run["socket_errors"])

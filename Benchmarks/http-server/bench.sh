@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# HTTP server overhead: herd's HTTP/1.1 server (HerdShared, via herd-fake-backend's
-# fixed `GET /` → 200 "Ollama is running") against nginx (1 worker, `return 200`
+# HTTP server overhead: herd's HTTP/1.1 server (HerdShared's HTTPServer with a
+# handler answering a fixed 200 "Ollama is running": `herd-fake-backend --fixed-200`)
+# against nginx (1 worker, `return 200`
 # with the same body), closed loop, in interleaved rounds.
 #
 # Run:   bash Benchmarks/http-server/bench.sh            (ROUNDS=3 DURATION=5 CONNECTIONS=32)
@@ -38,7 +39,7 @@ http {
 }
 CONF
 taskset -c 0 nginx -c "$work/nginx.conf" -g 'daemon off;' & nginx_pid=$!
-taskset -c 0 .build/release/herd-fake-backend --port "$HERD_PORT" > "$work/herd.log" & herd_pid=$!
+taskset -c 0 .build/release/herd-fake-backend --fixed-200 --port "$HERD_PORT" > "$work/herd.log" & herd_pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$HERD_PORT/" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null && break; sleep 0.1; done
 
 run() { taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" > "$work/$2-$3.txt"; }

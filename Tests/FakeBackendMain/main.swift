@@ -14,6 +14,7 @@ var host = "127.0.0.1"
 var port = 0
 var arguments = Array(CommandLine.arguments.dropFirst())
 var loaded: [String]?
+var fixed200 = false
 
 @MainActor func value(_ flag: String) -> String {
     guard !arguments.isEmpty else {
@@ -41,6 +42,10 @@ while !arguments.isEmpty {
             exit(2)
         }
         configuration.failure = failure
+    case "--fixed-200":
+        // Benchmark mode: every request gets the same 200 "Ollama is running",
+        // straight from herd's HTTP server (no routing, no JSON).
+        fixed200 = true
     case "--help", "-h":
         print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N]")
         exit(0)
@@ -56,7 +61,17 @@ if let loaded {
 do {
     let loop = try EventLoop()
     let backend = FakeBackend(loop: loop, configuration: configuration)
-    let bound = try backend.start(host: host, port: port)
+    var fixedServer: HTTPServer?
+    let bound: Int
+    if fixed200 {
+        let headers: HTTPHeaders = ["Content-Type": "text/plain; charset=utf-8"]
+        let body = Array("Ollama is running".utf8)
+        let server = HTTPServer(loop: loop) { $0.respond(status: 200, headers: headers, body: body) }
+        bound = try server.listen(host: host, port: port).port
+        fixedServer = server
+    } else {
+        bound = try backend.start(host: host, port: port)
+    }
     print("listening on \(host):\(bound)")
     fflush(nil)
     let term = try SignalWatcher(loop: loop, signal: SIGTERM) { _ in loop.stop() }
@@ -65,6 +80,7 @@ do {
     term.close()
     int.close()
     backend.stop()
+    fixedServer?.close()
 } catch {
     print("herd-fake-backend: \(error)")
     exit(1)

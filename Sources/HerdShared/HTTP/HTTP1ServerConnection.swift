@@ -14,6 +14,8 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private let timer: LoopTimer
     private let configuration: HTTPServerConfiguration
     private var state = State.idle
+    /// The phase the timer was last armed for.
+    private var armedPhase = State.idle
     private var exchange: HTTPExchange?
     private var requestComplete = false
     private var keepAlive = true
@@ -60,6 +62,8 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
             return
         }
         process(bytes)
+        // Answers produced while handling this read leave now, in one write.
+        flushOutput()
     }
 
     /// On a connection's first bytes: decides between HTTP/1.1 and h2 prior
@@ -104,10 +108,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private func process(_ bytes: UnsafeRawBufferPointer) {
         var offset = 0
         while offset < bytes.count, state != .closing {
-            if state == .idle {
-                state = .head
-                timer.rearm(after: configuration.headTimeoutMilliseconds)
-            }
+            if state == .idle { state = .head }
             inParse = true
             responseEndedDuringParse = false
             let outcome = parser.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
@@ -134,6 +135,24 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
                 return
             }
         }
+        armReadTimer()
+    }
+
+    /// Arms the read timeout of the phase a read left the request in: the head
+    /// timeout counts from the head's first read (a slow head cannot extend it),
+    /// the body timeout from the latest body bytes. Other phases leave the timer
+    /// as it is (`timerFired` ignores a stale one).
+    private func armReadTimer() {
+        switch state {
+        case .head where armedPhase != .head:
+            timer.rearm(after: configuration.headTimeoutMilliseconds)
+            armedPhase = .head
+        case .body where !bodyPaused:
+            timer.rearm(after: configuration.bodyIdleTimeoutMilliseconds)
+            armedPhase = .body
+        default:
+            break
+        }
     }
 
     func parser(_ parser: HTTPParser, didParseHead head: HTTPParsedHead) -> HTTPHeadDisposition {
@@ -155,7 +174,6 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         let exchange = HTTPExchange(head: requestHead, remoteAddress: peerAddress, loop: server.loop, transport: self)
         self.exchange = exchange
         state = .body
-        timer.rearm(after: configuration.bodyIdleTimeoutMilliseconds)
         server.handler(exchange)
         if !exchange.isResponseStarted, !exchange.isCancelled, head.versionMinor >= 1,
            head.headers.hasToken("100-continue", in: "Expect"), (head.contentLength ?? 1) > 0 {
@@ -171,7 +189,6 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
             respondError(413, "request body is over the limit of \(configuration.maxBodyBytes) bytes")
             return false
         }
-        timer.rearm(after: configuration.bodyIdleTimeoutMilliseconds)
         exchange?.deliverBody(bytes)
         return state != .closing
     }
@@ -179,7 +196,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     func parserDidCompleteMessage(_ parser: HTTPParser) {
         requestComplete = true
         if state == .body { state = .responding }
-        timer.stop()
+        armedPhase = .responding
         exchange?.deliverEnd()
     }
 
@@ -216,8 +233,10 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         case .idle:
             stream.close()
         case .head:
+            guard armedPhase == .head else { return }
             respondError(408, "request head not received in time", linger: false)
         case .body:
+            guard armedPhase == .body, !bodyPaused else { return }
             if exchange?.isResponseStarted == true {
                 exchange?.cancel()
                 exchange = nil
@@ -291,7 +310,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         chunkedResponse = contentLength == nil && bodyAllowed && !isHTTP10 && !isHeadRequest
         if contentLength == nil, bodyAllowed, isHTTP10 || isHeadRequest { closeAfterResponse = !isHeadRequest }
         if closeAfterResponse { keepAlive = false }
-        output.append(contentsOf: "HTTP/1.1 \(head.status) \(HTTPStatus.reason(head.status))\r\n".utf8)
+        output.append(contentsOf: HTTPStatus.statusLine(head.status))
         for (name, value) in head.headers where !HTTP1ServerConnection.isManagedHeader(name) {
             output.append(contentsOf: name.utf8)
             output.append(contentsOf: [58, 32])
@@ -299,7 +318,9 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
             output.append(contentsOf: [13, 10])
         }
         if let contentLength, bodyAllowed {
-            output.append(contentsOf: "Content-Length: \(contentLength)\r\n".utf8)
+            output.append(contentsOf: HTTP1ServerConnection.contentLengthPrefix)
+            output.appendDecimal(contentLength)
+            output.append(contentsOf: [13, 10])
         } else if chunkedResponse {
             output.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
         }
@@ -377,7 +398,12 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool) {
         guard exchange === self.exchange, !requestComplete else { return }
         bodyPaused = paused
-        if paused { stream.stopReading() } else { stream.startReading() }
+        if paused {
+            stream.stopReading()
+        } else {
+            stream.startReading()
+            armReadTimer()
+        }
     }
 
     /// The current response has ended: close, or get ready for the next request.
@@ -402,6 +428,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         state = .idle
         bodyPaused = false
         timer.rearm(after: configuration.keepAliveTimeoutMilliseconds)
+        armedPhase = .idle
         if !pendingInput.isEmpty, !inParse {
             server.loop.deferToNextTick { [weak self] in
                 guard let self, self.state == .idle, !self.pendingInput.isEmpty else { return }
@@ -429,6 +456,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         stream.close()
     }
 
+    static let contentLengthPrefix = Array("Content-Length: ".utf8)
     static let continueLine = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
     static let lastChunk = Array("0\r\n\r\n".utf8)
 

@@ -35,7 +35,10 @@ public final class HTTPExchange {
     public private(set) var isResponseStarted = false
     public private(set) var isResponseEnded = false
     public private(set) var isCancelled = false
-    weak var transport: (any HTTPExchangeTransport)?
+    /// Held strongly while the exchange is open (no weak-reference traffic per
+    /// request); dropped when the response ends or the client goes away, which
+    /// breaks the transport ↔ exchange cycle.
+    var transport: (any HTTPExchangeTransport)?
 
     init(head: HTTPRequestHead, remoteAddress: SocketAddress?, loop: EventLoop, transport: any HTTPExchangeTransport) {
         self.head = head
@@ -72,7 +75,9 @@ public final class HTTPExchange {
         if !isResponseStarted { startResponse(status: 200, contentLength: 0) }
         isResponseEnded = true
         releaseCallbacks()
-        transport?.exchangeDidEnd(self)
+        let t = transport
+        transport = nil
+        t?.exchangeDidEnd(self)
     }
 
     /// Handlers' closures usually capture the exchange: dropping them once they
@@ -103,7 +108,9 @@ public final class HTTPExchange {
         guard isOpen else { return }
         isResponseEnded = true
         releaseCallbacks()
-        transport?.exchangeAbort(self)
+        let t = transport
+        transport = nil
+        t?.exchangeAbort(self)
     }
 
     /// Response bytes accepted but not yet written to the client.
@@ -153,6 +160,7 @@ public final class HTTPExchange {
         isCancelled = true
         let callback = onCancel
         releaseCallbacks()
+        transport = nil
         callback?()
     }
 }

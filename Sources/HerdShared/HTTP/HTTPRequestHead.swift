@@ -87,6 +87,17 @@ public enum HTTPStatus {
         }
     }
 
+    /// `HTTP/1.1 <status> <reason>\r\n`, made once per status code.
+    public static func statusLine(_ status: Int) -> [UInt8] {
+        if status >= 100, status < 600, let line = statusLines[status - 100] { return line }
+        return Array("HTTP/1.1 \(status) \(reason(status))\r\n".utf8)
+    }
+
+    private static let statusLines: [[UInt8]?] = (100..<600).map { status in
+        let text = reason(status)
+        return text.hasPrefix("Status ") ? nil : Array("HTTP/1.1 \(status) \(text)\r\n".utf8)
+    }
+
     /// Whether a response with this status never has a body (1xx, 204, 304).
     public static func forbidsBody(_ status: Int) -> Bool {
         (100..<200).contains(status) || status == 204 || status == 304
