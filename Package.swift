@@ -36,7 +36,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "herd-proxy",
-            dependencies: ["HerdShared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["HerdShared", "CUV", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(

@@ -1,17 +1,21 @@
 import ArgumentParser
 import HerdShared
 
-/// `herd-control`: the control plane (discovery, fleet registry, scoring,
-/// queues, SQLite, dashboard on `:11436`).
+/// `herd-control`: the control plane (fleet registry, routing decisions,
+/// queues, SQLite traces; dashboard and JSON API on `:11436`). Starts its
+/// herd-proxy children, so this one command runs a router.
 @main
 struct HerdControlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "herd-control",
         abstract: "herd's control plane: fleet registry, routing decisions, dashboard.",
-        discussion: "Each flag also reads an HERD_* environment variable (e.g. HERD_PORT).",
+        discussion: """
+            Each flag also reads an HERD_* environment variable (--proxy-port ↔ HERD_PROXY_PORT).
+            Binds 127.0.0.1 by default: use --host 0.0.0.0 to serve other machines.
+            """,
         version: HerdVersion.current)
 
-    @Option(help: "Address to bind the dashboard/API and the proxies (HERD_HOST).")
+    @Option(help: "Address to bind the API/heartbeats and the proxies (HERD_HOST).")
     var host: String = Environment.string("HERD_HOST") ?? "127.0.0.1"
 
     @Option(help: "Port of the dashboard, JSON API and heartbeats (HERD_PORT).")
@@ -24,16 +28,60 @@ struct HerdControlCommand: ParsableCommand {
     var proxies: Int = Environment.int("HERD_PROXIES") ?? 1
 
     @Option(help: "Data directory (HERD_DATA_DIR).")
-    var dataDir: String?
+    var dataDir: String = DataDirectory.resolve()
+
+    @Option(help: "Control socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
+    var controlSocket: String? = Environment.string("HERD_CONTROL_SOCKET")
 
     @Option(help: "Fleet key that nodes must sign heartbeats with (HERD_FLEET_KEY).")
-    var fleetKey: String?
+    var fleetKey: String? = Environment.string("HERD_FLEET_KEY")
 
     @Flag(help: "Do not publish the router over mDNS (HERD_NO_MDNS=1).")
-    var noMdns = false
+    var noMdns = Environment.bool("HERD_NO_MDNS")
+
+    @Option(help: "Requests in flight per node and model before queuing (HERD_MAX_CONCURRENCY).")
+    var maxConcurrency: Int = Environment.int("HERD_MAX_CONCURRENCY") ?? 4
+
+    @Option(help: "Seconds a request may wait for a free node before a 503 (HERD_QUEUE_TIMEOUT).")
+    var queueTimeout: Double = Environment.string("HERD_QUEUE_TIMEOUT").flatMap(Double.init) ?? 30
+
+    @Option(help: "Other nodes tried after a failure before a 502 (HERD_MAX_RETRIES).")
+    var maxRetries: Int = Environment.int("HERD_MAX_RETRIES") ?? 2
+
+    @Option(help: "Seconds without a heartbeat before a node is degraded (HERD_DEGRADED_AFTER).")
+    var degradedAfter: Double = Environment.string("HERD_DEGRADED_AFTER").flatMap(Double.init) ?? 6
+
+    @Option(help: "Seconds without a heartbeat before a node is offline (HERD_OFFLINE_AFTER).")
+    var offlineAfter: Double = Environment.string("HERD_OFFLINE_AFTER").flatMap(Double.init) ?? 15
+
+    @Option(parsing: .singleValue, help: "An extra argument for every herd-proxy child (repeatable), e.g. --proxy-arg=--first-byte-timeout=60.")
+    var proxyArg: [String] = []
+
+    func validate() throws {
+        guard (0...65535).contains(port), (0...65535).contains(proxyPort) else { throw ValidationError("ports must be 0–65535") }
+        guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
+        guard maxConcurrency >= 1 else { throw ValidationError("--max-concurrency must be at least 1") }
+        guard queueTimeout > 0, degradedAfter > 0, offlineAfter > degradedAfter else {
+            throw ValidationError("timeouts must be positive and --offline-after longer than --degraded-after")
+        }
+    }
 
     func run() throws {
-        let directory = dataDir ?? DataDirectory.resolve()
-        throw ValidationError("herd-control is not implemented yet (would serve \(host):\(port), data in \(directory))")
+        var options = ControlOptions()
+        options.host = host
+        options.port = port
+        options.proxyPort = proxyPort
+        options.proxies = proxies
+        options.dataDirectory = dataDir
+        options.controlSocket = controlSocket
+        options.fleetKey = fleetKey
+        options.mdns = !noMdns
+        options.scheduler.maxConcurrencyPerModel = maxConcurrency
+        options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
+        options.scheduler.maxRetries = maxRetries
+        options.registry.degradedAfterMilliseconds = UInt64(degradedAfter * 1000)
+        options.registry.offlineAfterMilliseconds = UInt64(offlineAfter * 1000)
+        options.proxyArguments = proxyArg
+        try ControlApp(options: options).run()
     }
 }

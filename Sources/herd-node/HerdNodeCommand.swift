@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import HerdShared
 
 /// `herd-node`: the agent on each machine that serves models. Reports the
@@ -11,22 +12,68 @@ struct HerdNodeCommand: ParsableCommand {
         discussion: "Each flag also reads an HERD_* environment variable (e.g. HERD_CONTROL).",
         version: HerdVersion.current)
 
-    @Option(help: "herd-control's URL (HERD_CONTROL); found over mDNS when absent.")
-    var control: String?
+    @Option(help: "herd-control's URL, e.g. http://192.168.1.10:11436 (HERD_CONTROL).")
+    var control: String? = Environment.string("HERD_CONTROL")
 
-    @Option(help: "The local Ollama (HERD_OLLAMA).")
+    @Option(help: "The local Ollama (HERD_OLLAMA); 'none' for no Ollama.")
     var ollama: String = Environment.string("HERD_OLLAMA") ?? "http://127.0.0.1:11434"
 
-    @Option(help: "An extra OpenAI-compatible backend as KIND=URL, e.g. openai=http://127.0.0.1:8080 (repeatable).")
-    var backend: [String] = []
+    @Option(help: "An extra backend as KIND=URL, e.g. openai=http://127.0.0.1:8080 (repeatable; HERD_BACKENDS, comma-separated).")
+    var backend: [String] = Environment.string("HERD_BACKENDS")?.split(separator: ",").map(String.init) ?? []
 
     @Option(help: "This node's id (HERD_NODE_ID); default: the host name.")
-    var nodeId: String?
+    var nodeId: String = Environment.string("HERD_NODE_ID") ?? NodeIdentity.hostname()
 
     @Option(help: "Fleet key to sign heartbeats with (HERD_FLEET_KEY).")
-    var fleetKey: String?
+    var fleetKey: String? = Environment.string("HERD_FLEET_KEY")
+
+    @Option(help: "Seconds between heartbeats (HERD_INTERVAL).")
+    var interval: Double = Environment.string("HERD_INTERVAL").flatMap(Double.init) ?? 2
+
+    func validate() throws {
+        guard Heartbeat.isValidNodeID(nodeId) else {
+            throw ValidationError("--node-id must be 1–128 letters, digits, '.', '_', '-' or ':' (got '\(nodeId)')")
+        }
+        guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 s") }
+        _ = try targets()
+        guard control != nil else {
+            throw ValidationError("--control URL is required for now (mDNS discovery is coming): e.g. --control http://127.0.0.1:11436")
+        }
+    }
+
+    func targets() throws -> [BackendTarget] {
+        var targets: [BackendTarget] = []
+        if ollama != "none" {
+            do { targets.append(BackendTarget(kind: .ollama, url: try HTTPURL(ollama, defaultPort: 11434))) } catch { throw ValidationError("--ollama: \(error)") }
+        }
+        for entry in backend {
+            guard let eq = entry.firstIndex(of: "="), let kind = BackendKind(rawValue: String(entry[..<eq])) else {
+                throw ValidationError("--backend must be KIND=URL with KIND ollama or openai (got '\(entry)')")
+            }
+            do { targets.append(BackendTarget(kind: kind, url: try HTTPURL(String(entry[entry.index(after: eq)...])))) } catch {
+                throw ValidationError("--backend: \(error)")
+            }
+        }
+        guard !targets.isEmpty else { throw ValidationError("no backend to report: give --ollama or --backend") }
+        return targets
+    }
 
     func run() throws {
-        throw ValidationError("herd-node is not implemented yet (would report \(ollama))")
+        let controlURL: HTTPURL
+        do { controlURL = try HTTPURL(control ?? "", defaultPort: 11436) } catch { throw ValidationError("--control: \(error)") }
+        let loop = try EventLoop()
+        let options = NodeOptions(control: controlURL, backends: try targets(), nodeID: nodeId, intervalMilliseconds: UInt64(interval * 1000))
+        try NodeAgent(loop: loop, options: options).run()
+    }
+}
+
+/// The machine's name, the default node id.
+enum NodeIdentity {
+    static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let cleaned = String(name.map { Heartbeat.isValidNodeID(String($0)) ? $0 : "-" })
+        return cleaned.isEmpty ? "node" : cleaned
     }
 }

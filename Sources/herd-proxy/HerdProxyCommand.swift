@@ -1,5 +1,18 @@
 import ArgumentParser
+import CUV
+import Glibc
 import HerdShared
+
+/// A child of herd-control follows its parent: SIGTERM (drain, then exit) when
+/// the parent dies.
+enum ParentWatch {
+    static func exitWithParent() {
+        let parent = getppid()
+        _ = herd_set_parent_death_signal(SIGTERM)
+        // The parent may have died before prctl took effect.
+        if parent == 1 || getppid() != parent { exit(0) }
+    }
+}
 
 /// `herd-proxy`: the data plane. Serves the Ollama and OpenAI APIs on `:11435`
 /// and relays each request to the node herd-control chooses.
@@ -8,7 +21,11 @@ struct HerdProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "herd-proxy",
         abstract: "herd's data plane: one Ollama/OpenAI endpoint in front of a fleet.",
-        discussion: "Each flag also reads an HERD_* environment variable (e.g. HERD_PORT).",
+        discussion: """
+            Each flag also reads an HERD_* environment variable (e.g. HERD_PORT).
+            Normally started by herd-control; run it alone to scale or restart proxies
+            (several share the port through SO_REUSEPORT).
+            """,
         version: HerdVersion.current)
 
     @Option(help: "Address to listen on (HERD_HOST).")
@@ -18,10 +35,50 @@ struct HerdProxyCommand: ParsableCommand {
     var port: Int = Environment.int("HERD_PORT") ?? 11435
 
     @Option(help: "herd-control's Unix socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
-    var controlSocket: String?
+    var controlSocket: String = Environment.string("HERD_CONTROL_SOCKET") ?? DataDirectory.resolve() + "/control.sock"
+
+    @Option(help: "This proxy's name in logs and traces (HERD_PROXY_ID).")
+    var proxyId: String = Environment.string("HERD_PROXY_ID") ?? "proxy"
+
+    @Option(help: "Seconds to wait for a model server's first byte (model loads included) (HERD_FIRST_BYTE_TIMEOUT).")
+    var firstByteTimeout: Double = Environment.string("HERD_FIRST_BYTE_TIMEOUT").flatMap(Double.init) ?? 300
+
+    @Option(help: "Seconds to connect to a model server (HERD_CONNECT_TIMEOUT).")
+    var connectTimeout: Double = Environment.string("HERD_CONNECT_TIMEOUT").flatMap(Double.init) ?? 3
+
+    @Option(help: "Largest request body in MiB (HERD_MAX_BODY_MB).")
+    var maxBodyMb: Int = Environment.int("HERD_MAX_BODY_MB") ?? 64
+
+    @Option(help: "Seconds in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT).")
+    var drainTimeout: Double = Environment.string("HERD_DRAIN_TIMEOUT").flatMap(Double.init) ?? 30
+
+    @Option(help: "Comma-separated browser origins allowed by CORS, or * (HERD_ALLOWED_ORIGINS); default: local pages and apps.")
+    var allowedOrigins: String? = Environment.string("HERD_ALLOWED_ORIGINS")
+
+    @Flag(help: "Exit (draining) when the parent process dies; herd-control sets it for its children.")
+    var exitWithParent = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0–65535") }
+        guard firstByteTimeout > 0, connectTimeout > 0, drainTimeout >= 0 else { throw ValidationError("timeouts must be positive") }
+        guard maxBodyMb >= 1 else { throw ValidationError("--max-body-mb must be at least 1") }
+    }
 
     func run() throws {
-        let socket = controlSocket ?? Environment.string("HERD_CONTROL_SOCKET") ?? (DataDirectory.resolve() + "/control.sock")
-        throw ValidationError("herd-proxy request routing is not implemented yet (would listen on \(host):\(port), control at \(socket))")
+        var options = ProxyOptions()
+        options.host = host
+        options.port = port
+        options.controlSocket = controlSocket
+        options.proxyID = proxyId
+        options.client.firstByteTimeoutMilliseconds = UInt64(firstByteTimeout * 1000)
+        options.client.connectTimeoutMilliseconds = UInt64(connectTimeout * 1000)
+        options.server.maxBodyBytes = maxBodyMb * 1024 * 1024
+        options.drainMilliseconds = UInt64(drainTimeout * 1000)
+        if let allowedOrigins {
+            options.allowedOrigins = allowedOrigins.split(separator: ",").map { String($0.trimmingSpaces) }
+        }
+        if exitWithParent { ParentWatch.exitWithParent() }
+        let loop = try EventLoop()
+        try ProxyApp(loop: loop, options: options).run()
     }
 }

@@ -212,7 +212,8 @@ public final class FakeBackend {
                 respondJSON(exchange, 400, ["error": .string("unknown failure '\(text)'")])
                 return
             }
-            setFailure(failure)
+            // After this answer has been written: `refuse` closes every connection.
+            loop.deferToNextTick { [unowned self] in self.setFailure(failure) }
         }
         if let n = script["tokens"]?.intValue { configuration.tokens = n }
         if let n = script["token_delay_ms"]?.intValue { configuration.tokenDelayMilliseconds = UInt64(max(0, n)) }

@@ -116,6 +116,13 @@ public final class EventLoop: @unchecked Sendable {
     /// The loop's cached clock in milliseconds (updated once per iteration).
     public var nowMilliseconds: UInt64 { uv_now(raw) }
 
+    /// Wall-clock time in milliseconds since 1970 (for records, not for timeouts).
+    public static func wallClockMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+    }
+
     /// A monotonic clock in nanoseconds.
     public static func monotonicNanoseconds() -> UInt64 { uv_hrtime() }
 

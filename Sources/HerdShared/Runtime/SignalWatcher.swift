@@ -1,4 +1,7 @@
 import CUV
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Watches a POSIX signal (SIGTERM, SIGINT, …) on the loop. Loop-thread only.
 /// Like every handle owner it lives until `close()`.
@@ -21,6 +24,12 @@ public final class SignalWatcher: LoopClosable {
             close()
             throw UVError(code: rc, operation: "uv_signal_start")
         }
+        // A parent may have started us with the signal blocked (threads of test
+        // runners do): unblock it on the loop thread so that it is delivered.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         // A signal watcher alone must not keep the loop running.
         uv_unref(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self))
     }

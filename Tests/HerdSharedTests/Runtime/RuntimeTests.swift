@@ -1,4 +1,5 @@
 import Glibc
+import HerdTestSupport
 import Testing
 @testable import HerdShared
 

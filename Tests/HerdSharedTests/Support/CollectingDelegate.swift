@@ -1,4 +1,5 @@
 import HerdShared
+import HerdTestSupport
 
 /// Collects one client response (on the loop thread) for a test thread to wait on.
 final class CollectingDelegate: HTTPClientResponseDelegate, @unchecked Sendable {

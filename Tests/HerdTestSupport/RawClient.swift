@@ -3,11 +3,11 @@ import HerdShared
 
 /// A blocking TCP client for tests: sends exact bytes and reads raw responses,
 /// with its own small response reader (independent of herd's parser).
-final class RawClient {
-    let fd: Int32
+public final class RawClient {
+    public let fd: Int32
     private var buffer: [UInt8] = []
 
-    init(port: Int, host: String = "127.0.0.1", timeoutSeconds: Int = 5) throws {
+    public init(port: Int, host: String = "127.0.0.1", timeoutSeconds: Int = 5) throws {
         let address = try SocketAddress(host: host, port: port)
         fd = socket(address.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
@@ -39,9 +39,9 @@ final class RawClient {
 
     deinit { Glibc.close(fd) }
 
-    func send(_ text: String) { send(Array(text.utf8)) }
+    public func send(_ text: String) { send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) {
+    public func send(_ bytes: [UInt8]) {
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -52,7 +52,7 @@ final class RawClient {
 
     /// Reads more bytes into the buffer; false on EOF, error or timeout.
     @discardableResult
-    func fill() -> Bool {
+    public func fill() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n <= 0 { return false }
@@ -61,14 +61,14 @@ final class RawClient {
     }
 
     /// Reads until the peer closes (or the timeout) and returns every byte.
-    func readToEnd() -> [UInt8] {
+    public func readToEnd() -> [UInt8] {
         while fill() {}
         defer { buffer.removeAll() }
         return buffer
     }
 
     /// Whether the server closed the connection (EOF) within the timeout.
-    func isClosedByPeer() -> Bool {
+    public func isClosedByPeer() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -78,7 +78,7 @@ final class RawClient {
     }
 
     /// Reads one complete response (Content-Length, chunked or close-delimited).
-    func readResponse(headRequest: Bool = false) throws -> RawResponse {
+    public func readResponse(headRequest: Bool = false) throws -> RawResponse {
         var headEnd: Int?
         while true {
             if let r = findHeadEnd() { headEnd = r; break }
@@ -141,22 +141,22 @@ final class RawClient {
     }
 }
 
-struct RawResponse {
-    let status: Int
-    let headers: [(String, String)]
-    let body: [UInt8]
-    let rawBody: [UInt8]
-    var text: String { String(decoding: body, as: UTF8.self) }
-    func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+public struct RawResponse {
+    public let status: Int
+    public let headers: [(String, String)]
+    public let body: [UInt8]
+    public let rawBody: [UInt8]
+    public var text: String { String(decoding: body, as: UTF8.self) }
+    public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
 }
 
-struct TestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 extension String {
-    func trimmingCharacters() -> String {
+    public func trimmingCharacters() -> String {
         var s = Substring(self)
         while s.first == " " || s.first == "\t" { s.removeFirst() }
         while s.last == " " || s.last == "\t" { s.removeLast() }

@@ -1,0 +1,112 @@
+extension JSONValue {
+    /// Validates a whole JSON document but builds only the members of the top-level
+    /// object named in `keys` (the rest is checked and skipped without allocating):
+    /// how the proxy reads `model`, `stream`, … out of a request body that may
+    /// carry megabytes of messages and images. Throws for invalid JSON or a
+    /// top level that is not an object.
+    public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: Set<String>, maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        parser.skipSpace()
+        guard parser.current == UInt8(ascii: "{") else { throw parser.error("the body must be a JSON object") }
+        parser.index += 1
+        var found: [String: JSONValue] = [:]
+        parser.skipSpace()
+        if parser.current == UInt8(ascii: "}") {
+            parser.index += 1
+        } else {
+            while true {
+                parser.skipSpace()
+                guard parser.current == UInt8(ascii: "\"") else { throw parser.error("expected a string key") }
+                let key = try parser.parseString()
+                parser.skipSpace()
+                guard parser.current == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
+                parser.index += 1
+                parser.skipSpace()
+                if keys.contains(key) {
+                    found[key] = try parser.parseValue(depth: 1)
+                } else {
+                    try parser.skipValue(depth: 1)
+                }
+                parser.skipSpace()
+                if parser.current == UInt8(ascii: ",") {
+                    parser.index += 1
+                } else if parser.current == UInt8(ascii: "}") {
+                    parser.index += 1
+                    break
+                } else {
+                    throw parser.error("expected ',' or '}'")
+                }
+            }
+        }
+        parser.skipSpace()
+        if parser.index != bytes.count { throw parser.error("trailing characters") }
+        return found
+    }
+}
+
+extension JSONParser {
+    /// Checks one value's syntax and moves past it without building it.
+    mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard let c = current else { throw error("unexpected end of input") }
+        switch c {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            if depth + 1 > maxDepth { throw error("nesting too deep") }
+            let isObject = c == UInt8(ascii: "{")
+            let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            index += 1
+            skipSpace()
+            if current == close { index += 1; return }
+            while true {
+                skipSpace()
+                if isObject {
+                    guard current == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                    try skipString()
+                    skipSpace()
+                    guard current == UInt8(ascii: ":") else { throw error("expected ':'") }
+                    index += 1
+                    skipSpace()
+                }
+                try skipValue(depth: depth + 1)
+                skipSpace()
+                if current == UInt8(ascii: ",") {
+                    index += 1
+                } else if current == close {
+                    index += 1
+                    return
+                } else {
+                    throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
+                }
+            }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try expectWord("true")
+        case UInt8(ascii: "f"): try expectWord("false")
+        case UInt8(ascii: "n"): try expectWord("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try parseNumber()
+        default: throw error("unexpected character")
+        }
+    }
+
+    /// Checks a string literal (escapes included) and moves past it.
+    mutating func skipString() throws(JSONParseError) {
+        index += 1
+        while let c = current {
+            index += 1
+            switch c {
+            case UInt8(ascii: "\""): return
+            case UInt8(ascii: "\\"):
+                guard let e = current else { throw error("unterminated escape") }
+                index += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"): _ = try parseHex4()
+                default: throw error("invalid escape")
+                }
+            default:
+                if c < 0x20 { throw error("control character in string") }
+            }
+        }
+        throw error("unterminated string")
+    }
+}

@@ -1,0 +1,131 @@
+import Glibc
+import HerdShared
+
+/// herd-control's settings, from flags and `HERD_*` variables.
+struct ControlOptions: Sendable {
+    var host = "127.0.0.1"
+    var port = 11436
+    var proxyPort = 11435
+    var proxies = 1
+    var dataDirectory = DataDirectory.resolve()
+    var controlSocket: String?
+    var fleetKey: String?
+    var mdns = true
+    var scheduler = Scheduler.Settings()
+    var registry = NodeRegistry.Settings()
+    var proxyArguments: [String] = []
+
+    var socketPath: String { controlSocket ?? dataDirectory + "/control.sock" }
+}
+
+/// The composition root of herd-control: builds every part, wires them, runs
+/// the loop until SIGTERM/SIGINT, then stops the proxies and flushes SQLite.
+final class ControlApp {
+    let options: ControlOptions
+    let log = Logger(label: "herd-control")
+
+    init(options: ControlOptions) {
+        self.options = options
+    }
+
+    func run() throws {
+        let loop = try EventLoop()
+        try makeDirectories(options.dataDirectory)
+        let traces = try TraceStore(path: options.dataDirectory + "/herd.db", log: log)
+        let registry = NodeRegistry(settings: options.registry)
+        let scheduler = Scheduler(loop: loop, registry: registry, settings: options.scheduler)
+        let requestLog = RequestLog(loop: loop)
+        scheduler.onResult = { result, request in
+            traces.record(result, request: request, now: Int(EventLoop.wallClockMilliseconds()))
+            requestLog.record(result, request: request)
+        }
+
+        var snapshot = RoutingSnapshot()
+        let currentSnapshot = { () -> RoutingSnapshot in
+            if snapshot.version != registry.version {
+                snapshot = SnapshotBuilder.build(version: registry.version, nodes: Array(registry.nodes.values))
+            }
+            return snapshot
+        }
+        let routes = RouteServer(loop: loop, scheduler: scheduler, log: log, snapshot: currentSnapshot)
+        try routes.listen(path: options.socketPath)
+
+        let api = ControlAPI(loop: loop, registry: registry, scheduler: scheduler, log: log)
+        api.proxyCount = { routes.proxyCount }
+        let fleetChanged = {
+            scheduler.fleetChanged()
+            routes.pushSnapshots()
+        }
+        api.onFleetChange = fleetChanged
+        var httpConfiguration = HTTPServerConfiguration()
+        httpConfiguration.maxBodyBytes = 4 * 1024 * 1024
+        let http = HTTPServer(loop: loop, configuration: httpConfiguration) { api.handle($0) }
+        let bound = try http.listen(host: options.host, port: options.port)
+
+        let sweep = LoopTimer(loop: loop)
+        sweep.start(after: 1_000, repeating: 1_000) {
+            if registry.sweep(now: loop.nowMilliseconds) { fleetChanged() }
+        }
+
+        let supervisor = ProxySupervisor(loop: loop, settings: ProxySupervisor.Settings(
+            count: options.proxies, executable: executableDirectory() + "/herd-proxy", host: options.host,
+            port: options.proxyPort, controlSocket: options.socketPath, extraArguments: options.proxyArguments), log: log)
+        supervisor.start()
+
+        if options.fleetKey == nil {
+            log.warning("no fleet key: any machine that can reach \(bound) can join the fleet (set --fleet-key or HERD_FLEET_KEY)")
+        }
+        log.info("listening on \(bound) (heartbeats, API); control socket \(options.socketPath); data in \(options.dataDirectory)")
+
+        var stopping = false
+        let stop: (Int32) -> Void = { [log] signal in
+            guard !stopping else { return }
+            stopping = true
+            log.info("signal \(signal): stopping proxies, then exiting")
+            supervisor.stop(deadline: 15_000) {
+                sweep.close()
+                routes.close()
+                http.close()
+                loop.stop()
+            }
+        }
+        let term = try SignalWatcher(loop: loop, signal: SIGTERM, stop)
+        let interrupt = try SignalWatcher(loop: loop, signal: SIGINT, stop)
+        loop.run()
+        term.close()
+        interrupt.close()
+        requestLog.flushOutput()
+        traces.close()
+        log.info("stopped")
+    }
+}
+
+/// One line per finished request at info (`request id=… model=… node=…`),
+/// written once per loop iteration so that thousands per second cost a
+/// handful of writes.
+final class RequestLog: LoopFlushable {
+    private let loop: EventLoop
+    private var buffer: [UInt8] = []
+    private var scheduled = false
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func record(_ result: RouteResult, request: RouteRequest?) {
+        var line = "request_id=\(result.id) model=\(request?.model ?? result.model) served=\(result.model) node=\(result.node.isEmpty ? "-" : result.node)"
+        line += " outcome=\(result.outcome.rawValue) status=\(result.status) retries=\(result.retries)"
+        line += " ttft_ms=\(Int(result.ttftMilliseconds)) duration_ms=\(Int(result.durationMilliseconds)) tokens=\(result.completionTokens)"
+        if let error = result.error { line += " error=\"\(error)\"" }
+        buffer.append(contentsOf: "\(Logger.timestamp()) herd-control info \(line)\n".utf8)
+        if !scheduled {
+            scheduled = true
+            loop.scheduleFlush(self)
+        }
+    }
+
+    func flushOutput() {
+        scheduled = false
+        guard !buffer.isEmpty else { return }
+        _ = buffer.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,90 @@
+import HerdShared
+
+/// Whether a node can be routed to.
+enum NodeStatus: String, Sendable {
+    /// Heartbeats arrive on time.
+    case online
+    /// Heartbeats are late: routed to only when no online node can serve.
+    case degraded
+    /// Heartbeats stopped: never routed to.
+    case offline
+}
+
+/// One machine of the fleet, as its latest heartbeat describes it.
+struct FleetNode: Sendable {
+    var heartbeat: Heartbeat
+    var lastSeenMilliseconds: UInt64
+    var firstSeenMilliseconds: UInt64
+    var status: NodeStatus
+    var id: String { heartbeat.nodeID }
+}
+
+/// The fleet: nodes keyed by id, fed by heartbeats, aged by a clock.
+/// Loop-thread only; time comes in as a parameter (tests need no sleeping).
+final class NodeRegistry {
+    struct Settings: Sendable {
+        /// A node whose last heartbeat is older than this is degraded.
+        var degradedAfterMilliseconds: UInt64 = 6_000
+        /// … and older than this, offline.
+        var offlineAfterMilliseconds: UInt64 = 15_000
+        /// An offline node is forgotten after this.
+        var forgetAfterMilliseconds: UInt64 = 3_600_000
+    }
+
+    let settings: Settings
+    private(set) var nodes: [String: FleetNode] = [:]
+    /// Bumped whenever something routing depends on changes.
+    private(set) var version = 0
+
+    init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// Records a heartbeat. Returns whether routing-relevant state changed.
+    @discardableResult
+    func accept(_ heartbeat: Heartbeat, now: UInt64) -> Bool {
+        if var node = nodes[heartbeat.nodeID] {
+            let changed = node.status != .online || NodeRegistry.routingView(node.heartbeat) != NodeRegistry.routingView(heartbeat)
+            node.heartbeat = heartbeat
+            node.lastSeenMilliseconds = now
+            node.status = .online
+            nodes[heartbeat.nodeID] = node
+            if changed { version += 1 }
+            return changed
+        }
+        nodes[heartbeat.nodeID] = FleetNode(heartbeat: heartbeat, lastSeenMilliseconds: now, firstSeenMilliseconds: now, status: .online)
+        version += 1
+        return true
+    }
+
+    /// Re-derives every node's status from the time of its last heartbeat.
+    /// Returns whether any status changed.
+    @discardableResult
+    func sweep(now: UInt64) -> Bool {
+        var changed = false
+        for (id, var node) in nodes {
+            let age = now >= node.lastSeenMilliseconds ? now - node.lastSeenMilliseconds : 0
+            if age > settings.forgetAfterMilliseconds {
+                nodes[id] = nil
+                changed = true
+                continue
+            }
+            let status: NodeStatus = age > settings.offlineAfterMilliseconds ? .offline : age > settings.degradedAfterMilliseconds ? .degraded : .online
+            if status != node.status {
+                node.status = status
+                nodes[id] = node
+                changed = true
+            }
+        }
+        if changed { version += 1 }
+        return changed
+    }
+
+    /// What routing reads from a heartbeat (memory and CPU readings change every
+    /// beat and are read live, not pushed).
+    private static func routingView(_ heartbeat: Heartbeat) -> [String] {
+        heartbeat.backends.map { b in
+            "\(b.kind.rawValue) \(b.address) \(b.reachable) \(b.models.map(\.name).joined(separator: ",")) | \(b.loaded.map(\.name).joined(separator: ","))"
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import HerdShared
+
+/// Builds the routing snapshot pushed to proxies: per node, its backends and
+/// models, and the fleet-wide listings (`/api/tags`, `/api/ps`, `/v1/models`)
+/// with one entry per model name.
+enum SnapshotBuilder {
+    static func build(version: Int, nodes: [FleetNode]) -> RoutingSnapshot {
+        var snapshotNodes: [RoutingSnapshot.Node] = []
+        var tags: [String: JSONValue] = [:]
+        var ps: [String: JSONValue] = [:]
+        var openAI: [String: JSONValue] = [:]
+        var ollamaVersion = "0.0.0"
+        for node in nodes.sorted(by: { $0.id < $1.id }) {
+            snapshotNodes.append(RoutingSnapshot.Node(id: node.id, status: node.status.rawValue, backends: node.heartbeat.backends.map { b in
+                RoutingSnapshot.Backend(kind: b.kind, address: b.address, models: b.models.map(\.name), loaded: b.loaded.map(\.name))
+            }))
+            guard node.status != .offline else { continue }
+            for backend in node.heartbeat.backends where backend.reachable {
+                if backend.kind == .ollama, let version = backend.version, versionIsNewer(version, than: ollamaVersion) {
+                    ollamaVersion = version
+                }
+                for model in backend.models {
+                    if backend.kind == .ollama, tags[model.name] == nil {
+                        tags[model.name] = ["name": .string(model.name), "model": .string(model.name), "modified_at": .string(model.modifiedAt),
+                                            "size": .int(model.sizeBytes), "digest": .string(model.digest), "details": model.details]
+                    }
+                    if openAI[model.name] == nil {
+                        openAI[model.name] = ["id": .string(model.name), "object": "model", "created": .int(0), "owned_by": .string(node.id)]
+                    }
+                }
+                for model in backend.loaded where backend.kind == .ollama && ps[model.name] == nil {
+                    let details = backend.models.first { $0.name == model.name }
+                    ps[model.name] = ["name": .string(model.name), "model": .string(model.name), "size": .int(model.sizeBytes),
+                                      "digest": .string(details?.digest ?? ""), "details": details?.details ?? [:],
+                                      "expires_at": .string(model.expiresAt), "size_vram": .int(model.vramBytes),
+                                      "context_length": .int(model.contextLength)]
+                }
+            }
+        }
+        return RoutingSnapshot(
+            version: version, nodes: snapshotNodes,
+            tags: ["models": .array(tags.keys.sorted().map { tags[$0]! })],
+            ps: ["models": .array(ps.keys.sorted().map { ps[$0]! })],
+            openAIModels: ["object": "list", "data": .array(openAI.keys.sorted().map { openAI[$0]! })],
+            ollamaVersion: ollamaVersion)
+    }
+
+    /// Compares dotted versions numerically (`0.12.10` > `0.12.9`).
+    static func versionIsNewer(_ a: String, than b: String) -> Bool {
+        let x = a.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        let y = b.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        for i in 0..<max(x.count, y.count) {
+            let p = i < x.count ? x[i] : 0, q = i < y.count ? y[i] : 0
+            if p != q { return p > q }
+        }
+        return false
+    }
+}

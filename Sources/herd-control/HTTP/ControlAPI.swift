@@ -1,0 +1,82 @@
+import HerdShared
+
+/// herd-control's HTTP endpoints on `:11436`: heartbeats from nodes, health,
+/// and the fleet as JSON. Loop-thread only.
+final class ControlAPI {
+    private let registry: NodeRegistry
+    private let scheduler: Scheduler
+    private let loop: EventLoop
+    private let log: Logger
+    /// Called when a heartbeat changed what routing sees.
+    var onFleetChange: (() -> Void)?
+    /// Connected proxies, for `/health`.
+    var proxyCount: () -> Int = { 0 }
+    let heartbeatIntervalMilliseconds = 2_000
+
+    init(loop: EventLoop, registry: NodeRegistry, scheduler: Scheduler, log: Logger) {
+        self.loop = loop
+        self.registry = registry
+        self.scheduler = scheduler
+        self.log = log
+    }
+
+    func handle(_ exchange: HTTPExchange) {
+        let path = exchange.head.path
+        switch (exchange.head.method, path) {
+        case ("POST", "/heartbeat"):
+            exchange.collectBody { [unowned self] body in self.heartbeat(exchange, body) }
+        case ("GET", "/health"), ("HEAD", "/health"):
+            respond(exchange, 200, ["status": "ok", "version": .string(HerdVersion.current),
+                                    "nodes": .int(registry.nodes.count), "proxies": .int(proxyCount())])
+        case ("GET", "/api/fleet"):
+            respond(exchange, 200, fleetJSON())
+        case ("GET", "/"):
+            respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
+                                    "endpoints": ["/health", "/api/fleet", "POST /heartbeat"]])
+        case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"):
+            respond(exchange, 405, ["error": .string("\(exchange.head.method) is not allowed on \(path)")])
+        default:
+            respond(exchange, 404, ["error": .string("no endpoint \(path)")])
+        }
+    }
+
+    private func heartbeat(_ exchange: HTTPExchange, _ body: [UInt8]) {
+        let heartbeat: Heartbeat
+        do {
+            heartbeat = try Heartbeat(json: try JSONValue.parse(body))
+        } catch {
+            log.warning("refused heartbeat from \(exchange.remoteAddress?.description ?? "?"): \(error)")
+            respond(exchange, 400, ["error": .string("invalid heartbeat: \(error)")])
+            return
+        }
+        let known = registry.nodes[heartbeat.nodeID] != nil
+        if registry.accept(heartbeat, now: loop.nowMilliseconds) {
+            if !known { log.info("node \(heartbeat.nodeID) joined with \(heartbeat.backends.count) backend(s)") }
+            onFleetChange?()
+        }
+        respond(exchange, 200, ["ok": true, "node_id": .string(heartbeat.nodeID), "interval_ms": .int(heartbeatIntervalMilliseconds)])
+    }
+
+    private func fleetJSON() -> JSONValue {
+        let now = loop.nowMilliseconds
+        return ["nodes": .array(registry.nodes.values.sorted { $0.id < $1.id }.map { node in
+            let hb = node.heartbeat
+            return ["id": .string(node.id), "status": .string(node.status.rawValue),
+                    "last_seen_ms_ago": .int(Int(now - min(now, node.lastSeenMilliseconds))),
+                    "agent_version": .string(hb.agentVersion),
+                    "cpu": ["cores": .int(hb.cpuCores), "utilization": .number(hb.cpuUtilization)],
+                    "memory": ["total_bytes": .int(hb.memoryTotalBytes), "available_bytes": .int(hb.memoryAvailableBytes)],
+                    "in_flight": .int(scheduler.inFlight(node: node.id)),
+                    "backends": .array(hb.backends.map { b in
+                        ["kind": .string(b.kind.rawValue), "address": .string(b.address), "reachable": .bool(b.reachable),
+                         "models": .strings(b.models.map(\.name)), "loaded": .strings(b.loaded.map(\.name))]
+                    })]
+        }), "queue_length": .int(scheduler.queueLength), "in_flight": .int(scheduler.inFlightCount)]
+    }
+
+    private func respond(_ exchange: HTTPExchange, _ status: Int, _ body: JSONValue) {
+        var bytes: [UInt8] = []
+        body.write(to: &bytes)
+        exchange.respond(status: status, headers: ["Content-Type": "application/json; charset=utf-8"], body: bytes)
+    }
+}

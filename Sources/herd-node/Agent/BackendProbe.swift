@@ -1,0 +1,105 @@
+import HerdShared
+
+/// One backend the agent watches, and how to read its state.
+struct BackendTarget {
+    var kind: BackendKind
+    var url: HTTPURL
+}
+
+/// Reads a backend's state: Ollama `/api/version`, `/api/tags`, `/api/ps`; an
+/// OpenAI-compatible server's `/v1/models`. Loop-thread only.
+enum BackendProbe {
+    static func probe(_ target: BackendTarget, address: SocketAddress?, client: HTTPClient, completion: @escaping (Heartbeat.Backend) -> Void) {
+        let reported = address.map(\.description) ?? "\(target.url.host):\(target.url.port)"
+        var backend = Heartbeat.Backend(kind: target.kind, url: target.url.description, address: reported, reachable: false)
+        guard let address else {
+            backend.error = "cannot resolve \(target.url.host)"
+            completion(backend)
+            return
+        }
+        let prefix = target.url.path
+        switch target.kind {
+        case .ollama:
+            var pending = 3
+            var failure: String?
+            let done = {
+                pending -= 1
+                guard pending == 0 else { return }
+                backend.reachable = failure == nil
+                backend.error = failure
+                completion(backend)
+            }
+            get(prefix + "/api/version", address, client) { result in
+                switch result {
+                case let .success(json): backend.version = json["version"]?.stringValue
+                case let .failure(error): failure = error.message
+                }
+                done()
+            }
+            get(prefix + "/api/tags", address, client) { result in
+                switch result {
+                case let .success(json): backend.models = parseTags(json)
+                case let .failure(error): failure = error.message
+                }
+                done()
+            }
+            get(prefix + "/api/ps", address, client) { result in
+                switch result {
+                case let .success(json): backend.loaded = parsePS(json)
+                case let .failure(error): failure = error.message
+                }
+                done()
+            }
+        case .openai:
+            get(prefix + "/v1/models", address, client) { result in
+                switch result {
+                case let .success(json):
+                    backend.reachable = true
+                    backend.models = (json["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }.map { Heartbeat.Model(name: $0) }
+                case let .failure(error):
+                    backend.error = error.message
+                }
+                completion(backend)
+            }
+        }
+    }
+
+    /// `/api/tags` → models on disk.
+    static func parseTags(_ json: JSONValue) -> [Heartbeat.Model] {
+        (json["models"]?.arrayValue ?? []).compactMap { m in
+            guard let name = m["name"]?.stringValue ?? m["model"]?.stringValue else { return nil }
+            return Heartbeat.Model(name: name, sizeBytes: m["size"]?.intValue ?? 0, digest: m["digest"]?.stringValue ?? "",
+                                   modifiedAt: m["modified_at"]?.stringValue ?? "", details: m["details"] ?? [:])
+        }
+    }
+
+    /// `/api/ps` → loaded models with their memory and context.
+    static func parsePS(_ json: JSONValue) -> [Heartbeat.LoadedModel] {
+        (json["models"]?.arrayValue ?? []).compactMap { m in
+            guard let name = m["name"]?.stringValue ?? m["model"]?.stringValue else { return nil }
+            return Heartbeat.LoadedModel(name: name, sizeBytes: m["size"]?.intValue ?? 0, vramBytes: m["size_vram"]?.intValue ?? 0,
+                                         contextLength: m["context_length"]?.intValue ?? 0, expiresAt: m["expires_at"]?.stringValue ?? "")
+        }
+    }
+
+    private static func get(_ path: String, _ address: SocketAddress, _ client: HTTPClient, _ completion: @escaping (Result<JSONValue, ProbeFailure>) -> Void) {
+        client.collect(HTTPClientRequest(method: "GET", target: path), to: address) { result in
+            switch result {
+            case let .success(response):
+                guard response.status == 200 else { return completion(.failure(ProbeFailure(message: "GET \(path): status \(response.status)"))) }
+                do {
+                    completion(.success(try JSONValue.parse(response.body)))
+                } catch {
+                    completion(.failure(ProbeFailure(message: "GET \(path): \(error)")))
+                }
+            case let .failure(error):
+                completion(.failure(ProbeFailure(message: "GET \(path): \(error)")))
+            }
+        }
+    }
+}
+
+/// Why a probe request failed, in words for the heartbeat's `error`.
+struct ProbeFailure: Error {
+    let message: String
+}

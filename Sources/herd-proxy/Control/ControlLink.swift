@@ -1,0 +1,166 @@
+import HerdShared
+
+/// A request waiting for control's routing answer.
+protocol RouteWaiter: AnyObject {
+    func routed(_ answer: RouteAnswer)
+    func refused(_ refusal: RouteRefusal)
+    /// Control went away before answering: route locally.
+    func controlLost()
+}
+
+/// The proxy's one persistent, multiplexed connection to herd-control: hello,
+/// ROUTE/RETRY/RESULT/CANCEL by request id, SNAPSHOTs. Reconnects with
+/// backoff; while away, RESULTs are buffered (bounded) and the proxy routes
+/// from its last snapshot. Loop-thread only.
+final class ControlLink {
+    private let loop: EventLoop
+    private let path: String
+    private let proxyID: String
+    private let log: Logger
+    private var channel: ControlChannel?
+    private var connected = false
+    private var waiters: [UInt64: any RouteWaiter] = [:]
+    private var bufferedResults: [RouteResult] = []
+    private var droppedResults = 0
+    private let maxBufferedResults = 10_000
+    private var backoff: UInt64 = 50
+    private let retryTimer: LoopTimer
+    private var stopped = false
+    private var everConnected = false
+    /// The latest routing snapshot (kept across reconnects).
+    private(set) var snapshot = RoutingSnapshot()
+    var onSnapshot: ((RoutingSnapshot) -> Void)?
+
+    init(loop: EventLoop, path: String, proxyID: String, log: Logger) {
+        self.loop = loop
+        self.path = path
+        self.proxyID = proxyID
+        self.log = log
+        retryTimer = LoopTimer(loop: loop)
+    }
+
+    var isConnected: Bool { connected }
+
+    func start() { connect() }
+
+    func stop() {
+        stopped = true
+        retryTimer.close()
+        channel?.close()
+    }
+
+    private func connect() {
+        guard !stopped else { return }
+        let stream = StreamConnection(loop: loop, kind: .pipe)
+        stream.connect(toPath: path) { [weak self] error in
+            guard let self else { return stream.close() }
+            if let error {
+                stream.close()
+                if !self.everConnected || self.backoff >= 1_000 {
+                    self.log.debug("control at \(self.path) not reachable (\(error.name)); retrying")
+                }
+                self.scheduleReconnect()
+                return
+            }
+            self.attach(ControlChannel(stream: stream))
+        }
+    }
+
+    private func attach(_ channel: ControlChannel) {
+        self.channel = channel
+        channel.onMessage = { [unowned self] type, body in self.message(type, body) }
+        channel.onClose = { [unowned self] error in self.lost(error) }
+        channel.start()
+        channel.send(.hello, ControlHello(proxyID: proxyID).json)
+    }
+
+    private func scheduleReconnect() {
+        guard !stopped else { return }
+        let delay = backoff
+        backoff = min(backoff * 2, 2_000)
+        retryTimer.start(after: delay) { [unowned self] in self.connect() }
+    }
+
+    private func lost(_ error: ControlProtocolError?) {
+        let wasConnected = connected
+        connected = false
+        channel = nil
+        if wasConnected { log.warning("lost herd-control\(error.map { ": \($0.reason)" } ?? ""); routing from the last snapshot until it is back") }
+        let orphans = waiters
+        waiters.removeAll()
+        for waiter in orphans.values { waiter.controlLost() }
+        scheduleReconnect()
+    }
+
+    private func message(_ type: ControlMessageType, _ body: JSONValue) {
+        do {
+            switch type {
+            case .helloOK:
+                connected = true
+                everConnected = true
+                backoff = 50
+                log.info("connected to herd-control at \(path)")
+                flushResults()
+            case .snapshot:
+                snapshot = try RoutingSnapshot(json: body)
+                onSnapshot?(snapshot)
+            case .routeOK:
+                let answer = try RouteAnswer(json: body)
+                waiters.removeValue(forKey: answer.id)?.routed(answer)
+            case .routeError:
+                let refusal = try RouteRefusal(json: body)
+                waiters.removeValue(forKey: refusal.id)?.refused(refusal)
+            case .hello, .route, .retry, .result, .cancel:
+                throw JSONFieldError("control does not send \(type)")
+            }
+        } catch {
+            channel?.close(ControlProtocolError("\(error)"))
+        }
+    }
+
+    /// Asks control for a route; false when control is away (route locally).
+    func route(_ request: RouteRequest, waiter: any RouteWaiter) -> Bool {
+        guard connected, let channel else { return false }
+        waiters[request.id] = waiter
+        channel.send(.route, request.json)
+        return true
+    }
+
+    /// Reports a failed node and asks for another; false when control is away.
+    func retry(_ retry: RouteRetry, waiter: any RouteWaiter) -> Bool {
+        guard connected, let channel else { return false }
+        waiters[retry.id] = waiter
+        channel.send(.retry, retry.json)
+        return true
+    }
+
+    /// Abandons a request control is routing or queuing.
+    func cancel(id: UInt64) {
+        waiters[id] = nil
+        guard connected, let channel else { return }
+        channel.send(.cancel, ["id": .int(Int(id))])
+    }
+
+    /// Reports an outcome (buffered while control is away; oldest dropped past the bound).
+    func result(_ result: RouteResult) {
+        if connected, let channel {
+            channel.send(.result, result.json)
+            return
+        }
+        if bufferedResults.count >= maxBufferedResults {
+            bufferedResults.removeFirst(bufferedResults.count / 10)
+            droppedResults += maxBufferedResults / 10
+        }
+        bufferedResults.append(result)
+    }
+
+    private func flushResults() {
+        guard let channel else { return }
+        if droppedResults > 0 {
+            log.warning("\(droppedResults) results were dropped while control was away")
+            droppedResults = 0
+        }
+        for result in bufferedResults { channel.send(.result, result.json) }
+        bufferedResults.removeAll()
+    }
+}

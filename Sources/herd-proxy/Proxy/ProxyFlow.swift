@@ -1,0 +1,126 @@
+import HerdShared
+
+/// The proxy session's logic as a value: events in, actions out. The driver
+/// (`ProxySession`) performs the actions; this type does no I/O, so every path
+/// (retry before the first byte, error after it, client gone at any point) is
+/// tested without sockets.
+///
+/// Phases: routing → upstream (request sent, no byte relayed yet; failures are
+/// retried elsewhere) → streaming (bytes reached the client; a failure ends the
+/// stream with an explicit error) → finished.
+struct ProxyFlow: Equatable {
+    enum Phase: Equatable {
+        case routing
+        case upstream(node: String)
+        case streaming(node: String)
+        case finished
+    }
+
+    enum Action: Equatable {
+        /// Ask for a route (control, or the local policy when control is away).
+        case askRoute
+        /// Tell control `node` failed and ask for another.
+        case askRetry(node: String, reason: String)
+        /// Send the request to the routed backend.
+        case sendUpstream(RouteAnswer)
+        /// Abandon the upstream request (its connection closes).
+        case cancelUpstream
+        /// Tell control a queued or routed request is abandoned.
+        case cancelRoute
+        /// Start the client's response from the upstream head.
+        case relayHead
+        /// Answer the client with an error (nothing was sent yet).
+        case failClient(status: Int, message: String, retryAfter: Int?, models: [String])
+        /// End a response already under way with an explicit error.
+        case failStream(message: String)
+        /// End the client's response normally.
+        case endClient
+        /// Report the outcome to control.
+        case report(outcome: RouteResult.Outcome, status: Int, error: String?)
+    }
+
+    private(set) var phase = Phase.routing
+    private(set) var retries = 0
+    /// Why the last upstream attempt failed (shapes the final error).
+    private(set) var lastFailure: HTTPClientError?
+    private(set) var lastFailureStatus: Int?
+
+    init() {}
+
+    mutating func start() -> [Action] { [.askRoute] }
+
+    mutating func routed(_ answer: RouteAnswer) -> [Action] {
+        guard phase == .routing else { return [] }
+        phase = .upstream(node: answer.node)
+        return [.sendUpstream(answer)]
+    }
+
+    mutating func refused(_ refusal: RouteRefusal) -> [Action] {
+        guard phase == .routing else { return [] }
+        phase = .finished
+        var status = refusal.status
+        var message = refusal.message
+        if refusal.code == .retriesExhausted {
+            if lastFailure == .firstByteTimeout {
+                status = 504
+                message = "the model server did not answer in time (\(message))"
+            } else if let upstream = lastFailureStatus {
+                message = "the model server answered \(upstream) (\(message))"
+            }
+        }
+        return [.failClient(status: status, message: message, retryAfter: refusal.retryAfter, models: refusal.models),
+                .report(outcome: .upstreamError, status: status, error: message)]
+    }
+
+    /// The upstream's response head arrived.
+    mutating func upstreamHead(status: Int) -> [Action] {
+        guard case let .upstream(node) = phase else { return [] }
+        if status >= 500 {
+            lastFailureStatus = status
+            lastFailure = nil
+            return retry(node, reason: "status \(status)", cancel: true)
+        }
+        phase = .streaming(node: node)
+        return [.relayHead]
+    }
+
+    mutating func upstreamFinished(status: Int) -> [Action] {
+        guard case .streaming = phase else { return [] }
+        phase = .finished
+        return [.endClient, .report(outcome: .ok, status: status, error: nil)]
+    }
+
+    mutating func upstreamFailed(_ error: HTTPClientError, status: Int) -> [Action] {
+        switch phase {
+        case let .upstream(node):
+            lastFailure = error
+            lastFailureStatus = nil
+            return retry(node, reason: error.description, cancel: false)
+        case .streaming:
+            phase = .finished
+            let message = "the model server failed mid-response: \(error)"
+            return [.failStream(message: message), .report(outcome: .upstreamError, status: status, error: message)]
+        case .routing, .finished:
+            return []
+        }
+    }
+
+    mutating func clientGone() -> [Action] {
+        switch phase {
+        case .routing:
+            phase = .finished
+            return [.cancelRoute, .report(outcome: .clientGone, status: 499, error: "client disconnected while waiting for a node")]
+        case .upstream, .streaming:
+            phase = .finished
+            return [.cancelUpstream, .report(outcome: .clientGone, status: 499, error: "client disconnected")]
+        case .finished:
+            return []
+        }
+    }
+
+    private mutating func retry(_ node: String, reason: String, cancel: Bool) -> [Action] {
+        retries += 1
+        phase = .routing
+        return (cancel ? [.cancelUpstream] : []) + [.askRetry(node: node, reason: reason)]
+    }
+}

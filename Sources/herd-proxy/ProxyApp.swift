@@ -1,0 +1,207 @@
+import Glibc
+import HerdShared
+
+/// herd-proxy's settings.
+struct ProxyOptions: Sendable {
+    var host = "127.0.0.1"
+    var port = 11435
+    var controlSocket = DataDirectory.resolve() + "/control.sock"
+    var proxyID = "proxy"
+    var client = HTTPClientConfiguration()
+    var server = HTTPServerConfiguration()
+    /// Above this many unsent response bytes, reading from the upstream pauses.
+    var relayHighWatermark = 256 * 1024
+    /// Retries on other nodes when routing locally (control away).
+    var maxLocalRetries = 2
+    /// How long in-flight requests may finish after SIGTERM (milliseconds).
+    var drainMilliseconds: UInt64 = 30_000
+    /// Browser origins allowed by CORS (`*` for any).
+    var allowedOrigins = ProxyOptions.defaultOrigins
+
+    /// Like Ollama's defaults: local pages, desktop apps and browser extensions.
+    static let defaultOrigins = ["http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
+                                 "http://0.0.0.0", "https://0.0.0.0", "app://", "file://", "tauri://", "vscode-webview://",
+                                 "chrome-extension://", "moz-extension://", "safari-web-extension://"]
+}
+
+/// The composition root of herd-proxy: the client-facing server, the control
+/// link, the upstream pools, and the endpoints answered from the snapshot.
+/// Loop-thread only.
+final class ProxyApp {
+    let loop: EventLoop
+    let options: ProxyOptions
+    let log = Logger(label: "herd-proxy")
+    let control: ControlLink
+    let client: HTTPClient
+    private var server: HTTPServer!
+    private var nextID: UInt64 = 0
+    /// This proxy's requests in flight per upstream address (local policy).
+    var localInFlight: [String: Int] = [:]
+    private var listings = Listings()
+
+    /// Serialised fleet listings for the current snapshot.
+    private struct Listings {
+        var version = -1
+        var tags: [UInt8] = []
+        var ps: [UInt8] = []
+        var models: [UInt8] = []
+        var ollamaVersion: [UInt8] = []
+    }
+
+    init(loop: EventLoop, options: ProxyOptions) {
+        self.loop = loop
+        self.options = options
+        control = ControlLink(loop: loop, path: options.controlSocket, proxyID: options.proxyID, log: Logger(label: "herd-proxy[\(options.proxyID)]"))
+        client = HTTPClient(loop: loop, configuration: options.client)
+    }
+
+    func run() throws {
+        server = HTTPServer(loop: loop, configuration: options.server) { [unowned self] in self.handle($0) }
+        let bound = try server.listen(host: options.host, port: options.port, reusePort: true)
+        control.start()
+        log.info("\(options.proxyID) serving the Ollama and OpenAI APIs on \(bound); control at \(options.controlSocket)")
+        var draining = false
+        let drain: (Int32) -> Void = { [unowned self] signal in
+            guard !draining else { return }
+            draining = true
+            self.log.info("signal \(signal): draining (up to \(self.options.drainMilliseconds / 1000) s)")
+            let deadline = LoopTimer(loop: self.loop)
+            deadline.start(after: self.options.drainMilliseconds) { [unowned self] in
+                self.log.warning("drain deadline reached with \(self.server.connectionCount) connection(s) open")
+                self.server.close()
+                self.loop.stop()
+            }
+            self.server.drain { [unowned self] in
+                deadline.close()
+                self.loop.stop()
+            }
+        }
+        let term = try SignalWatcher(loop: loop, signal: SIGTERM, drain)
+        let interrupt = try SignalWatcher(loop: loop, signal: SIGINT, drain)
+        signal(SIGPIPE, SIG_IGN)
+        loop.run()
+        term.close()
+        interrupt.close()
+        control.stop()
+        client.close()
+    }
+
+    // MARK: Requests
+
+    func handle(_ exchange: HTTPExchange) {
+        let method = exchange.head.method
+        let path = exchange.head.path
+        if method == "OPTIONS" {
+            preflight(exchange)
+            return
+        }
+        if let endpoint = Endpoint(rawValue: String(path)) {
+            guard method == "POST" else {
+                return ClientErrors.respond(exchange, api: endpoint.api, status: 405, message: "\(method) is not allowed on \(path); use POST",
+                                            extra: ["Allow": "POST"])
+            }
+            exchange.collectBody { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
+            return
+        }
+        let cors = corsHeaders(for: exchange)
+        switch (method, path) {
+        case ("GET", "/"), ("HEAD", "/"):
+            exchange.respond(status: 200, headers: cors + ["Content-Type": "text/plain; charset=utf-8"], body: ProxyApp.running)
+        case ("GET", "/api/version"), ("HEAD", "/api/version"):
+            refreshListings()
+            json(exchange, listings.ollamaVersion, cors)
+        case ("GET", "/api/tags"), ("HEAD", "/api/tags"):
+            refreshListings()
+            json(exchange, listings.tags, cors)
+        case ("GET", "/api/ps"), ("HEAD", "/api/ps"):
+            refreshListings()
+            json(exchange, listings.ps, cors)
+        case ("GET", "/v1/models"), ("HEAD", "/v1/models"):
+            refreshListings()
+            json(exchange, listings.models, cors)
+        default:
+            let api: ClientAPI = path.hasPrefix("/v1/") ? .openai : .ollama
+            ClientErrors.respond(exchange, api: api, status: 404, message: "herd does not serve \(method) \(path)", extra: cors)
+        }
+    }
+
+    private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8]) {
+        let fields: RouteFields
+        do {
+            fields = try RouteFields.read(body, endpoint: endpoint,
+                                          headerFallbacks: RouteFields.list(exchange.head.headers["X-Herd-Fallback-Models"]),
+                                          headerTags: RouteFields.list(exchange.head.headers["X-Herd-Tags"]))
+        } catch {
+            ClientErrors.respond(exchange, api: endpoint.api, status: 400, message: error.message, extra: corsHeaders(for: exchange))
+            return
+        }
+        nextID &+= 1
+        ProxySession(app: self, exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: nextID).start()
+    }
+
+    private func json(_ exchange: HTTPExchange, _ body: [UInt8], _ cors: HTTPHeaders) {
+        exchange.respond(status: 200, headers: cors + ["Content-Type": "application/json; charset=utf-8"], body: body)
+    }
+
+    private func refreshListings() {
+        let snapshot = control.snapshot
+        guard snapshot.version != listings.version else { return }
+        listings.version = snapshot.version
+        listings.tags = []
+        snapshot.tags.write(to: &listings.tags)
+        listings.ps = []
+        snapshot.ps.write(to: &listings.ps)
+        listings.models = []
+        snapshot.openAIModels.write(to: &listings.models)
+        listings.ollamaVersion = []
+        JSONValue.object([("version", .string(snapshot.ollamaVersion))]).write(to: &listings.ollamaVersion)
+    }
+
+    static let running = Array("Ollama is running".utf8)
+
+    // MARK: CORS
+
+    /// `Access-Control-Allow-Origin` for an allowed `Origin`, nothing otherwise.
+    func corsHeaders(for exchange: HTTPExchange) -> HTTPHeaders {
+        guard let origin = exchange.head.headers["Origin"], originAllowed(origin) else { return HTTPHeaders() }
+        return ["Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Expose-Headers": "X-Herd-Node, X-Herd-Model, X-Herd-Retries"]
+    }
+
+    func originAllowed(_ origin: String) -> Bool {
+        if options.allowedOrigins.contains("*") { return true }
+        let lower = origin.lowercased()
+        return options.allowedOrigins.contains { allowed in
+            let a = allowed.lowercased()
+            if a.hasSuffix("://") { return lower.hasPrefix(a) }
+            // Match scheme://host with any port.
+            return lower == a || lower.hasPrefix(a + ":")
+        }
+    }
+
+    private func preflight(_ exchange: HTTPExchange) {
+        var headers = corsHeaders(for: exchange)
+        if !headers.isEmpty {
+            headers.add("Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS")
+            headers.add("Access-Control-Allow-Headers",
+                        exchange.head.headers["Access-Control-Request-Headers"] ?? "Authorization, Content-Type, X-Herd-Fallback-Models, X-Herd-Tags")
+            headers.add("Access-Control-Max-Age", "86400")
+        }
+        exchange.respond(status: 204, headers: headers)
+    }
+
+    // MARK: Helpers for sessions
+
+    /// Whether an upstream response is chunked (a stream that can carry an error line).
+    func isChunked(_ head: HTTPResponseHead) -> Bool {
+        head.headers.hasToken("chunked", in: "Transfer-Encoding")
+    }
+}
+
+extension HTTPHeaders {
+    static func + (lhs: HTTPHeaders, rhs: HTTPHeaders) -> HTTPHeaders {
+        var out = lhs
+        for (name, value) in rhs { out.add(name, value) }
+        return out
+    }
+}

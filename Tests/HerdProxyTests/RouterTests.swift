@@ -1,0 +1,276 @@
+import Glibc
+import HerdShared
+import HerdTestSupport
+import Testing
+
+/// The router end to end: real herd-control, herd-proxy and herd-node
+/// processes in front of fake backends, all on loopback.
+@Suite(.serialized) struct RouterTests {
+    /// A: llama3:8b (loaded), qwen:7b. B: llama3:8b (loaded), mistral:7b (loaded).
+    static func twoNodeFleet(control: [String] = [], tokens: Int = 5) throws -> TestFleet {
+        let fleet = TestFleet(controlArguments: control)
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b,qwen:7b", "--loaded", "llama3:8b", "--tokens", String(tokens)])
+        try fleet.addBackend("B", arguments: ["--models", "llama3:8b,mistral:7b", "--loaded", "llama3:8b,mistral:7b", "--tokens", String(tokens)])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.addNode("node-b", backend: "B")
+        try fleet.waitForNodes(2)
+        return fleet
+    }
+
+    static func rawPost(_ body: String, path: String = "/api/chat") -> String {
+        "POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    @Test func ollamaAndOpenAIThroughTwoNodes() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+
+        let whole = fleet.post("/api/chat", #"{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":false}"#)
+        #expect(whole.status == 200, "\(whole.text)\n\(fleet.logs)")
+        let answer = try JSONValue.parse(whole.body)
+        #expect(answer["done"]?.boolValue == true)
+        #expect(answer["message"]?["content"]?.stringValue == "tok0 tok1 tok2 tok3 tok4 ")
+        #expect(whole.header("X-Herd-Model") == "llama3:8b")
+
+        // Ollama streams by default: NDJSON, one object per line, the last one done.
+        let stream = fleet.post("/api/chat", #"{"model":"mistral:7b","messages":[]}"#)
+        #expect(stream.status == 200)
+        #expect(stream.header("Content-Type") == "application/x-ndjson")
+        #expect(stream.header("Transfer-Encoding") == "chunked")
+        let lines = stream.text.split(separator: "\n").map { try? JSONValue.parse(String($0)) }
+        #expect(lines.count == 6)
+        #expect(lines.last??["done"]?.boolValue == true)
+        #expect(lines.last??["eval_count"]?.intValue == 5)
+        #expect(stream.header("X-Herd-Node") == "node-b")
+
+        let generate = fleet.post("/api/generate", #"{"model":"qwen:7b","prompt":"hi","stream":false}"#)
+        #expect(try JSONValue.parse(generate.body)["response"]?.stringValue == "tok0 tok1 tok2 tok3 tok4 ")
+        #expect(generate.header("X-Herd-Node") == "node-a")
+
+        let chat = fleet.post("/v1/chat/completions", #"{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}]}"#)
+        let completion = try JSONValue.parse(chat.body)
+        #expect(completion["object"]?.stringValue == "chat.completion")
+        #expect(completion["usage"]?["completion_tokens"]?.intValue == 5)
+
+        let sse = fleet.post("/v1/chat/completions", #"{"model":"llama3:8b","stream":true,"messages":[]}"#)
+        #expect(sse.header("Content-Type") == "text/event-stream")
+        let events = sse.text.split(separator: "\n\n").map(String.init)
+        #expect(events.last == "data: [DONE]")
+        let ids = Set(events.dropLast().compactMap { try? JSONValue.parse(String($0.dropFirst(6)))["id"]?.stringValue })
+        #expect(ids.count == 1, "one id for the whole stream")
+
+        #expect(try JSONValue.parse(fleet.post("/v1/completions", #"{"model":"qwen:7b","prompt":"x"}"#).body)["object"]?.stringValue == "text_completion")
+        #expect(try JSONValue.parse(fleet.post("/v1/embeddings", #"{"model":"qwen:7b","input":["a","b"]}"#).body)["data"]?.arrayValue?.count == 2)
+        #expect(try JSONValue.parse(fleet.post("/api/embed", #"{"model":"llama3:8b","input":["a","b","c"]}"#).body)["embeddings"]?.arrayValue?.count == 3)
+        #expect(try JSONValue.parse(fleet.post("/api/embeddings", #"{"model":"llama3:8b","prompt":"a"}"#).body)["embedding"]?.arrayValue?.isEmpty == false)
+        #expect(try JSONValue.parse(fleet.post("/api/show", #"{"model":"mistral:7b"}"#).body)["capabilities"]?.arrayValue?.isEmpty == false)
+    }
+
+    @Test func fleetListingsAreTheUnion() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        let tags = try JSONValue.parse(fleet.get("/api/tags").body)["models"]?.arrayValue?.compactMap { $0["name"]?.stringValue }
+        #expect(tags == ["llama3:8b", "mistral:7b", "qwen:7b"])
+        let ps = try JSONValue.parse(fleet.get("/api/ps").body)["models"]?.arrayValue
+        #expect(ps?.compactMap { $0["name"]?.stringValue } == ["llama3:8b", "mistral:7b"])
+        #expect(ps?.first?["size_vram"]?.intValue ?? 0 > 0)
+        let models = try JSONValue.parse(fleet.get("/v1/models").body)
+        #expect(models["object"]?.stringValue == "list")
+        #expect(models["data"]?.arrayValue?.count == 3)
+        #expect(try JSONValue.parse(fleet.get("/api/version").body)["version"]?.stringValue == "0.12.0")
+        let root = fleet.get("/")
+        #expect(root.status == 200 && root.text == "Ollama is running")
+        #expect(fleet.request("HEAD", "/", body: nil, headers: [:], port: fleet.proxyPort).status == 200)
+    }
+
+    @Test func requestsSpreadOverNodesThatBothHaveTheModel() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        var served: [String: Int] = [:]
+        for _ in 0..<10 {
+            let response = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#)
+            #expect(response.status == 200)
+            served[response.header("X-Herd-Node") ?? "?", default: 0] += 1
+        }
+        #expect(served["node-a", default: 0] >= 3, "\(served)")
+        #expect(served["node-b", default: 0] >= 3, "\(served)")
+    }
+
+    @Test func modelOnlyOnBGoesToB() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        for _ in 0..<5 {
+            let response = fleet.post("/api/chat", #"{"model":"mistral:7b","stream":false}"#)
+            #expect(response.header("X-Herd-Node") == "node-b")
+            #expect(response.header("X-Fake-Backend") == "B")
+        }
+    }
+
+    @Test func failoverWhenANodeRefusesConnections() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        try fleet.script("A", #"{"failure":"refuse"}"#)
+        var retried = 0
+        for _ in 0..<6 {
+            let response = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#)
+            #expect(response.status == 200, "\(response.text)")
+            #expect(response.header("X-Fake-Backend") == "B")
+            if response.header("X-Herd-Retries") == "1" { retried += 1 }
+        }
+        #expect(retried >= 1, "A was tried and failed over at least once")
+    }
+
+    @Test func failoverWhenANodeHangsBeforeTheFirstByte() throws {
+        let fleet = try Self.twoNodeFleet(control: ["--proxy-arg=--first-byte-timeout=0.3"])
+        defer { fleet.shutdown() }
+        try fleet.script("A", #"{"failure":"hang"}"#)
+        for _ in 0..<4 {
+            let response = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#)
+            #expect(response.status == 200, "\(response.text)")
+            #expect(response.header("X-Fake-Backend") == "B")
+        }
+    }
+
+    @Test func resetMidStreamEndsWithAnErrorInTheClientsFormat() throws {
+        let fleet = try Self.twoNodeFleet(tokens: 10)
+        defer { fleet.shutdown() }
+        try fleet.script("B", #"{"failure":"reset:3","token_delay_ms":2}"#)
+        let ndjson = fleet.post("/api/chat", #"{"model":"mistral:7b","messages":[]}"#)
+        let lines = ndjson.text.split(separator: "\n")
+        #expect(lines.count == 4, "\(ndjson.text)")
+        #expect(try JSONValue.parse(String(lines.last!))["error"]?.stringValue?.contains("mid-response") == true)
+        #expect(!ndjson.text.contains("\"done\":true"))
+
+        let sse = fleet.post("/v1/chat/completions", #"{"model":"mistral:7b","stream":true}"#)
+        #expect(sse.text.contains("data: {\"error\":{"))
+        #expect(!sse.text.contains("[DONE]"), "a broken stream never ends like a good one")
+    }
+
+    @Test func fallbackModelsFromBodyAndHeader() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        let body = fleet.post("/api/chat", #"{"model":"gone:1b","fallback_models":["nope:2b","mistral:7b"],"stream":false}"#)
+        #expect(body.status == 200)
+        #expect(body.header("X-Herd-Model") == "mistral:7b")
+        #expect(try JSONValue.parse(body.body)["model"]?.stringValue == "mistral:7b", "the backend was asked for the fallback")
+        let header = fleet.post("/v1/chat/completions", #"{"model":"gone:1b"}"#, headers: ["X-Herd-Fallback-Models": "qwen:7b"])
+        #expect(header.status == 200)
+        #expect(header.header("X-Herd-Model") == "qwen:7b")
+        #expect(header.header("X-Herd-Node") == "node-a")
+    }
+
+    @Test func clientErrorsAreClearAndInTheClientsFormat() throws {
+        let fleet = try Self.twoNodeFleet(control: ["--proxy-arg=--max-body-mb=1"])
+        defer { fleet.shutdown() }
+        let unknown = fleet.post("/api/chat", #"{"model":"nope:1b"}"#)
+        #expect(unknown.status == 404)
+        let json = try JSONValue.parse(unknown.body)
+        #expect(json["error"]?.stringValue?.contains("nope:1b") == true)
+        #expect(json["models"]?.arrayValue?.count == 3)
+        let openAI = fleet.post("/v1/chat/completions", #"{"model":"nope:1b"}"#)
+        #expect(openAI.status == 404)
+        #expect(try JSONValue.parse(openAI.body)["error"]?["code"]?.stringValue == "model_not_found")
+        let bad = fleet.post("/api/chat", #"{"model": "llama3:8b", "messages": [}"#)
+        #expect(bad.status == 400)
+        #expect(try JSONValue.parse(bad.body)["error"]?.stringValue?.contains("invalid JSON") == true)
+        let badOpenAI = fleet.post("/v1/embeddings", "[1,2]")
+        #expect(badOpenAI.status == 400)
+        #expect(try JSONValue.parse(badOpenAI.body)["error"]?["type"]?.stringValue == "invalid_request_error")
+        let noModel = fleet.post("/api/chat", #"{"messages":[]}"#)
+        #expect(noModel.status == 400)
+        let big = fleet.post("/api/chat", #"{"model":"llama3:8b","prompt":""# + String(repeating: "x", count: 2 * 1024 * 1024) + #""}"#)
+        #expect(big.status == 413)
+        #expect(fleet.get("/api/nothing").status == 404)
+        #expect(fleet.get("/api/chat").status == 405)
+        #expect(fleet.get("/").status == 200, "still serving after bad input")
+    }
+
+    @Test func queueTimeoutIs503WithRetryAfter() throws {
+        let fleet = TestFleet(controlArguments: ["--max-concurrency", "1", "--queue-timeout", "0.5"])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("S", arguments: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "2500"])
+        try fleet.startControl()
+        try fleet.addNode("node-s", backend: "S")
+        try fleet.waitForNodes(1)
+        let first = try RawClient(port: fleet.proxyPort)
+        first.send(Self.rawPost(#"{"model":"slow:1b","stream":false}"#))
+        usleep(200_000)
+        let start = EventLoop.monotonicNanoseconds()
+        let second = fleet.post("/api/chat", #"{"model":"slow:1b","stream":false}"#)
+        let waited = Double(EventLoop.monotonicNanoseconds() - start) / 1e9
+        #expect(second.status == 503, "\(second.text)")
+        #expect(second.header("Retry-After") != nil)
+        #expect(waited >= 0.4 && waited < 2.0, "waited \(waited) s")
+        #expect(try first.readResponse().status == 200, "the first request was not disturbed")
+    }
+
+    @Test func clientDisconnectWhileQueuedReleasesTheSlot() throws {
+        let fleet = TestFleet(controlArguments: ["--max-concurrency", "1", "--queue-timeout", "20"])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("S", arguments: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "600"])
+        try fleet.startControl()
+        try fleet.addNode("node-s", backend: "S")
+        try fleet.waitForNodes(1)
+        let request = Self.rawPost(#"{"model":"slow:1b","stream":false}"#)
+        let first = try RawClient(port: fleet.proxyPort)
+        first.send(request)
+        usleep(100_000)
+        do {
+            let queued = try RawClient(port: fleet.proxyPort)
+            queued.send(request) // waits behind the first, then leaves
+            usleep(100_000)
+        }
+        #expect(fleet.control!.waitForOutput("outcome=client_gone status=499", seconds: 5), "\(fleet.logs)")
+        #expect(try first.readResponse().status == 200)
+        // The abandoned request holds nothing: the next one is served at once.
+        let next = fleet.post("/api/chat", #"{"model":"slow:1b","stream":false}"#)
+        #expect(next.status == 200)
+    }
+
+    @Test func clientDisconnectMidStreamCancelsTheUpstream() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.addBackend("T", arguments: ["--models", "talk:1b", "--loaded", "talk:1b", "--tokens", "500", "--token-delay-ms", "10"])
+        try fleet.startControl()
+        try fleet.addNode("node-t", backend: "T")
+        try fleet.waitForNodes(1)
+        do {
+            let client = try RawClient(port: fleet.proxyPort)
+            client.send(Self.rawPost(#"{"model":"talk:1b"}"#))
+            client.fill()
+        }
+        let backendPort = fleet.backendPorts["T"]!
+        let cancelled = waitUntil(seconds: 5) {
+            let stats = fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: backendPort)
+            return (try? JSONValue.parse(stats.body))?["cancelled"]?.intValue == 1
+        }
+        #expect(cancelled, "the backend's stream was cancelled")
+        #expect(fleet.control!.waitForOutput("outcome=client_gone", seconds: 5))
+    }
+
+    @Test func h2cClientsAreServedLikeHTTP1() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        let result = ProcessRunner.run("/usr/bin/curl", ["-s", "-i", "--http2-prior-knowledge", "-d", #"{"model":"mistral:7b","stream":false}"#,
+                                                         "http://127.0.0.1:\(fleet.proxyPort)/api/chat"])
+        #expect(result.output.hasPrefix("HTTP/2 200"), "\(result.output)")
+        #expect(result.output.contains("x-herd-node: node-b"))
+        #expect(result.output.contains("\"done\":true"))
+    }
+
+    @Test func browserPreflightAndOrigins() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        let preflight = fleet.request("OPTIONS", "/api/chat", body: nil, headers: [
+            "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type",
+        ], port: fleet.proxyPort)
+        #expect(preflight.status == 204)
+        #expect(preflight.header("Access-Control-Allow-Origin") == "http://localhost:3000")
+        #expect(preflight.header("Access-Control-Allow-Headers") == "content-type")
+        let chat = fleet.post("/api/chat", #"{"model":"mistral:7b","stream":false}"#, headers: ["Origin": "chrome-extension://abc"])
+        #expect(chat.header("Access-Control-Allow-Origin") == "chrome-extension://abc")
+        let foreign = fleet.post("/api/chat", #"{"model":"mistral:7b","stream":false}"#, headers: ["Origin": "https://evil.example"])
+        #expect(foreign.header("Access-Control-Allow-Origin") == nil)
+    }
+}
