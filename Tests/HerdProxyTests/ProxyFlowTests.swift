@@ -1,0 +1,120 @@
+import HerdShared
+import Testing
+@testable import herd_proxy
+
+@Suite struct ProxyFlowTests {
+    let answerA = RouteAnswer(id: 1, node: "a", upstream: "127.0.0.1:1", backend: .ollama, model: "m")
+    let answerB = RouteAnswer(id: 1, node: "b", upstream: "127.0.0.1:2", backend: .ollama, model: "m")
+
+    @Test func happyPath() {
+        var flow = ProxyFlow()
+        #expect(flow.start() == [.askRoute])
+        #expect(flow.routed(answerA) == [.sendUpstream(answerA)])
+        #expect(flow.upstreamHead(status: 200) == [.relayHead])
+        #expect(flow.upstreamFinished(status: 200) == [.endClient, .report(outcome: .ok, status: 200, error: nil)])
+        #expect(flow.phase == .finished)
+    }
+
+    @Test func failureBeforeTheFirstByteIsRetriedElsewhere() {
+        var flow = ProxyFlow()
+        _ = flow.start()
+        _ = flow.routed(answerA)
+        let refused = HTTPClientError.connectFailed(UVError(code: -111, operation: "connect"))
+        #expect(flow.upstreamFailed(refused, status: 0) == [.askRetry(node: "a", reason: refused.description)])
+        #expect(flow.routed(answerB) == [.sendUpstream(answerB)])
+        #expect(flow.upstreamHead(status: 503) == [.cancelUpstream, .askRetry(node: "b", reason: "status 503")])
+        #expect(flow.retries == 2)
+    }
+
+    @Test func exhaustedRetriesAfterTimeoutsAre504() {
+        var flow = ProxyFlow()
+        _ = flow.start()
+        _ = flow.routed(answerA)
+        _ = flow.upstreamFailed(.firstByteTimeout, status: 0)
+        let actions = flow.refused(RouteRefusal(id: 1, code: .retriesExhausted, message: "every node tried failed"))
+        guard case let .failClient(status, _, _, _) = actions.first else { Issue.record("expected failClient"); return }
+        #expect(status == 504)
+    }
+
+    @Test func failureAfterTheFirstByteEndsTheStreamWithAnError() {
+        var flow = ProxyFlow()
+        _ = flow.start()
+        _ = flow.routed(answerA)
+        _ = flow.upstreamHead(status: 200)
+        let actions = flow.upstreamFailed(.connectionLost(nil, afterResponseStarted: true), status: 200)
+        guard case .failStream = actions.first else { Issue.record("expected failStream, got \(actions)"); return }
+        #expect(flow.phase == .finished)
+        #expect(flow.upstreamFailed(.readTimeout, status: 200).isEmpty, "nothing after the end")
+    }
+
+    @Test func clientGoneCancelsWhateverIsUnderWay() {
+        var queued = ProxyFlow()
+        _ = queued.start()
+        #expect(queued.clientGone().first == .cancelRoute)
+        var streaming = ProxyFlow()
+        _ = streaming.start()
+        _ = streaming.routed(answerA)
+        _ = streaming.upstreamHead(status: 200)
+        #expect(streaming.clientGone().first == .cancelUpstream)
+        #expect(streaming.clientGone().isEmpty)
+    }
+
+    @Test func lateAnswersAreIgnored() {
+        var flow = ProxyFlow()
+        _ = flow.start()
+        _ = flow.clientGone()
+        #expect(flow.routed(answerA).isEmpty)
+        #expect(flow.upstreamHead(status: 200).isEmpty)
+    }
+}
+
+@Suite struct RouteFieldsTests {
+    func read(_ json: String, _ endpoint: Endpoint = .chat, fallbacks: [String] = []) throws -> RouteFields {
+        try RouteFields.read(Array(json.utf8), endpoint: endpoint, headerFallbacks: fallbacks, headerTags: [])
+    }
+
+    @Test func readsTheRouteFieldsOnly() throws {
+        let fields = try read(#"{"messages":[{"role":"user","content":"x","images":["aGVsbG8="]}],"model":"llama3","options":{"num_ctx":4096},"fallback_models":["a","b"],"metadata":{"tags":["app"]},"user":"u1"}"#)
+        #expect(fields.model == "llama3")
+        #expect(fields.stream == true, "Ollama chat streams by default")
+        #expect(fields.numCtx == 4096)
+        #expect(fields.fallbacks == ["a", "b"])
+        #expect(fields.tags == ["app", "user:u1"])
+        #expect(fields.hasFallbackField)
+        #expect(try read(#"{"model":"x"}"#, .openAIChat).stream == false, "OpenAI does not stream by default")
+        #expect(try read(#"{"model":"x"}"#, .chat, fallbacks: ["y"]).fallbacks == ["y"])
+    }
+
+    @Test(arguments: ["", "{", "[]", #"{"model":1}"#, #"{"model":""}"#, #"{"messages":[]}"#, #"{"model":"m","stream":"yes"}"#,
+                      #"{"model":"m","fallback_models":"x"}"#, #"{"model":"m"} trailing"#, #"{"model":"m","x":[1,]}"#])
+    func refusesBadBodies(body: String) {
+        #expect(throws: RouteFields.Invalid.self) { try read(body) }
+    }
+}
+
+@Suite struct TokenCounterTests {
+    @Test func ollamaLastLine() {
+        let stream = #"{"done":false}"# + "\n" + #"{"done":true,"prompt_eval_count":12,"eval_count":34}"# + "\n"
+        #expect(TokenCounter.count(Array(stream.utf8)) == (12, 34))
+    }
+
+    @Test func openAIUsageBeforeDone() {
+        let sse = "data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7}}\n\ndata: [DONE]\n\n"
+        #expect(TokenCounter.count(Array(sse.utf8)) == (5, 7))
+        #expect(TokenCounter.count(Array(#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#.utf8)) == (1, 2))
+        #expect(TokenCounter.count(Array("garbage".utf8)) == (0, 0))
+    }
+}
+
+@Suite struct ClientErrorsTests {
+    @Test func formatsPerAPI() throws {
+        let ollama = try JSONValue.parse(ClientErrors.body(api: .ollama, status: 404, message: "model 'x' not found", models: ["a"]))
+        #expect(ollama["error"]?.stringValue == "model 'x' not found")
+        let openAI = try JSONValue.parse(ClientErrors.body(api: .openai, status: 404, message: "nope"))
+        #expect(openAI["error"]?["code"]?.stringValue == "model_not_found")
+        #expect(openAI["error"]?["type"]?.stringValue == "invalid_request_error")
+        #expect(ClientErrors.streamError(contentType: "application/x-ndjson", message: "x").map { String(decoding: $0, as: UTF8.self) } == "{\"error\":\"x\"}\n")
+        #expect(ClientErrors.streamError(contentType: "text/event-stream", message: "x")?.starts(with: Array("data: {\"error\":".utf8)) == true)
+        #expect(ClientErrors.streamError(contentType: "application/json", message: "x") == nil)
+    }
+}

@@ -1,0 +1,159 @@
+import Glibc
+import HerdShared
+import HerdTestSupport
+import Testing
+
+/// The router keeps serving through process failures.
+@Suite(.serialized) struct ResilienceTests {
+    static let chat = #"{"model":"llama3:8b","stream":false}"#
+
+    @Test func controlKilledAndRestartedWhileTheProxyKeepsServing() throws {
+        // The systemd layout: control runs no proxies; a proxy runs on its own.
+        let fleet = TestFleet(controlArguments: ["--proxies", "0"])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        let proxy = try RunningProcess(name: "proxy-standalone", path: ProcessRunner.executable("herd-proxy"),
+                                       arguments: ["--port", String(fleet.proxyPort), "--control-socket", fleet.dataDirectory + "/control.sock"],
+                                       logDirectory: fleet.directory)
+        defer { proxy.stop() }
+        #expect(proxy.waitForOutput("serving the Ollama"))
+        // Started before control: it answers its own health check, and says why it cannot route yet.
+        #expect(fleet.get("/").status == 200)
+        let early = fleet.post("/api/chat", Self.chat)
+        #expect(early.status == 503)
+        #expect(early.header("Retry-After") != nil)
+
+        try fleet.startControl(waitForProxy: false)
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        #expect(waitUntil(seconds: 5) { fleet.post("/api/chat", Self.chat).status == 200 })
+
+        fleet.control!.kill(signal: SIGKILL)
+        #expect(proxy.waitForOutput("lost herd-control"))
+        for _ in 0..<5 {
+            let response = fleet.post("/api/chat", Self.chat)
+            #expect(response.status == 200, "served from the last snapshot: \(response.text)")
+            #expect(response.header("X-Herd-Node") == "node-a")
+        }
+        try fleet.startControl(waitForProxy: false)
+        try fleet.waitForNodes(1)
+        #expect(waitUntil(seconds: 10) { proxy.output.components("connected to herd-control") >= 2 })
+        #expect(fleet.post("/api/chat", Self.chat).status == 200)
+        // Results buffered while control was away reach it.
+        #expect(fleet.control!.waitForOutput("request_id=", seconds: 5))
+    }
+
+    @Test func aProxyKilledWhileAnotherKeepsServing() throws {
+        let fleet = TestFleet(controlArguments: ["--proxies", "2"])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        #expect(fleet.control!.waitForOutput("proxy proxy-1 connected"))
+        let line = fleet.control!.output.split(separator: "\n").first { $0.contains("started herd-proxy proxy-0 (pid ") }
+        let pid = try #require(line.flatMap { $0.split(separator: "(pid ").last?.split(separator: ")").first }.flatMap { Int32($0) })
+        kill(pid, SIGKILL)
+        var failures = 0
+        for _ in 0..<20 {
+            if fleet.post("/api/chat", Self.chat).status != 200 { failures += 1 }
+        }
+        #expect(failures == 0, "the other proxy served every request")
+        #expect(fleet.control!.waitForOutput("proxy-0 exited"))
+        #expect(fleet.control!.waitForOutput("started herd-proxy proxy-0 (pid", seconds: 5))
+        #expect(waitUntil(seconds: 5) { fleet.control!.output.components("proxy proxy-0 connected") >= 2 }, "restarted and reconnected")
+    }
+
+    @Test func sigtermLetsAStreamFinish() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.addBackend("T", arguments: ["--models", "talk:1b", "--loaded", "talk:1b", "--tokens", "30", "--token-delay-ms", "20"])
+        try fleet.startControl()
+        try fleet.addNode("node-t", backend: "T")
+        try fleet.waitForNodes(1)
+        let client = try RawClient(port: fleet.proxyPort)
+        let body = #"{"model":"talk:1b"}"#
+        client.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        usleep(100_000)
+        fleet.control!.kill(signal: SIGTERM) // control stops its proxy, which drains
+        let response = try client.readResponse()
+        let lines = response.text.split(separator: "\n")
+        #expect(lines.count == 31, "the stream in flight finished: \(lines.count) lines")
+        #expect(lines.last?.contains("\"done\":true") == true)
+        #expect(waitUntil(seconds: 10) { !fleet.control!.isRunning })
+        #expect(fleet.control!.exitCode == 0)
+        #expect(fleet.get("/").status == 0, "the port is closed after the drain")
+    }
+
+    @Test func garbageOnTheControlSocketDropsOnlyThatConnection() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        for garbage in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0, 0, 0, 5, 99, 1, 2, 3, 4], [0xFF, 0xFF, 0xFF, 0xFF, 1],
+                        [0, 0, 0, 3, 1, 123, 125], [0, 0, 0, 10, 3, 123, 34, 105, 100, 34, 58]] {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let path = Array((fleet.dataDirectory + "/control.sock").utf8)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
+            let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            #expect(rc == 0)
+            _ = garbage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            usleep(50_000)
+            close(fd)
+        }
+        #expect(fleet.control!.isRunning)
+        #expect(fleet.post("/api/chat", Self.chat).status == 200, "the real proxy's connection is untouched")
+        #expect(fleet.control!.output.contains("dropped"))
+    }
+
+    @Test func malformedHeartbeatsAreRefusedAndChangeNothing() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startControl()
+        let bad = [
+            "not json", "[]", #"{"schema":1}"#, #"{"schema":99,"node_id":"x"}"#, #"{"schema":1,"node_id":"bad id!"}"#,
+            #"{"schema":1,"node_id":"n","backends":[{"kind":"ollama","address":"example.com:1"}]}"#,
+            #"{"schema":1,"node_id":"n","backends":[{"kind":"tpu","address":"127.0.0.1:1"}]}"#,
+            #"{"schema":1,"node_id":"n","backends":[{"kind":"ollama","address":"127.0.0.1:1","models":[{"name":7}]}]}"#,
+        ]
+        for body in bad {
+            let response = fleet.request("POST", "/heartbeat", body: body, headers: [:], port: fleet.controlPort)
+            #expect(response.status == 400, "\(body) → \(response.status)")
+            #expect(response.text.contains("error"))
+        }
+        let fleetJSON = try JSONValue.parse(fleet.getControl("/api/fleet").body)
+        #expect(fleetJSON["nodes"]?.arrayValue?.isEmpty == true)
+        let good = #"{"schema":1,"node_id":"n1","backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}]}]}"#
+        #expect(fleet.request("POST", "/heartbeat", body: good, headers: [:], port: fleet.controlPort).status == 200)
+        #expect(try JSONValue.parse(fleet.getControl("/api/fleet").body)["nodes"]?.arrayValue?.count == 1)
+    }
+
+    @Test func aNodeThatStopsBeatingGoesOfflineAndIsNotRoutedTo() throws {
+        let fleet = TestFleet(controlArguments: ["--degraded-after", "0.6", "--offline-after", "1.2"])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.addBackend("B", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.addNode("node-b", backend: "B")
+        try fleet.waitForNodes(2)
+        fleet.nodes["node-a"]!.kill(signal: SIGKILL)
+        let offline = waitUntil(seconds: 5) {
+            let nodes = (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue ?? []
+            return nodes.contains { $0["id"]?.stringValue == "node-a" && $0["status"]?.stringValue == "offline" }
+        }
+        #expect(offline)
+        for _ in 0..<6 { #expect(fleet.post("/api/chat", Self.chat).header("X-Herd-Node") == "node-b") }
+    }
+}
+
+extension String {
+    /// How many times `text` occurs.
+    func components(_ text: String) -> Int {
+        split(separator: text, omittingEmptySubsequences: false).count - 1
+    }
+}
