@@ -32,6 +32,7 @@ let package = Package(
         .target(
             name: "HerdShared",
             dependencies: ["CUV", "CHttpParser", "CNghttp2", "CAvahi", "CSQLite3"],
+            exclude: ["Wire/ControlProtocol.md"],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(
@@ -58,6 +59,9 @@ let package = Package(
         ),
 
         .target(name: "HerdTestSupport", dependencies: ["HerdShared"], path: "Tests/HerdTestSupport"),
+
+        // The open-loop load generator of the benchmarks (Benchmarks/README.md).
+        .executableTarget(name: "herd-loadgen", dependencies: ["HerdShared"], path: "Benchmarks/LoadGen"),
 
         .testTarget(name: "HerdSharedTests", dependencies: ["HerdShared", "HerdFakeBackend", "HerdTestSupport", "CUV", "CSQLite3"]),
         .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdShared", "HerdTestSupport"]),

@@ -40,20 +40,49 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 
     /// Whether a comma-separated header (`Connection`, `Expect`, …) lists `token`.
     public func hasToken(_ token: String, in name: String) -> Bool {
-        values(name).contains { value in
-            value.split(separator: ",").contains { HTTPHeaders.namesEqual($0.trimmingSpaces, token) }
+        for field in fields where HTTPHeaders.namesEqual(field.name, name) {
+            for part in field.value.utf8.split(separator: UInt8(ascii: ",")) where HTTPHeaders.tokenEquals(part, token) {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// A token (possibly padded with spaces) equals `token`, ASCII case-insensitively.
+    static func tokenEquals(_ part: Substring.UTF8View.SubSequence, _ token: String) -> Bool {
+        var start = part.startIndex, end = part.endIndex
+        while start < end, part[start] == 32 || part[start] == 9 { start = part.index(after: start) }
+        while end > start, part[part.index(before: end)] == 32 || part[part.index(before: end)] == 9 { end = part.index(before: end) }
+        let trimmed = part[start..<end]
+        let t = token.utf8
+        guard trimmed.count == t.count else { return false }
+        return zip(trimmed, t).allSatisfy { asciiLower($0) == asciiLower($1) }
+    }
+
+    @inline(__always)
+    static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+
+    /// ASCII case-insensitive comparison of header names or tokens.
+    @inlinable
+    public static func namesEqual(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                for i in 0..<x.count {
+                    let c = x[i], d = y[i]
+                    if c != d {
+                        let lc = c >= 0x41 && c <= 0x5A ? c | 0x20 : c
+                        let ld = d >= 0x41 && d <= 0x5A ? d | 0x20 : d
+                        if lc != ld { return false }
+                    }
+                }
+                return true
+            }
         }
     }
 
-    /// ASCII case-insensitive comparison of header names or tokens.
-    public static func namesEqual<A: StringProtocol, B: StringProtocol>(_ a: A, _ b: B) -> Bool {
-        let x = a.utf8, y = b.utf8
-        guard x.count == y.count else { return false }
-        for (c, d) in zip(x, y) where c != d {
-            if (c | 0x20) != (d | 0x20) || !((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a) { return false }
-        }
-        return true
-    }
+    public static func namesEqual(_ a: Substring, _ b: String) -> Bool { namesEqual(String(a), b) }
 
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
         lhs.fields.count == rhs.fields.count && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }

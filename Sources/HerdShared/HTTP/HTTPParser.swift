@@ -180,13 +180,22 @@ public final class HTTPParser {
         let p = raw.pointee
         let chunked = (p.flags & UInt32(F_CHUNKED.rawValue)) != 0
         // Request smuggling: a length that two parties could read differently.
-        let lengths = headers.values("Content-Length")
-        if !lengths.isEmpty, headers.contains("Transfer-Encoding") {
-            failure = .ambiguousLength("both Content-Length and Transfer-Encoding")
-            return -1
+        var length: Substring?
+        var hasTransferEncoding = false
+        for field in headers.fields {
+            if HTTPHeaders.namesEqual(field.name, "Content-Length") {
+                let value = field.value.trimmingSpaces
+                if let length, length != value {
+                    failure = .ambiguousLength("conflicting Content-Length values")
+                    return -1
+                }
+                length = value
+            } else if HTTPHeaders.namesEqual(field.name, "Transfer-Encoding") {
+                hasTransferEncoding = true
+            }
         }
-        if Set(lengths.map { $0.trimmingSpaces }).count > 1 {
-            failure = .ambiguousLength("conflicting Content-Length values")
+        if length != nil, hasTransferEncoding {
+            failure = .ambiguousLength("both Content-Length and Transfer-Encoding")
             return -1
         }
         let hasLength = (p.flags & UInt32(F_CONTENTLENGTH.rawValue)) != 0

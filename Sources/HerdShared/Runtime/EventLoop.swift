@@ -22,17 +22,19 @@ public final class EventLoop: @unchecked Sendable {
     private var nextTick: [() -> Void] = []
     private var nextTickTimer: LoopTimer?
     private let flushCheck: UnsafeMutablePointer<uv_check_t>
+    private let flushPrepare: UnsafeMutablePointer<uv_prepare_t>
     private var flushList: [any LoopFlushable] = []
 
     public init() throws(UVError) {
         raw = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
         flushCheck = .allocate(capacity: 1)
+        flushPrepare = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: EventLoop.readBufferSize, alignment: 16)
         do {
             try UVError.check(uv_loop_init(raw), "uv_loop_init")
         } catch {
-            raw.deallocate(); wakeup.deallocate(); flushCheck.deallocate(); readBuffer.deallocate()
+            raw.deallocate(); wakeup.deallocate(); flushCheck.deallocate(); flushPrepare.deallocate(); readBuffer.deallocate()
             throw error
         }
         uv_async_init(raw, wakeup) { handle in
@@ -47,11 +49,21 @@ public final class EventLoop: @unchecked Sendable {
             loop.flushOutputs()
         }
         uv_unref(UnsafeMutableRawPointer(flushCheck).assumingMemoryBound(to: uv_handle_t.self))
+        // Output queued by timer callbacks (which run before the poll phase)
+        // leaves before the loop blocks, not one poll later.
+        uv_prepare_init(raw, flushPrepare)
+        flushPrepare.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_prepare_start(flushPrepare) { handle in
+            let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            loop.flushOutputs()
+        }
+        uv_unref(UnsafeMutableRawPointer(flushPrepare).assumingMemoryBound(to: uv_handle_t.self))
     }
 
-    /// Asks for `target.flushOutput()` once, after this iteration's I/O
-    /// callbacks (a `uv_check` pass): writes produced in one iteration leave in
-    /// one system call. Loop-thread only.
+    /// Asks for `target.flushOutput()` once, after this iteration's callbacks
+    /// (a `uv_check` pass after I/O, a `uv_prepare` pass before the loop
+    /// blocks): writes produced in one iteration leave in one system call.
+    /// Loop-thread only.
     public func scheduleFlush(_ target: any LoopFlushable) {
         flushList.append(target)
     }
@@ -138,7 +150,7 @@ public final class EventLoop: @unchecked Sendable {
             if let handle, uv_is_closing(handle) == 0 {
                 // Owners release their memory in their own close callbacks; handles
                 // without an owner (the wake-up) have no callback.
-                if handle.pointee.type == UV_ASYNC || handle.pointee.type == UV_CHECK {
+                if handle.pointee.type == UV_ASYNC || handle.pointee.type == UV_CHECK || handle.pointee.type == UV_PREPARE {
                     uv_close(handle, nil)
                 } else {
                     ForcedClose.close(handle)
@@ -150,6 +162,7 @@ public final class EventLoop: @unchecked Sendable {
         raw.deallocate()
         wakeup.deallocate()
         flushCheck.deallocate()
+        flushPrepare.deallocate()
     }
 }
 

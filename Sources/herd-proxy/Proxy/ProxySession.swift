@@ -25,6 +25,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var tail: [UInt8] = []
     private static let tailLimit = 16 * 1024
     private var relayPaused = false
+    static let requestDrops = ["Host", "Content-Length", "X-Herd-Fallback-Models", "X-Forwarded-For", "X-Forwarded-Proto"]
+    static let responseDrops = ["Content-Length"]
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?
 
@@ -141,15 +143,11 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             perform(flow.upstreamFailed(.invalidResponse("bad upstream address \(answer.upstream)"), status: 0))
             return
         }
-        var headers = HTTPHeaders()
-        for (name, value) in exchange.head.headers where !ProxyHeaders.isHopByHop(name, in: exchange.head.headers)
-            && !HTTPHeaders.namesEqual(name, "Host") && !HTTPHeaders.namesEqual(name, "X-Herd-Fallback-Models") {
-            headers.add(name, value)
-        }
+        var headers = ProxyHeaders.endToEnd(exchange.head.headers, dropping: ProxySession.requestDrops)
         headers.add("Host", answer.upstream)
         let forwardedFor = exchange.head.headers["X-Forwarded-For"].map { $0 + ", " } ?? ""
-        headers.set("X-Forwarded-For", forwardedFor + (exchange.remoteAddress?.host ?? "unknown"))
-        headers.set("X-Forwarded-Proto", "http")
+        headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteAddress?.host ?? "unknown"))
+        headers.add("X-Forwarded-Proto", exchange.head.headers["X-Forwarded-Proto"] ?? "http")
         let upstreamBody = answer.model != fields.model || fields.hasFallbackField ? rewrittenBody(model: answer.model) : body
         let request = HTTPClientRequest(method: exchange.head.method, target: exchange.head.target, headers: headers, body: upstreamBody)
         upstreamAddress = answer.upstream
@@ -183,10 +181,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     private func relayHead() {
         guard let head = upstreamHead, let answer else { return }
-        var headers = HTTPHeaders()
-        for (name, value) in head.headers where !ProxyHeaders.isHopByHop(name, in: head.headers) && !HTTPHeaders.namesEqual(name, "Content-Length") {
-            headers.add(name, value)
-        }
+        var headers = ProxyHeaders.endToEnd(head.headers, dropping: ProxySession.responseDrops)
         headers.add("X-Herd-Node", answer.node)
         headers.add("X-Herd-Model", answer.model)
         headers.add("X-Herd-Retries", String(flow.retries))
@@ -237,9 +232,22 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 enum ProxyHeaders {
     static let fixed = ["Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade"]
 
-    static func isHopByHop(_ name: String, in headers: HTTPHeaders) -> Bool {
-        if fixed.contains(where: { HTTPHeaders.namesEqual($0, name) }) { return true }
-        return headers.hasToken(name, in: "Connection")
+    /// The end-to-end fields of `headers`: without the fixed hop-by-hop names,
+    /// the names listed in `Connection`, and `dropping` (case-insensitive).
+    static func endToEnd(_ headers: HTTPHeaders, dropping: [String] = []) -> HTTPHeaders {
+        var named: [String] = []
+        for field in headers.fields where HTTPHeaders.namesEqual(field.name, "Connection") {
+            named += field.value.split(separator: ",").map { String($0.trimmingSpaces) }
+        }
+        var out = HTTPHeaders()
+        for field in headers.fields {
+            let name = field.name
+            if fixed.contains(where: { HTTPHeaders.namesEqual($0, name) }) { continue }
+            if dropping.contains(where: { HTTPHeaders.namesEqual($0, name) }) { continue }
+            if !named.isEmpty, named.contains(where: { HTTPHeaders.namesEqual($0, name) }) { continue }
+            out.add(name, field.value)
+        }
+        return out
     }
 }
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The router's overhead: direct to a fast fake backend, through nginx
+# (proxy_pass, upstream keepalive, 1 worker) and through herd (herd-control +
+# one herd-proxy + herd-node), interleaved in the same run, ROUNDS rounds, medians.
+#
+# Run:   bash Benchmarks/router/bench.sh        (ROUNDS=3 DURATION=5; STREAMS=1000 CHUNKS=200 CHUNK_MS=50)
+# Needs: wrk, nginx (apt-get install -y wrk nginx); builds in release.
+# Layout: backend and load generator on core 1; nginx / herd on core 0.
+#  closed loop:  wrk -t1 -c32 -d${DURATION}s -s post.lua URL   (non-streaming /api/chat and /v1/chat/completions)
+#  fixed rate:   herd-loadgen rate --rate 1000|5000 --duration $DURATION   (open loop; latency from each send)
+#  streaming:    herd-loadgen stream --streams $STREAMS (each $CHUNKS chunks, $CHUNK_MS ms apart); per-chunk delay vs the backend's stamp
+#  control hop:  herd-loadgen route --rate 5000   (ROUTE → ROUTE_OK on the control socket)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+STREAMS=${STREAMS:-1000}
+CHUNKS=${CHUNKS:-200}
+CHUNK_MS=${CHUNK_MS:-50}
+BACKEND=18501; NGINX=18502; PROXY=18503; CONTROL=18504; SBACKEND=18505; SPROXY=18506; SCONTROL=18507; SNGINX=18508
+
+command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx: apt-get install -y wrk nginx"; exit 2; }
+swift build -c release >/dev/null
+B=.build/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+nginx_conf() { # port backend_port
+cat > "$work/nginx-$1.conf" <<CONF
+worker_processes 1;
+error_log $work/nginx-$1.err;
+pid $work/nginx-$1.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/b$1; proxy_temp_path $work/p$1; fastcgi_temp_path $work/f$1; uwsgi_temp_path $work/u$1; scgi_temp_path $work/s$1;
+  keepalive_requests 1000000;
+  upstream be { server 127.0.0.1:$2; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$1;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+                 proxy_buffering off; proxy_request_buffering off; }
+  }
+}
+CONF
+}
+start() { "$@" & pids+=($!); }
+
+# Fast fleet: one backend answering at once.
+start taskset -c 1 $B/herd-fake-backend --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
+nginx_conf $NGINX $BACKEND; start taskset -c 0 nginx -c "$work/nginx-$NGINX.conf" -g 'daemon off;'
+start taskset -c 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" --max-concurrency 100000 --no-mdns 2>"$work/control.log"
+start taskset -c 1 $B/herd-node --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id bench 2>/dev/null
+for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$PROXY/api/chat && break; sleep 0.1; done
+proxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/control.log" | grep -o '[0-9]*$' | head -1)
+rss() { grep VmRSS "/proc/$1/status" | awk '{print $2}'; }
+idle_rss=$(rss "$proxy_pid")
+
+cat > "$work/ollama.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":false}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+cat > "$work/openai.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}]}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+declare -A PORT=([direct]=$BACKEND [nginx]=$NGINX [herd]=$PROXY)
+echo "warm-up"
+for t in direct nginx herd; do taskset -c 1 wrk -t1 -c32 -d2s -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" >/dev/null; done
+for r in $(seq "$ROUNDS"); do
+  echo "round $r: closed loop"
+  for t in direct nginx herd; do
+    taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" > "$work/chat-$t-$r.txt"
+    taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/openai.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" > "$work/v1-$t-$r.txt"
+  done
+  echo "round $r: fixed rate"
+  for rate in 1000 5000; do
+    for t in direct nginx herd; do
+      taskset -c 1 $B/herd-loadgen rate --url "http://127.0.0.1:${PORT[$t]}/api/chat" --rate $rate --duration "$DURATION" > "$work/rate$rate-$t-$r.json"
+    done
+  done
+  echo "round $r: control hop"
+  taskset -c 1 $B/herd-loadgen route --socket "$work/data/control.sock" --control http://127.0.0.1:$CONTROL --rate 5000 --duration "$DURATION" > "$work/route-$r.json"
+done
+busy_rss=$(rss "$proxy_pid")
+
+# Streaming fleet: chunks paced by the backend.
+start taskset -c 1 $B/herd-fake-backend --port $SBACKEND --models llama3:8b --loaded llama3:8b --tokens "$CHUNKS" --token-delay-ms "$CHUNK_MS"
+nginx_conf $SNGINX $SBACKEND; start taskset -c 0 nginx -c "$work/nginx-$SNGINX.conf" -g 'daemon off;'
+start taskset -c 0 $B/herd-control --port $SCONTROL --proxy-port $SPROXY --data-dir "$work/sdata" --max-concurrency 100000 --no-mdns 2>"$work/scontrol.log"
+start taskset -c 1 $B/herd-node --control http://127.0.0.1:$SCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbench 2>/dev/null
+for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SPROXY/api/chat && break; sleep 0.1; done
+sproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/scontrol.log" | grep -o '[0-9]*$' | head -1)
+sidle_rss=$(rss "$sproxy_pid")
+declare -A SPORT=([direct]=$SBACKEND [nginx]=$SNGINX [herd]=$SPROXY)
+for r in $(seq "$ROUNDS"); do
+  echo "round $r: $STREAMS streams × $CHUNKS chunks"
+  for t in direct nginx herd; do
+    peak=0
+    ( while true; do v=$(rss "$sproxy_pid"); echo "$v"; sleep 0.2; done ) > "$work/stream-rss-$t-$r.txt" &
+    sampler=$!
+    taskset -c 1 $B/herd-loadgen stream --url "http://127.0.0.1:${SPORT[$t]}/api/chat" --body '{"model":"llama3:8b"}' --streams "$STREAMS" > "$work/stream-$t-$r.json"
+    kill $sampler 2>/dev/null || true
+  done
+done
+
+python3 Benchmarks/router/summary.py "$work" "$ROUNDS" "$idle_rss" "$busy_rss" "$sidle_rss"
