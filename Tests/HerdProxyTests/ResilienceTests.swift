@@ -54,6 +54,11 @@ import Testing
         let line = fleet.control!.output.split(separator: "\n").first { $0.contains("started herd-proxy proxy-0 (pid ") }
         let pid = try #require(line.flatMap { $0.split(separator: "(pid ").last?.split(separator: ")").first }.flatMap { Int32($0) })
         kill(pid, SIGKILL)
+        // A connection the kernel had already queued on the dead listener is
+        // lost with it (SO_REUSEPORT; net.ipv4.tcp_migrate_req=1 migrates them):
+        // the test starts once the dead process is gone.
+        #expect(waitUntil(seconds: 5) { kill(pid, 0) != 0 })
+        usleep(100_000)
         var failures = 0
         for _ in 0..<20 {
             if fleet.post("/api/chat", Self.chat).status != 200 { failures += 1 }
