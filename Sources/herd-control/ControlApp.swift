@@ -51,6 +51,11 @@ final class ControlApp {
         try routes.listen(path: options.socketPath)
 
         let api = ControlAPI(loop: loop, registry: registry, scheduler: scheduler, log: log)
+        let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
+        if let fleetKey {
+            guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
+            api.verifier = FleetKeyVerifier(key: key)
+        }
         api.proxyCount = { routes.proxyCount }
         let fleetChanged = {
             scheduler.fleetChanged()
@@ -72,7 +77,7 @@ final class ControlApp {
             port: options.proxyPort, controlSocket: options.socketPath, extraArguments: options.proxyArguments), log: log)
         supervisor.start()
 
-        if options.fleetKey == nil {
+        if fleetKey == nil {
             log.warning("no fleet key: any machine that can reach \(bound) can join the fleet (set --fleet-key or HERD_FLEET_KEY)")
         }
         log.info("listening on \(bound) (heartbeats, API); control socket \(options.socketPath); data in \(options.dataDirectory)")
@@ -97,6 +102,34 @@ final class ControlApp {
         requestLog.flushOutput()
         traces.close()
         log.info("stopped")
+    }
+}
+
+/// A startup failure with a message for the user.
+struct ControlError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The optional `<data-dir>/fleet.key` file (its first line is the key).
+enum FleetKeyFile {
+    static func read(_ path: String) throws -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 1024)
+        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
+        let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let key = line.trimmingCharacters(in: [" ", "\n", "\r", "\t"])
+        return key.isEmpty ? nil : key
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Set<Character>) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
     }
 }
 

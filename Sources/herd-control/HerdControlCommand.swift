@@ -33,7 +33,7 @@ struct HerdControlCommand: ParsableCommand {
     @Option(help: "Control socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
     var controlSocket: String? = Environment.string("HERD_CONTROL_SOCKET")
 
-    @Option(help: "Fleet key that nodes must sign heartbeats with (HERD_FLEET_KEY).")
+    @Option(help: "Fleet key (≥ 16 characters) that nodes must sign heartbeats with (HERD_FLEET_KEY; or <data-dir>/fleet.key).")
     var fleetKey: String? = Environment.string("HERD_FLEET_KEY")
 
     @Flag(help: "Do not publish the router over mDNS (HERD_NO_MDNS=1).")
@@ -60,6 +60,7 @@ struct HerdControlCommand: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port), (0...65535).contains(proxyPort) else { throw ValidationError("ports must be 0–65535") }
         guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
+        if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         guard maxConcurrency >= 1 else { throw ValidationError("--max-concurrency must be at least 1") }
         guard queueTimeout > 0, degradedAfter > 0, offlineAfter > degradedAfter else {
             throw ValidationError("timeouts must be positive and --offline-after longer than --degraded-after")

@@ -34,6 +34,7 @@ struct HerdNodeCommand: ParsableCommand {
         guard Heartbeat.isValidNodeID(nodeId) else {
             throw ValidationError("--node-id must be 1–128 letters, digits, '.', '_', '-' or ':' (got '\(nodeId)')")
         }
+        if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 s") }
         _ = try targets()
         guard control != nil else {
@@ -62,7 +63,8 @@ struct HerdNodeCommand: ParsableCommand {
         let controlURL: HTTPURL
         do { controlURL = try HTTPURL(control ?? "", defaultPort: 11436) } catch { throw ValidationError("--control: \(error)") }
         let loop = try EventLoop()
-        let options = NodeOptions(control: controlURL, backends: try targets(), nodeID: nodeId, intervalMilliseconds: UInt64(interval * 1000))
+        let options = NodeOptions(control: controlURL, backends: try targets(), nodeID: nodeId, intervalMilliseconds: UInt64(interval * 1000),
+                                  fleetKey: fleetKey.flatMap(FleetKey.init))
         try NodeAgent(loop: loop, options: options).run()
     }
 }

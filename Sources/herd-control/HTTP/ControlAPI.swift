@@ -9,6 +9,8 @@ final class ControlAPI {
     private let log: Logger
     /// Called when a heartbeat changed what routing sees.
     var onFleetChange: (() -> Void)?
+    /// Set when the fleet has a key: heartbeats must be signed with it.
+    var verifier: FleetKeyVerifier?
     /// Connected proxies, for `/health`.
     var proxyCount: () -> Int = { 0 }
     let heartbeatIntervalMilliseconds = 2_000
@@ -41,6 +43,16 @@ final class ControlAPI {
     }
 
     private func heartbeat(_ exchange: HTTPExchange, _ body: [UInt8]) {
+        if let verifier {
+            do {
+                try verifier.verify(method: "POST", path: "/heartbeat", headers: exchange.head.headers, body: body,
+                                    now: Int(EventLoop.wallClockMilliseconds()))
+            } catch {
+                log.warning("refused heartbeat from \(exchange.remoteAddress?.description ?? "?"): \(error)")
+                respond(exchange, 401, ["error": .string(error.description)])
+                return
+            }
+        }
         let heartbeat: Heartbeat
         do {
             heartbeat = try Heartbeat(json: try JSONValue.parse(body))

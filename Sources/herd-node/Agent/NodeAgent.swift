@@ -7,6 +7,8 @@ struct NodeOptions: Sendable {
     var backends: [BackendTarget]
     var nodeID: String
     var intervalMilliseconds: UInt64 = 2_000
+    /// Signs heartbeats when the fleet has a key.
+    var fleetKey: FleetKey?
 }
 
 extension BackendTarget: @unchecked Sendable {}
@@ -92,8 +94,14 @@ final class NodeAgent {
         }
         var body: [UInt8] = []
         heartbeat.json.write(to: &body)
-        let request = HTTPClientRequest(method: "POST", target: options.control.path + "/heartbeat",
-                                        headers: ["Content-Type": "application/json"], body: body)
+        let path = options.control.path + "/heartbeat"
+        var headers: HTTPHeaders = ["Content-Type": "application/json"]
+        if let key = options.fleetKey {
+            for (name, value) in key.headers(method: "POST", path: "/heartbeat", body: body, now: Int(EventLoop.wallClockMilliseconds())) {
+                headers.add(name, value)
+            }
+        }
+        let request = HTTPClientRequest(method: "POST", target: path, headers: headers, body: body)
         client.collect(request, to: controlAddress, limit: 64 * 1024) { [unowned self] result in
             self.inFlight = false
             switch result {
