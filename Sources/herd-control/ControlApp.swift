@@ -11,6 +11,8 @@ struct ControlOptions: Sendable {
     var controlSocket: String?
     var fleetKey: String?
     var mdns = true
+    /// Published in the mDNS TXT record; nodes with --fleet-id pick their router by it.
+    var fleetID = "herd"
     var scheduler = Scheduler.Settings()
     var registry = NodeRegistry.Settings()
     var proxyArguments: [String] = []
@@ -80,6 +82,13 @@ final class ControlApp {
         if fleetKey == nil {
             log.warning("no fleet key: any machine that can reach \(bound) can join the fleet (set --fleet-key or HERD_FLEET_KEY)")
         }
+        var announcer: RouterAnnouncer?
+        if options.mdns {
+            let name = "herd on \(Hostname.current())" + (options.port == 11436 ? "" : " :\(bound.port)")
+            announcer = RouterAnnouncer(loop: loop, name: name, controlPort: bound.port, proxyPort: options.proxyPort,
+                                        fleetID: options.fleetID, log: log)
+            announcer?.start(log: log)
+        }
         log.info("listening on \(bound) (heartbeats, API); control socket \(options.socketPath); data in \(options.dataDirectory)")
 
         var stopping = false
@@ -88,6 +97,7 @@ final class ControlApp {
             stopping = true
             log.info("signal \(signal): stopping proxies, then exiting")
             supervisor.stop(deadline: 15_000) {
+                announcer?.stop()
                 sweep.close()
                 routes.close()
                 http.close()

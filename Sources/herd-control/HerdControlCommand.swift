@@ -39,6 +39,9 @@ struct HerdControlCommand: ParsableCommand {
     @Flag(help: "Do not publish the router over mDNS (HERD_NO_MDNS=1).")
     var noMdns = Environment.bool("HERD_NO_MDNS")
 
+    @Option(help: "Fleet id announced over mDNS; nodes started with the same --fleet-id pick this router (HERD_FLEET_ID).")
+    var fleetId: String = Environment.string("HERD_FLEET_ID") ?? "herd"
+
     @Option(help: "Requests in flight per node and model before queuing (HERD_MAX_CONCURRENCY).")
     var maxConcurrency: Int = Environment.int("HERD_MAX_CONCURRENCY") ?? 4
 
@@ -77,6 +80,7 @@ struct HerdControlCommand: ParsableCommand {
         options.controlSocket = controlSocket
         options.fleetKey = fleetKey
         options.mdns = !noMdns
+        options.fleetID = fleetId
         options.scheduler.maxConcurrencyPerModel = maxConcurrency
         options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
         options.scheduler.maxRetries = maxRetries

@@ -12,8 +12,11 @@ struct HerdNodeCommand: ParsableCommand {
         discussion: "Each flag also reads an HERD_* environment variable (e.g. HERD_CONTROL).",
         version: HerdVersion.current)
 
-    @Option(help: "herd-control's URL, e.g. http://192.168.1.10:11436 (HERD_CONTROL).")
+    @Option(help: "herd-control's URL, e.g. http://192.168.1.10:11436 (HERD_CONTROL); default: found over mDNS.")
     var control: String? = Environment.string("HERD_CONTROL")
+
+    @Option(help: "With mDNS: use the router of this fleet (HERD_FLEET_ID).")
+    var fleetId: String? = Environment.string("HERD_FLEET_ID")
 
     @Option(help: "The local Ollama (HERD_OLLAMA); 'none' for no Ollama.")
     var ollama: String = Environment.string("HERD_OLLAMA") ?? "http://127.0.0.1:11434"
@@ -37,8 +40,8 @@ struct HerdNodeCommand: ParsableCommand {
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 s") }
         _ = try targets()
-        guard control != nil else {
-            throw ValidationError("--control URL is required for now (mDNS discovery is coming): e.g. --control http://127.0.0.1:11436")
+        if let control {
+            do { _ = try HTTPURL(control, defaultPort: 11436) } catch { throw ValidationError("--control: \(error)") }
         }
     }
 
@@ -60,11 +63,10 @@ struct HerdNodeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let controlURL: HTTPURL
-        do { controlURL = try HTTPURL(control ?? "", defaultPort: 11436) } catch { throw ValidationError("--control: \(error)") }
+        let controlURL = try control.map { try HTTPURL($0, defaultPort: 11436) }
         let loop = try EventLoop()
-        let options = NodeOptions(control: controlURL, backends: try targets(), nodeID: nodeId, intervalMilliseconds: UInt64(interval * 1000),
-                                  fleetKey: fleetKey.flatMap(FleetKey.init))
+        let options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
+                                  intervalMilliseconds: UInt64(interval * 1000), fleetKey: fleetKey.flatMap(FleetKey.init))
         try NodeAgent(loop: loop, options: options).run()
     }
 }

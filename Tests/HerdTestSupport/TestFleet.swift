@@ -6,7 +6,11 @@ import HerdShared
 /// picked free; everything is stopped by `shutdown()` (and killed on release).
 public final class TestFleet: @unchecked Sendable {
     public let directory: String
-    public let controlPort: Int
+    public private(set) var controlPort: Int
+    /// Announce the router over mDNS (under `fleetID`) instead of `--no-mdns`.
+    public var mdns = false
+    /// A fleet id of this test's own, so that parallel tests never pick each other's router.
+    public let fleetID = "test-\(UInt32.random(in: 0...UInt32.max))"
     public let proxyPort: Int
     public private(set) var backends: [String: RunningProcess] = [:]
     public private(set) var backendPorts: [String: Int] = [:]
@@ -41,8 +45,8 @@ public final class TestFleet: @unchecked Sendable {
     public func startControl(extra: [String] = [], waitForProxy: Bool = true) throws {
         let process = try RunningProcess(
             name: "control-\(control == nil ? 0 : Int.random(in: 1...1_000_000))", path: ProcessRunner.executable("herd-control"),
-            arguments: ["--port", String(controlPort), "--proxy-port", String(proxyPort), "--data-dir", dataDirectory,
-                        "--no-mdns"] + controlArguments + extra, logDirectory: directory)
+            arguments: ["--port", String(controlPort), "--proxy-port", String(proxyPort), "--data-dir", dataDirectory]
+                + (mdns ? ["--fleet-id", fleetID] : ["--no-mdns"]) + controlArguments + extra, logDirectory: directory)
         control = process
         guard process.waitForOutput("listening on") else { throw TestError("herd-control did not start: \(process.output)") }
         if waitForProxy {
@@ -50,12 +54,20 @@ public final class TestFleet: @unchecked Sendable {
         }
     }
 
-    /// Starts a herd-node for backend `name`.
-    public func addNode(_ id: String, backend name: String, extra: [String] = []) throws {
+    /// Stops herd-control and starts it again on a new port (its proxies follow).
+    public func restartControl(onNewPort: Bool) throws {
+        control?.stop(seconds: 20)
+        if onNewPort { controlPort = freePort() }
+        try startControl()
+    }
+
+    /// Starts a herd-node for backend `name`; `discover` finds control by mDNS (by `fleetID`).
+    public func addNode(_ id: String, backend name: String, discover: Bool = false, extra: [String] = []) throws {
         guard let port = backendPorts[name] else { throw TestError("no backend \(name)") }
+        let control = discover ? ["--fleet-id", fleetID] : ["--control", "http://127.0.0.1:\(controlPort)"]
         let process = try RunningProcess(name: "node-\(id)", path: ProcessRunner.executable("herd-node"),
-                                         arguments: ["--control", "http://127.0.0.1:\(controlPort)", "--ollama", "http://127.0.0.1:\(port)",
-                                                     "--node-id", id, "--interval", "0.5"] + extra, logDirectory: directory)
+                                         arguments: control + ["--ollama", "http://127.0.0.1:\(port)",
+                                                               "--node-id", id, "--interval", "0.5"] + extra, logDirectory: directory)
         nodes[id] = process
     }
 

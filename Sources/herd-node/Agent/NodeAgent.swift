@@ -3,7 +3,10 @@ import HerdShared
 
 /// herd-node's settings.
 struct NodeOptions: Sendable {
-    var control: HTTPURL
+    /// `nil`: find the router by mDNS.
+    var control: HTTPURL?
+    /// With mDNS: the fleet whose router to use.
+    var fleetID: String?
     var backends: [BackendTarget]
     var nodeID: String
     var intervalMilliseconds: UInt64 = 2_000
@@ -27,6 +30,7 @@ final class NodeAgent {
     private var controlReachable: Bool?
     private var timer: LoopTimer?
     private var inFlight = false
+    private var finder: RouterFinder?
 
     init(loop: EventLoop, options: NodeOptions) {
         self.loop = loop
@@ -42,9 +46,15 @@ final class NodeAgent {
         let timer = LoopTimer(loop: loop)
         self.timer = timer
         timer.start(after: 0, repeating: options.intervalMilliseconds) { [unowned self] in self.beat() }
-        log.info("node \(options.nodeID) reporting \(options.backends.map { "\($0.kind.rawValue) \($0.url)" }.joined(separator: ", ")) to \(options.control)")
+        if options.control == nil {
+            let finder = RouterFinder(loop: loop, fleetID: options.fleetID, log: log)
+            self.finder = finder
+            finder.start()
+        }
+        log.info("node \(options.nodeID) reporting \(options.backends.map { "\($0.kind.rawValue) \($0.url)" }.joined(separator: ", ")) to \(controlDescription)")
         let stop: (Int32) -> Void = { [unowned self] _ in
             self.timer?.close()
+            self.finder?.stop()
             self.client.close()
             self.loop.stop()
         }
@@ -55,15 +65,20 @@ final class NodeAgent {
         interrupt.close()
     }
 
+    private var controlDescription: String {
+        if let control = options.control { return control.description }
+        return finder?.current.map { "http://\($0) (found by mDNS)" } ?? "(looking for it over mDNS)"
+    }
+
     /// One cycle: resolve names (off the loop), probe, send.
     private func beat() {
         guard !inFlight else { return }
         inFlight = true
-        let urls = [options.control] + options.backends.map(\.url)
+        let urls = options.backends.map(\.url) + (options.control.map { [$0] } ?? [])
         loop.offload({ urls.map { try? $0.resolve() } }, then: { [unowned self] result in
             let resolved = (try? result.get()) ?? []
-            self.controlAddress = resolved.first ?? nil
-            for (i, address) in resolved.dropFirst().enumerated() { self.addresses[i] = address }
+            for (i, address) in resolved.prefix(self.options.backends.count).enumerated() { self.addresses[i] = address }
+            self.controlAddress = self.options.control == nil ? self.finder?.current : resolved.last ?? nil
             self.probeAll()
         })
     }
@@ -88,13 +103,13 @@ final class NodeAgent {
             cpuUtilization: sample.cpuUtilization, memoryTotalBytes: sample.memoryTotalBytes,
             memoryAvailableBytes: sample.memoryAvailableBytes, backends: backends)
         guard let controlAddress else {
-            noteControl(false, "cannot resolve \(options.control.host)")
+            noteControl(false, options.control.map { "cannot resolve \($0.host)" } ?? "no herd router found over mDNS yet")
             inFlight = false
             return
         }
         var body: [UInt8] = []
         heartbeat.json.write(to: &body)
-        let path = options.control.path + "/heartbeat"
+        let path = (options.control?.path ?? "") + "/heartbeat"
         var headers: HTTPHeaders = ["Content-Type": "application/json"]
         if let key = options.fleetKey {
             for (name, value) in key.headers(method: "POST", path: "/heartbeat", body: body, now: Int(EventLoop.wallClockMilliseconds())) {
@@ -110,6 +125,7 @@ final class NodeAgent {
             case let .success(response):
                 self.noteControl(false, "heartbeat refused (\(response.status)): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
             case let .failure(error):
+                self.finder?.currentFailed()
                 self.noteControl(false, "\(error)")
             }
         }
@@ -119,9 +135,9 @@ final class NodeAgent {
     private func noteControl(_ reachable: Bool, _ detail: String) {
         defer { controlReachable = reachable }
         if reachable, controlReachable != true {
-            log.info("registered with herd-control at \(options.control)")
+            log.info("registered with herd-control at \(controlDescription)")
         } else if !reachable, controlReachable != false {
-            log.warning("herd-control at \(options.control) not reachable (\(detail)); retrying every \(options.intervalMilliseconds / 1000) s")
+            log.warning("herd-control at \(controlDescription) not reachable (\(detail)); retrying every \(Double(options.intervalMilliseconds) / 1000) s")
         }
     }
 }

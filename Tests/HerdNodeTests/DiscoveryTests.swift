@@ -1,0 +1,46 @@
+import Glibc
+import HerdShared
+import HerdTestSupport
+import Testing
+
+/// Zero-config discovery through the real (loopback-only) avahi-daemon.
+@Suite(.serialized) struct DiscoveryTests {
+    func registered(_ fleet: TestFleet, _ id: String) -> Bool {
+        ((try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue ?? [])
+            .contains { $0["id"]?.stringValue == id && $0["status"]?.stringValue == "online" }
+    }
+
+    @Test func aNodeWithNoAddressFindsTheRouterAndFollowsItToANewPort() throws {
+        let fleet = TestFleet()
+        fleet.mdns = true
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "m:1b", "--loaded", "m:1b"])
+        try fleet.startControl()
+        #expect(fleet.control!.waitForOutput("announced as"), "\(fleet.control!.output)")
+        let start = EventLoop.monotonicNanoseconds()
+        try fleet.addNode("roaming", backend: "A", discover: true)
+        #expect(waitUntil(seconds: 5) { registered(fleet, "roaming") }, "\(fleet.logs)")
+        let seconds = Double(EventLoop.monotonicNanoseconds() - start) / 1e9
+        #expect(seconds < 5, "registered after \(seconds) s")
+        #expect(fleet.nodes["roaming"]!.output.contains("found router"))
+        #expect(fleet.post("/api/chat", #"{"model":"m:1b","stream":false}"#).header("X-Herd-Node") == "roaming")
+
+        try fleet.restartControl(onNewPort: true)
+        #expect(waitUntil(seconds: 10) { registered(fleet, "roaming") }, "the node followed the router to :\(fleet.controlPort)\n\(fleet.logs)")
+        #expect(fleet.post("/api/chat", #"{"model":"m:1b","stream":false}"#).status == 200)
+    }
+
+    @Test func aNodeIgnoresRoutersOfOtherFleets() throws {
+        let fleet = TestFleet()
+        fleet.mdns = true
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "m:1b"])
+        try fleet.startControl()
+        let stranger = try RunningProcess(name: "node-stranger", path: ProcessRunner.executable("herd-node"),
+                                          arguments: ["--fleet-id", "no-such-fleet-\(getpid())", "--ollama", "http://127.0.0.1:\(fleet.backendPorts["A"]!)",
+                                                      "--node-id", "stranger", "--interval", "0.3"], logDirectory: fleet.directory)
+        defer { stranger.stop() }
+        #expect(stranger.waitForOutput("none of fleet", seconds: 8), "\(stranger.output)")
+        #expect(!registered(fleet, "stranger"))
+    }
+}
