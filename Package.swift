@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "HerdSharedTests", dependencies: ["HerdShared", "HerdFakeBackend", "HerdTestSupport", "CUV", "CSQLite3"]),
         .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdShared", "HerdTestSupport"]),
         .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdShared", "HerdTestSupport"]),
-        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdShared", "HerdTestSupport"]),
+        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdShared", "HerdTestSupport"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

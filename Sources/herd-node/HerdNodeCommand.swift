@@ -30,6 +30,9 @@ struct HerdNodeCommand: ParsableCommand {
     @Option(help: "Fleet key to sign heartbeats with (HERD_FLEET_KEY).")
     var fleetKey: String? = Environment.string("HERD_FLEET_KEY")
 
+    @Flag(help: "Do not report camera/microphone use (meeting detection) (HERD_NO_MEETING_DETECTION=1).")
+    var noMeetingDetection = Environment.bool("HERD_NO_MEETING_DETECTION")
+
     @Option(help: "Seconds between heartbeats (HERD_INTERVAL).")
     var interval: Double = Environment.string("HERD_INTERVAL").flatMap(Double.init) ?? 2
 
@@ -65,8 +68,9 @@ struct HerdNodeCommand: ParsableCommand {
     func run() throws {
         let controlURL = try control.map { try HTTPURL($0, defaultPort: 11436) }
         let loop = try EventLoop()
-        let options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
+        var options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
                                   intervalMilliseconds: UInt64(interval * 1000), fleetKey: fleetKey.flatMap(FleetKey.init))
+        options.telemetry.meetingDetection = !noMeetingDetection
         try NodeAgent(loop: loop, options: options).run()
     }
 }

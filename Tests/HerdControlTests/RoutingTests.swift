@@ -54,6 +54,22 @@ func node(_ id: String, status: NodeStatus = .online, models: [String], loaded: 
         #expect(d.model == "mid:8b")
     }
 
+    @Test func meetingsHeatAndPressureDeprioritise() {
+        var meeting = node("meeting", models: ["m:1b"], loaded: ["m:1b"], memory: 99_000_000_000)
+        meeting.heartbeat.telemetry.cameraInUse = true
+        var hotBox = node("hot", models: ["m:1b"], loaded: ["m:1b"], memory: 99_000_000_000)
+        hotBox.heartbeat.telemetry.thermal = .critical
+        let calm = node("calm", models: ["m:1b"], loaded: ["m:1b"], memory: 1)
+        guard case let .route(c) = decide([meeting, hotBox, calm], ["m:1b"]) else { Issue.record("no route"); return }
+        #expect(c.node == "calm")
+        guard case let .route(d) = decide([meeting], ["m:1b"]) else { Issue.record("a strained node still serves when alone"); return }
+        #expect(d.strained && d.reason.contains("strained"))
+        var starving = node("starving", models: ["m:1b", "big:70b"], loaded: ["m:1b"])
+        starving.heartbeat.telemetry.pressure = .critical
+        guard case .route = decide([starving], ["m:1b"]) else { Issue.record("a loaded model still serves"); return }
+        #expect(decide([starving], ["big:70b"]) == .noNode, "no cold load under critical pressure")
+    }
+
     @Test func everyoneBusyQueues() {
         let nodes = [node("a", models: ["m:1b"], loaded: ["m:1b"])]
         #expect(decide(nodes, ["m:1b"], inFlight: ["a/m:1b": 2], limit: 2) == .queue(model: "m:1b"))

@@ -87,6 +87,16 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Calls `body` with the C address and its length.
+    public func withUnsafeSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+        try withSockaddr { try body($0, length) }
+    }
+
+    /// An address read back from the kernel (`getsockname`, `getpeername`).
+    public init?(sockaddrPointer pointer: UnsafePointer<sockaddr>) {
+        self.init(sockaddr: pointer)
+    }
+
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
         lhs.family == rhs.family && lhs.host == rhs.host && lhs.port == rhs.port
     }

@@ -11,13 +11,16 @@ public struct Heartbeat: Equatable, Sendable {
         public var modifiedAt: String
         /// Ollama's `details` object, passed through to `/api/tags`.
         public var details: JSONValue
+        /// From `/api/show`: `completion`, `vision`, `tools`, `embedding`, `thinking`, …
+        public var capabilities: [String]
 
-        public init(name: String, sizeBytes: Int = 0, digest: String = "", modifiedAt: String = "", details: JSONValue = [:]) {
+        public init(name: String, sizeBytes: Int = 0, digest: String = "", modifiedAt: String = "", details: JSONValue = [:], capabilities: [String] = []) {
             self.name = name
             self.sizeBytes = sizeBytes
             self.digest = digest
             self.modifiedAt = modifiedAt
             self.details = details
+            self.capabilities = capabilities
         }
     }
 
@@ -73,9 +76,11 @@ public struct Heartbeat: Equatable, Sendable {
     public var memoryTotalBytes: Int
     public var memoryAvailableBytes: Int
     public var backends: [Backend]
+    /// Load, swap, pressure, GPUs, thermal state, camera/microphone (optional on the wire).
+    public var telemetry: Telemetry
 
     public init(nodeID: String, agentVersion: String = HerdVersion.current, sentAtMilliseconds: Int = 0, cpuCores: Int = 0,
-                cpuUtilization: Double = 0, memoryTotalBytes: Int = 0, memoryAvailableBytes: Int = 0, backends: [Backend] = []) {
+                cpuUtilization: Double = 0, memoryTotalBytes: Int = 0, memoryAvailableBytes: Int = 0, backends: [Backend] = [], telemetry: Telemetry = Telemetry()) {
         self.nodeID = nodeID
         self.agentVersion = agentVersion
         self.sentAtMilliseconds = sentAtMilliseconds
@@ -84,6 +89,7 @@ public struct Heartbeat: Equatable, Sendable {
         self.memoryTotalBytes = memoryTotalBytes
         self.memoryAvailableBytes = memoryAvailableBytes
         self.backends = backends
+        self.telemetry = telemetry
     }
 
     public var json: JSONValue {
@@ -91,13 +97,14 @@ public struct Heartbeat: Equatable, Sendable {
          "sent_at_ms": .int(sentAtMilliseconds),
          "cpu": ["cores": .int(cpuCores), "utilization": .number(cpuUtilization)],
          "memory": ["total_bytes": .int(memoryTotalBytes), "available_bytes": .int(memoryAvailableBytes)],
+         "telemetry": telemetry.json,
          "backends": .array(backends.map { b in
              var members: [(String, JSONValue)] = [
                  ("kind", .string(b.kind.rawValue)), ("url", .string(b.url)), ("address", .string(b.address)),
                  ("reachable", .bool(b.reachable)),
                  ("models", .array(b.models.map { m in
                      ["name": .string(m.name), "size": .int(m.sizeBytes), "digest": .string(m.digest),
-                      "modified_at": .string(m.modifiedAt), "details": m.details]
+                      "modified_at": .string(m.modifiedAt), "details": m.details, "capabilities": .strings(m.capabilities)]
                  })),
                  ("loaded", .array(b.loaded.map { m in
                      ["name": .string(m.name), "size": .int(m.sizeBytes), "size_vram": .int(m.vramBytes),
@@ -127,6 +134,11 @@ public struct Heartbeat: Equatable, Sendable {
         let memory = try f.object("memory")
         memoryTotalBytes = try memory?.optionalInt("total_bytes") ?? 0
         memoryAvailableBytes = try memory?.optionalInt("available_bytes") ?? 0
+        if let value = json["telemetry"], value != .null {
+            telemetry = try Telemetry(json: value)
+        } else {
+            telemetry = Telemetry()
+        }
         let backendFields = try f.objects("backends")
         guard backendFields.count <= 16 else { throw JSONFieldError("heartbeat.backends: at most 16") }
         var backends: [Backend] = []
@@ -142,7 +154,8 @@ public struct Heartbeat: Equatable, Sendable {
                 let name = try m.string("name")
                 guard !name.isEmpty, name.utf8.count <= 512 else { throw JSONFieldError("\(m.context).name must be 1–512 bytes") }
                 models.append(Model(name: name, sizeBytes: try m.optionalInt("size") ?? 0, digest: try m.optionalString("digest") ?? "",
-                                    modifiedAt: try m.optionalString("modified_at") ?? "", details: m.value["details"] ?? [:]))
+                                    modifiedAt: try m.optionalString("modified_at") ?? "", details: m.value["details"] ?? [:],
+                                    capabilities: try m.strings("capabilities")))
             }
             var loaded: [LoadedModel] = []
             for m in loadedFields {

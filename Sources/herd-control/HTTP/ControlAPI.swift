@@ -79,6 +79,7 @@ final class ControlAPI {
                     "cpu": ["cores": .int(hb.cpuCores), "utilization": .number(hb.cpuUtilization)],
                     "memory": ["total_bytes": .int(hb.memoryTotalBytes), "available_bytes": .int(hb.memoryAvailableBytes)],
                     "in_flight": .int(scheduler.inFlight(node: node.id)),
+                    "telemetry": hb.telemetry.json,
                     "backends": .array(hb.backends.map { b in
                         ["kind": .string(b.kind.rawValue), "address": .string(b.address), "reachable": .bool(b.reachable),
                          "models": .strings(b.models.map(\.name)), "loaded": .strings(b.loaded.map(\.name))]

@@ -12,6 +12,8 @@ struct RouteCandidate: Equatable, Sendable {
     var limit: Int
     var memoryAvailableBytes: Int
     var degraded: Bool
+    /// In a meeting, hot or throttled, or short of memory: used after the others.
+    var strained: Bool = false
     /// A counter of when this node:model last got a request (0: never).
     var lastRouted: UInt64 = 0
 
@@ -20,7 +22,7 @@ struct RouteCandidate: Equatable, Sendable {
     /// `hot=1 in_flight=2/4 mem=12.0GB`: the decision, for headers and traces.
     var reason: String {
         let gb = Double(memoryAvailableBytes) / 1e9
-        return "hot=\(hot ? 1 : 0) in_flight=\(inFlight)/\(limit) mem_free_gb=\((gb * 10).rounded() / 10)\(degraded ? " degraded" : "")"
+        return "hot=\(hot ? 1 : 0) in_flight=\(inFlight)/\(limit) mem_free_gb=\((gb * 10).rounded() / 10)\(degraded ? " degraded" : "")\(strained ? " strained" : "")"
     }
 }
 
@@ -39,7 +41,10 @@ enum RouteDecision: Equatable, Sendable {
 /// The routing policy: a pure function of the fleet, the load and the request.
 ///
 /// Elimination: offline nodes, nodes already tried (retries), unreachable
-/// backends, backends of a kind the API cannot use, nodes without the model.
+/// backends, backends of a kind the API cannot use, nodes without the model,
+/// a cold model on a node under critical memory pressure. Nodes in a meeting
+/// (camera/microphone), running hot or throttled, or short of memory are
+/// "strained": used only after the others.
 /// Then, for the requested model and each fallback in order, the first with a
 /// free, hot (loaded) candidate wins; else the first with any free candidate.
 /// Candidates rank: online before degraded, hot first, fewest in flight, then
@@ -61,11 +66,15 @@ enum RoutePolicy {
                     anyoneHasIt = true
                     guard node.status != .offline, backend.reachable, !excluded.contains(node.id) else { continue }
                     let hot = backend.loaded.contains { ModelName.same($0.name, model) }
+                    let telemetry = node.heartbeat.telemetry
+                    // Critical memory pressure: serve what is loaded, load nothing new there.
+                    if telemetry.pressure == .critical, !hot { continue }
+                    let strained = telemetry.inMeeting || telemetry.thermal >= .serious || telemetry.pressure >= .high
                     candidates.append(RouteCandidate(
                         node: node.id, address: backend.address, backend: backend.kind, model: name, hot: hot,
                         inFlight: inFlight(node.id, ModelName.canonical(model)), limit: limit,
                         memoryAvailableBytes: node.heartbeat.memoryAvailableBytes, degraded: node.status == .degraded,
-                        lastRouted: lastRouted(node.id, ModelName.canonical(model))))
+                        strained: strained, lastRouted: lastRouted(node.id, ModelName.canonical(model))))
                     break // one backend per node and model
                 }
             }
@@ -88,6 +97,7 @@ enum RoutePolicy {
     /// Ranking order of candidates of one model.
     static func better(_ a: RouteCandidate, _ b: RouteCandidate) -> Bool {
         if a.degraded != b.degraded { return !a.degraded }
+        if a.strained != b.strained { return !a.strained }
         if a.hot != b.hot { return a.hot }
         if a.inFlight != b.inFlight { return a.inFlight < b.inFlight }
         // Equal load: the one that waited longest goes next (turns), then free memory.

@@ -12,6 +12,7 @@ struct NodeOptions: Sendable {
     var intervalMilliseconds: UInt64 = 2_000
     /// Signs heartbeats when the fleet has a key.
     var fleetKey: FleetKey?
+    var telemetry = TelemetryReader()
 }
 
 extension BackendTarget: @unchecked Sendable {}
@@ -25,12 +26,17 @@ final class NodeAgent {
     private let client: HTTPClient
     private let log = Logger(label: "herd-node")
     private var sampler = SystemSampler()
+    private var cpu: SystemSampler.Sample?
     private var addresses: [Int: SocketAddress] = [:]
     private var controlAddress: SocketAddress?
     private var controlReachable: Bool?
     private var timer: LoopTimer?
     private var inFlight = false
     private var finder: RouterFinder?
+    private var telemetry: TelemetryReader.Reading?
+    private var beats = 0
+    private var capabilities: [String: [String]] = [:]
+    private var warnedLocalOnly: Set<String> = []
 
     init(loop: EventLoop, options: NodeOptions) {
         self.loop = loop
@@ -75,10 +81,21 @@ final class NodeAgent {
         guard !inFlight else { return }
         inFlight = true
         let urls = options.backends.map(\.url) + (options.control.map { [$0] } ?? [])
-        loop.offload({ urls.map { try? $0.resolve() } }, then: { [unowned self] result in
-            let resolved = (try? result.get()) ?? []
-            for (i, address) in resolved.prefix(self.options.backends.count).enumerated() { self.addresses[i] = address }
+        let sample = sampler.sample()
+        beats += 1
+        let slow = beats % 5 == 1
+        let reader = options.telemetry
+        let previous = telemetry?.telemetry
+        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading) in
+            (urls.map { try? $0.resolve() }, reader.read(cpuBusy: sample.cpuUtilization, slow: slow, previous: previous))
+        }, then: { [unowned self] result in
+            guard case let .success((resolved, reading)) = result else { return self.finishBeat() }
+            self.telemetry = reading
+            self.cpu = sample
             self.controlAddress = self.options.control == nil ? self.finder?.current : resolved.last ?? nil
+            for (i, address) in resolved.prefix(self.options.backends.count).enumerated() {
+                self.addresses[i] = address.map { self.reachableAddress(for: $0) }
+            }
             self.probeAll()
         })
     }
@@ -96,12 +113,36 @@ final class NodeAgent {
         }
     }
 
+    private func finishBeat() { inFlight = false }
+
+    /// A backend on this host's loopback, seen from a router on another host:
+    /// the address of this host that faces the router (no packet is sent to find it).
+    private func reachableAddress(for backend: SocketAddress) -> SocketAddress {
+        guard backend.host.hasPrefix("127.") || backend.host == "::1", let control = controlAddress,
+              !(control.host.hasPrefix("127.") || control.host == "::1"),
+              let local = LocalAddress.facing(control), let moved = try? SocketAddress(host: local, port: backend.port) else { return backend }
+        return moved
+    }
+
     private func send(_ backends: [Heartbeat.Backend]) {
-        let sample = sampler.sample()
+        let sample = cpu ?? sampler.sample()
+        var backends = backends
+        for i in backends.indices {
+            for j in backends[i].models.indices { backends[i].models[j].capabilities = capabilities[backends[i].models[j].name] ?? [] }
+            if !backends[i].reachable, options.backends.indices.contains(i),
+               options.backends[i].url.host.hasPrefix("127.") || options.backends[i].url.host == "localhost",
+               !backends[i].address.hasPrefix("127."), !warnedLocalOnly.contains(backends[i].url) {
+                warnedLocalOnly.insert(backends[i].url)
+                log.warning("\(backends[i].url) answers only on this machine's loopback, so the router at \(controlDescription) cannot reach it: start Ollama with OLLAMA_HOST=0.0.0.0:11434 (or pass --ollama with an address the router can reach)")
+            }
+        }
+        let reading = telemetry
         let heartbeat = Heartbeat(
             nodeID: options.nodeID, sentAtMilliseconds: Int(EventLoop.wallClockMilliseconds()), cpuCores: sample.cores,
-            cpuUtilization: sample.cpuUtilization, memoryTotalBytes: sample.memoryTotalBytes,
-            memoryAvailableBytes: sample.memoryAvailableBytes, backends: backends)
+            cpuUtilization: sample.cpuUtilization, memoryTotalBytes: reading?.memoryTotal ?? sample.memoryTotalBytes,
+            memoryAvailableBytes: reading?.memoryAvailable ?? sample.memoryAvailableBytes, backends: backends,
+            telemetry: reading?.telemetry ?? Telemetry())
+        fetchCapabilities(backends)
         guard let controlAddress else {
             noteControl(false, options.control.map { "cannot resolve \($0.host)" } ?? "no herd router found over mDNS yet")
             inFlight = false
@@ -127,6 +168,28 @@ final class NodeAgent {
             case let .failure(error):
                 self.finder?.currentFailed()
                 self.noteControl(false, "\(error)")
+            }
+        }
+    }
+
+    /// `/api/show` once per model, for its capabilities (vision, tools, embedding…).
+    private func fetchCapabilities(_ backends: [Heartbeat.Backend]) {
+        for (i, backend) in backends.enumerated() where backend.kind == .ollama && backend.reachable {
+            guard let address = addresses[i] else { continue }
+            for model in backend.models where capabilities[model.name] == nil {
+                capabilities[model.name] = []
+                var body: [UInt8] = []
+                JSONValue.object([("model", .string(model.name))]).write(to: &body)
+                let request = HTTPClientRequest(method: "POST", target: options.backends[i].url.path + "/api/show",
+                                                headers: ["Content-Type": "application/json"], body: body)
+                client.collect(request, to: address, limit: 4 * 1024 * 1024) { [unowned self] result in
+                    guard case let .success(response) = result, response.status == 200,
+                          let json = try? JSONValue.parse(response.body) else {
+                        self.capabilities[model.name] = nil // try again next beat
+                        return
+                    }
+                    self.capabilities[model.name] = (json["capabilities"]?.arrayValue ?? []).compactMap(\.stringValue)
+                }
             }
         }
     }

@@ -1,0 +1,127 @@
+import HerdShared
+
+/// Pure parsers of what the Linux kernel and vendor tools print. Each takes
+/// the text (or nil when the file is absent) and never fails: missing or
+/// malformed input gives "unknown" values, never a crash.
+enum LinuxParsers {
+    /// `/proc/loadavg` → the 1-minute load.
+    static func loadAverage(_ text: String?) -> Double {
+        guard let first = text?.split(separator: " ").first, let value = Double(first), value.isFinite else { return 0 }
+        return value
+    }
+
+    /// `/proc/meminfo` → total, available, swap total, swap free (bytes).
+    static func memory(_ text: String?) -> (total: Int, available: Int, swapTotal: Int, swapFree: Int)? {
+        guard let text else { return nil }
+        var values: [Substring: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count >= 2, let kb = Int(parts[1]), kb >= 0 else { continue }
+            values[parts[0]] = kb * 1024
+        }
+        guard let total = values["MemTotal:"] else { return nil }
+        let available = values["MemAvailable:"] ?? ((values["MemFree:"] ?? 0) + (values["Cached:"] ?? 0))
+        return (total, min(available, total), values["SwapTotal:"] ?? 0, values["SwapFree:"] ?? 0)
+    }
+
+    /// `/proc/pressure/memory` → `some avg10` (percent of time stalled).
+    static func pressureStall(_ text: String?) -> Double? {
+        guard let line = text?.split(separator: "\n").first(where: { $0.hasPrefix("some ") }) else { return nil }
+        for field in line.split(separator: " ") where field.hasPrefix("avg10=") {
+            if let value = Double(field.dropFirst(6)), value.isFinite, value >= 0 { return value }
+        }
+        return nil
+    }
+
+    /// Pressure from PSI when present, else from the share of memory available.
+    static func pressure(stall: Double?, total: Int, available: Int) -> Telemetry.Pressure {
+        if let stall {
+            if stall >= 40 { return .critical }
+            if stall >= 10 { return .high }
+            if stall >= 1 { return .medium }
+            return .low
+        }
+        guard total > 0 else { return .low }
+        let free = Double(available) / Double(total)
+        if free < 0.05 { return .critical }
+        if free < 0.15 { return .high }
+        if free < 0.30 { return .medium }
+        return .low
+    }
+
+    /// `nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu,temperature.gpu,power.draw,clocks_throttle_reasons.active
+    /// --format=csv,noheader,nounits` → GPUs (MiB → bytes). Lines that do not parse are skipped.
+    static let nvidiaQuery = "name,memory.used,memory.total,utilization.gpu,temperature.gpu,power.draw,clocks_throttle_reasons.active"
+
+    static func nvidiaSMI(_ text: String?) -> [Telemetry.GPU] {
+        guard let text else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
+            guard fields.count >= 4, let used = Double(fields[1]), let total = Double(fields[2]), total > 0 else { return nil }
+            let utilization = Double(fields[3]).map { max(0, min(1, $0 / 100)) } ?? 0
+            let temperature = fields.count > 4 ? Double(fields[4]) : nil
+            let power = fields.count > 5 ? Double(fields[5]) : nil
+            // Throttle reasons is a bitmask; 0x1 is "GPU idle", which is not throttling.
+            var throttled = false
+            if fields.count > 6 {
+                let mask = fields[6].hasPrefix("0x") ? UInt64(fields[6].dropFirst(2), radix: 16) : UInt64(fields[6])
+                throttled = (mask ?? 0) & ~UInt64(1) != 0
+            }
+            return Telemetry.GPU(vendor: "nvidia", name: String(fields[0]), memoryUsedBytes: Int(used * 1_048_576),
+                                 memoryTotalBytes: Int(total * 1_048_576), utilization: utilization, temperatureCelsius: temperature,
+                                 powerWatts: power, throttled: throttled)
+        }
+    }
+
+    /// An AMD card from sysfs: `mem_info_vram_used`, `mem_info_vram_total`
+    /// (bytes), `gpu_busy_percent`, hwmon `temp1_input` (millidegrees).
+    static func amdGPU(name: String, used: String?, total: String?, busy: String?, temperature: String?) -> Telemetry.GPU? {
+        guard let total = total.flatMap({ Int($0.trimmingSpaces) }), total > 0 else { return nil }
+        let used = used.flatMap { Int($0.trimmingSpaces) } ?? 0
+        let busy = busy.flatMap { Double($0.trimmingSpaces) }.map { max(0, min(1, $0 / 100)) } ?? 0
+        let temp = temperature.flatMap { Double($0.trimmingSpaces) }.map { $0 / 1000 }
+        return Telemetry.GPU(vendor: "amd", name: name, memoryUsedBytes: used, memoryTotalBytes: total, utilization: busy, temperatureCelsius: temp)
+    }
+
+    /// A thermal zone's `temp` (millidegrees Celsius) → degrees; nil when absent or absurd.
+    static func zoneTemperature(_ text: String?) -> Double? {
+        guard let value = text.flatMap({ Double($0.trimmingSpaces) }) else { return nil }
+        let celsius = value / 1000
+        return celsius > -50 && celsius < 150 ? celsius : nil
+    }
+
+    /// The thermal state from the hottest zone, whether the CPU runs well under
+    /// its maximum frequency while busy, and the GPUs.
+    static func thermalState(maxTemperature: Double?, frequencyRatio: Double?, cpuBusy: Double, gpus: [Telemetry.GPU]) -> (Telemetry.ThermalState, Bool) {
+        var state = Telemetry.ThermalState.nominal
+        let temperatures = [maxTemperature].compactMap { $0 } + gpus.compactMap(\.temperatureCelsius)
+        if let hottest = temperatures.max() {
+            if hottest >= 95 { state = .critical } else if hottest >= 85 { state = .serious } else if hottest >= 75 { state = .fair }
+        }
+        // Frequency well under the maximum while busy: the CPU is being throttled.
+        let throttled = (frequencyRatio.map { $0 < 0.6 } ?? false) && cpuBusy > 0.5
+        if throttled { state = max(state, .serious) }
+        if gpus.contains(where: \.throttled) { state = max(state, .fair) }
+        return (state, throttled)
+    }
+
+    /// An ALSA capture substream's `status` → whether it is capturing.
+    static func captureRunning(_ text: String?) -> Bool {
+        guard let text else { return false }
+        return text.split(separator: "\n").contains { $0.trimmingSpaces == "state: RUNNING" }
+    }
+
+    /// Whether any of a process's open-file link targets is a camera device.
+    static func holdsCamera(_ targets: [String]) -> Bool {
+        targets.contains { $0.hasPrefix("/dev/video") }
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: Substring {
+        let s = Substring(self)
+        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" }) else { return "" }
+        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" })!
+        return s[start...end]
+    }
+}

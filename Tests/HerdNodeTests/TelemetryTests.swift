@@ -1,0 +1,100 @@
+import HerdShared
+import Testing
+@testable import herd_node
+
+/// Telemetry parsers against fixture trees (Tests/HerdNodeTests/Fixtures) and text.
+@Suite struct TelemetryTests {
+    static let fixtures: String = {
+        let file = "\(#filePath)"
+        return String(file[..<file.lastIndex(of: "/")!]) + "/Fixtures"
+    }()
+
+    func read(_ name: String, cpuBusy: Double = 0.2) -> TelemetryReader.Reading {
+        var reader = TelemetryReader()
+        reader.root = Self.fixtures + "/" + name
+        return reader.read(cpuBusy: cpuBusy, slow: true, previous: nil)
+    }
+
+    @Test func workstationWithTwoNvidiaGPUs() {
+        let r = read("workstation-nvidia")
+        let t = r.telemetry
+        #expect(r.memoryTotal == 65_760_432 * 1024)
+        #expect(r.memoryAvailable == 12_345_678 * 1024)
+        #expect(t.load1 == 3.52)
+        #expect(t.swapTotalBytes == 8_388_604 * 1024 && t.swapFreeBytes == 6_291_452 * 1024)
+        #expect(t.pressureStallPercent == 12.5)
+        #expect(t.pressure == .high, "PSI some avg10 12.5 %")
+        #expect(t.gpus.count == 2)
+        #expect(t.gpus[0].name == "NVIDIA GeForce RTX 4090")
+        #expect(t.gpus[0].memoryTotalBytes == 24_564 * 1_048_576)
+        #expect(t.gpus[0].utilization == 0.87)
+        #expect(t.gpus[0].temperatureCelsius == 71)
+        #expect(t.gpus[0].powerWatts == 320.55)
+        #expect(t.gpus[1].powerWatts == nil, "[N/A]")
+        #expect(!t.gpus[1].throttled, "0x1 is the idle reason, not throttling")
+        #expect(t.maxTemperatureCelsius == 88)
+        #expect(t.thermal == .serious, "88 °C")
+        #expect(!t.cpuThrottled, "running at 92 % of max frequency")
+        #expect(t.microphoneInUse, "a capture stream is RUNNING")
+        #expect(!t.cameraInUse, "no /dev/video* in the fixture")
+        #expect(t.inMeeting)
+    }
+
+    @Test func laptopWithAnAMDGPUAndNoPSI() {
+        let t = read("laptop-amd").telemetry
+        #expect(t.pressureStallPercent == nil)
+        #expect(t.pressure == .high, "1.5 of 16 GB available, no PSI")
+        #expect(t.gpus == [Telemetry.GPU(vendor: "amd", name: "card0", memoryUsedBytes: 2_147_483_648, memoryTotalBytes: 8_589_934_592,
+                                         utilization: 0.35, temperatureCelsius: 52)])
+        #expect(t.thermal == .nominal)
+        #expect(!t.microphoneInUse)
+    }
+
+    @Test func malformedAndMissingFilesGiveUnknownsNotCrashes() {
+        let r = read("malformed")
+        #expect(r.memoryTotal == 0)
+        #expect(r.telemetry.load1 == 0)
+        #expect(r.telemetry.pressureStallPercent == nil)
+        #expect(r.telemetry.gpus.isEmpty, "nvidia-smi failed")
+        #expect(r.telemetry.maxTemperatureCelsius == nil)
+        let nothing = read("no-such-machine")
+        #expect(nothing.telemetry == Telemetry())
+    }
+
+    @Test func meetingDetectionCanBeSwitchedOff() {
+        var reader = TelemetryReader()
+        reader.root = Self.fixtures + "/workstation-nvidia"
+        reader.meetingDetection = false
+        #expect(!reader.read(cpuBusy: 0, slow: true, previous: nil).telemetry.microphoneInUse)
+    }
+
+    @Test func throttledCPUIsSerious() {
+        let (state, throttled) = LinuxParsers.thermalState(maxTemperature: 60, frequencyRatio: 0.4, cpuBusy: 0.9, gpus: [])
+        #expect(throttled && state == .serious)
+        let (idle, notThrottled) = LinuxParsers.thermalState(maxTemperature: 60, frequencyRatio: 0.4, cpuBusy: 0.1, gpus: [])
+        #expect(!notThrottled && idle == .nominal, "a slow clock while idle is power saving")
+        #expect(LinuxParsers.thermalState(maxTemperature: 97, frequencyRatio: nil, cpuBusy: 0, gpus: []).0 == .critical)
+    }
+
+    @Test func parsersOnText() {
+        #expect(LinuxParsers.pressure(stall: 0.2, total: 1, available: 1) == .low)
+        #expect(LinuxParsers.pressure(stall: 45, total: 1, available: 1) == .critical)
+        #expect(LinuxParsers.pressure(stall: nil, total: 100, available: 3) == .critical)
+        #expect(LinuxParsers.nvidiaSMI("garbage\n,,,\nGPU, x, y, z") == [])
+        #expect(LinuxParsers.nvidiaSMI("A100, 100, 81920, 50, 60, 250, 0x0000000000000020").first?.throttled == true)
+        #expect(LinuxParsers.holdsCamera(["/dev/pts/0", "socket:[123]", "/dev/video0"]))
+        #expect(!LinuxParsers.holdsCamera(["/dev/null"]))
+        #expect(!LinuxParsers.captureRunning("state: PREPARED\n"))
+        #expect(LinuxParsers.zoneTemperature("999999999") == nil)
+        #expect(SystemSampler.parseCPU("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4") ?? (0, 0) == (1000, 850))
+    }
+
+    @Test func telemetryRoundTripsInTheHeartbeat() throws {
+        var t = read("workstation-nvidia").telemetry
+        t.cameraInUse = true
+        let heartbeat = Heartbeat(nodeID: "n", telemetry: t)
+        #expect(try Heartbeat(json: heartbeat.json).telemetry == t)
+        // An older agent sends no telemetry: defaults.
+        #expect(try Heartbeat(json: ["schema": 1, "node_id": "old"]).telemetry == Telemetry())
+    }
+}
