@@ -127,22 +127,38 @@ public func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// Ports handed out in this test process (never twice).
+private final class PortRegistry: @unchecked Sendable {
+    var mutex = pthread_mutex_t()
+    var used = Set<Int>()
+    init() { pthread_mutex_init(&mutex, nil) }
+}
+private let portRegistry = PortRegistry()
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now, chosen below the
+/// kernel's ephemeral range (so that no outgoing connection takes it before the
+/// process under test binds it) and never handed out twice.
 public func freePort() -> Int {
+    pthread_mutex_lock(&portRegistry.mutex)
+    defer { pthread_mutex_unlock(&portRegistry.mutex) }
+    while true {
+        let port = Int.random(in: 20_000...32_000)
+        guard !portRegistry.used.contains(port), portIsFree(port) else { continue }
+        portRegistry.used.insert(port)
+        return port
+    }
+}
+
+private func portIsFree(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> Int32 in
-            bind(fd, sa, length)
-            return getsockname(fd, sa, &length)
-        }
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// A fresh temporary folder.
