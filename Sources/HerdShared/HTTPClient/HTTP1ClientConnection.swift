@@ -25,14 +25,22 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         timer = LoopTimer(loop: pool.loop)
         parser.delegate = self
         stream.delegate = self
+        // One callback for every phase (re-armed without allocating per request).
+        timer.start(after: pool.configuration.connectTimeoutMilliseconds) { [unowned self] in self.timerFired() }
+    }
+
+    private func timerFired() {
+        switch state {
+        case .connecting: fail(.connectTimeout)
+        case .busy: fail(sawResponseBytes ? .readTimeout : .firstByteTimeout)
+        case .idle: close()
+        case .closed: break
+        }
     }
 
     func connect(then task: HTTPClientTask) {
         self.task = task
         task.connection = self
-        timer.start(after: pool.configuration.connectTimeoutMilliseconds) { [unowned self] in
-            self.fail(.connectTimeout)
-        }
         stream.connect(to: pool.address) { [weak self] error in
             guard let self, self.state == .connecting else { return }
             if let error {
@@ -55,9 +63,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         isHeadRequest = task.request.method == "HEAD"
         serialize(task.request)
         stream.write(scratch)
-        timer.start(after: pool.configuration.firstByteTimeoutMilliseconds) { [unowned self] in
-            self.fail(.firstByteTimeout)
-        }
+        timer.rearm(after: pool.configuration.firstByteTimeoutMilliseconds)
         if task.isPaused { stream.stopReading() } else { stream.startReading() }
     }
 
@@ -90,7 +96,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         state = .idle
         task = nil
         stream.startReading()
-        timer.start(after: pool.configuration.idleTimeoutMilliseconds) { [unowned self] in self.close() }
+        timer.rearm(after: pool.configuration.idleTimeoutMilliseconds)
     }
 
     func setReading(_ on: Bool) {
@@ -130,7 +136,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         if !sawResponseBytes {
             sawResponseBytes = true
             if pool.configuration.readIdleTimeoutMilliseconds > 0 {
-                timer.start(after: pool.configuration.readIdleTimeoutMilliseconds) { [unowned self] in self.fail(.readTimeout) }
+                timer.rearm(after: pool.configuration.readIdleTimeoutMilliseconds)
             } else {
                 timer.stop()
             }

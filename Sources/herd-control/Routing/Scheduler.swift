@@ -33,7 +33,7 @@ final class Scheduler {
         weak var target: (any RouteReplyTarget)?
         var excluded: Set<String> = []
         var node: String?
-        var slot: String?
+        var slot: SlotKey?
         var retries = 0
         let arrivedAt: UInt64
         var timer: LoopTimer?
@@ -49,9 +49,15 @@ final class Scheduler {
     private let registry: NodeRegistry
     private var tracked: [Key: Tracked] = [:]
     private var waiting: [Key] = []
-    private var slots: [String: Int] = [:]
+    /// A node and a model (canonical name): the unit of concurrency.
+    struct SlotKey: Hashable {
+        let node: String
+        let model: String
+    }
+
+    private var slots: [SlotKey: Int] = [:]
     /// When each node:model was last given a request: equal candidates take turns.
-    private var lastRouted: [String: UInt64] = [:]
+    private var lastRouted: [SlotKey: UInt64] = [:]
     private var routeCounter: UInt64 = 0
     /// Requests refused by control, kept until the proxy's RESULT names them.
     private var recentlyFinished: [Key: RouteRequest] = [:]
@@ -72,10 +78,12 @@ final class Scheduler {
 
     /// Requests in flight on `node`, all models.
     func inFlight(node: String) -> Int {
-        slots.filter { $0.key.hasPrefix(node + "\u{0}") }.values.reduce(0, +)
+        slots.filter { $0.key.node == node }.values.reduce(0, +)
     }
 
-    private static func slotKey(_ node: String, _ model: String) -> String { node + "\u{0}" + ModelName.canonical(model) }
+    private static func slotKey(_ node: String, _ model: String) -> SlotKey {
+        SlotKey(node: node, model: model.contains(":") ? model : ModelName.canonical(model))
+    }
 
     // MARK: Messages from proxies
 

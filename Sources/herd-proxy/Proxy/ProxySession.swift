@@ -41,8 +41,10 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     func start() {
         selfReference = self
-        exchange.onCancel = { [unowned self] in self.perform(self.flow.clientGone()) }
-        exchange.onWritable = { [unowned self] in
+        // Strong captures: the exchange drops its callbacks when it ends or is
+        // cancelled, which breaks the cycle (no unowned side tables per request).
+        exchange.onCancel = { [self] in self.perform(self.flow.clientGone()) }
+        exchange.onWritable = { [self] in
             guard self.relayPaused else { return }
             self.relayPaused = false
             self.task?.resumeReading()
@@ -119,7 +121,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             return
         }
         if let answer = LocalPolicy.choose(snapshot: snapshot, api: endpoint.api, models: models, excluded: excluded,
-                                           inFlight: { [unowned app] in app.localInFlight[$0] ?? 0 }, id: id) {
+                                           inFlight: { [app] in app.localInFlight[$0] ?? 0 }, id: id) {
             perform(flow.routed(answer))
             return
         }
