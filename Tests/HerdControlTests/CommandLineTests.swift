@@ -1,33 +1,20 @@
-import HerdShared
 import HerdTestSupport
 import Testing
 
 /// The `herd-control` binary's command line, as a user runs it.
 @Suite struct CommandLineTests {
     @Test func versionPrintsTheRelease() {
-        let result = ProcessRunner.run(ProcessRunner.executable("herd-control"), ["--version"])
-        #expect(result.status == 0)
-        #expect(result.output.trimmingSuffixNewline == HerdVersion.current)
+        let check = CommandLineChecks.version("herd-control")
+        #expect(check.ok, "\(check.output)")
     }
 
     @Test func helpListsTheFlags() {
-        let result = ProcessRunner.run(ProcessRunner.executable("herd-control"), ["--help"])
-        #expect(result.status == 0)
-        #expect(result.output.contains("--proxies"))
-        #expect(result.output.contains("HERD_"))
+        let check = CommandLineChecks.help("herd-control", lists: "--proxies")
+        #expect(check.ok, "\(check.output)")
     }
 
     @Test func unknownFlagFailsWithUsage() {
-        let result = ProcessRunner.run(ProcessRunner.executable("herd-control"), ["--no-such-flag"])
-        #expect(result.status != 0)
-        #expect(result.output.contains("Usage"))
-    }
-}
-
-extension String {
-    var trimmingSuffixNewline: String {
-        var s = self
-        while s.hasSuffix("\n") { s.removeLast() }
-        return s
+        let check = CommandLineChecks.unknownFlag("herd-control")
+        #expect(check.ok, "\(check.output)")
     }
 }

@@ -1,33 +1,20 @@
-import HerdShared
 import HerdTestSupport
 import Testing
 
 /// The `herd-proxy` binary's command line, as a user runs it.
 @Suite struct CommandLineTests {
     @Test func versionPrintsTheRelease() {
-        let result = ProcessRunner.run(ProcessRunner.executable("herd-proxy"), ["--version"])
-        #expect(result.status == 0)
-        #expect(result.output.trimmingSuffixNewline == HerdVersion.current)
+        let check = CommandLineChecks.version("herd-proxy")
+        #expect(check.ok, "\(check.output)")
     }
 
     @Test func helpListsTheFlags() {
-        let result = ProcessRunner.run(ProcessRunner.executable("herd-proxy"), ["--help"])
-        #expect(result.status == 0)
-        #expect(result.output.contains("--port"))
-        #expect(result.output.contains("HERD_"))
+        let check = CommandLineChecks.help("herd-proxy", lists: "--port")
+        #expect(check.ok, "\(check.output)")
     }
 
     @Test func unknownFlagFailsWithUsage() {
-        let result = ProcessRunner.run(ProcessRunner.executable("herd-proxy"), ["--no-such-flag"])
-        #expect(result.status != 0)
-        #expect(result.output.contains("Usage"))
-    }
-}
-
-extension String {
-    var trimmingSuffixNewline: String {
-        var s = self
-        while s.hasSuffix("\n") { s.removeLast() }
-        return s
+        let check = CommandLineChecks.unknownFlag("herd-proxy")
+        #expect(check.ok, "\(check.output)")
     }
 }

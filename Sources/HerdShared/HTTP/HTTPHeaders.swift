@@ -90,11 +90,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 }
 
 extension StringProtocol {
-    /// The string without leading and trailing spaces and tabs.
-    var trimmingSpaces: Substring {
+    /// The string without leading and trailing white space (spaces, tabs, CR, LF).
+    public var trimmingSpaces: Substring {
         let s = Substring(self)
-        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" }) else { return "" }
-        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" })!
+        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" }) else { return "" }
+        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" })!
         return s[start...end]
     }
 }

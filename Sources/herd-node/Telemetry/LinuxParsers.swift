@@ -116,12 +116,3 @@ enum LinuxParsers {
         targets.contains { $0.hasPrefix("/dev/video") }
     }
 }
-
-extension StringProtocol {
-    var trimmingSpaces: Substring {
-        let s = Substring(self)
-        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" }) else { return "" }
-        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" })!
-        return s[start...end]
-    }
-}

@@ -73,12 +73,3 @@ enum Endpoint: String, CaseIterable {
     /// Ollama streams chat and generate unless told not to; OpenAI does not.
     var streamsByDefault: Bool { self == .chat || self == .generate }
 }
-
-extension StringProtocol {
-    var trimmingSpaces: Substring {
-        let s = Substring(self)
-        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" }) else { return "" }
-        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" })!
-        return s[start...end]
-    }
-}
