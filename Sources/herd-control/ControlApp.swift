@@ -37,9 +37,11 @@ final class ControlApp {
         let registry = NodeRegistry(settings: options.registry)
         let scheduler = Scheduler(loop: loop, registry: registry, settings: options.scheduler)
         let requestLog = RequestLog(loop: loop)
+        let metrics = ControlMetrics()
         scheduler.onResult = { result, request in
             traces.record(result, request: request, now: Int(EventLoop.wallClockMilliseconds()))
             requestLog.record(result, request: request)
+            metrics.record(result)
         }
 
         var snapshot = RoutingSnapshot()
@@ -52,7 +54,7 @@ final class ControlApp {
         let routes = RouteServer(loop: loop, scheduler: scheduler, log: log, snapshot: currentSnapshot)
         try routes.listen(path: options.socketPath)
 
-        let api = ControlAPI(loop: loop, registry: registry, scheduler: scheduler, log: log)
+        let api = ControlAPI(loop: loop, registry: registry, scheduler: scheduler, log: log, metrics: metrics)
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         if let fleetKey {
             guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }

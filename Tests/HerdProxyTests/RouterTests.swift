@@ -84,6 +84,21 @@ import Testing
         #expect(fleet.request("HEAD", "/", body: nil, headers: [:], port: fleet.proxyPort).status == 200)
     }
 
+    @Test func prometheusMetricsCountOutcomes() throws {
+        let fleet = try Self.twoNodeFleet()
+        defer { fleet.shutdown() }
+        for _ in 0..<3 { _ = fleet.post("/api/chat", #"{"model":"mistral:7b","stream":false}"#) }
+        _ = fleet.post("/api/chat", #"{"model":"nope:1b"}"#)
+        let ok = waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"herd_requests_total{node="node-b",model="mistral:7b",outcome="ok"} 3"#) }
+        let metrics = fleet.getControl("/metrics")
+        #expect(ok, "\(metrics.text)")
+        #expect(metrics.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(metrics.text.contains(#"herd_requests_total{node="none",model="nope:1b",outcome="upstream_error"} 1"#))
+        #expect(metrics.text.contains(#"herd_completion_tokens_total{model="mistral:7b"} 15"#))
+        #expect(metrics.text.contains(#"herd_nodes{status="online"} 2"#))
+        #expect(metrics.text.contains("herd_proxies 1"))
+    }
+
     @Test func requestsSpreadOverNodesThatBothHaveTheModel() throws {
         let fleet = try Self.twoNodeFleet()
         defer { fleet.shutdown() }

@@ -9,13 +9,16 @@ final class ControlAPI {
     private let log: Logger
     /// Called when a heartbeat changed what routing sees.
     var onFleetChange: (() -> Void)?
+    /// Request counters for `/metrics`.
+    let metrics: ControlMetrics
     /// Set when the fleet has a key: heartbeats must be signed with it.
     var verifier: FleetKeyVerifier?
     /// Connected proxies, for `/health`.
     var proxyCount: () -> Int = { 0 }
     let heartbeatIntervalMilliseconds = 2_000
 
-    init(loop: EventLoop, registry: NodeRegistry, scheduler: Scheduler, log: Logger) {
+    init(loop: EventLoop, registry: NodeRegistry, scheduler: Scheduler, log: Logger, metrics: ControlMetrics = ControlMetrics()) {
+        self.metrics = metrics
         self.loop = loop
         self.registry = registry
         self.scheduler = scheduler
@@ -32,10 +35,14 @@ final class ControlAPI {
                                     "nodes": .int(registry.nodes.count), "proxies": .int(proxyCount())])
         case ("GET", "/api/fleet"):
             respond(exchange, 200, fleetJSON())
+        case ("GET", "/metrics"):
+            exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(
+                nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: scheduler.inFlightCount,
+                queueLength: scheduler.queueLength, proxies: proxyCount()))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
-                                    "endpoints": ["/health", "/api/fleet", "POST /heartbeat"]])
-        case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"):
+                                    "endpoints": ["/health", "/api/fleet", "/metrics", "POST /heartbeat"]])
+        case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"), (_, "/metrics"):
             respond(exchange, 405, ["error": .string("\(exchange.head.method) is not allowed on \(path)")])
         default:
             respond(exchange, 404, ["error": .string("no endpoint \(path)")])

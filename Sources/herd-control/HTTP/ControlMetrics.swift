@@ -1,0 +1,69 @@
+import HerdShared
+
+/// Counters behind `GET /metrics` (Prometheus text format 0.0.4).
+/// Loop-thread only.
+final class ControlMetrics {
+    private struct Key: Hashable {
+        let node: String
+        let model: String
+        let outcome: String
+    }
+
+    private var requests: [Key: Int] = [:]
+    private var completionTokens: [String: Int] = [:]
+    private var retries = 0
+    /// Request durations in milliseconds, bucketed.
+    private static let bounds: [Double] = [5, 25, 100, 250, 1_000, 2_500, 10_000, 30_000, 120_000]
+    private var buckets = [Int](repeating: 0, count: ControlMetrics.bounds.count)
+    private var durationSum = 0.0
+    private var durationCount = 0
+
+    func record(_ result: RouteResult) {
+        requests[Key(node: result.node.isEmpty ? "none" : result.node, model: result.model, outcome: result.outcome.rawValue), default: 0] += 1
+        completionTokens[result.model, default: 0] += result.completionTokens
+        retries += result.retries
+        for (i, bound) in ControlMetrics.bounds.enumerated() where result.durationMilliseconds <= bound { buckets[i] += 1 }
+        durationSum += result.durationMilliseconds
+        durationCount += 1
+    }
+
+    func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int) -> String {
+        var out = ""
+        out += "# HELP herd_requests_total Requests that reached an outcome.\n# TYPE herd_requests_total counter\n"
+        for (key, count) in requests.sorted(by: { ($0.key.node, $0.key.model, $0.key.outcome) < ($1.key.node, $1.key.model, $1.key.outcome) }) {
+            out += "herd_requests_total{node=\"\(escape(key.node))\",model=\"\(escape(key.model))\",outcome=\"\(key.outcome)\"} \(count)\n"
+        }
+        out += "# HELP herd_completion_tokens_total Tokens generated, by model.\n# TYPE herd_completion_tokens_total counter\n"
+        for (model, count) in completionTokens.sorted(by: { $0.key < $1.key }) {
+            out += "herd_completion_tokens_total{model=\"\(escape(model))\"} \(count)\n"
+        }
+        out += "# HELP herd_retries_total Requests sent again to another node.\n# TYPE herd_retries_total counter\nherd_retries_total \(retries)\n"
+        out += "# HELP herd_request_duration_milliseconds Time from the proxy's route request to the end of the response.\n"
+        out += "# TYPE herd_request_duration_milliseconds histogram\n"
+        for (i, bound) in ControlMetrics.bounds.enumerated() {
+            out += "herd_request_duration_milliseconds_bucket{le=\"\(Int(bound))\"} \(buckets[i])\n"
+        }
+        out += "herd_request_duration_milliseconds_bucket{le=\"+Inf\"} \(durationCount)\n"
+        out += "herd_request_duration_milliseconds_sum \(durationSum)\nherd_request_duration_milliseconds_count \(durationCount)\n"
+        out += "# HELP herd_in_flight Requests routed and not finished.\n# TYPE herd_in_flight gauge\nherd_in_flight \(inFlight)\n"
+        out += "# HELP herd_queue_length Requests waiting for a free node.\n# TYPE herd_queue_length gauge\nherd_queue_length \(queueLength)\n"
+        out += "# HELP herd_proxies Connected herd-proxy processes.\n# TYPE herd_proxies gauge\nherd_proxies \(proxies)\n"
+        out += "# HELP herd_nodes Nodes by status.\n# TYPE herd_nodes gauge\n"
+        for status in ["online", "degraded", "offline"] {
+            out += "herd_nodes{status=\"\(status)\"} \(nodes.filter { $0.1 == status }.count)\n"
+        }
+        return out
+    }
+
+    private func escape(_ value: String) -> String {
+        value.replacingOccurrences("\\", "\\\\").replacingOccurrences("\"", "\\\"").replacingOccurrences("\n", "\\n")
+    }
+}
+
+extension String {
+    /// Every occurrence of `target` replaced (no Foundation).
+    func replacingOccurrences(_ target: String, _ replacement: String) -> String {
+        guard contains(target) else { return self }
+        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
