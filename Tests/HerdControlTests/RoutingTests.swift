@@ -82,17 +82,22 @@ final class RecordingTarget: RouteReplyTarget {
     func reply(_ type: ControlMessageType, _ body: JSONValue) { replies.append((type, body)) }
 }
 
+/// A scheduler over one node "a" with model m:1b and one slot per node:model.
+func oneNodeScheduler(_ loop: EventLoop) -> Scheduler {
+    let registry = NodeRegistry()
+    registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
+                                                                      models: [Heartbeat.Model(name: "m:1b")])]), now: 0)
+    var settings = Scheduler.Settings()
+    settings.maxConcurrencyPerModel = 1
+    return Scheduler(loop: loop, registry: registry, settings: settings)
+}
+
 @Suite struct SchedulerTests {
     @Test func queuesAtTheLimitAndDispatchesWhenASlotFrees() throws {
         let thread = try LoopThread()
         defer { thread.shutdown() }
         try thread.sync {
-            let registry = NodeRegistry()
-            registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
-                                                                                  models: [Heartbeat.Model(name: "m:1b")])]), now: 0)
-            var settings = Scheduler.Settings()
-            settings.maxConcurrencyPerModel = 1
-            let scheduler = Scheduler(loop: thread.loop, registry: registry, settings: settings)
+            let scheduler = oneNodeScheduler(thread.loop)
             let target = RecordingTarget()
             scheduler.route(RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: target)
             scheduler.route(RouteRequest(id: 2, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: target)
@@ -113,12 +118,7 @@ final class RecordingTarget: RouteReplyTarget {
         let thread = try LoopThread()
         defer { thread.shutdown() }
         try thread.sync {
-            let registry = NodeRegistry()
-            registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
-                                                                                  models: [Heartbeat.Model(name: "m:1b")])]), now: 0)
-            var settings = Scheduler.Settings()
-            settings.maxConcurrencyPerModel = 1
-            let scheduler = Scheduler(loop: thread.loop, registry: registry, settings: settings)
+            let scheduler = oneNodeScheduler(thread.loop)
             let gone = RecordingTarget()
             let other = RecordingTarget()
             scheduler.route(RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: gone)
