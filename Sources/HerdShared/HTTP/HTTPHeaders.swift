@@ -62,24 +62,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     @inline(__always)
     static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
 
-    /// ASCII case-insensitive comparison of header names or tokens.
-    @inlinable
+    /// ASCII case-insensitive comparison of header names or tokens. Most
+    /// comparisons end at the length check.
     public static func namesEqual(_ a: String, _ b: String) -> Bool {
-        var a = a, b = b
-        return a.withUTF8 { x in
-            b.withUTF8 { y in
-                guard x.count == y.count else { return false }
-                for i in 0..<x.count {
-                    let c = x[i], d = y[i]
-                    if c != d {
-                        let lc = c >= 0x41 && c <= 0x5A ? c | 0x20 : c
-                        let ld = d >= 0x41 && d <= 0x5A ? d | 0x20 : d
-                        if lc != ld { return false }
-                    }
-                }
-                return true
-            }
+        let x = a.utf8, y = b.utf8
+        guard x.count == y.count else { return false }
+        var i = x.makeIterator(), j = y.makeIterator()
+        while let c = i.next(), let d = j.next() {
+            if c != d, asciiLower(c) != asciiLower(d) { return false }
         }
+        return true
     }
 
     public static func namesEqual(_ a: Substring, _ b: String) -> Bool { namesEqual(String(a), b) }

@@ -256,6 +256,8 @@ enum ProxyHeaders {
 /// Token counts from the end of a response: Ollama's last line
 /// (`prompt_eval_count`, `eval_count`) or OpenAI's `usage`.
 enum TokenCounter {
+    static let keys: Set<String> = ["eval_count", "prompt_eval_count", "usage"]
+
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
         var end = tail.count
         var examined = 0
@@ -268,14 +270,15 @@ enum TokenCounter {
             while let last = line.last, last == 13 || last == 10 || last == 32 { line = line.dropLast() }
             guard line.first == UInt8(ascii: "{") else { continue }
             examined += 1
-            guard let json = try? JSONValue.parse(Array(line)) else { continue }
+            // Only the counters are built; the text of the answer is skipped.
+            guard let json = try? line.withUnsafeBytes({ raw in try JSONValue.parseTopLevel(raw, keys: TokenCounter.keys) }) else { continue }
             if let completion = json["eval_count"]?.intValue {
                 return (json["prompt_eval_count"]?.intValue ?? 0, completion)
             }
             if let usage = json["usage"], usage != .null {
                 return (usage["prompt_tokens"]?.intValue ?? 0, usage["completion_tokens"]?.intValue ?? 0)
             }
-            if json["prompt_eval_count"] != nil { return (json["prompt_eval_count"]?.intValue ?? 0, 0) }
+            if let prompt = json["prompt_eval_count"]?.intValue { return (prompt, 0) }
         }
         return (0, 0)
     }
