@@ -118,3 +118,23 @@ import Testing
         #expect(ClientErrors.streamError(contentType: "application/json", message: "x") == nil)
     }
 }
+
+@Suite struct ProxyHeadersTests {
+    @Test func hopByHopAndConnectionNamedFieldsAreDropped() {
+        let headers: HTTPHeaders = ["Host": "router", "connection": "keep-alive, X-Secret", "X-Secret": "1", "Keep-Alive": "timeout=5",
+                                    "TE": "trailers", "Content-Type": "application/json", "X-Custom": "kept", "content-length": "9",
+                                    "X-Herd-Fallback-Models": "a"]
+        let out = ProxyHeaders.endToEnd(headers, dropping: [.host, .contentLength, .xHerdFallbackModels])
+        #expect(out.fields.map(\.name) == ["Content-Type", "X-Custom"])
+        #expect(out.kinds == [nil, nil])
+    }
+
+    @Test func namesAreClassifiedCaseInsensitively() {
+        #expect(KnownHeader.classify("content-LENGTH") == .contentLength)
+        #expect(KnownHeader.classify("Transfer-Encoding") == .transferEncoding)
+        #expect(KnownHeader.classify("Content-Lengthy") == nil)
+        #expect(KnownHeader.classify("Connexion") == nil)
+        #expect(KnownHeader.classify("") == nil)
+        #expect(HTTPHeaders([("TE", "x"), ("Te", "y")]).kinds == [.te, .te])
+    }
+}

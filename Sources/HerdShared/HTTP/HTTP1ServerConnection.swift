@@ -311,7 +311,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         if contentLength == nil, bodyAllowed, isHTTP10 || isHeadRequest { closeAfterResponse = !isHeadRequest }
         if closeAfterResponse { keepAlive = false }
         output.append(contentsOf: HTTPStatus.statusLine(head.status))
-        for (name, value) in head.headers where !HTTP1ServerConnection.isManagedHeader(name) {
+        for (i, (name, value)) in head.headers.fields.enumerated() where head.headers.kinds[i]?.isManagedByHTTP != true {
             output.append(contentsOf: name.utf8)
             output.append(contentsOf: [58, 32])
             output.append(contentsOf: value.utf8)
@@ -462,8 +462,6 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
 
     /// Headers the server writes itself: length, framing and connection management.
     static func isManagedHeader(_ name: String) -> Bool {
-        HTTPHeaders.namesEqual(name, "Content-Length") || HTTPHeaders.namesEqual(name, "Transfer-Encoding")
-            || HTTPHeaders.namesEqual(name, "Connection") || HTTPHeaders.namesEqual(name, "Keep-Alive")
-            || HTTPHeaders.namesEqual(name, "Date")
+        KnownHeader.classify(name)?.isManagedByHTTP == true
     }
 }

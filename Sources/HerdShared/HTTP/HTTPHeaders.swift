@@ -1,10 +1,67 @@
+/// Header names herd acts on, recognised once per field (by length and first
+/// letter, then one case-insensitive comparison) so that the hot path
+/// compares enum values instead of strings.
+public enum KnownHeader: UInt8, Sendable {
+    case contentLength, transferEncoding, connection, keepAlive, date, host, proxyConnection, te, trailer, upgrade
+    case xHerdFallbackModels, xForwardedFor, xForwardedProto
+
+    /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by a proxy.
+    public var isHopByHop: Bool {
+        switch self {
+        case .connection, .keepAlive, .proxyConnection, .te, .trailer, .transferEncoding, .upgrade: true
+        default: false
+        }
+    }
+
+    /// Framing and connection headers a server or client writes itself.
+    public var isManagedByHTTP: Bool {
+        switch self {
+        case .contentLength, .transferEncoding, .connection, .keepAlive, .date: true
+        default: false
+        }
+    }
+
+    public static func classify(_ name: String) -> KnownHeader? {
+        let utf8 = name.utf8
+        guard let first = utf8.first else { return nil }
+        let candidate: (String, KnownHeader)? = switch (utf8.count, first | 0x20) {
+        case (14, 0x63): ("Content-Length", .contentLength)
+        case (17, 0x74): ("Transfer-Encoding", .transferEncoding)
+        case (10, 0x63): ("Connection", .connection)
+        case (10, 0x6B): ("Keep-Alive", .keepAlive)
+        case (4, 0x64): ("Date", .date)
+        case (4, 0x68): ("Host", .host)
+        case (16, 0x70): ("Proxy-Connection", .proxyConnection)
+        case (2, 0x74): ("TE", .te)
+        case (7, 0x74): ("Trailer", .trailer)
+        case (7, 0x75): ("Upgrade", .upgrade)
+        case (22, 0x78): ("X-Herd-Fallback-Models", .xHerdFallbackModels)
+        case (15, 0x78): ("X-Forwarded-For", .xForwardedFor)
+        case (17, 0x78): ("X-Forwarded-Proto", .xForwardedProto)
+        default: nil
+        }
+        guard let (known, kind) = candidate, HTTPHeaders.namesEqual(name, known) else { return nil }
+        return kind
+    }
+}
+
 /// An ordered list of HTTP header fields. Names keep their case as received;
 /// look-ups compare names case-insensitively (ASCII).
 public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
     public private(set) var fields: [(name: String, value: String)]
+    /// Each field's name classified once when added (`nil`: not a name herd acts on).
+    public private(set) var kinds: [KnownHeader?]
 
-    public init() { fields = [] }
-    public init(_ fields: [(String, String)]) { self.fields = fields.map { (name: $0.0, value: $0.1) } }
+    public init() {
+        fields = []
+        kinds = []
+    }
+
+    public init(_ fields: [(String, String)]) {
+        self.fields = fields.map { (name: $0.0, value: $0.1) }
+        kinds = fields.map { KnownHeader.classify($0.0) }
+    }
+
     public init(dictionaryLiteral elements: (String, String)...) { self.init(elements) }
 
     public var count: Int { fields.count }
@@ -13,7 +70,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
 
     /// Appends a field (a repeated name is kept as a second field).
-    public mutating func add(_ name: String, _ value: String) { fields.append((name: name, value: value)) }
+    public mutating func add(_ name: String, _ value: String) {
+        fields.append((name: name, value: value))
+        kinds.append(KnownHeader.classify(name))
+    }
+
+    /// Appends a field whose kind is already known (copying between header sets).
+    public mutating func add(_ name: String, _ value: String, kind: KnownHeader?) {
+        fields.append((name: name, value: value))
+        kinds.append(kind)
+    }
 
     /// Replaces every field named `name` with one field.
     public mutating func set(_ name: String, _ value: String) {
@@ -23,7 +89,14 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 
     /// Removes every field named `name`.
     public mutating func remove(_ name: String) {
-        fields.removeAll { HTTPHeaders.namesEqual($0.name, name) }
+        var keptFields: [(name: String, value: String)] = []
+        var keptKinds: [KnownHeader?] = []
+        for (i, field) in fields.enumerated() where !HTTPHeaders.namesEqual(field.name, name) {
+            keptFields.append(field)
+            keptKinds.append(kinds[i])
+        }
+        fields = keptFields
+        kinds = keptKinds
     }
 
     /// The first value of `name`, if any.

@@ -182,16 +182,19 @@ public final class HTTPParser {
         // Request smuggling: a length that two parties could read differently.
         var length: Substring?
         var hasTransferEncoding = false
-        for field in headers.fields {
-            if HTTPHeaders.namesEqual(field.name, "Content-Length") {
+        for (i, field) in headers.fields.enumerated() {
+            switch headers.kinds[i] {
+            case .contentLength:
                 let value = field.value.trimmingSpaces
                 if let length, length != value {
                     failure = .ambiguousLength("conflicting Content-Length values")
                     return -1
                 }
                 length = value
-            } else if HTTPHeaders.namesEqual(field.name, "Transfer-Encoding") {
+            case .transferEncoding:
                 hasTransferEncoding = true
+            default:
+                break
             }
         }
         if length != nil, hasTransferEncoding {

@@ -74,9 +74,10 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         scratch.append(contentsOf: request.target.utf8)
         scratch.append(contentsOf: " HTTP/1.1\r\n".utf8)
         var hasHost = false
-        for (name, value) in request.headers {
-            if HTTP1ServerConnection.isManagedHeader(name) { continue }
-            if HTTPHeaders.namesEqual(name, "Host") { hasHost = true }
+        for (i, (name, value)) in request.headers.fields.enumerated() {
+            let kind = request.headers.kinds[i]
+            if kind?.isManagedByHTTP == true { continue }
+            if kind == .host { hasHost = true }
             scratch.append(contentsOf: name.utf8)
             scratch.append(contentsOf: [58, 32])
             scratch.append(contentsOf: value.utf8)

@@ -25,8 +25,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var tail: [UInt8] = []
     private static let tailLimit = 16 * 1024
     private var relayPaused = false
-    static let requestDrops = ["Host", "Content-Length", "X-Herd-Fallback-Models", "X-Forwarded-For", "X-Forwarded-Proto"]
-    static let responseDrops = ["Content-Length"]
+    static let requestDrops: Set<KnownHeader> = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto]
+    static let responseDrops: Set<KnownHeader> = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?
 
@@ -232,22 +232,23 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): never forwarded by a proxy.
 enum ProxyHeaders {
-    static let fixed = ["Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade"]
-
-    /// The end-to-end fields of `headers`: without the fixed hop-by-hop names,
-    /// the names listed in `Connection`, and `dropping` (case-insensitive).
-    static func endToEnd(_ headers: HTTPHeaders, dropping: [String] = []) -> HTTPHeaders {
-        var named: [String] = []
-        for field in headers.fields where HTTPHeaders.namesEqual(field.name, "Connection") {
-            named += field.value.split(separator: ",").map { String($0.trimmingSpaces) }
+    /// The end-to-end fields of `headers`: without hop-by-hop fields, the names
+    /// listed in `Connection`, and the kinds in `dropping`.
+    static func endToEnd(_ headers: HTTPHeaders, dropping: Set<KnownHeader>) -> HTTPHeaders {
+        var named: [Substring] = []
+        for (i, field) in headers.fields.enumerated() where headers.kinds[i] == .connection {
+            for token in field.value.split(separator: ",") {
+                let name = token.trimmingSpaces
+                // `keep-alive` and `close` are options, not header names to drop.
+                if !HTTPHeaders.namesEqual(name, "keep-alive"), !HTTPHeaders.namesEqual(name, "close") { named.append(name) }
+            }
         }
         var out = HTTPHeaders()
-        for field in headers.fields {
-            let name = field.name
-            if fixed.contains(where: { HTTPHeaders.namesEqual($0, name) }) { continue }
-            if dropping.contains(where: { HTTPHeaders.namesEqual($0, name) }) { continue }
-            if !named.isEmpty, named.contains(where: { HTTPHeaders.namesEqual($0, name) }) { continue }
-            out.add(name, field.value)
+        for (i, field) in headers.fields.enumerated() {
+            let kind = headers.kinds[i]
+            if let kind, kind.isHopByHop || dropping.contains(kind) { continue }
+            if !named.isEmpty, named.contains(where: { HTTPHeaders.namesEqual($0, field.name) }) { continue }
+            out.add(field.name, field.value, kind: kind)
         }
         return out
     }
