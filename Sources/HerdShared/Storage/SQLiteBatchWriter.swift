@@ -1,3 +1,4 @@
+import CUV
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -32,20 +33,25 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
     public let path: String
     public let maxBatch: Int
     public let maxDelayMilliseconds: Int
+    /// Rows waiting at most; past it new rows are dropped and counted (the
+    /// writer runs at idle priority and could fall behind a saturated CPU).
+    public let maxQueuedRows: Int
     private var mutex = pthread_mutex_t()
     private var wake = pthread_cond_t()
     private var flushed = pthread_cond_t()
     private var queue = Queue()
     private var thread = pthread_t()
     private let onError: @Sendable (SQLiteError) -> Void
-    private let statistics = Mutex<(batches: Int, rows: Int, failures: Int)>((0, 0, 0))
+    private let statistics = Mutex<(batches: Int, rows: Int, failures: Int, dropped: Int)>((0, 0, 0, 0))
 
     /// Opens the writer's own connection (the schema must already exist:
     /// migrate first) and starts its thread.
-    public init(path: String, maxBatch: Int = 512, maxDelayMilliseconds: Int = 50, onError: @escaping @Sendable (SQLiteError) -> Void = { _ in }) throws {
+    public init(path: String, maxBatch: Int = 512, maxDelayMilliseconds: Int = 50, maxQueuedRows: Int = 100_000,
+                onError: @escaping @Sendable (SQLiteError) -> Void = { _ in }) throws {
         self.path = path
         self.maxBatch = maxBatch
         self.maxDelayMilliseconds = maxDelayMilliseconds
+        self.maxQueuedRows = maxQueuedRows
         self.onError = onError
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&wake, nil)
@@ -70,6 +76,11 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
     /// Queues a row. Thread-safe, never blocks on I/O.
     public func enqueue(_ row: Row) {
         pthread_mutex_lock(&mutex)
+        guard queue.rows.count < maxQueuedRows else {
+            pthread_mutex_unlock(&mutex)
+            statistics.withLock { $0.dropped += 1 }
+            return
+        }
         queue.rows.append(row)
         if queue.rows.count == 1 || queue.rows.count >= maxBatch { pthread_cond_signal(&wake) }
         pthread_mutex_unlock(&mutex)
@@ -102,10 +113,17 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
         pthread_join(thread, nil)
     }
 
-    /// Batches and rows written, and batches that failed.
-    public var counts: (batches: Int, rows: Int, failures: Int) { statistics.withLock { $0 } }
+    /// Batches and rows written, batches that failed, rows dropped at the bound.
+    public var counts: (batches: Int, rows: Int, failures: Int, dropped: Int) { statistics.withLock { $0 } }
 
     private func run(_ database: SQLiteDatabase) {
+        // Below the loop threads in priority: a batch must not delay routing
+        // when both share a core. SCHED_IDLE runs it only when no other thread
+        // wants the core; where that is refused, nice +10 for this thread.
+        var parameters = sched_param()
+        if pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE, a macro Swift does not import */, &parameters) != 0 {
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(herd_current_thread_id()), 10)
+        }
         var statements: [String: SQLiteStatement] = [:]
         while true {
             pthread_mutex_lock(&mutex)

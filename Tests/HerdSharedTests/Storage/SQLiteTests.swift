@@ -108,6 +108,20 @@ let traceMigrations = [
         writer.close()
     }
 
+    @Test func rowsPastTheQueueBoundAreDroppedAndCounted() throws {
+        let temp = TemporaryDatabase()
+        defer { temp.remove() }
+        let db = try SQLiteDatabase(path: temp.path)
+        try SQLiteMigrator.migrate(db, traceMigrations)
+        // A long delay keeps rows queued; 10 fit, 5 are dropped.
+        let writer = try SQLiteBatchWriter(path: temp.path, maxBatch: 1_000, maxDelayMilliseconds: 10_000, maxQueuedRows: 10)
+        for i in 0..<15 { writer.enqueue(sql: "INSERT INTO request_traces (request_id, model) VALUES (?, ?)", [.text("r\(i)"), .text("m")]) }
+        writer.flush()
+        #expect(try db.query("SELECT COUNT(*) FROM request_traces") == [[.integer(10)]])
+        #expect(writer.counts.dropped == 5)
+        writer.close()
+    }
+
     @Test func badRowFailsItsBatchAndTheWriterCarriesOn() throws {
         let temp = TemporaryDatabase()
         defer { temp.remove() }
