@@ -44,12 +44,8 @@ import Testing
     }
 
     @Test func aProxyKilledWhileAnotherKeepsServing() throws {
-        let fleet = TestFleet(controlArguments: ["--proxies", "2"])
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"], control: ["--proxies", "2"])
         defer { fleet.shutdown() }
-        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
-        try fleet.startControl()
-        try fleet.addNode("node-a", backend: "A")
-        try fleet.waitForNodes(1)
         #expect(fleet.control!.waitForOutput("proxy proxy-1 connected"))
         let line = fleet.control!.output.split(separator: "\n").first { $0.contains("started herd-proxy proxy-0 (pid ") }
         let pid = try #require(line.flatMap { $0.split(separator: "(pid ").last?.split(separator: ")").first }.flatMap { Int32($0) })
@@ -70,12 +66,8 @@ import Testing
     }
 
     @Test func sigtermLetsAStreamFinish() throws {
-        let fleet = TestFleet()
+        let fleet = try TestFleet.single("T", backend: ["--models", "talk:1b", "--loaded", "talk:1b", "--tokens", "30", "--token-delay-ms", "20"])
         defer { fleet.shutdown() }
-        try fleet.addBackend("T", arguments: ["--models", "talk:1b", "--loaded", "talk:1b", "--tokens", "30", "--token-delay-ms", "20"])
-        try fleet.startControl()
-        try fleet.addNode("node-t", backend: "T")
-        try fleet.waitForNodes(1)
         let client = try RawClient(port: fleet.proxyPort)
         let body = #"{"model":"talk:1b"}"#
         client.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
@@ -91,12 +83,8 @@ import Testing
     }
 
     @Test func garbageOnTheControlSocketDropsOnlyThatConnection() throws {
-        let fleet = TestFleet()
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
         defer { fleet.shutdown() }
-        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
-        try fleet.startControl()
-        try fleet.addNode("node-a", backend: "A")
-        try fleet.waitForNodes(1)
         for garbage in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0, 0, 0, 5, 99, 1, 2, 3, 4], [0xFF, 0xFF, 0xFF, 0xFF, 1],
                         [0, 0, 0, 3, 1, 123, 125], [0, 0, 0, 10, 3, 123, 34, 105, 100, 34, 58]] {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

@@ -202,12 +202,8 @@ import Testing
     }
 
     @Test func queueTimeoutIs503WithRetryAfter() throws {
-        let fleet = TestFleet(controlArguments: ["--max-concurrency", "1", "--queue-timeout", "0.5"])
+        let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "2500"], control: ["--max-concurrency", "1", "--queue-timeout", "0.5"])
         defer { fleet.shutdown() }
-        try fleet.addBackend("S", arguments: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "2500"])
-        try fleet.startControl()
-        try fleet.addNode("node-s", backend: "S")
-        try fleet.waitForNodes(1)
         let first = try RawClient(port: fleet.proxyPort)
         first.send(Self.rawPost(#"{"model":"slow:1b","stream":false}"#))
         usleep(200_000)
@@ -221,12 +217,8 @@ import Testing
     }
 
     @Test func clientDisconnectWhileQueuedReleasesTheSlot() throws {
-        let fleet = TestFleet(controlArguments: ["--max-concurrency", "1", "--queue-timeout", "20"])
+        let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "600"], control: ["--max-concurrency", "1", "--queue-timeout", "20"])
         defer { fleet.shutdown() }
-        try fleet.addBackend("S", arguments: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "600"])
-        try fleet.startControl()
-        try fleet.addNode("node-s", backend: "S")
-        try fleet.waitForNodes(1)
         let request = Self.rawPost(#"{"model":"slow:1b","stream":false}"#)
         let first = try RawClient(port: fleet.proxyPort)
         first.send(request)
@@ -244,12 +236,8 @@ import Testing
     }
 
     @Test func clientDisconnectMidStreamCancelsTheUpstream() throws {
-        let fleet = TestFleet()
+        let fleet = try TestFleet.single("T", backend: ["--models", "talk:1b", "--loaded", "talk:1b", "--tokens", "500", "--token-delay-ms", "10"])
         defer { fleet.shutdown() }
-        try fleet.addBackend("T", arguments: ["--models", "talk:1b", "--loaded", "talk:1b", "--tokens", "500", "--token-delay-ms", "10"])
-        try fleet.startControl()
-        try fleet.addNode("node-t", backend: "T")
-        try fleet.waitForNodes(1)
         do {
             let client = try RawClient(port: fleet.proxyPort)
             client.send(Self.rawPost(#"{"model":"talk:1b"}"#))

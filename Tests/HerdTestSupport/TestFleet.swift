@@ -29,6 +29,17 @@ public final class TestFleet: @unchecked Sendable {
 
     deinit { shutdown() }
 
+    /// The common one-machine fleet: backend `name` (fake-backend `arguments`),
+    /// herd-control (with `control` flags) and a node `node-<name>` registered.
+    public static func single(_ name: String, backend arguments: [String], control: [String] = []) throws -> TestFleet {
+        let fleet = TestFleet(controlArguments: control)
+        try fleet.addBackend(name, arguments: arguments)
+        try fleet.startControl()
+        try fleet.addNode("node-\(name.lowercased())", backend: name)
+        try fleet.waitForNodes(1)
+        return fleet
+    }
+
     /// Starts a fake backend named `name` (its responses carry `X-Fake-Backend: name`).
     @discardableResult
     public func addBackend(_ name: String, arguments: [String]) throws -> Int {
