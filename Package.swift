@@ -2,7 +2,14 @@
 import PackageDescription
 
 /// herd: one endpoint for a fleet of Ollama / OpenAI-compatible servers.
-/// Layout and process roles: ../shared/ARCHITECTURE.md (mirrored in README.md).
+/// Layout and process roles: ARCHITECTURE.md.
+///
+/// The target graph is the architecture: the data plane (herd-proxy) is built
+/// from HerdRuntime, HerdHTTP, HerdJSON and HerdWire only, so it cannot link
+/// SQLite (HerdStorage) or Avahi (HerdDiscovery). Each C library is reached
+/// through one system-library module, imported `internal` by the one target
+/// that owns it; no C type appears in a public signature.
+///
 /// The runtime is loop-confined (one thread owns each object), so the dynamic
 /// exclusivity checks cost time on the hot path without catching anything that
 /// the confinement rule does not already rule out. Debug builds keep them.
@@ -10,13 +17,14 @@ let hotPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
     name: "herd",
     products: [
         .executable(name: "herd-proxy", targets: ["herd-proxy"]),
         .executable(name: "herd-control", targets: ["herd-control"]),
         .executable(name: "herd-node", targets: ["herd-node"]),
-        .library(name: "HerdShared", targets: ["HerdShared"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,45 +36,63 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CAvahi", pkgConfig: "avahi-client", providers: [.apt(["libavahi-client-dev"])]),
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Linux calls Swift cannot make directly (variadic prctl/syscall): header only.
+        .systemLibrary(name: "CHerdLinux"),
 
-        .target(
-            name: "HerdShared",
-            dependencies: ["CUV", "CHttpParser", "CNghttp2", "CAvahi", "CSQLite3"],
-            exclude: ["Wire/ControlProtocol.md"],
-            swiftSettings: hotPathSettings
-        ),
+        // The libuv loop every process runs on: streams, timers, signals,
+        // offload, child processes, the loop clock.
+        .target(name: "HerdRuntime", dependencies: ["CUV", "CHerdLinux"], swiftSettings: hotPathSettings),
+        // herd's one JSON model (no Foundation).
+        .target(name: "HerdJSON", swiftSettings: hotPathSettings),
+        // HTTP/1.1 server and client (http_parser), h2c (nghttp2).
+        .target(name: "HerdHTTP", dependencies: ["HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2"], swiftSettings: hotPathSettings),
+        // What the processes say to each other: the control protocol, heartbeats,
+        // snapshots, model names, client errors, the fleet key.
+        .target(name: "HerdWire", dependencies: ["HerdRuntime", "HerdJSON"], exclude: ["Control/ControlProtocol.md"],
+                swiftSettings: hotPathSettings),
+        // SQLite: connections, migrations, the batched writer (herd-control only).
+        .target(name: "HerdStorage", dependencies: ["CSQLite3", "CHerdLinux"]),
+        // mDNS through Avahi on the loop (herd-control and herd-node only).
+        .target(name: "HerdDiscovery", dependencies: ["HerdRuntime", "CAvahi"]),
+
         .executableTarget(
             name: "herd-proxy",
-            dependencies: ["HerdShared", "CUV", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", argumentParser],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "herd-control",
-            dependencies: ["HerdShared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]
         ),
         .executableTarget(
             name: "herd-node",
-            dependencies: ["HerdShared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdDiscovery", argumentParser]
         ),
 
         // Test support: the scriptable fake Ollama/OpenAI backend (library + a binary for
         // whole-process tests and benchmarks). Lives under Tests/, never in Sources/.
-        .target(name: "HerdFakeBackend", dependencies: ["HerdShared"], path: "Tests/HerdFakeBackend"),
+        .target(name: "HerdFakeBackend", dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON"], path: "Tests/HerdFakeBackend"),
         .executableTarget(
             name: "herd-fake-backend",
-            dependencies: ["HerdFakeBackend", "HerdShared"],
+            dependencies: ["HerdFakeBackend", "HerdRuntime", "HerdHTTP", "HerdJSON"],
             path: "Tests/FakeBackendMain"
         ),
 
-        .target(name: "HerdTestSupport", dependencies: ["HerdShared"], path: "Tests/HerdTestSupport"),
+        .target(name: "HerdTestSupport", dependencies: ["HerdRuntime", "HerdJSON"], path: "Tests/HerdTestSupport"),
 
         // The open-loop load generator of the benchmarks (Benchmarks/README.md).
-        .executableTarget(name: "herd-loadgen", dependencies: ["HerdShared"], path: "Benchmarks/LoadGen"),
+        .executableTarget(name: "herd-loadgen", dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire"], path: "Benchmarks/LoadGen"),
 
-        .testTarget(name: "HerdSharedTests", dependencies: ["HerdShared", "HerdFakeBackend", "HerdTestSupport", "CUV", "CSQLite3"]),
-        .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdShared", "HerdTestSupport"]),
-        .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdShared", "HerdTestSupport"]),
-        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdShared", "HerdTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "HerdRuntimeTests", dependencies: ["HerdRuntime", "HerdTestSupport"]),
+        .testTarget(name: "HerdJSONTests", dependencies: ["HerdJSON"]),
+        .testTarget(name: "HerdHTTPTests", dependencies: ["HerdHTTP", "HerdRuntime", "HerdJSON", "HerdFakeBackend", "HerdTestSupport"]),
+        .testTarget(name: "HerdWireTests", dependencies: ["HerdWire", "HerdRuntime", "HerdJSON"]),
+        .testTarget(name: "HerdStorageTests", dependencies: ["HerdStorage", "HerdRuntime"]),
+        .testTarget(name: "HerdDiscoveryTests", dependencies: ["HerdDiscovery", "HerdRuntime"]),
+        .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
+        .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
+        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdRuntime", "HerdJSON", "HerdWire", "HerdTestSupport"],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

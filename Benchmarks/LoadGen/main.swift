@@ -1,5 +1,8 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 // herd-loadgen: an open-loop load generator for herd's benchmarks (Benchmarks/README.md).
 //

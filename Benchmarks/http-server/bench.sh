@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP server overhead: herd's HTTP/1.1 server (HerdShared's HTTPServer with a
+# HTTP server overhead: herd's HTTP/1.1 server (HerdHTTP's HTTPServer with a
 # handler answering a fixed 200 "Ollama is running": `herd-fake-backend --fixed-200`)
 # against nginx (1 worker, `return 200`
 # with the same body), closed loop, in interleaved rounds.

@@ -1,5 +1,7 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdRuntime
+import HerdWire
 
 /// herd-control's settings, from flags and `HERD_*` variables.
 struct ControlOptions: Sendable {

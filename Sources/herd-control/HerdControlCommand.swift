@@ -1,5 +1,7 @@
 import ArgumentParser
-import HerdShared
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// `herd-control`: the control plane (fleet registry, routing decisions,
 /// queues, SQLite traces; dashboard and JSON API on `:11436`). Starts its

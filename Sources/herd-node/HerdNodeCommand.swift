@@ -1,6 +1,8 @@
 import ArgumentParser
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdRuntime
+import HerdWire
 
 /// `herd-node`: the agent on each machine that serves models. Reports the
 /// machine's and its backends' state to herd-control.

@@ -1,18 +1,8 @@
 import ArgumentParser
-import CUV
 import Glibc
-import HerdShared
-
-/// A child of herd-control follows its parent: SIGTERM (drain, then exit) when
-/// the parent dies.
-enum ParentWatch {
-    static func exitWithParent() {
-        let parent = getppid()
-        _ = herd_set_parent_death_signal(SIGTERM)
-        // The parent may have died before prctl took effect.
-        if parent == 1 || getppid() != parent { exit(0) }
-    }
-}
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
 
 /// `herd-proxy`: the data plane. Serves the Ollama and OpenAI APIs on `:11435`
 /// and relays each request to the node herd-control chooses.
@@ -77,7 +67,8 @@ struct HerdProxyCommand: ParsableCommand {
         if let allowedOrigins {
             options.allowedOrigins = allowedOrigins.split(separator: ",").map { String($0.trimmingSpaces) }
         }
-        if exitWithParent { ParentWatch.exitWithParent() }
+        // A child of herd-control drains and exits when its parent dies.
+        if exitWithParent { ParentProcess.signalOnDeath(SIGTERM) }
         let loop = try EventLoop()
         try ProxyApp(loop: loop, options: options).run()
     }

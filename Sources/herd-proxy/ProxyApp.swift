@@ -1,5 +1,8 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// herd-proxy's settings.
 struct ProxyOptions: Sendable {

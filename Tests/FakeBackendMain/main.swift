@@ -1,6 +1,7 @@
 import Glibc
 import HerdFakeBackend
-import HerdShared
+import HerdHTTP
+import HerdRuntime
 
 // herd-fake-backend: the scriptable fake Ollama/OpenAI server as a process, for
 // whole-process tests and benchmarks.

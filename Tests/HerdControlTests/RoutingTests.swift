@@ -1,4 +1,6 @@
-import HerdShared
+import HerdJSON
+import HerdRuntime
+import HerdWire
 import Testing
 @testable import herd_control
 

@@ -1,4 +1,6 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
 
 /// A scriptable fake Ollama / OpenAI-compatible server for tests and benchmarks,
 /// built on herd's own HTTP server. It frames NDJSON and SSE streams as the real

@@ -1,4 +1,3 @@
-import HerdShared
 
 /// A model the fake backend serves.
 public struct FakeModel: Sendable, Equatable {

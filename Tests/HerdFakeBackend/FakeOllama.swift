@@ -1,5 +1,5 @@
 import Glibc
-import HerdShared
+import HerdJSON
 
 /// Ollama API bodies as Ollama frames them (see shared/API-NOTES.md).
 enum FakeOllama {

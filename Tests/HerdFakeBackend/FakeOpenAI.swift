@@ -1,4 +1,4 @@
-import HerdShared
+import HerdJSON
 
 /// OpenAI API bodies as Ollama's `/v1` endpoints frame them.
 enum FakeOpenAI {

@@ -1,4 +1,5 @@
-import HerdShared
+import HerdHTTP
+import HerdRuntime
 
 /// Lines of a streamed answer, made when they are due (a 10,000-line stream
 /// costs no memory up front).

@@ -1,5 +1,6 @@
 import Glibc
-import HerdShared
+import HerdJSON
+import HerdRuntime
 import HerdTestSupport
 import Testing
 

@@ -1,5 +1,7 @@
 import Glibc
-import HerdShared
+import HerdJSON
+import HerdRuntime
+import HerdWire
 import HerdTestSupport
 import Testing
 

@@ -1,4 +1,4 @@
-import HerdShared
+import HerdWire
 import Testing
 @testable import herd_node
 

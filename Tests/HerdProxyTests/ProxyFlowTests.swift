@@ -1,4 +1,7 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 import Testing
 @testable import herd_proxy
 

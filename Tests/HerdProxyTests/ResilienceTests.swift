@@ -1,5 +1,7 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdWire
 import HerdTestSupport
 import Testing
 

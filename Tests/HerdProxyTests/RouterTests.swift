@@ -1,5 +1,7 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
 import HerdTestSupport
 import Testing
 

@@ -1,4 +1,4 @@
-import HerdShared
+import HerdRuntime
 
 /// The checks every herd binary's command line passes (each test target runs
 /// them on its own binary).

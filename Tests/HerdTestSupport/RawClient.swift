@@ -1,5 +1,5 @@
 import Glibc
-import HerdShared
+import HerdRuntime
 
 /// A blocking TCP client for tests: sends exact bytes and reads raw responses,
 /// with its own small response reader (independent of herd's parser).
@@ -14,7 +14,7 @@ public final class RawClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = address.withUnsafeSockaddr { Glibc.connect(fd, $0, $1) }
+        let rc = address.connect(socket: fd)
         if rc != 0 { throw TestError("connect to \(host):\(port) failed: errno \(errno)") }
     }
 

@@ -1,5 +1,5 @@
 import Glibc
-import HerdShared
+import HerdJSON
 
 /// A whole router on loopback for tests: fake backends (processes), herd-control
 /// with its herd-proxy children, and a herd-node per backend. Every port is

@@ -1,4 +1,5 @@
-import HerdShared
+import HerdRuntime
+import HerdDiscovery
 
 /// Publishes the router as `_herd._tcp` (port: the control port; TXT:
 /// version, proxy port, fleet id) so that herd-node finds it with no flags.

@@ -1,4 +1,4 @@
-import HerdShared
+import HerdWire
 
 /// Whether a node can be routed to.
 enum NodeStatus: String, Sendable {

@@ -1,4 +1,5 @@
-import HerdShared
+import HerdJSON
+import HerdWire
 
 /// Builds the routing snapshot pushed to proxies: per node, its backends and
 /// models, and the fleet-wide listings (`/api/tags`, `/api/ps`, `/v1/models`)

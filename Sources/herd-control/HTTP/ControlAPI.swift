@@ -1,4 +1,7 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// herd-control's HTTP endpoints on `:11436`: heartbeats from nodes, health,
 /// and the fleet as JSON. Loop-thread only.
@@ -52,7 +55,8 @@ final class ControlAPI {
     private func heartbeat(_ exchange: HTTPExchange, _ body: [UInt8]) {
         if let verifier {
             do {
-                try verifier.verify(method: "POST", path: "/heartbeat", headers: exchange.head.headers, body: body,
+                try verifier.verify(method: "POST", path: "/heartbeat", timestamp: exchange.head.headers[FleetKey.timestampHeader],
+                                    signature: exchange.head.headers[FleetKey.signatureHeader], body: body,
                                     now: Int(EventLoop.wallClockMilliseconds()))
             } catch {
                 log.warning("refused heartbeat from \(exchange.remoteAddress?.description ?? "?"): \(error)")

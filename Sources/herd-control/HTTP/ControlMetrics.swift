@@ -1,4 +1,4 @@
-import HerdShared
+import HerdWire
 
 /// Counters behind `GET /metrics` (Prometheus text format 0.0.4).
 /// Loop-thread only.

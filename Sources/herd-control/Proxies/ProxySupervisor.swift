@@ -1,5 +1,5 @@
 import Glibc
-import HerdShared
+import HerdRuntime
 
 /// Runs `count` herd-proxy children, restarts one that dies (with backoff),
 /// and stops them all on shutdown. Loop-thread only.

@@ -1,4 +1,4 @@
-import HerdShared
+import HerdWire
 
 /// A node that could serve a request, with the terms that ranked it.
 struct RouteCandidate: Equatable, Sendable {

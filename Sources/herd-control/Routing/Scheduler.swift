@@ -1,4 +1,6 @@
-import HerdShared
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// Where routing answers go: one connected proxy.
 protocol RouteReplyTarget: AnyObject {

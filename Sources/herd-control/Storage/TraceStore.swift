@@ -1,4 +1,6 @@
-import HerdShared
+import HerdRuntime
+import HerdStorage
+import HerdWire
 
 /// The request traces in SQLite: one row per routed request (including those
 /// refused or abandoned), written in batches off the loop.

@@ -1,4 +1,6 @@
-import HerdShared
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// One connected herd-proxy: its framed channel, after a valid hello.
 final class ProxyLink: RouteReplyTarget {

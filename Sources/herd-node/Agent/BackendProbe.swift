@@ -1,4 +1,7 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// One backend the agent watches, and how to read its state.
 struct BackendTarget {

@@ -1,5 +1,8 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// herd-node's settings.
 struct NodeOptions: Sendable {
@@ -120,7 +123,7 @@ final class NodeAgent {
     private func reachableAddress(for backend: SocketAddress) -> SocketAddress {
         guard backend.host.hasPrefix("127.") || backend.host == "::1", let control = controlAddress,
               !(control.host.hasPrefix("127.") || control.host == "::1"),
-              let local = LocalAddress.facing(control), let moved = try? SocketAddress(host: local, port: backend.port) else { return backend }
+              let local = SocketAddress.local(towards: control), let moved = try? SocketAddress(host: local.host, port: backend.port) else { return backend }
         return moved
     }
 

@@ -1,4 +1,5 @@
-import HerdShared
+import HerdRuntime
+import HerdDiscovery
 
 /// Finds herd-control by mDNS (`_herd._tcp`): picks the router of `fleetID`
 /// (or the only / first one, saying so), orders its addresses loopback

@@ -1,4 +1,5 @@
-import HerdShared
+import HerdHTTP
+import HerdWire
 
 /// Pure parsers of what the Linux kernel and vendor tools print. Each takes
 /// the text (or nil when the file is absent) and never fails: missing or

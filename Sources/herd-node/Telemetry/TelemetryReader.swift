@@ -1,5 +1,6 @@
 import Glibc
-import HerdShared
+import HerdHTTP
+import HerdWire
 
 /// Reads the machine's telemetry from `/proc`, `/sys` and `nvidia-smi` under
 /// `root` (tests point it at fixture trees). Blocking: call it off the loop.

@@ -1,4 +1,6 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdWire
 
 /// Errors in the format of the client's API: Ollama `{"error":"…"}`, OpenAI
 /// `{"error":{"message","type","param","code"}}`; in streams, an NDJSON error

@@ -1,4 +1,6 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdWire
 
 /// What the proxy reads from a request body to route it: the top-level fields
 /// only (the rest — messages, images — is validated and skipped, not decoded).

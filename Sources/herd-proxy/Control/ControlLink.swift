@@ -1,4 +1,6 @@
-import HerdShared
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// A request waiting for control's routing answer.
 protocol RouteWaiter: AnyObject {

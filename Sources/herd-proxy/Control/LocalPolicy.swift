@@ -1,4 +1,4 @@
-import HerdShared
+import HerdWire
 
 /// Routing without control (it is away): from the last snapshot, the first
 /// model (requested, then fallbacks) that an online (else degraded) node has,
@@ -12,8 +12,8 @@ enum LocalPolicy {
             var best: (node: RoutingSnapshot.Node, backend: RoutingSnapshot.Backend, name: String, rank: (Int, Int, Int))?
             for node in snapshot.nodes where node.status != "offline" && !excluded.contains(node.id) {
                 for backend in node.backends where backend.kind.serves(api) {
-                    guard let name = backend.models.first(where: { same($0, model) }) ?? backend.loaded.first(where: { same($0, model) }) else { continue }
-                    let hot = backend.loaded.contains { same($0, model) }
+                    guard let name = backend.models.first(where: { ModelName.same($0, model) }) ?? backend.loaded.first(where: { ModelName.same($0, model) }) else { continue }
+                    let hot = backend.loaded.contains { ModelName.same($0, model) }
                     let rank = (node.status == "online" ? 0 : 1, hot ? 0 : 1, inFlight(backend.address))
                     if best == nil || rank < best!.rank { best = (node, backend, name, rank) }
                     break
@@ -29,9 +29,5 @@ enum LocalPolicy {
 
     static func knownModels(_ snapshot: RoutingSnapshot, api: ClientAPI) -> [String] {
         Set(snapshot.nodes.flatMap { $0.backends.filter { $0.kind.serves(api) }.flatMap(\.models) }).sorted()
-    }
-
-    private static func same(_ a: String, _ b: String) -> Bool {
-        a == b || (a.contains(":") ? a : a + ":latest") == (b.contains(":") ? b : b + ":latest")
     }
 }

@@ -1,4 +1,5 @@
-import HerdShared
+import HerdHTTP
+import HerdWire
 
 /// The proxy session's logic as a value: events in, actions out. The driver
 /// (`ProxySession`) performs the actions; this type does no I/O, so every path

@@ -1,4 +1,7 @@
-import HerdShared
+import HerdHTTP
+import HerdJSON
+import HerdRuntime
+import HerdWire
 
 /// One routed request, from its complete body to the end of the relayed
 /// response: performs the actions `ProxyFlow` decides. Loop-thread only.
@@ -129,7 +132,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         let refusal: RouteRefusal
         if snapshot.nodes.isEmpty {
             refusal = RouteRefusal(id: id, code: .noNode, message: "herd-control is not reachable and no fleet is known yet", retryAfter: 2)
-        } else if models.contains(where: { model in known.contains { $0 == model || $0 == model + ":latest" } }) {
+        } else if models.contains(where: { model in known.contains { ModelName.same($0, model) } }) {
             refusal = RouteRefusal(id: id, code: .noNode, message: "no reachable node can serve '\(fields.model)'", retryAfter: 5)
         } else {
             refusal = RouteRefusal(id: id, code: .modelNotFound, message: "model '\(fields.model)' not found in the fleet", models: known)

@@ -1,0 +1,82 @@
+import HerdRuntime
+/// One request in flight: the handle a caller uses for backpressure and
+/// cancellation. Loop-thread only.
+public final class HTTPClientTask {
+    public let request: HTTPClientRequest
+    public let upstream: SocketAddress
+    public private(set) weak var delegate: (any HTTPClientResponseDelegate)?
+    /// Whether the request went over a connection reused from the pool.
+    public internal(set) var reusedConnection = false
+    /// Body bytes delivered so far.
+    public internal(set) var bodyBytesReceived = 0
+    public internal(set) var isResponseStarted = false
+    public private(set) var isFinished = false
+    /// Set when the pooled connection died before answering and the request was
+    /// sent again on a fresh one.
+    public internal(set) var retriedOnFreshConnection = false
+    var isPaused = false
+    weak var connection: HTTP1ClientConnection?
+    weak var pool: UpstreamPool?
+
+    init(request: HTTPClientRequest, upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) {
+        self.request = request
+        self.upstream = upstream
+        self.delegate = delegate
+    }
+
+    /// Stops reading the response (backpressure: the consumer's buffer is full).
+    public func pauseReading() {
+        isPaused = true
+        connection?.setReading(false)
+    }
+
+    /// Resumes reading the response.
+    public func resumeReading() {
+        isPaused = false
+        connection?.setReading(true)
+    }
+
+    /// Abandons the request: its connection is closed (it cannot be reused
+    /// mid-response), a queued request leaves the queue, and nothing more is
+    /// delivered.
+    public func cancel() {
+        guard !isFinished else { return }
+        isFinished = true
+        delegate = nil
+        if let connection {
+            connection.abandon(self)
+        } else {
+            pool?.removeWaiter(self)
+        }
+    }
+
+    func deliverHead(_ head: HTTPResponseHead) {
+        guard !isFinished else { return }
+        isResponseStarted = true
+        delegate?.task(self, didReceiveHead: head)
+    }
+
+    func deliverBody(_ bytes: UnsafeRawBufferPointer) {
+        guard !isFinished else { return }
+        bodyBytesReceived += bytes.count
+        delegate?.task(self, didReceiveBody: bytes)
+    }
+
+    func deliverFinish() {
+        guard !isFinished else { return }
+        isFinished = true
+        connection = nil
+        let d = delegate
+        delegate = nil
+        d?.taskDidFinish(self)
+    }
+
+    func deliverFailure(_ error: HTTPClientError) {
+        guard !isFinished else { return }
+        isFinished = true
+        connection = nil
+        let d = delegate
+        delegate = nil
+        d?.task(self, didFail: error)
+    }
+}

@@ -1,0 +1,110 @@
+internal import CUV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started on the loop (`uv_spawn`), with stdin closed and
+/// stdout/stderr inherited. Loop-thread only; lives until it has exited and
+/// been closed.
+public final class ChildProcess: LoopClosable {
+    private let handle: UnsafeMutablePointer<uv_process_t>
+    public let path: String
+    public let arguments: [String]
+    public private(set) var pid: Int32 = 0
+    public private(set) var exited = false
+    private var onExit: ((Int64, Int32) -> Void)?
+    private var closed = false
+
+    /// Starts `path` with `arguments`; `onExit(status, signal)` runs on the loop when it ends.
+    public init(loop: EventLoop, path: String, arguments: [String], onExit: @escaping (Int64, Int32) -> Void) throws(UVError) {
+        self.path = path
+        self.arguments = arguments
+        self.onExit = onExit
+        handle = .allocate(capacity: 1)
+        handle.initialize(to: uv_process_t())
+        var options = uv_process_options_t()
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var stdio = [uv_stdio_container_t](repeating: uv_stdio_container_t(), count: 3)
+        stdio[0].flags = UV_IGNORE
+        stdio[1].flags = UV_INHERIT_FD
+        stdio[1].data.fd = 1
+        stdio[2].flags = UV_INHERIT_FD
+        stdio[2].data.fd = 2
+        let rc: Int32 = path.withCString { file in
+            argv.withUnsafeBufferPointer { args in
+                stdio.withUnsafeMutableBufferPointer { containers in
+                    options.file = file
+                    options.args = UnsafeMutablePointer(mutating: args.baseAddress)
+                    options.stdio_count = 3
+                    options.stdio = containers.baseAddress
+                    options.exit_cb = { process, status, signal in
+                        let child = Unmanaged<ChildProcess>.fromOpaque(process!.pointee.data).takeUnretainedValue()
+                        child.exited = true
+                        let callback = child.onExit
+                        child.onExit = nil
+                        callback?(status, signal)
+                        child.close()
+                    }
+                    return uv_spawn(loop.raw, handle, &options)
+                }
+            }
+        }
+        if rc < 0 {
+            // A failed spawn still initialised the handle: it must be closed.
+            handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+            onExitless()
+            throw UVError(code: rc, operation: "spawn \(path)")
+        }
+        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        pid = handle.pointee.pid
+    }
+
+    private func onExitless() {
+        onExit = nil
+        exited = true
+        close()
+    }
+
+    /// Sends `signal` (e.g. SIGTERM) if the child still runs.
+    public func kill(_ signal: Int32) {
+        guard !exited, !closed else { return }
+        uv_process_kill(handle, signal)
+    }
+
+    private func close() {
+        guard !closed else { return }
+        closed = true
+        uv_close(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) { raw in
+            let child = Unmanaged<ChildProcess>.fromOpaque(raw!.pointee.data)
+            raw!.deallocate()
+            child.release()
+        }
+    }
+
+    func forceClose() {
+        if !exited { uv_process_kill(handle, SIGKILL) }
+        close()
+    }
+}
+
+/// The absolute path of the running executable's folder (`/proc/self/exe`).
+public func executableDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard n > 0 else { return "." }
+    let path = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return String(path[..<slash])
+}
+
+/// Creates `path` and its parents (mode 0700 for new folders).
+public func makeDirectories(_ path: String) throws(UVError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o700) != 0, errno != EEXIST {
+            throw UVError(code: -errno, operation: "mkdir \(current)")
+        }
+    }
+}

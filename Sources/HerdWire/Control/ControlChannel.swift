@@ -1,0 +1,83 @@
+import HerdRuntime
+import HerdJSON
+/// One framed control connection (either end): decodes frames as they arrive
+/// and coalesces outgoing frames into one write per loop iteration.
+/// A malformed frame closes the channel (only this one). Loop-thread only.
+public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
+    public let stream: StreamConnection
+    private var decoder = ControlFrameDecoder()
+    private var output: [UInt8] = []
+    private var flushScheduled = false
+    private var closed = false
+    /// A decoded frame.
+    public var onMessage: ((ControlMessageType, JSONValue) -> Void)?
+    /// The channel closed: `nil` for an orderly close, else why.
+    public var onClose: ((ControlProtocolError?) -> Void)?
+
+    public init(stream: StreamConnection) {
+        self.stream = stream
+        stream.delegate = self
+    }
+
+    public func start() { stream.startReading() }
+
+    public var isOpen: Bool { !closed }
+
+    /// Queues a frame; it leaves with the others of this loop iteration.
+    public func send(_ type: ControlMessageType, _ body: JSONValue) {
+        guard !closed else { return }
+        ControlFrame.encode(type, body, into: &output)
+        if output.count > 256 * 1024 {
+            flushOutput()
+        } else if !flushScheduled {
+            flushScheduled = true
+            stream.loop.scheduleFlush(self)
+        }
+    }
+
+    /// Bytes queued but not yet taken by the kernel.
+    public var pendingBytes: Int { output.count + stream.pendingWriteBytes }
+
+    public func flushOutput() {
+        flushScheduled = false
+        guard !output.isEmpty, !closed else { return }
+        stream.write(output)
+        output.removeAll(keepingCapacity: true)
+    }
+
+    public func close(_ error: ControlProtocolError? = nil) {
+        guard !closed else { return }
+        flushOutput()
+        closed = true
+        stream.closeAfterFlush()
+        let callback = onClose
+        onClose = nil
+        onMessage = nil
+        callback?(error)
+    }
+
+    public func connection(_ connection: StreamConnection, didRead bytes: UnsafeRawBufferPointer) {
+        guard !closed else { return }
+        decoder.append(bytes)
+        do {
+            while !closed, let (type, body) = try decoder.next() {
+                onMessage?(type, body)
+            }
+        } catch {
+            close(error)
+        }
+    }
+
+    public func connection(_ connection: StreamConnection, didEndWith error: UVError?) {
+        if closed {
+            stream.close()
+            return
+        }
+        closed = true
+        stream.close()
+        let callback = onClose
+        onClose = nil
+        onMessage = nil
+        callback?(error.map { ControlProtocolError("connection failed: \($0.name)") })
+    }
+}

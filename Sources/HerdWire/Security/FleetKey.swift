@@ -1,0 +1,72 @@
+/// Signing and checking requests with the fleet key: HMAC-SHA-256 over
+/// `"<timestamp ms>\n<METHOD> <path>\n<body>"`, sent as
+/// `X-Herd-Timestamp` and `X-Herd-Signature` (hex). A signature is accepted
+/// once, within `maxSkewMilliseconds` of control's clock.
+public struct FleetKey: Sendable {
+    public static let timestampHeader = "X-Herd-Timestamp"
+    public static let signatureHeader = "X-Herd-Signature"
+
+    let key: [UInt8]
+
+    /// A key of at least 16 bytes.
+    public init?(_ text: String) {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 16 else { return nil }
+        key = bytes
+    }
+
+    public func signature(timestamp: Int, method: String, path: String, body: [UInt8]) -> String {
+        SHA256.hex(SHA256.hmac(key: key, message: Array("\(timestamp)\n\(method) \(path)\n".utf8) + body))
+    }
+
+    /// The header fields (name, value) that sign a request sent now.
+    public func headers(method: String, path: String, body: [UInt8], now: Int) -> [(name: String, value: String)] {
+        [(FleetKey.timestampHeader, String(now)), (FleetKey.signatureHeader, signature(timestamp: now, method: method, path: path, body: body))]
+    }
+}
+
+/// Why a signed request was refused (each a 401).
+public enum FleetKeyRefusal: Error, Equatable, CustomStringConvertible, Sendable {
+    case missing
+    case malformed
+    case stale(skewMilliseconds: Int)
+    case badSignature
+    case replayed
+
+    public var description: String {
+        switch self {
+        case .missing: "this fleet requires signed requests (X-Herd-Timestamp and X-Herd-Signature): start herd-node with the same --fleet-key"
+        case .malformed: "malformed X-Herd-Timestamp or X-Herd-Signature"
+        case let .stale(skew): "timestamp off by \(skew / 1000) s: check the clocks (NTP) of node and router"
+        case .badSignature: "bad signature: the fleet keys differ"
+        case .replayed: "this signed request was already used"
+        }
+    }
+}
+
+/// Checks signed requests against the fleet key, refusing stale and replayed ones.
+/// Loop-thread only.
+public final class FleetKeyVerifier {
+    public let key: FleetKey
+    public let maxSkewMilliseconds: Int
+    private var seen: [String: Int] = [:]
+
+    public init(key: FleetKey, maxSkewMilliseconds: Int = 30_000) {
+        self.key = key
+        self.maxSkewMilliseconds = maxSkewMilliseconds
+    }
+
+    /// Checks a request's `X-Herd-Timestamp` (`timestamp`) and `X-Herd-Signature`
+    /// (`signature`) against its method, path and body at `now` (ms since 1970).
+    public func verify(method: String, path: String, timestamp stamp: String?, signature: String?, body: [UInt8], now: Int) throws(FleetKeyRefusal) {
+        guard let stamp, let signature else { throw .missing }
+        guard let timestamp = Int(stamp), signature.utf8.count == 64 else { throw .malformed }
+        let skew = abs(now - timestamp)
+        guard skew <= maxSkewMilliseconds else { throw .stale(skewMilliseconds: skew) }
+        let expected = key.signature(timestamp: timestamp, method: method, path: path, body: body)
+        guard SHA256.constantTimeEqual(Array(expected.utf8), Array(signature.lowercased().utf8)) else { throw .badSignature }
+        guard seen[signature] == nil else { throw .replayed }
+        seen[signature] = timestamp
+        if seen.count > 10_000 { seen = seen.filter { abs(now - $0.value) <= maxSkewMilliseconds } }
+    }
+}

@@ -1,0 +1,46 @@
+import Testing
+@testable import HerdWire
+
+@Suite struct FleetKeyTests {
+    @Test func sha256StandardVectors() {
+        #expect(SHA256.hex(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(SHA256.hash([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(SHA256.hex(SHA256.hash([UInt8](repeating: 0x61, count: 1_000))) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+
+    @Test func hmacRFC4231Vectors() {
+        let key = [UInt8](repeating: 0x0b, count: 20)
+        #expect(SHA256.hex(SHA256.hmac(key: key, message: Array("Hi There".utf8))) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        #expect(SHA256.hex(SHA256.hmac(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8)))
+                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        let longKey = [UInt8](repeating: 0xaa, count: 131)
+        #expect(SHA256.hex(SHA256.hmac(key: longKey, message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+    }
+
+    @Test func verifierAcceptsOnceAndRefusesTheRest() throws {
+        let key = try #require(FleetKey("correct horse battery staple"))
+        let verifier = FleetKeyVerifier(key: key, maxSkewMilliseconds: 30_000)
+        let body = Array(#"{"schema":1}"#.utf8)
+        func verify(_ headers: [(name: String, value: String)], _ body: [UInt8], now: Int) throws(FleetKeyRefusal) {
+            try verifier.verify(method: "POST", path: "/heartbeat", timestamp: headers.first { $0.name == FleetKey.timestampHeader }?.value,
+                                signature: headers.first { $0.name == FleetKey.signatureHeader }?.value, body: body, now: now)
+        }
+        let headers = key.headers(method: "POST", path: "/heartbeat", body: body, now: 1_000_000)
+        try verify(headers, body, now: 1_000_500)
+        #expect(throws: FleetKeyRefusal.replayed) { try verify(headers, body, now: 1_000_600) }
+        #expect(throws: FleetKeyRefusal.missing) { try verify([], body, now: 1_000_000) }
+        let tampered = Array(#"{"schema":2}"#.utf8)
+        let fresh = key.headers(method: "POST", path: "/heartbeat", body: body, now: 1_000_001)
+        #expect(throws: FleetKeyRefusal.badSignature) { try verify(fresh, tampered, now: 1_000_001) }
+        let other = try #require(FleetKey("another key of sixteen+"))
+        #expect(throws: FleetKeyRefusal.badSignature) {
+            try verify(other.headers(method: "POST", path: "/heartbeat", body: body, now: 1_000_002), body, now: 1_000_002)
+        }
+        let old = key.headers(method: "POST", path: "/heartbeat", body: body, now: 900_000)
+        #expect(throws: FleetKeyRefusal.stale(skewMilliseconds: 100_000)) { try verify(old, body, now: 1_000_000) }
+        #expect(FleetKey("short") == nil)
+    }
+}
