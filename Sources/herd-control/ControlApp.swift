@@ -37,36 +37,31 @@ final class ControlApp {
         try makeDirectories(options.dataDirectory)
         let traces = try TraceStore(path: options.dataDirectory + "/herd.db", log: log)
         let registry = NodeRegistry(settings: options.registry)
-        let scheduler = Scheduler(loop: loop, registry: registry, settings: options.scheduler)
         let requestLog = RequestLog(loop: loop)
         let metrics = ControlMetrics()
-        scheduler.onResult = { result, request in
-            traces.record(result, request: request, now: Int(EventLoop.wallClockMilliseconds()))
-            requestLog.record(result, request: request)
-            metrics.record(result)
-        }
 
         var snapshot = RoutingSnapshot()
         let currentSnapshot = { () -> RoutingSnapshot in
             if snapshot.version != registry.version {
-                snapshot = SnapshotBuilder.build(version: registry.version, nodes: Array(registry.nodes.values))
+                snapshot = SnapshotBuilder.build(version: registry.version, nodes: registry.list)
             }
             return snapshot
         }
-        let routes = RouteServer(loop: loop, scheduler: scheduler, log: log, snapshot: currentSnapshot)
+        let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log, snapshot: currentSnapshot)
+        routes.onFinished = { result, request, decision in
+            traces.record(result, request: request, decision: decision, now: Int(EventLoop.wallClockMilliseconds()))
+            requestLog.record(result, request: request)
+            metrics.record(result)
+        }
         try routes.listen(path: options.socketPath)
 
-        let api = ControlAPI(loop: loop, registry: registry, scheduler: scheduler, log: log, metrics: metrics)
+        let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics)
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         if let fleetKey {
             guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
             api.verifier = FleetKeyVerifier(key: key)
         }
-        api.proxyCount = { routes.proxyCount }
-        let fleetChanged = {
-            scheduler.fleetChanged()
-            routes.pushSnapshots()
-        }
+        let fleetChanged = { routes.fleetChanged() }
         api.onFleetChange = fleetChanged
         var httpConfiguration = HTTPServerConfiguration()
         httpConfiguration.maxBodyBytes = 4 * 1024 * 1024

@@ -78,57 +78,165 @@ func node(_ id: String, status: NodeStatus = .online, models: [String], loaded: 
     }
 }
 
-/// Records what the scheduler answers.
-final class RecordingTarget: RouteReplyTarget {
-    var replies: [(ControlMessageType, JSONValue)] = []
-    func reply(_ type: ControlMessageType, _ body: JSONValue) { replies.append((type, body)) }
-}
-
-/// A scheduler over one node "a" with model m:1b and one slot per node:model.
-func oneNodeScheduler(_ loop: EventLoop) -> Scheduler {
+/// A fleet of one node "a" with model m:1b.
+let oneNodeFleet: [FleetNode] = {
     let registry = NodeRegistry()
     registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
                                                                       models: [Heartbeat.Model(name: "m:1b")])]), now: 0)
-    var settings = Scheduler.Settings()
-    settings.maxConcurrencyPerModel = 1
-    return Scheduler(loop: loop, registry: registry, settings: settings)
+    return registry.list
+}()
+
+/// The scheduler in virtual time: one slot per node:model, events fed by hand.
+struct SchedulerHarness {
+    var scheduler: Scheduler
+    var fleet = oneNodeFleet
+    var now: UInt64 = 1_000
+    var actions: [SchedulerAction] = []
+
+    init(queueTimeout: UInt64 = 30_000, maxRetries: Int = 2) {
+        var settings = Scheduler.Settings()
+        settings.maxConcurrencyPerModel = 1
+        settings.queueTimeoutMilliseconds = queueTimeout
+        settings.maxRetries = maxRetries
+        scheduler = Scheduler(settings: settings)
+    }
+
+    static let p1 = ProxyKey(raw: 1)
+    static let p2 = ProxyKey(raw: 2)
+
+    mutating func route(_ id: UInt64, from proxy: ProxyKey = p1, model: String = "m:1b") -> [SchedulerAction] {
+        scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: false), from: proxy, fleet: fleet,
+                        now: now, into: &actions)
+        return take()
+    }
+
+    mutating func result(_ id: UInt64, from proxy: ProxyKey = p1) -> [SchedulerAction] {
+        scheduler.result(RouteResult(id: id, node: "a", model: "m:1b", outcome: .ok, status: 200), from: proxy, fleet: fleet, now: now,
+                         into: &actions)
+        return take()
+    }
+
+    mutating func retry(_ id: UInt64, node: String = "a") -> [SchedulerAction] {
+        scheduler.retry(RouteRetry(id: id, node: node, reason: "refused"), from: Self.p1, fleet: fleet, now: now, into: &actions)
+        return take()
+    }
+
+    /// Moves virtual time on, as the driver's timer would: `expire` at each deadline passed.
+    mutating func advance(by milliseconds: UInt64) -> [SchedulerAction] {
+        let target = now + milliseconds
+        while let deadline = scheduler.nextDeadline, deadline <= target {
+            now = deadline
+            scheduler.expire(now: now, into: &actions)
+        }
+        now = target
+        return take()
+    }
+
+    private mutating func take() -> [SchedulerAction] {
+        defer { actions.removeAll() }
+        return actions
+    }
+}
+
+extension SchedulerAction {
+    var routedID: UInt64? { if case let .routed(_, answer) = self { answer.id } else { nil } }
+    var refusal: RouteRefusal? { if case let .refused(_, refusal) = self { refusal } else { nil } }
+    var kind: String {
+        switch self {
+        case .routed: "routed"
+        case .refused: "refused"
+        case .finished: "finished"
+        }
+    }
 }
 
 @Suite struct SchedulerTests {
-    @Test func queuesAtTheLimitAndDispatchesWhenASlotFrees() throws {
-        let thread = try LoopThread()
-        defer { thread.shutdown() }
-        try thread.sync {
-            let scheduler = oneNodeScheduler(thread.loop)
-            let target = RecordingTarget()
-            scheduler.route(RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: target)
-            scheduler.route(RouteRequest(id: 2, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: target)
-            #expect(target.replies.map(\.0) == [.routeOK])
-            #expect(scheduler.queueLength == 1)
-            scheduler.result(RouteResult(id: 1, node: "a", model: "m:1b", outcome: .ok, status: 200), from: target)
-            #expect(target.replies.map(\.0) == [.routeOK, .routeOK])
-            #expect(target.replies[1].1["id"]?.intValue == 2)
-            #expect(scheduler.inFlight(node: "a", model: "m:1b") == 1)
-            // A retry frees the slot and excludes the node: nothing else has the model.
-            scheduler.retry(RouteRetry(id: 2, node: "a", reason: "refused"), from: target)
-            #expect(target.replies.last?.0 == .routeError)
-            #expect(scheduler.inFlight(node: "a", model: "m:1b") == 0)
-        }
+    @Test func queuesAtTheLimitAndDispatchesWhenASlotFrees() {
+        var h = SchedulerHarness()
+        #expect(h.route(1).map(\.routedID) == [1])
+        #expect(h.route(2).isEmpty, "the second waits: one slot")
+        #expect(h.scheduler.queueLength == 1)
+        let freed = h.result(1)
+        #expect(freed.map(\.kind) == ["finished", "routed"])
+        #expect(freed.last?.routedID == 2)
+        #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 1)
+        // A retry frees the slot and excludes the node: nothing else has the model.
+        let retried = h.retry(2)
+        #expect(retried.first?.refusal?.code == .noNode)
+        #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 0)
     }
 
-    @Test func aProxyThatGoesAwayReleasesEverything() throws {
-        let thread = try LoopThread()
-        defer { thread.shutdown() }
-        try thread.sync {
-            let scheduler = oneNodeScheduler(thread.loop)
-            let gone = RecordingTarget()
-            let other = RecordingTarget()
-            scheduler.route(RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: gone)
-            scheduler.route(RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m:1b", stream: false), from: other)
-            #expect(other.replies.isEmpty)
-            scheduler.targetGone(gone)
-            #expect(other.replies.map(\.0) == [.routeOK], "the waiting request got the freed slot")
-        }
+    @Test func aQueuedRequestTimesOutInVirtualTime() {
+        var h = SchedulerHarness(queueTimeout: 500)
+        _ = h.route(1)
+        #expect(h.route(2).isEmpty)
+        #expect(h.scheduler.nextDeadline == h.now + 500)
+        #expect(h.advance(by: 499).isEmpty, "not a millisecond early")
+        let expired = h.advance(by: 1)
+        #expect(expired.first?.refusal?.code == .queueTimeout)
+        #expect(expired.first?.refusal?.retryAfter != nil)
+        #expect(h.scheduler.queueLength == 0)
+        #expect(h.scheduler.nextDeadline == nil)
+        // The first request was not disturbed, and its RESULT frees the slot.
+        #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 1)
+        #expect(h.result(1).map(\.kind) == ["finished"])
+        #expect(h.route(3).map(\.routedID) == [3])
+    }
+
+    @Test func aRequestKeepsItsPlaceAndDeadlineWhileTheQueueMoves() {
+        var h = SchedulerHarness(queueTimeout: 1_000)
+        _ = h.route(1)
+        _ = h.route(2)
+        _ = h.advance(by: 600)
+        _ = h.route(3)
+        let moved = h.result(1)
+        #expect(moved.last?.routedID == 2, "first in, first out")
+        // 2 now holds the slot; 3 still waits with its own deadline (arrived at +600).
+        #expect(h.advance(by: 999).isEmpty)
+        #expect(h.advance(by: 1).first?.refusal?.code == .queueTimeout)
+    }
+
+    @Test func answersCarryTheQueueWaitAndTheRetryCount() {
+        var h = SchedulerHarness()
+        var two = h.fleet[0]
+        two.heartbeat.nodeID = "b"
+        h.fleet.append(two)
+        guard case let .routed(_, first)? = h.route(1).first else { Issue.record("not routed"); return }
+        #expect(first.retries == 0 && first.queuedMilliseconds == 0)
+        guard case let .routed(_, second)? = h.retry(1, node: first.node).first else { Issue.record("not rerouted"); return }
+        #expect(second.retries == 1)
+        #expect(second.node != first.node)
+        #expect(h.retry(1, node: second.node).first?.refusal?.code == .noNode)
+    }
+
+    @Test func theRetryBudgetIsControls() {
+        var h = SchedulerHarness(maxRetries: 0)
+        var two = h.fleet[0]
+        two.heartbeat.nodeID = "b"
+        h.fleet.append(two)
+        _ = h.route(1)
+        #expect(h.retry(1).first?.refusal?.code == .retriesExhausted)
+    }
+
+    @Test func aProxyThatGoesAwayReleasesEverything() {
+        var h = SchedulerHarness()
+        _ = h.route(1, from: SchedulerHarness.p1)
+        #expect(h.route(1, from: SchedulerHarness.p2).isEmpty)
+        h.scheduler.proxyGone(SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &h.actions)
+        #expect(h.actions.map(\.routedID) == [1], "the waiting request got the freed slot")
+    }
+
+    @Test func resultsNameTheRequestAndTheDecision() {
+        var h = SchedulerHarness()
+        _ = h.route(1)
+        guard case let .finished(result, request, decision)? = h.result(1).first else { Issue.record("no finished"); return }
+        #expect(result.id == 1)
+        #expect(request?.model == "m:1b")
+        #expect(decision?.reason.contains("in_flight=0/1") == true)
+        // A refused request is still traced with what it asked.
+        _ = h.route(2, model: "nope")
+        guard case let .finished(_, refused, _)? = h.result(2).first else { Issue.record("no finished"); return }
+        #expect(refused?.model == "nope")
     }
 }
 

@@ -114,8 +114,11 @@ public struct RouteAnswer: Equatable, Sendable {
     public var queuedMilliseconds: Int
     /// The winning score and why, for `X-Herd-*` headers and traces.
     public var reason: String
+    /// Nodes that failed this request before this answer (the router counts them).
+    public var retries: Int
 
-    public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "") {
+    public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "",
+                retries: Int = 0) {
         self.id = id
         self.node = node
         self.upstream = upstream
@@ -123,11 +126,12 @@ public struct RouteAnswer: Equatable, Sendable {
         self.model = model
         self.queuedMilliseconds = queuedMilliseconds
         self.reason = reason
+        self.retries = retries
     }
 
     public var json: JSONValue {
         ["id": .int(Int(id)), "node": .string(node), "upstream": .string(upstream), "backend": .string(backend.rawValue),
-         "model": .string(model), "queued_ms": .int(queuedMilliseconds), "reason": .string(reason)]
+         "model": .string(model), "queued_ms": .int(queuedMilliseconds), "reason": .string(reason), "retries": .int(retries)]
     }
 
     public init(json: JSONValue) throws(JSONFieldError) {
@@ -140,6 +144,7 @@ public struct RouteAnswer: Equatable, Sendable {
         model = try f.string("model")
         queuedMilliseconds = try f.optionalInt("queued_ms") ?? 0
         reason = try f.optionalString("reason") ?? ""
+        retries = try f.optionalInt("retries") ?? 0
     }
 }
 

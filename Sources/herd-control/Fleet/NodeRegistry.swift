@@ -32,12 +32,24 @@ final class NodeRegistry {
     }
 
     let settings: Settings
-    private(set) var nodes: [String: FleetNode] = [:]
+    private(set) var nodes: [String: FleetNode] = [:] {
+        didSet { cachedList = nil }
+    }
+    private var cachedList: [FleetNode]?
     /// Bumped whenever something routing depends on changes.
     private(set) var version = 0
 
     init(settings: Settings = Settings()) {
         self.settings = settings
+    }
+
+    /// Every node, in no particular order (kept between changes: routing reads
+    /// it on every decision).
+    var list: [FleetNode] {
+        if let cachedList { return cachedList }
+        let list = Array(nodes.values)
+        cachedList = list
+        return list
     }
 
     /// Records a heartbeat. Returns whether routing-relevant state changed.

@@ -7,7 +7,7 @@ import HerdWire
 /// and the fleet as JSON. Loop-thread only.
 final class ControlAPI {
     private let registry: NodeRegistry
-    private let scheduler: Scheduler
+    private let routes: ControlServer
     private let loop: EventLoop
     private let log: Logger
     /// Called when a heartbeat changed what routing sees.
@@ -16,15 +16,13 @@ final class ControlAPI {
     let metrics: ControlMetrics
     /// Set when the fleet has a key: heartbeats must be signed with it.
     var verifier: FleetKeyVerifier?
-    /// Connected proxies, for `/health`.
-    var proxyCount: () -> Int = { 0 }
     let heartbeatIntervalMilliseconds = 2_000
 
-    init(loop: EventLoop, registry: NodeRegistry, scheduler: Scheduler, log: Logger, metrics: ControlMetrics = ControlMetrics()) {
+    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics = ControlMetrics()) {
         self.metrics = metrics
         self.loop = loop
         self.registry = registry
-        self.scheduler = scheduler
+        self.routes = routes
         self.log = log
     }
 
@@ -35,13 +33,13 @@ final class ControlAPI {
             exchange.collectBody { [unowned self] body in self.heartbeat(exchange, body) }
         case ("GET", "/health"), ("HEAD", "/health"):
             respond(exchange, 200, ["status": "ok", "version": .string(HerdVersion.current),
-                                    "nodes": .int(registry.nodes.count), "proxies": .int(proxyCount())])
+                                    "nodes": .int(registry.nodes.count), "proxies": .int(routes.proxyCount)])
         case ("GET", "/api/fleet"):
             respond(exchange, 200, fleetJSON())
         case ("GET", "/metrics"):
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(
-                nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: scheduler.inFlightCount,
-                queueLength: scheduler.queueLength, proxies: proxyCount()))
+                nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: routes.scheduler.inFlightCount,
+                queueLength: routes.scheduler.queueLength, proxies: routes.proxyCount))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
                                     "endpoints": ["/health", "/api/fleet", "/metrics", "POST /heartbeat"]])
@@ -89,13 +87,13 @@ final class ControlAPI {
                     "agent_version": .string(hb.agentVersion),
                     "cpu": ["cores": .int(hb.cpuCores), "utilization": .number(hb.cpuUtilization)],
                     "memory": ["total_bytes": .int(hb.memoryTotalBytes), "available_bytes": .int(hb.memoryAvailableBytes)],
-                    "in_flight": .int(scheduler.inFlight(node: node.id)),
+                    "in_flight": .int(routes.scheduler.inFlight(node: node.id)),
                     "telemetry": hb.telemetry.json,
                     "backends": .array(hb.backends.map { b in
                         ["kind": .string(b.kind.rawValue), "address": .string(b.address), "reachable": .bool(b.reachable),
                          "models": .strings(b.models.map(\.name)), "loaded": .strings(b.loaded.map(\.name))]
                     })]
-        }), "queue_length": .int(scheduler.queueLength), "in_flight": .int(scheduler.inFlightCount)]
+        }), "queue_length": .int(routes.scheduler.queueLength), "in_flight": .int(routes.scheduler.inFlightCount)]
     }
 
     private func respond(_ exchange: HTTPExchange, _ status: Int, _ body: JSONValue) {

@@ -1,17 +1,36 @@
-import HerdJSON
-import HerdRuntime
 import HerdWire
 
-/// Where routing answers go: one connected proxy.
-protocol RouteReplyTarget: AnyObject {
-    func reply(_ type: ControlMessageType, _ body: JSONValue)
+/// One connected proxy, as the scheduler knows it (the driver maps it to a
+/// connection).
+struct ProxyKey: Hashable, Sendable {
+    let raw: Int
 }
 
-/// Routing decisions over time: applies `RoutePolicy`, counts the requests in
-/// flight per node:model against the concurrency limit, holds requests that
-/// find every node busy in a FIFO queue until a slot frees or the queue wait
-/// runs out, and handles retries, results and cancellations. Loop-thread only.
-final class Scheduler {
+/// What the driver (`ControlServer`) must do after a scheduler event.
+enum SchedulerAction: Equatable {
+    /// Send ROUTE_OK to `proxy`.
+    case routed(ProxyKey, RouteAnswer)
+    /// Send ROUTE_ERROR to `proxy`.
+    case refused(ProxyKey, RouteRefusal)
+    /// A request ended (its RESULT came): trace it, log it, count it.
+    /// `request` and `decision` are nil when control never saw the request
+    /// (routed locally while control was away).
+    case finished(RouteResult, request: RouteRequest?, decision: RouteAnswer?)
+}
+
+/// Routing decisions over time, as a value: applies `RoutePolicy`, counts the
+/// requests in flight per node:model against the concurrency limit, holds
+/// requests that find every node busy in a FIFO queue until a slot frees or
+/// their queue deadline passes, and handles retries, results and
+/// cancellations. Events in (with the fleet and the time), actions out; the
+/// driver (`ControlServer`) sends the answers and arms one timer at
+/// `nextDeadline`. No I/O and no clock of its own: every path is tested in
+/// virtual time.
+///
+/// The retry budget lives here while control routes: a RETRY beyond
+/// `maxRetries` is refused `retries_exhausted`, and each ROUTE_OK says how many
+/// retries came before it.
+struct Scheduler {
     struct Settings: Sendable {
         /// Requests in flight per node and model (Ollama's own parallelism
         /// waits inside Ollama; queuing here lets another node take them).
@@ -24,209 +43,239 @@ final class Scheduler {
         var maxRetries = 2
     }
 
-    private struct Key: Hashable {
-        let link: ObjectIdentifier
+    /// A request of one proxy.
+    struct RequestKey: Hashable {
+        let proxy: ProxyKey
         let id: UInt64
     }
 
-    /// One request control knows about (queued or in flight).
-    private final class Tracked {
-        let request: RouteRequest
-        weak var target: (any RouteReplyTarget)?
-        var excluded: Set<String> = []
-        var node: String?
-        var slot: SlotKey?
-        var retries = 0
-        let arrivedAt: UInt64
-        var timer: LoopTimer?
-        init(request: RouteRequest, target: any RouteReplyTarget, arrivedAt: UInt64) {
-            self.request = request
-            self.target = target
-            self.arrivedAt = arrivedAt
-        }
-    }
-
-    let settings: Settings
-    private let loop: EventLoop
-    private let registry: NodeRegistry
-    private var tracked: [Key: Tracked] = [:]
-    private var waiting: [Key] = []
     /// A node and a model (canonical name): the unit of concurrency.
     struct SlotKey: Hashable {
         let node: String
         let model: String
+
+        init(_ node: String, _ model: String) {
+            self.node = node
+            self.model = ModelName.canonical(model)
+        }
     }
 
+    /// One request control knows about (queued or in flight).
+    private struct Entry {
+        let request: RouteRequest
+        let arrivedAt: UInt64
+        var excluded: Set<String> = []
+        var slot: SlotKey?
+        var retries = 0
+        /// While queued: when the wait runs out.
+        var queueDeadline: UInt64?
+        /// The last routing answer (for the trace).
+        var decision: RouteAnswer?
+    }
+
+    let settings: Settings
+    private var entries: [RequestKey: Entry] = [:]
+    private var waiting: [RequestKey] = []
     private var slots: [SlotKey: Int] = [:]
     /// When each node:model was last given a request: equal candidates take turns.
     private var lastRouted: [SlotKey: UInt64] = [:]
     private var routeCounter: UInt64 = 0
     /// Requests refused by control, kept until the proxy's RESULT names them.
-    private var recentlyFinished: [Key: RouteRequest] = [:]
-    /// Finished requests, for the trace store and metrics.
-    var onResult: ((RouteResult, RouteRequest?) -> Void)?
+    private var recentlyRefused: [RequestKey: (RouteRequest, RouteAnswer?)] = [:]
 
-    init(loop: EventLoop, registry: NodeRegistry, settings: Settings = Settings()) {
-        self.loop = loop
-        self.registry = registry
+    init(settings: Settings = Settings()) {
         self.settings = settings
     }
+
+    // MARK: Reading
 
     var queueLength: Int { waiting.count }
     var inFlightCount: Int { slots.values.reduce(0, +) }
 
-    /// Requests in flight on `node` for `model` (canonical name).
-    func inFlight(node: String, model: String) -> Int { slots[Scheduler.slotKey(node, model)] ?? 0 }
+    /// Requests in flight on `node` for `model`.
+    func inFlight(node: String, model: String) -> Int { slots[SlotKey(node, model)] ?? 0 }
 
     /// Requests in flight on `node`, all models.
     func inFlight(node: String) -> Int {
         slots.filter { $0.key.node == node }.values.reduce(0, +)
     }
 
-    private static func slotKey(_ node: String, _ model: String) -> SlotKey {
-        SlotKey(node: node, model: model.contains(":") ? model : ModelName.canonical(model))
+    /// The earliest queue deadline: the driver's timer fires `expire` then.
+    var nextDeadline: UInt64? {
+        var earliest: UInt64?
+        for key in waiting {
+            guard let deadline = entries[key]?.queueDeadline else { continue }
+            if earliest == nil || deadline < earliest! { earliest = deadline }
+        }
+        return earliest
     }
 
-    // MARK: Messages from proxies
+    // MARK: Events
 
-    func route(_ request: RouteRequest, from target: any RouteReplyTarget) {
-        let key = Key(link: ObjectIdentifier(target), id: request.id)
-        let entry = Tracked(request: request, target: target, arrivedAt: loop.nowMilliseconds)
-        tracked[key] = entry
-        decide(key, entry)
+    /// A ROUTE: decide now, or queue.
+    mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+                        into actions: inout [SchedulerAction]) {
+        let key = RequestKey(proxy: proxy, id: request.id)
+        entries[key] = Entry(request: request, arrivedAt: now)
+        decide(key, fleet: fleet, now: now, into: &actions)
     }
 
-    func retry(_ retry: RouteRetry, from target: any RouteReplyTarget) {
-        let key = Key(link: ObjectIdentifier(target), id: retry.id)
-        guard let entry = tracked[key] else { return }
-        release(entry)
+    /// A RETRY: the node failed before any byte reached the client; try another
+    /// (the node excluded), within the retry budget.
+    mutating func retry(_ retry: RouteRetry, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+                        into actions: inout [SchedulerAction]) {
+        let key = RequestKey(proxy: proxy, id: retry.id)
+        guard var entry = entries[key] else { return }
+        release(&entry)
         entry.excluded.insert(retry.node)
         entry.retries += 1
+        entries[key] = entry
         if entry.retries > settings.maxRetries {
-            finish(key, refusal: RouteRefusal(id: retry.id, code: .retriesExhausted,
-                                              message: "every node tried failed (last: \(retry.node): \(retry.reason))"))
+            refuse(key, RouteRefusal(id: retry.id, code: .retriesExhausted,
+                                     message: "every node tried failed (last: \(retry.node): \(retry.reason))"), into: &actions)
             return
         }
-        decide(key, entry)
+        decide(key, fleet: fleet, now: now, into: &actions)
     }
 
-    func result(_ result: RouteResult, from target: any RouteReplyTarget) {
-        let key = Key(link: ObjectIdentifier(target), id: result.id)
-        let entry = tracked.removeValue(forKey: key)
-        if let entry { release(entry) }
-        onResult?(result, entry?.request ?? recentlyFinished.removeValue(forKey: key))
-        dispatchWaiting()
+    /// A RESULT: the request ended; its slot frees and the queue moves.
+    mutating func result(_ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+                         into actions: inout [SchedulerAction]) {
+        let key = RequestKey(proxy: proxy, id: result.id)
+        if var entry = entries.removeValue(forKey: key) {
+            release(&entry)
+            actions.append(.finished(result, request: entry.request, decision: entry.decision))
+        } else if let (request, decision) = recentlyRefused.removeValue(forKey: key) {
+            actions.append(.finished(result, request: request, decision: decision))
+        } else {
+            actions.append(.finished(result, request: nil, decision: nil))
+        }
+        dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
 
-    func cancel(id: UInt64, from target: any RouteReplyTarget) {
-        let key = Key(link: ObjectIdentifier(target), id: id)
-        guard let entry = tracked.removeValue(forKey: key) else { return }
-        entry.timer?.close()
-        release(entry)
+    /// A CANCEL: the client left while routing or queued (its RESULT follows).
+    mutating func cancel(id: UInt64, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+        let key = RequestKey(proxy: proxy, id: id)
+        guard var entry = entries.removeValue(forKey: key) else { return }
+        release(&entry)
         waiting.removeAll { $0 == key }
-        dispatchWaiting() // the proxy's RESULT records the outcome
+        recentlyRefused[key] = (entry.request, entry.decision)
+        trimRecentlyRefused()
+        dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
 
     /// A proxy went away: its requests free their slots and leave the queue.
-    func targetGone(_ target: any RouteReplyTarget) {
-        let link = ObjectIdentifier(target)
-        for (key, entry) in tracked where key.link == link {
-            entry.timer?.close()
-            release(entry)
-            tracked[key] = nil
+    mutating func proxyGone(_ proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+        for (key, var entry) in entries where key.proxy == proxy {
+            release(&entry)
+            entries[key] = nil
         }
-        waiting.removeAll { $0.link == link }
-        dispatchWaiting()
+        waiting.removeAll { $0.proxy == proxy }
+        recentlyRefused = recentlyRefused.filter { $0.key.proxy != proxy }
+        dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
 
     /// The fleet changed (a node came, went or loaded a model): retry the queue.
-    func fleetChanged() { dispatchWaiting() }
+    mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+        dispatchWaiting(fleet: fleet, now: now, into: &actions)
+    }
 
-    // MARK: Deciding
-
-    private func decide(_ key: Key, _ entry: Tracked) {
-        let request = entry.request
-        var models = [request.model]
-        for fallback in request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
-        let decision = RoutePolicy.decide(
-            api: request.api, models: models, nodes: Array(registry.nodes.values), excluded: entry.excluded,
-            inFlight: { [unowned self] node, model in self.inFlight(node: node, model: model) },
-            lastRouted: { [unowned self] node, model in self.lastRouted[Scheduler.slotKey(node, model)] ?? 0 },
-            limit: settings.maxConcurrencyPerModel)
-        switch decision {
-        case let .route(candidate):
-            entry.timer?.close()
-            entry.timer = nil
-            let slot = Scheduler.slotKey(candidate.node, candidate.model)
-            slots[slot, default: 0] += 1
-            routeCounter += 1
-            lastRouted[slot] = routeCounter
-            entry.node = candidate.node
-            entry.slot = slot
-            let queued = Int(loop.nowMilliseconds - entry.arrivedAt)
-            entry.target?.reply(.routeOK, RouteAnswer(
-                id: request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
-                model: candidate.model, queuedMilliseconds: queued, reason: candidate.reason).json)
-        case .queue:
-            enqueue(key, entry)
-        case let .notFound(known):
-            let names = models.map { "'\($0)'" }.joined(separator: ", ")
-            finish(key, refusal: RouteRefusal(id: request.id, code: .modelNotFound,
-                                              message: "model \(names) not found in the fleet", models: known))
-        case .noNode:
-            finish(key, refusal: RouteRefusal(
-                id: request.id, code: .noNode,
-                message: entry.excluded.isEmpty ? "no online node can serve '\(request.model)'" : "no other node can serve '\(request.model)'",
-                retryAfter: 5))
+    /// Time passed: queued requests whose deadline is `now` or earlier are refused.
+    mutating func expire(now: UInt64, into actions: inout [SchedulerAction]) {
+        let expired = waiting.filter { key in entries[key]?.queueDeadline.map { $0 <= now } ?? false }
+        guard !expired.isEmpty else { return }
+        waiting.removeAll { expired.contains($0) }
+        for key in expired {
+            guard let entry = entries[key] else { continue }
+            refuse(key, RouteRefusal(
+                id: entry.request.id, code: .queueTimeout,
+                message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
+                retryAfter: 5), into: &actions)
         }
     }
 
-    private func enqueue(_ key: Key, _ entry: Tracked) {
-        if entry.timer != nil {
+    // MARK: Deciding
+
+    private mutating func decide(_ key: RequestKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+        guard var entry = entries[key] else { return }
+        let request = entry.request
+        var models = [request.model]
+        for fallback in request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
+        let slots = self.slots
+        let lastRouted = self.lastRouted
+        let decision = RoutePolicy.decide(
+            api: request.api, models: models, nodes: fleet, excluded: entry.excluded,
+            inFlight: { node, model in slots[SlotKey(node, model)] ?? 0 },
+            lastRouted: { node, model in lastRouted[SlotKey(node, model)] ?? 0 },
+            limit: settings.maxConcurrencyPerModel)
+        switch decision {
+        case let .route(candidate):
+            let slot = SlotKey(candidate.node, candidate.model)
+            self.slots[slot, default: 0] += 1
+            routeCounter += 1
+            self.lastRouted[slot] = routeCounter
+            let answer = RouteAnswer(
+                id: request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
+                model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)), reason: candidate.reason,
+                retries: entry.retries)
+            entry.slot = slot
+            entry.queueDeadline = nil
+            entry.decision = answer
+            entries[key] = entry
+            actions.append(.routed(key.proxy, answer))
+        case .queue:
+            enqueue(key, &entry, now: now, into: &actions)
+        case let .notFound(known):
+            let names = models.map { "'\($0)'" }.joined(separator: ", ")
+            refuse(key, RouteRefusal(id: request.id, code: .modelNotFound, message: "model \(names) not found in the fleet", models: known),
+                   into: &actions)
+        case .noNode:
+            refuse(key, RouteRefusal(
+                id: request.id, code: .noNode,
+                message: entry.excluded.isEmpty ? "no online node can serve '\(request.model)'" : "no other node can serve '\(request.model)'",
+                retryAfter: 5), into: &actions)
+        }
+    }
+
+    private mutating func enqueue(_ key: RequestKey, _ entry: inout Entry, now: UInt64, into actions: inout [SchedulerAction]) {
+        if entry.queueDeadline != nil {
             waiting.append(key) // still waiting: keeps its place and its deadline
             return
         }
         guard waiting.count < settings.maxQueueLength else {
-            finish(key, refusal: RouteRefusal(id: entry.request.id, code: .queueTimeout,
-                                              message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5))
+            refuse(key, RouteRefusal(id: entry.request.id, code: .queueTimeout,
+                                     message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
             return
         }
+        entry.queueDeadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
+        entries[key] = entry
         waiting.append(key)
-        let timer = LoopTimer(loop: loop)
-        entry.timer = timer
-        let waited = loop.nowMilliseconds - entry.arrivedAt
-        let remaining = settings.queueTimeoutMilliseconds > waited ? settings.queueTimeoutMilliseconds - waited : 0
-        timer.start(after: remaining) { [unowned self] in
-            self.waiting.removeAll { $0 == key }
-            self.finish(key, refusal: RouteRefusal(
-                id: entry.request.id, code: .queueTimeout,
-                message: "every node that has '\(entry.request.model)' stayed busy for \(self.settings.queueTimeoutMilliseconds / 1000) s",
-                retryAfter: 5))
-        }
     }
 
     /// Tries the queued requests in arrival order.
-    private func dispatchWaiting() {
+    private mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         guard !waiting.isEmpty else { return }
         let queue = waiting
         waiting.removeAll(keepingCapacity: true)
-        for key in queue {
-            guard let entry = tracked[key] else { continue }
-            decide(key, entry)
+        for key in queue where entries[key] != nil {
+            decide(key, fleet: fleet, now: now, into: &actions)
         }
     }
 
-    private func finish(_ key: Key, refusal: RouteRefusal) {
-        guard let entry = tracked.removeValue(forKey: key) else { return }
-        entry.timer?.close()
-        entry.timer = nil
-        release(entry)
-        entry.target?.reply(.routeError, refusal.json) // the proxy's RESULT records the outcome
-        recentlyFinished[key] = entry.request
-        if recentlyFinished.count > 4096 { recentlyFinished.removeAll() }
+    /// Answers ROUTE_ERROR; the request is remembered until its RESULT.
+    private mutating func refuse(_ key: RequestKey, _ refusal: RouteRefusal, into actions: inout [SchedulerAction]) {
+        guard var entry = entries.removeValue(forKey: key) else { return }
+        release(&entry)
+        actions.append(.refused(key.proxy, refusal))
+        recentlyRefused[key] = (entry.request, entry.decision)
+        trimRecentlyRefused()
     }
 
-    private func release(_ entry: Tracked) {
+    private mutating func trimRecentlyRefused() {
+        if recentlyRefused.count > 4096 { recentlyRefused.removeAll() }
+    }
+
+    private mutating func release(_ entry: inout Entry) {
         guard let slot = entry.slot else { return }
         entry.slot = nil
         if let count = slots[slot], count > 1 { slots[slot] = count - 1 } else { slots[slot] = nil }

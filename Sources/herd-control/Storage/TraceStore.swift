@@ -3,7 +3,10 @@ import HerdStorage
 import HerdWire
 
 /// The request traces in SQLite: one row per routed request (including those
-/// refused or abandoned), written in batches off the loop.
+/// refused or abandoned), written in batches off the loop. A row holds what
+/// the client asked (model, stream, estimated prompt tokens, `num_ctx`), where
+/// it went and why (the decision's reason, the time it queued, whether the
+/// proxy routed it alone while control was away) and how it ended.
 final class TraceStore {
     static let migrations = [
         SQLiteMigration(version: 1, name: "request traces", sql: """
@@ -32,12 +35,21 @@ final class TraceStore {
             CREATE INDEX request_traces_model_at ON request_traces(model, at_ms);
             CREATE INDEX request_traces_node_model ON request_traces(node_id, model);
             """),
+        SQLiteMigration(version: 2, name: "what the request asked and why it went where it went", sql: """
+            ALTER TABLE request_traces ADD COLUMN stream INTEGER;
+            ALTER TABLE request_traces ADD COLUMN est_tokens INTEGER;
+            ALTER TABLE request_traces ADD COLUMN num_ctx INTEGER;
+            ALTER TABLE request_traces ADD COLUMN queued_ms INTEGER;
+            ALTER TABLE request_traces ADD COLUMN local INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE request_traces ADD COLUMN reason TEXT;
+            """),
     ]
 
     private static let insert = """
         INSERT INTO request_traces (request_id, at_ms, api, path, model, served_model, node_id, outcome, status, ttft_ms,
-            duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error,
+            stream, est_tokens, num_ctx, queued_ms, local, reason)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     let path: String
@@ -51,7 +63,7 @@ final class TraceStore {
         writer = try SQLiteBatchWriter(path: path) { error in log.error("trace write failed: \(error)") }
     }
 
-    func record(_ result: RouteResult, request: RouteRequest?, now: Int) {
+    func record(_ result: RouteResult, request: RouteRequest?, decision: RouteAnswer?, now: Int) {
         writer.enqueue(sql: TraceStore.insert, [
             .integer(Int64(result.id)), .integer(Int64(now)), .text(request?.api.rawValue ?? ""), .text(request?.path ?? ""),
             .text(request?.model ?? result.model), .text(result.model), .text(result.node), .text(result.outcome.rawValue),
@@ -59,6 +71,9 @@ final class TraceStore {
             .integer(Int64(result.promptTokens)), .integer(Int64(result.completionTokens)), .integer(Int64(result.bytes)),
             .integer(Int64(result.retries)), .text(request?.client ?? ""), .text((request?.tags ?? []).joined(separator: ",")),
             result.error.map { .text($0) } ?? .null,
+            request.map { .integer($0.stream ? 1 : 0) } ?? .null, request.map { .integer(Int64($0.estimatedTokens)) } ?? .null,
+            request?.numCtx.map { .integer(Int64($0)) } ?? .null, decision.map { .integer(Int64($0.queuedMilliseconds)) } ?? .null,
+            .integer(result.local ? 1 : 0), decision.map { .text($0.reason) } ?? .null,
         ])
     }
 

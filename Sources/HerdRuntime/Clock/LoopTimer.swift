@@ -1,10 +1,10 @@
 internal import CUV
 
-/// A libuv timer. Loop-thread only.
+/// A libuv timer: the `ClockTimer` of an `EventLoop`. Loop-thread only.
 ///
 /// Lifetime: the timer keeps itself alive (its handle's `data` holds a retain)
 /// until `close()`; its memory is released in the close callback.
-public final class LoopTimer: LoopClosable {
+public final class LoopTimer: LoopClosable, ClockTimer {
     private let handle: UnsafeMutablePointer<uv_timer_t>
     private var callback: (() -> Void)?
     private var isClosed = false
@@ -13,6 +13,12 @@ public final class LoopTimer: LoopClosable {
         handle = .allocate(capacity: 1)
         uv_timer_init(loop.raw, handle)
         handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    /// A timer that calls `fire` each time it expires (arm it with `arm(after:)`).
+    public convenience init(loop: EventLoop, fire: @escaping () -> Void) {
+        self.init(loop: loop)
+        callback = fire
     }
 
     /// Fires `callback` once after `milliseconds` (and then every `repeating`
@@ -27,7 +33,11 @@ public final class LoopTimer: LoopClosable {
     }
 
     /// Re-arms the timer with the callback given to the last `start` (no allocation).
-    public func rearm(after milliseconds: UInt64) {
+    public func rearm(after milliseconds: UInt64) { arm(after: milliseconds) }
+
+    /// Fires the callback given at creation (or to the last `start`) once,
+    /// `milliseconds` from now.
+    public func arm(after milliseconds: UInt64) {
         guard !isClosed, callback != nil else { return }
         uv_timer_start(handle, { raw in
             let timer = Unmanaged<LoopTimer>.fromOpaque(raw!.pointee.data).takeUnretainedValue()
@@ -40,6 +50,10 @@ public final class LoopTimer: LoopClosable {
         guard !isClosed else { return }
         uv_timer_stop(handle)
     }
+
+    public func disarm() { stop() }
+
+    public var isArmed: Bool { isActive }
 
     /// Whether the timer is armed.
     public var isActive: Bool { !isClosed && uv_is_active(UnsafeRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) != 0 }

@@ -1,0 +1,152 @@
+import HerdJSON
+import HerdRuntime
+import HerdWire
+
+/// One connected herd-proxy: its framed channel, after a valid hello.
+final class ProxyLink {
+    let key: ProxyKey
+    let channel: ControlChannel
+    var proxyID = ""
+    var greeted = false
+    var lastSnapshotVersion = -1
+
+    init(key: ProxyKey, channel: ControlChannel) {
+        self.key = key
+        self.channel = channel
+    }
+}
+
+/// Control's end of the control socket (the proxy's end is `ControlClient`):
+/// accepts proxies, checks their hello, feeds ROUTE / RETRY / RESULT / CANCEL
+/// to the `Scheduler` and performs what it answers (frames to proxies, one
+/// queue timer on the clock, finished requests to `onFinished`), and pushes
+/// routing snapshots. A proxy that sends garbage loses its own connection
+/// only. Loop-thread only.
+final class ControlServer {
+    private let loop: EventLoop
+    private let clock: any LoopClock
+    private let registry: NodeRegistry
+    private(set) var scheduler: Scheduler
+    private var listener: StreamListener?
+    private var links: [ProxyKey: ProxyLink] = [:]
+    private var nextKey = 0
+    private var actions: [SchedulerAction] = []
+    private var queueTimer: (any ClockTimer)?
+    /// The snapshot to send to new proxies and on changes.
+    private let currentSnapshot: () -> RoutingSnapshot
+    /// A request ended: trace, log line, metrics.
+    var onFinished: ((RouteResult, RouteRequest?, RouteAnswer?) -> Void)?
+    let log: Logger
+
+    init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger,
+         snapshot: @escaping () -> RoutingSnapshot) {
+        self.loop = loop
+        self.clock = clock
+        self.registry = registry
+        self.scheduler = Scheduler(settings: settings)
+        self.log = log
+        self.currentSnapshot = snapshot
+        actions.reserveCapacity(8)
+    }
+
+    var proxyCount: Int { links.values.filter(\.greeted).count }
+
+    func listen(path: String) throws {
+        listener = try StreamListener(loop: loop, path: path) { [unowned self] stream in self.accept(stream) }
+        queueTimer = clock.makeTimer { [unowned self] in
+            self.scheduler.expire(now: self.clock.now, into: &self.actions)
+            self.performActions()
+        }
+    }
+
+    func close() {
+        listener?.close()
+        listener = nil
+        queueTimer?.close()
+        for link in links.values { link.channel.close() }
+    }
+
+    /// The fleet changed: queued requests may now find a node.
+    func fleetChanged() {
+        scheduler.fleetChanged(fleet: registry.list, now: clock.now, into: &actions)
+        performActions()
+        pushSnapshots()
+    }
+
+    private func accept(_ stream: StreamConnection) {
+        nextKey += 1
+        let channel = ControlChannel(stream: stream)
+        let link = ProxyLink(key: ProxyKey(raw: nextKey), channel: channel)
+        links[link.key] = link
+        channel.onMessage = { [unowned self, unowned link] type, body in self.message(link, type, body) }
+        let key = link.key
+        channel.onClose = { [unowned self, unowned link] error in
+            if let error { self.log.warning("proxy \(link.proxyID.isEmpty ? "(no hello)" : link.proxyID) dropped: \(error.reason)") }
+            self.links[key] = nil // releases the link
+            self.scheduler.proxyGone(key, fleet: self.registry.list, now: self.clock.now, into: &self.actions)
+            self.performActions()
+        }
+        channel.start()
+    }
+
+    private func message(_ link: ProxyLink, _ type: ControlMessageType, _ body: JSONValue) {
+        do {
+            if !link.greeted {
+                guard type == .hello else { throw JSONFieldError("the first frame must be a hello, not \(type)") }
+                let hello = try ControlHello(json: body)
+                guard hello.protocolVersion == ControlHello.protocolVersion else {
+                    throw JSONFieldError("protocol \(hello.protocolVersion) is not supported (control speaks \(ControlHello.protocolVersion))")
+                }
+                link.proxyID = hello.proxyID
+                link.greeted = true
+                link.channel.send(.helloOK, ["protocol": .int(ControlHello.protocolVersion), "version": .string(HerdVersion.current)])
+                push(to: link)
+                log.info("proxy \(hello.proxyID) connected (herd \(hello.version))")
+                return
+            }
+            let now = clock.now
+            switch type {
+            case .route: scheduler.route(try RouteRequest(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .retry: scheduler.retry(try RouteRetry(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .result: scheduler.result(try RouteResult(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .cancel:
+                let f = try JSONFields(body, context: "cancel")
+                scheduler.cancel(id: UInt64(max(0, try f.int("id"))), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .hello, .helloOK, .routeOK, .routeError, .snapshot:
+                throw JSONFieldError("a proxy does not send \(type)")
+            }
+            performActions()
+        } catch {
+            link.channel.close(ControlProtocolError("\(error)"))
+        }
+    }
+
+    /// Sends what the scheduler decided and re-arms the queue timer.
+    private func performActions() {
+        for action in actions {
+            switch action {
+            case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer.json)
+            case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal.json)
+            case let .finished(result, request, decision): onFinished?(result, request, decision)
+            }
+        }
+        actions.removeAll(keepingCapacity: true)
+        if let deadline = scheduler.nextDeadline {
+            queueTimer?.arm(at: deadline, on: clock)
+        } else if queueTimer?.isArmed == true {
+            queueTimer?.disarm()
+        }
+    }
+
+    /// Sends the current snapshot to every proxy that has not seen it.
+    func pushSnapshots() {
+        for link in links.values where link.greeted { push(to: link) }
+    }
+
+    private func push(to link: ProxyLink) {
+        let snapshot = currentSnapshot()
+        guard snapshot.version != link.lastSnapshotVersion else { return }
+        link.lastSnapshotVersion = snapshot.version
+        link.channel.send(.snapshot, snapshot.json)
+    }
+}
