@@ -190,7 +190,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         if let length = s.headers["content-length"].flatMap({ Int($0) }), length > server.configuration.maxBodyBytes {
             let exchange = HTTPExchange(head: HTTPRequestHead(method: s.method, target: s.path), remoteAddress: nil, loop: server.loop, transport: self)
             s.exchange = exchange
-            let (type, body) = server.errorBody(413, "request body of \(length) bytes is over the limit of \(server.configuration.maxBodyBytes) bytes")
+            let (type, body) = server.errorBody(413, "request body of \(length) bytes is over the limit of \(server.configuration.maxBodyBytes) bytes", s.path)
             exchange.respond(status: 413, headers: ["content-type": type], body: body)
             return
         }
@@ -205,7 +205,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         s.bodyBytes += length
         if s.bodyBytes > server.configuration.maxBodyBytes {
             if !exchange.isResponseStarted {
-                let (type, body) = server.errorBody(413, "request body is over the limit of \(server.configuration.maxBodyBytes) bytes")
+                let (type, body) = server.errorBody(413, "request body is over the limit of \(server.configuration.maxBodyBytes) bytes", s.path)
                 exchange.respond(status: 413, headers: ["content-type": type], body: body)
             }
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_CANCEL.rawValue)

@@ -1,31 +1,20 @@
 import HerdRuntime
-/// One HTTP/1.1 client connection: parses requests, hands each to the server's
-/// handler as an `HTTPExchange`, writes responses in request order, and enforces
-/// the server's limits and timeouts. Loop-thread only.
-///
-/// States: idle (between requests, keep-alive timer) → head (head timer) →
-/// body (body idle timer) → responding (no read timer; pipelined bytes are
-/// buffered, bounded) → idle again, or closing.
-final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate, HTTPExchangeTransport, DrainableConnection, LoopFlushable {
-    private enum State { case idle, head, body, responding, closing }
 
+/// One HTTP/1.1 client connection: the driver of an `HTTP1ServerFlow`. It
+/// feeds the flow what the socket and the parser report, hands each request
+/// to the server's handler as an `HTTPExchange`, writes responses in request
+/// order as the flow frames them, and keeps one timer armed at the flow's
+/// deadline. Loop-thread only.
+final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate, HTTPExchangeTransport, DrainableConnection, LoopFlushable {
     private let server: HTTPServer
     private let stream: StreamConnection
     private let parser: HTTPParser
-    private let timer: LoopTimer
+    private let clock: any LoopClock
+    private var timer: (any ClockTimer)?
+    private var armedDeadline: UInt64?
+    private var flow: HTTP1ServerFlow
     private let configuration: HTTPServerConfiguration
-    private var state = State.idle
-    /// The phase the timer was last armed for.
-    private var armedPhase = State.idle
     private var exchange: HTTPExchange?
-    private var requestComplete = false
-    private var keepAlive = true
-    private var isHeadRequest = false
-    private var isHTTP10 = false
-    private var chunkedResponse = false
-    private var closeAfterResponse = false
-    private var bodyBytes = 0
-    private var bodyPaused = false
     private var pendingInput: [UInt8] = []
     private var inParse = false
     private var responseEndedDuringParse = false
@@ -34,37 +23,73 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private var flushScheduled = false
     private lazy var peerAddress: SocketAddress? = stream.peerAddress
     private var sniffedPreface = false
-    private var isFirstRequest = true
 
     init(server: HTTPServer, stream: StreamConnection) {
         self.server = server
         self.stream = stream
         self.configuration = server.configuration
+        clock = server.clock
+        flow = HTTP1ServerFlow(limits: HTTP1ServerFlow.Limits(server.configuration))
         parser = HTTPParser(kind: .request, maxHeadBytes: server.configuration.maxHeadBytes)
-        timer = LoopTimer(loop: server.loop)
         output.reserveCapacity(1024)
         parser.delegate = self
         stream.delegate = self
     }
 
+    var phase: HTTP1ServerFlow.Phase { flow.phase }
+
     func start() {
-        timer.start(after: configuration.headTimeoutMilliseconds) { [unowned self] in self.timerFired() }
+        // One callback for the connection's life (re-armed without allocating).
+        timer = clock.makeTimer { [unowned self] in self.timerFired() }
+        flow.start(now: clock.now)
+        syncTimer()
         stream.startReading()
+    }
+
+    /// Keeps the timer armed at the flow's deadline (re-armed only when it moved).
+    private func syncTimer() {
+        guard flow.deadline != armedDeadline else { return }
+        armedDeadline = flow.deadline
+        if let deadline = flow.deadline {
+            timer?.arm(at: deadline, on: clock)
+        } else {
+            timer?.disarm()
+        }
+    }
+
+    private func timerFired() {
+        armedDeadline = nil
+        switch flow.timerFired(now: clock.now) {
+        case .none:
+            syncTimer()
+        case .close:
+            stream.close()
+        case let .requestTimeout(message):
+            respondError(408, message, linger: false)
+        case .abortResponse:
+            exchange?.cancel()
+            exchange = nil
+            closeNow()
+        }
     }
 
     // MARK: Reading
 
     func connection(_ connection: StreamConnection, didRead bytes: UnsafeRawBufferPointer) {
-        if state == .closing { return } // lingering: discard
+        if flow.phase == .closing { return } // lingering: discard
         if !sniffedPreface, sniffForH2(bytes) { return }
-        if state == .responding || !pendingInput.isEmpty {
-            pendingInput.append(contentsOf: bytes)
-            if pendingInput.count > configuration.maxPipelinedBytes { stream.stopReading() }
+        if flow.phase == .responding || !pendingInput.isEmpty {
+            bufferPipelined(bytes)
             return
         }
         process(bytes)
         // Answers produced while handling this read leave now, in one write.
         flushOutput()
+    }
+
+    private func bufferPipelined(_ bytes: UnsafeRawBufferPointer) {
+        pendingInput.append(contentsOf: bytes)
+        if pendingInput.count > configuration.maxPipelinedBytes { stream.stopReading() }
     }
 
     /// On a connection's first bytes: decides between HTTP/1.1 and h2 prior
@@ -99,7 +124,9 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     }
 
     private func switchToH2(initial bytes: UnsafeRawBufferPointer) {
-        timer.close()
+        flow.closing()
+        timer?.close()
+        timer = nil
         let h2 = H2ServerConnection(server: server, stream: stream)
         server.adopt(h2, replacing: self)
         h2.start(initial: bytes)
@@ -108,8 +135,8 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     /// Parses `bytes`, handling as many complete requests as may be answered now.
     private func process(_ bytes: UnsafeRawBufferPointer) {
         var offset = 0
-        while offset < bytes.count, state != .closing {
-            if state == .idle { state = .head }
+        while offset < bytes.count, flow.phase != .closing {
+            flow.requestBytes(now: clock.now)
             inParse = true
             responseEndedDuringParse = false
             let outcome = parser.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
@@ -122,13 +149,10 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
                 offset += consumed
                 if responseEndedDuringParse || exchange == nil {
                     afterResponse()
-                    if state == .closing { return }
+                    if flow.phase == .closing { return }
                 } else {
-                    state = .responding
-                    if offset < bytes.count {
-                        pendingInput.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
-                        if pendingInput.count > configuration.maxPipelinedBytes { stream.stopReading() }
-                    }
+                    if offset < bytes.count { bufferPipelined(UnsafeRawBufferPointer(rebasing: bytes[offset...])) }
+                    syncTimer()
                     return
                 }
             case let .failed(failure):
@@ -136,48 +160,26 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
                 return
             }
         }
-        armReadTimer()
-    }
-
-    /// Arms the read timeout of the phase a read left the request in: the head
-    /// timeout counts from the head's first read (a slow head cannot extend it),
-    /// the body timeout from the latest body bytes. Other phases leave the timer
-    /// as it is (`timerFired` ignores a stale one).
-    private func armReadTimer() {
-        switch state {
-        case .head where armedPhase != .head:
-            timer.rearm(after: configuration.headTimeoutMilliseconds)
-            armedPhase = .head
-        case .body where !bodyPaused:
-            timer.rearm(after: configuration.bodyIdleTimeoutMilliseconds)
-            armedPhase = .body
-        default:
-            break
-        }
+        flow.readProcessed(now: clock.now)
+        syncTimer()
     }
 
     func parser(_ parser: HTTPParser, didParseHead head: HTTPParsedHead) -> HTTPHeadDisposition {
-        isFirstRequest = false
-        keepAlive = head.keepAlive && !server.draining
-        isHeadRequest = head.method == "HEAD"
-        isHTTP10 = head.versionMajor == 1 && head.versionMinor == 0
-        requestComplete = false
-        chunkedResponse = false
-        closeAfterResponse = false
-        bodyBytes = 0
-        if let length = head.contentLength, length > configuration.maxBodyBytes {
-            respondError(413, "request body of \(length) bytes is over the limit of \(configuration.maxBodyBytes) bytes")
+        let verdict = flow.head(HTTP1ServerFlow.Head(isHEAD: head.method == "HEAD", versionMinor: head.versionMinor,
+                                                      keepAlive: head.keepAlive, contentLength: head.contentLength),
+                                draining: server.draining)
+        if case let .tooLarge(message) = verdict {
+            respondError(413, message, target: head.target)
             return .abort
         }
         let requestHead = HTTPRequestHead(
             method: head.method, target: head.target, versionMajor: head.versionMajor,
-            versionMinor: head.versionMinor, headers: head.headers, keepAlive: keepAlive)
+            versionMinor: head.versionMinor, headers: head.headers, keepAlive: flow.keepAlive)
         let exchange = HTTPExchange(head: requestHead, remoteAddress: peerAddress, loop: server.loop, transport: self)
         self.exchange = exchange
-        state = .body
         server.handler(exchange)
-        if !exchange.isResponseStarted, !exchange.isCancelled, head.versionMinor >= 1,
-           head.headers.hasToken("100-continue", in: "Expect"), (head.contentLength ?? 1) > 0 {
+        if HTTP1ServerFlow.wantsContinue(versionMinor: head.versionMinor, expectsContinue: head.headers.hasToken("100-continue", in: "Expect"),
+                                         contentLength: head.contentLength, answered: exchange.isResponseStarted || exchange.isCancelled) {
             flushOutput()
             stream.write(HTTP1ServerConnection.continueLine)
         }
@@ -185,33 +187,21 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     }
 
     func parser(_ parser: HTTPParser, didParseBody bytes: UnsafeRawBufferPointer) -> Bool {
-        bodyBytes += bytes.count
-        if bodyBytes > configuration.maxBodyBytes {
-            respondError(413, "request body is over the limit of \(configuration.maxBodyBytes) bytes")
+        guard flow.body(bytes.count) else {
+            respondError(413, flow.bodyLimitMessage, target: exchange?.head.target)
             return false
         }
         exchange?.deliverBody(bytes)
-        return state != .closing
+        return flow.phase != .closing
     }
 
     func parserDidCompleteMessage(_ parser: HTTPParser) {
-        requestComplete = true
-        if state == .body { state = .responding }
-        armedPhase = .responding
+        flow.messageComplete()
         exchange?.deliverEnd()
     }
 
     func connection(_ connection: StreamConnection, didEndWith error: UVError?) {
-        if state == .closing {
-            stream.close()
-            return
-        }
-        if error == nil, exchange == nil, state == .head {
-            // EOF in the middle of a head: nothing to answer.
-            stream.close()
-            return
-        }
-        state = .closing
+        flow.closing()
         exchange?.cancel()
         exchange = nil
         stream.close()
@@ -222,40 +212,18 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     }
 
     func connectionDidClose(_ connection: StreamConnection) {
-        state = .closing
+        flow.closing()
         exchange?.cancel()
         exchange = nil
-        timer.close()
+        timer?.close()
+        timer = nil
         server.connectionDidClose(self)
-    }
-
-    private func timerFired() {
-        switch state {
-        case .idle:
-            stream.close()
-        case .head:
-            guard armedPhase == .head else { return }
-            respondError(408, "request head not received in time", linger: false)
-        case .body:
-            guard armedPhase == .body, !bodyPaused else { return }
-            if exchange?.isResponseStarted == true {
-                exchange?.cancel()
-                exchange = nil
-                closeNow()
-            } else {
-                respondError(408, "request body not received in time", linger: false)
-            }
-        case .closing:
-            stream.close()
-        case .responding:
-            break
-        }
     }
 
     // MARK: Errors
 
     private func fail(_ failure: HTTPParseFailure) {
-        if state == .closing { return }
+        if flow.phase == .closing { return }
         if failure == .aborted { return } // already answered (413) or closing
         let message: String = switch failure {
         case .headerTooLarge: "request head is over the limit of \(configuration.maxHeadBytes) bytes"
@@ -263,12 +231,13 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         case let .invalid(reason): "malformed HTTP request: \(reason)"
         case .aborted: "aborted"
         }
-        respondError(failure.status, message)
+        respondError(failure.status, message, target: parser.lastTarget)
     }
 
     /// Answers an error the server itself detected and closes the connection
-    /// (lingering, so that a client still sending sees the answer).
-    private func respondError(_ status: Int, _ message: String, linger: Bool = true) {
+    /// (lingering, so that a client still sending sees the answer). The body
+    /// is in the format of the API the request target belongs to.
+    private func respondError(_ status: Int, _ message: String, target: String? = nil, linger: Bool = true) {
         let current = exchange
         exchange = nil
         if let current, current.isResponseStarted {
@@ -277,40 +246,33 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
             return
         }
         current?.cancel()
-        let (contentType, body) = server.errorBody(status, message)
+        let (contentType, body) = server.errorBody(status, message, target ?? current?.head.target ?? parser.lastTarget)
         var out = Array("HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n".utf8)
         out.append(contentsOf: server.dates.headerLine)
         out.append(contentsOf: [13, 10])
         out.append(contentsOf: body)
         flushOutput()
         stream.write(out)
-        if linger { lingerAndClose() } else { enterClosing(); stream.closeAfterFlush() }
-    }
-
-    private func enterClosing() {
-        state = .closing
+        flow.errorAnswered(linger: linger, now: clock.now)
         pendingInput = []
+        if linger { lingerAndClose() } else { stream.closeAfterFlush() }
+        syncTimer()
     }
 
     /// Half-closes after the queued writes and discards input until the client
-    /// closes or the linger time ends.
+    /// closes or the linger time (the flow's timer) ends.
     private func lingerAndClose() {
-        enterClosing()
+        pendingInput = []
         flushOutput()
         stream.shutdownWrite()
         stream.startReading()
-        timer.start(after: configuration.lingerMilliseconds) { [unowned self] in self.stream.close() }
     }
 
     // MARK: Responding (HTTPExchangeTransport)
 
     func exchange(_ exchange: HTTPExchange, startResponse head: HTTPResponseHead, contentLength: Int?) {
         guard exchange === self.exchange else { return }
-        if server.draining { keepAlive = false }
-        let bodyAllowed = !HTTPStatus.forbidsBody(head.status)
-        chunkedResponse = contentLength == nil && bodyAllowed && !isHTTP10 && !isHeadRequest
-        if contentLength == nil, bodyAllowed, isHTTP10 || isHeadRequest { closeAfterResponse = !isHeadRequest }
-        if closeAfterResponse { keepAlive = false }
+        let framing = flow.responseStarts(status: head.status, contentLength: contentLength, draining: server.draining)
         output.append(contentsOf: HTTPStatus.statusLine(head.status))
         for (i, (name, value)) in head.headers.fields.enumerated() where head.headers.kinds[i]?.isManagedByHTTP != true {
             output.append(contentsOf: name.utf8)
@@ -318,17 +280,17 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
             output.append(contentsOf: value.utf8)
             output.append(contentsOf: [13, 10])
         }
-        if let contentLength, bodyAllowed {
+        if let length = framing.contentLength {
             output.append(contentsOf: HTTP1ServerConnection.contentLengthPrefix)
-            output.appendDecimal(contentLength)
+            output.appendDecimal(length)
             output.append(contentsOf: [13, 10])
-        } else if chunkedResponse {
-            output.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+        } else if framing.chunked {
+            output.append(contentsOf: HTTP1ServerConnection.chunkedLine)
         }
-        if !keepAlive {
-            output.append(contentsOf: "Connection: close\r\n".utf8)
-        } else if isHTTP10 {
-            output.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        switch framing.connection {
+        case .close: output.append(contentsOf: HTTP1ServerConnection.closeLine)
+        case .keepAlive: output.append(contentsOf: HTTP1ServerConnection.keepAliveLine)
+        case .none: break
         }
         output.append(contentsOf: server.dates.headerLine)
         output.append(contentsOf: [13, 10])
@@ -337,16 +299,6 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
 
     /// Queues response bytes for this iteration's single write; large output
     /// goes at once.
-    private func send(_ bytes: [UInt8]) {
-        output.append(contentsOf: bytes)
-        afterAppend()
-    }
-
-    private func send(_ bytes: UnsafeRawBufferPointer) {
-        output.append(contentsOf: bytes)
-        afterAppend()
-    }
-
     private func afterAppend() {
         if output.count >= 64 * 1024 {
             flushOutput()
@@ -364,21 +316,24 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     }
 
     func exchange(_ exchange: HTTPExchange, writeBody bytes: UnsafeRawBufferPointer) {
-        guard exchange === self.exchange, !isHeadRequest else { return }
-        if chunkedResponse {
+        guard exchange === self.exchange, flow.writesBody else { return }
+        if flow.isChunked {
             output.append(contentsOf: String(bytes.count, radix: 16).utf8)
             output.append(contentsOf: [13, 10])
             output.append(contentsOf: bytes)
             output.append(contentsOf: [13, 10])
-            afterAppend()
         } else {
-            send(bytes)
+            output.append(contentsOf: bytes)
         }
+        afterAppend()
     }
 
     func exchangeDidEnd(_ exchange: HTTPExchange) {
         guard exchange === self.exchange else { return }
-        if chunkedResponse { send(HTTP1ServerConnection.lastChunk) }
+        if flow.isChunked, flow.writesBody {
+            output.append(contentsOf: HTTP1ServerConnection.lastChunk)
+            afterAppend()
+        }
         if inParse {
             responseEndedDuringParse = true
         } else {
@@ -391,73 +346,68 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     func exchangeAbort(_ exchange: HTTPExchange) {
         guard exchange === self.exchange else { return }
         self.exchange = nil
-        enterClosing()
+        flow.closing()
+        pendingInput = []
         flushOutput()
         stream.reset()
     }
 
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool) {
-        guard exchange === self.exchange, !requestComplete else { return }
-        bodyPaused = paused
-        if paused {
-            stream.stopReading()
-        } else {
-            stream.startReading()
-            armReadTimer()
-        }
+        guard exchange === self.exchange, !flow.requestComplete else { return }
+        flow.setBodyPaused(paused, now: clock.now)
+        if paused { stream.stopReading() } else { stream.startReading() }
+        syncTimer()
     }
 
     /// The current response has ended: close, or get ready for the next request.
     private func afterResponse() {
         exchange = nil
-        if state == .closing { return }
-        if !keepAlive || closeAfterResponse {
-            if requestComplete {
-                enterClosing()
-                flushOutput()
-                stream.closeAfterFlush()
-            } else {
-                lingerAndClose()
-            }
+        switch flow.responseEnded(now: clock.now) {
+        case .none:
             return
-        }
-        if !requestComplete {
-            // Answered before the body arrived: the rest of the body is unread.
+        case .closeAfterFlush:
+            pendingInput = []
+            flushOutput()
+            stream.closeAfterFlush()
+        case .linger:
             lingerAndClose()
-            return
-        }
-        state = .idle
-        bodyPaused = false
-        timer.rearm(after: configuration.keepAliveTimeoutMilliseconds)
-        armedPhase = .idle
-        if !pendingInput.isEmpty, !inParse {
-            server.loop.deferToNextTick { [weak self] in
-                guard let self, self.state == .idle, !self.pendingInput.isEmpty else { return }
-                let input = self.pendingInput
-                self.pendingInput = []
-                self.stream.startReading()
-                input.withUnsafeBytes { self.process($0) }
+        case .nextRequest:
+            if !pendingInput.isEmpty, !inParse {
+                // Pipelined requests are parsed on the next tick, never inside
+                // the handler's own call.
+                server.loop.deferToNextTick { [weak self] in
+                    guard let self, self.flow.phase == .idle, !self.pendingInput.isEmpty else { return }
+                    let input = self.pendingInput
+                    self.pendingInput = []
+                    self.stream.startReading()
+                    input.withUnsafeBytes { self.process($0) }
+                    self.flushOutput()
+                }
+            } else {
+                stream.startReading()
             }
-        } else {
-            stream.startReading()
         }
+        syncTimer()
     }
 
     // MARK: Draining
 
     func beginDrain() {
-        keepAlive = false
-        if state == .idle { closeNow() }
+        if flow.drain() { closeNow() }
     }
 
     func closeNow() {
-        enterClosing()
+        flow.closing()
+        pendingInput = []
         exchange?.cancel()
         exchange = nil
         stream.close()
     }
 
     static let contentLengthPrefix = Array("Content-Length: ".utf8)
+    static let chunkedLine = Array("Transfer-Encoding: chunked\r\n".utf8)
+    static let closeLine = Array("Connection: close\r\n".utf8)
+    static let keepAliveLine = Array("Connection: keep-alive\r\n".utf8)
     static let continueLine = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
     static let lastChunk = Array("0\r\n\r\n".utf8)
 

@@ -76,6 +76,7 @@ public final class HTTPParser {
     public var maxHeadBytes: Int
 
     private var url: [UInt8] = []
+    private var completedTarget: String?
     private var field: [UInt8] = []
     private var value: [UInt8] = []
     private var headers = HTTPHeaders()
@@ -137,6 +138,11 @@ public final class HTTPParser {
         }
         return .needMore
     }
+
+    /// The request target of the message being parsed: as much of it as has
+    /// arrived, else the last complete head's (error answers pick their
+    /// format by it).
+    public var lastTarget: String? { url.isEmpty ? completedTarget : String(decoding: url, as: UTF8.self) }
 
     /// The message's version and whether the connection stays open (valid from the head on).
     public var shouldKeepAlive: Bool { http_should_keep_alive(raw) != 0 }
@@ -213,6 +219,7 @@ public final class HTTPParser {
             contentLength: hasLength ? Int(p.content_length) : (chunked ? nil : (kind == .request ? 0 : nil)),
             isChunked: chunked)
         url.removeAll(keepingCapacity: true)
+        completedTarget = head.target
         headers = HTTPHeaders()
         headBytes = 0
         switch delegate.parser(self, didParseHead: head) {

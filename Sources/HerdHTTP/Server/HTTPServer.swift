@@ -6,11 +6,15 @@ public final class HTTPServer {
     public typealias Handler = (HTTPExchange) -> Void
 
     public let loop: EventLoop
+    /// The clock of every connection timeout (the loop's own, unless a test holds one).
+    public let clock: any LoopClock
     public let configuration: HTTPServerConfiguration
     let handler: Handler
-    /// Builds the body of an error the server itself answers (400, 408, 413, 431):
-    /// the default is Ollama's `{"error":"…"}`.
-    public var errorBody: (Int, String) -> (contentType: String, body: [UInt8]) = { _, message in
+    /// Builds the body of an error the server itself answers (400, 408, 413,
+    /// 431) from the status, the message and the request target (as much of it
+    /// as arrived): the default is `{"error":"…"}`. A server of an API with
+    /// its own error format sets its own.
+    public var errorBody: (_ status: Int, _ message: String, _ target: String?) -> (contentType: String, body: [UInt8]) = { _, message, _ in
         ("application/json; charset=utf-8", Array(JSONText.object(["error": .string(message)]).utf8))
     }
     let dates = HTTPDateCache()
@@ -21,8 +25,10 @@ public final class HTTPServer {
 
     /// Connections keep their server alive until they close; `close()` or
     /// `drain` ends them.
-    public init(loop: EventLoop, configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: @escaping Handler) {
+    public init(loop: EventLoop, clock: (any LoopClock)? = nil, configuration: HTTPServerConfiguration = HTTPServerConfiguration(),
+                handler: @escaping Handler) {
         self.loop = loop
+        self.clock = clock ?? loop
         self.configuration = configuration
         self.handler = handler
     }
@@ -50,6 +56,9 @@ public final class HTTPServer {
 
     /// The number of open client connections.
     public var connectionCount: Int { connections.count }
+
+    /// The phases of the open HTTP/1.1 connections (tests wait on them).
+    var http1Phases: [HTTP1ServerFlow.Phase] { connections.values.compactMap { ($0 as? HTTP1ServerConnection)?.phase } }
 
     private func accept(_ connection: StreamConnection) {
         let session = HTTP1ServerConnection(server: self, stream: connection)

@@ -31,20 +31,19 @@ func echoHandler(_ exchange: HTTPExchange) {
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
-        // The first request is answered last in time (after a delay); order must hold.
+        // The first request is answered only when the test says so, after the
+        // others have arrived; order must hold.
+        let held = HeldExchange()
         let fixture = try ServerFixture { exchange in
             exchange.collectBody { _ in
-                let delay: UInt64 = exchange.head.target == "/slow" ? 100 : 0
-                let timer = LoopTimer(loop: exchange.loop)
-                timer.start(after: delay) {
-                    timer.close()
-                    exchange.respond(status: 200, body: exchange.head.target)
-                }
+                if exchange.head.target == "/slow" { held.hold(exchange) } else { exchange.respond(status: 200, body: exchange.head.target) }
             }
         }
         defer { fixture.shutdown() }
         let client = try RawClient(port: fixture.port)
         client.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\nPOST /third HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /last HTTP/1.1\r\nConnection: close\r\n\r\n")
+        #expect(held.arrived.wait(milliseconds: 5000))
+        try fixture.onLoop { held.exchange?.respond(status: 200, body: "/slow") }
         let texts = try (0..<4).map { _ in try client.readResponse().text }
         #expect(texts == ["/slow", "/fast", "/third", "/last"])
         #expect(client.isClosedByPeer())
@@ -55,7 +54,7 @@ func echoHandler(_ exchange: HTTPExchange) {
         defer { fixture.shutdown() }
         let client = try RawClient(port: fixture.port)
         client.send("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n")
-        usleep(20_000)
+        #expect(fixture.waitForPhases([.body]), "the first chunk was read on its own")
         client.send("5\r\npedia\r\n0\r\n\r\n")
         let response = try client.readResponse()
         #expect(response.text == "POST /c Wikipedia")
@@ -147,13 +146,22 @@ func echoHandler(_ exchange: HTTPExchange) {
         #expect(response.status == 413)
     }
 
+    // The timeouts below run in virtual time: the server's clock is a
+    // ManualClock that the test advances (on the loop thread) once the
+    // connection is in the phase under test.
+
     @Test func slowHeadIs408() throws {
         var configuration = HTTPServerConfiguration()
-        configuration.headTimeoutMilliseconds = 150
-        let fixture = try ServerFixture(configuration: configuration, handler: echoHandler)
+        configuration.headTimeoutMilliseconds = 10_000
+        let clock = ManualClock()
+        let fixture = try ServerFixture(configuration: configuration, clock: clock, handler: echoHandler)
         defer { fixture.shutdown() }
         let client = try RawClient(port: fixture.port)
         client.send("GET / HTTP/1.1\r\nHost: slo")
+        #expect(fixture.waitForPhases([.head]))
+        try fixture.onLoop { clock.advance(by: 9_999) }
+        #expect(try fixture.onLoop { fixture.server.http1Phases } == [.head], "not a millisecond early")
+        try fixture.onLoop { clock.advance(by: 1) }
         let response = try client.readResponse()
         #expect(response.status == 408)
         #expect(client.isClosedByPeer())
@@ -161,26 +169,33 @@ func echoHandler(_ exchange: HTTPExchange) {
 
     @Test func slowBodyIs408() throws {
         var configuration = HTTPServerConfiguration()
-        configuration.bodyIdleTimeoutMilliseconds = 150
-        let fixture = try ServerFixture(configuration: configuration, handler: echoHandler)
+        configuration.bodyIdleTimeoutMilliseconds = 30_000
+        let clock = ManualClock()
+        let fixture = try ServerFixture(configuration: configuration, clock: clock, handler: echoHandler)
         defer { fixture.shutdown() }
         let client = try RawClient(port: fixture.port)
         client.send("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
-        #expect(try client.readResponse().status == 408)
+        #expect(fixture.waitForPhases([.body]))
+        try fixture.onLoop { clock.advance(by: 30_000) }
+        let response = try client.readResponse()
+        #expect(response.status == 408)
+        #expect(response.text.contains("request body not received in time"))
     }
 
     @Test func idleKeepAliveConnectionIsClosed() throws {
         var configuration = HTTPServerConfiguration()
-        configuration.keepAliveTimeoutMilliseconds = 150
-        let fixture = try ServerFixture(configuration: configuration, handler: echoHandler)
+        configuration.keepAliveTimeoutMilliseconds = 60_000
+        let clock = ManualClock()
+        let fixture = try ServerFixture(configuration: configuration, clock: clock, handler: echoHandler)
         defer { fixture.shutdown() }
         let client = try RawClient(port: fixture.port)
         client.send("GET / HTTP/1.1\r\n\r\n")
         #expect(try client.readResponse().status == 200)
-        let start = EventLoop.monotonicNanoseconds()
+        #expect(fixture.waitForPhases([.idle]))
+        try fixture.onLoop { clock.advance(by: 59_999) }
+        #expect(try fixture.onLoop { fixture.server.connectionCount } == 1, "still open just before the timeout")
+        try fixture.onLoop { clock.advance(by: 1) }
         #expect(client.isClosedByPeer())
-        let waited = (EventLoop.monotonicNanoseconds() - start) / 1_000_000
-        #expect(waited >= 100 && waited < 3000)
     }
 
     @Test(arguments: [
@@ -225,23 +240,31 @@ func echoHandler(_ exchange: HTTPExchange) {
     }
 
     @Test func drainLetsInFlightResponsesFinish() throws {
-        let fixture = try ServerFixture { exchange in
-            let timer = LoopTimer(loop: exchange.loop)
-            timer.start(after: 100) {
-                timer.close()
-                exchange.respond(status: 200, body: "done")
-            }
-        }
+        let held = HeldExchange()
+        let fixture = try ServerFixture { held.hold($0) }
         defer { fixture.shutdown() }
         let client = try RawClient(port: fixture.port)
         client.send("GET / HTTP/1.1\r\n\r\n")
-        usleep(20_000)
+        #expect(held.arrived.wait(milliseconds: 5000))
         let drained = SyncFlag()
-        _ = try fixture.thread.sync { fixture.server.drain { drained.set() } }
+        try fixture.onLoop {
+            fixture.server.drain { drained.set() }
+            held.exchange?.respond(status: 200, body: "done") // answered after the drain began
+        }
         let response = try client.readResponse()
         #expect(response.text == "done")
         #expect(response.header("Connection") == "close")
         #expect(drained.wait(milliseconds: 2000))
         #expect(throws: (any Error).self) { try RawClient(port: fixture.port) }
+    }
+}
+
+/// An exchange a handler keeps for the test to answer later (on the loop thread).
+final class HeldExchange: @unchecked Sendable {
+    var exchange: HTTPExchange?
+    let arrived = SyncFlag()
+    func hold(_ exchange: HTTPExchange) {
+        self.exchange = exchange
+        arrived.set()
     }
 }
