@@ -1,49 +1,64 @@
 import HerdRuntime
-/// One keep-alive connection to an upstream, owned by its `UpstreamPool`.
-/// Loop-thread only.
-///
-/// States: connecting → busy (a request in flight) ⇄ idle (parked in the pool,
-/// still reading so that a close by the upstream is noticed at once) → closed.
-final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate {
-    private enum State { case connecting, busy, idle, closed }
 
+/// One keep-alive connection to an upstream, owned by its `UpstreamPool`: the
+/// driver of an `HTTP1ClientFlow`. It writes requests, feeds the flow and the
+/// parser what the socket reports, delivers the response to the request's
+/// task, and keeps one timer armed at the flow's deadline. Loop-thread only.
+final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate {
     private let pool: UpstreamPool
     private let stream: StreamConnection
     private let parser: HTTPParser
-    private let timer: LoopTimer
-    private var state = State.connecting
+    private let clock: any LoopClock
+    private var timer: (any ClockTimer)?
+    private var armedDeadline: UInt64?
+    private var flow: HTTP1ClientFlow
     private var task: HTTPClientTask?
-    private var sawResponseBytes = false
-    private var responseComplete = false
     private var keepAlive = true
     private var isHeadRequest = false
     private var scratch: [UInt8] = []
 
     init(pool: UpstreamPool) {
         self.pool = pool
+        clock = pool.clock
+        flow = HTTP1ClientFlow(limits: HTTP1ClientFlow.Limits(pool.configuration))
         stream = StreamConnection(loop: pool.loop, kind: .tcp)
         parser = HTTPParser(kind: .response, maxHeadBytes: pool.configuration.maxHeadBytes)
-        timer = LoopTimer(loop: pool.loop)
         parser.delegate = self
         stream.delegate = self
         // One callback for every phase (re-armed without allocating per request).
-        timer.start(after: pool.configuration.connectTimeoutMilliseconds) { [unowned self] in self.timerFired() }
+        timer = clock.makeTimer { [unowned self] in self.timerFired() }
+    }
+
+    /// Keeps the timer armed at the flow's deadline (re-armed only when it moved).
+    private func syncTimer() {
+        guard flow.deadline != armedDeadline else { return }
+        armedDeadline = flow.deadline
+        if let deadline = flow.deadline {
+            timer?.arm(at: deadline, on: clock)
+        } else {
+            timer?.disarm()
+        }
     }
 
     private func timerFired() {
-        switch state {
-        case .connecting: fail(.connectTimeout)
-        case .busy: fail(sawResponseBytes ? .readTimeout : .firstByteTimeout)
-        case .idle: close()
-        case .closed: break
+        armedDeadline = nil
+        let expiry = flow.timerFired(now: clock.now)
+        if expiry == .idleClose {
+            close()
+        } else if let error = expiry.error {
+            fail(error)
+        } else {
+            syncTimer()
         }
     }
 
     func connect(then task: HTTPClientTask) {
         self.task = task
         task.connection = self
+        flow.connecting(now: clock.now)
+        syncTimer()
         stream.connect(to: pool.address) { [weak self] error in
-            guard let self, self.state == .connecting else { return }
+            guard let self, self.flow.phase == .connecting else { return }
             if let error {
                 self.fail(.connectFailed(error))
             } else if let task = self.task {
@@ -57,14 +72,13 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         self.task = task
         task.connection = self
         task.reusedConnection = reused
-        state = .busy
-        sawResponseBytes = false
-        responseComplete = false
         keepAlive = true
         isHeadRequest = task.request.method == "HEAD"
         serialize(task.request)
         stream.write(scratch)
-        timer.rearm(after: pool.configuration.firstByteTimeoutMilliseconds)
+        flow.requestSent(now: clock.now)
+        flow.setPaused(task.isPaused, now: clock.now)
+        syncTimer()
         if task.isPaused { stream.stopReading() } else { stream.startReading() }
     }
 
@@ -87,7 +101,9 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         if !hasHost { scratch.append(contentsOf: "Host: \(pool.address)\r\n".utf8) }
         let method = request.method
         if !request.body.isEmpty || method == "POST" || method == "PUT" || method == "PATCH" {
-            scratch.append(contentsOf: "Content-Length: \(request.body.count)\r\n".utf8)
+            scratch.append(contentsOf: HTTP1ClientConnection.contentLengthPrefix)
+            scratch.appendDecimal(request.body.count)
+            scratch.append(contentsOf: [13, 10])
         }
         scratch.append(contentsOf: [13, 10])
         scratch.append(contentsOf: request.body)
@@ -95,14 +111,16 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
 
     /// Parks the connection in the pool: reading on, idle timer armed.
     func parkIdle() {
-        state = .idle
         task = nil
+        flow.parked(now: clock.now)
+        syncTimer()
         stream.startReading()
-        timer.rearm(after: pool.configuration.idleTimeoutMilliseconds)
     }
 
     func setReading(_ on: Bool) {
-        guard state == .busy else { return }
+        guard flow.phase == .busy else { return }
+        flow.setPaused(!on, now: clock.now)
+        syncTimer()
         if on { stream.startReading() } else { stream.stopReading() }
     }
 
@@ -114,9 +132,10 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     }
 
     func close() {
-        guard state != .closed else { return }
-        state = .closed
-        timer.close()
+        guard flow.phase != .closed else { return }
+        flow.closed()
+        timer?.close()
+        timer = nil
         stream.close()
     }
 
@@ -130,21 +149,13 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     // MARK: Stream events
 
     func connection(_ connection: StreamConnection, didRead bytes: UnsafeRawBufferPointer) {
-        guard state == .busy else {
+        guard flow.phase == .busy else {
             // Bytes on an idle connection: the upstream misbehaves or says goodbye.
             close()
             return
         }
-        if !sawResponseBytes {
-            sawResponseBytes = true
-            if pool.configuration.readIdleTimeoutMilliseconds > 0 {
-                timer.rearm(after: pool.configuration.readIdleTimeoutMilliseconds)
-            } else {
-                timer.stop()
-            }
-        } else if pool.configuration.readIdleTimeoutMilliseconds > 0 {
-            timer.rearm(after: pool.configuration.readIdleTimeoutMilliseconds)
-        }
+        flow.bytesReceived(now: clock.now)
+        syncTimer()
         switch parser.feed(bytes) {
         case .needMore:
             break
@@ -157,30 +168,32 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     }
 
     func connection(_ connection: StreamConnection, didEndWith error: UVError?) {
-        guard state == .busy, let task else {
+        guard flow.phase == .busy, let task else {
             close()
             return
         }
-        if !sawResponseBytes, task.reusedConnection, !task.retriedOnFreshConnection {
-            // A pooled connection the upstream had closed: send again on a fresh
-            // one; the caller never notices.
+        switch flow.connectionEnded(cleanly: error == nil, reused: task.reusedConnection, alreadyRetried: task.retriedOnFreshConnection) {
+        case .retryOnFreshConnection:
             task.retriedOnFreshConnection = true
             self.task = nil
             close()
             pool.openConnection(for: task)
-            return
+        case .finishIfCloseDelimited:
+            if case .messageComplete = parser.finish() {
+                keepAlive = false
+                finishResponse()
+            } else {
+                fail(.connectionLost(error, afterResponseStarted: task.isResponseStarted))
+            }
+        case .fail:
+            fail(.connectionLost(error, afterResponseStarted: task.isResponseStarted))
         }
-        if sawResponseBytes, error == nil, case .messageComplete = parser.finish() {
-            keepAlive = false
-            finishResponse()
-            return
-        }
-        fail(.connectionLost(error, afterResponseStarted: task.isResponseStarted))
     }
 
     func connectionDidClose(_ connection: StreamConnection) {
-        state = .closed
-        timer.close()
+        flow.closed()
+        timer?.close()
+        timer = nil
         if let task {
             self.task = nil
             task.deliverFailure(.connectionLost(nil, afterResponseStarted: task.isResponseStarted))
@@ -191,12 +204,13 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     private func finishResponse() {
         guard let finished = task else { return }
         task = nil
-        timer.stop()
-        if keepAlive, state == .busy {
+        flow.responseFinished()
+        if keepAlive, flow.phase == .busy {
             pool.connectionBecameIdle(self)
         } else {
             close()
         }
+        syncTimer()
         finished.deliverFinish()
     }
 
@@ -215,7 +229,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         return true
     }
 
-    func parserDidCompleteMessage(_ parser: HTTPParser) {
-        responseComplete = true
-    }
+    func parserDidCompleteMessage(_ parser: HTTPParser) {}
+
+    static let contentLengthPrefix = Array("Content-Length: ".utf8)
 }

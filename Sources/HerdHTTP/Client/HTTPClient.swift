@@ -3,11 +3,14 @@ import HerdRuntime
 /// Loop-thread only.
 public final class HTTPClient {
     public let loop: EventLoop
+    /// The clock of every connection timeout (the loop's own, unless a test holds one).
+    public let clock: any LoopClock
     public let configuration: HTTPClientConfiguration
     private var pools: [String: UpstreamPool] = [:]
 
-    public init(loop: EventLoop, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
+    public init(loop: EventLoop, clock: (any LoopClock)? = nil, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
         self.loop = loop
+        self.clock = clock ?? loop
         self.configuration = configuration
     }
 
@@ -15,7 +18,7 @@ public final class HTTPClient {
     public func pool(for upstream: SocketAddress) -> UpstreamPool {
         let key = upstream.description
         if let pool = pools[key] { return pool }
-        let pool = UpstreamPool(loop: loop, address: upstream, configuration: configuration)
+        let pool = UpstreamPool(loop: loop, clock: clock, address: upstream, configuration: configuration)
         pools[key] = pool
         return pool
     }

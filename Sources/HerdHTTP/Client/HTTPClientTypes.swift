@@ -11,6 +11,8 @@ public struct HTTPClientConfiguration: Sendable {
     public var firstByteTimeoutMilliseconds: UInt64 = 120_000
     /// Longest silence between response bytes once the response has begun (0: none).
     public var readIdleTimeoutMilliseconds: UInt64 = 0
+    /// From the request written to the end of its response (0: none).
+    public var totalTimeoutMilliseconds: UInt64 = 0
     /// Largest response head accepted.
     public var maxHeadBytes = 64 * 1024
 
@@ -42,6 +44,8 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable
     case firstByteTimeout
     /// The response stalled longer than the read idle timeout.
     case readTimeout
+    /// The exchange took longer than the total timeout.
+    case totalTimeout(afterResponseStarted: Bool)
     /// The connection ended or failed; `afterResponseStarted` says whether part
     /// of the response had already been delivered.
     case connectionLost(UVError?, afterResponseStarted: Bool)
@@ -54,6 +58,7 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable
         case .connectTimeout: "connect timed out"
         case .firstByteTimeout: "no response within the first-byte timeout"
         case .readTimeout: "response stalled"
+        case let .totalTimeout(started): "no complete response within the total timeout\(started ? " (cut mid-response)" : "")"
         case let .connectionLost(error, started):
             "connection lost \(started ? "mid-response" : "before the response")\(error.map { ": \($0.name)" } ?? "")"
         case let .invalidResponse(reason): "invalid response: \(reason)"
@@ -65,7 +70,7 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable
     public var isBeforeResponse: Bool {
         switch self {
         case .connectFailed, .connectTimeout, .firstByteTimeout: true
-        case let .connectionLost(_, started): !started
+        case let .connectionLost(_, started), let .totalTimeout(started): !started
         case .invalidResponse, .readTimeout: false
         }
     }

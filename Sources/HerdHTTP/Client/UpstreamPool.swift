@@ -4,6 +4,7 @@ import HerdRuntime
 public final class UpstreamPool {
     public let address: SocketAddress
     let loop: EventLoop
+    let clock: any LoopClock
     let configuration: HTTPClientConfiguration
     private var idle: [HTTP1ClientConnection] = []
     private var waiting: [HTTPClientTask] = []
@@ -14,8 +15,9 @@ public final class UpstreamPool {
     public private(set) var connectionsOpened = 0
     private var isClosed = false
 
-    init(loop: EventLoop, address: SocketAddress, configuration: HTTPClientConfiguration) {
+    init(loop: EventLoop, clock: any LoopClock, address: SocketAddress, configuration: HTTPClientConfiguration) {
         self.loop = loop
+        self.clock = clock
         self.address = address
         self.configuration = configuration
     }

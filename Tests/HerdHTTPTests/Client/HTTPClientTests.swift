@@ -1,5 +1,5 @@
-import Glibc
 import HerdFakeBackend
+import HerdTestSupport
 import Testing
 import HerdJSON
 import HerdRuntime
@@ -34,21 +34,25 @@ import HerdRuntime
     @Test func idleConnectionClosedByServerIsReplaced() throws {
         let fixture = try LoopFixture()
         defer { fixture.shutdown() }
-        // A server whose keep-alive timeout is short closes the pooled connection.
+        // A server whose keep-alive timeout runs in virtual time closes the pooled connection.
         let thread = fixture.thread
         let holder = ServerHolder()
+        let serverClock = ManualClock()
         defer { _ = try? thread.sync { holder.server?.close() } }
         let port = try thread.sync {
             var configuration = HTTPServerConfiguration()
             configuration.keepAliveTimeoutMilliseconds = 50
-            let server = HTTPServer(loop: thread.loop, configuration: configuration) { $0.respond(status: 200, body: "ok") }
+            let server = HTTPServer(loop: thread.loop, clock: serverClock, configuration: configuration) { $0.respond(status: 200, body: "ok") }
             holder.server = server
             return try server.listen(host: "127.0.0.1", port: 0).port
         }
         let address = try SocketAddress(host: "127.0.0.1", port: port)
         let get = HTTPClientRequest(method: "GET", target: "/")
         #expect(try fixture.send(get, to: address).text == "ok")
-        usleep(200_000)
+        #expect(waitUntil(seconds: 5) { (try? thread.sync { holder.server!.http1Phases }) == [.idle] })
+        try thread.sync { serverClock.advance(by: 50) }
+        #expect(waitUntil(seconds: 5) { (try? fixture.onLoop { fixture.client.pool(for: address).idleCount }) == 0 },
+                "the client saw the server close its pooled connection")
         let second = try fixture.send(get, to: address)
         #expect(second.error == nil)
         #expect(second.text == "ok")
@@ -98,16 +102,58 @@ import HerdRuntime
         #expect(response.error?.isBeforeResponse == true)
     }
 
+    // Client timeouts in virtual time: the client's clock is a ManualClock the
+    // test advances once the exchange is in the phase under test.
+
     @Test func hangingUpstreamHitsTheFirstByteTimeout() throws {
         var backend = FakeBackendConfiguration()
         backend.failure = .hang
         var client = HTTPClientConfiguration()
-        client.firstByteTimeoutMilliseconds = 100
-        let fixture = try LoopFixture(backend: backend, client: client)
+        client.firstByteTimeoutMilliseconds = 120_000
+        let clock = ManualClock()
+        let fixture = try LoopFixture(backend: backend, client: client, clock: clock)
         defer { fixture.shutdown() }
-        let response = try fixture.send(chatRequest())
-        #expect(response.error == .firstByteTimeout)
-        #expect(response.error?.isBeforeResponse == true)
+        let delegate = try fixture.start(chatRequest())
+        #expect(waitUntil(seconds: 5) { (try? fixture.onLoop { fixture.backend.totalRequests }) == 1 }, "the request reached the backend")
+        try fixture.onLoop { clock.advance(by: 119_999) }
+        #expect(!delegate.done.wait(milliseconds: 0), "not a millisecond early")
+        try fixture.onLoop { clock.advance(by: 1) }
+        try delegate.wait()
+        #expect(delegate.error == .firstByteTimeout)
+        #expect(delegate.error?.isBeforeResponse == true)
+    }
+
+    @Test func aStalledResponseHitsTheReadIdleTimeout() throws {
+        var backend = FakeBackendConfiguration()
+        backend.tokens = 3
+        backend.tokenDelayMilliseconds = 600_000 // the head comes at once, then silence
+        var client = HTTPClientConfiguration()
+        client.readIdleTimeoutMilliseconds = 5_000
+        let clock = ManualClock()
+        let fixture = try LoopFixture(backend: backend, client: client, clock: clock)
+        defer { fixture.shutdown() }
+        let delegate = try fixture.start(chatRequest(stream: true))
+        #expect(waitUntil(seconds: 5) { (try? fixture.onLoop { delegate.head != nil }) == true })
+        try fixture.onLoop { clock.advance(by: 5_000) }
+        try delegate.wait()
+        #expect(delegate.error == .readTimeout)
+        #expect(delegate.error?.isBeforeResponse == false)
+    }
+
+    @Test func aSlowExchangeHitsTheTotalTimeout() throws {
+        var backend = FakeBackendConfiguration()
+        backend.failure = .hang
+        var client = HTTPClientConfiguration()
+        client.totalTimeoutMilliseconds = 10_000
+        let clock = ManualClock()
+        let fixture = try LoopFixture(backend: backend, client: client, clock: clock)
+        defer { fixture.shutdown() }
+        let delegate = try fixture.start(chatRequest())
+        #expect(waitUntil(seconds: 5) { (try? fixture.onLoop { fixture.backend.totalRequests }) == 1 })
+        try fixture.onLoop { clock.advance(by: 10_000) }
+        try delegate.wait()
+        #expect(delegate.error == .totalTimeout(afterResponseStarted: false))
+        #expect(delegate.error?.isBeforeResponse == true)
     }
 
     @Test func resetMidStreamIsConnectionLostAfterStart() throws {

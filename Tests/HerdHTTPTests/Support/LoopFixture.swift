@@ -10,18 +10,28 @@ final class LoopFixture: @unchecked Sendable {
     var client: HTTPClient!
     var backendAddress: SocketAddress!
 
-    init(backend configuration: FakeBackendConfiguration = FakeBackendConfiguration(), client clientConfiguration: HTTPClientConfiguration = HTTPClientConfiguration()) throws {
+    /// A backend and a client whose timeouts run on `clock` (virtual time) when one is given.
+    init(backend configuration: FakeBackendConfiguration = FakeBackendConfiguration(), client clientConfiguration: HTTPClientConfiguration = HTTPClientConfiguration(),
+         clock: ManualClock? = nil) throws {
         thread = try LoopThread()
         let loop = thread.loop
         try thread.sync { [self] in
             backend = FakeBackend(loop: loop, configuration: configuration)
             let port = try backend.start()
             backendAddress = try SocketAddress(host: "127.0.0.1", port: port)
-            client = HTTPClient(loop: loop, configuration: clientConfiguration)
+            client = HTTPClient(loop: loop, clock: clock, configuration: clientConfiguration)
         }
     }
 
     func onLoop<T>(_ body: @escaping () throws -> T) throws -> T { try thread.sync(body) }
+
+    /// Sends `request` without waiting for the answer.
+    func start(_ request: HTTPClientRequest, to address: SocketAddress? = nil) throws -> CollectingDelegate {
+        let delegate = CollectingDelegate()
+        let target = address ?? backendAddress!
+        _ = try onLoop { [self] in client.execute(request, to: target, delegate: delegate) }
+        return delegate
+    }
 
     /// Sends `request` to the fake backend and waits for the whole response.
     func send(_ request: HTTPClientRequest, to address: SocketAddress? = nil, timeout: Int = 5000) throws -> CollectingDelegate {
