@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import HerdRuntime
+import HerdTestSupport
 @testable import HerdDiscovery
 
 /// Collects mDNS events (loop thread) for the test thread.
@@ -20,16 +21,13 @@ final class MDNSRecorder: @unchecked Sendable {
         defer { pthread_mutex_unlock(&mutex) }
         return (events, resolved)
     }
-    /// Waits until `predicate` holds over the events, up to `seconds`.
+    /// Waits until `predicate` holds over the events (avahi-daemon is a real
+    /// process: this waits for a condition), up to `seconds`.
     func wait(seconds: Double, _ predicate: ([String], [MDNSService]) -> Bool) -> Bool {
-        let deadline = EventLoop.monotonicNanoseconds() + UInt64(seconds * 1e9)
-        while EventLoop.monotonicNanoseconds() < deadline {
+        waitUntil(seconds: seconds) {
             let (e, r) = snapshot()
-            if predicate(e, r) { return true }
-            usleep(20_000)
+            return predicate(e, r)
         }
-        let (e, r) = snapshot()
-        return predicate(e, r)
     }
 }
 

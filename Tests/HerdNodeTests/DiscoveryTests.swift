@@ -18,11 +18,8 @@ import Testing
         try fleet.addBackend("A", arguments: ["--models", "m:1b", "--loaded", "m:1b"])
         try fleet.startControl()
         #expect(fleet.control!.waitForOutput("announced as"), "\(fleet.control!.output)")
-        let start = EventLoop.monotonicNanoseconds()
         try fleet.addNode("roaming", backend: "A", discover: true)
-        #expect(waitUntil(seconds: 5) { registered(fleet, "roaming") }, "\(fleet.logs)")
-        let seconds = Double(EventLoop.monotonicNanoseconds() - start) / 1e9
-        #expect(seconds < 5, "registered after \(seconds) s")
+        #expect(waitUntil(seconds: 5) { registered(fleet, "roaming") }, "registered within 5 s\n\(fleet.logs)")
         #expect(fleet.nodes["roaming"]!.output.contains("found router"))
         #expect(fleet.post("/api/chat", #"{"model":"m:1b","stream":false}"#).header("X-Herd-Node") == "roaming")
 

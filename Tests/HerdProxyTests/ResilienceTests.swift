@@ -56,7 +56,7 @@ import Testing
         // lost with it (SO_REUSEPORT; net.ipv4.tcp_migrate_req=1 migrates them):
         // the test starts once the dead process is gone.
         #expect(waitUntil(seconds: 5) { kill(pid, 0) != 0 })
-        usleep(100_000)
+        #expect(waitUntil(seconds: 5) { listeners(onPort: fleet.proxyPort) == 1 }, "the dead proxy's socket is gone")
         var failures = 0
         for _ in 0..<20 {
             if fleet.post("/api/chat", Self.chat).status != 200 { failures += 1 }
@@ -73,7 +73,7 @@ import Testing
         let client = try RawClient(port: fleet.proxyPort)
         let body = #"{"model":"talk:1b"}"#
         client.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
-        usleep(100_000)
+        #expect(waitUntil(seconds: 5) { fleet.backendRequests("T") == 1 }, "the stream is under way")
         fleet.control!.kill(signal: SIGTERM) // control stops its proxy, which drains
         let response = try client.readResponse()
         let lines = response.text.split(separator: "\n")
@@ -97,9 +97,10 @@ import Testing
             let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
             #expect(rc == 0)
             _ = garbage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            usleep(50_000)
             close(fd)
         }
+        // Four of the five are protocol errors (the last is a frame cut short, then EOF).
+        #expect(waitUntil(seconds: 5) { fleet.control!.output.components("dropped") >= 4 }, "\(fleet.control!.output)")
         #expect(fleet.control!.isRunning)
         #expect(fleet.post("/api/chat", Self.chat).status == 200, "the real proxy's connection is untouched")
         #expect(fleet.control!.output.contains("dropped"))
@@ -151,4 +152,20 @@ extension String {
     func components(_ text: String) -> Int {
         split(separator: text, omittingEmptySubsequences: false).count - 1
     }
+}
+
+/// Sockets listening on 127.0.0.1:`port` (from /proc/net/tcp; SO_REUSEPORT
+/// listeners each have a line).
+func listeners(onPort port: Int) -> Int {
+    guard let file = fopen("/proc/net/tcp", "r") else { return -1 }
+    defer { fclose(file) }
+    var count = 0
+    var line = [CChar](repeating: 0, count: 512)
+    let hex = String(port, radix: 16, uppercase: true)
+    let local = "0100007F:" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+    while fgets(&line, Int32(line.count), file) != nil {
+        let fields = String(cString: line).split(separator: " ")
+        if fields.count > 3, fields[1] == local, fields[3] == "0A" { count += 1 }
+    }
+    return count
 }

@@ -41,6 +41,9 @@ public final class RawClient {
         return true
     }
 
+    /// Bytes read and not yet consumed by `readResponse`.
+    public var buffered: [UInt8] { buffer }
+
     /// Reads until the peer closes (or the timeout) and returns every byte.
     public func readToEnd() -> [UInt8] {
         while fill() {}

@@ -103,6 +103,14 @@ public final class TestFleet: @unchecked Sendable {
         guard response.status == 200 else { throw TestError("script \(name) failed: \(response.text)") }
     }
 
+    /// Requests backend `name` has received on `path` (`/_fake/stats`; -1 if it cannot tell).
+    public func backendRequests(_ name: String, path: String = "/api/chat") -> Int {
+        guard let port = backendPorts[name] else { return -1 }
+        let stats = request("GET", "/_fake/stats", body: nil, headers: [:], port: port)
+        guard let json = try? JSONValue.parse(stats.body) else { return -1 }
+        return json["by_path"]?[path]?.intValue ?? 0
+    }
+
     /// `GET path` against the proxy (status 0 if it cannot connect).
     public func get(_ path: String, headers: [String: String] = [:]) -> RawResponse {
         request("GET", path, body: nil, headers: headers, port: proxyPort)

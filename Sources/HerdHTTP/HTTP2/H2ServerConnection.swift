@@ -3,7 +3,8 @@ internal import CNghttp2
 
 /// One h2c (HTTP/2 with prior knowledge) client connection, driven by nghttp2.
 /// Each stream becomes an `HTTPExchange` served by the same handler as HTTP/1.1,
-/// streaming included. Loop-thread only.
+/// streaming included. Its timeouts are an `H2ServerFlow` on the server's
+/// clock (one timer). Loop-thread only.
 final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport, DrainableConnection {
     /// The client connection preface that opens every HTTP/2 connection.
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -32,6 +33,8 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         var ended = false
         var dataDeferred = false
         var bodyBytes = 0
+        /// END_STREAM arrived (or the request was given up on).
+        var requestComplete = false
         init(id: Int32) { self.id = id }
         var buffered: Int { output.count - outputOffset }
     }
@@ -42,16 +45,23 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     private var streams: [Int32: Stream] = [:]
     private var isClosing = false
     private var sendBlocked = false
+    private var flow: H2ServerFlow
+    private var timer: (any ClockTimer)?
+    private var armedDeadline: UInt64?
     /// Above this many unwritten bytes nghttp2 is told to wait (backpressure).
     private static let writeHighWatermark = 256 * 1024
 
     init(server: HTTPServer, stream: StreamConnection) {
         self.server = server
         self.stream = stream
+        flow = H2ServerFlow(limits: H2ServerFlow.Limits(server.configuration))
     }
 
     func start(initial bytes: UnsafeRawBufferPointer) {
         stream.delegate = self
+        timer = server.clock.makeTimer { [unowned self] in self.timerFired() }
+        flow.start(now: server.clock.now)
+        syncTimer()
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         defer { nghttp2_session_callbacks_del(callbacks) }
@@ -63,6 +73,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
             let id = frame!.pointee.hd.stream_id
             if frame!.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), connection.streams[id] == nil {
                 connection.streams[id] = Stream(id: id)
+                connection.flow.streamOpened(now: connection.server.clock.now)
             }
             return 0
         }
@@ -105,7 +116,59 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
             closeNow()
             return
         }
+        flow.readProcessed(now: server.clock.now)
+        syncTimer()
         flush()
+    }
+
+    // MARK: Timeouts
+
+    /// Keeps the timer armed at the flow's deadline (re-armed only when it moved).
+    private func syncTimer() {
+        guard flow.deadline != armedDeadline else { return }
+        armedDeadline = flow.deadline
+        if let deadline = flow.deadline {
+            timer?.arm(at: deadline, on: server.clock)
+        } else {
+            timer?.disarm()
+        }
+    }
+
+    private func timerFired() {
+        armedDeadline = nil
+        switch flow.timerFired(now: server.clock.now) {
+        case .none:
+            break
+        case .goAway:
+            guard let session, !isClosing else { return }
+            nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                                  NGHTTP2_NO_ERROR.rawValue, nil, 0)
+            flush()
+            isClosing = true
+            stream.closeAfterFlush()
+        case .timeOutIncompleteRequests:
+            let now = server.clock.now
+            for s in streams.values.sorted(by: { $0.id < $1.id }) where !s.requestComplete {
+                s.requestComplete = true
+                flow.requestCompleted(now: now)
+                if let exchange = s.exchange, exchange.isResponseStarted {
+                    exchangeAbort(exchange)
+                    exchange.cancel()
+                } else {
+                    s.exchange?.cancel() // the handler hears that the request is gone
+                    let answer = makeExchange(s)
+                    s.exchange = answer
+                    let (type, body) = server.errorBody(408, "request body not received in time", s.path)
+                    answer.respond(status: 408, headers: ["content-type": type], body: body)
+                }
+            }
+        }
+        syncTimer()
+    }
+
+    private func makeExchange(_ s: Stream) -> HTTPExchange {
+        HTTPExchange(head: HTTPRequestHead(method: s.method, target: s.path, versionMajor: 2, versionMinor: 0, headers: s.headers),
+                     remoteAddress: nil, loop: server.loop, transport: self)
     }
 
     /// Lets nghttp2 write what it has queued, then closes when it has nothing
@@ -145,6 +208,8 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
 
     func connectionDidClose(_ connection: StreamConnection) {
         isClosing = true
+        timer?.close()
+        timer = nil
         let open = streams.values
         streams.removeAll()
         for s in open { s.exchange?.cancel() }
@@ -180,7 +245,11 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         if hd.type == UInt8(NGHTTP2_HEADERS.rawValue), s.exchange == nil, !s.method.isEmpty {
             dispatch(s)
         }
-        if endStream, let exchange = s.exchange { exchange.deliverEnd() }
+        if endStream, !s.requestComplete {
+            s.requestComplete = true
+            flow.requestCompleted(now: server.clock.now)
+            s.exchange?.deliverEnd()
+        }
         return 0
     }
 
@@ -188,8 +257,10 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         if let authority = s.authority, !s.headers.contains("host") { s.headers.add("host", authority) }
         s.isHead = s.method == "HEAD"
         if let length = s.headers["content-length"].flatMap({ Int($0) }), length > server.configuration.maxBodyBytes {
-            let exchange = HTTPExchange(head: HTTPRequestHead(method: s.method, target: s.path), remoteAddress: nil, loop: server.loop, transport: self)
+            let exchange = makeExchange(s)
             s.exchange = exchange
+            s.requestComplete = true // answered: the rest of the body does not matter
+            flow.requestCompleted(now: server.clock.now)
             let (type, body) = server.errorBody(413, "request body of \(length) bytes is over the limit of \(server.configuration.maxBodyBytes) bytes", s.path)
             exchange.respond(status: 413, headers: ["content-type": type], body: body)
             return
@@ -216,7 +287,10 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     }
 
     private func streamClosed(_ id: Int32) -> Int32 {
-        if let s = streams.removeValue(forKey: id) { s.exchange?.cancel() }
+        if let s = streams.removeValue(forKey: id) {
+            flow.streamClosed(requestWasComplete: s.requestComplete, now: server.clock.now)
+            s.exchange?.cancel()
+        }
         return 0
     }
 
