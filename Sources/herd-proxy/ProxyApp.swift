@@ -12,8 +12,7 @@ struct ProxyOptions: Sendable {
     var proxyID = "proxy"
     var client = HTTPClientConfiguration()
     var server = HTTPServerConfiguration()
-    /// Above this many unsent response bytes, reading from the upstream pauses.
-    var relayHighWatermark = 256 * 1024
+    var session = ProxySession.Settings()
     /// Retries on other nodes when routing locally (control away).
     var maxLocalRetries = 2
     /// How long in-flight requests may finish after SIGTERM (milliseconds).
@@ -28,18 +27,17 @@ struct ProxyOptions: Sendable {
 }
 
 /// The composition root of herd-proxy: the client-facing server, the control
-/// link, the upstream pools, and the endpoints answered from the snapshot.
-/// Loop-thread only.
+/// client, the route source, the upstream pools, and the endpoints answered
+/// from the snapshot. Loop-thread only.
 final class ProxyApp {
     let loop: EventLoop
     let options: ProxyOptions
     let log = Logger(label: "herd-proxy")
-    let control: ControlLink
-    let client: HTTPClient
+    let control: ControlClient
+    let upstreams: Upstreams
+    let routes: RouteSource
     private var server: HTTPServer!
     private var nextID: UInt64 = 0
-    /// This proxy's requests in flight per upstream address (local policy).
-    var localInFlight: [String: Int] = [:]
     private var listings = Listings()
 
     /// Serialised fleet listings for the current snapshot.
@@ -54,12 +52,16 @@ final class ProxyApp {
     init(loop: EventLoop, options: ProxyOptions) {
         self.loop = loop
         self.options = options
-        control = ControlLink(loop: loop, path: options.controlSocket, proxyID: options.proxyID, log: Logger(label: "herd-proxy[\(options.proxyID)]"))
-        client = HTTPClient(loop: loop, configuration: options.client)
+        control = ControlClient(loop: loop, path: options.controlSocket, proxyID: options.proxyID, log: Logger(label: "herd-proxy[\(options.proxyID)]"))
+        let upstreams = Upstreams(client: HTTPClient(loop: loop, configuration: options.client))
+        self.upstreams = upstreams
+        routes = RouteSource(loop: loop, control: control, maxLocalRetries: options.maxLocalRetries, inFlight: { upstreams.load($0) })
     }
 
     func run() throws {
         server = HTTPServer(loop: loop, configuration: options.server) { [unowned self] in self.handle($0) }
+        // The server's own errors (400, 408, 413, 431) in the client's API format.
+        server.errorBody = ClientError.serverError
         let bound = try server.listen(host: options.host, port: options.port, reusePort: true)
         control.start()
         log.info("\(options.proxyID) serving the Ollama and OpenAI APIs on \(bound); control at \(options.controlSocket)")
@@ -86,7 +88,7 @@ final class ProxyApp {
         term.close()
         interrupt.close()
         control.stop()
-        client.close()
+        upstreams.close()
     }
 
     // MARK: Requests
@@ -100,8 +102,7 @@ final class ProxyApp {
         }
         if let endpoint = Endpoint(rawValue: String(path)) {
             guard method == "POST" else {
-                return ClientErrors.respond(exchange, api: endpoint.api, status: 405, message: "\(method) is not allowed on \(path); use POST",
-                                            extra: ["Allow": "POST"])
+                return ClientError.methodNotAllowed(method: method, path: path).respond(exchange, api: endpoint.api, headers: ["Allow": "POST"])
             }
             exchange.collectBody { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
             return
@@ -123,8 +124,7 @@ final class ProxyApp {
             refreshListings()
             json(exchange, listings.models, cors)
         default:
-            let api: ClientAPI = path.hasPrefix("/v1/") ? .openai : .ollama
-            ClientErrors.respond(exchange, api: api, status: 404, message: "herd does not serve \(method) \(path)", extra: cors)
+            ClientError.unknownEndpoint(method: method, path: path).respond(exchange, api: ClientAPI(target: path), headers: cors)
         }
     }
 
@@ -135,11 +135,12 @@ final class ProxyApp {
                                           headerFallbacks: RouteFields.list(exchange.head.headers["X-Herd-Fallback-Models"]),
                                           headerTags: RouteFields.list(exchange.head.headers["X-Herd-Tags"]))
         } catch {
-            ClientErrors.respond(exchange, api: endpoint.api, status: 400, message: error.message, extra: corsHeaders(for: exchange))
+            ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return
         }
         nextID &+= 1
-        ProxySession(app: self, exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: nextID).start()
+        ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: nextID, routes: routes, upstreams: upstreams,
+                     cors: corsHeaders(for: exchange), settings: options.session).start()
     }
 
     private func json(_ exchange: HTTPExchange, _ body: [UInt8], _ cors: HTTPHeaders) {
@@ -191,13 +192,6 @@ final class ProxyApp {
             headers.add("Access-Control-Max-Age", "86400")
         }
         exchange.respond(status: 204, headers: headers)
-    }
-
-    // MARK: Helpers for sessions
-
-    /// Whether an upstream response is chunked (a stream that can carry an error line).
-    func isChunked(_ head: HTTPResponseHead) -> Bool {
-        head.headers.hasToken("chunked", in: "Transfer-Encoding")
     }
 }
 

@@ -26,7 +26,6 @@ import Testing
         #expect(flow.upstreamFailed(refused, status: 0) == [.askRetry(node: "a", reason: refused.description)])
         #expect(flow.routed(answerB) == [.sendUpstream(answerB)])
         #expect(flow.upstreamHead(status: 503) == [.cancelUpstream, .askRetry(node: "b", reason: "status 503")])
-        #expect(flow.retries == 2)
     }
 
     @Test func exhaustedRetriesAfterTimeoutsAre504() {
@@ -35,8 +34,8 @@ import Testing
         _ = flow.routed(answerA)
         _ = flow.upstreamFailed(.firstByteTimeout, status: 0)
         let actions = flow.refused(RouteRefusal(id: 1, code: .retriesExhausted, message: "every node tried failed"))
-        guard case let .failClient(status, _, _, _) = actions.first else { Issue.record("expected failClient"); return }
-        #expect(status == 504)
+        guard case let .failClient(error) = actions.first else { Issue.record("expected failClient"); return }
+        #expect(error.status == 504)
     }
 
     @Test func failureAfterTheFirstByteEndsTheStreamWithAnError() {
@@ -109,16 +108,43 @@ import Testing
     }
 }
 
-@Suite struct ClientErrorsTests {
+@Suite struct ClientErrorTests {
     @Test func formatsPerAPI() throws {
-        let ollama = try JSONValue.parse(ClientErrors.body(api: .ollama, status: 404, message: "model 'x' not found", models: ["a"]))
+        let unknown = ClientError.refused(RouteRefusal(id: 1, code: .modelNotFound, message: "model 'x' not found", models: ["a"]))
+        #expect(unknown.status == 404)
+        let ollama = try JSONValue.parse(unknown.body(for: .ollama))
         #expect(ollama["error"]?.stringValue == "model 'x' not found")
-        let openAI = try JSONValue.parse(ClientErrors.body(api: .openai, status: 404, message: "nope"))
+        #expect(ollama["models"]?.arrayValue?.count == 1)
+        let openAI = try JSONValue.parse(unknown.body(for: .openai))
         #expect(openAI["error"]?["code"]?.stringValue == "model_not_found")
         #expect(openAI["error"]?["type"]?.stringValue == "invalid_request_error")
-        #expect(ClientErrors.streamError(contentType: "application/x-ndjson", message: "x").map { String(decoding: $0, as: UTF8.self) } == "{\"error\":\"x\"}\n")
-        #expect(ClientErrors.streamError(contentType: "text/event-stream", message: "x")?.starts(with: Array("data: {\"error\":".utf8)) == true)
-        #expect(ClientErrors.streamError(contentType: "application/json", message: "x") == nil)
+        #expect(openAI["error"]?["param"]?.stringValue == "model")
+        #expect(ClientError.streamError(contentType: "application/x-ndjson", message: "x").map { String(decoding: $0, as: UTF8.self) } == "{\"error\":\"x\"}\n")
+        #expect(ClientError.streamError(contentType: "text/event-stream", message: "x")?.starts(with: Array("data: {\"error\":".utf8)) == true)
+        #expect(ClientError.streamError(contentType: "application/json", message: "x") == nil)
+    }
+
+    @Test func refusalsMapToTheirStatus() {
+        #expect(ClientError.refused(RouteRefusal(id: 1, code: .queueTimeout, message: "busy", retryAfter: 5)) == ClientError(status: 503, message: "busy", retryAfter: 5))
+        #expect(ClientError.refused(RouteRefusal(id: 1, code: .noNode, message: "none", retryAfter: 2)).status == 503)
+        let exhausted = RouteRefusal(id: 1, code: .retriesExhausted, message: "every node tried failed")
+        #expect(ClientError.refused(exhausted).status == 502)
+        #expect(ClientError.refused(exhausted, lastFailure: .firstByteTimeout).status == 504)
+        #expect(ClientError.refused(exhausted, lastUpstreamStatus: 500).message.contains("answered 500"))
+    }
+
+    /// The HTTP server's own errors speak the API of the request target.
+    @Test func serverErrorsFollowTheRequestTarget() throws {
+        let (type, openAI) = ClientError.serverError(status: 413, message: "too big", target: "/v1/chat/completions")
+        #expect(type.hasPrefix("application/json"))
+        #expect(try JSONValue.parse(openAI)["error"]?["message"]?.stringValue == "too big")
+        #expect(try JSONValue.parse(openAI)["error"]?["type"]?.stringValue == "invalid_request_error")
+        let (_, timeout) = ClientError.serverError(status: 408, message: "slow", target: "/v1/embed")
+        #expect(try JSONValue.parse(timeout)["error"]?["code"]?.stringValue == "timeout")
+        let (_, ollama) = ClientError.serverError(status: 431, message: "head too big", target: "/api/chat")
+        #expect(try JSONValue.parse(ollama)["error"]?.stringValue == "head too big")
+        let (_, unknown) = ClientError.serverError(status: 400, message: "garbage", target: nil)
+        #expect(try JSONValue.parse(unknown)["error"]?.stringValue == "garbage")
     }
 }
 

@@ -177,15 +177,6 @@ public struct RouteRefusal: Equatable, Sendable {
         self.models = models
     }
 
-    /// The HTTP status a client gets.
-    public var status: Int {
-        switch code {
-        case .modelNotFound: 404
-        case .queueTimeout, .noNode: 503
-        case .retriesExhausted: 502
-        }
-    }
-
     public var json: JSONValue {
         var members: [(String, JSONValue)] = [("id", .int(Int(id))), ("code", .string(code.rawValue)), ("message", .string(message)),
                                               ("models", .strings(models))]

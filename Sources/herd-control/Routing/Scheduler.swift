@@ -14,7 +14,8 @@ enum SchedulerAction: Equatable {
     case refused(ProxyKey, RouteRefusal)
     /// A request ended (its RESULT came): trace it, log it, count it.
     /// `request` and `decision` are nil when control never saw the request
-    /// (routed locally while control was away).
+    /// (routed locally while control was away). For requests control routed,
+    /// the result's retries are control's own count.
     case finished(RouteResult, request: RouteRequest?, decision: RouteAnswer?)
 }
 
@@ -81,7 +82,7 @@ struct Scheduler {
     private var lastRouted: [SlotKey: UInt64] = [:]
     private var routeCounter: UInt64 = 0
     /// Requests refused by control, kept until the proxy's RESULT names them.
-    private var recentlyRefused: [RequestKey: (RouteRequest, RouteAnswer?)] = [:]
+    private var recentlyRefused: [RequestKey: Entry] = [:]
 
     init(settings: Settings = Settings()) {
         self.settings = settings
@@ -142,11 +143,11 @@ struct Scheduler {
     mutating func result(_ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                          into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: result.id)
-        if var entry = entries.removeValue(forKey: key) {
+        if var entry = entries.removeValue(forKey: key) ?? recentlyRefused.removeValue(forKey: key) {
             release(&entry)
+            var result = result
+            result.retries = entry.retries
             actions.append(.finished(result, request: entry.request, decision: entry.decision))
-        } else if let (request, decision) = recentlyRefused.removeValue(forKey: key) {
-            actions.append(.finished(result, request: request, decision: decision))
         } else {
             actions.append(.finished(result, request: nil, decision: nil))
         }
@@ -159,7 +160,7 @@ struct Scheduler {
         guard var entry = entries.removeValue(forKey: key) else { return }
         release(&entry)
         waiting.removeAll { $0 == key }
-        recentlyRefused[key] = (entry.request, entry.decision)
+        recentlyRefused[key] = entry
         trimRecentlyRefused()
         dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
@@ -267,7 +268,7 @@ struct Scheduler {
         guard var entry = entries.removeValue(forKey: key) else { return }
         release(&entry)
         actions.append(.refused(key.proxy, refusal))
-        recentlyRefused[key] = (entry.request, entry.decision)
+        recentlyRefused[key] = entry
         trimRecentlyRefused()
     }
 

@@ -31,7 +31,7 @@ struct ProxyFlow: Equatable {
         /// Start the client's response from the upstream head.
         case relayHead
         /// Answer the client with an error (nothing was sent yet).
-        case failClient(status: Int, message: String, retryAfter: Int?, models: [String])
+        case failClient(ClientError)
         /// End a response already under way with an explicit error.
         case failStream(message: String)
         /// End the client's response normally.
@@ -41,7 +41,6 @@ struct ProxyFlow: Equatable {
     }
 
     private(set) var phase = Phase.routing
-    private(set) var retries = 0
     /// Why the last upstream attempt failed (shapes the final error).
     private(set) var lastFailure: HTTPClientError?
     private(set) var lastFailureStatus: Int?
@@ -59,18 +58,8 @@ struct ProxyFlow: Equatable {
     mutating func refused(_ refusal: RouteRefusal) -> [Action] {
         guard phase == .routing else { return [] }
         phase = .finished
-        var status = refusal.status
-        var message = refusal.message
-        if refusal.code == .retriesExhausted {
-            if lastFailure == .firstByteTimeout {
-                status = 504
-                message = "the model server did not answer in time (\(message))"
-            } else if let upstream = lastFailureStatus {
-                message = "the model server answered \(upstream) (\(message))"
-            }
-        }
-        return [.failClient(status: status, message: message, retryAfter: refusal.retryAfter, models: refusal.models),
-                .report(outcome: .upstreamError, status: status, error: message)]
+        let error = ClientError.refused(refusal, lastFailure: lastFailure, lastUpstreamStatus: lastFailureStatus)
+        return [.failClient(error), .report(outcome: .upstreamError, status: error.status, error: error.message)]
     }
 
     /// The upstream's response head arrived.
@@ -119,8 +108,9 @@ struct ProxyFlow: Equatable {
         }
     }
 
+    /// The retry itself is the route source's to count (control's budget, or
+    /// the local policy's): the flow only asks.
     private mutating func retry(_ node: String, reason: String, cancel: Bool) -> [Action] {
-        retries += 1
         phase = .routing
         return (cancel ? [.cancelUpstream] : []) + [.askRetry(node: node, reason: reason)]
     }

@@ -3,7 +3,7 @@ import HerdWire
 /// Routing without control (it is away): from the last snapshot, the first
 /// model (requested, then fallbacks) that an online (else degraded) node has,
 /// on the node with the fewest of this proxy's requests in flight; loaded
-/// models first. No queuing.
+/// models first. No queuing. Pure.
 enum LocalPolicy {
     static func choose(
         snapshot: RoutingSnapshot, api: ClientAPI, models: [String], excluded: Set<String>, inFlight: (String) -> Int, id: UInt64
@@ -25,6 +25,19 @@ enum LocalPolicy {
             }
         }
         return nil
+    }
+
+    /// Why nothing could be chosen: no fleet known yet, a known model with no
+    /// reachable node (503), or a model the fleet does not have (404).
+    static func refusal(snapshot: RoutingSnapshot, api: ClientAPI, models: [String], id: UInt64) -> RouteRefusal {
+        let known = knownModels(snapshot, api: api)
+        if snapshot.nodes.isEmpty {
+            return RouteRefusal(id: id, code: .noNode, message: "herd-control is not reachable and no fleet is known yet", retryAfter: 2)
+        }
+        if models.contains(where: { model in known.contains { ModelName.same($0, model) } }) {
+            return RouteRefusal(id: id, code: .noNode, message: "no reachable node can serve '\(models[0])'", retryAfter: 5)
+        }
+        return RouteRefusal(id: id, code: .modelNotFound, message: "model '\(models[0])' not found in the fleet", models: known)
     }
 
     static func knownModels(_ snapshot: RoutingSnapshot, api: ClientAPI) -> [String] {

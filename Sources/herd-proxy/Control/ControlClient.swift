@@ -3,25 +3,26 @@ import HerdRuntime
 import HerdWire
 
 /// A request waiting for control's routing answer.
-protocol RouteWaiter: AnyObject {
+protocol ControlWaiter: AnyObject {
     func routed(_ answer: RouteAnswer)
     func refused(_ refusal: RouteRefusal)
     /// Control went away before answering: route locally.
     func controlLost()
 }
 
-/// The proxy's one persistent, multiplexed connection to herd-control: hello,
+/// The proxy's end of the control socket (control's end is `ControlServer`):
+/// one persistent, multiplexed connection to herd-control: hello,
 /// ROUTE/RETRY/RESULT/CANCEL by request id, SNAPSHOTs. Reconnects with
 /// backoff; while away, RESULTs are buffered (bounded) and the proxy routes
-/// from its last snapshot. Loop-thread only.
-final class ControlLink {
+/// from its last snapshot (`RouteSource`). Loop-thread only.
+final class ControlClient {
     private let loop: EventLoop
     private let path: String
     private let proxyID: String
     private let log: Logger
     private var channel: ControlChannel?
     private var connected = false
-    private var waiters: [UInt64: any RouteWaiter] = [:]
+    private var waiters: [UInt64: any ControlWaiter] = [:]
     private var bufferedResults: [RouteResult] = []
     private var droppedResults = 0
     private let maxBufferedResults = 10_000
@@ -121,7 +122,7 @@ final class ControlLink {
     }
 
     /// Asks control for a route; false when control is away (route locally).
-    func route(_ request: RouteRequest, waiter: any RouteWaiter) -> Bool {
+    func route(_ request: RouteRequest, waiter: any ControlWaiter) -> Bool {
         guard connected, let channel else { return false }
         waiters[request.id] = waiter
         channel.send(.route, request.json)
@@ -129,7 +130,7 @@ final class ControlLink {
     }
 
     /// Reports a failed node and asks for another; false when control is away.
-    func retry(_ retry: RouteRetry, waiter: any RouteWaiter) -> Bool {
+    func retry(_ retry: RouteRetry, waiter: any ControlWaiter) -> Bool {
         guard connected, let channel else { return false }
         waiters[retry.id] = waiter
         channel.send(.retry, retry.json)
