@@ -46,15 +46,13 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         stream.startReading()
     }
 
-    /// Keeps the timer armed at the flow's deadline (re-armed only when it moved).
+    /// Keeps the timer armed at the flow's deadline (re-armed only when it
+    /// moved). A deadline that went away is not disarmed: the flow ignores a
+    /// stale fire, and requests that come and go do not pay a timer stop each.
     private func syncTimer() {
-        guard flow.deadline != armedDeadline else { return }
-        armedDeadline = flow.deadline
-        if let deadline = flow.deadline {
-            timer?.arm(at: deadline, on: clock)
-        } else {
-            timer?.disarm()
-        }
+        guard let deadline = flow.deadline, deadline != armedDeadline else { return }
+        armedDeadline = deadline
+        timer?.arm(at: deadline, on: clock)
     }
 
     private func timerFired() {
