@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "HerdWire", dependencies: ["HerdRuntime", "HerdJSON"], exclude: ["Control/ControlProtocol.md"],
                 swiftSettings: hotPathSettings),
         // SQLite: connections, migrations, the batched writer (herd-control only).
-        .target(name: "HerdStorage", dependencies: ["CSQLite3", "CHerdLinux"]),
+        .target(name: "HerdStorage", dependencies: ["HerdRuntime", "CSQLite3", "CHerdLinux"]),
         // mDNS through Avahi on the loop (herd-control and herd-node only).
         .target(name: "HerdDiscovery", dependencies: ["HerdRuntime", "CAvahi"]),
 

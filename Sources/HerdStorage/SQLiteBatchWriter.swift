@@ -1,4 +1,5 @@
 internal import CHerdLinux
+import HerdRuntime
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -36,9 +37,9 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
     /// Rows waiting at most; past it new rows are dropped and counted (the
     /// writer runs at idle priority and could fall behind a saturated CPU).
     public let maxQueuedRows: Int
-    private var mutex = pthread_mutex_t()
-    private var wake = pthread_cond_t()
-    private var flushed = pthread_cond_t()
+    /// Guards `queue`; signalled when rows arrive, a flush or stop is asked
+    /// for, and a batch is written (every wait loops over its own condition).
+    private let lock = ConditionLock()
     private var queue = Queue()
     private var thread = pthread_t()
     private let onError: @Sendable (SQLiteError) -> Void
@@ -53,9 +54,6 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
         self.maxDelayMilliseconds = maxDelayMilliseconds
         self.maxQueuedRows = maxQueuedRows
         self.onError = onError
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&wake, nil)
-        pthread_cond_init(&flushed, nil)
         let database = try SQLiteDatabase(path: path)
         let context = Unmanaged.passRetained(WriterContext(writer: self, database: database)).toOpaque()
         let rc = pthread_create(&thread, nil, { arg in
@@ -68,49 +66,40 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
 
     deinit {
         close()
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&wake)
-        pthread_cond_destroy(&flushed)
     }
 
     /// Queues a row. Thread-safe, never blocks on I/O.
     public func enqueue(_ row: Row) {
-        pthread_mutex_lock(&mutex)
-        guard queue.rows.count < maxQueuedRows else {
-            pthread_mutex_unlock(&mutex)
-            statistics.withLock { $0.dropped += 1 }
-            return
+        let accepted = lock.withLock {
+            guard queue.rows.count < maxQueuedRows else { return false }
+            queue.rows.append(row)
+            if queue.rows.count == 1 || queue.rows.count >= maxBatch { lock.broadcast() }
+            return true
         }
-        queue.rows.append(row)
-        if queue.rows.count == 1 || queue.rows.count >= maxBatch { pthread_cond_signal(&wake) }
-        pthread_mutex_unlock(&mutex)
+        if !accepted { statistics.withLock { $0.dropped += 1 } }
     }
 
     public func enqueue(sql: String, _ values: [SQLiteValue]) { enqueue(Row(sql: sql, values: values)) }
 
     /// Blocks until every row queued before the call is written (tests, shutdown).
     public func flush() {
-        pthread_mutex_lock(&mutex)
-        queue.flushWaiters += 1
-        pthread_cond_signal(&wake)
-        while !queue.rows.isEmpty || queue.writing {
-            pthread_cond_wait(&flushed, &mutex)
+        lock.withLock {
+            queue.flushWaiters += 1
+            lock.broadcast()
+            while !queue.rows.isEmpty || queue.writing { lock.wait() }
+            queue.flushWaiters -= 1
         }
-        queue.flushWaiters -= 1
-        pthread_mutex_unlock(&mutex)
     }
 
     /// Writes what is queued and stops the thread. Idempotent.
     public func close() {
-        pthread_mutex_lock(&mutex)
-        if queue.stopping {
-            pthread_mutex_unlock(&mutex)
-            return
+        let first = lock.withLock {
+            guard !queue.stopping else { return false }
+            queue.stopping = true
+            lock.broadcast()
+            return true
         }
-        queue.stopping = true
-        pthread_cond_signal(&wake)
-        pthread_mutex_unlock(&mutex)
-        pthread_join(thread, nil)
+        if first { pthread_join(thread, nil) }
     }
 
     /// Batches and rows written, batches that failed, rows dropped at the bound.
@@ -126,32 +115,28 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
         }
         var statements: [String: SQLiteStatement] = [:]
         while true {
-            pthread_mutex_lock(&mutex)
-            while queue.rows.isEmpty, !queue.stopping { pthread_cond_wait(&wake, &mutex) }
-            // Give a batch time to fill, unless asked to flush or stop.
-            if queue.rows.count < maxBatch, !queue.stopping, queue.flushWaiters == 0 {
-                var deadline = timespec()
-                clock_gettime(CLOCK_REALTIME, &deadline)
-                deadline.tv_nsec += maxDelayMilliseconds * 1_000_000
-                deadline.tv_sec += deadline.tv_nsec / 1_000_000_000
-                deadline.tv_nsec %= 1_000_000_000
-                while queue.rows.count < maxBatch, !queue.stopping, queue.flushWaiters == 0 {
-                    if pthread_cond_timedwait(&wake, &mutex, &deadline) != 0 { break }
+            let (batch, stopping) = lock.withLock {
+                while queue.rows.isEmpty, !queue.stopping { lock.wait() }
+                // Give a batch time to fill, unless asked to flush or stop.
+                if queue.rows.count < maxBatch, !queue.stopping, queue.flushWaiters == 0 {
+                    let deadline = ConditionLock.deadline(after: maxDelayMilliseconds)
+                    while queue.rows.count < maxBatch, !queue.stopping, queue.flushWaiters == 0 {
+                        if !lock.wait(until: deadline) { break }
+                    }
                 }
+                let batch = queue.rows
+                queue.rows.removeAll(keepingCapacity: true)
+                queue.writing = true
+                return (batch, queue.stopping)
             }
-            let batch = queue.rows
-            queue.rows.removeAll(keepingCapacity: true)
-            queue.writing = true
-            let stopping = queue.stopping
-            pthread_mutex_unlock(&mutex)
 
             if !batch.isEmpty { write(batch, database, &statements) }
 
-            pthread_mutex_lock(&mutex)
-            queue.writing = false
-            pthread_cond_broadcast(&flushed)
-            let done = stopping && queue.rows.isEmpty
-            pthread_mutex_unlock(&mutex)
+            let done = lock.withLock {
+                queue.writing = false
+                lock.broadcast()
+                return stopping && queue.rows.isEmpty
+            }
             if done { return }
         }
     }

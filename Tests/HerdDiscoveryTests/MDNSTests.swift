@@ -1,25 +1,21 @@
 import Glibc
+import Synchronization
 import Testing
 import HerdRuntime
 import HerdTestSupport
 @testable import HerdDiscovery
 
 /// Collects mDNS events (loop thread) for the test thread.
-final class MDNSRecorder: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var events: [String] = []
-    var resolved: [MDNSService] = []
-    init() { pthread_mutex_init(&mutex, nil) }
+final class MDNSRecorder: Sendable {
+    private let state = Mutex<(events: [String], resolved: [MDNSService])>(([], []))
     func add(_ text: String, _ service: MDNSService? = nil) {
-        pthread_mutex_lock(&mutex)
-        events.append(text)
-        if let service { resolved.append(service) }
-        pthread_mutex_unlock(&mutex)
+        state.withLock { state in
+            state.events.append(text)
+            if let service { state.resolved.append(service) }
+        }
     }
     func snapshot() -> ([String], [MDNSService]) {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return (events, resolved)
+        state.withLock { ($0.events, $0.resolved) }
     }
     /// Waits until `predicate` holds over the events (avahi-daemon is a real
     /// process: this waits for a condition), up to `seconds`.

@@ -242,3 +242,100 @@ final class Box<T>: @unchecked Sendable {
         #expect(throws: UVError.self) { try SocketAddress(host: "not-an-ip", port: 1) }
     }
 }
+
+/// The C edge: failures found inside a call are reported after it returns;
+/// handles release their owners once closed.
+@Suite struct CEdgeTests {
+    /// Records whether a callback ran inside the caller's own call.
+    final class Reentrancy: @unchecked Sendable {
+        var inCall = false
+        var calledInside: Bool?
+        var error: UVError?
+        let done = SyncFlag()
+    }
+
+    @Test func aConnectThatFailsAtOnceCompletesOnTheNextTick() throws {
+        let thread = try LoopThread()
+        defer { thread.shutdown() }
+        let probe = Reentrancy()
+        try thread.sync {
+            let client = StreamConnection(loop: thread.loop, kind: .tcp)
+            let address = try SocketAddress(host: "127.0.0.1", port: 1)
+            client.connect(to: address) { _ in client.close() }
+            // A second connect on the same handle is refused by libuv at once (EALREADY).
+            probe.inCall = true
+            client.connect(to: address) { error in
+                probe.calledInside = probe.inCall
+                probe.error = error
+                probe.done.set()
+            }
+            probe.inCall = false
+        }
+        #expect(probe.done.wait(milliseconds: 2000))
+        #expect(try thread.sync { probe.calledInside } == false)
+        #expect(try thread.sync { probe.error?.name } == "EALREADY")
+    }
+
+    /// A write on a stream with no socket fails inside `write`; the delegate
+    /// hears it afterwards.
+    @Test func aWriteThatFailsAtOnceIsReportedAfterTheCall() throws {
+        final class Delegate: StreamConnectionDelegate, @unchecked Sendable {
+            let probe = Reentrancy()
+            func connection(_ connection: StreamConnection, didRead bytes: UnsafeRawBufferPointer) {}
+            func connection(_ connection: StreamConnection, didEndWith error: UVError?) {
+                probe.calledInside = probe.inCall
+                probe.error = error
+                connection.close()
+                probe.done.set()
+            }
+        }
+        let thread = try LoopThread()
+        defer { thread.shutdown() }
+        let delegate = Delegate()
+        try thread.sync {
+            let stream = StreamConnection(loop: thread.loop, kind: .tcp)
+            stream.delegate = delegate
+            delegate.probe.inCall = true
+            stream.write(Array("no socket".utf8))
+            delegate.probe.inCall = false
+        }
+        #expect(delegate.probe.done.wait(milliseconds: 2000))
+        #expect(try thread.sync { delegate.probe.calledInside } == false)
+        #expect(try thread.sync { delegate.probe.error } != nil)
+    }
+
+    @Test func aClosedHandleReleasesItsOwner() throws {
+        let thread = try LoopThread()
+        defer { thread.shutdown() }
+        final class WeakBox: @unchecked Sendable { weak var timer: LoopTimer? }
+        let box = WeakBox()
+        try thread.sync {
+            let timer = LoopTimer(loop: thread.loop)
+            box.timer = timer
+            timer.close()
+        }
+        // The close callback runs on a later iteration; then nothing holds the timer.
+        #expect(waitUntil(seconds: 2) { (try? thread.sync { box.timer == nil }) == true })
+    }
+
+    @Test func aWatchedDescriptorReportsReadability() throws {
+        let thread = try LoopThread()
+        defer { thread.shutdown() }
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let seen = SyncFlag()
+        let read = fds[0]
+        let watcher = try thread.sync {
+            let watcher = try FileDescriptorWatcher(loop: thread.loop, descriptor: read) { events in
+                if events.contains(.readable) { seen.set() }
+            }
+            watcher.watch(.readable)
+            return watcher
+        }
+        _ = write(fds[1], "x", 1)
+        #expect(seen.wait(milliseconds: 2000))
+        try thread.sync { watcher.close() }
+        #expect(throws: UVError.self) { try thread.sync { try FileDescriptorWatcher(loop: thread.loop, descriptor: -1) { _ in } } }
+    }
+}

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 import HerdRuntime
 @testable import HerdStorage
@@ -141,20 +142,10 @@ let traceMigrations = [
     }
 }
 
-final class ErrorLog: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var errors: [SQLiteError] = []
-    init() { pthread_mutex_init(&mutex, nil) }
-    func add(_ error: SQLiteError) {
-        pthread_mutex_lock(&mutex)
-        errors.append(error)
-        pthread_mutex_unlock(&mutex)
-    }
-    var count: Int {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return errors.count
-    }
+final class ErrorLog: Sendable {
+    private let errors = Mutex<[SQLiteError]>([])
+    func add(_ error: SQLiteError) { errors.withLock { $0.append(error) } }
+    var count: Int { errors.withLock { $0.count } }
 }
 
 extension LoopThread {

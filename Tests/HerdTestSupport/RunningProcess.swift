@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A process started by a test, its stdout and stderr going to a log file the
 /// test can wait on. Killed when released.
@@ -128,24 +129,19 @@ public func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
 }
 
 /// Ports handed out in this test process (never twice).
-private final class PortRegistry: @unchecked Sendable {
-    var mutex = pthread_mutex_t()
-    var used = Set<Int>()
-    init() { pthread_mutex_init(&mutex, nil) }
-}
-private let portRegistry = PortRegistry()
+private let portsHandedOut = Mutex<Set<Int>>([])
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now, chosen below the
 /// kernel's ephemeral range (so that no outgoing connection takes it before the
 /// process under test binds it) and never handed out twice.
 public func freePort() -> Int {
-    pthread_mutex_lock(&portRegistry.mutex)
-    defer { pthread_mutex_unlock(&portRegistry.mutex) }
-    while true {
-        let port = Int.random(in: 20_000...32_000)
-        guard !portRegistry.used.contains(port), portIsFree(port) else { continue }
-        portRegistry.used.insert(port)
-        return port
+    portsHandedOut.withLock { used in
+        while true {
+            let port = Int.random(in: 20_000...32_000)
+            guard !used.contains(port), portIsFree(port) else { continue }
+            used.insert(port)
+            return port
+        }
     }
 }
 

@@ -62,8 +62,21 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         timer = server.clock.makeTimer { [unowned self] in self.timerFired() }
         flow.start(now: server.clock.now)
         syncTimer()
+        do throws(H2Error) {
+            try startSession()
+        } catch {
+            // No session (out of memory): nothing can be said in h2; the client sees the close.
+            closeNow()
+            return
+        }
+        stream.startReading()
+        receive(bytes)
+    }
+
+    /// Creates the nghttp2 server session and queues the server's SETTINGS.
+    private func startSession() throws(H2Error) {
         var callbacks: OpaquePointer?
-        nghttp2_session_callbacks_new(&callbacks)
+        try H2Error.check(nghttp2_session_callbacks_new(&callbacks), "nghttp2_session_callbacks_new")
         defer { nghttp2_session_callbacks_del(callbacks) }
         nghttp2_session_callbacks_set_send_callback(callbacks) { _, data, length, _, user in
             H2ServerConnection.owner(user).send(data!, length)
@@ -89,14 +102,36 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, id, _, user in
             H2ServerConnection.owner(user).streamClosed(id)
         }
-        nghttp2_session_server_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
+        try H2Error.check(nghttp2_session_server_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque()), "nghttp2_session_server_new")
         var settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: 256),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
         ]
-        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
-        stream.startReading()
-        receive(bytes)
+        try H2Error.check(nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count), "nghttp2_submit_settings")
+    }
+
+    /// Resets one stream (its exchange hears it is cancelled); when even that
+    /// fails the connection closes.
+    private func reset(_ s: Stream, _ error: UInt32) {
+        guard let session else { return }
+        do throws(H2Error) {
+            try H2Error.check(nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), s.id, error), "nghttp2_submit_rst_stream")
+        } catch {
+            closeNow()
+        }
+    }
+
+    /// Says GOAWAY (the last stream processed is still answered); on failure closes.
+    private func goAway() -> Bool {
+        guard let session else { return false }
+        do throws(H2Error) {
+            try H2Error.check(nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                                                    NGHTTP2_NO_ERROR.rawValue, nil, 0), "nghttp2_submit_goaway")
+            return true
+        } catch {
+            closeNow()
+            return false
+        }
     }
 
     private static func owner(_ user: UnsafeMutableRawPointer?) -> H2ServerConnection {
@@ -140,9 +175,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         case .none:
             break
         case .goAway:
-            guard let session, !isClosing else { return }
-            nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-                                  NGHTTP2_NO_ERROR.rawValue, nil, 0)
+            guard !isClosing, goAway() else { return }
             flush()
             isClosing = true
             stream.closeAfterFlush()
@@ -279,7 +312,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
                 let (type, body) = server.errorBody(413, "request body is over the limit of \(server.configuration.maxBodyBytes) bytes", s.path)
                 exchange.respond(status: 413, headers: ["content-type": type], body: body)
             }
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_CANCEL.rawValue)
+            reset(s, NGHTTP2_CANCEL.rawValue)
             return 0
         }
         exchange.deliverBody(UnsafeRawBufferPointer(start: data, count: length))
@@ -309,17 +342,24 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         if let contentLength, !HTTPStatus.forbidsBody(head.status) { fields.append(("content-length", String(contentLength))) }
         let noBody = s.isHead || HTTPStatus.forbidsBody(head.status) || contentLength == 0
         if noBody { s.ended = true }
-        withNameValues(fields) { nva in
+        let rc = withNameValues(fields) { nva in
             if noBody {
-                nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, nil)
-            } else {
-                var provider = nghttp2_data_provider()
-                provider.source.ptr = Unmanaged.passUnretained(s).toOpaque()
-                provider.read_callback = { _, id, buf, length, flags, source, user in
-                    H2ServerConnection.owner(user).readData(id, buf!, length, flags!)
-                }
-                nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, &provider)
+                return nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, nil)
             }
+            var provider = nghttp2_data_provider()
+            provider.source.ptr = Unmanaged.passUnretained(s).toOpaque()
+            provider.read_callback = { _, id, buf, length, flags, source, user in
+                H2ServerConnection.owner(user).readData(id, buf!, length, flags!)
+            }
+            return nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, &provider)
+        }
+        do throws(H2Error) {
+            try H2Error.check(rc, "nghttp2_submit_response")
+        } catch {
+            // A head nghttp2 will not send (a header it refuses): the stream is reset.
+            s.exchange = nil
+            reset(s, NGHTTP2_INTERNAL_ERROR.rawValue)
+            exchange.cancel()
         }
         flush()
     }
@@ -367,15 +407,19 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     private func resume(_ s: Stream) {
         if s.dataDeferred, let session {
             s.dataDeferred = false
-            nghttp2_session_resume_data(session, s.id)
+            do throws(H2Error) {
+                try H2Error.check(nghttp2_session_resume_data(session, s.id), "nghttp2_session_resume_data")
+            } catch {
+                reset(s, NGHTTP2_INTERNAL_ERROR.rawValue)
+            }
         }
         flush()
     }
 
     func exchangeAbort(_ exchange: HTTPExchange) {
-        guard let s = stream(for: exchange), let session else { return }
+        guard let s = stream(for: exchange) else { return }
         s.exchange = nil
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), s.id, NGHTTP2_INTERNAL_ERROR.rawValue)
+        reset(s, NGHTTP2_INTERNAL_ERROR.rawValue)
         flush()
     }
 
@@ -390,8 +434,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     // MARK: Draining
 
     func beginDrain() {
-        guard let session, !isClosing else { return }
-        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session), NGHTTP2_NO_ERROR.rawValue, nil, 0)
+        guard session != nil, !isClosing, goAway() else { return }
         flush()
         if streams.isEmpty { closeNow() }
     }

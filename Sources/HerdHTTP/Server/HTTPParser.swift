@@ -103,7 +103,7 @@ public final class HTTPParser {
             isPaused = false
         }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return .needMore }
-        let consumed = http_parser_execute(raw, &HTTPParser.settings, base.assumingMemoryBound(to: CChar.self), bytes.count)
+        let consumed = http_parser_execute(raw, HTTPParser.callbacks.settings, base.assumingMemoryBound(to: CChar.self), bytes.count)
         return outcome(consumed: consumed, total: bytes.count)
     }
 
@@ -113,7 +113,7 @@ public final class HTTPParser {
             http_parser_pause(raw, 0)
             isPaused = false
         }
-        let consumed = http_parser_execute(raw, &HTTPParser.settings, nil, 0)
+        let consumed = http_parser_execute(raw, HTTPParser.callbacks.settings, nil, 0)
         return outcome(consumed: consumed, total: 0)
     }
 
@@ -259,7 +259,13 @@ public final class HTTPParser {
         raw < methodNames.count ? methodNames[raw] : "UNKNOWN"
     }
 
-    nonisolated(unsafe) static var settings: http_parser_settings = {
+    /// http_parser's callbacks, made once in an allocation that is never
+    /// written again: every parser of every thread reads the same table.
+    struct Callbacks: @unchecked Sendable {
+        let settings: UnsafePointer<http_parser_settings>
+    }
+
+    static let callbacks: Callbacks = {
         var s = http_parser_settings()
         s.on_message_begin = { p in owner(p).onMessageBegin() }
         s.on_url = { p, at, length in
@@ -276,7 +282,9 @@ public final class HTTPParser {
         s.on_headers_complete = { p in owner(p).onHeadersComplete() }
         s.on_body = { p, at, length in owner(p).onBody(at, length) }
         s.on_message_complete = { p in owner(p).onMessageComplete() }
-        return s
+        let table = UnsafeMutablePointer<http_parser_settings>.allocate(capacity: 1)
+        table.initialize(to: s)
+        return Callbacks(settings: UnsafePointer(table))
     }()
 }
 

@@ -2,17 +2,16 @@ internal import CUV
 
 /// A libuv timer: the `ClockTimer` of an `EventLoop`. Loop-thread only.
 ///
-/// Lifetime: the timer keeps itself alive (its handle's `data` holds a retain)
-/// until `close()`; its memory is released in the close callback.
-public final class LoopTimer: LoopClosable, ClockTimer {
-    private let handle: UnsafeMutablePointer<uv_timer_t>
+/// Lifetime: a `LoopHandle` (the timer lives until `close()`, its memory is
+/// released in the close callback).
+public final class LoopTimer: LoopHandleOwner, ClockTimer {
+    private let handle: LoopHandle<uv_timer_t>
     private var callback: (() -> Void)?
     private var isClosed = false
 
     public init(loop: EventLoop) {
-        handle = .allocate(capacity: 1)
-        uv_timer_init(loop.raw, handle)
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        handle = .allocate()
+        handle.initialiseInfallibly(for: self, "uv_timer_init") { uv_timer_init(loop.raw, $0) }
     }
 
     /// A timer that calls `fire` each time it expires (arm it with `arm(after:)`).
@@ -21,15 +20,16 @@ public final class LoopTimer: LoopClosable, ClockTimer {
         callback = fire
     }
 
+    private static let fired: uv_timer_cb = { raw in
+        LoopHandle<uv_timer_t>.owner(of: raw, as: LoopTimer.self).callback?()
+    }
+
     /// Fires `callback` once after `milliseconds` (and then every `repeating`
     /// milliseconds when that is not zero). Restarting replaces the callback.
     public func start(after milliseconds: UInt64, repeating: UInt64 = 0, _ callback: @escaping () -> Void) {
         guard !isClosed else { return }
         self.callback = callback
-        uv_timer_start(handle, { raw in
-            let timer = Unmanaged<LoopTimer>.fromOpaque(raw!.pointee.data).takeUnretainedValue()
-            timer.callback?()
-        }, milliseconds, repeating)
+        UVError.mustSucceed(uv_timer_start(handle.pointer, LoopTimer.fired, milliseconds, repeating), "uv_timer_start")
     }
 
     /// Re-arms the timer with the callback given to the last `start` (no allocation).
@@ -39,16 +39,13 @@ public final class LoopTimer: LoopClosable, ClockTimer {
     /// `milliseconds` from now.
     public func arm(after milliseconds: UInt64) {
         guard !isClosed, callback != nil else { return }
-        uv_timer_start(handle, { raw in
-            let timer = Unmanaged<LoopTimer>.fromOpaque(raw!.pointee.data).takeUnretainedValue()
-            timer.callback?()
-        }, milliseconds, 0)
+        UVError.mustSucceed(uv_timer_start(handle.pointer, LoopTimer.fired, milliseconds, 0), "uv_timer_start")
     }
 
     /// Stops the timer without closing it; `start` or `rearm` may be called again.
     public func stop() {
         guard !isClosed else { return }
-        uv_timer_stop(handle)
+        UVError.mustSucceed(uv_timer_stop(handle.pointer), "uv_timer_stop")
     }
 
     public func disarm() { stop() }
@@ -56,21 +53,17 @@ public final class LoopTimer: LoopClosable, ClockTimer {
     public var isArmed: Bool { isActive }
 
     /// Whether the timer is armed.
-    public var isActive: Bool { !isClosed && uv_is_active(UnsafeRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) != 0 }
+    public var isActive: Bool { !isClosed && uv_is_active(handle.base) != 0 }
 
     /// Does not keep the loop alive by itself (`uv_unref`).
-    public func unref() { uv_unref(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) }
+    public func unref() { uv_unref(handle.base) }
 
     /// Closes the timer; no callback fires afterwards. Idempotent.
     public func close() {
         guard !isClosed else { return }
         isClosed = true
         callback = nil
-        uv_close(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) { raw in
-            let timer = Unmanaged<LoopTimer>.fromOpaque(raw!.pointee.data)
-            raw!.deallocate()
-            timer.release()
-        }
+        handle.close()
     }
 
     func forceClose() { close() }

@@ -19,7 +19,8 @@ extension EventLoop {
     /// Runs blocking `work` on a worker thread (libuv's pool) and delivers its
     /// result to `completion` on the loop thread. Loop-thread only.
     ///
-    /// `completion` always runs, with `.failure` when `work` throws.
+    /// `completion` always runs, never inside this call, with `.failure` when
+    /// `work` throws or the pool refuses it.
     public func offload<T>(
         _ work: @escaping @Sendable () throws -> T,
         then completion: @escaping (Result<T, any Error>) -> Void
@@ -34,6 +35,8 @@ extension EventLoop {
         let rc = uv_queue_work(raw, request, { request in
             Unmanaged<OffloadJob>.fromOpaque(request!.pointee.data).takeUnretainedValue().work()
         }, { request, status in
+            // ECANCELED only for work cancelled with uv_cancel, which herd never does:
+            // the work ran, its result is in the slot.
             let job = Unmanaged<OffloadJob>.fromOpaque(request!.pointee.data).takeRetainedValue()
             request!.deallocate()
             job.done()
@@ -41,7 +44,8 @@ extension EventLoop {
         if rc < 0 {
             Unmanaged<OffloadJob>.fromOpaque(request.pointee.data).release()
             request.deallocate()
-            completion(.failure(UVError(code: rc, operation: "uv_queue_work")))
+            let error = UVError(code: rc, operation: "uv_queue_work")
+            deferToNextTick { completion(.failure(error)) }
         }
     }
 }

@@ -31,32 +31,43 @@ public final class EventLoop: @unchecked Sendable {
         flushCheck = .allocate(capacity: 1)
         flushPrepare = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: EventLoop.readBufferSize, alignment: 16)
+        let freeAll = { [raw, wakeup, flushCheck, flushPrepare, readBuffer] in
+            raw.deallocate(); wakeup.deallocate(); flushCheck.deallocate(); flushPrepare.deallocate(); readBuffer.deallocate()
+        }
         do {
             try UVError.check(uv_loop_init(raw), "uv_loop_init")
         } catch {
-            raw.deallocate(); wakeup.deallocate(); flushCheck.deallocate(); flushPrepare.deallocate(); readBuffer.deallocate()
+            freeAll()
             throw error
         }
-        uv_async_init(raw, wakeup) { handle in
+        // The wake-up needs an eventfd, which the system may refuse.
+        let rc = uv_async_init(raw, wakeup) { handle in
             let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
             loop.drainPending()
         }
+        if rc < 0 {
+            _ = uv_loop_close(raw) // nothing is open on it yet
+            freeAll()
+            throw UVError(code: rc, operation: "uv_async_init")
+        }
+        // These handles belong to the loop itself (no owner: `data` is the loop,
+        // unretained) and close with it.
         wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        uv_check_init(raw, flushCheck)
+        UVError.mustSucceed(uv_check_init(raw, flushCheck), "uv_check_init")
         flushCheck.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        uv_check_start(flushCheck) { handle in
+        UVError.mustSucceed(uv_check_start(flushCheck) { handle in
             let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
             loop.flushOutputs()
-        }
+        }, "uv_check_start")
         uv_unref(UnsafeMutableRawPointer(flushCheck).assumingMemoryBound(to: uv_handle_t.self))
         // Output queued by timer callbacks (which run before the poll phase)
         // leaves before the loop blocks, not one poll later.
-        uv_prepare_init(raw, flushPrepare)
+        UVError.mustSucceed(uv_prepare_init(raw, flushPrepare), "uv_prepare_init")
         flushPrepare.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        uv_prepare_start(flushPrepare) { handle in
+        UVError.mustSucceed(uv_prepare_start(flushPrepare) { handle in
             let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
             loop.flushOutputs()
-        }
+        }, "uv_prepare_start")
         uv_unref(UnsafeMutableRawPointer(flushPrepare).assumingMemoryBound(to: uv_handle_t.self))
     }
 
@@ -83,12 +94,12 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until `stop()`.
     public func run() {
-        uv_run(raw, UV_RUN_DEFAULT)
+        _ = uv_run(raw, UV_RUN_DEFAULT) // returns whether handles remain, not an error
     }
 
     /// Runs one non-blocking pass of the loop (tests, draining after a stop).
     public func runOnce() {
-        uv_run(raw, UV_RUN_NOWAIT)
+        _ = uv_run(raw, UV_RUN_NOWAIT)
     }
 
     /// Stops `run()` at the end of the current iteration. Thread-safe.
@@ -99,7 +110,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Schedules `work` on the loop thread. Thread-safe; runs in FIFO order.
     public func execute(_ work: @escaping @Sendable () -> Void) {
         pending.withLock { $0.append(work) }
-        uv_async_send(wakeup)
+        // Fails only for a closed handle: executing on a closed loop is a bug.
+        UVError.mustSucceed(uv_async_send(wakeup), "uv_async_send")
     }
 
     private func drainPending() {
@@ -152,13 +164,17 @@ public final class EventLoop: @unchecked Sendable {
                 // without an owner (the wake-up) have no callback.
                 if handle.pointee.type == UV_ASYNC || handle.pointee.type == UV_CHECK || handle.pointee.type == UV_PREPARE {
                     uv_close(handle, nil)
+                } else if let data = handle.pointee.data,
+                          let owner = Unmanaged<AnyObject>.fromOpaque(data).takeUnretainedValue() as? any LoopHandleOwner {
+                    owner.forceClose()
                 } else {
-                    ForcedClose.close(handle)
+                    uv_close(handle, nil) // a handle nobody owns (libuv's own)
                 }
             }
         }, nil)
         while uv_run(raw, UV_RUN_NOWAIT) != 0 {}
-        uv_loop_close(raw)
+        let rc = uv_loop_close(raw)
+        if rc < 0 { Logger(label: "herd-runtime").error("\(UVError(code: rc, operation: "uv_loop_close")): a handle outlived its loop") }
         raw.deallocate()
         wakeup.deallocate()
         flushCheck.deallocate()
@@ -166,32 +182,8 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
-/// Handles still open when their loop shuts down: each owner registers a close
-/// routine in the handle's `data` via `HandleBox`, so that forced closing still
-/// releases memory through the owner's own close callback.
-enum ForcedClose {
-    static func close(_ handle: UnsafeMutablePointer<uv_handle_t>) {
-        guard let data = handle.pointee.data else {
-            uv_close(handle, nil)
-            return
-        }
-        let owner = Unmanaged<AnyObject>.fromOpaque(data).takeUnretainedValue()
-        if let closable = owner as? LoopClosable {
-            closable.forceClose()
-        } else {
-            uv_close(handle, nil)
-        }
-    }
-}
-
 /// Something that buffers output during a loop iteration and writes it once
 /// (see `EventLoop.scheduleFlush`).
 public protocol LoopFlushable: AnyObject {
     func flushOutput()
-}
-
-/// Implemented by every owner of a libuv handle so the loop can close it at shutdown.
-protocol LoopClosable: AnyObject {
-    /// Starts closing the handle (idempotent); memory is released in the close callback.
-    func forceClose()
 }

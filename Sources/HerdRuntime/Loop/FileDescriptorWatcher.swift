@@ -3,7 +3,7 @@ internal import CUV
 /// Watches a file descriptor someone else owns (a D-Bus socket of Avahi's) for
 /// readability and writability on the loop (`uv_poll_t`). Loop-thread only;
 /// lives until `close()`.
-public final class FileDescriptorWatcher: LoopClosable {
+public final class FileDescriptorWatcher: LoopHandleOwner {
     /// What happened (or what to watch for).
     public struct Events: OptionSet, Sendable {
         public let rawValue: UInt8
@@ -16,7 +16,7 @@ public final class FileDescriptorWatcher: LoopClosable {
 
     public let descriptor: Int32
     private let loop: EventLoop
-    private let handle: UnsafeMutablePointer<uv_poll_t>
+    private let handle: LoopHandle<uv_poll_t>
     private var callback: ((Events) -> Void)?
     private var isClosed = false
 
@@ -26,14 +26,8 @@ public final class FileDescriptorWatcher: LoopClosable {
         self.descriptor = descriptor
         self.loop = loop
         self.callback = callback
-        handle = .allocate(capacity: 1)
-        let rc = uv_poll_init(loop.raw, handle, descriptor)
-        if rc < 0 {
-            // An uninitialised handle must not be closed: only its memory goes.
-            handle.deallocate()
-            throw UVError(code: rc, operation: "uv_poll_init")
-        }
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        handle = .allocate()
+        try handle.initialise(for: self, "uv_poll_init") { uv_poll_init(loop.raw, $0, descriptor) }
     }
 
     /// Watches for `events` (empty: stops watching). A libuv failure is
@@ -43,22 +37,20 @@ public final class FileDescriptorWatcher: LoopClosable {
         var flags: Int32 = 0
         if events.contains(.readable) { flags |= Int32(UV_READABLE.rawValue) }
         if events.contains(.writable) { flags |= Int32(UV_WRITABLE.rawValue) }
+        let rc: Int32
         if flags == 0 {
-            uv_poll_stop(handle)
-            return
+            rc = uv_poll_stop(handle.pointer)
+        } else {
+            rc = uv_poll_start(handle.pointer, flags) { raw, status, events in
+                LoopHandle<uv_poll_t>.owner(of: raw, as: FileDescriptorWatcher.self).fire(status: status, events: events)
+            }
         }
-        let rc = uv_poll_start(handle, flags) { raw, status, events in
-            let watcher = Unmanaged<FileDescriptorWatcher>.fromOpaque(raw!.pointee.data).takeUnretainedValue()
-            watcher.fire(status: status, events: events)
-        }
-        if rc < 0 { reportLater() }
-    }
-
-    private func reportLater() {
-        // Never inside the caller's own call: the callback may free this watcher.
-        loop.deferToNextTick { [self] in
-            guard !isClosed else { return }
-            callback?(.error)
+        if rc < 0 {
+            // Never inside the caller's own call: the callback may free this watcher.
+            loop.deferToNextTick { [self] in
+                guard !isClosed else { return }
+                callback?(.error)
+            }
         }
     }
 
@@ -74,20 +66,12 @@ public final class FileDescriptorWatcher: LoopClosable {
         callback(happened)
     }
 
-    private var baseHandle: UnsafeMutablePointer<uv_handle_t> {
-        UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)
-    }
-
     /// Stops watching and closes the handle (not the descriptor). Idempotent.
     public func close() {
         guard !isClosed else { return }
         isClosed = true
         callback = nil
-        uv_close(baseHandle) { raw in
-            let watcher = Unmanaged<FileDescriptorWatcher>.fromOpaque(raw!.pointee.data)
-            raw!.deallocate()
-            watcher.release()
-        }
+        handle.close()
     }
 
     func forceClose() { close() }

@@ -43,33 +43,21 @@ public final class LoopThread: @unchecked Sendable {
 
 /// A one-shot value handed from the loop thread to a waiting thread.
 final class SyncSlot<T>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    private let lock = ConditionLock()
     private var value: Result<T, any Error>?
 
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&cond)
-    }
-
     func set(_ result: Result<T, any Error>) {
-        pthread_mutex_lock(&mutex)
-        value = result
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        lock.withLock {
+            value = result
+            lock.broadcast()
+        }
     }
 
     func wait() -> Result<T, any Error> {
-        pthread_mutex_lock(&mutex)
-        while value == nil { pthread_cond_wait(&cond, &mutex) }
-        let result = value!
-        pthread_mutex_unlock(&mutex)
-        return result
+        lock.withLock {
+            while value == nil { lock.wait() }
+            return value!
+        }
     }
 }
 

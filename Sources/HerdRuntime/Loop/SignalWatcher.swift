@@ -5,20 +5,18 @@ import Glibc
 
 /// Watches a POSIX signal (SIGTERM, SIGINT, …) on the loop. Loop-thread only.
 /// Like every handle owner it lives until `close()`.
-public final class SignalWatcher: LoopClosable {
-    private let handle: UnsafeMutablePointer<uv_signal_t>
+public final class SignalWatcher: LoopHandleOwner {
+    private let handle: LoopHandle<uv_signal_t>
     private var callback: ((Int32) -> Void)?
     private var isClosed = false
 
     /// Starts watching `signal`; `callback` runs on the loop thread each time it arrives.
     public init(loop: EventLoop, signal: Int32, _ callback: @escaping (Int32) -> Void) throws(UVError) {
-        handle = .allocate(capacity: 1)
+        handle = .allocate()
         self.callback = callback
-        uv_signal_init(loop.raw, handle)
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
-        let rc = uv_signal_start(handle, { raw, signum in
-            let watcher = Unmanaged<SignalWatcher>.fromOpaque(raw!.pointee.data).takeUnretainedValue()
-            watcher.callback?(signum)
+        try handle.initialise(for: self, "uv_signal_init") { uv_signal_init(loop.raw, $0) }
+        let rc = uv_signal_start(handle.pointer, { raw, signum in
+            LoopHandle<uv_signal_t>.owner(of: raw, as: SignalWatcher.self).callback?(signum)
         }, signal)
         if rc < 0 {
             close()
@@ -31,18 +29,14 @@ public final class SignalWatcher: LoopClosable {
         sigaddset(&set, signal)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         // A signal watcher alone must not keep the loop running.
-        uv_unref(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self))
+        uv_unref(handle.base)
     }
 
     public func close() {
         guard !isClosed else { return }
         isClosed = true
         callback = nil
-        uv_close(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) { raw in
-            let watcher = Unmanaged<SignalWatcher>.fromOpaque(raw!.pointee.data)
-            raw!.deallocate()
-            watcher.release()
-        }
+        handle.close()
     }
 
     func forceClose() { close() }

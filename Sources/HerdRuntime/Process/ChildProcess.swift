@@ -6,8 +6,8 @@ import Glibc
 /// A child process started on the loop (`uv_spawn`), with stdin closed and
 /// stdout/stderr inherited. Loop-thread only; lives until it has exited and
 /// been closed.
-public final class ChildProcess: LoopClosable {
-    private let handle: UnsafeMutablePointer<uv_process_t>
+public final class ChildProcess: LoopHandleOwner {
+    private let handle: LoopHandle<uv_process_t>
     public let path: String
     public let arguments: [String]
     public private(set) var pid: Int32 = 0
@@ -20,8 +20,8 @@ public final class ChildProcess: LoopClosable {
         self.path = path
         self.arguments = arguments
         self.onExit = onExit
-        handle = .allocate(capacity: 1)
-        handle.initialize(to: uv_process_t())
+        handle = .allocate()
+        handle.pointer.initialize(to: uv_process_t())
         var options = uv_process_options_t()
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
@@ -39,51 +39,44 @@ public final class ChildProcess: LoopClosable {
                     options.stdio_count = 3
                     options.stdio = containers.baseAddress
                     options.exit_cb = { process, status, signal in
-                        let child = Unmanaged<ChildProcess>.fromOpaque(process!.pointee.data).takeUnretainedValue()
+                        let child = LoopHandle<uv_process_t>.owner(of: process, as: ChildProcess.self)
                         child.exited = true
                         let callback = child.onExit
                         child.onExit = nil
                         callback?(status, signal)
                         child.close()
                     }
-                    return uv_spawn(loop.raw, handle, &options)
+                    return uv_spawn(loop.raw, handle.pointer, &options)
                 }
             }
         }
+        // A failed spawn still initialised the handle: it is owned and closed like any other.
+        handle.initialiseInfallibly(for: self, "uv_spawn") { _ in 0 }
         if rc < 0 {
-            // A failed spawn still initialised the handle: it must be closed.
-            handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
-            onExitless()
+            self.onExit = nil
+            exited = true
+            close()
             throw UVError(code: rc, operation: "spawn \(path)")
         }
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
-        pid = handle.pointee.pid
+        pid = handle.pointer.pointee.pid
     }
 
-    private func onExitless() {
-        onExit = nil
-        exited = true
-        close()
-    }
-
-    /// Sends `signal` (e.g. SIGTERM) if the child still runs.
-    public func kill(_ signal: Int32) {
+    /// Sends `signal` (e.g. SIGTERM) if the child still runs. `ESRCH` (it has
+    /// just exited, its exit not yet seen) is not an error.
+    public func kill(_ signal: Int32) throws(UVError) {
         guard !exited, !closed else { return }
-        uv_process_kill(handle, signal)
+        let rc = uv_process_kill(handle.pointer, signal)
+        if rc < 0, rc != UV_ESRCH.rawValue { throw UVError(code: rc, operation: "kill \(pid)") }
     }
 
     private func close() {
         guard !closed else { return }
         closed = true
-        uv_close(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) { raw in
-            let child = Unmanaged<ChildProcess>.fromOpaque(raw!.pointee.data)
-            raw!.deallocate()
-            child.release()
-        }
+        handle.close()
     }
 
     func forceClose() {
-        if !exited { uv_process_kill(handle, SIGKILL) }
+        if !exited { _ = uv_process_kill(handle.pointer, SIGKILL) } // shutting down: a child already gone is fine
         close()
     }
 }

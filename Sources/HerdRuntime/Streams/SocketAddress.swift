@@ -75,9 +75,9 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         withUnsafePointer(to: storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                 if isIPv6 {
-                    sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { _ = uv_ip6_name($0, &buffer, buffer.count) }
+                    sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UVError.mustSucceed(uv_ip6_name($0, &buffer, buffer.count), "uv_ip6_name") }
                 } else {
-                    sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { _ = uv_ip4_name($0, &buffer, buffer.count) }
+                    sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UVError.mustSucceed(uv_ip4_name($0, &buffer, buffer.count), "uv_ip4_name") }
                 }
             }
         }

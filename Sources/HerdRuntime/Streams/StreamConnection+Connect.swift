@@ -2,10 +2,8 @@ internal import CUV
 
 /// The completion of a connect request, kept alive by the request's `data`.
 private final class ConnectCompletion {
-    let connection: StreamConnection
     let completion: (UVError?) -> Void
-    init(connection: StreamConnection, completion: @escaping (UVError?) -> Void) {
-        self.connection = connection
+    init(completion: @escaping (UVError?) -> Void) {
         self.completion = completion
     }
 }
@@ -18,30 +16,38 @@ private let connectCallback: uv_connect_cb = { request, status in
 
 extension StreamConnection {
     /// Connects a TCP stream to `address` (sets `TCP_NODELAY` on success).
-    /// `completion` runs once on the loop: `nil` on success, the error otherwise
-    /// (`ECANCELED` when the connection was closed first, e.g. by a connect timeout).
+    /// `completion` runs once on the loop, never inside this call: `nil` on
+    /// success, the error otherwise (`ECANCELED` when the connection was closed
+    /// first, e.g. by a connect timeout).
     public func connect(to address: SocketAddress, completion: @escaping (UVError?) -> Void) {
         precondition(kind == .tcp, "connect(to:) is for TCP streams")
         let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
-        let box = ConnectCompletion(connection: self) { [unowned self] error in
-            if error == nil { self.setNoDelay() }
-            completion(error)
+        let box = ConnectCompletion { [unowned self] error in
+            if let error { return completion(error) }
+            do throws(UVError) {
+                try self.setNoDelay()
+                completion(nil)
+            } catch {
+                completion(error)
+            }
         }
         request.pointee.data = Unmanaged.passRetained(box).toOpaque()
-        let rc = address.withSockaddr { uv_tcp_connect(request, handle.assumingMemoryBound(to: uv_tcp_t.self), $0, connectCallback) }
+        let rc = address.withSockaddr { uv_tcp_connect(request, handle.as(uv_tcp_t.self), $0, connectCallback) }
         if rc < 0 {
             Unmanaged<ConnectCompletion>.fromOpaque(request.pointee.data).release()
             request.deallocate()
-            completion(UVError(code: rc, operation: "uv_tcp_connect(\(address))"))
+            let error = UVError(code: rc, operation: "uv_tcp_connect(\(address))")
+            loop.deferToNextTick { completion(error) }
         }
     }
 
-    /// Connects a pipe stream to the Unix socket at `path`.
+    /// Connects a pipe stream to the Unix socket at `path` (`uv_pipe_connect`
+    /// reports every failure through the callback).
     public func connect(toPath path: String, completion: @escaping (UVError?) -> Void) {
         precondition(kind == .pipe, "connect(toPath:) is for pipe streams")
         let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
-        let box = ConnectCompletion(connection: self, completion: completion)
+        let box = ConnectCompletion(completion: completion)
         request.pointee.data = Unmanaged.passRetained(box).toOpaque()
-        uv_pipe_connect(request, handle.assumingMemoryBound(to: uv_pipe_t.self), path, connectCallback)
+        uv_pipe_connect(request, handle.as(uv_pipe_t.self), path, connectCallback)
     }
 }

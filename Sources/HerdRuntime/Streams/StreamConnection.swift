@@ -3,7 +3,8 @@ internal import CUV
 import Glibc
 #endif
 
-/// Events of a `StreamConnection`, delivered on the loop thread.
+/// Events of a `StreamConnection`, delivered on the loop thread, never inside
+/// a call the delegate made on the connection.
 public protocol StreamConnectionDelegate: AnyObject {
     /// Bytes arrived. They are valid only during the call (the loop's shared read
     /// buffer): consume or copy them before returning.
@@ -24,54 +25,53 @@ extension StreamConnectionDelegate {
 
 /// A TCP or Unix-domain byte stream on the loop. Loop-thread only.
 ///
-/// Lifetime: the connection retains itself through its handle's `data` until the
-/// close callback has run, so it outlives every callback libuv still owes it.
-/// The delegate is held strongly until close, then released (breaking cycles).
-public final class StreamConnection: LoopClosable {
+/// Lifetime: a `LoopHandle` (the connection outlives every callback libuv
+/// still owes it). The delegate is held strongly until close, then released
+/// (breaking cycles).
+public final class StreamConnection: LoopHandleOwner {
     public enum Kind: Sendable { case tcp, pipe }
 
     public let loop: EventLoop
     public let kind: Kind
-    let handle: UnsafeMutableRawPointer
+    let handle: LoopHandle<uv_stream_t>
     public var delegate: (any StreamConnectionDelegate)?
     public private(set) var isClosing = false
     private var isReading = false
     private var endReported = false
     private var closeWhenFlushed = false
 
-    var stream: UnsafeMutablePointer<uv_stream_t> { handle.assumingMemoryBound(to: uv_stream_t.self) }
-    var baseHandle: UnsafeMutablePointer<uv_handle_t> { handle.assumingMemoryBound(to: uv_handle_t.self) }
+    var stream: UnsafeMutablePointer<uv_stream_t> { handle.pointer }
 
     public init(loop: EventLoop, kind: Kind) {
         self.loop = loop
         self.kind = kind
         switch kind {
         case .tcp:
-            handle = UnsafeMutableRawPointer(UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1))
-            uv_tcp_init(loop.raw, handle.assumingMemoryBound(to: uv_tcp_t.self))
+            handle = .allocate(as: uv_tcp_t.self)
+            handle.initialiseInfallibly(for: self, "uv_tcp_init") { uv_tcp_init(loop.raw, UnsafeMutableRawPointer($0).assumingMemoryBound(to: uv_tcp_t.self)) }
         case .pipe:
-            handle = UnsafeMutableRawPointer(UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1))
-            uv_pipe_init(loop.raw, handle.assumingMemoryBound(to: uv_pipe_t.self), 0)
+            handle = .allocate(as: uv_pipe_t.self)
+            handle.initialiseInfallibly(for: self, "uv_pipe_init") { uv_pipe_init(loop.raw, UnsafeMutableRawPointer($0).assumingMemoryBound(to: uv_pipe_t.self), 0) }
         }
-        baseHandle.pointee.data = Unmanaged.passRetained(self).toOpaque()
     }
 
     // MARK: Reading
 
+    private static let allocate: uv_alloc_cb = { handle, _, buf in
+        let connection = LoopHandle<uv_handle_t>.owner(of: handle, as: StreamConnection.self)
+        buf!.pointee = uv_buf_t(base: connection.loop.readBuffer.assumingMemoryBound(to: CChar.self), len: EventLoop.readBufferSize)
+    }
+
+    private static let read: uv_read_cb = { stream, nread, buf in
+        LoopHandle<uv_stream_t>.owner(of: stream, as: StreamConnection.self).didRead(nread, buf!.pointee)
+    }
+
     /// Starts delivering reads to the delegate. Idempotent.
     public func startReading() {
         guard !isReading, !isClosing, !endReported else { return }
-        let rc = uv_read_start(stream, { handle, _, buf in
-            let connection = Unmanaged<StreamConnection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-            buf!.pointee = uv_buf_t(
-                base: connection.loop.readBuffer.assumingMemoryBound(to: CChar.self),
-                len: EventLoop.readBufferSize)
-        }, { stream, nread, buf in
-            let connection = Unmanaged<StreamConnection>.fromOpaque(stream!.pointee.data).takeUnretainedValue()
-            connection.didRead(nread, buf!.pointee)
-        })
+        let rc = uv_read_start(stream, StreamConnection.allocate, StreamConnection.read)
         if rc < 0 {
-            reportEnd(UVError(code: rc, operation: "uv_read_start"))
+            reportEndLater(UVError(code: rc, operation: "uv_read_start"))
         } else {
             isReading = true
         }
@@ -81,7 +81,7 @@ public final class StreamConnection: LoopClosable {
     public func stopReading() {
         guard isReading, !isClosing else { return }
         isReading = false
-        uv_read_stop(stream)
+        UVError.mustSucceed(uv_read_stop(stream), "uv_read_stop")
     }
 
     private func didRead(_ nread: Int, _ buf: uv_buf_t) {
@@ -100,13 +100,31 @@ public final class StreamConnection: LoopClosable {
         delegate?.connection(self, didEndWith: error)
     }
 
+    /// A failure found inside a call the delegate made (start reading, write)
+    /// is reported on the next tick, never re-entrantly.
+    private func reportEndLater(_ error: UVError) {
+        guard !endReported else { return }
+        endReported = true
+        loop.deferToNextTick { [self] in
+            guard !isClosing else { return }
+            delegate?.connection(self, didEndWith: error)
+        }
+    }
+
     // MARK: Writing
 
     /// Bytes accepted by `write` that the kernel has not taken yet.
     public var pendingWriteBytes: Int { isClosing ? 0 : uv_stream_get_write_queue_size(stream) }
 
+    private static let wrote: uv_write_cb = { request, status in
+        let connection = LoopHandle<uv_stream_t>.owner(of: request!.pointee.handle, as: StreamConnection.self)
+        free(request)
+        connection.didWrite(status)
+    }
+
     /// Writes `bytes` in order after earlier writes. Tries a direct write first and
-    /// copies only what the kernel did not take. Failures go to `didEndWith`.
+    /// copies only what the kernel did not take. Failures go to `didEndWith`
+    /// (on the next tick).
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard !isClosing, !endReported, let base = bytes.baseAddress, bytes.count > 0 else { return }
         var offset = 0
@@ -117,7 +135,7 @@ public final class StreamConnection: LoopClosable {
             if written > 0 {
                 offset = Int(written)
             } else if written != UV_EAGAIN.rawValue {
-                reportEnd(UVError(code: written, operation: "write"))
+                reportEndLater(UVError(code: written, operation: "write"))
                 return
             }
         }
@@ -128,14 +146,10 @@ public final class StreamConnection: LoopClosable {
         let payload = memory + header
         memcpy(payload, base + offset, remaining)
         var buf = uv_buf_t(base: payload.assumingMemoryBound(to: CChar.self), len: remaining)
-        let rc = uv_write(request, stream, &buf, 1) { request, status in
-            let connection = Unmanaged<StreamConnection>.fromOpaque(request!.pointee.handle.pointee.data).takeUnretainedValue()
-            free(request)
-            connection.didWrite(status)
-        }
+        let rc = uv_write(request, stream, &buf, 1, StreamConnection.wrote)
         if rc < 0 {
             free(memory)
-            reportEnd(UVError(code: rc, operation: "uv_write"))
+            reportEndLater(UVError(code: rc, operation: "uv_write"))
         }
     }
 
@@ -171,6 +185,8 @@ public final class StreamConnection: LoopClosable {
     }
 
     /// Sends FIN after queued writes (half-close) and keeps the read side open.
+    /// A connection that can no longer be shut down (the peer left) is left to
+    /// its read side to report.
     public func shutdownWrite() {
         guard !isClosing else { return }
         let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
@@ -183,31 +199,23 @@ public final class StreamConnection: LoopClosable {
     public func close() {
         guard !isClosing else { return }
         isClosing = true
-        uv_close(baseHandle) { handle in StreamConnection.didClose(handle!) }
+        handle.close()
     }
 
     /// Closes a TCP stream with a reset (RST) instead of an orderly FIN: the peer
-    /// sees `ECONNRESET`. Pipes close normally.
+    /// sees `ECONNRESET`. Pipes (and a socket that cannot be reset) close normally.
     public func reset() {
         guard !isClosing else { return }
         guard kind == .tcp else { return close() }
         isClosing = true
-        let rc = uv_tcp_close_reset(handle.assumingMemoryBound(to: uv_tcp_t.self)) { handle in
-            StreamConnection.didClose(handle!)
-        }
-        if rc < 0 {
-            isClosing = false
-            close()
+        if uv_tcp_close_reset(handle.as(uv_tcp_t.self), loopHandleDidClose) < 0 {
+            handle.close()
         }
     }
 
-    private static func didClose(_ handle: UnsafeMutablePointer<uv_handle_t>) {
-        let unmanaged = Unmanaged<StreamConnection>.fromOpaque(handle.pointee.data)
-        let connection = unmanaged.takeUnretainedValue()
-        connection.delegate?.connectionDidClose(connection)
-        connection.delegate = nil
-        handle.deallocate()
-        unmanaged.release()
+    func handleDidClose() {
+        delegate?.connectionDidClose(self)
+        delegate = nil
     }
 
     func forceClose() { close() }
@@ -215,9 +223,9 @@ public final class StreamConnection: LoopClosable {
     // MARK: Socket options and addresses
 
     /// Disables Nagle's algorithm on TCP streams (no effect on pipes).
-    public func setNoDelay(_ enabled: Bool = true) {
+    public func setNoDelay(_ enabled: Bool = true) throws(UVError) {
         guard kind == .tcp, !isClosing else { return }
-        uv_tcp_nodelay(handle.assumingMemoryBound(to: uv_tcp_t.self), enabled ? 1 : 0)
+        try UVError.check(uv_tcp_nodelay(handle.as(uv_tcp_t.self), enabled ? 1 : 0), "uv_tcp_nodelay")
     }
 
     /// The peer's address (TCP only).
@@ -229,7 +237,7 @@ public final class StreamConnection: LoopClosable {
         guard kind == .tcp, !isClosing else { return nil }
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
-        let tcp = handle.assumingMemoryBound(to: uv_tcp_t.self)
+        let tcp = handle.as(uv_tcp_t.self)
         let rc = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 peer ? uv_tcp_getpeername(tcp, $0, &length) : uv_tcp_getsockname(tcp, $0, &length)

@@ -4,16 +4,14 @@ import Glibc
 #endif
 
 /// A listening TCP or Unix-domain socket. Loop-thread only; lives until `close()`.
-public final class StreamListener: LoopClosable {
+public final class StreamListener: LoopHandleOwner {
     public let loop: EventLoop
     public let kind: StreamConnection.Kind
-    private let handle: UnsafeMutableRawPointer
+    private let handle: LoopHandle<uv_stream_t>
     private var onAccept: ((StreamConnection) -> Void)?
     private var isClosed = false
     /// The Unix socket path this listener created (removed again on close).
     public let path: String?
-
-    private var baseHandle: UnsafeMutablePointer<uv_handle_t> { handle.assumingMemoryBound(to: uv_handle_t.self) }
 
     /// Listens on TCP `address`. The socket is made here (not by libuv) so that
     /// `SO_REUSEPORT` can be set: libuv 1.44 has no `UV_TCP_REUSEPORT`.
@@ -41,10 +39,9 @@ public final class StreamListener: LoopClosable {
             Glibc.close(fd)
             throw UVError(code: code, operation: "bind(\(address))")
         }
-        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
-        uv_tcp_init(loop.raw, tcp)
-        handle = UnsafeMutableRawPointer(tcp)
-        baseHandle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        handle = .allocate(as: uv_tcp_t.self)
+        let tcp = handle.as(uv_tcp_t.self)
+        handle.initialiseInfallibly(for: self, "uv_tcp_init") { _ in uv_tcp_init(loop.raw, tcp) }
         let rc = uv_tcp_open(tcp, fd)
         if rc < 0 {
             Glibc.close(fd)
@@ -61,10 +58,9 @@ public final class StreamListener: LoopClosable {
         self.kind = .pipe
         self.path = path
         self.onAccept = onAccept
-        let pipe = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
-        uv_pipe_init(loop.raw, pipe, 0)
-        handle = UnsafeMutableRawPointer(pipe)
-        baseHandle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        handle = .allocate(as: uv_pipe_t.self)
+        let pipe = handle.as(uv_pipe_t.self)
+        handle.initialiseInfallibly(for: self, "uv_pipe_init") { _ in uv_pipe_init(loop.raw, pipe, 0) }
         var rc = uv_pipe_bind(pipe, path)
         if rc == UV_EADDRINUSE.rawValue, !StreamListener.someoneListens(at: path) {
             unlink(path)
@@ -78,10 +74,10 @@ public final class StreamListener: LoopClosable {
     }
 
     private func listen(backlog: Int32) throws(UVError) {
-        let rc = uv_listen(handle.assumingMemoryBound(to: uv_stream_t.self), backlog) { server, status in
-            let listener = Unmanaged<StreamListener>.fromOpaque(server!.pointee.data).takeUnretainedValue()
+        let rc = uv_listen(handle.pointer, backlog) { server, status in
+            // A failed accept (EMFILE, …) leaves the connection in the kernel's queue.
             guard status >= 0 else { return }
-            listener.acceptOne()
+            LoopHandle<uv_stream_t>.owner(of: server, as: StreamListener.self).acceptOne()
         }
         if rc < 0 {
             close(removingPath: false)
@@ -92,12 +88,14 @@ public final class StreamListener: LoopClosable {
     private func acceptOne() {
         guard !isClosed, let onAccept else { return }
         let connection = StreamConnection(loop: loop, kind: kind)
-        if uv_accept(handle.assumingMemoryBound(to: uv_stream_t.self), connection.stream) == 0 {
-            connection.setNoDelay()
-            onAccept(connection)
-        } else {
-            connection.close()
+        do {
+            try UVError.check(uv_accept(handle.pointer, connection.stream), "uv_accept")
+            try connection.setNoDelay()
+        } catch {
+            connection.close() // the client saw its connection accepted and closed
+            return
         }
+        onAccept(connection)
     }
 
     /// The bound address (TCP): read back the port when listening on port 0.
@@ -107,7 +105,7 @@ public final class StreamListener: LoopClosable {
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                uv_tcp_getsockname(handle.assumingMemoryBound(to: uv_tcp_t.self), $0, &length)
+                uv_tcp_getsockname(handle.as(uv_tcp_t.self), $0, &length)
             }
         }
         return rc == 0 ? SocketAddress(storage: storage) : nil
@@ -121,11 +119,7 @@ public final class StreamListener: LoopClosable {
         isClosed = true
         onAccept = nil
         if removingPath, let path { unlink(path) }
-        uv_close(baseHandle) { handle in
-            let listener = Unmanaged<StreamListener>.fromOpaque(handle!.pointee.data)
-            handle!.deallocate()
-            listener.release()
-        }
+        handle.close()
     }
 
     func forceClose() { close() }

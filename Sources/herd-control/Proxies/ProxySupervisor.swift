@@ -88,11 +88,20 @@ final class ProxySupervisor {
             return
         }
         onAllExited = completion
-        for child in children.values { child.kill(SIGTERM) }
+        for child in children.values { signal(child, SIGTERM) }
         let timer = LoopTimer(loop: loop)
         timer.start(after: deadline) { [weak self] in
             timer.close()
-            for child in self?.children.values ?? [:].values { child.kill(SIGKILL) }
+            guard let self else { return }
+            for child in self.children.values { self.signal(child, SIGKILL) }
+        }
+    }
+
+    private func signal(_ child: ChildProcess, _ signal: Int32) {
+        do {
+            try child.kill(signal)
+        } catch {
+            log.warning("cannot signal herd-proxy (pid \(child.pid)): \(error)")
         }
     }
 }
