@@ -56,4 +56,81 @@ import HerdJSON
         #expect(!Heartbeat.isValidAddress("host.lan:80"))
         #expect(!Heartbeat.isValidAddress("127.0.0.1:0"))
     }
+
+    /// The wire types are Codable over JSONValue; errors still name the field.
+    @Test func decodingErrorsNameTheField() {
+        func message(_ body: () throws -> Void) -> String? {
+            do { try body(); return nil } catch { return (error as? JSONFieldError)?.message ?? "\(error)" }
+        }
+        #expect(message { _ = try RouteRequest(json: ["id": 1, "api": "grpc", "path": "/", "model": "m"]) } == "route.api must be ollama or openai (not 'grpc')")
+        #expect(message { _ = try RouteRequest(json: ["id": 1, "api": "ollama", "path": "/"]) } == "route.model must be a string")
+        #expect(message { _ = try RouteRequest(json: ["id": -1, "api": "ollama", "path": "/", "model": "m"]) }?.hasPrefix("route.id must be an integer") == true)
+        #expect(message { _ = try RouteResult(json: ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": "200"]) } == "result.status must be an integer")
+        #expect(message { _ = try RouteRefusal(json: ["id": 1, "code": "nope", "message": "x"]) }?.hasPrefix("route_error.code must be one of model_not_found") == true)
+        let heartbeat: JSONValue = ["schema": 1, "node_id": "n", "backends": [["kind": "ollama", "address": "127.0.0.1:1", "models": [["name": "a"], ["name": 7]]]]]
+        #expect(message { _ = try Heartbeat(json: heartbeat) } == "heartbeat.backends[0].models[1].name must be a string")
+        #expect(message { _ = try Heartbeat(json: ["schema": 1, "node_id": "n", "telemetry": ["gpus": [["utilization": "high"]]]]) }
+                == "heartbeat.telemetry.gpus[0].utilization must be a number")
+        #expect(message { _ = try Heartbeat(json: "not an object") } == "heartbeat must be a JSON object")
+    }
+
+    @Test func fieldsASenderLeavesOutTakeTheirDefaults() throws {
+        let route = try RouteRequest(json: ["id": 9, "api": "openai", "path": "/v1/embeddings", "model": "m"])
+        #expect(route == RouteRequest(id: 9, api: .openai, path: "/v1/embeddings", model: "m", stream: false))
+        #expect(route.json["num_ctx"] == nil, "an absent optional stays absent")
+        let heartbeat = try Heartbeat(json: ["schema": 1, "node_id": "old-agent", "backends": [["kind": "ollama", "address": "127.0.0.1:9", "models": [["name": "m"]]]]])
+        #expect(heartbeat.backends[0].reachable, "reachable unless said otherwise")
+        #expect(heartbeat.telemetry == Telemetry())
+        #expect(heartbeat.backends[0].models[0].details == [:])
+        // A pressure level this control does not know reads as low.
+        let newer = try Heartbeat(json: ["schema": 1, "node_id": "new-agent", "telemetry": ["pressure": "apocalyptic", "thermal": "hot"]])
+        #expect(newer.telemetry.pressure == .low && newer.telemetry.thermal == .nominal)
+    }
+
+    /// The per-request messages are coded by hand on the hot path; their
+    /// Codable form is the specification. Both must give the same JSON, read
+    /// the same values (defaults included) and refuse the same input the same way.
+    @Test func hotPathCodingMatchesTheCodableSpecification() throws {
+        func same<T: WireCodable & Equatable>(_ value: T) throws {
+            #expect(value.json == value.codableJSON, "\(T.self) encodes as its Codable form")
+            #expect(try T(json: value.json) == value)
+            #expect(try T(codableJSON: value.json) == value)
+        }
+        try same(RouteRequest(id: 7, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, fallbacks: ["f"], tags: ["t"],
+                              estimatedTokens: 12, numCtx: 4096, client: "10.0.0.2"))
+        try same(RouteRequest(id: 8, api: .ollama, path: "/api/chat", model: "m", stream: false))
+        try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2))
+        try same(RouteRefusal(id: 4, code: .queueTimeout, message: "busy", retryAfter: 5))
+        try same(RouteRefusal(id: 4, code: .modelNotFound, message: "x", models: ["a", "b"]))
+        try same(RouteRetry(id: 5, node: "n", reason: "status 503"))
+        try same(RouteCancel(id: 6))
+        try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, ttftMilliseconds: 1.5, durationMilliseconds: 20.25,
+                             promptTokens: 3, completionTokens: 4, bytes: 99, retries: 1, error: nil, local: false))
+        try same(RouteResult(id: 9, node: "", model: "m", outcome: .clientGone, status: 499, error: "gone", local: true))
+
+        func sameReading<T: WireCodable & Equatable>(_ type: T.Type, _ json: JSONValue) {
+            let hand = Result { () throws(JSONFieldError) -> T in try T(json: json) }
+            let codable = Result { () throws(JSONFieldError) -> T in try T(codableJSON: json) }
+            switch (hand, codable) {
+            case let (.success(a), .success(b)): #expect(a == b, "\(json)")
+            case let (.failure(a), .failure(b)): #expect(a == b, "\(json)")
+            default: Issue.record("\(T.self): one form accepts \(json), the other refuses it: \(hand) / \(codable)")
+            }
+        }
+        sameReading(RouteRequest.self, ["id": 1, "api": "ollama", "path": "/", "model": "m"])
+        sameReading(RouteRequest.self, ["id": 1, "api": "grpc", "path": "/", "model": "m"])
+        sameReading(RouteRequest.self, ["id": 1, "api": "ollama", "path": "/"])
+        sameReading(RouteRequest.self, ["id": -1, "api": "ollama", "path": "/", "model": "m"])
+        sameReading(RouteRequest.self, ["id": 1, "api": "ollama", "path": "/", "model": "m", "num_ctx": nil, "stream": nil])
+        sameReading(RouteAnswer.self, ["id": 2, "node": "n", "upstream": "127.0.0.1:1", "backend": "ollama", "model": "m"])
+        sameReading(RouteAnswer.self, ["id": 2, "node": "n", "upstream": "127.0.0.1:1", "backend": "tpu", "model": "m"])
+        sameReading(RouteRefusal.self, ["id": 1, "code": "no_node", "message": "x"])
+        sameReading(RouteRefusal.self, ["id": 1, "code": "nope", "message": "x"])
+        sameReading(RouteResult.self, ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": 200])
+        sameReading(RouteResult.self, ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": "200"])
+        sameReading(RouteResult.self, ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": 200, "ttft_ms": "fast"])
+        sameReading(RouteRetry.self, ["id": 1, "node": "n"])
+        sameReading(RouteCancel.self, ["id": "one"])
+        sameReading(RouteCancel.self, "not an object")
+    }
 }

@@ -1,20 +1,24 @@
-import HerdRuntime
 import HerdJSON
-/// What herd-node reports every ~2 s (`POST /heartbeat`), schema 1. Control
-/// validates it whole: anything malformed is refused and changes nothing.
-public struct Heartbeat: Equatable, Sendable {
-    public static let schema = 1
+import HerdRuntime
+
+/// What herd-node reports every ~2 s (`POST /heartbeat`), schema 1: `Codable`
+/// over `JSONValue`. Control validates it whole (`init(json:)` decodes, then
+/// `validate` checks ids, addresses and bounds): anything malformed is refused
+/// and changes nothing. Fields an older agent leaves out are `Defaulted`.
+public struct Heartbeat: Equatable, Sendable, WireCodable {
+    public static let context = "heartbeat"
+    public static let currentSchema = 1
 
     /// A model on a backend's disk (`/api/tags`, `/v1/models`).
-    public struct Model: Equatable, Sendable {
+    public struct Model: Equatable, Sendable, Codable {
         public var name: String
-        public var sizeBytes: Int
-        public var digest: String
-        public var modifiedAt: String
+        @Defaulted<WireDefaults.Zero> public var sizeBytes: Int
+        @Defaulted<WireDefaults.EmptyString> public var digest: String
+        @Defaulted<WireDefaults.EmptyString> public var modifiedAt: String
         /// Ollama's `details` object, passed through to `/api/tags`.
-        public var details: JSONValue
+        @Defaulted<WireDefaults.EmptyObject> public var details: JSONValue
         /// From `/api/show`: `completion`, `vision`, `tools`, `embedding`, `thinking`, …
-        public var capabilities: [String]
+        @Defaulted<WireDefaults.Empty<String>> public var capabilities: [String]
 
         public init(name: String, sizeBytes: Int = 0, digest: String = "", modifiedAt: String = "", details: JSONValue = [:], capabilities: [String] = []) {
             self.name = name
@@ -24,15 +28,19 @@ public struct Heartbeat: Equatable, Sendable {
             self.details = details
             self.capabilities = capabilities
         }
+
+        enum CodingKeys: String, CodingKey {
+            case name, sizeBytes = "size", digest, modifiedAt = "modified_at", details, capabilities
+        }
     }
 
     /// A model loaded in memory (`/api/ps`).
-    public struct LoadedModel: Equatable, Sendable {
+    public struct LoadedModel: Equatable, Sendable, Codable {
         public var name: String
-        public var sizeBytes: Int
-        public var vramBytes: Int
-        public var contextLength: Int
-        public var expiresAt: String
+        @Defaulted<WireDefaults.Zero> public var sizeBytes: Int
+        @Defaulted<WireDefaults.Zero> public var vramBytes: Int
+        @Defaulted<WireDefaults.Zero> public var contextLength: Int
+        @Defaulted<WireDefaults.EmptyString> public var expiresAt: String
 
         public init(name: String, sizeBytes: Int = 0, vramBytes: Int = 0, contextLength: Int = 0, expiresAt: String = "") {
             self.name = name
@@ -41,20 +49,24 @@ public struct Heartbeat: Equatable, Sendable {
             self.contextLength = contextLength
             self.expiresAt = expiresAt
         }
+
+        enum CodingKeys: String, CodingKey {
+            case name, sizeBytes = "size", vramBytes = "size_vram", contextLength = "context_length", expiresAt = "expires_at"
+        }
     }
 
     /// One inference server on the node.
-    public struct Backend: Equatable, Sendable {
+    public struct Backend: Equatable, Sendable, Codable {
         public var kind: BackendKind
         /// The URL the agent was given (for people).
-        public var url: String
+        @Defaulted<WireDefaults.EmptyString> public var url: String
         /// `host:port` the router connects to (numeric host).
         public var address: String
-        public var reachable: Bool
+        @Defaulted<WireDefaults.True> public var reachable: Bool
         public var version: String?
         public var error: String?
-        public var models: [Model]
-        public var loaded: [LoadedModel]
+        @Defaulted<WireDefaults.Empty<Model>> public var models: [Model]
+        @Defaulted<WireDefaults.Empty<LoadedModel>> public var loaded: [LoadedModel]
 
         public init(kind: BackendKind, url: String, address: String, reachable: Bool, version: String? = nil, error: String? = nil,
                     models: [Model] = [], loaded: [LoadedModel] = []) {
@@ -69,107 +81,96 @@ public struct Heartbeat: Equatable, Sendable {
         }
     }
 
+    /// CPU cores and utilisation (0…1 over the last sampling interval).
+    public struct CPU: Equatable, Sendable, Codable {
+        public enum Unknown: WireDefault { public static var value: CPU { CPU() } }
+
+        @Defaulted<WireDefaults.Zero> public var cores: Int
+        @Defaulted<WireDefaults.ZeroNumber> public var utilization: Double
+
+        public init(cores: Int = 0, utilization: Double = 0) {
+            self.cores = cores
+            self.utilization = utilization
+        }
+    }
+
+    public struct Memory: Equatable, Sendable, Codable {
+        public enum Unknown: WireDefault { public static var value: Memory { Memory() } }
+
+        @Defaulted<WireDefaults.Zero> public var totalBytes: Int
+        @Defaulted<WireDefaults.Zero> public var availableBytes: Int
+
+        public init(totalBytes: Int = 0, availableBytes: Int = 0) {
+            self.totalBytes = totalBytes
+            self.availableBytes = availableBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case totalBytes = "total_bytes", availableBytes = "available_bytes"
+        }
+    }
+
+    public var schema: Int
     public var nodeID: String
-    public var agentVersion: String
-    public var sentAtMilliseconds: Int
-    public var cpuCores: Int
-    /// 0…1 over the last sampling interval.
-    public var cpuUtilization: Double
-    public var memoryTotalBytes: Int
-    public var memoryAvailableBytes: Int
-    public var backends: [Backend]
-    /// Load, swap, pressure, GPUs, thermal state, camera/microphone (optional on the wire).
-    public var telemetry: Telemetry
+    @Defaulted<WireDefaults.EmptyString> public var agentVersion: String
+    @Defaulted<WireDefaults.Zero> public var sentAtMilliseconds: Int
+    @Defaulted<CPU.Unknown> public var cpu: CPU
+    @Defaulted<Memory.Unknown> public var memory: Memory
+    /// Load, swap, pressure, GPUs, thermal state, camera/microphone (left out by older agents).
+    @Defaulted<Telemetry.Unknown> public var telemetry: Telemetry
+    @Defaulted<WireDefaults.Empty<Backend>> public var backends: [Backend]
 
     public init(nodeID: String, agentVersion: String = HerdVersion.current, sentAtMilliseconds: Int = 0, cpuCores: Int = 0,
-                cpuUtilization: Double = 0, memoryTotalBytes: Int = 0, memoryAvailableBytes: Int = 0, backends: [Backend] = [], telemetry: Telemetry = Telemetry()) {
+                cpuUtilization: Double = 0, memoryTotalBytes: Int = 0, memoryAvailableBytes: Int = 0, backends: [Backend] = [],
+                telemetry: Telemetry = Telemetry()) {
+        schema = Heartbeat.currentSchema
         self.nodeID = nodeID
         self.agentVersion = agentVersion
         self.sentAtMilliseconds = sentAtMilliseconds
-        self.cpuCores = cpuCores
-        self.cpuUtilization = cpuUtilization
-        self.memoryTotalBytes = memoryTotalBytes
-        self.memoryAvailableBytes = memoryAvailableBytes
+        cpu = CPU(cores: cpuCores, utilization: cpuUtilization)
+        memory = Memory(totalBytes: memoryTotalBytes, availableBytes: memoryAvailableBytes)
         self.backends = backends
         self.telemetry = telemetry
     }
 
-    public var json: JSONValue {
-        ["schema": .int(Heartbeat.schema), "node_id": .string(nodeID), "agent_version": .string(agentVersion),
-         "sent_at_ms": .int(sentAtMilliseconds),
-         "cpu": ["cores": .int(cpuCores), "utilization": .number(cpuUtilization)],
-         "memory": ["total_bytes": .int(memoryTotalBytes), "available_bytes": .int(memoryAvailableBytes)],
-         "telemetry": telemetry.json,
-         "backends": .array(backends.map { b in
-             var members: [(String, JSONValue)] = [
-                 ("kind", .string(b.kind.rawValue)), ("url", .string(b.url)), ("address", .string(b.address)),
-                 ("reachable", .bool(b.reachable)),
-                 ("models", .array(b.models.map { m in
-                     ["name": .string(m.name), "size": .int(m.sizeBytes), "digest": .string(m.digest),
-                      "modified_at": .string(m.modifiedAt), "details": m.details, "capabilities": .strings(m.capabilities)]
-                 })),
-                 ("loaded", .array(b.loaded.map { m in
-                     ["name": .string(m.name), "size": .int(m.sizeBytes), "size_vram": .int(m.vramBytes),
-                      "context_length": .int(m.contextLength), "expires_at": .string(m.expiresAt)]
-                 })),
-             ]
-             if let v = b.version { members.append(("version", .string(v))) }
-             if let e = b.error { members.append(("error", .string(e))) }
-             return .object(members)
-         })]
+    enum CodingKeys: String, CodingKey {
+        case schema, nodeID = "node_id", agentVersion = "agent_version", sentAtMilliseconds = "sent_at_ms", cpu, memory, telemetry, backends
+    }
+
+    public var cpuCores: Int { cpu.cores }
+    public var cpuUtilization: Double { cpu.utilization }
+    public var memoryTotalBytes: Int { memory.totalBytes }
+    public var memoryAvailableBytes: Int {
+        get { memory.availableBytes }
+        set { memory.availableBytes = newValue }
     }
 
     /// Parses and validates a heartbeat body.
     public init(json: JSONValue) throws(JSONFieldError) {
-        let f = try JSONFields(json, context: "heartbeat")
-        let schema = try f.int("schema")
-        guard schema == Heartbeat.schema else { throw JSONFieldError("heartbeat.schema \(schema) is not supported (this control speaks \(Heartbeat.schema))") }
-        nodeID = try f.string("node_id")
+        self = try JSONValueDecoder().decode(Heartbeat.self, from: json, context: Heartbeat.context)
+        try validate()
+    }
+
+    /// The rules a heartbeat must follow beyond its shape: the schema this
+    /// control speaks, a node id fit for logs and labels, numeric backend
+    /// addresses, and bounds on everything a node can send many of.
+    public mutating func validate() throws(JSONFieldError) {
+        guard schema == Heartbeat.currentSchema else {
+            throw JSONFieldError("heartbeat.schema \(schema) is not supported (this control speaks \(Heartbeat.currentSchema))")
+        }
         guard Heartbeat.isValidNodeID(nodeID) else {
             throw JSONFieldError("heartbeat.node_id must be 1–128 characters of letters, digits, '.', '_', '-' or ':'")
         }
-        agentVersion = try f.optionalString("agent_version") ?? ""
-        sentAtMilliseconds = try f.optionalInt("sent_at_ms") ?? 0
-        let cpu = try f.object("cpu")
-        cpuCores = try cpu?.optionalInt("cores") ?? 0
-        cpuUtilization = try cpu?.double("utilization", default: 0) ?? 0
-        let memory = try f.object("memory")
-        memoryTotalBytes = try memory?.optionalInt("total_bytes") ?? 0
-        memoryAvailableBytes = try memory?.optionalInt("available_bytes") ?? 0
-        if let value = json["telemetry"], value != .null {
-            telemetry = try Telemetry(json: value)
-        } else {
-            telemetry = Telemetry()
-        }
-        let backendFields = try f.objects("backends")
-        guard backendFields.count <= 16 else { throw JSONFieldError("heartbeat.backends: at most 16") }
-        var backends: [Backend] = []
-        for b in backendFields {
-            guard let kind = BackendKind(rawValue: try b.string("kind")) else { throw JSONFieldError("\(b.context).kind must be ollama or openai") }
-            let address = try b.string("address")
-            guard Heartbeat.isValidAddress(address) else { throw JSONFieldError("\(b.context).address must be a numeric host:port") }
-            let modelFields = try b.objects("models")
-            let loadedFields = try b.objects("loaded")
-            guard modelFields.count <= 4096, loadedFields.count <= 256 else { throw JSONFieldError("\(b.context): too many models") }
-            var models: [Model] = []
-            for m in modelFields {
-                let name = try m.string("name")
-                guard !name.isEmpty, name.utf8.count <= 512 else { throw JSONFieldError("\(m.context).name must be 1–512 bytes") }
-                models.append(Model(name: name, sizeBytes: try m.optionalInt("size") ?? 0, digest: try m.optionalString("digest") ?? "",
-                                    modifiedAt: try m.optionalString("modified_at") ?? "", details: m.value["details"] ?? [:],
-                                    capabilities: try m.strings("capabilities")))
+        guard backends.count <= 16 else { throw JSONFieldError("heartbeat.backends: at most 16") }
+        for (i, backend) in backends.enumerated() {
+            let path = "heartbeat.backends[\(i)]"
+            guard Heartbeat.isValidAddress(backend.address) else { throw JSONFieldError("\(path).address must be a numeric host:port") }
+            guard backend.models.count <= 4096, backend.loaded.count <= 256 else { throw JSONFieldError("\(path): too many models") }
+            for (j, model) in backend.models.enumerated() where model.name.isEmpty || model.name.utf8.count > 512 {
+                throw JSONFieldError("\(path).models[\(j)].name must be 1–512 bytes")
             }
-            var loaded: [LoadedModel] = []
-            for m in loadedFields {
-                loaded.append(LoadedModel(name: try m.string("name"), sizeBytes: try m.optionalInt("size") ?? 0,
-                                          vramBytes: try m.optionalInt("size_vram") ?? 0, contextLength: try m.optionalInt("context_length") ?? 0,
-                                          expiresAt: try m.optionalString("expires_at") ?? ""))
-            }
-            backends.append(Backend(kind: kind, url: try b.optionalString("url") ?? "", address: address,
-                                    reachable: try b.bool("reachable", default: true), version: try b.optionalString("version"),
-                                    error: try b.optionalString("error"), models: models, loaded: loaded))
         }
-        self.backends = backends
+        if telemetry.gpus.count > 16 { telemetry.gpus = Array(telemetry.gpus.prefix(16)) }
     }
 
     public static func isValidNodeID(_ id: String) -> Bool {

@@ -1,8 +1,11 @@
 import HerdJSON
+
 /// control → proxy: what the proxy needs to answer fleet-wide listings and to
 /// route on its own while control is away. Pushed on every change.
-public struct RoutingSnapshot: Equatable, Sendable {
-    public struct Backend: Equatable, Sendable {
+public struct RoutingSnapshot: Equatable, Sendable, WireCodable {
+    public static let context = "snapshot"
+
+    public struct Backend: Equatable, Sendable, Codable {
         public var kind: BackendKind
         public var address: String
         public var models: [String]
@@ -16,7 +19,7 @@ public struct RoutingSnapshot: Equatable, Sendable {
         }
     }
 
-    public struct Node: Equatable, Sendable {
+    public struct Node: Equatable, Sendable, Codable {
         public var id: String
         /// `online`, `degraded` or `offline`.
         public var status: String
@@ -50,32 +53,7 @@ public struct RoutingSnapshot: Equatable, Sendable {
         self.ollamaVersion = ollamaVersion
     }
 
-    public var json: JSONValue {
-        ["version": .int(version),
-         "nodes": .array(nodes.map { n in
-             ["id": .string(n.id), "status": .string(n.status), "backends": .array(n.backends.map { b in
-                 ["kind": .string(b.kind.rawValue), "address": .string(b.address), "models": .strings(b.models), "loaded": .strings(b.loaded)]
-             })]
-         }),
-         "tags": tags, "ps": ps, "openai_models": openAIModels, "ollama_version": .string(ollamaVersion)]
-    }
-
-    public init(json: JSONValue) throws(JSONFieldError) {
-        let f = try JSONFields(json, context: "snapshot")
-        version = try f.int("version")
-        var nodes: [Node] = []
-        for n in try f.objects("nodes") {
-            var backends: [Backend] = []
-            for b in try n.objects("backends") {
-                guard let kind = BackendKind(rawValue: try b.string("kind")) else { throw JSONFieldError("\(b.context).kind is unknown") }
-                backends.append(Backend(kind: kind, address: try b.string("address"), models: try b.strings("models"), loaded: try b.strings("loaded")))
-            }
-            nodes.append(Node(id: try n.string("id"), status: try n.string("status"), backends: backends))
-        }
-        self.nodes = nodes
-        tags = json["tags"] ?? ["models": []]
-        ps = json["ps"] ?? ["models": []]
-        openAIModels = json["openai_models"] ?? ["object": "list", "data": []]
-        ollamaVersion = try f.optionalString("ollama_version") ?? "0.0.0"
+    enum CodingKeys: String, CodingKey {
+        case version, nodes, tags, ps, openAIModels = "openai_models", ollamaVersion = "ollama_version"
     }
 }

@@ -1,33 +1,46 @@
 import HerdJSON
-/// Machine telemetry carried in a heartbeat (all optional on the wire; older
-/// agents send none of it).
-public struct Telemetry: Equatable, Sendable {
+
+/// Machine telemetry carried in a heartbeat: `Codable` over `JSONValue`,
+/// every field optional on the wire (older agents send none of it).
+public struct Telemetry: Equatable, Sendable, Codable {
+    public enum Unknown: WireDefault { public static var value: Telemetry { Telemetry() } }
+
     /// Memory pressure, from PSI (`/proc/pressure/memory`) or, without PSI, from
     /// the share of memory available.
-    public enum Pressure: String, Sendable, Comparable {
+    public enum Pressure: String, Sendable, Comparable, Codable, CaseIterable {
         case low, medium, high, critical
-        var rank: Int { [Pressure.low, .medium, .high, .critical].firstIndex(of: self)! }
+        var rank: Int { Pressure.allCases.firstIndex(of: self)! }
         public static func < (a: Pressure, b: Pressure) -> Bool { a.rank < b.rank }
+
+        /// A level a newer agent knows and this control does not reads as `low`.
+        public init(from decoder: any Decoder) throws {
+            self = Pressure(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .low
+        }
     }
 
     /// Thermal state, from thermal zones and CPU frequency against its maximum.
-    public enum ThermalState: String, Sendable, Comparable {
+    public enum ThermalState: String, Sendable, Comparable, Codable, CaseIterable {
         case nominal, fair, serious, critical
-        var rank: Int { [ThermalState.nominal, .fair, .serious, .critical].firstIndex(of: self)! }
+        var rank: Int { ThermalState.allCases.firstIndex(of: self)! }
         public static func < (a: ThermalState, b: ThermalState) -> Bool { a.rank < b.rank }
+
+        /// A state a newer agent knows and this control does not reads as `nominal`.
+        public init(from decoder: any Decoder) throws {
+            self = ThermalState(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .nominal
+        }
     }
 
-    public struct GPU: Equatable, Sendable {
-        public var vendor: String
-        public var name: String
-        public var memoryUsedBytes: Int
-        public var memoryTotalBytes: Int
+    public struct GPU: Equatable, Sendable, Codable {
+        @Defaulted<WireDefaults.EmptyString> public var vendor: String
+        @Defaulted<WireDefaults.EmptyString> public var name: String
+        @Defaulted<WireDefaults.Zero> public var memoryUsedBytes: Int
+        @Defaulted<WireDefaults.Zero> public var memoryTotalBytes: Int
         /// 0…1.
-        public var utilization: Double
+        @Defaulted<WireDefaults.ZeroNumber> public var utilization: Double
         public var temperatureCelsius: Double?
         public var powerWatts: Double?
         /// The driver reports a throttling reason other than idle.
-        public var throttled: Bool
+        @Defaulted<WireDefaults.False> public var throttled: Bool
 
         public init(vendor: String, name: String, memoryUsedBytes: Int, memoryTotalBytes: Int, utilization: Double = 0,
                     temperatureCelsius: Double? = nil, powerWatts: Double? = nil, throttled: Bool = false) {
@@ -40,67 +53,43 @@ public struct Telemetry: Equatable, Sendable {
             self.powerWatts = powerWatts
             self.throttled = throttled
         }
+
+        enum CodingKeys: String, CodingKey {
+            case vendor, name, memoryUsedBytes = "memory_used_bytes", memoryTotalBytes = "memory_total_bytes", utilization,
+                 temperatureCelsius = "temperature_c", powerWatts = "power_w", throttled
+        }
     }
 
-    public var load1: Double = 0
-    public var swapTotalBytes: Int = 0
-    public var swapFreeBytes: Int = 0
-    public var pressure: Pressure = .low
+    public enum Low: WireDefault { public static var value: Pressure { .low } }
+    public enum Nominal: WireDefault { public static var value: ThermalState { .nominal } }
+
+    @Defaulted<WireDefaults.ZeroNumber> public var load1: Double = 0
+    @Defaulted<WireDefaults.Zero> public var swapTotalBytes: Int = 0
+    @Defaulted<WireDefaults.Zero> public var swapFreeBytes: Int = 0
+    @Defaulted<Low> public var pressure: Pressure = .low
     /// PSI `some avg10` (% of time stalled on memory), when the kernel has PSI.
     public var pressureStallPercent: Double?
-    public var gpus: [GPU] = []
-    public var thermal: ThermalState = .nominal
+    @Defaulted<WireDefaults.Empty<GPU>> public var gpus: [GPU] = []
+    @Defaulted<Nominal> public var thermal: ThermalState = .nominal
     public var maxTemperatureCelsius: Double?
     /// CPU frequency well under its maximum while busy.
-    public var cpuThrottled = false
+    @Defaulted<WireDefaults.False> public var cpuThrottled = false
     /// A camera is open (a process holds /dev/video*).
-    public var cameraInUse = false
+    @Defaulted<WireDefaults.False> public var cameraInUse = false
     /// A microphone is capturing (an ALSA capture stream is RUNNING).
-    public var microphoneInUse = false
+    @Defaulted<WireDefaults.False> public var microphoneInUse = false
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case load1, swapTotalBytes = "swap_total_bytes", swapFreeBytes = "swap_free_bytes", pressure,
+             pressureStallPercent = "pressure_some_avg10", gpus, thermal, maxTemperatureCelsius = "max_temperature_c",
+             cpuThrottled = "cpu_throttled", cameraInUse = "camera_in_use", microphoneInUse = "microphone_in_use"
+    }
 
     /// In a video call: camera or microphone in use.
     public var inMeeting: Bool { cameraInUse || microphoneInUse }
 
-    public var json: JSONValue {
-        var members: [(String, JSONValue)] = [
-            ("load1", .number(load1)), ("swap_total_bytes", .int(swapTotalBytes)), ("swap_free_bytes", .int(swapFreeBytes)),
-            ("pressure", .string(pressure.rawValue)), ("thermal", .string(thermal.rawValue)), ("cpu_throttled", .bool(cpuThrottled)),
-            ("camera_in_use", .bool(cameraInUse)), ("microphone_in_use", .bool(microphoneInUse)),
-            ("gpus", .array(gpus.map { g in
-                var gpu: [(String, JSONValue)] = [("vendor", .string(g.vendor)), ("name", .string(g.name)), ("memory_used_bytes", .int(g.memoryUsedBytes)),
-                                                  ("memory_total_bytes", .int(g.memoryTotalBytes)), ("utilization", .number(g.utilization)),
-                                                  ("throttled", .bool(g.throttled))]
-                if let t = g.temperatureCelsius { gpu.append(("temperature_c", .number(t))) }
-                if let p = g.powerWatts { gpu.append(("power_w", .number(p))) }
-                return .object(gpu)
-            })),
-        ]
-        if let p = pressureStallPercent { members.append(("pressure_some_avg10", .number(p))) }
-        if let t = maxTemperatureCelsius { members.append(("max_temperature_c", .number(t))) }
-        return .object(members)
-    }
-
-    public init(json: JSONValue) throws(JSONFieldError) {
-        let f = try JSONFields(json, context: "telemetry")
-        load1 = try f.double("load1", default: 0)
-        swapTotalBytes = try f.optionalInt("swap_total_bytes") ?? 0
-        swapFreeBytes = try f.optionalInt("swap_free_bytes") ?? 0
-        pressure = Pressure(rawValue: try f.optionalString("pressure") ?? "low") ?? .low
-        pressureStallPercent = json["pressure_some_avg10"]?.doubleValue
-        thermal = ThermalState(rawValue: try f.optionalString("thermal") ?? "nominal") ?? .nominal
-        maxTemperatureCelsius = json["max_temperature_c"]?.doubleValue
-        cpuThrottled = try f.bool("cpu_throttled", default: false)
-        cameraInUse = try f.bool("camera_in_use", default: false)
-        microphoneInUse = try f.bool("microphone_in_use", default: false)
-        var gpus: [GPU] = []
-        for g in try f.objects("gpus").prefix(16) {
-            gpus.append(GPU(vendor: try g.optionalString("vendor") ?? "", name: try g.optionalString("name") ?? "",
-                            memoryUsedBytes: try g.optionalInt("memory_used_bytes") ?? 0, memoryTotalBytes: try g.optionalInt("memory_total_bytes") ?? 0,
-                            utilization: try g.double("utilization", default: 0), temperatureCelsius: g.value["temperature_c"]?.doubleValue,
-                            powerWatts: g.value["power_w"]?.doubleValue, throttled: try g.bool("throttled", default: false)))
-        }
-        self.gpus = gpus
-    }
+    /// The JSON a heartbeat (and the fleet API) carries.
+    public var json: JSONValue { JSONValueEncoder().encode(self) }
 }

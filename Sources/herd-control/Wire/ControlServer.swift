@@ -99,7 +99,7 @@ final class ControlServer {
                 }
                 link.proxyID = hello.proxyID
                 link.greeted = true
-                link.channel.send(.helloOK, ["protocol": .int(ControlHello.protocolVersion), "version": .string(HerdVersion.current)])
+                link.channel.send(.helloOK, ControlHelloOK().json)
                 push(to: link)
                 log.info("proxy \(hello.proxyID) connected (herd \(hello.version))")
                 return
@@ -110,8 +110,7 @@ final class ControlServer {
             case .retry: scheduler.retry(try RouteRetry(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .result: scheduler.result(try RouteResult(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
-                let f = try JSONFields(body, context: "cancel")
-                scheduler.cancel(id: UInt64(max(0, try f.int("id"))), from: link.key, fleet: registry.list, now: now, into: &actions)
+                scheduler.cancel(id: try RouteCancel(json: body).id, from: link.key, fleet: registry.list, now: now, into: &actions)
             case .hello, .helloOK, .routeOK, .routeError, .snapshot:
                 throw JSONFieldError("a proxy does not send \(type)")
             }

@@ -99,6 +99,10 @@ final class ControlClient {
         do {
             switch type {
             case .helloOK:
+                let hello = try ControlHelloOK(json: body)
+                guard hello.protocolVersion == ControlHello.protocolVersion else {
+                    throw JSONFieldError("control speaks protocol \(hello.protocolVersion), this proxy \(ControlHello.protocolVersion)")
+                }
                 connected = true
                 everConnected = true
                 backoff = 50
@@ -141,7 +145,7 @@ final class ControlClient {
     func cancel(id: UInt64) {
         waiters[id] = nil
         guard connected, let channel else { return }
-        channel.send(.cancel, ["id": .int(Int(id))])
+        channel.send(.cancel, RouteCancel(id: id).json)
     }
 
     /// Reports an outcome (buffered while control is away; oldest dropped past the bound).
