@@ -108,7 +108,6 @@ public final class SQLiteDatabase {
         return mode
     }
 
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 }
 
 /// A prepared statement: bind, step, read columns, reset. Owned by one thread.

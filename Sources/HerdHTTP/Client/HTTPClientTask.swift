@@ -16,7 +16,6 @@ public final class HTTPClientTask {
     public internal(set) var retriedOnFreshConnection = false
     var isPaused = false
     weak var connection: HTTP1ClientConnection?
-    weak var pool: UpstreamPool?
 
     init(request: HTTPClientRequest, upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) {
         self.request = request
@@ -43,11 +42,8 @@ public final class HTTPClientTask {
         guard !isFinished else { return }
         isFinished = true
         delegate = nil
-        if let connection {
-            connection.abandon(self)
-        } else {
-            pool?.removeWaiter(self)
-        }
+        // A task still waiting for a connection is skipped when its turn comes.
+        connection?.abandon(self)
     }
 
     func deliverHead(_ head: HTTPResponseHead) {

@@ -26,7 +26,6 @@ public final class UpstreamPool {
     public var idleCount: Int { idle.count }
 
     func enqueue(_ task: HTTPClientTask) {
-        task.pool = self
         if isClosed {
             task.deliverFailure(.connectionLost(nil, afterResponseStarted: false))
             return
@@ -83,10 +82,6 @@ public final class UpstreamPool {
             if !task.isFinished { return task }
         }
         return nil
-    }
-
-    func removeWaiter(_ task: HTTPClientTask) {
-        // Finished tasks are skipped by nextWaiter; nothing else to do.
     }
 
     /// Closes idle connections and fails queued requests.

@@ -104,11 +104,6 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
         fields.first { HTTPHeaders.namesEqual($0.name, name) }?.value
     }
 
-    /// Every value of `name`, in order.
-    public func values(_ name: String) -> [String] {
-        fields.filter { HTTPHeaders.namesEqual($0.name, name) }.map(\.value)
-    }
-
     public func contains(_ name: String) -> Bool { self[name] != nil }
 
     /// Whether a comma-separated header (`Connection`, `Expect`, …) lists `token`.

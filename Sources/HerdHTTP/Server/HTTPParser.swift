@@ -144,9 +144,6 @@ public final class HTTPParser {
     /// format by it).
     public var lastTarget: String? { url.isEmpty ? completedTarget : String(decoding: url, as: UTF8.self) }
 
-    /// The message's version and whether the connection stays open (valid from the head on).
-    public var shouldKeepAlive: Bool { http_should_keep_alive(raw) != 0 }
-
     // MARK: Callbacks
 
     fileprivate func append(_ data: UnsafePointer<CChar>?, _ length: Int, to buffer: inout [UInt8]) -> Int32 {

@@ -32,9 +32,6 @@ public final class LoopTimer: LoopHandleOwner, ClockTimer {
         UVError.mustSucceed(uv_timer_start(handle.pointer, LoopTimer.fired, milliseconds, repeating), "uv_timer_start")
     }
 
-    /// Re-arms the timer with the callback given to the last `start` (no allocation).
-    public func rearm(after milliseconds: UInt64) { arm(after: milliseconds) }
-
     /// Fires the callback given at creation (or to the last `start`) once,
     /// `milliseconds` from now.
     public func arm(after milliseconds: UInt64) {
@@ -54,9 +51,6 @@ public final class LoopTimer: LoopHandleOwner, ClockTimer {
 
     /// Whether the timer is armed.
     public var isActive: Bool { !isClosed && uv_is_active(handle.base) != 0 }
-
-    /// Does not keep the loop alive by itself (`uv_unref`).
-    public func unref() { uv_unref(handle.base) }
 
     /// Closes the timer; no callback fires afterwards. Idempotent.
     public func close() {

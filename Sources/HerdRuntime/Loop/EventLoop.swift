@@ -97,11 +97,6 @@ public final class EventLoop: @unchecked Sendable {
         _ = uv_run(raw, UV_RUN_DEFAULT) // returns whether handles remain, not an error
     }
 
-    /// Runs one non-blocking pass of the loop (tests, draining after a stop).
-    public func runOnce() {
-        _ = uv_run(raw, UV_RUN_NOWAIT)
-    }
-
     /// Stops `run()` at the end of the current iteration. Thread-safe.
     public func stop() {
         execute { [self] in uv_stop(self.raw) }
