@@ -62,7 +62,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "herd-control",
-            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]
+            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser],
+            swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "herd-node",

@@ -4,6 +4,8 @@
 # one herd-proxy + herd-node), interleaved in the same run, ROUNDS rounds, medians.
 #
 # Run:   bash Benchmarks/router/bench.sh        (ROUNDS=3 DURATION=5; STREAMS=1000 CHUNKS=200 CHUNK_MS=50)
+#        BASELINE=/path/to/other/.build/release bash Benchmarks/router/bench.sh
+#          also runs that build of herd ("base") in the same interleaved rounds: before/after in one run.
 # Needs: wrk, nginx (apt-get install -y wrk nginx); builds in release.
 # Layout: backend and load generator on core 1; nginx / herd on core 0.
 #  closed loop:  wrk -t1 -c32 -d${DURATION}s -s post.lua URL   (non-streaming /api/chat and /v1/chat/completions)
@@ -18,6 +20,10 @@ STREAMS=${STREAMS:-1000}
 CHUNKS=${CHUNKS:-200}
 CHUNK_MS=${CHUNK_MS:-50}
 BACKEND=18501; NGINX=18502; PROXY=18503; CONTROL=18504; SBACKEND=18505; SPROXY=18506; SCONTROL=18507; SNGINX=18508
+BPROXY=18513; BCONTROL=18514; SBPROXY=18516; SBCONTROL=18517
+BASELINE=${BASELINE:-}
+TARGETS="direct nginx herd"
+[ -n "$BASELINE" ] && TARGETS="direct nginx herd base"
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx: apt-get install -y wrk nginx"; exit 2; }
 swift build -c release >/dev/null
@@ -54,6 +60,11 @@ nginx_conf $NGINX $BACKEND; start taskset -c 0 nginx -c "$work/nginx-$NGINX.conf
 start taskset -c 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" --max-concurrency 100000 --no-mdns 2>"$work/control.log"
 start taskset -c 1 $B/herd-node --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id bench 2>/dev/null
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$PROXY/api/chat && break; sleep 0.1; done
+if [ -n "$BASELINE" ]; then
+  start taskset -c 0 "$BASELINE/herd-control" --port $BCONTROL --proxy-port $BPROXY --data-dir "$work/bdata" --max-concurrency 100000 --no-mdns 2>"$work/bcontrol.log"
+  start taskset -c 1 "$BASELINE/herd-node" --control http://127.0.0.1:$BCONTROL --ollama http://127.0.0.1:$BACKEND --node-id bbench 2>/dev/null
+  for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$BPROXY/api/chat && break; sleep 0.1; done
+fi
 proxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/control.log" | grep -o '[0-9]*$' | head -1)
 rss() { grep VmRSS "/proc/$1/status" | awk '{print $2}'; }
 idle_rss=$(rss "$proxy_pid")
@@ -69,23 +80,26 @@ wrk.body = '{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}]}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-declare -A PORT=([direct]=$BACKEND [nginx]=$NGINX [herd]=$PROXY)
+declare -A PORT=([direct]=$BACKEND [nginx]=$NGINX [herd]=$PROXY [base]=$BPROXY)
 echo "warm-up"
-for t in direct nginx herd; do taskset -c 1 wrk -t1 -c32 -d2s -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" >/dev/null; done
+for t in $TARGETS; do taskset -c 1 wrk -t1 -c32 -d2s -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
   echo "round $r: closed loop"
-  for t in direct nginx herd; do
+  for t in $TARGETS; do
     taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" > "$work/chat-$t-$r.txt"
     taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/openai.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" > "$work/v1-$t-$r.txt"
   done
   echo "round $r: fixed rate"
   for rate in 1000 5000; do
-    for t in direct nginx herd; do
+    for t in $TARGETS; do
       taskset -c 1 $B/herd-loadgen rate --url "http://127.0.0.1:${PORT[$t]}/api/chat" --rate $rate --duration "$DURATION" > "$work/rate$rate-$t-$r.json"
     done
   done
   echo "round $r: control hop"
-  taskset -c 1 $B/herd-loadgen route --socket "$work/data/control.sock" --control http://127.0.0.1:$CONTROL --rate 5000 --duration "$DURATION" > "$work/route-$r.json"
+  taskset -c 1 $B/herd-loadgen route --socket "$work/data/control.sock" --control http://127.0.0.1:$CONTROL --rate 5000 --duration "$DURATION" > "$work/route-herd-$r.json"
+  if [ -n "$BASELINE" ]; then
+    taskset -c 1 "$BASELINE/herd-loadgen" route --socket "$work/bdata/control.sock" --control http://127.0.0.1:$BCONTROL --rate 5000 --duration "$DURATION" > "$work/route-base-$r.json"
+  fi
 done
 busy_rss=$(rss "$proxy_pid")
 
@@ -97,16 +111,24 @@ start taskset -c 1 $B/herd-node --control http://127.0.0.1:$SCONTROL --ollama ht
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SPROXY/api/chat && break; sleep 0.1; done
 sproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/scontrol.log" | grep -o '[0-9]*$' | head -1)
 sidle_rss=$(rss "$sproxy_pid")
-declare -A SPORT=([direct]=$SBACKEND [nginx]=$SNGINX [herd]=$SPROXY)
+sbproxy_pid=$sproxy_pid
+if [ -n "$BASELINE" ]; then
+  start taskset -c 0 "$BASELINE/herd-control" --port $SBCONTROL --proxy-port $SBPROXY --data-dir "$work/sbdata" --max-concurrency 100000 --no-mdns 2>"$work/sbcontrol.log"
+  start taskset -c 1 "$BASELINE/herd-node" --control http://127.0.0.1:$SBCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbbench 2>/dev/null
+  for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SBPROXY/api/chat && break; sleep 0.1; done
+  sbproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/sbcontrol.log" | grep -o '[0-9]*$' | head -1)
+fi
+declare -A SPORT=([direct]=$SBACKEND [nginx]=$SNGINX [herd]=$SPROXY [base]=$SBPROXY)
+declare -A SPID=([direct]=$sproxy_pid [nginx]=$sproxy_pid [herd]=$sproxy_pid [base]=$sbproxy_pid)
 for r in $(seq "$ROUNDS"); do
   echo "round $r: $STREAMS streams × $CHUNKS chunks"
-  for t in direct nginx herd; do
+  for t in $TARGETS; do
     peak=0
-    ( while true; do v=$(rss "$sproxy_pid"); echo "$v"; sleep 0.2; done ) > "$work/stream-rss-$t-$r.txt" &
+    ( while true; do v=$(rss "${SPID[$t]}"); echo "$v"; sleep 0.2; done ) > "$work/stream-rss-$t-$r.txt" &
     sampler=$!
     taskset -c 1 $B/herd-loadgen stream --url "http://127.0.0.1:${SPORT[$t]}/api/chat" --body '{"model":"llama3:8b"}' --streams "$STREAMS" > "$work/stream-$t-$r.json"
     kill $sampler 2>/dev/null || true
   done
 done
 
-python3 Benchmarks/router/summary.py "$work" "$ROUNDS" "$idle_rss" "$busy_rss" "$sidle_rss"
+python3 Benchmarks/router/summary.py "$work" "$ROUNDS" "$idle_rss" "$busy_rss" "$sidle_rss" $TARGETS

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Instructions per proxied request: herd-proxy under callgrind (control, node,
-# fake backend and wrk outside it), instrumentation switched on only for the
-# measured load. Instruction counts are stable where time is not: compare two
+# Instructions per proxied request: herd-proxy (or, with TARGET=control,
+# herd-control) under callgrind, everything else outside it, instrumentation
+# switched on only for the measured load. Instruction counts are stable where time is not: compare two
 # versions of the hot path with this, not with wall-clock numbers.
 #
-# Run:   bash Benchmarks/router/callgrind.sh [BUILD_DIR]     (default .build/release; REQUESTS=4000)
+# Run:   bash Benchmarks/router/callgrind.sh [BUILD_DIR]     (default .build/release; REQUESTS=4000; TARGET=proxy|control)
 # Needs: valgrind, hey (apt-get install -y valgrind hey).
 # Prints: requests served while measured, total instructions, instructions per request,
 # and the top functions (callgrind_annotate) to $OUT (default /tmp/herd-callgrind).
@@ -21,15 +21,25 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 start() { "$@" & pids+=($!); }
 
-start "$B/herd-fake-backend" --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
-start "$B/herd-control" --port $CONTROL --proxies 0 --data-dir "$work/data" --max-concurrency 100000 --no-mdns 2>"$work/control.log"
-start "$B/herd-node" --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id cg 2>/dev/null
-for _ in $(seq 100); do [ -S "$work/data/control.sock" ] && break; sleep 0.1; done
+TARGET=${TARGET:-proxy}
 mkdir -p "$OUT"
 rm -f "$OUT"/callgrind.out.*
-start valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.%p" \
-  "$B/herd-proxy" --port $PROXY --control-socket "$work/data/control.sock" 2>"$work/proxy.log"
-vg=$!
+measured=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.%p")
+start "$B/herd-fake-backend" --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
+if [ "$TARGET" = control ]; then
+  start "${measured[@]}" "$B/herd-control" --port $CONTROL --proxies 0 --data-dir "$work/data" --max-concurrency 100000 --no-mdns 2>"$work/control.log"
+  vg=$!
+else
+  start "$B/herd-control" --port $CONTROL --proxies 0 --data-dir "$work/data" --max-concurrency 100000 --no-mdns 2>"$work/control.log"
+fi
+start "$B/herd-node" --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id cg 2>/dev/null
+for _ in $(seq 300); do [ -S "$work/data/control.sock" ] && break; sleep 0.1; done
+if [ "$TARGET" = control ]; then
+  start "$B/herd-proxy" --port $PROXY --control-socket "$work/data/control.sock" 2>"$work/proxy.log"
+else
+  start "${measured[@]}" "$B/herd-proxy" --port $PROXY --control-socket "$work/data/control.sock" 2>"$work/proxy.log"
+  vg=$!
+fi
 body='{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":false}'
 for _ in $(seq 300); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY/api/chat && break; sleep 0.2; done
 # Warm up (pools, caches), then measure exactly REQUESTS requests over 8 connections.

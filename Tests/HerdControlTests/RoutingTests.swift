@@ -262,3 +262,16 @@ extension SchedulerAction {
         #expect(registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true)]), now: 2))
     }
 }
+
+@Suite struct SnapshotBuilderTests {
+    /// One model name, one listing entry: `llama3` on one node and
+    /// `llama3:latest` on another are the same model (`ModelName`).
+    @Test func listingsHaveOneEntryPerModel() throws {
+        let nodes = [node("a", models: ["llama3", "qwen:7b"], loaded: ["llama3"]), node("b", models: ["llama3:latest"], loaded: ["llama3:latest"], port: 2)]
+        let snapshot = SnapshotBuilder.build(version: 1, nodes: nodes)
+        #expect(snapshot.tags["models"]?.arrayValue?.count == 2)
+        #expect(snapshot.ps["models"]?.arrayValue?.count == 1)
+        #expect(snapshot.openAIModels["data"]?.arrayValue?.count == 2)
+        #expect(snapshot.nodes.map(\.id) == ["a", "b"])
+    }
+}

@@ -3,7 +3,7 @@ import HerdWire
 
 /// Builds the routing snapshot pushed to proxies: per node, its backends and
 /// models, and the fleet-wide listings (`/api/tags`, `/api/ps`, `/v1/models`)
-/// with one entry per model name.
+/// with one entry per model (`llama3` and `llama3:latest` are one: `ModelName`).
 enum SnapshotBuilder {
     static func build(version: Int, nodes: [FleetNode]) -> RoutingSnapshot {
         var snapshotNodes: [RoutingSnapshot.Node] = []
@@ -21,17 +21,18 @@ enum SnapshotBuilder {
                     ollamaVersion = version
                 }
                 for model in backend.models {
-                    if backend.kind == .ollama, tags[model.name] == nil {
-                        tags[model.name] = ["name": .string(model.name), "model": .string(model.name), "modified_at": .string(model.modifiedAt),
+                    let key = ModelName.canonical(model.name)
+                    if backend.kind == .ollama, tags[key] == nil {
+                        tags[key] = ["name": .string(model.name), "model": .string(model.name), "modified_at": .string(model.modifiedAt),
                                             "size": .int(model.sizeBytes), "digest": .string(model.digest), "details": model.details]
                     }
-                    if openAI[model.name] == nil {
-                        openAI[model.name] = ["id": .string(model.name), "object": "model", "created": .int(0), "owned_by": .string(node.id)]
+                    if openAI[key] == nil {
+                        openAI[key] = ["id": .string(model.name), "object": "model", "created": .int(0), "owned_by": .string(node.id)]
                     }
                 }
-                for model in backend.loaded where backend.kind == .ollama && ps[model.name] == nil {
-                    let details = backend.models.first { $0.name == model.name }
-                    ps[model.name] = ["name": .string(model.name), "model": .string(model.name), "size": .int(model.sizeBytes),
+                for model in backend.loaded where backend.kind == .ollama && ps[ModelName.canonical(model.name)] == nil {
+                    let details = backend.models.first { ModelName.same($0.name, model.name) }
+                    ps[ModelName.canonical(model.name)] = ["name": .string(model.name), "model": .string(model.name), "size": .int(model.sizeBytes),
                                       "digest": .string(details?.digest ?? ""), "details": details?.details ?? [:],
                                       "expires_at": .string(model.expiresAt), "size_vram": .int(model.vramBytes),
                                       "context_length": .int(model.contextLength)]

@@ -116,9 +116,7 @@ struct Scheduler {
     /// A ROUTE: decide now, or queue.
     mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                         into actions: inout [SchedulerAction]) {
-        let key = RequestKey(proxy: proxy, id: request.id)
-        entries[key] = Entry(request: request, arrivedAt: now)
-        decide(key, fleet: fleet, now: now, into: &actions)
+        decide(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), fleet: fleet, now: now, into: &actions)
     }
 
     /// A RETRY: the node failed before any byte reached the client; try another
@@ -126,17 +124,16 @@ struct Scheduler {
     mutating func retry(_ retry: RouteRetry, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                         into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: retry.id)
-        guard var entry = entries[key] else { return }
+        guard var entry = entries.removeValue(forKey: key) else { return }
         release(&entry)
         entry.excluded.insert(retry.node)
         entry.retries += 1
-        entries[key] = entry
         if entry.retries > settings.maxRetries {
-            refuse(key, RouteRefusal(id: retry.id, code: .retriesExhausted,
-                                     message: "every node tried failed (last: \(retry.node): \(retry.reason))"), into: &actions)
+            refuse(key, entry, RouteRefusal(id: retry.id, code: .retriesExhausted,
+                                            message: "every node tried failed (last: \(retry.node): \(retry.reason))"), into: &actions)
             return
         }
-        decide(key, fleet: fleet, now: now, into: &actions)
+        decide(key, entry, fleet: fleet, now: now, into: &actions)
     }
 
     /// A RESULT: the request ended; its slot frees and the queue moves.
@@ -167,9 +164,9 @@ struct Scheduler {
 
     /// A proxy went away: its requests free their slots and leave the queue.
     mutating func proxyGone(_ proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
-        for (key, var entry) in entries where key.proxy == proxy {
+        for key in entries.keys where key.proxy == proxy {
+            guard var entry = entries.removeValue(forKey: key) else { continue }
             release(&entry)
-            entries[key] = nil
         }
         waiting.removeAll { $0.proxy == proxy }
         recentlyRefused = recentlyRefused.filter { $0.key.proxy != proxy }
@@ -187,8 +184,8 @@ struct Scheduler {
         guard !expired.isEmpty else { return }
         waiting.removeAll { expired.contains($0) }
         for key in expired {
-            guard let entry = entries[key] else { continue }
-            refuse(key, RouteRefusal(
+            guard let entry = entries.removeValue(forKey: key) else { continue }
+            refuse(key, entry, RouteRefusal(
                 id: entry.request.id, code: .queueTimeout,
                 message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
                 retryAfter: 5), into: &actions)
@@ -197,15 +194,18 @@ struct Scheduler {
 
     // MARK: Deciding
 
-    private mutating func decide(_ key: RequestKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
-        guard var entry = entries[key] else { return }
-        let request = entry.request
-        var models = [request.model]
-        for fallback in request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
+    /// Decides for `entry` (held here, not in `entries`): routes it or queues
+    /// it (then it is stored), or refuses it (then it is remembered until its
+    /// RESULT). Entries move through here, never copied.
+    private mutating func decide(_ key: RequestKey, _ entry: consuming Entry, fleet: [FleetNode], now: UInt64,
+                                 into actions: inout [SchedulerAction]) {
+        var entry = entry
+        var models = [entry.request.model]
+        for fallback in entry.request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
         let slots = self.slots
         let lastRouted = self.lastRouted
         let decision = RoutePolicy.decide(
-            api: request.api, models: models, nodes: fleet, excluded: entry.excluded,
+            api: entry.request.api, models: models, nodes: fleet, excluded: entry.excluded,
             inFlight: { node, model in slots[SlotKey(node, model)] ?? 0 },
             lastRouted: { node, model in lastRouted[SlotKey(node, model)] ?? 0 },
             limit: settings.maxConcurrencyPerModel)
@@ -216,7 +216,7 @@ struct Scheduler {
             routeCounter += 1
             self.lastRouted[slot] = routeCounter
             let answer = RouteAnswer(
-                id: request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
+                id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
                 model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)), reason: candidate.reason,
                 retries: entry.retries)
             entry.slot = slot
@@ -225,30 +225,28 @@ struct Scheduler {
             entries[key] = entry
             actions.append(.routed(key.proxy, answer))
         case .queue:
-            enqueue(key, &entry, now: now, into: &actions)
+            enqueue(key, entry, into: &actions)
         case let .notFound(known):
             let names = models.map { "'\($0)'" }.joined(separator: ", ")
-            refuse(key, RouteRefusal(id: request.id, code: .modelNotFound, message: "model \(names) not found in the fleet", models: known),
-                   into: &actions)
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: "model \(names) not found in the fleet",
+                                            models: known), into: &actions)
         case .noNode:
-            refuse(key, RouteRefusal(
-                id: request.id, code: .noNode,
-                message: entry.excluded.isEmpty ? "no online node can serve '\(request.model)'" : "no other node can serve '\(request.model)'",
-                retryAfter: 5), into: &actions)
+            let message = entry.excluded.isEmpty ? "no online node can serve '\(entry.request.model)'" : "no other node can serve '\(entry.request.model)'"
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .noNode, message: message, retryAfter: 5), into: &actions)
         }
     }
 
-    private mutating func enqueue(_ key: RequestKey, _ entry: inout Entry, now: UInt64, into actions: inout [SchedulerAction]) {
-        if entry.queueDeadline != nil {
-            waiting.append(key) // still waiting: keeps its place and its deadline
-            return
+    private mutating func enqueue(_ key: RequestKey, _ entry: consuming Entry, into actions: inout [SchedulerAction]) {
+        var entry = entry
+        if entry.queueDeadline == nil {
+            guard waiting.count < settings.maxQueueLength else {
+                refuse(key, entry, RouteRefusal(id: entry.request.id, code: .queueTimeout,
+                                                message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
+                return
+            }
+            entry.queueDeadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
         }
-        guard waiting.count < settings.maxQueueLength else {
-            refuse(key, RouteRefusal(id: entry.request.id, code: .queueTimeout,
-                                     message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
-            return
-        }
-        entry.queueDeadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
+        // Still waiting: keeps its place (`dispatchWaiting` goes in order) and its deadline.
         entries[key] = entry
         waiting.append(key)
     }
@@ -258,14 +256,15 @@ struct Scheduler {
         guard !waiting.isEmpty else { return }
         let queue = waiting
         waiting.removeAll(keepingCapacity: true)
-        for key in queue where entries[key] != nil {
-            decide(key, fleet: fleet, now: now, into: &actions)
+        for key in queue {
+            guard let entry = entries.removeValue(forKey: key) else { continue }
+            decide(key, entry, fleet: fleet, now: now, into: &actions)
         }
     }
 
     /// Answers ROUTE_ERROR; the request is remembered until its RESULT.
-    private mutating func refuse(_ key: RequestKey, _ refusal: RouteRefusal, into actions: inout [SchedulerAction]) {
-        guard var entry = entries.removeValue(forKey: key) else { return }
+    private mutating func refuse(_ key: RequestKey, _ entry: consuming Entry, _ refusal: RouteRefusal, into actions: inout [SchedulerAction]) {
+        var entry = entry
         release(&entry)
         actions.append(.refused(key.proxy, refusal))
         recentlyRefused[key] = entry
