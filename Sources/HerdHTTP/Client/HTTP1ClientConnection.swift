@@ -9,8 +9,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     private let stream: StreamConnection
     private let parser: HTTPParser
     private let clock: any LoopClock
-    private var timer: (any ClockTimer)?
-    private var armedDeadline: UInt64?
+    private var timer: DeadlineTimer?
     private var flow: HTTP1ClientFlow
     private var task: HTTPClientTask?
     private var keepAlive = true
@@ -26,20 +25,13 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         parser.delegate = self
         stream.delegate = self
         // One callback for every phase (re-armed without allocating per request).
-        timer = clock.makeTimer { [unowned self] in self.timerFired() }
+        timer = DeadlineTimer(clock: clock) { [unowned self] in self.timerFired() }
     }
 
-    /// Keeps the timer armed at the flow's deadline (re-armed only when it
-    /// moved). A deadline that went away is not disarmed: the flow ignores a
-    /// stale fire, and requests that come and go do not pay a timer stop each.
-    private func syncTimer() {
-        guard let deadline = flow.deadline, deadline != armedDeadline else { return }
-        armedDeadline = deadline
-        timer?.arm(at: deadline, on: clock)
-    }
+    /// Keeps the timer at the flow's deadline.
+    private func syncTimer() { timer?.follow(flow.deadline) }
 
     private func timerFired() {
-        armedDeadline = nil
         let expiry = flow.timerFired(now: clock.now)
         if expiry == .idleClose {
             close()

@@ -46,8 +46,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     private var isClosing = false
     private var sendBlocked = false
     private var flow: H2ServerFlow
-    private var timer: (any ClockTimer)?
-    private var armedDeadline: UInt64?
+    private var timer: DeadlineTimer?
     /// Above this many unwritten bytes nghttp2 is told to wait (backpressure).
     private static let writeHighWatermark = 256 * 1024
 
@@ -59,7 +58,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
 
     func start(initial bytes: UnsafeRawBufferPointer) {
         stream.delegate = self
-        timer = server.clock.makeTimer { [unowned self] in self.timerFired() }
+        timer = DeadlineTimer(clock: server.clock) { [unowned self] in self.timerFired() }
         flow.start(now: server.clock.now)
         syncTimer()
         do throws(H2Error) {
@@ -158,19 +157,10 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
 
     // MARK: Timeouts
 
-    /// Keeps the timer armed at the flow's deadline (re-armed only when it moved).
-    private func syncTimer() {
-        guard flow.deadline != armedDeadline else { return }
-        armedDeadline = flow.deadline
-        if let deadline = flow.deadline {
-            timer?.arm(at: deadline, on: server.clock)
-        } else {
-            timer?.disarm()
-        }
-    }
+    /// Keeps the timer at the flow's deadline.
+    private func syncTimer() { timer?.follow(flow.deadline) }
 
     private func timerFired() {
-        armedDeadline = nil
         switch flow.timerFired(now: server.clock.now) {
         case .none:
             break

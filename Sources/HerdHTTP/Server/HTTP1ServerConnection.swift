@@ -10,8 +10,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private let stream: StreamConnection
     private let parser: HTTPParser
     private let clock: any LoopClock
-    private var timer: (any ClockTimer)?
-    private var armedDeadline: UInt64?
+    private var timer: DeadlineTimer?
     private var flow: HTTP1ServerFlow
     private let configuration: HTTPServerConfiguration
     private var exchange: HTTPExchange?
@@ -40,23 +39,16 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
 
     func start() {
         // One callback for the connection's life (re-armed without allocating).
-        timer = clock.makeTimer { [unowned self] in self.timerFired() }
+        timer = DeadlineTimer(clock: clock) { [unowned self] in self.timerFired() }
         flow.start(now: clock.now)
         syncTimer()
         stream.startReading()
     }
 
-    /// Keeps the timer armed at the flow's deadline (re-armed only when it
-    /// moved). A deadline that went away is not disarmed: the flow ignores a
-    /// stale fire, and requests that come and go do not pay a timer stop each.
-    private func syncTimer() {
-        guard let deadline = flow.deadline, deadline != armedDeadline else { return }
-        armedDeadline = deadline
-        timer?.arm(at: deadline, on: clock)
-    }
+    /// Keeps the timer at the flow's deadline.
+    private func syncTimer() { timer?.follow(flow.deadline) }
 
     private func timerFired() {
-        armedDeadline = nil
         switch flow.timerFired(now: clock.now) {
         case .none:
             syncTimer()

@@ -31,7 +31,7 @@ final class ControlServer {
     private var links: [ProxyKey: ProxyLink] = [:]
     private var nextKey = 0
     private var actions: [SchedulerAction] = []
-    private var queueTimer: (any ClockTimer)?
+    private var queueTimer: DeadlineTimer?
     /// The snapshot to send to new proxies and on changes.
     private let currentSnapshot: () -> RoutingSnapshot
     /// A request ended: trace, log line, metrics.
@@ -53,7 +53,7 @@ final class ControlServer {
 
     func listen(path: String) throws {
         listener = try StreamListener(loop: loop, path: path) { [unowned self] stream in self.accept(stream) }
-        queueTimer = clock.makeTimer { [unowned self] in
+        queueTimer = DeadlineTimer(clock: clock) { [unowned self] in
             self.scheduler.expire(now: self.clock.now, into: &self.actions)
             self.performActions()
         }
@@ -130,11 +130,7 @@ final class ControlServer {
             }
         }
         actions.removeAll(keepingCapacity: true)
-        if let deadline = scheduler.nextDeadline {
-            queueTimer?.arm(at: deadline, on: clock)
-        } else if queueTimer?.isArmed == true {
-            queueTimer?.disarm()
-        }
+        queueTimer?.follow(scheduler.nextDeadline)
     }
 
     /// Sends the current snapshot to every proxy that has not seen it.
