@@ -24,6 +24,8 @@ BPROXY=18513; BCONTROL=18514; SBPROXY=18516; SBCONTROL=18517
 BASELINE=${BASELINE:-}
 TARGETS="direct nginx herd"
 [ -n "$BASELINE" ] && TARGETS="direct nginx herd base"
+# herd and base swap places every other round, so neither always runs after nginx.
+order() { if [ -n "$BASELINE" ] && [ $(($1 % 2)) = 0 ]; then echo "direct nginx base herd"; else echo "$TARGETS"; fi; }
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx: apt-get install -y wrk nginx"; exit 2; }
 swift build -c release >/dev/null
@@ -85,13 +87,13 @@ echo "warm-up"
 for t in $TARGETS; do taskset -c 1 wrk -t1 -c32 -d2s -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
   echo "round $r: closed loop"
-  for t in $TARGETS; do
+  for t in $(order "$r"); do
     taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" > "$work/chat-$t-$r.txt"
     taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/openai.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" > "$work/v1-$t-$r.txt"
   done
   echo "round $r: fixed rate"
   for rate in 1000 5000; do
-    for t in $TARGETS; do
+    for t in $(order "$r"); do
       taskset -c 1 $B/herd-loadgen rate --url "http://127.0.0.1:${PORT[$t]}/api/chat" --rate $rate --duration "$DURATION" > "$work/rate$rate-$t-$r.json"
     done
   done
@@ -122,7 +124,7 @@ declare -A SPORT=([direct]=$SBACKEND [nginx]=$SNGINX [herd]=$SPROXY [base]=$SBPR
 declare -A SPID=([direct]=$sproxy_pid [nginx]=$sproxy_pid [herd]=$sproxy_pid [base]=$sbproxy_pid)
 for r in $(seq "$ROUNDS"); do
   echo "round $r: $STREAMS streams × $CHUNKS chunks"
-  for t in $TARGETS; do
+  for t in $(order "$r"); do
     peak=0
     ( while true; do v=$(rss "${SPID[$t]}"); echo "$v"; sleep 0.2; done ) > "$work/stream-rss-$t-$r.txt" &
     sampler=$!
