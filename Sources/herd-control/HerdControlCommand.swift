@@ -32,11 +32,15 @@ struct HerdControlCommand: ParsableCommand {
     @Option(help: "Data directory (HERD_DATA_DIR).")
     var dataDir: String = DataDirectory.resolve()
 
-    @Option(help: "Control socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
-    var controlSocket: String? = Environment.string("HERD_CONTROL_SOCKET")
+    @Option(name: .customLong("control-socket"), help: "Control socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
+    var controlSocketFlag: String?
+    /// The flag, else its environment twin (an optional option takes no default value).
+    var controlSocket: String? { controlSocketFlag ?? Environment.string("HERD_CONTROL_SOCKET") }
 
-    @Option(help: "Fleet key (≥ 16 characters) that nodes must sign heartbeats with (HERD_FLEET_KEY; or <data-dir>/fleet.key).")
-    var fleetKey: String? = Environment.string("HERD_FLEET_KEY")
+    @Option(name: .customLong("fleet-key"), help: "Fleet key (≥ 16 characters) that nodes must sign heartbeats with (HERD_FLEET_KEY; or <data-dir>/fleet.key).")
+    var fleetKeyFlag: String?
+    /// The flag, else its environment twin (an optional option takes no default value).
+    var fleetKey: String? { fleetKeyFlag ?? Environment.string("HERD_FLEET_KEY") }
 
     @Flag(help: "Do not publish the router over mDNS (HERD_NO_MDNS=1).")
     var noMdns = Environment.bool("HERD_NO_MDNS")

@@ -14,11 +14,15 @@ struct HerdNodeCommand: ParsableCommand {
         discussion: "Each flag also reads an HERD_* environment variable (e.g. HERD_CONTROL).",
         version: HerdVersion.current)
 
-    @Option(help: "herd-control's URL, e.g. http://192.168.1.10:11436 (HERD_CONTROL); default: found over mDNS.")
-    var control: String? = Environment.string("HERD_CONTROL")
+    @Option(name: .customLong("control"), help: "herd-control's URL, e.g. http://192.168.1.10:11436 (HERD_CONTROL); default: found over mDNS.")
+    var controlFlag: String?
+    /// The flag, else its environment twin (an optional option takes no default value).
+    var control: String? { controlFlag ?? Environment.string("HERD_CONTROL") }
 
-    @Option(help: "With mDNS: use the router of this fleet (HERD_FLEET_ID).")
-    var fleetId: String? = Environment.string("HERD_FLEET_ID")
+    @Option(name: .customLong("fleet-id"), help: "With mDNS: use the router of this fleet (HERD_FLEET_ID).")
+    var fleetIdFlag: String?
+    /// The flag, else its environment twin (an optional option takes no default value).
+    var fleetId: String? { fleetIdFlag ?? Environment.string("HERD_FLEET_ID") }
 
     @Option(help: "The local Ollama (HERD_OLLAMA); 'none' for no Ollama.")
     var ollama: String = Environment.string("HERD_OLLAMA") ?? "http://127.0.0.1:11434"
@@ -29,8 +33,10 @@ struct HerdNodeCommand: ParsableCommand {
     @Option(help: "This node's id (HERD_NODE_ID); default: the host name.")
     var nodeId: String = Environment.string("HERD_NODE_ID") ?? NodeIdentity.hostname()
 
-    @Option(help: "Fleet key to sign heartbeats with (HERD_FLEET_KEY).")
-    var fleetKey: String? = Environment.string("HERD_FLEET_KEY")
+    @Option(name: .customLong("fleet-key"), help: "Fleet key to sign heartbeats with (HERD_FLEET_KEY).")
+    var fleetKeyFlag: String?
+    /// The flag, else its environment twin (an optional option takes no default value).
+    var fleetKey: String? { fleetKeyFlag ?? Environment.string("HERD_FLEET_KEY") }
 
     @Flag(help: "Do not report camera/microphone use (meeting detection) (HERD_NO_MEETING_DETECTION=1).")
     var noMeetingDetection = Environment.bool("HERD_NO_MEETING_DETECTION")

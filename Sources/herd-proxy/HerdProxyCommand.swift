@@ -42,8 +42,10 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "Seconds in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT).")
     var drainTimeout: Double = Environment.string("HERD_DRAIN_TIMEOUT").flatMap(Double.init) ?? 30
 
-    @Option(help: "Comma-separated browser origins allowed by CORS, or * (HERD_ALLOWED_ORIGINS); default: local pages and apps.")
-    var allowedOrigins: String? = Environment.string("HERD_ALLOWED_ORIGINS")
+    @Option(name: .customLong("allowed-origins"), help: "Comma-separated browser origins allowed by CORS, or * (HERD_ALLOWED_ORIGINS); default: local pages and apps.")
+    var allowedOriginsFlag: String?
+    /// The flag, else its environment twin (an optional option takes no default value).
+    var allowedOrigins: String? { allowedOriginsFlag ?? Environment.string("HERD_ALLOWED_ORIGINS") }
 
     @Flag(help: "Exit (draining) when the parent process dies; herd-control sets it for its children.")
     var exitWithParent = false
