@@ -10,6 +10,8 @@
 #        bash Benchmarks/router/ab.sh rate A_BUILD B_BUILD    (ROUNDS=6 RATE=1000 DURATION=5)
 #          herd-loadgen rate (open loop): p50/p90/p99 from each scheduled send.
 # A build is a release folder, e.g. .build/release or /tmp/herd-base/.build/release.
+# A_FLAGS / B_FLAGS: herd-control's flags for each side (default: --max-concurrency 100000,
+# as bench.sh); A_FLAGS= B_FLAGS=--max-concurrency=100000 compares default flags with the cap lifted.
 # Needs: hey (apt-get install -y hey).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,9 +23,11 @@ trap cleanup EXIT
 start() { "$@" & pids+=($!); }
 start taskset -c 1 "$A/herd-fake-backend" --port 18701 --models llama3:8b --loaded llama3:8b --tokens 8 >/dev/null
 declare -A BUILD=([A]=$A [B]=$B) CONTROL=([A]=18702 [B]=18704) PROXY=([A]=18703 [B]=18705) CPID PPID_
+declare -A FLAGS=([A]="${A_FLAGS---max-concurrency 100000}" [B]="${B_FLAGS---max-concurrency 100000}")
 for x in A B; do
+  # shellcheck disable=SC2086 # the flags split into words on purpose
   taskset -c 0 "${BUILD[$x]}/herd-control" --port ${CONTROL[$x]} --proxy-port ${PROXY[$x]} --data-dir "$work/$x" \
-    --max-concurrency 100000 --no-mdns 2>"$work/$x.log" & pids+=($!); CPID[$x]=$!
+    ${FLAGS[$x]} --no-mdns 2>"$work/$x.log" & pids+=($!); CPID[$x]=$!
   start taskset -c 1 "${BUILD[$x]}/herd-node" --control http://127.0.0.1:${CONTROL[$x]} --ollama http://127.0.0.1:18701 --node-id "n$x" 2>/dev/null
 done
 for x in A B; do

@@ -6,6 +6,8 @@
 # Run:   bash Benchmarks/router/bench.sh        (ROUNDS=3 DURATION=5; STREAMS=1000 CHUNKS=200 CHUNK_MS=50)
 #        BASELINE=/path/to/other/.build/release bash Benchmarks/router/bench.sh
 #          also runs that build of herd ("base") in the same interleaved rounds: before/after in one run.
+#        herd runs with its default flags; HERD_FLAGS="--max-concurrency 100000" lifts the concurrency
+#        cap (BASELINE_FLAGS, default HERD_FLAGS, for the baseline build).
 # Needs: wrk, nginx (apt-get install -y wrk nginx); builds in release.
 # Layout: backend and load generator on core 1; nginx / herd on core 0.
 #  closed loop:  wrk -t1 -c32 -d${DURATION}s -s post.lua URL   (non-streaming /api/chat and /v1/chat/completions)
@@ -22,6 +24,8 @@ CHUNK_MS=${CHUNK_MS:-50}
 BACKEND=18501; NGINX=18502; PROXY=18503; CONTROL=18504; SBACKEND=18505; SPROXY=18506; SCONTROL=18507; SNGINX=18508
 BPROXY=18513; BCONTROL=18514; SBPROXY=18516; SBCONTROL=18517
 BASELINE=${BASELINE:-}
+HERD_FLAGS=${HERD_FLAGS:-}
+BASELINE_FLAGS=${BASELINE_FLAGS-$HERD_FLAGS}
 TARGETS="direct nginx herd"
 [ -n "$BASELINE" ] && TARGETS="direct nginx herd base"
 # herd and base swap places every other round, so neither always runs after nginx.
@@ -59,11 +63,11 @@ start() { "$@" & pids+=($!); }
 # Fast fleet: one backend answering at once.
 start taskset -c 1 $B/herd-fake-backend --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
 nginx_conf $NGINX $BACKEND; start taskset -c 0 nginx -c "$work/nginx-$NGINX.conf" -g 'daemon off;'
-start taskset -c 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" --max-concurrency 100000 --no-mdns 2>"$work/control.log"
+start taskset -c 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" $HERD_FLAGS --no-mdns 2>"$work/control.log"
 start taskset -c 1 $B/herd-node --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id bench 2>/dev/null
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$PROXY/api/chat && break; sleep 0.1; done
 if [ -n "$BASELINE" ]; then
-  start taskset -c 0 "$BASELINE/herd-control" --port $BCONTROL --proxy-port $BPROXY --data-dir "$work/bdata" --max-concurrency 100000 --no-mdns 2>"$work/bcontrol.log"
+  start taskset -c 0 "$BASELINE/herd-control" --port $BCONTROL --proxy-port $BPROXY --data-dir "$work/bdata" $BASELINE_FLAGS --no-mdns 2>"$work/bcontrol.log"
   start taskset -c 1 "$BASELINE/herd-node" --control http://127.0.0.1:$BCONTROL --ollama http://127.0.0.1:$BACKEND --node-id bbench 2>/dev/null
   for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$BPROXY/api/chat && break; sleep 0.1; done
 fi
@@ -108,14 +112,14 @@ busy_rss=$(rss "$proxy_pid")
 # Streaming fleet: chunks paced by the backend.
 start taskset -c 1 $B/herd-fake-backend --port $SBACKEND --models llama3:8b --loaded llama3:8b --tokens "$CHUNKS" --token-delay-ms "$CHUNK_MS"
 nginx_conf $SNGINX $SBACKEND; start taskset -c 0 nginx -c "$work/nginx-$SNGINX.conf" -g 'daemon off;'
-start taskset -c 0 $B/herd-control --port $SCONTROL --proxy-port $SPROXY --data-dir "$work/sdata" --max-concurrency 100000 --no-mdns 2>"$work/scontrol.log"
+start taskset -c 0 $B/herd-control --port $SCONTROL --proxy-port $SPROXY --data-dir "$work/sdata" $HERD_FLAGS --no-mdns 2>"$work/scontrol.log"
 start taskset -c 1 $B/herd-node --control http://127.0.0.1:$SCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbench 2>/dev/null
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SPROXY/api/chat && break; sleep 0.1; done
 sproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/scontrol.log" | grep -o '[0-9]*$' | head -1)
 sidle_rss=$(rss "$sproxy_pid")
 sbproxy_pid=$sproxy_pid
 if [ -n "$BASELINE" ]; then
-  start taskset -c 0 "$BASELINE/herd-control" --port $SBCONTROL --proxy-port $SBPROXY --data-dir "$work/sbdata" --max-concurrency 100000 --no-mdns 2>"$work/sbcontrol.log"
+  start taskset -c 0 "$BASELINE/herd-control" --port $SBCONTROL --proxy-port $SBPROXY --data-dir "$work/sbdata" $BASELINE_FLAGS --no-mdns 2>"$work/sbcontrol.log"
   start taskset -c 1 "$BASELINE/herd-node" --control http://127.0.0.1:$SBCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbbench 2>/dev/null
   for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SBPROXY/api/chat && break; sleep 0.1; done
   sbproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/sbcontrol.log" | grep -o '[0-9]*$' | head -1)

@@ -48,8 +48,11 @@ struct HerdControlCommand: ParsableCommand {
     @Option(help: "Fleet id announced over mDNS; nodes started with the same --fleet-id pick this router (HERD_FLEET_ID).")
     var fleetId: String = Environment.string("HERD_FLEET_ID") ?? "herd"
 
-    @Option(help: "Requests in flight per node and model before queuing (HERD_MAX_CONCURRENCY).")
-    var maxConcurrency: Int = Environment.int("HERD_MAX_CONCURRENCY") ?? 4
+    @Option(name: .customLong("max-concurrency"),
+            help: "Requests in flight per node and model before queuing (HERD_MAX_CONCURRENCY); default: learned per node and model.")
+    var maxConcurrencyFlag: Int?
+    /// The flag, else its environment twin; none: learned per node and model.
+    var maxConcurrency: Int? { maxConcurrencyFlag ?? Environment.int("HERD_MAX_CONCURRENCY") }
 
     @Option(help: "Seconds a request may wait for a free node before a 503 (HERD_QUEUE_TIMEOUT).")
     var queueTimeout: Double = Environment.string("HERD_QUEUE_TIMEOUT").flatMap(Double.init) ?? 30
@@ -70,7 +73,7 @@ struct HerdControlCommand: ParsableCommand {
         guard (0...65535).contains(port), (0...65535).contains(proxyPort) else { throw ValidationError("ports must be 0–65535") }
         guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
-        guard maxConcurrency >= 1 else { throw ValidationError("--max-concurrency must be at least 1") }
+        if let maxConcurrency, maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
         guard queueTimeout > 0, degradedAfter > 0, offlineAfter > degradedAfter else {
             throw ValidationError("timeouts must be positive and --offline-after longer than --degraded-after")
         }

@@ -7,7 +7,7 @@ import HerdRuntime
 // whole-process tests and benchmarks.
 //   herd-fake-backend [--host 127.0.0.1] [--port 0] [--name N] [--models a,b]
 //                     [--loaded a] [--tokens N] [--token-delay-ms N]
-//                     [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N]
+//                     [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N] [--slots N]
 // Prints "listening on HOST:PORT" once it accepts connections.
 
 var configuration = FakeBackendConfiguration()
@@ -36,6 +36,7 @@ while !arguments.isEmpty {
     case "--tokens": configuration.tokens = Int(value(flag)) ?? 8
     case "--token-delay-ms": configuration.tokenDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
+    case "--slots": configuration.slots = Int(value(flag)) ?? 0
     case "--failure":
         let text = value(flag)
         guard let failure = FakeFailure(text) else {
@@ -48,7 +49,7 @@ while !arguments.isEmpty {
         // straight from herd's HTTP server (no routing, no JSON).
         fixed200 = true
     case "--help", "-h":
-        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N]")
+        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N] [--slots N]")
         exit(0)
     default:
         print("herd-fake-backend: unknown flag \(flag)")

@@ -16,7 +16,7 @@ func node(_ id: String, status: NodeStatus = .online, models: [String], loaded: 
     func decide(_ nodes: [FleetNode], _ models: [String], api: ClientAPI = .ollama, excluded: Set<String> = [],
                 inFlight: [String: Int] = [:], limit: Int = 4) -> RouteDecision {
         RoutePolicy.decide(api: api, models: models, nodes: nodes, excluded: excluded,
-                           inFlight: { n, m in inFlight[n + "/" + m] ?? 0 }, limit: limit)
+                           inFlight: { n, m in inFlight[n + "/" + m] ?? 0 }, limit: { _, _ in limit })
     }
 
     @Test func hotBeatsCold() {

@@ -23,6 +23,12 @@ public final class FakeBackend {
     public private(set) var maxPendingResponseBytes = 0
     /// A stream stops producing above this many unwritten bytes.
     public var highWatermark = 64 * 1024
+    /// Inference requests being served (bounded by `configuration.slots`).
+    private var serving = Set<ObjectIdentifier>()
+    /// Inference requests waiting inside the backend for a slot.
+    private var waiting: [(HTTPExchange, () -> Void)] = []
+    /// The most inference requests that ever waited inside the backend at once.
+    public private(set) var maxWaiting = 0
 
     public init(loop: EventLoop, configuration: FakeBackendConfiguration = FakeBackendConfiguration()) {
         self.loop = loop
@@ -71,7 +77,8 @@ public final class FakeBackend {
         switch (method, path) {
         case ("GET", "/_fake/stats"):
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
-            respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams))])
+            respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams)),
+                                        "max_waiting": .number(Double(maxWaiting)), "waiting": .number(Double(waiting.count))])
             return
         case ("POST", "/_fake/config"):
             applyScript(exchange, body)
@@ -79,11 +86,46 @@ public final class FakeBackend {
         default: break
         }
         requestCounts[path, default: 0] += 1
-        let isInference = method == "POST"
+        let isInference = method == "POST" && path != "/api/show"
+        guard isInference, configuration.slots > 0 else { return serve(exchange, method: method, path: path, body: body, isInference: isInference) }
+        // Like a real server with N parallel slots: the rest waits inside, in order.
+        if serving.count < configuration.slots {
+            serving.insert(ObjectIdentifier(exchange))
+            serve(exchange, method: method, path: path, body: body, isInference: true)
+        } else {
+            waiting.append((exchange, { [unowned self] in
+                self.serving.insert(ObjectIdentifier(exchange))
+                self.serve(exchange, method: method, path: path, body: body, isInference: true)
+            }))
+            maxWaiting = max(maxWaiting, waiting.count)
+            exchange.onCancel = { [unowned self] in self.waiting.removeAll { $0.0 === exchange } }
+        }
+    }
+
+    /// A served inference request ended (answered, streamed to the end, or
+    /// cancelled): its slot goes to the next waiting one.
+    func release(_ exchange: HTTPExchange) {
+        guard serving.remove(ObjectIdentifier(exchange)) != nil else { return }
+        while !waiting.isEmpty {
+            let (next, start) = waiting.removeFirst()
+            guard next.isOpen else { continue }
+            next.onCancel = nil
+            start()
+            return
+        }
+    }
+
+    /// Releases `exchange`'s slot now if its response is over (streams release at their end).
+    private func releaseIfDone(_ exchange: HTTPExchange) {
+        if !exchange.isOpen { release(exchange) }
+    }
+
+    private func serve(_ exchange: HTTPExchange, method: String, path: String, body: [UInt8], isInference: Bool) {
         if isInference {
             switch configuration.failure {
             case .status500:
                 respondJSON(exchange, 500, ["error": "fake backend failure"])
+                release(exchange)
                 return
             case .hang:
                 exchange.onCancel = { [unowned self] in self.cancelledStreams += 1 }
@@ -94,14 +136,19 @@ public final class FakeBackend {
         let delay = configuration.firstByteDelayMilliseconds
         if delay > 0 {
             let timer = LoopTimer(loop: loop)
-            exchange.onCancel = { timer.close() }
+            exchange.onCancel = { [unowned self] in
+                timer.close()
+                self.release(exchange)
+            }
             timer.start(after: delay) { [unowned self] in
                 timer.close()
                 exchange.onCancel = nil
                 self.dispatch(exchange, method: method, path: path, body: body)
+                self.releaseIfDone(exchange)
             }
         } else {
             dispatch(exchange, method: method, path: path, body: body)
+            releaseIfDone(exchange)
         }
     }
 

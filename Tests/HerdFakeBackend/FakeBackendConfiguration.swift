@@ -71,6 +71,9 @@ public struct FakeBackendConfiguration: Sendable {
     public var failure = FakeFailure.none
     /// Extra bytes in each streamed token (to make large streams).
     public var tokenPadding = 0
+    /// Inference requests served at once, like Ollama's `OLLAMA_NUM_PARALLEL`
+    /// (0: no limit); more wait inside the backend, in order.
+    public var slots = 0
 
     public init() {}
 

@@ -81,12 +81,14 @@ final class FakeStreamer {
         }
     }
 
-    /// Breaks the exchange ↔ streamer cycle and stops the pacing timer.
+    /// Breaks the exchange ↔ streamer cycle, stops the pacing timer and
+    /// frees the backend's slot.
     private func finish() {
         timer?.close()
         timer = nil
         next = lines.count
         exchange.onWritable = nil
         exchange.onCancel = nil
+        backend.release(exchange)
     }
 }

@@ -23,9 +23,9 @@ import Testing
         _ = flow.start()
         _ = flow.routed(answerA)
         let refused = HTTPClientError.connectFailed(UVError(code: -111, operation: "connect"))
-        #expect(flow.upstreamFailed(refused, status: 0) == [.askRetry(node: "a", reason: refused.description)])
+        #expect(flow.upstreamFailed(refused, status: 0) == [.askRetry(node: "a", reason: refused.description, status: nil)])
         #expect(flow.routed(answerB) == [.sendUpstream(answerB)])
-        #expect(flow.upstreamHead(status: 503) == [.cancelUpstream, .askRetry(node: "b", reason: "status 503")])
+        #expect(flow.upstreamHead(status: 503) == [.cancelUpstream, .askRetry(node: "b", reason: "status 503", status: 503)])
     }
 
     @Test func exhaustedRetriesAfterTimeoutsAre504() {

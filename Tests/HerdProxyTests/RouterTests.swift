@@ -231,6 +231,24 @@ import Testing
         #expect(try first.readResponse().status == 200, "the first request was not disturbed")
     }
 
+    /// With default flags the concurrency is learned: a backend that serves one
+    /// request at a time ends up with one at a time, the rest waiting in herd's
+    /// queue (where they could still go elsewhere), never more than one inside it.
+    @Test func aOneSlotBackendNeverHoldsMoreThanOneWaitingRequest() throws {
+        let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--slots", "1", "--first-byte-delay-ms", "150"])
+        defer { fleet.shutdown() }
+        let clients = try (0..<8).map { _ in try RawClient(port: fleet.proxyPort, timeoutSeconds: 30) }
+        for client in clients { client.send(Self.rawPost(#"{"model":"slow:1b","stream":false}"#)) }
+        for client in clients { #expect(try client.readResponse().status == 200) }
+        let stats = try JSONValue.parse(fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: fleet.backendPorts["S"]!).body)
+        #expect(stats["by_path"]?["/api/chat"]?.intValue == 8)
+        #expect((stats["max_waiting"]?.intValue ?? 99) <= 1, "\(stats)")
+        let fleetJSON = try JSONValue.parse(fleet.getControl("/api/fleet").body)
+        let limits = fleetJSON["nodes"]?.arrayValue?.first?["concurrency"]
+        // Learned down to one slot, then probing one above it now and then (AIMD): never more.
+        #expect((limits?["slow:1b"]?.intValue ?? 99) <= 2, "learned limits: \(String(describing: limits))")
+    }
+
     @Test func clientDisconnectWhileQueuedReleasesTheSlot() throws {
         let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "600"], control: ["--max-concurrency", "1", "--queue-timeout", "20"])
         defer { fleet.shutdown() }

@@ -102,7 +102,8 @@ import HerdJSON
         try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2))
         try same(RouteRefusal(id: 4, code: .queueTimeout, message: "busy", retryAfter: 5))
         try same(RouteRefusal(id: 4, code: .modelNotFound, message: "x", models: ["a", "b"]))
-        try same(RouteRetry(id: 5, node: "n", reason: "status 503"))
+        try same(RouteRetry(id: 5, node: "n", reason: "status 503", upstreamStatus: 503))
+        try same(RouteRetry(id: 5, node: "n", reason: "connect failed: ECONNREFUSED"))
         try same(RouteCancel(id: 6))
         try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, ttftMilliseconds: 1.5, durationMilliseconds: 20.25,
                              promptTokens: 3, completionTokens: 4, bytes: 99, retries: 1, error: nil, local: false))

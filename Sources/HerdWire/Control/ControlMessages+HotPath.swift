@@ -59,11 +59,16 @@ extension RouteRefusal {
 }
 
 extension RouteRetry {
-    public var json: JSONValue { ["id": .int(Int(id)), "node": .string(node), "reason": .string(reason)] }
+    public var json: JSONValue {
+        var members: [(String, JSONValue)] = [("id", .int(Int(id))), ("node", .string(node)), ("reason", .string(reason))]
+        if let upstreamStatus { members.append(("status", .int(upstreamStatus))) }
+        return .object(members)
+    }
 
     public init(json: JSONValue) throws(JSONFieldError) {
         let f = try JSONFields(json, context: RouteRetry.context)
-        self.init(id: try f.id("id"), node: try f.string("node"), reason: try f.optionalString("reason") ?? "")
+        self.init(id: try f.id("id"), node: try f.string("node"), reason: try f.optionalString("reason") ?? "",
+                  upstreamStatus: try f.optionalInt("status"))
     }
 }
 

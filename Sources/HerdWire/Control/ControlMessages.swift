@@ -172,11 +172,18 @@ public struct RouteRetry: Equatable, Sendable, WireCodable {
     public var id: UInt64
     public var node: String
     @Defaulted<WireDefaults.EmptyString> public var reason: String
+    /// The status the backend answered, when it answered (a 503 or 429 says it is busy).
+    public var upstreamStatus: Int?
 
-    public init(id: UInt64, node: String, reason: String) {
+    public init(id: UInt64, node: String, reason: String, upstreamStatus: Int? = nil) {
         self.id = id
         self.node = node
         self.reason = reason
+        self.upstreamStatus = upstreamStatus
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, node, reason, upstreamStatus = "status"
     }
 }
 

@@ -88,6 +88,7 @@ final class ControlAPI {
                     "cpu": ["cores": .int(hb.cpuCores), "utilization": .number(hb.cpuUtilization)],
                     "memory": ["total_bytes": .int(hb.memoryTotalBytes), "available_bytes": .int(hb.memoryAvailableBytes)],
                     "in_flight": .int(routes.scheduler.inFlight(node: node.id)),
+                    "concurrency": .object(routes.scheduler.learnedLimits.filter { $0.node == node.id }.map { ($0.model, .int($0.limit)) }),
                     "telemetry": hb.telemetry.json,
                     "backends": .array(hb.backends.map { b in
                         ["kind": .string(b.kind.rawValue), "address": .string(b.address), "reachable": .bool(b.reachable),

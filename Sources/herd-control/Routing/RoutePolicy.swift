@@ -53,7 +53,7 @@ enum RouteDecision: Equatable, Sendable {
 enum RoutePolicy {
     static func decide(
         api: ClientAPI, models: [String], nodes: [FleetNode], excluded: Set<String>,
-        inFlight: (String, String) -> Int, lastRouted: (String, String) -> UInt64 = { _, _ in 0 }, limit: Int
+        inFlight: (String, String) -> Int, lastRouted: (String, String) -> UInt64 = { _, _ in 0 }, limit: (String, String) -> Int
     ) -> RouteDecision {
         var candidatesByModel: [(String, [RouteCandidate])] = []
         var anyoneHasIt = false
@@ -72,7 +72,7 @@ enum RoutePolicy {
                     let strained = telemetry.inMeeting || telemetry.thermal >= .serious || telemetry.pressure >= .high
                     candidates.append(RouteCandidate(
                         node: node.id, address: backend.address, backend: backend.kind, model: name, hot: hot,
-                        inFlight: inFlight(node.id, ModelName.canonical(model)), limit: limit,
+                        inFlight: inFlight(node.id, ModelName.canonical(model)), limit: limit(node.id, ModelName.canonical(model)),
                         memoryAvailableBytes: node.heartbeat.memoryAvailableBytes, degraded: node.status == .degraded,
                         strained: strained, lastRouted: lastRouted(node.id, ModelName.canonical(model))))
                     break // one backend per node and model

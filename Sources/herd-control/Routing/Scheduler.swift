@@ -33,9 +33,13 @@ enum SchedulerAction: Equatable {
 /// retries came before it.
 struct Scheduler {
     struct Settings: Sendable {
-        /// Requests in flight per node and model (Ollama's own parallelism
-        /// waits inside Ollama; queuing here lets another node take them).
-        var maxConcurrencyPerModel = 4
+        /// Requests in flight per node and model, when set (`--max-concurrency`);
+        /// else each node:model's limit is learned (`ConcurrencyLearner`):
+        /// the queue lives here, where a request can still go to another node,
+        /// not inside the backend.
+        var maxConcurrencyPerModel: Int?
+        /// The learned limit's starting point when the node reports none.
+        var initialConcurrency = 2
         /// How long a request may wait for a slot before a 503.
         var queueTimeoutMilliseconds: UInt64 = 30_000
         /// Requests waiting at most; more are answered 503 at once.
@@ -72,6 +76,8 @@ struct Scheduler {
         var queueDeadline: UInt64?
         /// The last routing answer (for the trace).
         var decision: RouteAnswer?
+        /// Requests in flight on its node:model when it was sent there, itself included.
+        var concurrency = 0
     }
 
     let settings: Settings
@@ -80,6 +86,8 @@ struct Scheduler {
     private var slots: [SlotKey: Int] = [:]
     /// When each node:model was last given a request: equal candidates take turns.
     private var lastRouted: [SlotKey: UInt64] = [:]
+    /// Each node:model's learned concurrency.
+    private var learners: [SlotKey: ConcurrencyLearner] = [:]
     private var routeCounter: UInt64 = 0
     /// Requests refused by control, kept until the proxy's RESULT names them.
     private var recentlyRefused: [RequestKey: Entry] = [:]
@@ -95,6 +103,17 @@ struct Scheduler {
 
     /// Requests in flight on `node` for `model`.
     func inFlight(node: String, model: String) -> Int { slots[SlotKey(node, model)] ?? 0 }
+
+    /// How many requests `node` may serve of `model` at once: the override,
+    /// else what was learned.
+    func limit(node: String, model: String) -> Int {
+        settings.maxConcurrencyPerModel ?? learners[SlotKey(node, model)]?.limit ?? settings.initialConcurrency
+    }
+
+    /// The learned limits, per node and model (for the fleet API).
+    var learnedLimits: [(node: String, model: String, limit: Int)] {
+        learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
+    }
 
     /// Requests in flight on `node`, all models.
     func inFlight(node: String) -> Int {
@@ -125,6 +144,9 @@ struct Scheduler {
                         into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: retry.id)
         guard var entry = entries.removeValue(forKey: key) else { return }
+        if let slot = entry.slot, let status = retry.upstreamStatus, status == 503 || status == 429 {
+            learn(slot) { $0.completed(ttft: 0, concurrency: entry.concurrency, ok: false, busy: true) }
+        }
         release(&entry)
         entry.excluded.insert(retry.node)
         entry.retries += 1
@@ -141,6 +163,12 @@ struct Scheduler {
                          into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: result.id)
         if var entry = entries.removeValue(forKey: key) ?? recentlyRefused.removeValue(forKey: key) {
+            if let slot = entry.slot, let decision = entry.decision, entry.retries == 0 {
+                // The backend's own time to first byte: herd's queue wait is not the backend's.
+                let ttft = result.ttftMilliseconds - Double(decision.queuedMilliseconds)
+                learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok,
+                                           busy: result.status == 503 || result.status == 429) }
+            }
             release(&entry)
             var result = result
             result.retries = entry.retries
@@ -204,15 +232,17 @@ struct Scheduler {
         for fallback in entry.request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
         let slots = self.slots
         let lastRouted = self.lastRouted
+        let scheduler = self
         let decision = RoutePolicy.decide(
             api: entry.request.api, models: models, nodes: fleet, excluded: entry.excluded,
             inFlight: { node, model in slots[SlotKey(node, model)] ?? 0 },
             lastRouted: { node, model in lastRouted[SlotKey(node, model)] ?? 0 },
-            limit: settings.maxConcurrencyPerModel)
+            limit: { node, model in scheduler.limit(node: node, model: model) })
         switch decision {
         case let .route(candidate):
             let slot = SlotKey(candidate.node, candidate.model)
             self.slots[slot, default: 0] += 1
+            entry.concurrency = self.slots[slot] ?? 1
             routeCounter += 1
             self.lastRouted[slot] = routeCounter
             let answer = RouteAnswer(
@@ -269,6 +299,14 @@ struct Scheduler {
         actions.append(.refused(key.proxy, refusal))
         recentlyRefused[key] = entry
         trimRecentlyRefused()
+    }
+
+    /// Updates `slot`'s learner (created at the prior on first use).
+    private mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
+        guard settings.maxConcurrencyPerModel == nil else { return }
+        var learner = learners[slot] ?? ConcurrencyLearner(prior: settings.initialConcurrency)
+        update(&learner)
+        learners[slot] = learner
     }
 
     private mutating func trimRecentlyRefused() {

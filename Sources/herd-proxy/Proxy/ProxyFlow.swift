@@ -20,8 +20,8 @@ struct ProxyFlow: Equatable {
     enum Action: Equatable {
         /// Ask for a route (control, or the local policy when control is away).
         case askRoute
-        /// Tell control `node` failed and ask for another.
-        case askRetry(node: String, reason: String)
+        /// Tell control `node` failed (with the status it answered, if it did) and ask for another.
+        case askRetry(node: String, reason: String, status: Int?)
         /// Send the request to the routed backend.
         case sendUpstream(RouteAnswer)
         /// Abandon the upstream request (its connection closes).
@@ -68,7 +68,7 @@ struct ProxyFlow: Equatable {
         if status >= 500 {
             lastFailureStatus = status
             lastFailure = nil
-            return retry(node, reason: "status \(status)", cancel: true)
+            return retry(node, reason: "status \(status)", status: status, cancel: true)
         }
         phase = .streaming(node: node)
         return [.relayHead]
@@ -85,7 +85,7 @@ struct ProxyFlow: Equatable {
         case let .upstream(node):
             lastFailure = error
             lastFailureStatus = nil
-            return retry(node, reason: error.description, cancel: false)
+            return retry(node, reason: error.description, status: nil, cancel: false)
         case .streaming:
             phase = .finished
             let message = "the model server failed mid-response: \(error)"
@@ -110,8 +110,8 @@ struct ProxyFlow: Equatable {
 
     /// The retry itself is the route source's to count (control's budget, or
     /// the local policy's): the flow only asks.
-    private mutating func retry(_ node: String, reason: String, cancel: Bool) -> [Action] {
+    private mutating func retry(_ node: String, reason: String, status: Int?, cancel: Bool) -> [Action] {
         phase = .routing
-        return (cancel ? [.cancelUpstream] : []) + [.askRetry(node: node, reason: reason)]
+        return (cancel ? [.cancelUpstream] : []) + [.askRetry(node: node, reason: reason, status: status)]
     }
 }

@@ -87,8 +87,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: body.count / 4, numCtx: fields.numCtx,
                 client: exchange.remoteAddress?.host ?? "")
             attempt = routes.begin(request, waiter: self)
-        case let .askRetry(node, reason):
-            attempt?.retry(failedNode: node, reason: reason)
+        case let .askRetry(node, reason, status):
+            attempt?.retry(failedNode: node, reason: reason, status: status)
         case let .sendUpstream(answer):
             sendUpstream(answer)
         case .cancelUpstream:

@@ -80,9 +80,9 @@ final class RouteAttempt: ControlWaiter {
     }
 
     /// `node` failed before any byte reached the client: ask for another.
-    func retry(failedNode node: String, reason: String) {
+    func retry(failedNode node: String, reason: String, status: Int?) {
         excluded.insert(node)
-        if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason), waiter: self) {
+        if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), waiter: self) {
             retries += 1
             goLocal()
         }
