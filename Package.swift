@@ -55,6 +55,12 @@ let package = Package(
         // mDNS through Avahi on the loop (herd-control and herd-node only).
         .target(name: "HerdDiscovery", dependencies: ["HerdRuntime", "CAvahi"]),
 
+        // Routing decisions as values (herd-control's brain, pure: no I/O, no
+        // clock of its own): the completion-time model and its learned rates,
+        // the scheduler and its queue, concurrency learning. Also linked by the
+        // routing-quality simulator (Benchmarks/routing).
+        .target(name: "HerdRouting", dependencies: ["HerdWire", "HerdJSON"]),
+
         .executableTarget(
             name: "herd-proxy",
             dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", argumentParser],
@@ -62,7 +68,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "herd-control",
-            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser],
+            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting", "HerdStorage", "HerdDiscovery", argumentParser],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(
@@ -91,6 +97,7 @@ let package = Package(
         .testTarget(name: "HerdStorageTests", dependencies: ["HerdStorage", "HerdRuntime"]),
         .testTarget(name: "HerdDiscoveryTests", dependencies: ["HerdDiscovery", "HerdRuntime"]),
         .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
+        .testTarget(name: "HerdRoutingTests", dependencies: ["HerdRouting", "HerdWire", "HerdJSON"]),
         .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
         .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdRuntime", "HerdJSON", "HerdWire", "HerdTestSupport"],
                     exclude: ["Fixtures"]),

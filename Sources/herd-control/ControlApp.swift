@@ -1,6 +1,7 @@
 import Glibc
 import HerdHTTP
 import HerdRuntime
+import HerdRouting
 import HerdWire
 
 /// herd-control's settings, from flags and `HERD_*` variables.

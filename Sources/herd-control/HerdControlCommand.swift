@@ -1,6 +1,7 @@
 import ArgumentParser
 import HerdJSON
 import HerdRuntime
+import HerdRouting
 import HerdWire
 
 /// `herd-control`: the control plane (fleet registry, routing decisions,

@@ -1,23 +1,5 @@
+import HerdRouting
 import HerdWire
-
-/// Whether a node can be routed to.
-enum NodeStatus: String, Sendable {
-    /// Heartbeats arrive on time.
-    case online
-    /// Heartbeats are late: routed to only when no online node can serve.
-    case degraded
-    /// Heartbeats stopped: never routed to.
-    case offline
-}
-
-/// One machine of the fleet, as its latest heartbeat describes it.
-struct FleetNode: Sendable {
-    var heartbeat: Heartbeat
-    var lastSeenMilliseconds: UInt64
-    var firstSeenMilliseconds: UInt64
-    var status: NodeStatus
-    var id: String { heartbeat.nodeID }
-}
 
 /// The fleet: nodes keyed by id, fed by heartbeats, aged by a clock.
 /// Loop-thread only; time comes in as a parameter (tests need no sleeping).

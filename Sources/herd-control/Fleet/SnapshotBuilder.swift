@@ -1,4 +1,5 @@
 import HerdJSON
+import HerdRouting
 import HerdWire
 
 /// Builds the routing snapshot pushed to proxies: per node, its backends and

@@ -1,6 +1,7 @@
 import HerdHTTP
 import HerdJSON
 import HerdRuntime
+import HerdRouting
 import HerdWire
 
 /// herd-control's HTTP endpoints on `:11436`: heartbeats from nodes, health,

@@ -1,5 +1,6 @@
 import HerdJSON
 import HerdRuntime
+import HerdRouting
 import HerdWire
 
 /// One connected herd-proxy: its framed channel, after a valid hello.

@@ -2,12 +2,13 @@ import HerdWire
 
 /// One connected proxy, as the scheduler knows it (the driver maps it to a
 /// connection).
-struct ProxyKey: Hashable, Sendable {
-    let raw: Int
+package struct ProxyKey: Hashable, Sendable {
+    package let raw: Int
+    package init(raw: Int) { self.raw = raw }
 }
 
 /// What the driver (`ControlServer`) must do after a scheduler event.
-enum SchedulerAction: Equatable {
+package enum SchedulerAction: Equatable {
     /// Send ROUTE_OK to `proxy`.
     case routed(ProxyKey, RouteAnswer)
     /// Send ROUTE_ERROR to `proxy`.
@@ -31,21 +32,23 @@ enum SchedulerAction: Equatable {
 /// The retry budget lives here while control routes: a RETRY beyond
 /// `maxRetries` is refused `retries_exhausted`, and each ROUTE_OK says how many
 /// retries came before it.
-struct Scheduler {
-    struct Settings: Sendable {
+package struct Scheduler {
+    package struct Settings: Sendable {
         /// Requests in flight per node and model, when set (`--max-concurrency`);
         /// else each node:model's limit is learned (`ConcurrencyLearner`):
         /// the queue lives here, where a request can still go to another node,
         /// not inside the backend.
-        var maxConcurrencyPerModel: Int?
+        package var maxConcurrencyPerModel: Int?
         /// The learned limit's starting point when the node reports none.
-        var initialConcurrency = 2
+        package var initialConcurrency = 2
         /// How long a request may wait for a slot before a 503.
-        var queueTimeoutMilliseconds: UInt64 = 30_000
+        package var queueTimeoutMilliseconds: UInt64 = 30_000
         /// Requests waiting at most; more are answered 503 at once.
-        var maxQueueLength = 2048
+        package var maxQueueLength = 2048
         /// Other nodes tried after a failure before giving up (502).
-        var maxRetries = 2
+        package var maxRetries = 2
+
+        package init() {}
     }
 
     /// A request of one proxy.
@@ -80,7 +83,7 @@ struct Scheduler {
         var concurrency = 0
     }
 
-    let settings: Settings
+    package let settings: Settings
     private var entries: [RequestKey: Entry] = [:]
     private var waiting: [RequestKey] = []
     private var slots: [SlotKey: Int] = [:]
@@ -92,36 +95,36 @@ struct Scheduler {
     /// Requests refused by control, kept until the proxy's RESULT names them.
     private var recentlyRefused: [RequestKey: Entry] = [:]
 
-    init(settings: Settings = Settings()) {
+    package init(settings: Settings = Settings()) {
         self.settings = settings
     }
 
     // MARK: Reading
 
-    var queueLength: Int { waiting.count }
-    var inFlightCount: Int { slots.values.reduce(0, +) }
+    package var queueLength: Int { waiting.count }
+    package var inFlightCount: Int { slots.values.reduce(0, +) }
 
     /// Requests in flight on `node` for `model`.
-    func inFlight(node: String, model: String) -> Int { slots[SlotKey(node, model)] ?? 0 }
+    package func inFlight(node: String, model: String) -> Int { slots[SlotKey(node, model)] ?? 0 }
 
     /// How many requests `node` may serve of `model` at once: the override,
     /// else what was learned.
-    func limit(node: String, model: String) -> Int {
+    package func limit(node: String, model: String) -> Int {
         settings.maxConcurrencyPerModel ?? learners[SlotKey(node, model)]?.limit ?? settings.initialConcurrency
     }
 
     /// The learned limits, per node and model (for the fleet API).
-    var learnedLimits: [(node: String, model: String, limit: Int)] {
+    package var learnedLimits: [(node: String, model: String, limit: Int)] {
         learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
     /// Requests in flight on `node`, all models.
-    func inFlight(node: String) -> Int {
+    package func inFlight(node: String) -> Int {
         slots.filter { $0.key.node == node }.values.reduce(0, +)
     }
 
     /// The earliest queue deadline: the driver's timer fires `expire` then.
-    var nextDeadline: UInt64? {
+    package var nextDeadline: UInt64? {
         var earliest: UInt64?
         for key in waiting {
             guard let deadline = entries[key]?.queueDeadline else { continue }
@@ -133,14 +136,14 @@ struct Scheduler {
     // MARK: Events
 
     /// A ROUTE: decide now, or queue.
-    mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+    package mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                         into actions: inout [SchedulerAction]) {
         decide(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), fleet: fleet, now: now, into: &actions)
     }
 
     /// A RETRY: the node failed before any byte reached the client; try another
     /// (the node excluded), within the retry budget.
-    mutating func retry(_ retry: RouteRetry, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+    package mutating func retry(_ retry: RouteRetry, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                         into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: retry.id)
         guard var entry = entries.removeValue(forKey: key) else { return }
@@ -159,7 +162,7 @@ struct Scheduler {
     }
 
     /// A RESULT: the request ended; its slot frees and the queue moves.
-    mutating func result(_ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+    package mutating func result(_ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                          into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: result.id)
         if var entry = entries.removeValue(forKey: key) ?? recentlyRefused.removeValue(forKey: key) {
@@ -180,7 +183,7 @@ struct Scheduler {
     }
 
     /// A CANCEL: the client left while routing or queued (its RESULT follows).
-    mutating func cancel(id: UInt64, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+    package mutating func cancel(id: UInt64, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: id)
         guard var entry = entries.removeValue(forKey: key) else { return }
         release(&entry)
@@ -191,7 +194,7 @@ struct Scheduler {
     }
 
     /// A proxy went away: its requests free their slots and leave the queue.
-    mutating func proxyGone(_ proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+    package mutating func proxyGone(_ proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         for key in entries.keys where key.proxy == proxy {
             guard var entry = entries.removeValue(forKey: key) else { continue }
             release(&entry)
@@ -202,12 +205,12 @@ struct Scheduler {
     }
 
     /// The fleet changed (a node came, went or loaded a model): retry the queue.
-    mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+    package mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
 
     /// Time passed: queued requests whose deadline is `now` or earlier are refused.
-    mutating func expire(now: UInt64, into actions: inout [SchedulerAction]) {
+    package mutating func expire(now: UInt64, into actions: inout [SchedulerAction]) {
         let expired = waiting.filter { key in entries[key]?.queueDeadline.map { $0 <= now } ?? false }
         guard !expired.isEmpty else { return }
         waiting.removeAll { expired.contains($0) }

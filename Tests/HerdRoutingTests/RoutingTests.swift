@@ -2,7 +2,7 @@ import HerdJSON
 import HerdRuntime
 import HerdWire
 import Testing
-@testable import herd_control
+@testable import HerdRouting
 
 func node(_ id: String, status: NodeStatus = .online, models: [String], loaded: [String] = [], memory: Int = 8_000_000_000,
           kind: BackendKind = .ollama, port: Int = 1) -> FleetNode {
@@ -79,12 +79,7 @@ func node(_ id: String, status: NodeStatus = .online, models: [String], loaded: 
 }
 
 /// A fleet of one node "a" with model m:1b.
-let oneNodeFleet: [FleetNode] = {
-    let registry = NodeRegistry()
-    registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
-                                                                      models: [Heartbeat.Model(name: "m:1b")])]), now: 0)
-    return registry.list
-}()
+let oneNodeFleet: [FleetNode] = [node("a", models: ["m:1b"])]
 
 /// The scheduler in virtual time: one slot per node:model, events fed by hand.
 struct SchedulerHarness {
@@ -237,41 +232,5 @@ extension SchedulerAction {
         _ = h.route(2, model: "nope")
         guard case let .finished(_, refused, _)? = h.result(2).first else { Issue.record("no finished"); return }
         #expect(refused?.model == "nope")
-    }
-}
-
-@Suite struct NodeRegistryTests {
-    @Test func statusFollowsHeartbeatAge() {
-        let registry = NodeRegistry(settings: .init(degradedAfterMilliseconds: 100, offlineAfterMilliseconds: 300, forgetAfterMilliseconds: 10_000))
-        registry.accept(Heartbeat(nodeID: "a"), now: 1_000)
-        #expect(registry.sweep(now: 1_050) == false)
-        #expect(registry.sweep(now: 1_150))
-        #expect(registry.nodes["a"]?.status == .degraded)
-        registry.sweep(now: 1_400)
-        #expect(registry.nodes["a"]?.status == .offline)
-        registry.accept(Heartbeat(nodeID: "a"), now: 1_500)
-        #expect(registry.nodes["a"]?.status == .online)
-        registry.sweep(now: 20_000)
-        #expect(registry.nodes["a"] == nil, "forgotten")
-    }
-
-    @Test func onlyRoutingChangesBumpTheVersion() {
-        let registry = NodeRegistry()
-        #expect(registry.accept(Heartbeat(nodeID: "a", cpuUtilization: 0.1), now: 0))
-        #expect(!registry.accept(Heartbeat(nodeID: "a", cpuUtilization: 0.9), now: 1))
-        #expect(registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true)]), now: 2))
-    }
-}
-
-@Suite struct SnapshotBuilderTests {
-    /// One model name, one listing entry: `llama3` on one node and
-    /// `llama3:latest` on another are the same model (`ModelName`).
-    @Test func listingsHaveOneEntryPerModel() throws {
-        let nodes = [node("a", models: ["llama3", "qwen:7b"], loaded: ["llama3"]), node("b", models: ["llama3:latest"], loaded: ["llama3:latest"], port: 2)]
-        let snapshot = SnapshotBuilder.build(version: 1, nodes: nodes)
-        #expect(snapshot.tags["models"]?.arrayValue?.count == 2)
-        #expect(snapshot.ps["models"]?.arrayValue?.count == 1)
-        #expect(snapshot.openAIModels["data"]?.arrayValue?.count == 2)
-        #expect(snapshot.nodes.map(\.id) == ["a", "b"])
     }
 }

@@ -1,6 +1,6 @@
 import HerdWire
 import Testing
-@testable import herd_control
+@testable import HerdRouting
 
 /// The concurrency learner and the scheduler that uses it, in virtual time.
 @Suite struct ConcurrencyLearnerTests {

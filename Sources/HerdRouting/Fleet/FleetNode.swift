@@ -1,0 +1,27 @@
+import HerdWire
+
+/// Whether a node can be routed to.
+package enum NodeStatus: String, Sendable {
+    /// Heartbeats arrive on time.
+    case online
+    /// Heartbeats are late: routed to only when no online node can serve.
+    case degraded
+    /// Heartbeats stopped: never routed to.
+    case offline
+}
+
+/// One machine of the fleet, as its latest heartbeat describes it.
+package struct FleetNode: Sendable {
+    package var heartbeat: Heartbeat
+    package var lastSeenMilliseconds: UInt64
+    package var firstSeenMilliseconds: UInt64
+    package var status: NodeStatus
+    package var id: String { heartbeat.nodeID }
+
+    package init(heartbeat: Heartbeat, lastSeenMilliseconds: UInt64, firstSeenMilliseconds: UInt64, status: NodeStatus) {
+        self.heartbeat = heartbeat
+        self.lastSeenMilliseconds = lastSeenMilliseconds
+        self.firstSeenMilliseconds = firstSeenMilliseconds
+        self.status = status
+    }
+}

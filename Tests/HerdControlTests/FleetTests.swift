@@ -1,0 +1,49 @@
+import HerdJSON
+import HerdRouting
+import HerdWire
+import Testing
+@testable import herd_control
+
+func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loaded: [String] = [], memory: Int = 8_000_000_000,
+          kind: BackendKind = .ollama, port: Int = 1) -> FleetNode {
+    FleetNode(heartbeat: Heartbeat(nodeID: id, memoryAvailableBytes: memory, backends: [
+        Heartbeat.Backend(kind: kind, url: "", address: "127.0.0.1:\(port)", reachable: true,
+                          models: models.map { Heartbeat.Model(name: $0) }, loaded: loaded.map { Heartbeat.LoadedModel(name: $0) }),
+    ]), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: status)
+}
+
+@Suite struct NodeRegistryTests {
+    @Test func statusFollowsHeartbeatAge() {
+        let registry = NodeRegistry(settings: .init(degradedAfterMilliseconds: 100, offlineAfterMilliseconds: 300, forgetAfterMilliseconds: 10_000))
+        registry.accept(Heartbeat(nodeID: "a"), now: 1_000)
+        #expect(registry.sweep(now: 1_050) == false)
+        #expect(registry.sweep(now: 1_150))
+        #expect(registry.nodes["a"]?.status == .degraded)
+        registry.sweep(now: 1_400)
+        #expect(registry.nodes["a"]?.status == .offline)
+        registry.accept(Heartbeat(nodeID: "a"), now: 1_500)
+        #expect(registry.nodes["a"]?.status == .online)
+        registry.sweep(now: 20_000)
+        #expect(registry.nodes["a"] == nil, "forgotten")
+    }
+
+    @Test func onlyRoutingChangesBumpTheVersion() {
+        let registry = NodeRegistry()
+        #expect(registry.accept(Heartbeat(nodeID: "a", cpuUtilization: 0.1), now: 0))
+        #expect(!registry.accept(Heartbeat(nodeID: "a", cpuUtilization: 0.9), now: 1))
+        #expect(registry.accept(Heartbeat(nodeID: "a", backends: [Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true)]), now: 2))
+    }
+}
+
+@Suite struct SnapshotBuilderTests {
+    /// One model name, one listing entry: `llama3` on one node and
+    /// `llama3:latest` on another are the same model (`ModelName`).
+    @Test func listingsHaveOneEntryPerModel() throws {
+        let nodes = [fleetNode("a", models: ["llama3", "qwen:7b"], loaded: ["llama3"]), fleetNode("b", models: ["llama3:latest"], loaded: ["llama3:latest"], port: 2)]
+        let snapshot = SnapshotBuilder.build(version: 1, nodes: nodes)
+        #expect(snapshot.tags["models"]?.arrayValue?.count == 2)
+        #expect(snapshot.ps["models"]?.arrayValue?.count == 1)
+        #expect(snapshot.openAIModels["data"]?.arrayValue?.count == 2)
+        #expect(snapshot.nodes.map(\.id) == ["a", "b"])
+    }
+}
