@@ -43,6 +43,12 @@ public struct JSONFields {
         return n
     }
 
+    public func optionalDouble(_ key: String) throws(JSONFieldError) -> Double? {
+        guard let v = value[key], v != .null else { return nil }
+        guard let n = v.doubleValue, n.isFinite else { throw JSONFieldError("\(context).\(key) must be a number") }
+        return n
+    }
+
     public func bool(_ key: String, default fallback: Bool) throws(JSONFieldError) -> Bool {
         guard let v = value[key], v != .null else { return fallback }
         guard let b = v.boolValue else { throw JSONFieldError("\(context).\(key) must be true or false") }

@@ -41,11 +41,16 @@ enum FakeOllama {
         "tok\(i) " + String(repeating: "x", count: configuration.tokenPadding)
     }
 
+    /// The final line's counters and durations (nanoseconds), as the pacing
+    /// makes them: reading the prompt takes the first-byte delay, each token
+    /// its token delay (at least a microsecond each).
     static func statistics(_ configuration: FakeBackendConfiguration) -> [(String, JSONValue)] {
         let tokens = Double(configuration.tokens)
-        return [("done_reason", "stop"), ("done", true), ("total_duration", .number(1_000_000 + tokens * 1000)),
-                ("load_duration", 500_000), ("prompt_eval_count", 12), ("prompt_eval_duration", 200_000),
-                ("eval_count", .number(tokens)), ("eval_duration", .number(tokens * 1000))]
+        let prompt = max(200_000, Double(configuration.firstByteDelayMilliseconds) * 1e6)
+        let eval = tokens * max(1000, Double(configuration.tokenDelayMilliseconds) * 1e6)
+        return [("done_reason", "stop"), ("done", true), ("total_duration", .number(500_000 + prompt + eval)),
+                ("load_duration", 500_000), ("prompt_eval_count", 12), ("prompt_eval_duration", .number(prompt)),
+                ("eval_count", .number(tokens)), ("eval_duration", .number(eval))]
     }
 
     static func streamLines(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration) -> FakeLineSource {

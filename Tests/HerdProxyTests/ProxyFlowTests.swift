@@ -106,6 +106,19 @@ import Testing
         #expect(TokenCounter.count(Array(#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#.utf8)) == (1, 2))
         #expect(TokenCounter.count(Array("garbage".utf8)) == (0, 0))
     }
+
+    /// The backend's own timings teach control its rates: Ollama's durations
+    /// are nanoseconds, llama.cpp's `timings` milliseconds.
+    @Test func backendTimings() {
+        let ollama = #"{"done":true,"prompt_eval_count":12,"prompt_eval_duration":24000000,"eval_count":34,"eval_duration":680000000,"load_duration":2500000000}"#
+        #expect(TokenCounter.read(Array(ollama.utf8)) == BackendUsage(promptTokens: 12, completionTokens: 34, promptMilliseconds: 24,
+                                                                      decodeMilliseconds: 680, loadMilliseconds: 2500))
+        let llamaCpp = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7},\"timings\":{\"prompt_n\":5,\"prompt_ms\":3.5,\"predicted_n\":7,\"predicted_ms\":70.0}}\n\ndata: [DONE]\n\n"
+        #expect(TokenCounter.read(Array(llamaCpp.utf8)) == BackendUsage(promptTokens: 5, completionTokens: 7, promptMilliseconds: 3.5,
+                                                                        decodeMilliseconds: 70))
+        let bad = #"{"done":true,"eval_count":3,"eval_duration":-5,"prompt_eval_duration":"x"}"#
+        #expect(TokenCounter.read(Array(bad.utf8)) == BackendUsage(completionTokens: 3), "nonsense timings are dropped, not trusted")
+    }
 }
 
 @Suite struct ClientErrorTests {

@@ -90,6 +90,9 @@ extension RouteResult {
         ]
         if let error { members.append(("error", .string(error))) }
         members.append(("local", .bool(local)))
+        if let backendPromptMilliseconds { members.append(("prompt_eval_ms", .number(backendPromptMilliseconds))) }
+        if let backendDecodeMilliseconds { members.append(("eval_ms", .number(backendDecodeMilliseconds))) }
+        if let backendLoadMilliseconds { members.append(("load_ms", .number(backendLoadMilliseconds))) }
         return .object(members)
     }
 
@@ -99,7 +102,9 @@ extension RouteResult {
                   status: try f.int("status"), ttftMilliseconds: try f.double("ttft_ms", default: 0),
                   durationMilliseconds: try f.double("duration_ms", default: 0), promptTokens: try f.optionalInt("prompt_tokens") ?? 0,
                   completionTokens: try f.optionalInt("completion_tokens") ?? 0, bytes: try f.optionalInt("bytes") ?? 0,
-                  retries: try f.optionalInt("retries") ?? 0, error: try f.optionalString("error"), local: try f.bool("local", default: false))
+                  retries: try f.optionalInt("retries") ?? 0, error: try f.optionalString("error"), local: try f.bool("local", default: false),
+                  backendPromptMilliseconds: try f.optionalDouble("prompt_eval_ms"), backendDecodeMilliseconds: try f.optionalDouble("eval_ms"),
+                  backendLoadMilliseconds: try f.optionalDouble("load_ms"))
     }
 }
 

@@ -223,10 +223,17 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
     public var error: String?
     /// Routed by the proxy's local policy while control was away.
     @Defaulted<WireDefaults.False> public var local: Bool
+    /// The backend's own account of its time, when it gives one (Ollama's
+    /// `*_duration`, llama.cpp's `timings`), in milliseconds: reading the
+    /// prompt, generating, loading the model.
+    public var backendPromptMilliseconds: Double?
+    public var backendDecodeMilliseconds: Double?
+    public var backendLoadMilliseconds: Double?
 
     public init(id: UInt64, node: String, model: String, outcome: Outcome, status: Int, ttftMilliseconds: Double = 0,
                 durationMilliseconds: Double = 0, promptTokens: Int = 0, completionTokens: Int = 0, bytes: Int = 0,
-                retries: Int = 0, error: String? = nil, local: Bool = false) {
+                retries: Int = 0, error: String? = nil, local: Bool = false, backendPromptMilliseconds: Double? = nil,
+                backendDecodeMilliseconds: Double? = nil, backendLoadMilliseconds: Double? = nil) {
         self.id = id
         self.node = node
         self.model = model
@@ -240,10 +247,14 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
         self.retries = retries
         self.error = error
         self.local = local
+        self.backendPromptMilliseconds = backendPromptMilliseconds
+        self.backendDecodeMilliseconds = backendDecodeMilliseconds
+        self.backendLoadMilliseconds = backendLoadMilliseconds
     }
 
     enum CodingKeys: String, CodingKey {
         case id, node, model, outcome, status, ttftMilliseconds = "ttft_ms", durationMilliseconds = "duration_ms",
-             promptTokens = "prompt_tokens", completionTokens = "completion_tokens", bytes, retries, error, local
+             promptTokens = "prompt_tokens", completionTokens = "completion_tokens", bytes, retries, error, local,
+             backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms"
     }
 }

@@ -209,12 +209,14 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     private func report(_ outcome: RouteResult.Outcome, status: Int, error: String?) {
         let now = EventLoop.monotonicNanoseconds()
-        let tokens = TokenCounter.count(tail)
+        let usage = TokenCounter.read(tail)
         let result = RouteResult(
             id: id, node: answer?.node ?? "", model: answer?.model ?? fields.model, outcome: outcome, status: status,
             ttftMilliseconds: firstByteAt.map { Double($0 - startedAt) / 1e6 } ?? 0,
-            durationMilliseconds: Double(now - startedAt) / 1e6, promptTokens: tokens.prompt, completionTokens: tokens.completion,
-            bytes: bytesRelayed, error: error)
+            durationMilliseconds: Double(now - startedAt) / 1e6, promptTokens: usage.promptTokens,
+            completionTokens: usage.completionTokens, bytes: bytesRelayed, error: error,
+            backendPromptMilliseconds: usage.promptMilliseconds, backendDecodeMilliseconds: usage.decodeMilliseconds,
+            backendLoadMilliseconds: usage.loadMilliseconds)
         attempt?.report(result)
     }
 }

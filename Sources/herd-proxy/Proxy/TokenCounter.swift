@@ -1,11 +1,30 @@
 import HerdJSON
 
-/// Token counts from the end of a response: Ollama's last line
-/// (`prompt_eval_count`, `eval_count`) or OpenAI's `usage`.
+/// What the backend says about its own work at the end of a response:
+/// token counts and, when it reports them, how long each phase took.
+struct BackendUsage: Equatable {
+    var promptTokens = 0
+    var completionTokens = 0
+    /// Milliseconds spent reading the prompt (Ollama `prompt_eval_duration`, llama.cpp `timings.prompt_ms`).
+    var promptMilliseconds: Double?
+    /// Milliseconds spent generating (Ollama `eval_duration`, llama.cpp `timings.predicted_ms`).
+    var decodeMilliseconds: Double?
+    /// Milliseconds spent loading the model (Ollama `load_duration`).
+    var loadMilliseconds: Double?
+}
+
+/// Reads `BackendUsage` from the end of a response: Ollama's last line
+/// (`prompt_eval_count`, `eval_count`, `*_duration` in nanoseconds), OpenAI's
+/// `usage`, llama.cpp's `timings`.
 enum TokenCounter {
-    static let keys: Set<String> = ["eval_count", "prompt_eval_count", "usage"]
+    static let keys: Set<String> = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings"]
 
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
+        let usage = read(tail)
+        return (usage.promptTokens, usage.completionTokens)
+    }
+
+    static func read(_ tail: [UInt8]) -> BackendUsage {
         var end = tail.count
         var examined = 0
         while end > 0, examined < 8 {
@@ -20,13 +39,40 @@ enum TokenCounter {
             // Only the counters are built; the text of the answer is skipped.
             guard let json = try? line.withUnsafeBytes({ raw in try JSONValue.parseTopLevel(raw, keys: TokenCounter.keys) }) else { continue }
             if let completion = json["eval_count"]?.intValue {
-                return (json["prompt_eval_count"]?.intValue ?? 0, completion)
+                return BackendUsage(promptTokens: json["prompt_eval_count"]?.intValue ?? 0, completionTokens: completion,
+                                    promptMilliseconds: milliseconds(nanoseconds: json["prompt_eval_duration"]),
+                                    decodeMilliseconds: milliseconds(nanoseconds: json["eval_duration"]),
+                                    loadMilliseconds: milliseconds(nanoseconds: json["load_duration"]))
             }
             if let usage = json["usage"], usage != .null {
-                return (usage["prompt_tokens"]?.intValue ?? 0, usage["completion_tokens"]?.intValue ?? 0)
+                var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0,
+                                          completionTokens: usage["completion_tokens"]?.intValue ?? 0)
+                if let timings = json["timings"] { result.add(timings: timings) }
+                return result
             }
-            if let prompt = json["prompt_eval_count"]?.intValue { return (prompt, 0) }
+            if let timings = json["timings"], timings != .null {
+                var result = BackendUsage(promptTokens: timings["prompt_n"]?.intValue ?? 0, completionTokens: timings["predicted_n"]?.intValue ?? 0)
+                result.add(timings: timings)
+                return result
+            }
+            if let prompt = json["prompt_eval_count"]?.intValue {
+                return BackendUsage(promptTokens: prompt, promptMilliseconds: milliseconds(nanoseconds: json["prompt_eval_duration"]),
+                                    loadMilliseconds: milliseconds(nanoseconds: json["load_duration"]))
+            }
         }
-        return (0, 0)
+        return BackendUsage()
+    }
+
+    private static func milliseconds(nanoseconds value: JSONValue?) -> Double? {
+        guard let n = value?.doubleValue, n.isFinite, n >= 0 else { return nil }
+        return n / 1e6
+    }
+}
+
+extension BackendUsage {
+    /// llama.cpp's `timings` object (milliseconds already).
+    mutating func add(timings: JSONValue) {
+        if let ms = timings["prompt_ms"]?.doubleValue, ms.isFinite, ms >= 0 { promptMilliseconds = ms }
+        if let ms = timings["predicted_ms"]?.doubleValue, ms.isFinite, ms >= 0 { decodeMilliseconds = ms }
     }
 }
