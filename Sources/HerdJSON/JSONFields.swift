@@ -49,6 +49,12 @@ public struct JSONFields {
         return n
     }
 
+    public func optionalBool(_ key: String) throws(JSONFieldError) -> Bool? {
+        guard let v = value[key], v != .null else { return nil }
+        guard let b = v.boolValue else { throw JSONFieldError("\(context).\(key) must be true or false") }
+        return b
+    }
+
     public func bool(_ key: String, default fallback: Bool) throws(JSONFieldError) -> Bool {
         guard let v = value[key], v != .null else { return fallback }
         guard let b = v.boolValue else { throw JSONFieldError("\(context).\(key) must be true or false") }

@@ -49,10 +49,10 @@ final class ControlApp {
             return snapshot
         }
         let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log, snapshot: currentSnapshot)
-        routes.onFinished = { result, request, decision in
-            traces.record(result, request: request, decision: decision, now: Int(EventLoop.wallClockMilliseconds()))
-            requestLog.record(result, request: request)
-            metrics.record(result)
+        routes.onFinished = { finished in
+            traces.record(finished, now: Int(EventLoop.wallClockMilliseconds()))
+            requestLog.record(finished.result, request: finished.request)
+            metrics.record(finished.result)
         }
         try routes.listen(path: options.socketPath)
 

@@ -169,7 +169,7 @@ final class ProxyApp {
     func corsHeaders(for exchange: HTTPExchange) -> HTTPHeaders {
         guard let origin = exchange.head.headers["Origin"], originAllowed(origin) else { return HTTPHeaders() }
         return ["Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                "Access-Control-Expose-Headers": "X-Herd-Node, X-Herd-Model, X-Herd-Retries"]
+                "Access-Control-Expose-Headers": "X-Herd-Node, X-Herd-Model, X-Herd-Retries, X-Herd-Score, X-Herd-Reason"]
     }
 
     func originAllowed(_ origin: String) -> Bool {

@@ -45,6 +45,9 @@ import Testing
         #expect(lines.last??["done"]?.boolValue == true)
         #expect(lines.last??["eval_count"]?.intValue == 5)
         #expect(stream.header("X-Herd-Node") == "node-b")
+        // The decision explained: every term of the winner's expected time, and why.
+        #expect(stream.header("X-Herd-Score")?.hasPrefix("ect_ms=") == true && stream.header("X-Herd-Score")?.contains(" decode=") == true)
+        #expect(stream.header("X-Herd-Reason")?.hasPrefix("hot") == true, "\(stream.header("X-Herd-Reason") ?? "none")")
 
         let generate = fleet.post("/api/generate", #"{"model":"qwen:7b","prompt":"hi","stream":false}"#)
         #expect(try JSONValue.parse(generate.body)["response"]?.stringValue == "tok0 tok1 tok2 tok3 tok4 ")

@@ -127,3 +127,115 @@ import Testing
         #expect(fixed.scheduler.limit(node: "a", model: "m:1b") == 1)
     }
 }
+
+/// The scheduler with the scorer: queued requests re-scored, loads tracked, rates learned.
+@Suite struct SchedulerScoringTests {
+    func twoNodes() -> [FleetNode] {
+        [machine("a", loaded: ["m:8b"]), machine("b", loaded: ["m:8b"])]
+    }
+
+    func request(_ id: UInt64, session: UInt64? = nil) -> RouteRequest {
+        RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "m:8b", stream: true, estimatedTokens: 100,
+                     session: session.map(ContentHash.init))
+    }
+
+    @Test func aQueuedRequestGoesToWhicheverNodeFreesFirst() {
+        var settings = Scheduler.Settings()
+        settings.maxConcurrencyPerModel = 1
+        var scheduler = Scheduler(settings: settings)
+        let fleet = twoNodes()
+        var actions: [SchedulerAction] = []
+        let p = ProxyKey(raw: 1)
+        scheduler.route(request(1), from: p, fleet: fleet, now: 0, into: &actions)
+        scheduler.route(request(2), from: p, fleet: fleet, now: 0, into: &actions)
+        scheduler.route(request(3), from: p, fleet: fleet, now: 0, into: &actions)
+        let first = actions.compactMap { if case let .routed(_, a) = $0 { a } else { nil } }
+        #expect(first.map(\.id) == [1, 2] && Set(first.map(\.node)) == ["a", "b"])
+        #expect(scheduler.queueLength == 1)
+        actions.removeAll()
+        // Whichever node finishes first takes request 3, whatever it was queued behind.
+        let freed = first[1].node
+        scheduler.result(RouteResult(id: 2, node: freed, model: "m:8b", outcome: .ok, status: 200, ttftMilliseconds: 10, durationMilliseconds: 50),
+                         from: p, fleet: fleet, now: 50, into: &actions)
+        guard case let .routed(_, third)? = actions.last else { Issue.record("3 not routed"); return }
+        #expect(third.id == 3 && third.node == freed && third.queuedMilliseconds == 50)
+    }
+
+    @Test func theQueueIsRescoredAsTimePasses() {
+        // One hot node, full; a cold node with room. Short answers (8 tokens):
+        // about 2 s each on the hot node (prior), a cold load takes 5 s.
+        var settings = Scheduler.Settings()
+        settings.maxConcurrencyPerModel = 1
+        var scheduler = Scheduler(settings: settings)
+        let fleet = [machine("hot", loaded: ["m:8b"]), machine("cold", memory: 99_000_000_000)]
+        var actions: [SchedulerAction] = []
+        let p = ProxyKey(raw: 1)
+        var short = request(1)
+        short.maxTokens = 8
+        scheduler.route(short, from: p, fleet: fleet, now: 0, into: &actions)
+        short.id = 2
+        scheduler.route(short, from: p, fleet: fleet, now: 0, into: &actions)
+        #expect(scheduler.queueLength == 1, "waiting ~2 s for the hot one beats a 5 s cold load, at first")
+        #expect(scheduler.nextDeadline == 1_000, "re-scored every second")
+        actions.removeAll()
+        // The hot one's request overruns; the longer it does, the longer it is
+        // expected to go on, until the cold load wins — without any event.
+        var now: UInt64 = 0
+        while scheduler.queueLength > 0, now < 30_000 {
+            now = scheduler.nextDeadline ?? 30_000
+            scheduler.expire(now: now, fleet: fleet, into: &actions)
+        }
+        guard case let .routed(_, answer)? = actions.last else { Issue.record("never moved: \(actions)"); return }
+        #expect(answer.node == "cold")
+        #expect(now >= 6_000 && now <= 9_000, "moved once the overrun made the wait longer than the load: \(now)")
+    }
+
+    @Test func aColdLoadIsTrackedUntilTheModelShowsUp() {
+        var scheduler = Scheduler()
+        var fleet = [machine("cold", memory: 99_000_000_000)]
+        var actions: [SchedulerAction] = []
+        scheduler.route(request(1), from: ProxyKey(raw: 1), fleet: fleet, now: 0, into: &actions)
+        #expect(scheduler.loadingRemainingMs(SlotKey("cold", "m:8b"), now: 1_000) == 4_000, "5 s prior load, 1 s gone")
+        scheduler.route(request(2), from: ProxyKey(raw: 1), fleet: fleet, now: 1_000, into: &actions)
+        guard case let .routed(_, second)? = actions.last else { Issue.record("not routed"); return }
+        #expect(second.score.contains("load=4000"), "the second request waits only for the rest of the load: \(second.score)")
+        fleet = [machine("cold", loaded: ["m:8b"], memory: 99_000_000_000)]
+        scheduler.fleetChanged(fleet: fleet, now: 3_000, into: &actions)
+        #expect(scheduler.loadingRemainingMs(SlotKey("cold", "m:8b"), now: 3_000) == nil)
+    }
+
+    @Test func resultsTeachRatesAndFailuresPenalise() {
+        var scheduler = Scheduler()
+        let fleet = twoNodes()
+        var actions: [SchedulerAction] = []
+        let p = ProxyKey(raw: 1)
+        scheduler.route(request(1), from: p, fleet: fleet, now: 0, into: &actions)
+        guard case let .routed(_, answer)? = actions.last else { Issue.record("not routed"); return }
+        scheduler.result(RouteResult(id: 1, node: answer.node, model: "m:8b", outcome: .ok, status: 200, ttftMilliseconds: 60,
+                                     durationMilliseconds: 560, promptTokens: 100, completionTokens: 51, backendPromptMilliseconds: 50,
+                                     backendDecodeMilliseconds: 510), from: p, fleet: fleet, now: 560, into: &actions)
+        let rates = scheduler.rates.slot(SlotKey(answer.node, "m:8b"))
+        #expect(rates?.decode.msPerToken(batch: 1) == 10 && rates?.prefillMsPerToken.value == 0.5)
+        scheduler.route(request(2), from: p, fleet: fleet, now: 600, into: &actions)
+        guard case let .routed(_, next)? = actions.last else { Issue.record("not routed"); return }
+        scheduler.retry(RouteRetry(id: 2, node: next.node, reason: "connect failed"), from: p, fleet: fleet, now: 610, into: &actions)
+        #expect((scheduler.rates.node(next.node)?.errors.value(at: 610) ?? 0) > 0.99)
+    }
+
+    @Test func aSessionReturnsToItsNode() {
+        var scheduler = Scheduler()
+        let fleet = twoNodes()
+        var actions: [SchedulerAction] = []
+        let p = ProxyKey(raw: 1)
+        var nodes: [String] = []
+        for id in UInt64(1)...4 {
+            scheduler.route(request(id, session: 42), from: p, fleet: fleet, now: id * 10, into: &actions)
+            guard case let .routed(_, answer)? = actions.last else { Issue.record("not routed"); return }
+            nodes.append(answer.node)
+            scheduler.result(RouteResult(id: id, node: answer.node, model: "m:8b", outcome: .ok, status: 200), from: p, fleet: fleet,
+                             now: id * 10 + 5, into: &actions)
+        }
+        #expect(Set(nodes).count == 1, "the conversation stays where its KV cache is: \(nodes)")
+        #expect(actions.contains { if case let .routed(_, a) = $0 { a.reason.contains("session affinity") } else { false } })
+    }
+}

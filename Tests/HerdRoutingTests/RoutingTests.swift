@@ -12,72 +12,6 @@ func node(_ id: String, status: NodeStatus = .online, models: [String], loaded: 
     ]), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: status)
 }
 
-@Suite struct RoutePolicyTests {
-    func decide(_ nodes: [FleetNode], _ models: [String], api: ClientAPI = .ollama, excluded: Set<String> = [],
-                inFlight: [String: Int] = [:], limit: Int = 4) -> RouteDecision {
-        RoutePolicy.decide(api: api, models: models, nodes: nodes, excluded: excluded,
-                           inFlight: { n, m in inFlight[n + "/" + m] ?? 0 }, limit: { _, _ in limit })
-    }
-
-    @Test func hotBeatsCold() {
-        let nodes = [node("cold", models: ["m:1b"], memory: 99_000_000_000), node("hot", models: ["m:1b"], loaded: ["m:1b"])]
-        guard case let .route(c) = decide(nodes, ["m:1b"]) else { Issue.record("no route"); return }
-        #expect(c.node == "hot")
-    }
-
-    @Test func fewerInFlightThenMoreMemory() {
-        let nodes = [node("a", models: ["m:1b"], loaded: ["m:1b"], memory: 1), node("b", models: ["m:1b"], loaded: ["m:1b"], memory: 2)]
-        guard case let .route(c1) = decide(nodes, ["m:1b"], inFlight: ["b/m:1b": 1]) else { Issue.record("no route"); return }
-        #expect(c1.node == "a")
-        guard case let .route(c2) = decide(nodes, ["m:1b"]) else { Issue.record("no route"); return }
-        #expect(c2.node == "b")
-    }
-
-    @Test func eliminationRules() {
-        let nodes = [node("off", status: .offline, models: ["m:1b"]), node("other", models: ["x:1b"])]
-        #expect(decide(nodes, ["m:1b"]) == .noNode)
-        #expect(decide(nodes, ["zzz"]) == .notFound(known: ["x:1b"]))
-        #expect(decide([node("a", models: ["m:1b"])], ["m:1b"], excluded: ["a"]) == .noNode)
-        // An OpenAI-only backend cannot take Ollama-API requests.
-        #expect(decide([node("o", models: ["m:1b"], kind: .openai)], ["m:1b"]) == .notFound(known: []))
-        guard case .route = decide([node("o", models: ["m:1b"], kind: .openai)], ["m:1b"], api: .openai) else { Issue.record("no route"); return }
-    }
-
-    @Test func latestTagIsTheSameModel() {
-        guard case let .route(c) = decide([node("a", models: ["llama3:latest"])], ["llama3"]) else { Issue.record("no route"); return }
-        #expect(c.model == "llama3:latest")
-    }
-
-    @Test func fallbacksInOrderPreferringHot() {
-        let nodes = [node("a", models: ["big:70b", "small:1b"], loaded: ["small:1b"]), node("b", models: ["mid:8b"])]
-        guard case let .route(c) = decide(nodes, ["gone", "mid:8b", "small:1b"]) else { Issue.record("no route"); return }
-        #expect(c.model == "small:1b", "the first hot fallback wins over a cold earlier one")
-        guard case let .route(d) = decide(nodes, ["gone", "mid:8b"]) else { Issue.record("no route"); return }
-        #expect(d.model == "mid:8b")
-    }
-
-    @Test func meetingsHeatAndPressureDeprioritise() {
-        var meeting = node("meeting", models: ["m:1b"], loaded: ["m:1b"], memory: 99_000_000_000)
-        meeting.heartbeat.telemetry.cameraInUse = true
-        var hotBox = node("hot", models: ["m:1b"], loaded: ["m:1b"], memory: 99_000_000_000)
-        hotBox.heartbeat.telemetry.thermal = .critical
-        let calm = node("calm", models: ["m:1b"], loaded: ["m:1b"], memory: 1)
-        guard case let .route(c) = decide([meeting, hotBox, calm], ["m:1b"]) else { Issue.record("no route"); return }
-        #expect(c.node == "calm")
-        guard case let .route(d) = decide([meeting], ["m:1b"]) else { Issue.record("a strained node still serves when alone"); return }
-        #expect(d.strained && d.reason.contains("strained"))
-        var starving = node("starving", models: ["m:1b", "big:70b"], loaded: ["m:1b"])
-        starving.heartbeat.telemetry.pressure = .critical
-        guard case .route = decide([starving], ["m:1b"]) else { Issue.record("a loaded model still serves"); return }
-        #expect(decide([starving], ["big:70b"]) == .noNode, "no cold load under critical pressure")
-    }
-
-    @Test func everyoneBusyQueues() {
-        let nodes = [node("a", models: ["m:1b"], loaded: ["m:1b"])]
-        #expect(decide(nodes, ["m:1b"], inFlight: ["a/m:1b": 2], limit: 2) == .queue(model: "m:1b"))
-    }
-}
-
 /// A fleet of one node "a" with model m:1b.
 let oneNodeFleet: [FleetNode] = [node("a", models: ["m:1b"])]
 
@@ -121,7 +55,7 @@ struct SchedulerHarness {
         let target = now + milliseconds
         while let deadline = scheduler.nextDeadline, deadline <= target {
             now = deadline
-            scheduler.expire(now: now, into: &actions)
+            scheduler.expire(now: now, fleet: fleet, into: &actions)
         }
         now = target
         return take()
@@ -224,13 +158,15 @@ extension SchedulerAction {
     @Test func resultsNameTheRequestAndTheDecision() {
         var h = SchedulerHarness()
         _ = h.route(1)
-        guard case let .finished(result, request, decision)? = h.result(1).first else { Issue.record("no finished"); return }
-        #expect(result.id == 1)
-        #expect(request?.model == "m:1b")
-        #expect(decision?.reason.contains("in_flight=0/1") == true)
+        guard case let .finished(finished)? = h.result(1).first else { Issue.record("no finished"); return }
+        #expect(finished.result.id == 1)
+        #expect(finished.request?.model == "m:1b")
+        #expect(finished.decision?.reason.contains("only candidate") == true)
+        #expect(finished.decision?.score.hasPrefix("ect_ms=") == true)
+        #expect(finished.card?.candidates.map(\.node) == ["a"])
         // A refused request is still traced with what it asked.
         _ = h.route(2, model: "nope")
-        guard case let .finished(_, refused, _)? = h.result(2).first else { Issue.record("no finished"); return }
-        #expect(refused?.model == "nope")
+        guard case let .finished(refused)? = h.result(2).first else { Issue.record("no finished"); return }
+        #expect(refused.request?.model == "nope")
     }
 }

@@ -99,7 +99,10 @@ import HerdJSON
         try same(RouteRequest(id: 7, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, fallbacks: ["f"], tags: ["t"],
                               estimatedTokens: 12, numCtx: 4096, client: "10.0.0.2"))
         try same(RouteRequest(id: 8, api: .ollama, path: "/api/chat", model: "m", stream: false))
-        try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2))
+        try same(RouteRequest(id: 8, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, maxTokens: 64, think: false,
+                              session: ContentHash(UInt64.max - 1), prefix: ContentHash(of: Array("system".utf8))))
+        try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2,
+                             score: "ect_ms=1 wait=0 load=0 prefill=0 decode=1"))
         try same(RouteRefusal(id: 4, code: .queueTimeout, message: "busy", retryAfter: 5))
         try same(RouteRefusal(id: 4, code: .modelNotFound, message: "x", models: ["a", "b"]))
         try same(RouteRetry(id: 5, node: "n", reason: "status 503", upstreamStatus: 503))

@@ -81,6 +81,17 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
         kinds.append(kind)
     }
 
+    /// Appends a field whose value comes from elsewhere (another process, a
+    /// node): control characters become `?`, so a value can never end the
+    /// line or the head it is written into.
+    public mutating func addSafely(_ name: String, _ value: String) {
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) {
+            add(name, value)
+        } else {
+            add(name, String(decoding: value.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 }, as: UTF8.self))
+        }
+    }
+
     /// Replaces every field named `name` with one field.
     public mutating func set(_ name: String, _ value: String) {
         remove(name)

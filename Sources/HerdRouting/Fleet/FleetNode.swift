@@ -16,6 +16,9 @@ package struct FleetNode: Sendable {
     package var lastSeenMilliseconds: UInt64
     package var firstSeenMilliseconds: UInt64
     package var status: NodeStatus
+    /// Models (canonical names) that left this node's memory, and when (ms):
+    /// for a while their weights are still in the page cache ("warm").
+    package var recentlyUnloaded: [String: UInt64] = [:]
     package var id: String { heartbeat.nodeID }
 
     package init(heartbeat: Heartbeat, lastSeenMilliseconds: UInt64, firstSeenMilliseconds: UInt64, status: NodeStatus) {

@@ -7,31 +7,43 @@ package struct ProxyKey: Hashable, Sendable {
     package init(raw: Int) { self.raw = raw }
 }
 
+/// A request that ended, with everything control knew about it: what the
+/// trace row, the log line and the metrics are made of.
+package struct FinishedRequest: Equatable, Sendable {
+    package var result: RouteResult
+    /// Nil when control never saw the request (routed locally while control was away).
+    package var request: RouteRequest?
+    /// The last routing answer, if it was routed.
+    package var decision: RouteAnswer?
+    /// Every candidate of the last decision, ranked, and every elimination.
+    package var card: ScoreCard?
+}
+
 /// What the driver (`ControlServer`) must do after a scheduler event.
 package enum SchedulerAction: Equatable {
     /// Send ROUTE_OK to `proxy`.
     case routed(ProxyKey, RouteAnswer)
     /// Send ROUTE_ERROR to `proxy`.
     case refused(ProxyKey, RouteRefusal)
-    /// A request ended (its RESULT came): trace it, log it, count it.
-    /// `request` and `decision` are nil when control never saw the request
-    /// (routed locally while control was away). For requests control routed,
-    /// the result's retries are control's own count.
-    case finished(RouteResult, request: RouteRequest?, decision: RouteAnswer?)
+    /// A request ended (its RESULT came): trace it, log it, count it. For
+    /// requests control routed, the result's retries are control's own count.
+    case finished(FinishedRequest)
 }
 
-/// Routing decisions over time, as a value: applies `RoutePolicy`, counts the
-/// requests in flight per node:model against the concurrency limit, holds
-/// requests that find every node busy in a FIFO queue until a slot frees or
-/// their queue deadline passes, and handles retries, results and
-/// cancellations. Events in (with the fleet and the time), actions out; the
-/// driver (`ControlServer`) sends the answers and arms one timer at
-/// `nextDeadline`. No I/O and no clock of its own: every path is tested in
-/// virtual time.
+/// Routing decisions over time, as a value: asks the `Scorer` where each
+/// request would finish first, counts the requests in flight per node:model
+/// against its concurrency limit (learned, `ConcurrencyLearner`), holds
+/// requests whose best choice is busy in a queue, learns rates from every
+/// result (`LearnedRates`), and handles retries, results and cancellations.
+/// Events in (with the fleet and the time), actions out; the driver
+/// (`ControlServer`) sends the answers and arms one timer at `nextDeadline`.
+/// No I/O and no clock of its own: every path is tested in virtual time.
 ///
-/// The retry budget lives here while control routes: a RETRY beyond
-/// `maxRetries` is refused `retries_exhausted`, and each ROUTE_OK says how many
-/// retries came before it.
+/// A queued request is bound to no node: it is re-scored whenever a slot
+/// frees, the fleet changes, or `rescoreIntervalMilliseconds` pass, and goes
+/// wherever is best first. The retry budget lives here while control routes:
+/// a RETRY beyond `maxRetries` is refused `retries_exhausted`, and each
+/// ROUTE_OK says how many retries came before it.
 package struct Scheduler {
     package struct Settings: Sendable {
         /// Requests in flight per node and model, when set (`--max-concurrency`);
@@ -47,6 +59,9 @@ package struct Scheduler {
         package var maxQueueLength = 2048
         /// Other nodes tried after a failure before giving up (502).
         package var maxRetries = 2
+        /// Queued requests are re-scored at least this often (estimates change as time passes).
+        package var rescoreIntervalMilliseconds: UInt64 = 1_000
+        package var scoring = Scorer.Settings()
 
         package init() {}
     }
@@ -57,75 +72,87 @@ package struct Scheduler {
         let id: UInt64
     }
 
-    /// A node and a model (canonical name): the unit of concurrency.
-    struct SlotKey: Hashable {
-        let node: String
-        let model: String
-
-        init(_ node: String, _ model: String) {
-            self.node = node
-            self.model = ModelName.canonical(model)
-        }
-    }
-
     /// One request control knows about (queued or in flight).
-    private struct Entry {
+    struct Entry {
         let request: RouteRequest
         let arrivedAt: UInt64
         var excluded: Set<String> = []
         var slot: SlotKey?
         var retries = 0
-        /// While queued: when the wait runs out.
+        /// While queued: when the wait runs out, and the node:model it waits for.
         var queueDeadline: UInt64?
-        /// The last routing answer (for the trace).
+        var waitingFor: SlotKey?
+        /// The last routing answer and its score card (for the trace).
         var decision: RouteAnswer?
+        var card: ScoreCard?
+        /// The chosen candidate (what learning compares the outcome with).
+        var chosen: ScoredCandidate?
         /// Requests in flight on its node:model when it was sent there, itself included.
         var concurrency = 0
+        /// When it was sent and when it is expected to end (ms).
+        var sentAt: UInt64 = 0
+        var expectedEnd: UInt64 = 0
+    }
+
+    /// The requests in flight on one node:model.
+    struct SlotLoad {
+        var count = 0
+        /// Their expected end times (ms), unordered.
+        var ends: [UInt64] = []
     }
 
     package let settings: Settings
-    private var entries: [RequestKey: Entry] = [:]
-    private var waiting: [RequestKey] = []
-    private var slots: [SlotKey: Int] = [:]
+    let scorer: Scorer
+    var entries: [RequestKey: Entry] = [:]
+    var waiting: [RequestKey] = []
+    var slotLoads: [SlotKey: SlotLoad] = [:]
+    /// Queued requests per node:model they wait for (rebuilt as the queue is re-scored).
+    var queuedFor: [SlotKey: Int] = [:]
     /// When each node:model was last given a request: equal candidates take turns.
-    private var lastRouted: [SlotKey: UInt64] = [:]
+    var lastRoutedCounter: [SlotKey: UInt64] = [:]
+    /// Loads under way (a request sent to a cold model): when each should be done.
+    var loadingUntil: [SlotKey: UInt64] = [:]
     /// Each node:model's learned concurrency.
-    private var learners: [SlotKey: ConcurrencyLearner] = [:]
-    private var routeCounter: UInt64 = 0
+    var learners: [SlotKey: ConcurrencyLearner] = [:]
+    package internal(set) var rates = LearnedRates()
+    /// Where conversations and prompt prefixes were last served (their KV caches).
+    var affinities = AffinityMemory(capacity: 4096)
+    var routeCounter: UInt64 = 0
+    var nextRescore: UInt64?
     /// Requests refused by control, kept until the proxy's RESULT names them.
-    private var recentlyRefused: [RequestKey: Entry] = [:]
+    var recentlyRefused: [RequestKey: Entry] = [:]
 
     package init(settings: Settings = Settings()) {
         self.settings = settings
+        scorer = Scorer(settings: settings.scoring)
     }
 
     // MARK: Reading
 
     package var queueLength: Int { waiting.count }
-    package var inFlightCount: Int { slots.values.reduce(0, +) }
+    package var inFlightCount: Int { slotLoads.values.reduce(0) { $0 + $1.count } }
 
     /// Requests in flight on `node` for `model`.
-    package func inFlight(node: String, model: String) -> Int { slots[SlotKey(node, model)] ?? 0 }
+    package func inFlight(node: String, model: String) -> Int { slotLoads[SlotKey(node, model)]?.count ?? 0 }
+
+    /// Requests in flight on `node`, all models.
+    package func inFlight(node: String) -> Int {
+        slotLoads.filter { $0.key.node == node }.values.reduce(0) { $0 + $1.count }
+    }
 
     /// How many requests `node` may serve of `model` at once: the override,
     /// else what was learned.
-    package func limit(node: String, model: String) -> Int {
-        settings.maxConcurrencyPerModel ?? learners[SlotKey(node, model)]?.limit ?? settings.initialConcurrency
-    }
+    package func limit(node: String, model: String) -> Int { limit(SlotKey(node, model)) }
 
     /// The learned limits, per node and model (for the fleet API).
     package var learnedLimits: [(node: String, model: String, limit: Int)] {
         learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
-    /// Requests in flight on `node`, all models.
-    package func inFlight(node: String) -> Int {
-        slots.filter { $0.key.node == node }.values.reduce(0, +)
-    }
-
-    /// The earliest queue deadline: the driver's timer fires `expire` then.
+    /// The next time the driver must call `expire`: the earliest queue
+    /// deadline, or the next re-scoring of the queue.
     package var nextDeadline: UInt64? {
-        var earliest: UInt64?
+        var earliest = waiting.isEmpty ? nil : nextRescore
         for key in waiting {
             guard let deadline = entries[key]?.queueDeadline else { continue }
             if earliest == nil || deadline < earliest! { earliest = deadline }
@@ -137,18 +164,23 @@ package struct Scheduler {
 
     /// A ROUTE: decide now, or queue.
     package mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
-                        into actions: inout [SchedulerAction]) {
+                                into actions: inout [SchedulerAction]) {
         decide(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), fleet: fleet, now: now, into: &actions)
     }
 
     /// A RETRY: the node failed before any byte reached the client; try another
     /// (the node excluded), within the retry budget.
     package mutating func retry(_ retry: RouteRetry, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
-                        into actions: inout [SchedulerAction]) {
+                                into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: retry.id)
         guard var entry = entries.removeValue(forKey: key) else { return }
-        if let slot = entry.slot, let status = retry.upstreamStatus, status == 503 || status == 429 {
-            learn(slot) { $0.completed(ttft: 0, concurrency: entry.concurrency, ok: false, busy: true) }
+        if let slot = entry.slot {
+            if let status = retry.upstreamStatus, status == 503 || status == 429 {
+                learn(slot) { $0.completed(ttft: 0, concurrency: entry.concurrency, ok: false, busy: true) }
+            } else {
+                rates.failed(node: slot.node, at: now)
+            }
+            loadingUntil[slot] = nil
         }
         release(&entry)
         entry.excluded.insert(retry.node)
@@ -161,23 +193,18 @@ package struct Scheduler {
         decide(key, entry, fleet: fleet, now: now, into: &actions)
     }
 
-    /// A RESULT: the request ended; its slot frees and the queue moves.
+    /// A RESULT: the request ended; its slot frees, herd learns from it, and the queue moves.
     package mutating func result(_ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
-                         into actions: inout [SchedulerAction]) {
+                                 into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: result.id)
         if var entry = entries.removeValue(forKey: key) ?? recentlyRefused.removeValue(forKey: key) {
-            if let slot = entry.slot, let decision = entry.decision, entry.retries == 0 {
-                // The backend's own time to first byte: herd's queue wait is not the backend's.
-                let ttft = result.ttftMilliseconds - Double(decision.queuedMilliseconds)
-                learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok,
-                                           busy: result.status == 503 || result.status == 429) }
-            }
+            learn(from: result, entry, now: now)
             release(&entry)
             var result = result
             result.retries = entry.retries
-            actions.append(.finished(result, request: entry.request, decision: entry.decision))
+            actions.append(.finished(FinishedRequest(result: result, request: entry.request, decision: entry.decision, card: entry.card)))
         } else {
-            actions.append(.finished(result, request: nil, decision: nil))
+            actions.append(.finished(FinishedRequest(result: result)))
         }
         dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
@@ -187,7 +214,7 @@ package struct Scheduler {
         let key = RequestKey(proxy: proxy, id: id)
         guard var entry = entries.removeValue(forKey: key) else { return }
         release(&entry)
-        waiting.removeAll { $0 == key }
+        unqueue(key, &entry)
         recentlyRefused[key] = entry
         trimRecentlyRefused()
         dispatchWaiting(fleet: fleet, now: now, into: &actions)
@@ -198,127 +225,35 @@ package struct Scheduler {
         for key in entries.keys where key.proxy == proxy {
             guard var entry = entries.removeValue(forKey: key) else { continue }
             release(&entry)
+            unqueue(key, &entry)
         }
-        waiting.removeAll { $0.proxy == proxy }
         recentlyRefused = recentlyRefused.filter { $0.key.proxy != proxy }
         dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
 
-    /// The fleet changed (a node came, went or loaded a model): retry the queue.
+    /// The fleet changed (a node came, went or loaded a model): learn what
+    /// `/api/ps` shows and re-score the queue.
     package mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+        observe(fleet: fleet)
         dispatchWaiting(fleet: fleet, now: now, into: &actions)
     }
 
-    /// Time passed: queued requests whose deadline is `now` or earlier are refused.
-    package mutating func expire(now: UInt64, into actions: inout [SchedulerAction]) {
+    /// Time passed: queued requests whose deadline is `now` or earlier are
+    /// refused, and the rest re-scored when their re-scoring is due.
+    package mutating func expire(now: UInt64, fleet: [FleetNode], into actions: inout [SchedulerAction]) {
         let expired = waiting.filter { key in entries[key]?.queueDeadline.map { $0 <= now } ?? false }
-        guard !expired.isEmpty else { return }
-        waiting.removeAll { expired.contains($0) }
-        for key in expired {
-            guard let entry = entries.removeValue(forKey: key) else { continue }
-            refuse(key, entry, RouteRefusal(
-                id: entry.request.id, code: .queueTimeout,
-                message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
-                retryAfter: 5), into: &actions)
-        }
-    }
-
-    // MARK: Deciding
-
-    /// Decides for `entry` (held here, not in `entries`): routes it or queues
-    /// it (then it is stored), or refuses it (then it is remembered until its
-    /// RESULT). Entries move through here, never copied.
-    private mutating func decide(_ key: RequestKey, _ entry: consuming Entry, fleet: [FleetNode], now: UInt64,
-                                 into actions: inout [SchedulerAction]) {
-        var entry = entry
-        var models = [entry.request.model]
-        for fallback in entry.request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
-        let slots = self.slots
-        let lastRouted = self.lastRouted
-        let scheduler = self
-        let decision = RoutePolicy.decide(
-            api: entry.request.api, models: models, nodes: fleet, excluded: entry.excluded,
-            inFlight: { node, model in slots[SlotKey(node, model)] ?? 0 },
-            lastRouted: { node, model in lastRouted[SlotKey(node, model)] ?? 0 },
-            limit: { node, model in scheduler.limit(node: node, model: model) })
-        switch decision {
-        case let .route(candidate):
-            let slot = SlotKey(candidate.node, candidate.model)
-            self.slots[slot, default: 0] += 1
-            entry.concurrency = self.slots[slot] ?? 1
-            routeCounter += 1
-            self.lastRouted[slot] = routeCounter
-            let answer = RouteAnswer(
-                id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
-                model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)), reason: candidate.reason,
-                retries: entry.retries)
-            entry.slot = slot
-            entry.queueDeadline = nil
-            entry.decision = answer
-            entries[key] = entry
-            actions.append(.routed(key.proxy, answer))
-        case .queue:
-            enqueue(key, entry, into: &actions)
-        case let .notFound(known):
-            let names = models.map { "'\($0)'" }.joined(separator: ", ")
-            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: "model \(names) not found in the fleet",
-                                            models: known), into: &actions)
-        case .noNode:
-            let message = entry.excluded.isEmpty ? "no online node can serve '\(entry.request.model)'" : "no other node can serve '\(entry.request.model)'"
-            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .noNode, message: message, retryAfter: 5), into: &actions)
-        }
-    }
-
-    private mutating func enqueue(_ key: RequestKey, _ entry: consuming Entry, into actions: inout [SchedulerAction]) {
-        var entry = entry
-        if entry.queueDeadline == nil {
-            guard waiting.count < settings.maxQueueLength else {
-                refuse(key, entry, RouteRefusal(id: entry.request.id, code: .queueTimeout,
-                                                message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
-                return
+        if !expired.isEmpty {
+            for key in expired {
+                guard var entry = entries.removeValue(forKey: key) else { continue }
+                unqueue(key, &entry)
+                refuse(key, entry, RouteRefusal(
+                    id: entry.request.id, code: .queueTimeout,
+                    message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
+                    retryAfter: 5), into: &actions)
             }
-            entry.queueDeadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
         }
-        // Still waiting: keeps its place (`dispatchWaiting` goes in order) and its deadline.
-        entries[key] = entry
-        waiting.append(key)
-    }
-
-    /// Tries the queued requests in arrival order.
-    private mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
-        guard !waiting.isEmpty else { return }
-        let queue = waiting
-        waiting.removeAll(keepingCapacity: true)
-        for key in queue {
-            guard let entry = entries.removeValue(forKey: key) else { continue }
-            decide(key, entry, fleet: fleet, now: now, into: &actions)
+        if let due = nextRescore, due <= now {
+            dispatchWaiting(fleet: fleet, now: now, into: &actions)
         }
-    }
-
-    /// Answers ROUTE_ERROR; the request is remembered until its RESULT.
-    private mutating func refuse(_ key: RequestKey, _ entry: consuming Entry, _ refusal: RouteRefusal, into actions: inout [SchedulerAction]) {
-        var entry = entry
-        release(&entry)
-        actions.append(.refused(key.proxy, refusal))
-        recentlyRefused[key] = entry
-        trimRecentlyRefused()
-    }
-
-    /// Updates `slot`'s learner (created at the prior on first use).
-    private mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
-        guard settings.maxConcurrencyPerModel == nil else { return }
-        var learner = learners[slot] ?? ConcurrencyLearner(prior: settings.initialConcurrency)
-        update(&learner)
-        learners[slot] = learner
-    }
-
-    private mutating func trimRecentlyRefused() {
-        if recentlyRefused.count > 4096 { recentlyRefused.removeAll() }
-    }
-
-    private mutating func release(_ entry: inout Entry) {
-        guard let slot = entry.slot else { return }
-        entry.slot = nil
-        if let count = slots[slot], count > 1 { slots[slot] = count - 1 } else { slots[slot] = nil }
     }
 }

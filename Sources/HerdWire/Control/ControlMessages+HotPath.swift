@@ -17,6 +17,11 @@ extension RouteRequest {
         ]
         if let numCtx { members.append(("num_ctx", .int(numCtx))) }
         members.append(("client", .string(client)))
+        if let maxTokens { members.append(("max_tokens", .int(maxTokens))) }
+        if let think { members.append(("think", .bool(think))) }
+        // 64-bit hashes travel as decimal strings: JSON numbers are doubles.
+        if let session { members.append(("session", .string(session.description))) }
+        if let prefix { members.append(("prefix", .string(prefix.description))) }
         return .object(members)
     }
 
@@ -25,21 +30,24 @@ extension RouteRequest {
         self.init(id: try f.id("id"), api: try f.enumeration("api"), path: try f.string("path"), model: try f.string("model"),
                   stream: try f.bool("stream", default: false), fallbacks: try f.strings("fallbacks"), tags: try f.strings("tags"),
                   estimatedTokens: try f.optionalInt("est_tokens") ?? 0, numCtx: try f.optionalInt("num_ctx"),
-                  client: try f.optionalString("client") ?? "")
+                  client: try f.optionalString("client") ?? "", maxTokens: try f.optionalInt("max_tokens"),
+                  think: try f.optionalBool("think"), session: try f.optionalHash("session"), prefix: try f.optionalHash("prefix"))
     }
 }
 
 extension RouteAnswer {
     public var json: JSONValue {
         ["id": .int(Int(id)), "node": .string(node), "upstream": .string(upstream), "backend": .string(backend.rawValue),
-         "model": .string(model), "queued_ms": .int(queuedMilliseconds), "reason": .string(reason), "retries": .int(retries)]
+         "model": .string(model), "queued_ms": .int(queuedMilliseconds), "reason": .string(reason), "retries": .int(retries),
+         "score": .string(score)]
     }
 
     public init(json: JSONValue) throws(JSONFieldError) {
         let f = try JSONFields(json, context: RouteAnswer.context)
         self.init(id: try f.id("id"), node: try f.string("node"), upstream: try f.string("upstream"), backend: try f.enumeration("backend"),
                   model: try f.string("model"), queuedMilliseconds: try f.optionalInt("queued_ms") ?? 0,
-                  reason: try f.optionalString("reason") ?? "", retries: try f.optionalInt("retries") ?? 0)
+                  reason: try f.optionalString("reason") ?? "", retries: try f.optionalInt("retries") ?? 0,
+                  score: try f.optionalString("score") ?? "")
     }
 }
 
@@ -109,6 +117,13 @@ extension RouteResult {
 }
 
 extension JSONFields {
+    /// A 64-bit hash, sent as a decimal string (JSON numbers are doubles).
+    func optionalHash(_ key: String) throws(JSONFieldError) -> ContentHash? {
+        guard let text = try optionalString(key) else { return nil }
+        guard let n = ContentHash(decimal: text) else { throw JSONFieldError("\(context).\(key) must be a decimal string of an unsigned 64-bit integer") }
+        return n
+    }
+
     /// A request id: a non-negative integer.
     func id(_ key: String) throws(JSONFieldError) -> UInt64 {
         let n = try int(key)

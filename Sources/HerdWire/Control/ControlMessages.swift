@@ -76,9 +76,18 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     public var numCtx: Int?
     /// The client's address.
     @Defaulted<WireDefaults.EmptyString> public var client: String
+    /// The client's own output limit (`options.num_predict`, `max_tokens`, `max_completion_tokens`).
+    public var maxTokens: Int?
+    /// The client's `think` flag, when it sent one.
+    public var think: Bool?
+    /// Hashes of the conversation (`X-Herd-Session`, OpenAI `user`, else its
+    /// first messages) and of its system prompt + tools: whose KV cache can serve it.
+    public var session: ContentHash?
+    public var prefix: ContentHash?
 
     public init(id: UInt64, api: ClientAPI, path: String, model: String, stream: Bool, fallbacks: [String] = [], tags: [String] = [],
-                estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "") {
+                estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "", maxTokens: Int? = nil, think: Bool? = nil,
+                session: ContentHash? = nil, prefix: ContentHash? = nil) {
         self.id = id
         self.api = api
         self.path = path
@@ -89,10 +98,15 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
         self.estimatedTokens = estimatedTokens
         self.numCtx = numCtx
         self.client = client
+        self.maxTokens = maxTokens
+        self.think = think
+        self.session = session
+        self.prefix = prefix
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client
+        case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client,
+             maxTokens = "max_tokens", think, session, prefix
     }
 }
 
@@ -112,9 +126,11 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
     @Defaulted<WireDefaults.EmptyString> public var reason: String
     /// Nodes that failed this request before this answer (the router counts them).
     @Defaulted<WireDefaults.Zero> public var retries: Int
+    /// The winner's expected time to complete, term by term (`X-Herd-Score`).
+    @Defaulted<WireDefaults.EmptyString> public var score: String
 
     public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "",
-                retries: Int = 0) {
+                retries: Int = 0, score: String = "") {
         self.id = id
         self.node = node
         self.upstream = upstream
@@ -123,10 +139,11 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
         self.queuedMilliseconds = queuedMilliseconds
         self.reason = reason
         self.retries = retries
+        self.score = score
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries
+        case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score
     }
 }
 
@@ -256,5 +273,41 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
         case id, node, model, outcome, status, ttftMilliseconds = "ttft_ms", durationMilliseconds = "duration_ms",
              promptTokens = "prompt_tokens", completionTokens = "completion_tokens", bytes, retries, error, local,
              backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms"
+    }
+}
+
+/// A 64-bit content hash (FNV-1a) that names a conversation or a prompt
+/// prefix without carrying it. On the wire: a decimal string, because JSON
+/// numbers are doubles.
+public struct ContentHash: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let value: UInt64
+
+    public init(_ value: UInt64) { self.value = value }
+
+    /// FNV-1a over `bytes`, continuing from `seed`.
+    public init(of bytes: some Sequence<UInt8>, seed: ContentHash? = nil) {
+        var hash = seed?.value ?? 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        value = hash
+    }
+
+    public init?(decimal text: String) {
+        guard let value = UInt64(text) else { return nil }
+        self.value = value
+    }
+
+    public var description: String { String(value) }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = UInt64(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "must be a decimal string of an unsigned 64-bit integer"))
+        }
+        self.value = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(String(value))
     }
 }

@@ -39,6 +39,7 @@ final class NodeRegistry {
     func accept(_ heartbeat: Heartbeat, now: UInt64) -> Bool {
         if var node = nodes[heartbeat.nodeID] {
             let changed = node.status != .online || NodeRegistry.routingView(node.heartbeat) != NodeRegistry.routingView(heartbeat)
+            if changed { NodeRegistry.noteUnloads(&node, from: node.heartbeat, to: heartbeat, now: now) }
             node.heartbeat = heartbeat
             node.lastSeenMilliseconds = now
             node.status = .online
@@ -72,6 +73,16 @@ final class NodeRegistry {
         }
         if changed { version += 1 }
         return changed
+    }
+
+    /// Models that left memory since the last heartbeat are warm for a while
+    /// (their weights still in the page cache); models loaded again are not.
+    static func noteUnloads(_ node: inout FleetNode, from old: Heartbeat, to new: Heartbeat, now: UInt64) {
+        let before = Set(old.backends.flatMap(\.loaded).map { ModelName.canonical($0.name) })
+        let after = Set(new.backends.flatMap(\.loaded).map { ModelName.canonical($0.name) })
+        for model in before.subtracting(after) { node.recentlyUnloaded[model] = now }
+        for model in after { node.recentlyUnloaded[model] = nil }
+        node.recentlyUnloaded = node.recentlyUnloaded.filter { now - min(now, $0.value) < CompletionTimeModel.Priors.warmWindowMs }
     }
 
     /// What routing reads from a heartbeat (memory and CPU readings change every

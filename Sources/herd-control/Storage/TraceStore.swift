@@ -1,5 +1,6 @@
 import HerdRuntime
 import HerdStorage
+import HerdRouting
 import HerdWire
 
 /// The request traces in SQLite: one row per routed request (including those
@@ -43,13 +44,19 @@ final class TraceStore {
             ALTER TABLE request_traces ADD COLUMN local INTEGER NOT NULL DEFAULT 0;
             ALTER TABLE request_traces ADD COLUMN reason TEXT;
             """),
+        SQLiteMigration(version: 3, name: "the decision explained: score, every candidate, fallback, affinity", sql: """
+            ALTER TABLE request_traces ADD COLUMN score TEXT;
+            ALTER TABLE request_traces ADD COLUMN candidates TEXT;
+            ALTER TABLE request_traces ADD COLUMN fallback_used INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE request_traces ADD COLUMN affinity TEXT;
+            """),
     ]
 
     private static let insert = """
         INSERT INTO request_traces (request_id, at_ms, api, path, model, served_model, node_id, outcome, status, ttft_ms,
             duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error,
-            stream, est_tokens, num_ctx, queued_ms, local, reason)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            stream, est_tokens, num_ctx, queued_ms, local, reason, score, candidates, fallback_used, affinity)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     let path: String
@@ -63,7 +70,10 @@ final class TraceStore {
         writer = try SQLiteBatchWriter(path: path) { error in log.error("trace write failed: \(error)") }
     }
 
-    func record(_ result: RouteResult, request: RouteRequest?, decision: RouteAnswer?, now: Int) {
+    func record(_ finished: FinishedRequest, now: Int) {
+        let result = finished.result, request = finished.request, decision = finished.decision
+        let fallbackUsed = request.map { !ModelName.same($0.model, result.model) && !result.model.isEmpty } ?? false
+        let chosen = finished.card?.candidates.first { $0.node == result.node && ModelName.same($0.model, result.model) }
         writer.enqueue(sql: TraceStore.insert, [
             .integer(Int64(result.id)), .integer(Int64(now)), .text(request?.api.rawValue ?? ""), .text(request?.path ?? ""),
             .text(request?.model ?? result.model), .text(result.model), .text(result.node), .text(result.outcome.rawValue),
@@ -74,6 +84,8 @@ final class TraceStore {
             request.map { .integer($0.stream ? 1 : 0) } ?? .null, request.map { .integer(Int64($0.estimatedTokens)) } ?? .null,
             request?.numCtx.map { .integer(Int64($0)) } ?? .null, decision.map { .integer(Int64($0.queuedMilliseconds)) } ?? .null,
             .integer(result.local ? 1 : 0), decision.map { .text($0.reason) } ?? .null,
+            decision.map { .text($0.score) } ?? .null, finished.card.map { .text($0.json.serialized()) } ?? .null,
+            .integer(fallbackUsed ? 1 : 0), chosen?.affinity.map { .text($0.rawValue) } ?? .null,
         ])
     }
 

@@ -36,7 +36,7 @@ final class ControlServer {
     /// The snapshot to send to new proxies and on changes.
     private let currentSnapshot: () -> RoutingSnapshot
     /// A request ended: trace, log line, metrics.
-    var onFinished: ((RouteResult, RouteRequest?, RouteAnswer?) -> Void)?
+    var onFinished: ((FinishedRequest) -> Void)?
     let log: Logger
 
     init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger,
@@ -55,7 +55,7 @@ final class ControlServer {
     func listen(path: String) throws {
         listener = try StreamListener(loop: loop, path: path) { [unowned self] stream in self.accept(stream) }
         queueTimer = DeadlineTimer(clock: clock) { [unowned self] in
-            self.scheduler.expire(now: self.clock.now, into: &self.actions)
+            self.scheduler.expire(now: self.clock.now, fleet: self.registry.list, into: &self.actions)
             self.performActions()
         }
     }
@@ -127,7 +127,7 @@ final class ControlServer {
             switch action {
             case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer.json)
             case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal.json)
-            case let .finished(result, request, decision): onFinished?(result, request, decision)
+            case let .finished(finished): onFinished?(finished)
             }
         }
         actions.removeAll(keepingCapacity: true)

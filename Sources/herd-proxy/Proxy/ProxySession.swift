@@ -168,9 +168,11 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private func relayHead() {
         guard let head = upstreamHead, let answer else { return }
         var headers = ProxyHeaders.endToEnd(head.headers, dropping: ProxySession.responseDrops)
-        headers.add("X-Herd-Node", answer.node)
-        headers.add("X-Herd-Model", answer.model)
+        headers.addSafely("X-Herd-Node", answer.node)
+        headers.addSafely("X-Herd-Model", answer.model)
         headers.add("X-Herd-Retries", String(attempt?.retries ?? 0))
+        if !answer.score.isEmpty { headers.addSafely("X-Herd-Score", answer.score) }
+        if !answer.reason.isEmpty { headers.addSafely("X-Herd-Reason", answer.reason) }
         for (name, value) in cors { headers.add(name, value) }
         let length = ProxySession.isChunked(head) ? nil : head.headers["Content-Length"].flatMap { Int($0.trimmingSpaces) }
         exchange.startResponse(status: head.status, headers: headers, contentLength: length)

@@ -1,0 +1,183 @@
+import HerdWire
+
+extension Scheduler {
+    /// Decides for `entry` (held here, not in `entries`): routes it or queues
+    /// it (then it is stored), or refuses it (then it is remembered until its
+    /// RESULT). Entries move through here, never copied.
+    mutating func decide(_ key: RequestKey, _ entry: consuming Entry, fleet: [FleetNode], now: UInt64,
+                         into actions: inout [SchedulerAction]) {
+        var entry = entry
+        let request = scoringRequest(entry)
+        let (decision, card) = scorer.decide(request, fleet: fleet, load: self, now: now)
+        entry.card = card
+        switch decision {
+        case let .route(candidate):
+            let slot = SlotKey(candidate.node, candidate.canonicalModel)
+            var load = slotLoads[slot] ?? SlotLoad()
+            load.count += 1
+            // Expected end: its own estimate without the wait (it starts now).
+            let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
+            entry.sentAt = now
+            entry.expectedEnd = now + UInt64(max(1, own.rounded()))
+            load.ends.append(entry.expectedEnd)
+            slotLoads[slot] = load
+            entry.concurrency = load.count
+            if candidate.temperature != .hot, loadingUntil[slot] == nil {
+                loadingUntil[slot] = now + UInt64(max(1, candidate.breakdown.load.rounded()))
+            }
+            routeCounter += 1
+            lastRoutedCounter[slot] = routeCounter
+            affinities.remember(session: entry.request.session, prefix: entry.request.prefix, slot: slot)
+            let answer = RouteAnswer(
+                id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
+                model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)),
+                reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header)
+            entry.slot = slot
+            entry.chosen = candidate
+            entry.queueDeadline = nil
+            entry.waitingFor = nil
+            entry.decision = answer
+            entries[key] = entry
+            actions.append(.routed(key.proxy, answer))
+        case let .queue(best):
+            entry.waitingFor = SlotKey(best.node, best.canonicalModel)
+            enqueue(key, entry, now: now, into: &actions)
+        case let .notFound(known):
+            let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: "model \(names) not found in the fleet",
+                                            models: known), into: &actions)
+        case .noNode:
+            var message = entry.excluded.isEmpty ? "no online node can serve '\(entry.request.model)'" : "no other node can serve '\(entry.request.model)'"
+            if let first = card.eliminated.first(where: { !entry.excluded.contains($0.node) }) {
+                message += " (\(first.node): \(first.reason))"
+            }
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .noNode, message: message, retryAfter: 5), into: &actions)
+        }
+    }
+
+    /// `X-Herd-Reason`: the winner's state, how many competed, the runner-up's distance.
+    static func reason(_ chosen: ScoredCandidate, card: ScoreCard) -> String {
+        var parts = [chosen.temperature.label]
+        if let affinity = chosen.affinity { parts.append("\(affinity.rawValue) affinity") }
+        parts.append(contentsOf: chosen.penalties)
+        let others = card.candidates.filter { !($0.node == chosen.node && $0.model == chosen.model) }
+        if let next = others.first {
+            parts.append("best of \(others.count + 1), next \(next.node) +\(Int((next.ectMs - chosen.ectMs).rounded()))ms")
+        } else {
+            parts.append("only candidate")
+        }
+        if !card.eliminated.isEmpty { parts.append("\(card.eliminated.count) eliminated") }
+        return parts.joined(separator: "; ")
+    }
+
+    /// What the scorer is told about a request.
+    func scoringRequest(_ entry: Entry) -> ScoringRequest {
+        var models = [entry.request.model]
+        for fallback in entry.request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
+        var request = ScoringRequest(api: entry.request.api, models: models)
+        request.generates = !(entry.request.path.contains("embed") || entry.request.path == "/api/show")
+        request.promptTokens = entry.request.estimatedTokens
+        request.numCtx = entry.request.numCtx
+        request.maxOutputTokens = entry.request.maxTokens
+        request.think = entry.request.think
+        request.session = entry.request.session
+        request.prefix = entry.request.prefix
+        request.excluded = entry.excluded
+        return request
+    }
+
+    mutating func enqueue(_ key: RequestKey, _ entry: consuming Entry, now: UInt64, into actions: inout [SchedulerAction]) {
+        var entry = entry
+        if entry.queueDeadline == nil {
+            guard waiting.count < settings.maxQueueLength else {
+                refuse(key, entry, RouteRefusal(id: entry.request.id, code: .queueTimeout,
+                                                message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
+                return
+            }
+            entry.queueDeadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
+        }
+        if let slot = entry.waitingFor { queuedFor[slot, default: 0] += 1 }
+        if nextRescore == nil || waiting.isEmpty { nextRescore = now + settings.rescoreIntervalMilliseconds }
+        // Still waiting: keeps its place (`dispatchWaiting` goes in order) and its deadline.
+        entries[key] = entry
+        waiting.append(key)
+    }
+
+    /// Re-scores the queued requests in arrival order: each goes wherever is
+    /// best now, or stays queued (in its place) for its new best.
+    mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
+        guard !waiting.isEmpty else {
+            nextRescore = nil
+            return
+        }
+        let queue = waiting
+        waiting.removeAll(keepingCapacity: true)
+        queuedFor.removeAll(keepingCapacity: true)
+        nextRescore = now + settings.rescoreIntervalMilliseconds
+        for key in queue {
+            guard let entry = entries.removeValue(forKey: key) else { continue }
+            decide(key, entry, fleet: fleet, now: now, into: &actions)
+        }
+        if waiting.isEmpty { nextRescore = nil }
+    }
+
+    /// Takes a queued entry out of the queue's books.
+    mutating func unqueue(_ key: RequestKey, _ entry: inout Entry) {
+        guard entry.queueDeadline != nil else { return }
+        waiting.removeAll { $0 == key }
+        if let slot = entry.waitingFor, let n = queuedFor[slot] { queuedFor[slot] = n > 1 ? n - 1 : nil }
+        entry.waitingFor = nil
+    }
+
+    /// Answers ROUTE_ERROR; the request is remembered until its RESULT.
+    mutating func refuse(_ key: RequestKey, _ entry: consuming Entry, _ refusal: RouteRefusal, into actions: inout [SchedulerAction]) {
+        var entry = entry
+        release(&entry)
+        actions.append(.refused(key.proxy, refusal))
+        recentlyRefused[key] = entry
+        trimRecentlyRefused()
+    }
+
+    mutating func trimRecentlyRefused() {
+        if recentlyRefused.count > 4096 { recentlyRefused.removeAll() }
+    }
+
+    /// Frees the entry's slot.
+    mutating func release(_ entry: inout Entry) {
+        guard let slot = entry.slot else { return }
+        entry.slot = nil
+        guard var load = slotLoads[slot] else { return }
+        load.count -= 1
+        if let i = load.ends.firstIndex(of: entry.expectedEnd) { load.ends.remove(at: i) }
+        slotLoads[slot] = load.count > 0 ? load : nil
+    }
+
+    package func limit(_ slot: SlotKey) -> Int {
+        settings.maxConcurrencyPerModel ?? learners[slot]?.limit ?? settings.initialConcurrency
+    }
+}
+
+extension Scheduler: RoutingLoad {
+    package func inFlight(_ slot: SlotKey) -> Int { slotLoads[slot]?.count ?? 0 }
+
+    package func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double {
+        guard let soonest = slotLoads[slot]?.ends.min() else { return 0 }
+        if soonest > now { return Double(soonest - now) }
+        // Overdue: durations are heavy-tailed — a request that has run this much
+        // past its estimate likely runs as much again (at least a quarter of a service time).
+        return max(Double(now - soonest), (rates.slot(slot)?.serviceMs.value ?? 1_000) / 4)
+    }
+
+    package func queuedAhead(_ slot: SlotKey) -> Int { queuedFor[slot] ?? 0 }
+
+    package func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double? {
+        guard let until = loadingUntil[slot] else { return nil }
+        return until > now ? Double(until - now) : 0
+    }
+
+    package func lastRouted(_ slot: SlotKey) -> UInt64 { lastRoutedCounter[slot] ?? 0 }
+
+    package func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
+        affinities.affinity(node: node, model: model, session: session, prefix: prefix)
+    }
+}

@@ -1,0 +1,95 @@
+import HerdWire
+
+extension Scheduler {
+    /// What a finished request teaches: the concurrency learner of its
+    /// node:model (backend time to first byte, busy answers), its rates
+    /// (prefill, decode at its batch, load, service time), failures.
+    mutating func learn(from result: RouteResult, _ entry: Entry, now: UInt64) {
+        guard let slot = entry.slot, let decision = entry.decision else { return }
+        // The backend's own time: herd's queue wait is not the backend's.
+        let queued = Double(decision.queuedMilliseconds)
+        let ttft = max(0, result.ttftMilliseconds - queued)
+        let duration = max(0, result.durationMilliseconds - queued)
+        let busy = result.status == 503 || result.status == 429
+        if entry.retries == 0 {
+            learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy) }
+        }
+        switch result.outcome {
+        case .ok:
+            rates.observe(LearnedRates.Observation(
+                slot: slot, ok: true, generates: scoringRequest(entry).generates, batch: entry.concurrency,
+                promptTokens: result.promptTokens, completionTokens: result.completionTokens, ttftMs: ttft, durationMs: duration,
+                streamed: entry.request.stream, backendPromptMs: result.backendPromptMilliseconds,
+                backendDecodeMs: result.backendDecodeMilliseconds, backendLoadMs: result.backendLoadMilliseconds,
+                modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry)))
+            loadingUntil[slot] = nil
+        case .upstreamError, .timeout:
+            if !busy { rates.failed(node: slot.node, at: now) }
+            loadingUntil[slot] = nil
+        case .clientGone:
+            break
+        }
+    }
+
+    /// The chosen model's weights, when its card knew them (for load time per GB).
+    private func weights(of entry: Entry) -> Int {
+        entry.chosen?.modelBytes ?? 0
+    }
+
+    /// Updates `slot`'s learner (created at the prior on first use).
+    mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
+        guard settings.maxConcurrencyPerModel == nil else { return }
+        var learner = learners[slot] ?? ConcurrencyLearner(prior: settings.initialConcurrency)
+        update(&learner)
+        learners[slot] = learner
+    }
+
+    /// What `/api/ps` shows: KV-cache size per context token of each loaded
+    /// model, and loads that finished (the model is hot now).
+    mutating func observe(fleet: [FleetNode]) {
+        for node in fleet {
+            for backend in node.heartbeat.backends {
+                for loaded in backend.loaded {
+                    let canonical = ModelName.canonical(loaded.name)
+                    loadingUntil[SlotKey(node.id, canonical)] = nil
+                    guard let weights = backend.models.first(where: { ModelName.same($0.name, loaded.name) })?.sizeBytes else { continue }
+                    rates.observeLoaded(model: canonical, loadedBytes: loaded.sizeBytes, weightBytes: weights, contextLength: loaded.contextLength)
+                }
+            }
+        }
+    }
+}
+
+/// Where conversations (sessions) and prompt prefixes (system prompt +
+/// tools) were last served: that node's KV cache holds them. Bounded: the
+/// oldest are forgotten first.
+struct AffinityMemory {
+    let capacity: Int
+    private var sessions: [ContentHash: SlotKey] = [:]
+    private var prefixes: [ContentHash: SlotKey] = [:]
+    private var order: [(ContentHash, Bool)] = []
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    mutating func remember(session: ContentHash?, prefix: ContentHash?, slot: SlotKey) {
+        if let session {
+            if sessions.updateValue(slot, forKey: session) == nil { order.append((session, true)) }
+        }
+        if let prefix {
+            if prefixes.updateValue(slot, forKey: prefix) == nil { order.append((prefix, false)) }
+        }
+        if order.count > capacity * 2 {
+            let drop = order.count - capacity
+            for (key, isSession) in order.prefix(drop) {
+                if isSession { sessions[key] = nil } else { prefixes[key] = nil }
+            }
+            order.removeFirst(drop)
+        }
+    }
+
+    func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
+        if let session, let slot = sessions[session], slot.node == node, slot.model == model { return .session }
+        if let prefix, let slot = prefixes[prefix], slot.node == node, slot.model == model { return .prefix }
+        return nil
+    }
+}

@@ -1,0 +1,225 @@
+/// # The completion-time model
+///
+/// herd sends a request to the candidate (a node and a model) expected to
+/// *finish* it first. For each candidate:
+///
+///     ect = (wait + load + prefill + decode) × factor − affinity gain
+///
+/// All terms are milliseconds. Each is a measurement where herd has one, and
+/// the prior named here until it has:
+///
+/// - **wait** — 0 when the node:model has a free slot (in flight < its
+///   concurrency limit). Else the time until its soonest in-flight request is
+///   expected to end, plus one service time per `limit` requests queued ahead:
+///   `wait = soonest_end + ahead × service ÷ limit`. *service*: the measured
+///   mean time a request holds a slot there (sent → last byte); prior: this
+///   request's own prefill + decode.
+/// - **load** — 0 when the model is hot (in the node's `/api/ps`). While a
+///   load is under way (a request or a pre-warm started it): what is left of
+///   it. Cold: the last measured load of this model on this node (the
+///   backend's `load_duration`), else the node's measured ms per GB of weights
+///   × the weights, else the prior `1 000 ms + 1 000 ms/GB`. Warm (unloaded
+///   less than 30 minutes ago, weights still in the page cache): × 0.4.
+/// - **prefill** — estimated prompt tokens (request body bytes ÷ 4) × ms per
+///   prompt token, measured from `prompt_eval_duration ÷ prompt_eval_count`
+///   (llama.cpp: `timings.prompt_ms ÷ prompt_n`; otherwise a stream's time to
+///   first byte ÷ prompt tokens). Prior: the decode prior's single-stream ms
+///   per token ÷ 50 on a GPU that holds the model, ÷ 8 on a CPU.
+/// - **decode** — expected output tokens × ms per token *at the batch the
+///   request joins* (in flight + 1; the limit when it must wait): the line
+///   `ms(b) = a + c·(b − 1)` fitted to measured `eval_duration ÷ eval_count`
+///   at the batch each request ran in (`DecodeCurve`). Prior: decoding is
+///   memory-bound, so `a = weights ÷ bandwidth` with 300 GB/s on a GPU that
+///   holds the model and 40 GB/s otherwise (33 ms when the size is unknown),
+///   and `c = 0.25 a`. Expected output tokens: the measured mean for the
+///   model (fleet-wide), lowered to the client's own limit (`num_predict`,
+///   `max_tokens`); prior 256, × 4 (a setting) for a thinking model until
+///   measured; 0 for embeddings.
+/// - **factor** — penalties, multiplied: thermal state serious × 1.5,
+///   critical × 3; CPU or GPU throttled × 1.5; memory pressure high × 1.5
+///   (critical × 2, and a cold load there is eliminated); recent failures
+///   × (1 + e), e counting failures that halve every minute; late heartbeats
+///   (degraded) × 2; a camera or microphone in use (meeting policy `avoid`)
+///   × 4; a loaded context shorter than the prompt × 4; a learned
+///   availability a < 1 × (1 + 2(1 − a)).
+/// - **affinity gain** — a node that served this session holds the
+///   conversation in its KV cache and reads only the new part of the prompt:
+///   it gains 80 % of the prefill; one that holds the same system prompt and
+///   tools gains 50 %. The gain divides by (1 + in flight ÷ 2): a busy node
+///   evicts caches.
+///
+/// A node:model not yet measured is assumed as fast as the fastest node
+/// measured for that model (optimism: every node gets tried, and so
+/// measured), and only without any measurement of the model are the priors used.
+///
+/// A candidate is *eliminated* (never chosen, listed with why) when its node
+/// is offline, already tried for this request, unreachable, of a backend kind
+/// the API cannot use, paused (a meeting under policy `pause`, or its
+/// capacity), without the model, or — for a cold load — when the weights plus
+/// the KV cache at the context the request needs exceed the memory it can
+/// use (free memory + free VRAM + idle loaded models, capped by the learned
+/// capacity ceiling) or memory pressure is critical.
+///
+/// Pure: `estimate` is a function of its inputs, tested term by term.
+package enum CompletionTimeModel {
+    /// The documented priors and constants.
+    package enum Priors {
+        /// Memory bandwidth (bytes/s) decoding reads the weights at.
+        package static let gpuBandwidth = 300e9
+        package static let cpuBandwidth = 40e9
+        /// Single-stream ms per token when the model's size is unknown.
+        package static let unknownMsPerToken = 33.0
+        /// Each stream already running adds this share of the single-stream cost.
+        package static let batchSlowdown = 0.25
+        /// Prompt tokens read per generated token's time.
+        package static let gpuPrefillSpeedup = 50.0
+        package static let cpuPrefillSpeedup = 8.0
+        /// Cold load: fixed ms + ms per GB of weights.
+        package static let loadFixedMs = 1_000.0
+        package static let loadMsPerGB = 1_000.0
+        /// A warm load (weights in the page cache) takes this share of a cold one.
+        package static let warmShare = 0.4
+        /// How long after an unload the model counts as warm.
+        package static let warmWindowMs: UInt64 = 30 * 60_000
+        /// Output tokens of a generation before any is measured.
+        package static let outputTokens = 256.0
+        /// KV-cache bytes per context token, as a share of the weights, before `/api/ps` shows one.
+        package static let kvShareOfWeightsPerToken = 1.0 / 32_768
+        /// The context a cold load gets when the client names none (Ollama's default).
+        package static let defaultContext = 4_096
+    }
+
+    /// Where the model is on the candidate.
+    package enum Temperature: Equatable, Sendable {
+        case hot
+        /// A load is under way; this many ms of it are left.
+        case loading(remainingMs: Double)
+        /// Unloaded recently: weights in the page cache.
+        case warm
+        case cold
+
+        package var label: String {
+            switch self {
+            case .hot: "hot"
+            case .loading: "loading"
+            case .warm: "warm"
+            case .cold: "cold"
+            }
+        }
+    }
+
+    /// A session or prefix this node already holds in its KV cache.
+    package enum Affinity: String, Equatable, Sendable {
+        case session, prefix
+
+        /// The share of the prefill a cache hit saves.
+        var prefillSaved: Double { self == .session ? 0.8 : 0.5 }
+    }
+
+    /// One candidate's inputs.
+    package struct Inputs: Equatable, Sendable {
+        package var temperature: Temperature = .hot
+        /// The model's weights in bytes (0: unknown).
+        package var modelBytes = 0
+        /// A GPU on the node has room for the weights.
+        package var onGPU = false
+        package var promptTokens = 0
+        package var outputTokens = Priors.outputTokens
+        package var inFlight = 0
+        package var limit = 1
+        /// ms until the soonest in-flight request is expected to end (when full).
+        package var soonestEndMs = 0.0
+        /// Requests queued ahead of this one for this node:model.
+        package var queuedAhead = 0
+        package var factor = 1.0
+        package var affinity: Affinity?
+        package var slot: SlotRates?
+        package var node: NodeRates?
+        /// The model's rates fleet-wide (the fastest node's, for a node not yet measured).
+        package var model: ModelRates?
+
+        package init() {}
+    }
+
+    /// Single-stream ms per token before measurement.
+    package static func priorMsPerToken(modelBytes: Int, onGPU: Bool) -> Double {
+        guard modelBytes > 0 else { return Priors.unknownMsPerToken }
+        return Double(modelBytes) / (onGPU ? Priors.gpuBandwidth : Priors.cpuBandwidth) * 1000
+    }
+
+    /// ms per generated token when joining `batch` requests.
+    package static func decodeMsPerToken(_ inputs: Inputs, batch: Int) -> Double {
+        if let measured = inputs.slot?.decode.msPerToken(batch: batch) { return measured }
+        if let line = inputs.model?.fastestDecode { return line.msPerToken(batch: batch) }
+        let a = priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
+        return a * (1 + Priors.batchSlowdown * Double(max(0, batch - 1)))
+    }
+
+    /// ms per prompt token.
+    package static func prefillMsPerToken(_ inputs: Inputs) -> Double {
+        if let measured = inputs.slot?.prefillMsPerToken.value { return measured }
+        if let fastest = inputs.model?.fastestPrefillMsPerToken { return fastest }
+        return priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
+            / (inputs.onGPU ? Priors.gpuPrefillSpeedup : Priors.cpuPrefillSpeedup)
+    }
+
+    /// ms to load the model cold.
+    package static func coldLoadMs(_ inputs: Inputs) -> Double {
+        if let last = inputs.slot?.lastLoadMs { return last }
+        let gb = Double(inputs.modelBytes) / 1e9
+        if let perGB = inputs.node?.loadMsPerGB.value { return perGB * gb }
+        return Priors.loadFixedMs + Priors.loadMsPerGB * gb
+    }
+
+    /// The estimate for one candidate, term by term.
+    package static func estimate(_ inputs: Inputs) -> ScoreBreakdown {
+        let canStart = inputs.inFlight < inputs.limit
+        let batch = canStart ? inputs.inFlight + 1 : max(1, inputs.limit)
+        let decode = inputs.outputTokens * decodeMsPerToken(inputs, batch: batch)
+        let prefill = Double(inputs.promptTokens) * prefillMsPerToken(inputs)
+        let load: Double = switch inputs.temperature {
+        case .hot: 0
+        case let .loading(remaining): max(0, remaining)
+        case .warm: coldLoadMs(inputs) * Priors.warmShare
+        case .cold: coldLoadMs(inputs)
+        }
+        var wait = 0.0
+        if !canStart {
+            let service = inputs.slot?.serviceMs.value ?? (prefill + decode)
+            wait = max(0, inputs.soonestEndMs) + Double(inputs.queuedAhead) * service / Double(max(1, inputs.limit))
+        }
+        var gain = 0.0
+        if let affinity = inputs.affinity {
+            gain = prefill * affinity.prefillSaved / (1 + Double(inputs.inFlight) / 2)
+        }
+        return ScoreBreakdown(wait: wait, load: load, prefill: prefill, decode: decode, factor: inputs.factor, affinityGain: gain)
+    }
+}
+
+/// A candidate's expected time to complete, term by term (milliseconds).
+package struct ScoreBreakdown: Equatable, Sendable {
+    package var wait: Double
+    package var load: Double
+    package var prefill: Double
+    package var decode: Double
+    package var factor: Double
+    package var affinityGain: Double = 0
+
+    /// The expected time to complete: what candidates are ranked by.
+    package var ectMs: Double { max(0, (wait + load + prefill + decode) * factor - affinityGain) }
+
+    /// `ect_ms=812 wait=300 load=0 prefill=12 decode=500` (+ `factor=1.5`,
+    /// `affinity=-40` when they apply): the `X-Herd-Score` header.
+    package var header: String {
+        var text = "ect_ms=\(Int(ectMs.rounded())) wait=\(Int(wait.rounded())) load=\(Int(load.rounded())) prefill=\(Int(prefill.rounded())) decode=\(Int(decode.rounded()))"
+        if factor != 1 { text += " factor=\(Int((factor * 100).rounded()) / 100).\(String(Int((factor * 100).rounded()) % 100).leftPadded(2))" }
+        if affinityGain > 0 { text += " affinity=-\(Int(affinityGain.rounded()))" }
+        return text
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

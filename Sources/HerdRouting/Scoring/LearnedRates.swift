@@ -1,0 +1,248 @@
+import Glibc
+import HerdWire
+
+/// An exponentially weighted moving average: each sample moves the mean by
+/// `weight` of the way toward it (0.2: the last ~5 samples dominate).
+package struct MovingAverage: Equatable, Sendable {
+    package private(set) var value: Double?
+    package private(set) var samples = 0
+    let weight: Double
+
+    package init(weight: Double = 0.2) { self.weight = weight }
+
+    package mutating func add(_ sample: Double) {
+        guard sample.isFinite else { return }
+        value = value.map { $0 + weight * (sample - $0) } ?? sample
+        samples += 1
+    }
+}
+
+/// Milliseconds per generated token as a line in the batch a request joins:
+/// `ms(b) = a + c·(b − 1)` — `a` the single-stream cost, `c` what each stream
+/// already running adds. A weighted least-squares fit with forgetting (each
+/// sample scales the old ones by 0.97: the last ~30 dominate). Until two
+/// different batch sizes have been seen the slope keeps the prior's ratio
+/// `c/a`, so one measurement at batch 1 already scales the whole line.
+package struct DecodeCurve: Equatable, Sendable {
+    static let forgetting = 0.97
+    private var sw = 0.0, sx = 0.0, sy = 0.0, sxx = 0.0, sxy = 0.0
+    /// The prior's slope as a share of its intercept.
+    let priorSlopeRatio: Double
+    package private(set) var samples = 0
+
+    package init(priorSlopeRatio: Double) { self.priorSlopeRatio = priorSlopeRatio }
+
+    /// A request that generated at `msPerToken` while `batch` requests (itself
+    /// included) were in flight on its node:model.
+    package mutating func add(msPerToken: Double, batch: Int) {
+        guard msPerToken.isFinite, msPerToken > 0, batch >= 1 else { return }
+        let x = Double(batch - 1)
+        let f = DecodeCurve.forgetting
+        sw = sw * f + 1
+        sx = sx * f + x
+        sy = sy * f + msPerToken
+        sxx = sxx * f + x * x
+        sxy = sxy * f + x * msPerToken
+        samples += 1
+    }
+
+    /// The fitted line, or nil before any sample.
+    package var line: DecodeLine? {
+        guard sw > 0 else { return nil }
+        let meanX = sx / sw, meanY = sy / sw
+        let spread = sxx / sw - meanX * meanX
+        if spread > 0.05 {
+            let slope = max(0, (sxy / sw - meanX * meanY) / spread)
+            let intercept = meanY - slope * meanX
+            if intercept > 0 { return DecodeLine(intercept: intercept, slope: slope) }
+        }
+        // One batch size seen (or a fit that makes no sense): keep the prior's shape through the mean.
+        let intercept = meanY / (1 + priorSlopeRatio * meanX)
+        return DecodeLine(intercept: intercept, slope: intercept * priorSlopeRatio)
+    }
+
+    /// Milliseconds per token for a request joining `batch` requests (itself
+    /// included), or nil before any sample.
+    package func msPerToken(batch: Int) -> Double? {
+        line?.msPerToken(batch: batch)
+    }
+}
+
+/// `ms(b) = intercept + slope·(b − 1)`: ms per generated token in a batch of `b`.
+package struct DecodeLine: Equatable, Sendable {
+    package var intercept: Double
+    package var slope: Double
+
+    package init(intercept: Double, slope: Double) {
+        self.intercept = intercept
+        self.slope = slope
+    }
+
+    package func msPerToken(batch: Int) -> Double { intercept + slope * Double(max(0, batch - 1)) }
+}
+
+/// What herd has measured about one node:model.
+package struct SlotRates: Equatable, Sendable {
+    package var decode = DecodeCurve(priorSlopeRatio: CompletionTimeModel.Priors.batchSlowdown)
+    /// Milliseconds per prompt token read.
+    package var prefillMsPerToken = MovingAverage()
+    /// Milliseconds a request held its slot (backend time: sent to last byte).
+    package var serviceMs = MovingAverage()
+    /// The last full load of this model on this node, in milliseconds.
+    package var lastLoadMs: Double?
+}
+
+/// What herd has measured about one node.
+package struct NodeRates: Equatable, Sendable {
+    /// Milliseconds to load one GB of weights (cold loads of any model).
+    package var loadMsPerGB = MovingAverage(weight: 0.3)
+    /// Recent failures, decaying with a one-minute half-life.
+    package var errors = DecayingCount(halfLifeMilliseconds: 60_000)
+}
+
+/// What herd has measured about one model, fleet-wide.
+package struct ModelRates: Equatable, Sendable {
+    /// Tokens a generation request produced (finished, not cut short).
+    package var outputTokens = MovingAverage(weight: 0.1)
+    /// KV-cache bytes per context token, from `/api/ps` (loaded size − weights) ÷ context.
+    package var kvBytesPerToken: Double?
+    /// The fastest node's measured decode line and prefill rate for this
+    /// model: what a node not yet measured is assumed to do (optimism makes
+    /// every node get tried, and so measured).
+    package var fastestDecode: DecodeLine?
+    package var fastestPrefillMsPerToken: Double?
+}
+
+/// A count of events that halves every `halfLife`: recent failures weigh, old ones fade.
+package struct DecayingCount: Equatable, Sendable {
+    let halfLifeMilliseconds: Double
+    private var value = 0.0
+    private var at: UInt64 = 0
+
+    package init(halfLifeMilliseconds: Double) { self.halfLifeMilliseconds = halfLifeMilliseconds }
+
+    package func value(at now: UInt64) -> Double {
+        guard value > 0 else { return 0 }
+        let age = Double(now > at ? now - at : 0)
+        return value * pow(2, -age / halfLifeMilliseconds)
+    }
+
+    package mutating func add(_ amount: Double = 1, at now: UInt64) {
+        value = value(at: now) + amount
+        at = max(at, now)
+    }
+}
+
+/// Every rate herd has learned, keyed by node:model, node and model. Fed by
+/// finished requests (`observe`) and by the fleet's `/api/ps` reports
+/// (`observeLoaded`); read by the scorer. Pure.
+package struct LearnedRates: Equatable, Sendable {
+    package private(set) var slots: [SlotKey: SlotRates] = [:]
+    package private(set) var nodes: [String: NodeRates] = [:]
+    package private(set) var models: [String: ModelRates] = [:]
+
+    package init() {}
+
+    package func slot(_ key: SlotKey) -> SlotRates? { slots[key] }
+    package func node(_ id: String) -> NodeRates? { nodes[id] }
+    package func model(_ canonical: String) -> ModelRates? { models[canonical] }
+
+    /// What one finished request teaches, as measured by the proxy and the backend.
+    package struct Observation: Sendable {
+        package var slot: SlotKey
+        package var ok: Bool
+        package var generates: Bool
+        /// Requests in flight on the node:model when it was sent, itself included.
+        package var batch: Int
+        package var promptTokens: Int
+        package var completionTokens: Int
+        /// The backend's time to first byte and its whole time (herd's queue excluded), ms.
+        package var ttftMs: Double
+        package var durationMs: Double
+        package var streamed: Bool
+        /// The backend's own figures, when it gave them.
+        package var backendPromptMs: Double?
+        package var backendDecodeMs: Double?
+        package var backendLoadMs: Double?
+        /// The model's weights (for load time per GB), 0 when unknown.
+        package var modelBytes: Int
+
+        package init(slot: SlotKey, ok: Bool, generates: Bool, batch: Int, promptTokens: Int, completionTokens: Int, ttftMs: Double,
+                     durationMs: Double, streamed: Bool, backendPromptMs: Double? = nil, backendDecodeMs: Double? = nil,
+                     backendLoadMs: Double? = nil, modelBytes: Int = 0) {
+            self.slot = slot
+            self.ok = ok
+            self.generates = generates
+            self.batch = batch
+            self.promptTokens = promptTokens
+            self.completionTokens = completionTokens
+            self.ttftMs = ttftMs
+            self.durationMs = durationMs
+            self.streamed = streamed
+            self.backendPromptMs = backendPromptMs
+            self.backendDecodeMs = backendDecodeMs
+            self.backendLoadMs = backendLoadMs
+            self.modelBytes = modelBytes
+        }
+    }
+
+    /// A load shorter than this was the model already in memory (Ollama
+    /// reports a few ms of `load_duration` for a hot model).
+    static let realLoadMs = 250.0
+
+    /// Learns from a finished request. Failed requests teach only their
+    /// failure (`failed`); a measurement needs a request that finished.
+    package mutating func observe(_ o: Observation) {
+        guard o.ok else { return }
+        var slot = slots[o.slot] ?? SlotRates()
+        let loadMs = o.backendLoadMs ?? 0
+        if loadMs >= LearnedRates.realLoadMs {
+            slot.lastLoadMs = loadMs
+            if o.modelBytes > 0 {
+                nodes[o.slot.node, default: NodeRates()].loadMsPerGB.add(loadMs / (Double(o.modelBytes) / 1e9))
+            }
+        }
+        if o.durationMs > 0 { slot.serviceMs.add(o.durationMs) }
+        // Prefill: the backend's figure, else the time to the first byte of a stream (minus a load).
+        if o.promptTokens >= 8 {
+            if let ms = o.backendPromptMs, ms > 0 {
+                slot.prefillMsPerToken.add(ms / Double(o.promptTokens))
+            } else if o.streamed, o.ttftMs > 0 {
+                slot.prefillMsPerToken.add(max(0, o.ttftMs - loadMs) / Double(o.promptTokens))
+            }
+        }
+        // Decode: the backend's figure, else the stream's time after its first byte.
+        if o.generates, o.completionTokens >= 2 {
+            if let ms = o.backendDecodeMs, ms > 0 {
+                slot.decode.add(msPerToken: ms / Double(o.completionTokens), batch: o.batch)
+            } else if o.streamed, o.durationMs > o.ttftMs {
+                slot.decode.add(msPerToken: (o.durationMs - o.ttftMs) / Double(o.completionTokens - 1), batch: o.batch)
+            }
+        }
+        slots[o.slot] = slot
+        var model = models[o.slot.model] ?? ModelRates()
+        if o.generates, o.completionTokens > 0 { model.outputTokens.add(Double(o.completionTokens)) }
+        // The fastest measured node for this model (a handful of nodes: a scan is cheap).
+        var fastestDecode: DecodeLine?
+        var fastestPrefill: Double?
+        for (key, rates) in slots where key.model == o.slot.model {
+            if let line = rates.decode.line, line.intercept < fastestDecode?.intercept ?? .infinity { fastestDecode = line }
+            if let prefill = rates.prefillMsPerToken.value, prefill < fastestPrefill ?? .infinity { fastestPrefill = prefill }
+        }
+        model.fastestDecode = fastestDecode
+        model.fastestPrefillMsPerToken = fastestPrefill
+        models[o.slot.model] = model
+    }
+
+    /// A node failed a request (connection error, 5xx, timeout).
+    package mutating func failed(node: String, at now: UInt64) {
+        nodes[node, default: NodeRates()].errors.add(at: now)
+    }
+
+    /// A model is loaded somewhere with `contextLength` tokens of context in
+    /// `loadedBytes`, of which `weightBytes` are weights: the rest is its KV cache.
+    package mutating func observeLoaded(model canonical: String, loadedBytes: Int, weightBytes: Int, contextLength: Int) {
+        guard contextLength > 0, weightBytes > 0, loadedBytes > weightBytes else { return }
+        models[canonical, default: ModelRates()].kvBytesPerToken = Double(loadedBytes - weightBytes) / Double(contextLength)
+    }
+}

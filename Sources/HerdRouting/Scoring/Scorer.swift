@@ -1,0 +1,363 @@
+import HerdJSON
+import HerdWire
+
+/// What the scorer knows about a request.
+package struct ScoringRequest: Sendable {
+    package var api: ClientAPI
+    /// The model asked for, then its fallbacks in order.
+    package var models: [String]
+    /// A generation (chat, completion); false for embeddings and `/api/show`.
+    package var generates = true
+    /// Estimated prompt tokens.
+    package var promptTokens = 0
+    /// The client's own output limit (`num_predict`, `max_tokens`).
+    package var maxOutputTokens: Int?
+    /// The client's `num_ctx`.
+    package var numCtx: Int?
+    /// The client's `think` flag, when it sent one.
+    package var think: Bool?
+    /// Hashes of the conversation (session) and of its system prompt + tools (prefix).
+    package var session: ContentHash?
+    package var prefix: ContentHash?
+    /// Nodes already tried for this request.
+    package var excluded: Set<String> = []
+
+    package init(api: ClientAPI, models: [String]) {
+        self.api = api
+        self.models = models
+    }
+}
+
+/// The live load the scorer reads (the scheduler's state), per node:model.
+package protocol RoutingLoad {
+    func inFlight(_ slot: SlotKey) -> Int
+    func limit(_ slot: SlotKey) -> Int
+    /// ms until the soonest in-flight request there is expected to end.
+    func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double
+    /// Requests queued for this node:model ahead of the one being scored.
+    func queuedAhead(_ slot: SlotKey) -> Int
+    /// What is left of a load under way there, if one is.
+    func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double?
+    /// When it last got a request (a counter; 0: never): equal candidates take turns.
+    func lastRouted(_ slot: SlotKey) -> UInt64
+    /// Whether the node holds this session's or prefix's KV cache.
+    func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity?
+    var rates: LearnedRates { get }
+}
+
+/// A node that could serve the request, with its estimate.
+package struct ScoredCandidate: Equatable, Sendable {
+    package var node: String
+    package var address: String
+    package var backend: BackendKind
+    /// The model name as that backend knows it.
+    package var model: String
+    package var canonicalModel: String
+    package var temperature: CompletionTimeModel.Temperature
+    package var inFlight: Int
+    package var limit: Int
+    package var breakdown: ScoreBreakdown
+    /// Why the factor is not 1 (`thermal`, `errors`, `meeting`, …).
+    package var penalties: [String] = []
+    package var affinity: CompletionTimeModel.Affinity?
+    package var lastRouted: UInt64 = 0
+    package var memoryAvailableBytes = 0
+    /// The model's weights (0: unknown).
+    package var modelBytes = 0
+
+    package var canStart: Bool { inFlight < limit }
+    package var hot: Bool { temperature == .hot }
+    /// Can start now and carries no last-resort penalty.
+    package var available: Bool { canStart && breakdown.factor < 2 }
+    package var ectMs: Double { breakdown.ectMs }
+}
+
+/// A node:model that cannot take the request, and why.
+package struct Elimination: Equatable, Sendable {
+    package var node: String
+    package var model: String
+    package var reason: String
+}
+
+/// Every candidate of a decision, ranked, and every elimination: what the
+/// trace row keeps.
+package struct ScoreCard: Equatable, Sendable {
+    package var candidates: [ScoredCandidate] = []
+    package var eliminated: [Elimination] = []
+
+    package init() {}
+}
+
+/// What to do with a request.
+package enum RouteDecision: Equatable, Sendable {
+    /// Send it to this candidate now.
+    case route(ScoredCandidate)
+    /// Its best candidate is busy: wait for it (re-scored when a slot frees,
+    /// the fleet changes or time passes: it goes wherever is best then).
+    case queue(ScoredCandidate)
+    /// No node has the model nor any fallback; `known` lists the models that exist.
+    case notFound(known: [String])
+    /// Nodes have the model but none can take it (offline, excluded, eliminated).
+    case noNode
+}
+
+/// The scoring engine: a pure function of the fleet, the live load, the
+/// learned rates and the request, returning the decision and the ranked
+/// candidates with every term (`CompletionTimeModel` is the model).
+///
+/// Choosing, in order:
+/// 1. The first model (asked, then fallbacks) with a hot candidate that can
+///    start now without a last-resort penalty: its candidates compete, cold
+///    ones left out — no cold load while a hot replica has room.
+/// 2. Else the first model with any candidate that can start now: its
+///    candidates compete, hot ones that must wait included (waiting for a hot
+///    node can beat loading a cold one).
+/// 3. Else the request queues for the first model with candidates.
+/// Competing candidates rank by expected time to complete; within 2 % the
+/// one routed to least recently goes (turns), then the one with more free
+/// memory. If the winner must wait, the request queues.
+package struct Scorer: Sendable {
+    package enum MeetingPolicy: String, Sendable, CaseIterable {
+        /// A node in a meeting is used only when it is 4× better.
+        case avoid
+        /// Never routed to while in a meeting.
+        case pause
+        /// Meetings do not matter.
+        case ignore
+    }
+
+    package struct Settings: Sendable {
+        package var meetingPolicy = MeetingPolicy.avoid
+        /// Expected output of a thinking model before measurement, × the prior.
+        package var thinkingMultiplier = 4.0
+
+        package init() {}
+    }
+
+    package var settings: Settings
+
+    package init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    package func decide(_ request: ScoringRequest, fleet: [FleetNode], load: some RoutingLoad, now: UInt64) -> (RouteDecision, ScoreCard) {
+        var card = ScoreCard()
+        var perModel: [(model: String, candidates: [ScoredCandidate])] = []
+        var anyoneHasIt = false
+        for model in request.models {
+            let (candidates, found) = score(model: model, request, fleet: fleet, load: load, now: now, card: &card)
+            anyoneHasIt = anyoneHasIt || found
+            perModel.append((model, candidates))
+        }
+        card.candidates = perModel.flatMap(\.candidates)
+        if !anyoneHasIt { return (.notFound(known: Scorer.knownModels(fleet, api: request.api)), card) }
+
+        var competing: [ScoredCandidate]?
+        if let index = perModel.firstIndex(where: { $0.candidates.contains { $0.hot && $0.available } }) {
+            competing = perModel[index].candidates.filter(\.hot)
+        } else if let index = perModel.firstIndex(where: { $0.candidates.contains(where: \.canStart) }) {
+            competing = perModel[index].candidates
+        }
+        if var competing {
+            competing.sort(by: Scorer.better)
+            card.candidates = competing + card.candidates.filter { c in !competing.contains { $0.node == c.node && $0.model == c.model } }
+            let best = competing[0]
+            return (best.canStart ? .route(best) : .queue(best), card)
+        }
+        if var first = perModel.first(where: { !$0.candidates.isEmpty })?.candidates {
+            first.sort(by: Scorer.better)
+            card.candidates = first + card.candidates.filter { c in !first.contains { $0.node == c.node && $0.model == c.model } }
+            return (.queue(first[0]), card)
+        }
+        return (.noNode, card)
+    }
+
+    /// Ranking: expected time to complete; within 2 %, turns, then free memory.
+    package static func better(_ a: ScoredCandidate, _ b: ScoredCandidate) -> Bool {
+        let ea = a.ectMs, eb = b.ectMs
+        if abs(ea - eb) > 0.02 * max(ea, eb) { return ea < eb }
+        if a.canStart != b.canStart { return a.canStart }
+        if a.lastRouted != b.lastRouted { return a.lastRouted < b.lastRouted }
+        if a.memoryAvailableBytes != b.memoryAvailableBytes { return a.memoryAvailableBytes > b.memoryAvailableBytes }
+        return a.node < b.node
+    }
+
+    /// Candidates for one model across the fleet (eliminations into `card`);
+    /// `found`: some node has it at all.
+    private func score(model: String, _ request: ScoringRequest, fleet: [FleetNode], load: some RoutingLoad, now: UInt64,
+                       card: inout ScoreCard) -> ([ScoredCandidate], Bool) {
+        var candidates: [ScoredCandidate] = []
+        var found = false
+        let canonical = ModelName.canonical(model)
+        let modelRates = load.rates.model(canonical)
+        for node in fleet {
+            for backend in node.heartbeat.backends where backend.kind.serves(request.api) {
+                let onDisk = backend.models.first { ModelName.same($0.name, model) }
+                let loaded = backend.loaded.first { ModelName.same($0.name, model) }
+                guard let name = onDisk?.name ?? loaded?.name else { continue }
+                found = true
+                func eliminate(_ reason: String) { card.eliminated.append(Elimination(node: node.id, model: name, reason: reason)) }
+                if node.status == .offline { eliminate("offline"); break }
+                if request.excluded.contains(node.id) { eliminate("already tried"); break }
+                if !backend.reachable { eliminate("backend unreachable"); continue }
+                let telemetry = node.heartbeat.telemetry
+                if telemetry.inMeeting, settings.meetingPolicy == .pause { eliminate("paused: in a meeting"); break }
+
+                let slot = SlotKey(node.id, canonical)
+                var inputs = CompletionTimeModel.Inputs()
+                let weights = onDisk?.sizeBytes ?? loaded?.sizeBytes ?? 0
+                inputs.modelBytes = weights
+                inputs.slot = load.rates.slot(slot)
+                inputs.node = load.rates.node(node.id)
+                inputs.model = modelRates
+                inputs.inFlight = load.inFlight(slot)
+                inputs.limit = load.limit(slot)
+                inputs.promptTokens = request.promptTokens
+                inputs.outputTokens = expectedOutputTokens(request, model: onDisk, rates: modelRates, name: name)
+                var penalties: [String] = []
+                var factor = 1.0
+
+                // Where the model is, and whether a cold load fits.
+                var temperature: CompletionTimeModel.Temperature
+                if let loaded {
+                    temperature = .hot
+                    if loaded.contextLength > 0, request.promptTokens > loaded.contextLength {
+                        if let numCtx = request.numCtx, numCtx > loaded.contextLength {
+                            temperature = .cold // Ollama reloads it at the larger context
+                        } else {
+                            factor *= 4
+                            penalties.append("context \(loaded.contextLength) < prompt \(request.promptTokens)")
+                        }
+                    }
+                } else if let remaining = load.loadingRemainingMs(slot, now: now) {
+                    temperature = .loading(remainingMs: remaining)
+                } else if let at = node.recentlyUnloaded[canonical], now >= at, now - at < CompletionTimeModel.Priors.warmWindowMs {
+                    temperature = .warm
+                } else {
+                    temperature = .cold
+                }
+                let usable = Scorer.usableBytes(node, forLoading: canonical, load: load)
+                if temperature == .cold || temperature == .warm {
+                    if telemetry.pressure == .critical { eliminate("memory pressure critical: no cold load"); break }
+                    let context = request.numCtx ?? CompletionTimeModel.Priors.defaultContext
+                    let kvPerToken = modelRates?.kvBytesPerToken ?? Double(weights) * CompletionTimeModel.Priors.kvShareOfWeightsPerToken
+                    let needed = Double(weights) + kvPerToken * Double(context)
+                    if weights > 0, needed > Double(usable) {
+                        eliminate("does not fit: needs \(Scorer.gigabytes(Int(needed))) GB at \(context) context, \(Scorer.gigabytes(usable)) GB usable")
+                        break
+                    }
+                }
+                inputs.temperature = temperature
+                inputs.onGPU = Scorer.gpuHolds(node, weights: weights, loaded: loaded)
+
+                // Penalties.
+                switch telemetry.thermal {
+                case .serious: factor *= 1.5; penalties.append("thermal serious")
+                case .critical: factor *= 3; penalties.append("thermal critical")
+                default: break
+                }
+                if telemetry.cpuThrottled || telemetry.gpus.contains(where: \.throttled) { factor *= 1.5; penalties.append("throttled") }
+                if telemetry.pressure == .high { factor *= 1.5; penalties.append("memory pressure high") }
+                if telemetry.pressure == .critical { factor *= 2; penalties.append("memory pressure critical") }
+                let errors = inputs.node?.errors.value(at: now) ?? 0
+                if errors > 0.05 { factor *= 1 + errors; penalties.append("recent errors \(Int((errors * 10).rounded()) / 10)") }
+                if node.status == .degraded { factor *= 2; penalties.append("heartbeats late") }
+                if telemetry.inMeeting, settings.meetingPolicy == .avoid { factor *= 4; penalties.append("in a meeting") }
+                inputs.factor = factor
+
+                // The wait, if it must.
+                if inputs.inFlight >= inputs.limit {
+                    inputs.soonestEndMs = load.soonestEndMs(slot, now: now)
+                    inputs.queuedAhead = load.queuedAhead(slot)
+                }
+                inputs.affinity = load.affinity(node: node.id, model: canonical, session: request.session, prefix: request.prefix)
+
+                candidates.append(ScoredCandidate(
+                    node: node.id, address: backend.address, backend: backend.kind, model: name, canonicalModel: canonical,
+                    temperature: temperature, inFlight: inputs.inFlight, limit: inputs.limit,
+                    breakdown: CompletionTimeModel.estimate(inputs), penalties: penalties, affinity: inputs.affinity,
+                    lastRouted: load.lastRouted(slot), memoryAvailableBytes: usable, modelBytes: weights))
+                break // one backend per node and model
+            }
+        }
+        return (candidates, found)
+    }
+
+    /// Expected output tokens: measured mean (fleet-wide) or the prior
+    /// (× the thinking multiplier for a thinking model), capped by the client's limit.
+    func expectedOutputTokens(_ request: ScoringRequest, model: Heartbeat.Model?, rates: ModelRates?, name: String) -> Double {
+        guard request.generates else { return 0 }
+        var expected = rates?.outputTokens.value ?? CompletionTimeModel.Priors.outputTokens
+        if rates?.outputTokens.value == nil, request.think ?? Scorer.isThinking(name: name, capabilities: model?.capabilities ?? []) {
+            expected *= settings.thinkingMultiplier
+        }
+        if let limit = request.maxOutputTokens, limit > 0 { expected = min(expected, Double(limit)) }
+        return expected
+    }
+
+    /// A model that thinks before it answers: `/api/show` says `thinking`, or its name is a known reasoning family.
+    package static func isThinking(name: String, capabilities: [String]) -> Bool {
+        if capabilities.contains("thinking") { return true }
+        let lower = name.lowercased()
+        return ["deepseek-r1", "qwq", "qwen3", "gpt-oss", "magistral", "phi4-reasoning", "exaone-deep", "openthinker", "cogito", "-thinking", "-reasoning"]
+            .contains { lower.contains($0) }
+    }
+
+    /// Memory a new load could use on `node`: free memory, free VRAM, and what
+    /// idle loaded models (other than this one) would give back when evicted.
+    static func usableBytes(_ node: FleetNode, forLoading canonical: String, load: some RoutingLoad) -> Int {
+        var bytes = max(0, node.heartbeat.memoryAvailableBytes)
+        for gpu in node.heartbeat.telemetry.gpus { bytes += max(0, gpu.memoryTotalBytes - gpu.memoryUsedBytes) }
+        for backend in node.heartbeat.backends {
+            for model in backend.loaded where ModelName.canonical(model.name) != canonical {
+                if load.inFlight(SlotKey(node.id, model.name)) == 0 { bytes += max(0, model.sizeBytes) }
+            }
+        }
+        return bytes
+    }
+
+    /// The model runs from VRAM: loaded mostly in VRAM, or a GPU has room for it.
+    static func gpuHolds(_ node: FleetNode, weights: Int, loaded: Heartbeat.LoadedModel?) -> Bool {
+        if let loaded, loaded.sizeBytes > 0 { return Double(loaded.vramBytes) >= 0.9 * Double(loaded.sizeBytes) }
+        guard weights > 0 else { return !node.heartbeat.telemetry.gpus.isEmpty }
+        return node.heartbeat.telemetry.gpus.contains { $0.memoryTotalBytes - $0.memoryUsedBytes >= weights }
+    }
+
+    static func gigabytes(_ bytes: Int) -> String {
+        let tenths = Int((Double(bytes) / 1e8).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
+    /// Every model name the fleet has for this API (for 404 answers).
+    package static func knownModels(_ nodes: [FleetNode], api: ClientAPI) -> [String] {
+        var names = Set<String>()
+        for node in nodes where node.status != .offline {
+            for backend in node.heartbeat.backends where backend.kind.serves(api) {
+                for model in backend.models { names.insert(model.name) }
+            }
+        }
+        return names.sorted()
+    }
+}
+
+extension ScoreCard {
+    /// Every candidate with its terms, then every elimination with its reason:
+    /// the trace row's `candidates` column and the decisions feed.
+    package var json: JSONValue {
+        func ms(_ value: Double) -> JSONValue { .number((value * 10).rounded() / 10) }
+        var items: [JSONValue] = candidates.map { c in
+            var members: [(String, JSONValue)] = [
+                ("node", .string(c.node)), ("model", .string(c.model)), ("state", .string(c.temperature.label)),
+                ("ect_ms", ms(c.ectMs)), ("wait", ms(c.breakdown.wait)), ("load", ms(c.breakdown.load)),
+                ("prefill", ms(c.breakdown.prefill)), ("decode", ms(c.breakdown.decode)), ("factor", .number(c.breakdown.factor)),
+                ("in_flight", .number(Double(c.inFlight))), ("limit", .number(Double(c.limit))),
+            ]
+            if c.breakdown.affinityGain > 0 { members.append(("affinity_gain", ms(c.breakdown.affinityGain))) }
+            if let affinity = c.affinity { members.append(("affinity", .string(affinity.rawValue))) }
+            if !c.penalties.isEmpty { members.append(("penalties", .array(c.penalties.map { .string($0) }))) }
+            return .object(members)
+        }
+        items += eliminated.map { e in ["node": .string(e.node), "model": .string(e.model), "eliminated": .string(e.reason)] }
+        return .array(items)
+    }
+}

@@ -1,0 +1,402 @@
+import HerdJSON
+import HerdWire
+import Testing
+@testable import HerdRouting
+
+/// A machine of the fleet for scoring tests: models with sizes, loaded ones
+/// with their context, memory, GPUs and telemetry.
+func machine(_ id: String, status: NodeStatus = .online, models: [(String, Int)] = [("m:8b", 4_000_000_000)], loaded: [String] = [],
+             context: Int = 8192, memory: Int = 16_000_000_000, gpuFree: Int? = nil, kind: BackendKind = .ollama,
+             telemetry: (inout Telemetry) -> Void = { _ in }) -> FleetNode {
+    var t = Telemetry()
+    if let gpuFree { t.gpus = [Telemetry.GPU(vendor: "nvidia", name: "gpu", memoryUsedBytes: 0, memoryTotalBytes: gpuFree)] }
+    telemetry(&t)
+    let sizes = Dictionary(uniqueKeysWithValues: models)
+    return FleetNode(heartbeat: Heartbeat(nodeID: id, memoryAvailableBytes: memory, backends: [
+        Heartbeat.Backend(kind: kind, url: "", address: "127.0.0.1:1", reachable: true,
+                          models: models.map { Heartbeat.Model(name: $0.0, sizeBytes: $0.1) },
+                          loaded: loaded.map { Heartbeat.LoadedModel(name: $0, sizeBytes: sizes[$0] ?? 0, contextLength: context) }),
+    ], telemetry: t), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: status)
+}
+
+/// The live load as the scorer sees it, set by hand.
+struct FakeLoad: RoutingLoad {
+    var inFlightBy: [String: Int] = [:]
+    var limitBy: [String: Int] = [:]
+    var defaultLimit = 4
+    var soonest: [String: Double] = [:]
+    var ahead: [String: Int] = [:]
+    var loading: [String: Double] = [:]
+    var affinityBy: [String: CompletionTimeModel.Affinity] = [:]
+    var routed: [String: UInt64] = [:]
+    var rates = LearnedRates()
+
+    func inFlight(_ slot: SlotKey) -> Int { inFlightBy[slot.description] ?? 0 }
+    func limit(_ slot: SlotKey) -> Int { limitBy[slot.description] ?? defaultLimit }
+    func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double { soonest[slot.description] ?? 0 }
+    func queuedAhead(_ slot: SlotKey) -> Int { ahead[slot.description] ?? 0 }
+    func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double? { loading[slot.description] }
+    func lastRouted(_ slot: SlotKey) -> UInt64 { routed[slot.description] ?? 0 }
+    func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
+        affinityBy[node + "/" + model]
+    }
+
+    /// Teaches `node` a decode speed for `model` (ms per token at batch 1) and a prefill speed.
+    mutating func measured(_ node: String, _ model: String = "m:8b", msPerToken: Double, prefillMsPerToken: Double = 0.5, tokens: Int = 100) {
+        for _ in 0..<3 {
+            rates.observe(LearnedRates.Observation(
+                slot: SlotKey(node, model), ok: true, generates: true, batch: 1, promptTokens: 100, completionTokens: tokens,
+                ttftMs: 50, durationMs: 50 + msPerToken * Double(tokens), streamed: true, backendPromptMs: prefillMsPerToken * 100,
+                backendDecodeMs: msPerToken * Double(tokens)))
+        }
+    }
+}
+
+func decide(_ fleet: [FleetNode], _ models: [String] = ["m:8b"], load: FakeLoad = FakeLoad(), api: ClientAPI = .ollama,
+            settings: Scorer.Settings = Scorer.Settings(), now: UInt64 = 1_000_000,
+            _ shape: (inout ScoringRequest) -> Void = { _ in }) -> (RouteDecision, ScoreCard) {
+    var request = ScoringRequest(api: api, models: models)
+    request.promptTokens = 100
+    shape(&request)
+    return Scorer(settings: settings).decide(request, fleet: fleet, load: load, now: now)
+}
+
+func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
+    if case let .route(c) = result.0 { c.node } else { nil }
+}
+
+/// Each signal of the completion-time model moves the choice the way it should.
+@Suite struct ScorerSignalTests {
+    @Test func hotBeatsColdByTheLoadTerm() {
+        let (decision, card) = decide([machine("cold", memory: 99_000_000_000), machine("hot", loaded: ["m:8b"])])
+        guard case let .route(c) = decision else { Issue.record("no route"); return }
+        #expect(c.node == "hot" && c.breakdown.load == 0)
+        // With the hot one full, the cold one competes: its load is 1 s + 1 s/GB (prior) = 5 s.
+        var busy = FakeLoad()
+        busy.limitBy["hot/m:8b"] = 1
+        busy.inFlightBy["hot/m:8b"] = 1
+        busy.soonest["hot/m:8b"] = 200
+        guard case let .queue(q) = decide([machine("cold", memory: 99_000_000_000), machine("hot", loaded: ["m:8b"])], load: busy).0 else {
+            Issue.record("a 200 ms wait beats a 5 s load"); return
+        }
+        #expect(q.node == "hot" && q.breakdown.wait == 200)
+        #expect(card.candidates.map(\.node) == ["hot", "cold"], "the card lists every candidate, the winner first")
+    }
+
+    @Test func aLongWaitLosesToALoad() {
+        var busy = FakeLoad()
+        busy.limitBy["hot/m:8b"] = 1
+        busy.inFlightBy["hot/m:8b"] = 1
+        busy.soonest["hot/m:8b"] = 20_000
+        let (decision, _) = decide([machine("cold", memory: 99_000_000_000), machine("hot", loaded: ["m:8b"])], load: busy)
+        guard case let .route(c) = decision else { Issue.record("a 20 s wait loses to a 5 s load"); return }
+        #expect(c.node == "cold" && c.temperature == .cold && c.breakdown.load == 5_000)
+    }
+
+    @Test func theWaitCountsTheQueueAhead() {
+        var load = FakeLoad()
+        load.inFlightBy["a/m:8b"] = 4
+        load.soonest["a/m:8b"] = 100
+        load.ahead["a/m:8b"] = 8
+        load.rates.observe(LearnedRates.Observation(slot: SlotKey("a", "m:8b"), ok: true, generates: true, batch: 4, promptTokens: 0,
+                                                    completionTokens: 0, ttftMs: 0, durationMs: 2_000, streamed: false))
+        let (decision, _) = decide([machine("a", loaded: ["m:8b"])], load: load)
+        guard case let .queue(c) = decision else { Issue.record("must wait"); return }
+        #expect(c.breakdown.wait == 100 + 8 * 2_000 / 4, "soonest end + ahead × service ÷ limit")
+    }
+
+    @Test func measuredDecodeSpeedPicksTheFasterMachine() {
+        var load = FakeLoad()
+        load.measured("slow", msPerToken: 100)
+        load.measured("fast", msPerToken: 10)
+        let fleet = [machine("slow", loaded: ["m:8b"]), machine("fast", loaded: ["m:8b"])]
+        guard case let .route(c) = decide(fleet, load: load).0 else { Issue.record("no route"); return }
+        #expect(c.node == "fast")
+        #expect(abs(c.breakdown.decode - 100 * 10) < 1, "the measured mean output (100 tokens) × 10 ms")
+        // Joining a batch of 8 on the fast one costs more per token (the prior shape: +25 % per stream) …
+        load.inFlightBy["fast/m:8b"] = 7
+        load.limitBy["fast/m:8b"] = 16
+        guard case let .route(d) = decide(fleet, load: load).0 else { Issue.record("no route"); return }
+        #expect(d.node == "fast" && abs(d.breakdown.decode - 100 * 10 * (1 + 0.25 * 7)) < 1, "still 2.75× better than the slow one")
+        load.limitBy["fast/m:8b"] = 64
+        load.inFlightBy["fast/m:8b"] = 40
+        #expect(routedNode(decide(fleet, load: load)) == "slow", "… until the batch makes it slower than the idle machine")
+    }
+
+    @Test func anUnmeasuredNodeIsAssumedAsFastAsTheFastestMeasured() {
+        var load = FakeLoad()
+        load.measured("a", msPerToken: 10)
+        let fleet = [machine("a", loaded: ["m:8b"]), machine("b", loaded: ["m:8b"])]
+        load.routed["a/m:8b"] = 1
+        #expect(routedNode(decide(fleet, load: load)) == "b", "b gets its turn, and so its measurement")
+    }
+
+    @Test func prefillUsesTheMeasuredRateAndThePromptEstimate() {
+        var load = FakeLoad()
+        load.measured("a", msPerToken: 10, prefillMsPerToken: 2)
+        guard case let .route(c) = decide([machine("a", loaded: ["m:8b"])], load: load, { $0.promptTokens = 3_000 }).0 else {
+            Issue.record("no route"); return
+        }
+        #expect(abs(c.breakdown.prefill - 6_000) < 0.01)
+    }
+
+    @Test func warmAndLoadingCostLessThanCold() {
+        var fleet = [machine("warm", memory: 99_000_000_000), machine("cold", memory: 99_000_000_000)]
+        fleet[0].recentlyUnloaded["m:8b"] = 999_000
+        guard case let .route(c) = decide(fleet).0 else { Issue.record("no route"); return }
+        #expect(c.node == "warm" && c.temperature == .warm && c.breakdown.load == 5_000 * 0.4)
+        var load = FakeLoad()
+        load.loading["cold/m:8b"] = 300
+        guard case let .route(d) = decide(fleet, load: load).0 else { Issue.record("no route"); return }
+        #expect(d.node == "cold" && d.temperature == .loading(remainingMs: 300) && d.breakdown.load == 300)
+        // Warmth fades after 30 minutes.
+        guard case let .route(e) = decide(fleet, now: 999_000 + 30 * 60_000).0 else { Issue.record("no route"); return }
+        #expect(e.temperature == .cold)
+    }
+
+    @Test func expectedOutputTokens() {
+        let fleet = [machine("a", models: [("m:8b", 4_000_000_000), ("deepseek-r1:8b", 4_000_000_000), ("embed:1b", 0)], loaded: ["m:8b", "deepseek-r1:8b", "embed:1b"])]
+        func decode(_ model: String, _ shape: (inout ScoringRequest) -> Void = { _ in }) -> Double {
+            guard case let .route(c) = decide(fleet, [model], shape).0 else { return -1 }
+            return c.breakdown.decode
+        }
+        let plain = decode("m:8b")
+        #expect(abs(plain - 256 * 4_000_000_000 / 40e9 * 1000) < 1, "prior: 256 tokens at weights ÷ 40 GB/s")
+        #expect(abs(decode("deepseek-r1:8b") - 4 * plain) < 1, "a thinking model: × 4 until measured")
+        #expect(abs(decode("deepseek-r1:8b") { $0.think = false } - plain) < 1, "unless the client turned thinking off")
+        #expect(abs(decode("m:8b") { $0.maxOutputTokens = 64 } - plain / 4) < 1, "the client's own limit caps it")
+        #expect(decode("embed:1b") { $0.generates = false } == 0, "embeddings generate nothing")
+    }
+
+    @Test func aGPUThatHoldsTheModelIsFasterThanACPUByPrior() {
+        let fleet = [machine("cpu", memory: 99_000_000_000), machine("gpu", memory: 8_000_000_000, gpuFree: 24_000_000_000)]
+        guard case let .route(c) = decide(fleet).0 else { Issue.record("no route"); return }
+        #expect(c.node == "gpu")
+    }
+
+    @Test func penaltiesMultiplyTheTime() {
+        let calm = machine("calm", loaded: ["m:8b"])
+        let hot = machine("hot", loaded: ["m:8b"]) { $0.thermal = .critical }
+        let throttled = machine("throttled", loaded: ["m:8b"]) { $0.cpuThrottled = true }
+        let pressed = machine("pressed", loaded: ["m:8b"]) { $0.pressure = .high }
+        let meeting = machine("meeting", loaded: ["m:8b"]) { $0.cameraInUse = true }
+        let late = machine("late", status: .degraded, loaded: ["m:8b"])
+        let (_, card) = decide([calm, hot, throttled, pressed, meeting, late])
+        let factors = Dictionary(uniqueKeysWithValues: card.candidates.map { ($0.node, $0.breakdown.factor) })
+        #expect(factors == ["calm": 1, "hot": 3, "throttled": 1.5, "pressed": 1.5, "meeting": 4, "late": 2])
+        #expect(card.candidates.first?.node == "calm")
+        #expect(card.candidates.first { $0.node == "meeting" }?.penalties == ["in a meeting"])
+        // Alone, a strained node still serves.
+        #expect(routedNode(decide([meeting])) == "meeting")
+    }
+
+    @Test func recentErrorsWeighAndFade() {
+        var load = FakeLoad()
+        load.rates.failed(node: "flaky", at: 1_000_000)
+        load.rates.failed(node: "flaky", at: 1_000_000)
+        let fleet = [machine("flaky", loaded: ["m:8b"]), machine("steady", loaded: ["m:8b"])]
+        let (_, card) = decide(fleet, load: load)
+        #expect(card.candidates.first { $0.node == "flaky" }?.breakdown.factor == 3, "two fresh failures: × (1 + 2)")
+        #expect(card.candidates.first?.node == "steady")
+        let (_, later) = decide(fleet, load: load, now: 1_000_000 + 60_000)
+        #expect(later.candidates.first { $0.node == "flaky" }?.breakdown.factor == 2, "a minute later they count half")
+    }
+
+    @Test func sessionAffinityPullsTowardTheCacheAndFadesWithTheQueue() {
+        var load = FakeLoad()
+        load.measured("a", msPerToken: 10, prefillMsPerToken: 5)
+        load.measured("b", msPerToken: 10, prefillMsPerToken: 5)
+        load.affinityBy["b/m:8b"] = .session
+        load.routed["b/m:8b"] = 9
+        let fleet = [machine("a", loaded: ["m:8b"]), machine("b", loaded: ["m:8b"])]
+        guard case let .route(c) = decide(fleet, load: load, { $0.promptTokens = 2_000 }).0 else { Issue.record("no route"); return }
+        #expect(c.node == "b" && c.affinity == .session)
+        #expect(abs(c.breakdown.affinityGain - 10_000 * 0.8) < 0.01, "80 % of a 10 s prefill saved")
+        load.inFlightBy["b/m:8b"] = 3
+        guard case let .route(d) = decide(fleet, load: load, { $0.promptTokens = 2_000 }).0 else { Issue.record("no route"); return }
+        #expect(abs(d.breakdown.affinityGain - 8_000 / 2.5) < 0.01 || d.node == "a", "the gain divides by 1 + in flight ÷ 2")
+    }
+}
+
+/// Each elimination, with the reason it leaves in the card.
+@Suite struct ScorerEliminationTests {
+    func reasons(_ card: ScoreCard) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: card.eliminated.map { ($0.node, $0.reason) })
+    }
+
+    @Test func offlineTriedAndUnreachable() {
+        var unreachable = machine("down", loaded: ["m:8b"])
+        unreachable.heartbeat.backends[0].reachable = false
+        let fleet = [machine("off", status: .offline, loaded: ["m:8b"]), machine("tried", loaded: ["m:8b"]), unreachable]
+        let (decision, card) = decide(fleet) { $0.excluded = ["tried"] }
+        #expect(decision == .noNode)
+        #expect(reasons(card) == ["off": "offline", "tried": "already tried", "down": "backend unreachable"])
+    }
+
+    @Test func modelNowhereIsNotFoundWithTheModelsThatExist() {
+        #expect(decide([machine("a")], ["zzz"]).0 == .notFound(known: ["m:8b"]))
+        // An OpenAI-only backend cannot take Ollama-API requests.
+        #expect(decide([machine("o", kind: .openai)]).0 == .notFound(known: []))
+        #expect(routedNode(decide([machine("o", kind: .openai)], api: .openai)) == "o")
+        #expect(routedNode(decide([machine("a", models: [("llama3:latest", 1)])], ["llama3"])) == "a", "llama3 is llama3:latest")
+    }
+
+    @Test func meetingPolicyPause() {
+        var settings = Scorer.Settings()
+        settings.meetingPolicy = .pause
+        let meeting = machine("meeting", loaded: ["m:8b"]) { $0.microphoneInUse = true }
+        let (decision, card) = decide([meeting], settings: settings)
+        #expect(decision == .noNode && reasons(card)["meeting"] == "paused: in a meeting")
+        settings.meetingPolicy = .ignore
+        #expect(decide([meeting], settings: settings).1.candidates.first?.breakdown.factor == 1)
+    }
+
+    @Test func aColdLoadMustFitWeightsAndKVCache() {
+        // 4 GB of weights + KV at 4096 tokens (prior: weights ÷ 32768 per token = 0.5 GB) = 4.5 GB.
+        let small = machine("small", memory: 4_400_000_000)
+        let (decision, card) = decide([small])
+        #expect(decision == .noNode)
+        #expect(reasons(card)["small"] == "does not fit: needs 4.5 GB at 4096 context, 4.4 GB usable")
+        #expect(routedNode(decide([machine("small", memory: 4_600_000_000)])) == "small")
+        // A larger num_ctx needs more KV cache.
+        #expect(decide([machine("small", memory: 4_600_000_000)]) { $0.numCtx = 32_768 }.0 == .noNode)
+        // Idle loaded models count as memory (Ollama evicts them); busy ones do not.
+        let crowded = machine("crowded", models: [("m:8b", 4_000_000_000), ("other:8b", 4_000_000_000)], loaded: ["other:8b"], memory: 1_000_000_000)
+        #expect(routedNode(decide([crowded])) == "crowded")
+        var load = FakeLoad()
+        load.inFlightBy["crowded/other:8b"] = 1
+        #expect(decide([crowded], load: load).0 == .noNode)
+        // A measured KV cache replaces the prior.
+        load = FakeLoad()
+        load.rates.observeLoaded(model: "m:8b", loadedBytes: 6_000_000_000, weightBytes: 4_000_000_000, contextLength: 4096)
+        #expect(decide([machine("small", memory: 5_000_000_000)], load: load).0 == .noNode, "2 GB of KV at 4096 measured")
+    }
+
+    @Test func criticalPressureAllowsNoColdLoad() {
+        let starving = machine("starving", models: [("m:8b", 1), ("big:70b", 1)], loaded: ["m:8b"], memory: 99_000_000_000) { $0.pressure = .critical }
+        #expect(routedNode(decide([starving])) == "starving", "a loaded model still serves")
+        let (decision, card) = decide([starving], ["big:70b"])
+        #expect(decision == .noNode && reasons(card)["starving"] == "memory pressure critical: no cold load")
+    }
+
+    @Test func aLoadedContextShorterThanThePrompt() {
+        let short = machine("short", loaded: ["m:8b"], context: 2048)
+        let long = machine("long", loaded: ["m:8b"], context: 32_768)
+        let (_, card) = decide([short, long]) { $0.promptTokens = 5_000 }
+        #expect(card.candidates.first?.node == "long")
+        #expect(card.candidates.first { $0.node == "short" }?.penalties == ["context 2048 < prompt 5000"])
+        // With a num_ctx that fits, the short one reloads at the larger context: cold.
+        let (_, reload) = decide([short]) { $0.promptTokens = 5_000; $0.numCtx = 8_192 }
+        #expect(reload.candidates.first?.temperature == .cold)
+    }
+}
+
+/// Which model and node win when several could.
+@Suite struct ScorerChoiceTests {
+    @Test func fallbacksInOrderPreferringHot() {
+        let fleet = [machine("a", models: [("big:70b", 1), ("small:1b", 1)], loaded: ["small:1b"]), machine("b", models: [("mid:8b", 1)])]
+        guard case let .route(c) = decide(fleet, ["gone", "mid:8b", "small:1b"]).0 else { Issue.record("no route"); return }
+        #expect(c.model == "small:1b", "the first hot fallback wins over a cold earlier one")
+        guard case let .route(d) = decide(fleet, ["gone", "mid:8b"]).0 else { Issue.record("no route"); return }
+        #expect(d.model == "mid:8b")
+    }
+
+    @Test func noColdLoadWhileAHotReplicaHasRoom() {
+        // A cold GPU box would finish sooner (5 s load + 3.4 s) than the hot CPU box (25.6 s) …
+        let fleet = [machine("cpu", loaded: ["m:8b"]), machine("gpu", memory: 8_000_000_000, gpuFree: 24_000_000_000)]
+        let (decision, card) = decide(fleet)
+        #expect(card.candidates.first { $0.node == "gpu" }!.ectMs < card.candidates.first { $0.node == "cpu" }!.ectMs)
+        // … but loading a second copy while the first has room evicts what the GPU box holds and thrashes: the hot one serves.
+        #expect(routedNode((decision, card)) == "cpu")
+    }
+
+    @Test func equalCandidatesTakeTurns() {
+        var load = FakeLoad()
+        let fleet = [machine("a", loaded: ["m:8b"]), machine("b", loaded: ["m:8b"])]
+        load.routed["a/m:8b"] = 2
+        load.routed["b/m:8b"] = 1
+        #expect(routedNode(decide(fleet, load: load)) == "b")
+        load.routed["b/m:8b"] = 3
+        #expect(routedNode(decide(fleet, load: load)) == "a")
+    }
+
+    @Test func everyoneBusyQueuesForTheSoonest() {
+        var load = FakeLoad()
+        load.inFlightBy = ["a/m:8b": 4, "b/m:8b": 4]
+        load.soonest = ["a/m:8b": 20_000, "b/m:8b": 100]
+        guard case let .queue(c) = decide([machine("a", loaded: ["m:8b"]), machine("b", loaded: ["m:8b"])], load: load).0 else {
+            Issue.record("must queue"); return
+        }
+        #expect(c.node == "b")
+    }
+
+    @Test func theScoreHeaderNamesEveryTerm() {
+        let breakdown = ScoreBreakdown(wait: 300, load: 0, prefill: 12.4, decode: 500, factor: 1)
+        #expect(breakdown.header == "ect_ms=812 wait=300 load=0 prefill=12 decode=500")
+        let penalised = ScoreBreakdown(wait: 0, load: 0, prefill: 0, decode: 100, factor: 1.5, affinityGain: 20)
+        #expect(penalised.header == "ect_ms=130 wait=0 load=0 prefill=0 decode=100 factor=1.50 affinity=-20")
+    }
+
+    @Test func theCardListsCandidatesAndEliminations() throws {
+        let (_, card) = decide([machine("a", loaded: ["m:8b"]), machine("off", status: .offline, loaded: ["m:8b"])])
+        let items = try #require(card.json.arrayValue)
+        #expect(items.count == 2)
+        #expect(items[0]["node"] == "a" && items[0]["state"] == "hot" && items[0]["ect_ms"]?.doubleValue != nil)
+        #expect(items[1]["node"] == "off" && items[1]["eliminated"] == "offline")
+    }
+}
+
+/// The learned rates behind the model's terms.
+@Suite struct LearnedRatesTests {
+    @Test func theDecodeLineFitsBatchSlowdown() {
+        var curve = DecodeCurve(priorSlopeRatio: 0.25)
+        #expect(curve.line == nil)
+        curve.add(msPerToken: 20, batch: 1)
+        #expect(curve.msPerToken(batch: 1) == 20)
+        #expect(curve.msPerToken(batch: 5) == 40, "one batch size seen: the prior's shape (+25 % per stream)")
+        for _ in 0..<20 {
+            curve.add(msPerToken: 20, batch: 1)
+            curve.add(msPerToken: 20, batch: 4)
+        }
+        let line = try? #require(curve.line)
+        #expect(abs((line?.slope ?? 1)) < 0.01, "a backend whose speed does not depend on the batch: flat line")
+        for _ in 0..<100 {
+            curve.add(msPerToken: 10, batch: 1)
+            curve.add(msPerToken: 40, batch: 4)
+        }
+        #expect(abs((curve.line?.intercept ?? 0) - 10) < 0.5 && abs((curve.line?.slope ?? 0) - 10) < 0.5, "old samples are forgotten")
+    }
+
+    @Test func observationsTeachEveryTerm() {
+        var rates = LearnedRates()
+        let slot = SlotKey("a", "m:8b")
+        rates.observe(LearnedRates.Observation(slot: slot, ok: true, generates: true, batch: 1, promptTokens: 100, completionTokens: 50,
+                                               ttftMs: 3_000, durationMs: 3_500, streamed: true, backendPromptMs: 200, backendDecodeMs: 500,
+                                               backendLoadMs: 2_800, modelBytes: 4_000_000_000))
+        #expect(rates.slot(slot)?.prefillMsPerToken.value == 2)
+        #expect(rates.slot(slot)?.decode.msPerToken(batch: 1) == 10)
+        #expect(rates.slot(slot)?.lastLoadMs == 2_800)
+        #expect(rates.node("a")?.loadMsPerGB.value == 700)
+        #expect(rates.model("m:8b")?.outputTokens.value == 50)
+        // Without the backend's figures: the stream's own timing (minus a load it reported).
+        let b = SlotKey("b", "m:8b")
+        rates.observe(LearnedRates.Observation(slot: b, ok: true, generates: true, batch: 2, promptTokens: 100, completionTokens: 11,
+                                               ttftMs: 100, durationMs: 300, streamed: true))
+        #expect(rates.slot(b)?.prefillMsPerToken.value == 1)
+        #expect(rates.slot(b)?.decode.msPerToken(batch: 2) == 20)
+        // Failed requests teach no rate.
+        rates.observe(LearnedRates.Observation(slot: SlotKey("c", "m:8b"), ok: false, generates: true, batch: 1, promptTokens: 100,
+                                               completionTokens: 10, ttftMs: 1, durationMs: 2, streamed: true))
+        #expect(rates.slot(SlotKey("c", "m:8b")) == nil)
+        #expect(rates.model("m:8b")?.fastestDecode?.intercept == 10)
+    }
+
+    @Test func failuresDecayWithAHalfLife() {
+        var count = DecayingCount(halfLifeMilliseconds: 1_000)
+        count.add(at: 0)
+        count.add(at: 0)
+        #expect(count.value(at: 0) == 2)
+        #expect(abs(count.value(at: 1_000) - 1) < 1e-9)
+        #expect(abs(count.value(at: 3_000) - 0.25) < 1e-9)
+    }
+}
