@@ -5,6 +5,15 @@ extension JSONValue {
     /// carry megabytes of messages and images. Throws for invalid JSON or a
     /// top level that is not an object.
     public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: Set<String>, maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
+        var spans: [String: Range<Int>] = [:]
+        return try parseTopLevel(bytes, keys: keys, spans: [], spanRanges: &spans, maxDepth: maxDepth)
+    }
+
+    /// `parseTopLevel`, and for the members named in `spans`, the byte range of
+    /// their value in `bytes` (checked, not built): what the proxy hashes to
+    /// recognise a conversation without decoding it.
+    public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: Set<String>, spans: Set<String>, spanRanges: inout [String: Range<Int>],
+                                     maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
         var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
         parser.skipSpace()
         guard parser.current == UInt8(ascii: "{") else { throw parser.error("the body must be a JSON object") }
@@ -24,6 +33,10 @@ extension JSONValue {
                 parser.skipSpace()
                 if keys.contains(key) {
                     found[key] = try parser.parseValue(depth: 1)
+                } else if !spans.isEmpty, spans.contains(key) {
+                    let start = parser.index
+                    try parser.skipValue(depth: 1)
+                    spanRanges[key] = start..<parser.index
                 } else {
                     try parser.skipValue(depth: 1)
                 }
@@ -41,6 +54,29 @@ extension JSONValue {
         parser.skipSpace()
         if parser.index != bytes.count { throw parser.error("trailing characters") }
         return found
+    }
+}
+
+extension JSONValue {
+    /// The byte ranges of the first `limit` elements of the array at `range`
+    /// of `bytes` (already validated by `parseTopLevel`); empty if it is not an array.
+    public static func arrayElementSpans(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>, limit: Int) -> [Range<Int>] {
+        var parser = JSONParser(bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), maxDepth: 128)
+        parser.skipSpace()
+        guard parser.current == UInt8(ascii: "[") else { return [] }
+        parser.index += 1
+        var result: [Range<Int>] = []
+        while result.count < limit {
+            parser.skipSpace()
+            guard let c = parser.current, c != UInt8(ascii: "]") else { break }
+            let start = parser.index
+            do { try parser.skipValue(depth: 1) } catch { break }
+            result.append(range.lowerBound + start..<range.lowerBound + parser.index)
+            parser.skipSpace()
+            guard parser.current == UInt8(ascii: ",") else { break }
+            parser.index += 1
+        }
+        return result
     }
 }
 

@@ -133,7 +133,8 @@ final class ProxyApp {
         do {
             fields = try RouteFields.read(body, endpoint: endpoint,
                                           headerFallbacks: RouteFields.list(exchange.head.headers["X-Herd-Fallback-Models"]),
-                                          headerTags: RouteFields.list(exchange.head.headers["X-Herd-Tags"]))
+                                          headerTags: RouteFields.list(exchange.head.headers["X-Herd-Tags"]),
+                                          headerSession: exchange.head.headers["X-Herd-Session"])
         } catch {
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return
@@ -188,7 +189,7 @@ final class ProxyApp {
         if !headers.isEmpty {
             headers.add("Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS")
             headers.add("Access-Control-Allow-Headers",
-                        exchange.head.headers["Access-Control-Request-Headers"] ?? "Authorization, Content-Type, X-Herd-Fallback-Models, X-Herd-Tags")
+                        exchange.head.headers["Access-Control-Request-Headers"] ?? "Authorization, Content-Type, X-Herd-Fallback-Models, X-Herd-Tags, X-Herd-Session")
             headers.add("Access-Control-Max-Age", "86400")
         }
         exchange.respond(status: 204, headers: headers)

@@ -87,6 +87,27 @@ import Testing
         #expect(try read(#"{"model":"x"}"#, .chat, fallbacks: ["y"]).fallbacks == ["y"])
     }
 
+    @Test func readsWhatScoringNeeds() throws {
+        let turn1 = try read(#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"tools":[{"type":"function"}],"options":{"num_predict":64},"think":false}"#)
+        #expect(turn1.maxTokens == 64 && turn1.think == false)
+        let turn2 = try read(#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":"more"}],"tools":[{"type":"function"}]}"#)
+        #expect(turn1.session != nil && turn1.session == turn2.session, "one conversation, one session, turn after turn")
+        #expect(turn1.prefix != nil && turn1.prefix == turn2.prefix)
+        let other = try read(#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"something else"}],"tools":[{"type":"function"}]}"#)
+        #expect(other.session != turn1.session, "another conversation")
+        #expect(other.prefix == turn1.prefix, "… with the same system prompt and tools")
+        // Without a system prompt the first question names the conversation.
+        let a = try read(#"{"model":"m","messages":[{"role":"user","content":"q"}]}"#)
+        let b = try read(#"{"model":"m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"user","content":"q2"}]}"#)
+        #expect(a.session == b.session && a.prefix == nil)
+        // OpenAI's user and X-Herd-Session name it outright.
+        let named = try RouteFields.read(Array(#"{"model":"m","messages":[{"role":"user","content":"q"}]}"#.utf8), endpoint: .chat,
+                                         headerFallbacks: [], headerTags: [], headerSession: "s-1")
+        #expect(named.session == ContentHash(of: Array("session:s-1".utf8)))
+        #expect(try read(#"{"model":"m","max_tokens":10,"user":"u"}"#, .openAIChat).maxTokens == 10)
+        #expect(try read(#"{"model":"m","max_tokens":10,"user":"u"}"#, .openAIChat).session == ContentHash(of: Array("user:u".utf8)))
+    }
+
     @Test(arguments: ["", "{", "[]", #"{"model":1}"#, #"{"model":""}"#, #"{"messages":[]}"#, #"{"model":"m","stream":"yes"}"#,
                       #"{"model":"m","fallback_models":"x"}"#, #"{"model":"m"} trailing"#, #"{"model":"m","x":[1,]}"#])
     func refusesBadBodies(body: String) {
