@@ -1,18 +1,53 @@
+/// Member names to pick out of a JSON object, matched against the raw bytes
+/// of each key: a key that is not wanted is never built into a `String` nor
+/// hashed (the proxy reads a few members of every request and response).
+public struct JSONKeys: Sendable, ExpressibleByArrayLiteral {
+    public let names: [String]
+    let utf8: [[UInt8]]
+
+    public init(_ names: [String]) {
+        self.names = names
+        utf8 = names.map { Array($0.utf8) }
+    }
+
+    public init(arrayLiteral names: String...) { self.init(names) }
+
+    public static let none: JSONKeys = []
+
+    public var isEmpty: Bool { names.isEmpty }
+
+    /// The index of the name whose bytes are `bytes[range]`.
+    @inline(__always)
+    func index(of range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Int? {
+        let count = range.count
+        for (i, name) in utf8.enumerated() where name.count == count {
+            var same = true
+            var j = 0
+            while j < count {
+                if name[j] != bytes[range.lowerBound + j] { same = false; break }
+                j += 1
+            }
+            if same { return i }
+        }
+        return nil
+    }
+}
+
 extension JSONValue {
     /// Validates a whole JSON document but builds only the members of the top-level
     /// object named in `keys` (the rest is checked and skipped without allocating):
     /// how the proxy reads `model`, `stream`, … out of a request body that may
     /// carry megabytes of messages and images. Throws for invalid JSON or a
     /// top level that is not an object.
-    public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: Set<String>, maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
+    public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: JSONKeys, maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
         var spans: [String: Range<Int>] = [:]
-        return try parseTopLevel(bytes, keys: keys, spans: [], spanRanges: &spans, maxDepth: maxDepth)
+        return try parseTopLevel(bytes, keys: keys, spans: .none, spanRanges: &spans, maxDepth: maxDepth)
     }
 
     /// `parseTopLevel`, and for the members named in `spans`, the byte range of
     /// their value in `bytes` (checked, not built): what the proxy hashes to
     /// recognise a conversation without decoding it.
-    public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: Set<String>, spans: Set<String>, spanRanges: inout [String: Range<Int>],
+    public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: JSONKeys, spans: JSONKeys, spanRanges: inout [String: Range<Int>],
                                      maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
         var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
         parser.skipSpace()
@@ -26,17 +61,31 @@ extension JSONValue {
             while true {
                 parser.skipSpace()
                 guard parser.current == UInt8(ascii: "\"") else { throw parser.error("expected a string key") }
-                let key = try parser.parseString()
+                // The key's raw bytes; only an escaped key (rare) is decoded to be matched.
+                let keyStart = parser.index
+                try parser.skipString()
+                var raw = keyStart + 1..<parser.index - 1
+                var escapedName: [UInt8]?
+                if bytes[raw].contains(UInt8(ascii: "\\")) {
+                    var again = JSONParser(bytes: bytes, maxDepth: maxDepth)
+                    again.index = keyStart
+                    escapedName = Array(try again.parseString().utf8)
+                    raw = 0..<0
+                }
+                func match(_ set: JSONKeys) -> Int? {
+                    if let escapedName { return set.utf8.firstIndex(of: escapedName) }
+                    return set.index(of: raw, in: bytes)
+                }
                 parser.skipSpace()
                 guard parser.current == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
                 parser.index += 1
                 parser.skipSpace()
-                if keys.contains(key) {
-                    found[key] = try parser.parseValue(depth: 1)
-                } else if !spans.isEmpty, spans.contains(key) {
+                if let i = match(keys) {
+                    found[keys.names[i]] = try parser.parseValue(depth: 1)
+                } else if !spans.isEmpty, let i = match(spans) {
                     let start = parser.index
                     try parser.skipValue(depth: 1)
-                    spanRanges[key] = start..<parser.index
+                    spanRanges[spans.names[i]] = start..<parser.index
                 } else {
                     try parser.skipValue(depth: 1)
                 }
@@ -117,7 +166,7 @@ extension JSONParser {
         case UInt8(ascii: "t"): try expectWord("true")
         case UInt8(ascii: "f"): try expectWord("false")
         case UInt8(ascii: "n"): try expectWord("null")
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try parseNumber()
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
         default: throw error("unexpected character")
         }
     }

@@ -120,6 +120,28 @@ struct JSONParser {
 
     mutating func parseNumber() throws(JSONParseError) -> Double {
         let start = index
+        let integer = try scanNumber()
+        // Integers of up to 15 digits (counters, durations, sizes) are exact in a
+        // Double and need no text conversion.
+        if integer, index - start <= 16 {
+            var i = start
+            let negative = bytes[i] == UInt8(ascii: "-")
+            if negative { i += 1 }
+            var value = 0
+            while i < index {
+                value = value &* 10 &+ Int(bytes[i] &- 0x30)
+                i += 1
+            }
+            if i - start - (negative ? 1 : 0) <= 15 { return Double(negative ? -value : value) }
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        guard let value = Double(text) else { throw JSONParseError(offset: start, reason: "invalid number") }
+        return value
+    }
+
+    /// Checks a number's syntax and moves past it; returns whether it is an
+    /// integer (no fraction, no exponent).
+    mutating func scanNumber() throws(JSONParseError) -> Bool {
         if current == UInt8(ascii: "-") { index += 1 }
         guard let first = current, first >= 0x30, first <= 0x39 else { throw error("invalid number") }
         if first == 0x30 {
@@ -127,20 +149,21 @@ struct JSONParser {
         } else {
             while let c = current, c >= 0x30, c <= 0x39 { index += 1 }
         }
+        var integer = true
         if current == UInt8(ascii: ".") {
+            integer = false
             index += 1
             guard let c = current, c >= 0x30, c <= 0x39 else { throw error("invalid number") }
             while let c = current, c >= 0x30, c <= 0x39 { index += 1 }
         }
         if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+            integer = false
             index += 1
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
             guard let c = current, c >= 0x30, c <= 0x39 else { throw error("invalid number") }
             while let c = current, c >= 0x30, c <= 0x39 { index += 1 }
         }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        guard let value = Double(text) else { throw JSONParseError(offset: start, reason: "invalid number") }
-        return value
+        return integer
     }
 
     mutating func parseString() throws(JSONParseError) -> String {

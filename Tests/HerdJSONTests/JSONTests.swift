@@ -33,4 +33,31 @@ import Testing
         #expect(JSONValue.number(3).serialized() == "3")
         #expect(JSONValue.number(0.25).serialized() == "0.25")
     }
+
+    @Test func integersAreExactAndOthersGoThroughTheTextConversion() throws {
+        #expect(try JSONValue.parse("123456789012345").doubleValue == 123_456_789_012_345)
+        #expect(try JSONValue.parse("-42").intValue == -42)
+        #expect(try JSONValue.parse("12345678901234567890").doubleValue == 12345678901234567890.0, "beyond 15 digits: strtod's rounding")
+        #expect(try JSONValue.parse("2.5e3").doubleValue == 2500)
+        #expect(try JSONValue.parse("0").doubleValue == 0)
+    }
+
+    /// Keys are matched on their bytes; escaped keys are decoded first.
+    @Test func topLevelPicksOnlyTheNamedMembers() throws {
+        let text = Array(#"{"model":"m","model2":1,"messages":[{"role":"user"}],"modelx":3,"model":"escaped wins last"}"#.utf8)
+        var spans: [String: Range<Int>] = [:]
+        let fields = try text.withUnsafeBytes { raw in
+            try JSONValue.parseTopLevel(raw, keys: ["model", "model2"], spans: ["messages"], spanRanges: &spans)
+        }
+        #expect(fields["model"] == "escaped wins last")
+        #expect(fields["model2"] == 1)
+        #expect(fields["modelx"] == nil)
+        let messages = try #require(spans["messages"])
+        #expect(String(decoding: text[messages], as: UTF8.self) == #"[{"role":"user"}]"#)
+        let elements = text.withUnsafeBytes { JSONValue.arrayElementSpans($0, in: messages, limit: 5) }
+        #expect(elements.map { String(decoding: text[$0], as: UTF8.self) } == [#"{"role":"user"}"#])
+        #expect(throws: JSONParseError.self) {
+            try Array(#"{"a":1,}"#.utf8).withUnsafeBytes { raw in try JSONValue.parseTopLevel(raw, keys: ["a"]) }
+        }
+    }
 }

@@ -104,6 +104,11 @@ import Testing
         let named = try RouteFields.read(Array(#"{"model":"m","messages":[{"role":"user","content":"q"}]}"#.utf8), endpoint: .chat,
                                          headerFallbacks: [], headerTags: [], headerSession: "s-1")
         #expect(named.session == ContentHash(of: Array("session:s-1".utf8)))
+        for (message, system) in [(#"{"content":"role","role" : "system"}"#, true), (#"{"content":"\"role\": \"system\"","role":"user"}"#, false),
+                                  (#"{"role":"systems"}"#, false), (#"{"role":"user"}"#, false)] {
+            let bytes = Array(message.utf8)
+            #expect(RouteFields.isSystemMessage(bytes, 0..<bytes.count) == system, "\(message)")
+        }
         #expect(try read(#"{"model":"m","max_tokens":10,"user":"u"}"#, .openAIChat).maxTokens == 10)
         #expect(try read(#"{"model":"m","max_tokens":10,"user":"u"}"#, .openAIChat).session == ContentHash(of: Array("user:u".utf8)))
     }

@@ -85,7 +85,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     /// node): control characters become `?`, so a value can never end the
     /// line or the head it is written into.
     public mutating func addSafely(_ name: String, _ value: String) {
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) {
+        let clean = value.utf8.withContiguousStorageIfAvailable { bytes in
+            for byte in bytes where byte < 0x20 || byte == 0x7F { return false }
+            return true
+        } ?? value.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }
+        if clean {
             add(name, value)
         } else {
             add(name, String(decoding: value.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 }, as: UTF8.self))

@@ -70,12 +70,22 @@ extension Scheduler {
         return parts.joined(separator: "; ")
     }
 
+    /// Whether a request to `path` generates tokens (not embeddings, not `/api/show`).
+    static func generates(path: String) -> Bool {
+        switch path {
+        case "/api/embed", "/api/embeddings", "/v1/embeddings", "/api/show": false
+        default: true
+        }
+    }
+
     /// What the scorer is told about a request.
     func scoringRequest(_ entry: Entry) -> ScoringRequest {
         var models = [entry.request.model]
-        for fallback in entry.request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
+        if !entry.request.fallbacks.isEmpty {
+            for fallback in entry.request.fallbacks where !models.contains(where: { ModelName.same($0, fallback) }) { models.append(fallback) }
+        }
         var request = ScoringRequest(api: entry.request.api, models: models)
-        request.generates = !(entry.request.path.contains("embed") || entry.request.path == "/api/show")
+        request.generates = Scheduler.generates(path: entry.request.path)
         request.promptTokens = entry.request.estimatedTokens
         request.numCtx = entry.request.numCtx
         request.maxOutputTokens = entry.request.maxTokens

@@ -17,7 +17,7 @@ extension Scheduler {
         switch result.outcome {
         case .ok:
             rates.observe(LearnedRates.Observation(
-                slot: slot, ok: true, generates: scoringRequest(entry).generates, batch: entry.concurrency,
+                slot: slot, ok: true, generates: Scheduler.generates(path: entry.request.path), batch: entry.concurrency,
                 promptTokens: result.promptTokens, completionTokens: result.completionTokens, ttftMs: ttft, durationMs: duration,
                 streamed: entry.request.stream, backendPromptMs: result.backendPromptMilliseconds,
                 backendDecodeMs: result.backendDecodeMilliseconds, backendLoadMs: result.backendLoadMilliseconds,

@@ -341,23 +341,66 @@ package struct Scorer: Sendable {
 }
 
 extension ScoreCard {
-    /// Every candidate with its terms, then every elimination with its reason:
-    /// the trace row's `candidates` column and the decisions feed.
-    package var json: JSONValue {
-        func ms(_ value: Double) -> JSONValue { .number((value * 10).rounded() / 10) }
-        var items: [JSONValue] = candidates.map { c in
-            var members: [(String, JSONValue)] = [
-                ("node", .string(c.node)), ("model", .string(c.model)), ("state", .string(c.temperature.label)),
-                ("ect_ms", ms(c.ectMs)), ("wait", ms(c.breakdown.wait)), ("load", ms(c.breakdown.load)),
-                ("prefill", ms(c.breakdown.prefill)), ("decode", ms(c.breakdown.decode)), ("factor", .number(c.breakdown.factor)),
-                ("in_flight", .number(Double(c.inFlight))), ("limit", .number(Double(c.limit))),
-            ]
-            if c.breakdown.affinityGain > 0 { members.append(("affinity_gain", ms(c.breakdown.affinityGain))) }
-            if let affinity = c.affinity { members.append(("affinity", .string(affinity.rawValue))) }
-            if !c.penalties.isEmpty { members.append(("penalties", .array(c.penalties.map { .string($0) }))) }
-            return .object(members)
+    /// Every candidate with its terms (whole milliseconds), then every
+    /// elimination with its reason, as JSON text: the trace row's `candidates`
+    /// column and the decisions feed. Written directly (it is on every
+    /// request's path).
+    package var jsonText: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160 * (candidates.count + eliminated.count) + 2)
+        out.append(UInt8(ascii: "["))
+        func key(_ name: StaticString) {
+            out.append(UInt8(ascii: ","))
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
         }
-        items += eliminated.map { e in ["node": .string(e.node), "model": .string(e.model), "eliminated": .string(e.reason)] }
-        return .array(items)
+        func number(_ name: StaticString, _ value: Double) {
+            key(name)
+            out.append(contentsOf: String(Int(value.rounded())).utf8)
+        }
+        for (i, c) in candidates.enumerated() {
+            out.append(contentsOf: i == 0 ? Array(#"{"node":"#.utf8) : Array(#",{"node":"#.utf8))
+            JSONValue.writeString(c.node, to: &out)
+            key("model")
+            JSONValue.writeString(c.model, to: &out)
+            key("state")
+            JSONValue.writeString(c.temperature.label, to: &out)
+            number("ect_ms", c.ectMs)
+            number("wait", c.breakdown.wait)
+            number("load", c.breakdown.load)
+            number("prefill", c.breakdown.prefill)
+            number("decode", c.breakdown.decode)
+            if c.breakdown.factor != 1 {
+                key("factor")
+                JSONValue.number(c.breakdown.factor).write(to: &out)
+            }
+            number("in_flight", Double(c.inFlight))
+            number("limit", Double(c.limit))
+            if let affinity = c.affinity {
+                key("affinity")
+                JSONValue.writeString(affinity.rawValue, to: &out)
+                number("affinity_gain", c.breakdown.affinityGain)
+            }
+            if !c.penalties.isEmpty {
+                key("penalties")
+                JSONValue.array(c.penalties.map { .string($0) }).write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        for (i, e) in eliminated.enumerated() {
+            out.append(contentsOf: i + candidates.count == 0 ? Array(#"{"node":"#.utf8) : Array(#",{"node":"#.utf8))
+            JSONValue.writeString(e.node, to: &out)
+            key("model")
+            JSONValue.writeString(e.model, to: &out)
+            key("eliminated")
+            JSONValue.writeString(e.reason, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
     }
+
+    /// `jsonText` parsed (tests, the decisions feed).
+    package var json: JSONValue { (try? JSONValue.parse(jsonText)) ?? .array([]) }
 }

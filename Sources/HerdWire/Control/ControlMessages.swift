@@ -282,12 +282,19 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
 public struct ContentHash: Hashable, Sendable, Codable, CustomStringConvertible {
     public let value: UInt64
 
+    @inlinable
     public init(_ value: UInt64) { self.value = value }
 
     /// FNV-1a over `bytes`, continuing from `seed`.
+    @inlinable
     public init(of bytes: some Sequence<UInt8>, seed: ContentHash? = nil) {
         var hash = seed?.value ?? 0xcbf2_9ce4_8422_2325
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let done: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            for byte in buffer { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        }
+        if done == nil {
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        }
         value = hash
     }
 

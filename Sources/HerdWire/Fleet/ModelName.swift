@@ -4,7 +4,7 @@
 public enum ModelName {
     /// The name with its tag: `llama3` → `llama3:latest`; tagged names as they are.
     public static func canonical(_ name: String) -> String {
-        name.contains(":") ? name : name + ":latest"
+        name.utf8.contains(UInt8(ascii: ":")) ? name : name + ":latest"
     }
 
     /// Equal as Ollama sees them, without allocating (checked per model per

@@ -21,10 +21,10 @@ struct RouteFields: Equatable {
     var session: ContentHash?
     var prefix: ContentHash?
 
-    static let keys: Set<String> = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
+    static let keys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
                                     "max_completion_tokens", "think", "system"]
     /// Members hashed, not decoded.
-    static let spans: Set<String> = ["messages", "tools"]
+    static let spans: JSONKeys = ["messages", "tools"]
 
     /// Why a body cannot be routed (each a 400).
     struct Invalid: Error, Equatable {
@@ -103,12 +103,25 @@ struct RouteFields: Equatable {
         return (session, prefix)
     }
 
-    /// Whether a message object's `role` is `system`.
+    /// Whether a message object's `role` is `system`: a scan of its bytes for
+    /// the key `"role"` (an unescaped quote pair can only be a key or a whole
+    /// string value) followed by `:` and `"system"`.
     static func isSystemMessage(_ body: [UInt8], _ range: Range<Int>) -> Bool {
-        let role = try? body.withUnsafeBytes { raw throws(JSONParseError) in
-            try JSONValue.parseTopLevel(UnsafeRawBufferPointer(rebasing: raw[range]), keys: ["role"])["role"]?.stringValue
+        let role = Array(#""role""#.utf8), system = Array(#""system""#.utf8)
+        var i = range.lowerBound
+        while i + role.count <= range.upperBound {
+            if body[i] == role[0], body[i..<i + role.count].elementsEqual(role) {
+                var j = i + role.count
+                while j < range.upperBound, body[j] == 0x20 || body[j] == 0x09 || body[j] == 0x0A || body[j] == 0x0D { j += 1 }
+                if j < range.upperBound, body[j] == UInt8(ascii: ":") {
+                    j += 1
+                    while j < range.upperBound, body[j] == 0x20 || body[j] == 0x09 || body[j] == 0x0A || body[j] == 0x0D { j += 1 }
+                    return j + system.count <= range.upperBound && body[j..<j + system.count].elementsEqual(system)
+                }
+            }
+            i += 1
         }
-        return role == "system"
+        return false
     }
 
     /// Splits a comma-separated header value.

@@ -17,7 +17,7 @@ struct BackendUsage: Equatable {
 /// (`prompt_eval_count`, `eval_count`, `*_duration` in nanoseconds), OpenAI's
 /// `usage`, llama.cpp's `timings`.
 enum TokenCounter {
-    static let keys: Set<String> = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings"]
+    static let keys: JSONKeys = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings"]
 
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
         let usage = read(tail)
