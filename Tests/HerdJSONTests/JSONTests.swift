@@ -60,4 +60,17 @@ import Testing
             try Array(#"{"a":1,}"#.utf8).withUnsafeBytes { raw in try JSONValue.parseTopLevel(raw, keys: ["a"]) }
         }
     }
+
+    @Test func decimalsWrittenWithoutStrings() {
+        for n in [0, 7, 10, 99, 100, 12345, -42, Int.max, Int.min] {
+            var out: [UInt8] = []
+            out.append(decimal: n)
+            #expect(String(decoding: out, as: UTF8.self) == String(n))
+        }
+        var out: [UInt8] = []
+        out.append(literal: "x=")
+        out.append(rounded: 2.5)
+        out.append(rounded: .nan)
+        #expect(String(decoding: out, as: UTF8.self) == "x=30")
+    }
 }

@@ -1,3 +1,4 @@
+import HerdJSON
 import HerdWire
 
 extension Scheduler {
@@ -57,17 +58,41 @@ extension Scheduler {
 
     /// `X-Herd-Reason`: the winner's state, how many competed, the runner-up's distance.
     static func reason(_ chosen: ScoredCandidate, card: ScoreCard) -> String {
-        var parts = [chosen.temperature.label]
-        if let affinity = chosen.affinity { parts.append("\(affinity.rawValue) affinity") }
-        parts.append(contentsOf: chosen.penalties)
-        let others = card.candidates.filter { !($0.node == chosen.node && $0.model == chosen.model) }
-        if let next = others.first {
-            parts.append("best of \(others.count + 1), next \(next.node) +\(Int((next.ectMs - chosen.ectMs).rounded()))ms")
-        } else {
-            parts.append("only candidate")
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        out.append(contentsOf: chosen.temperature.label.utf8)
+        if let affinity = chosen.affinity {
+            out.append(literal: "; ")
+            out.append(contentsOf: affinity.rawValue.utf8)
+            out.append(literal: " affinity")
         }
-        if !card.eliminated.isEmpty { parts.append("\(card.eliminated.count) eliminated") }
-        return parts.joined(separator: "; ")
+        for penalty in chosen.penalties {
+            out.append(literal: "; ")
+            out.append(contentsOf: penalty.utf8)
+        }
+        var others = 0
+        var next: ScoredCandidate?
+        for c in card.candidates where !(c.node == chosen.node && c.model == chosen.model) {
+            others += 1
+            if next == nil { next = c }
+        }
+        if let next {
+            out.append(literal: "; best of ")
+            out.append(decimal: others + 1)
+            out.append(literal: ", next ")
+            out.append(contentsOf: next.node.utf8)
+            out.append(literal: " +")
+            out.append(rounded: next.ectMs - chosen.ectMs)
+            out.append(literal: "ms")
+        } else {
+            out.append(literal: "; only candidate")
+        }
+        if !card.eliminated.isEmpty {
+            out.append(literal: "; ")
+            out.append(decimal: card.eliminated.count)
+            out.append(literal: " eliminated")
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Whether a request to `path` generates tokens (not embeddings, not `/api/show`).

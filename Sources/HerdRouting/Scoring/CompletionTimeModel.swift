@@ -1,3 +1,5 @@
+import HerdJSON
+
 /// # The completion-time model
 ///
 /// herd sends a request to the candidate (a node and a model) expected to
@@ -211,15 +213,30 @@ package struct ScoreBreakdown: Equatable, Sendable {
     /// `ect_ms=812 wait=300 load=0 prefill=12 decode=500` (+ `factor=1.5`,
     /// `affinity=-40` when they apply): the `X-Herd-Score` header.
     package var header: String {
-        var text = "ect_ms=\(Int(ectMs.rounded())) wait=\(Int(wait.rounded())) load=\(Int(load.rounded())) prefill=\(Int(prefill.rounded())) decode=\(Int(decode.rounded()))"
-        if factor != 1 { text += " factor=\(Int((factor * 100).rounded()) / 100).\(String(Int((factor * 100).rounded()) % 100).leftPadded(2))" }
-        if affinityGain > 0 { text += " affinity=-\(Int(affinityGain.rounded()))" }
-        return text
-    }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
+        var out: [UInt8] = []
+        out.reserveCapacity(80)
+        out.append(literal: "ect_ms=")
+        out.append(rounded: ectMs)
+        out.append(literal: " wait=")
+        out.append(rounded: wait)
+        out.append(literal: " load=")
+        out.append(rounded: load)
+        out.append(literal: " prefill=")
+        out.append(rounded: prefill)
+        out.append(literal: " decode=")
+        out.append(rounded: decode)
+        if factor != 1 {
+            let hundredths = Int((factor * 100).rounded())
+            out.append(literal: " factor=")
+            out.append(decimal: hundredths / 100)
+            out.append(UInt8(ascii: "."))
+            if hundredths % 100 < 10 { out.append(UInt8(ascii: "0")) }
+            out.append(decimal: hundredths % 100)
+        }
+        if affinityGain > 0 {
+            out.append(literal: " affinity=-")
+            out.append(rounded: affinityGain)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

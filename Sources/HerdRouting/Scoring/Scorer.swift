@@ -347,53 +347,51 @@ extension ScoreCard {
     /// request's path).
     package var jsonText: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(160 * (candidates.count + eliminated.count) + 2)
+        out.reserveCapacity(200 * (candidates.count + eliminated.count) + 2)
         out.append(UInt8(ascii: "["))
-        func key(_ name: StaticString) {
-            out.append(UInt8(ascii: ","))
-            out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-        }
-        func number(_ name: StaticString, _ value: Double) {
-            key(name)
-            out.append(contentsOf: String(Int(value.rounded())).utf8)
-        }
         for (i, c) in candidates.enumerated() {
-            out.append(contentsOf: i == 0 ? Array(#"{"node":"#.utf8) : Array(#",{"node":"#.utf8))
+            out.append(literal: i == 0 ? #"{"node":"# : #",{"node":"#)
             JSONValue.writeString(c.node, to: &out)
-            key("model")
+            out.append(literal: #","model":"#)
             JSONValue.writeString(c.model, to: &out)
-            key("state")
-            JSONValue.writeString(c.temperature.label, to: &out)
-            number("ect_ms", c.ectMs)
-            number("wait", c.breakdown.wait)
-            number("load", c.breakdown.load)
-            number("prefill", c.breakdown.prefill)
-            number("decode", c.breakdown.decode)
+            out.append(literal: #","state":""#)
+            out.append(contentsOf: c.temperature.label.utf8)
+            out.append(literal: #"","ect_ms":"#)
+            out.append(rounded: c.ectMs)
+            out.append(literal: #","wait":"#)
+            out.append(rounded: c.breakdown.wait)
+            out.append(literal: #","load":"#)
+            out.append(rounded: c.breakdown.load)
+            out.append(literal: #","prefill":"#)
+            out.append(rounded: c.breakdown.prefill)
+            out.append(literal: #","decode":"#)
+            out.append(rounded: c.breakdown.decode)
             if c.breakdown.factor != 1 {
-                key("factor")
+                out.append(literal: #","factor":"#)
                 JSONValue.number(c.breakdown.factor).write(to: &out)
             }
-            number("in_flight", Double(c.inFlight))
-            number("limit", Double(c.limit))
+            out.append(literal: #","in_flight":"#)
+            out.append(decimal: c.inFlight)
+            out.append(literal: #","limit":"#)
+            out.append(decimal: c.limit)
             if let affinity = c.affinity {
-                key("affinity")
-                JSONValue.writeString(affinity.rawValue, to: &out)
-                number("affinity_gain", c.breakdown.affinityGain)
+                out.append(literal: #","affinity":""#)
+                out.append(contentsOf: affinity.rawValue.utf8)
+                out.append(literal: #"","affinity_gain":"#)
+                out.append(rounded: c.breakdown.affinityGain)
             }
             if !c.penalties.isEmpty {
-                key("penalties")
+                out.append(literal: #","penalties":"#)
                 JSONValue.array(c.penalties.map { .string($0) }).write(to: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
         for (i, e) in eliminated.enumerated() {
-            out.append(contentsOf: i + candidates.count == 0 ? Array(#"{"node":"#.utf8) : Array(#",{"node":"#.utf8))
+            out.append(literal: i + candidates.count == 0 ? #"{"node":"# : #",{"node":"#)
             JSONValue.writeString(e.node, to: &out)
-            key("model")
+            out.append(literal: #","model":"#)
             JSONValue.writeString(e.model, to: &out)
-            key("eliminated")
+            out.append(literal: #","eliminated":"#)
             JSONValue.writeString(e.reason, to: &out)
             out.append(UInt8(ascii: "}"))
         }
