@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "HerdWireTests", dependencies: ["HerdWire", "HerdRuntime", "HerdJSON"]),
         .testTarget(name: "HerdStorageTests", dependencies: ["HerdStorage", "HerdRuntime"]),
         .testTarget(name: "HerdDiscoveryTests", dependencies: ["HerdDiscovery", "HerdRuntime"]),
-        .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
+        .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"]),
         .testTarget(name: "HerdRoutingTests", dependencies: ["HerdRouting", "HerdWire", "HerdJSON"]),
         .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
         .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdRuntime", "HerdJSON", "HerdWire", "HerdTestSupport"],

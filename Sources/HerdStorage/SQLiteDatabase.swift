@@ -15,6 +15,15 @@ public enum SQLiteValue: Equatable, Sendable {
     case real(Double)
     case text(String)
     case blob([UInt8])
+
+    /// A number column's value (integer or real), nil for anything else.
+    public var double: Double? {
+        switch self {
+        case let .integer(n): Double(n)
+        case let .real(x): x
+        default: nil
+        }
+    }
 }
 
 /// SQLite's "copy the bytes now" destructor; the C macro is not imported.

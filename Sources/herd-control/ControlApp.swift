@@ -17,6 +17,8 @@ struct ControlOptions: Sendable {
     /// Published in the mDNS TXT record; nodes with --fleet-id pick their router by it.
     var fleetID = "herd"
     var scheduler = Scheduler.Settings()
+    /// Trace rows older than this are deleted (hourly); 0 keeps them all.
+    var traceRetentionMilliseconds: UInt64 = 30 * 86_400_000
     var registry = NodeRegistry.Settings()
     var proxyArguments: [String] = []
 
@@ -49,10 +51,15 @@ final class ControlApp {
             return snapshot
         }
         let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log, snapshot: currentSnapshot)
+        // What the last run learned: rates come back from the trace rows of the last week.
+        let now = Int(EventLoop.wallClockMilliseconds())
+        let learned = try TraceStore.recentObservations(path: traces.path, since: now - 7 * 86_400_000, limit: 20_000)
+        routes.restore(learned)
+        if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
         routes.onFinished = { finished in
             traces.record(finished, now: Int(EventLoop.wallClockMilliseconds()))
             requestLog.record(finished.result, request: finished.request)
-            metrics.record(finished.result)
+            metrics.record(finished)
         }
         try routes.listen(path: options.socketPath)
 
@@ -72,6 +79,13 @@ final class ControlApp {
         let sweep = LoopTimer(loop: loop)
         sweep.start(after: 1_000, repeating: 1_000) {
             if registry.sweep(now: loop.nowMilliseconds) { fleetChanged() }
+        }
+        let retention = LoopTimer(loop: loop)
+        if options.traceRetentionMilliseconds > 0 {
+            let keep = Int(options.traceRetentionMilliseconds)
+            retention.start(after: 0, repeating: 3_600_000) {
+                traces.prune(before: Int(EventLoop.wallClockMilliseconds()) - keep)
+            }
         }
 
         let supervisor = ProxySupervisor(loop: loop, settings: ProxySupervisor.Settings(
@@ -99,6 +113,7 @@ final class ControlApp {
             supervisor.stop(deadline: 15_000) {
                 announcer?.stop()
                 sweep.close()
+                retention.close()
                 routes.close()
                 http.close()
                 loop.stop()

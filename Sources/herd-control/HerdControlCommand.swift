@@ -67,6 +67,15 @@ struct HerdControlCommand: ParsableCommand {
     @Option(help: "Seconds without a heartbeat before a node is offline (HERD_OFFLINE_AFTER).")
     var offlineAfter: Double = Environment.string("HERD_OFFLINE_AFTER").flatMap(Double.init) ?? 15
 
+    @Option(help: "Days of request traces kept in <data-dir>/herd.db; 0 keeps them all (HERD_TRACE_RETENTION_DAYS).")
+    var traceRetentionDays: Double = Environment.string("HERD_TRACE_RETENTION_DAYS").flatMap(Double.init) ?? 30
+
+    @Option(help: "A node whose camera or microphone is in use: avoid (used only when 4× better), pause (never), ignore (HERD_MEETING_POLICY).")
+    var meetingPolicy: String = Environment.string("HERD_MEETING_POLICY") ?? "avoid"
+
+    @Option(help: "Expected output of a thinking model, × the prior, until measured (HERD_THINKING_MULTIPLIER).")
+    var thinkingMultiplier: Double = Environment.string("HERD_THINKING_MULTIPLIER").flatMap(Double.init) ?? 4
+
     @Option(parsing: .singleValue, help: "An extra argument for every herd-proxy child (repeatable), e.g. --proxy-arg=--first-byte-timeout=60.")
     var proxyArg: [String] = []
 
@@ -75,6 +84,11 @@ struct HerdControlCommand: ParsableCommand {
         guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         if let maxConcurrency, maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
+        guard traceRetentionDays >= 0 else { throw ValidationError("--trace-retention-days must be 0 or more") }
+        guard Scorer.MeetingPolicy(rawValue: meetingPolicy) != nil else {
+            throw ValidationError("--meeting-policy must be one of: \(Scorer.MeetingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard thinkingMultiplier >= 1, thinkingMultiplier <= 100 else { throw ValidationError("--thinking-multiplier must be 1–100") }
         guard queueTimeout > 0, degradedAfter > 0, offlineAfter > degradedAfter else {
             throw ValidationError("timeouts must be positive and --offline-after longer than --degraded-after")
         }
@@ -94,6 +108,9 @@ struct HerdControlCommand: ParsableCommand {
         options.scheduler.maxConcurrencyPerModel = maxConcurrency
         options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
         options.scheduler.maxRetries = maxRetries
+        options.scheduler.scoring.meetingPolicy = Scorer.MeetingPolicy(rawValue: meetingPolicy) ?? .avoid
+        options.scheduler.scoring.thinkingMultiplier = thinkingMultiplier
+        options.traceRetentionMilliseconds = UInt64(traceRetentionDays * 86_400_000)
         options.registry.degradedAfterMilliseconds = UInt64(degradedAfter * 1000)
         options.registry.offlineAfterMilliseconds = UInt64(offlineAfter * 1000)
         options.proxyArguments = proxyArg

@@ -96,7 +96,7 @@ extension Scheduler {
     }
 
     /// Whether a request to `path` generates tokens (not embeddings, not `/api/show`).
-    static func generates(path: String) -> Bool {
+    package static func generates(path: String) -> Bool {
         switch path {
         case "/api/embed", "/api/embeddings", "/v1/embeddings", "/api/show": false
         default: true

@@ -26,7 +26,7 @@ extension Scheduler {
         case .upstreamError, .timeout:
             if !busy { rates.failed(node: slot.node, at: now) }
             loadingUntil[slot] = nil
-        case .clientGone:
+        case .clientGone, .rejected:
             break
         }
     }

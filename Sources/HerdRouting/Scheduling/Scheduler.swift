@@ -17,6 +17,8 @@ package struct FinishedRequest: Equatable, Sendable {
     package var decision: RouteAnswer?
     /// Every candidate of the last decision, ranked, and every elimination.
     package var card: ScoreCard?
+    /// Requests in flight on its node:model when it was sent there, itself included.
+    package var concurrency: Int?
 }
 
 /// What the driver (`ControlServer`) must do after a scheduler event.
@@ -193,6 +195,11 @@ package struct Scheduler {
         decide(key, entry, fleet: fleet, now: now, into: &actions)
     }
 
+    /// Rates learned before a restart (from the trace rows), replayed in order.
+    package mutating func restore(_ observations: [LearnedRates.Observation]) {
+        for observation in observations { rates.observe(observation) }
+    }
+
     /// A RESULT: the request ended; its slot frees, herd learns from it, and the queue moves.
     package mutating func result(_ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                                  into actions: inout [SchedulerAction]) {
@@ -202,7 +209,8 @@ package struct Scheduler {
             release(&entry)
             var result = result
             result.retries = entry.retries
-            actions.append(.finished(FinishedRequest(result: result, request: entry.request, decision: entry.decision, card: entry.card)))
+            actions.append(.finished(FinishedRequest(result: result, request: entry.request, decision: entry.decision, card: entry.card,
+                                                     concurrency: entry.decision == nil ? nil : entry.concurrency)))
         } else {
             actions.append(.finished(FinishedRequest(result: result)))
         }

@@ -220,6 +220,8 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
         case ok
         /// The backend failed (after retries, or mid-stream).
         case upstreamError = "upstream_error"
+        /// herd refused it: unknown model (404), no node or the queue wait ran out (503).
+        case rejected
         /// The client went away.
         case clientGone = "client_gone"
         case timeout

@@ -1,3 +1,4 @@
+import HerdRouting
 import HerdWire
 
 /// Counters behind `GET /metrics` (Prometheus text format 0.0.4).
@@ -18,9 +19,14 @@ final class ControlMetrics {
     private var durationSum = 0.0
     private var durationCount = 0
 
-    func record(_ result: RouteResult) {
-        requests[Key(node: result.node.isEmpty ? "none" : result.node, model: result.model, outcome: result.outcome.rawValue), default: 0] += 1
-        completionTokens[result.model, default: 0] += result.completionTokens
+    /// Counts a finished request. Labels name only what the fleet has (nodes,
+    /// the models they serve): a model a client asked for and no node has is
+    /// labelled `none`, so clients cannot grow the label set.
+    func record(_ finished: FinishedRequest) {
+        let result = finished.result
+        let model = finished.decision?.model ?? (result.local && !result.node.isEmpty ? result.model : "none")
+        requests[Key(node: result.node.isEmpty ? "none" : result.node, model: model, outcome: result.outcome.rawValue), default: 0] += 1
+        if model != "none" { completionTokens[model, default: 0] += result.completionTokens }
         retries += result.retries
         for (i, bound) in ControlMetrics.bounds.enumerated() where result.durationMilliseconds <= bound { buckets[i] += 1 }
         durationSum += result.durationMilliseconds

@@ -50,13 +50,22 @@ final class TraceStore {
             ALTER TABLE request_traces ADD COLUMN fallback_used INTEGER NOT NULL DEFAULT 0;
             ALTER TABLE request_traces ADD COLUMN affinity TEXT;
             """),
+        SQLiteMigration(version: 4, name: "what learning needs after a restart; indexes for the dashboard", sql: """
+            ALTER TABLE request_traces ADD COLUMN concurrency INTEGER;
+            ALTER TABLE request_traces ADD COLUMN prompt_eval_ms REAL;
+            ALTER TABLE request_traces ADD COLUMN eval_ms REAL;
+            ALTER TABLE request_traces ADD COLUMN load_ms REAL;
+            CREATE INDEX request_traces_node_at ON request_traces(node_id, at_ms);
+            CREATE INDEX request_traces_outcome_at ON request_traces(outcome, at_ms);
+            """),
     ]
 
     private static let insert = """
         INSERT INTO request_traces (request_id, at_ms, api, path, model, served_model, node_id, outcome, status, ttft_ms,
             duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error,
-            stream, est_tokens, num_ctx, queued_ms, local, reason, score, candidates, fallback_used, affinity)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            stream, est_tokens, num_ctx, queued_ms, local, reason, score, candidates, fallback_used, affinity,
+            concurrency, prompt_eval_ms, eval_ms, load_ms)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     let path: String
@@ -86,7 +95,38 @@ final class TraceStore {
             .integer(result.local ? 1 : 0), decision.map { .text($0.reason) } ?? .null,
             decision.map { .text($0.score) } ?? .null, finished.card.map { .text(String(decoding: $0.jsonText, as: UTF8.self)) } ?? .null,
             .integer(fallbackUsed ? 1 : 0), chosen?.affinity.map { .text($0.rawValue) } ?? .null,
+            finished.concurrency.map { .integer(Int64($0)) } ?? .null, result.backendPromptMilliseconds.map { .real($0) } ?? .null,
+            result.backendDecodeMilliseconds.map { .real($0) } ?? .null, result.backendLoadMilliseconds.map { .real($0) } ?? .null,
         ])
+    }
+
+    /// Deletes the rows older than `cutoff` (ms since the epoch): the retention.
+    func prune(before cutoff: Int) {
+        writer.enqueue(sql: "DELETE FROM request_traces WHERE at_ms < ?", [.integer(Int64(cutoff))])
+    }
+
+    /// What finished requests taught before a restart: the last `limit`
+    /// successful routed requests since `since` (ms), oldest first, as the
+    /// scheduler observed them (the backend's time: herd's queue wait taken out).
+    static func recentObservations(path: String, since: Int, limit: Int) throws -> [LearnedRates.Observation] {
+        let database = try SQLiteDatabase(path: path, readOnly: true)
+        let rows = try database.query("""
+            SELECT node_id, served_model, path, concurrency, prompt_tokens, completion_tokens, ttft_ms, duration_ms,
+                   COALESCE(queued_ms, 0), COALESCE(stream, 0), prompt_eval_ms, eval_ms, load_ms
+            FROM request_traces
+            WHERE outcome = 'ok' AND node_id != '' AND concurrency IS NOT NULL AND at_ms >= ?
+            ORDER BY id DESC LIMIT ?
+            """, [.integer(Int64(since)), .integer(Int64(limit))])
+        return rows.reversed().compactMap { row in
+            guard row.count == 13, case let .text(node) = row[0], case let .text(model) = row[1], case let .text(path) = row[2] else { return nil }
+            let queued = row[8].double ?? 0
+            return LearnedRates.Observation(
+                slot: SlotKey(node, model), ok: true, generates: Scheduler.generates(path: path), batch: Int(row[3].double ?? 1),
+                promptTokens: Int(row[4].double ?? 0), completionTokens: Int(row[5].double ?? 0),
+                ttftMs: max(0, (row[6].double ?? 0) - queued), durationMs: max(0, (row[7].double ?? 0) - queued),
+                streamed: (row[9].double ?? 0) != 0, backendPromptMs: row[10].double, backendDecodeMs: row[11].double,
+                backendLoadMs: row[12].double)
+        }
     }
 
     func close() {

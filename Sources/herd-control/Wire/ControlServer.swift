@@ -52,6 +52,11 @@ final class ControlServer {
 
     var proxyCount: Int { links.values.filter(\.greeted).count }
 
+    /// Rates learned before a restart.
+    func restore(_ observations: [LearnedRates.Observation]) {
+        scheduler.restore(observations)
+    }
+
     func listen(path: String) throws {
         listener = try StreamListener(loop: loop, path: path) { [unowned self] stream in self.accept(stream) }
         queueTimer = DeadlineTimer(clock: clock) { [unowned self] in

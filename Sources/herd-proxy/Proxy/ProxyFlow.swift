@@ -59,7 +59,9 @@ struct ProxyFlow: Equatable {
         guard phase == .routing else { return [] }
         phase = .finished
         let error = ClientError.refused(refusal, lastFailure: lastFailure, lastUpstreamStatus: lastFailureStatus)
-        return [.failClient(error), .report(outcome: .upstreamError, status: error.status, error: error.message)]
+        // Retries that ran out are the backends' failure; anything else herd refused.
+        let outcome: RouteResult.Outcome = refusal.code == .retriesExhausted ? .upstreamError : .rejected
+        return [.failClient(error), .report(outcome: outcome, status: error.status, error: error.message)]
     }
 
     /// The upstream's response head arrived.
