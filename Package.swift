@@ -88,6 +88,8 @@ let package = Package(
         .target(name: "HerdTestSupport", dependencies: ["HerdRuntime", "HerdJSON"], path: "Tests/HerdTestSupport"),
 
         // The open-loop load generator of the benchmarks (Benchmarks/README.md).
+        // Routing quality in virtual time: herd's scheduler against baselines (Benchmarks/routing/run.sh).
+        .executableTarget(name: "herd-routesim", dependencies: ["HerdRouting", "HerdWire"], path: "Benchmarks/RoutingSim"),
         .executableTarget(name: "herd-loadgen", dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire"], path: "Benchmarks/LoadGen"),
 
         .testTarget(name: "HerdRuntimeTests", dependencies: ["HerdRuntime", "HerdTestSupport"]),

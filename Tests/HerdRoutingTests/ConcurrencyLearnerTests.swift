@@ -29,6 +29,33 @@ import Testing
         #expect(learner.limit == 2, "four good requests at limit 1 give one more slot")
     }
 
+    @Test func aReportedParallelismIsKeptAndLeftOnlyWhileBusy() {
+        var learner = ConcurrencyLearner(prior: 4, reported: true)
+        learner.completed(ttft: 100, concurrency: 4, ok: true, busy: false)
+        learner.completed(ttft: 900, concurrency: 4, ok: true, busy: false)
+        #expect(learner.limit == 4, "a slower batch is priced by the scorer, not a reason to leave the backend's slots unused")
+        for _ in 0..<10 { learner.completed(ttft: 100, concurrency: 4, ok: true, busy: false) }
+        #expect(learner.limit == 4, "never above what the backend serves at once")
+        learner.completed(ttft: 0, concurrency: 4, ok: false, busy: true)
+        #expect(learner.limit == 2, "busy: halved")
+        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
+        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
+        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
+        #expect(learner.limit == 4, "and back up to the reported slots")
+    }
+
+    @Test func theSchedulerStartsFromTheNodesReport() {
+        var fleet = [node("a", models: ["m:1b"])]
+        fleet[0].heartbeat.backends[0].parallel = 3
+        var scheduler = Scheduler()
+        var actions: [SchedulerAction] = []
+        scheduler.fleetChanged(fleet: fleet, now: 0, into: &actions)
+        #expect(scheduler.limit(node: "a", model: "m:1b") == 3)
+        fleet[0].heartbeat.backends[0].parallel = nil
+        scheduler.fleetChanged(fleet: fleet, now: 0, into: &actions)
+        #expect(scheduler.limit(node: "a", model: "m:1b") == 2, "no report: the safe 2")
+    }
+
     @Test func jitterBelowTheToleranceIsNotQueueing() {
         var learner = ConcurrencyLearner(prior: 8)
         learner.completed(ttft: 0.3, concurrency: 1, ok: true, busy: false)

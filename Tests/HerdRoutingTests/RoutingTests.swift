@@ -170,3 +170,36 @@ extension SchedulerAction {
         #expect(refused.request?.model == "nope")
     }
 }
+
+@Suite struct DrainTests {
+    /// A 27 GB model fits on "a" only once its busy small model drains: the
+    /// request waits for that in herd's queue, and holds the node meanwhile —
+    /// requests for the small model (hot there, with room) wait behind it
+    /// instead of keeping the node busy forever.
+    @Test func aBigModelWaitsForTheNodeToDrainAndHoldsIt() {
+        let gb = 1_000_000_000
+        let a = FleetNode(heartbeat: Heartbeat(nodeID: "a", memoryAvailableBytes: 16 * gb, backends: [
+            Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
+                              models: [Heartbeat.Model(name: "small:1b", sizeBytes: 4 * gb), Heartbeat.Model(name: "big:27b", sizeBytes: 17 * gb)],
+                              loaded: [Heartbeat.LoadedModel(name: "small:1b", sizeBytes: 4 * gb)]),
+        ]), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: .online)
+        var settings = Scheduler.Settings()
+        settings.maxConcurrencyPerModel = 4
+        var scheduler = Scheduler(settings: settings)
+        var actions: [SchedulerAction] = []
+        func route(_ id: UInt64, _ model: String, at now: UInt64) {
+            scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: true), from: SchedulerHarness.p1,
+                            fleet: [a], now: now, into: &actions)
+        }
+        route(1, "small:1b", at: 1_000)
+        #expect(actions.map(\.routedID) == [1])
+        actions.removeAll()
+        route(2, "big:27b", at: 1_100)
+        #expect(actions.isEmpty && scheduler.queueLength == 1, "big waits for small:1b to finish")
+        route(3, "small:1b", at: 1_200)
+        #expect(actions.isEmpty && scheduler.queueLength == 2, "the node is held for big: small waits though it has room")
+        scheduler.result(RouteResult(id: 1, node: "a", model: "small:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
+                         fleet: [a], now: 5_000, into: &actions)
+        #expect(actions.compactMap(\.routedID).first == 2, "drained: big goes first")
+    }
+}

@@ -30,8 +30,13 @@ struct FakeLoad: RoutingLoad {
     var affinityBy: [String: CompletionTimeModel.Affinity] = [:]
     var routed: [String: UInt64] = [:]
     var rates = LearnedRates()
+    var drain: [String: Double] = [:]
+    var reserved: [String: String] = [:]
 
     func inFlight(_ slot: SlotKey) -> Int { inFlightBy[slot.description] ?? 0 }
+    func nodeInFlight(_ node: String) -> Int { inFlightBy.filter { $0.key.hasPrefix(node + "/") }.values.reduce(0, +) }
+    func drainMs(node: String, except model: String?, now: UInt64) -> Double { drain[node] ?? 0 }
+    func reservedModel(node: String) -> String? { reserved[node] }
     func limit(_ slot: SlotKey) -> Int { limitBy[slot.description] ?? defaultLimit }
     func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double { soonest[slot.description] ?? 0 }
     func queuedAhead(_ slot: SlotKey) -> Int { ahead[slot.description] ?? 0 }
@@ -260,16 +265,56 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(routedNode(decide([machine("small", memory: 4_600_000_000)])) == "small")
         // A larger num_ctx needs more KV cache.
         #expect(decide([machine("small", memory: 4_600_000_000)]) { $0.numCtx = 32_768 }.0 == .noNode)
-        // Idle loaded models count as memory (Ollama evicts them); busy ones do not.
+        // Idle loaded models count as memory (Ollama evicts them); busy ones only once they drain.
         let crowded = machine("crowded", models: [("m:8b", 4_000_000_000), ("other:8b", 4_000_000_000)], loaded: ["other:8b"], memory: 1_000_000_000)
         #expect(routedNode(decide([crowded])) == "crowded")
         var load = FakeLoad()
         load.inFlightBy["crowded/other:8b"] = 1
-        #expect(decide([crowded], load: load).0 == .noNode)
+        load.drain["crowded"] = 7_000
+        guard case let .queue(waiting) = decide([crowded], load: load).0 else { Issue.record("should wait for the drain"); return }
+        #expect(waiting.drains && !waiting.canStart && waiting.breakdown.wait == 7_000)
+        // Memory that even a drained node lacks eliminates.
+        let tiny = machine("tiny", models: [("m:8b", 4_000_000_000), ("other:8b", 1_000_000_000)], loaded: ["other:8b"], memory: 1_000_000_000)
+        load.inFlightBy = ["tiny/other:8b": 1]
+        #expect(decide([tiny], load: load).0 == .noNode)
         // A measured KV cache replaces the prior.
         load = FakeLoad()
         load.rates.observeLoaded(model: "m:8b", loadedBytes: 6_000_000_000, weightBytes: 4_000_000_000, contextLength: 4096)
         #expect(decide([machine("small", memory: 5_000_000_000)], load: load).0 == .noNode, "2 GB of KV at 4096 measured")
+    }
+
+    @Test func aNodeDrainingForABigModelStartsNothingElse() {
+        // "big" fits on the workstation only once "m:8b" drains; the slow box has it hot but is 20× slower.
+        let gb = 1_000_000_000
+        let workstation = machine("ws", models: [("m:8b", 4 * gb), ("big:27b", 17 * gb)], loaded: ["m:8b"], memory: 16 * gb)
+        let slow = machine("slow", models: [("big:27b", 17 * gb)], loaded: ["big:27b"], memory: 64 * gb)
+        var load = FakeLoad()
+        load.measured("ws", "big:27b", msPerToken: 20, tokens: 500)
+        load.measured("slow", "big:27b", msPerToken: 400, tokens: 500)
+        load.measured("ws", msPerToken: 10)
+        load.inFlightBy["ws/m:8b"] = 1
+        load.drain["ws"] = 5_000
+        guard case let .queue(best) = decide([workstation, slow], ["big:27b"], load: load).0 else {
+            Issue.record("waiting for the drain beats a 20× slower hot node"); return
+        }
+        #expect(best.node == "ws" && best.drains)
+        // While it waits, the node is held: m:8b (hot there, with room) waits for the drain too.
+        load.reserved["ws"] = "big:27b"
+        let (decision, card) = decide([workstation], ["m:8b"], load: load)
+        guard case let .queue(held) = decision else { Issue.record("a held node starts nothing else"); return }
+        #expect(held.node == "ws" && held.breakdown.wait == 5_000)
+        #expect(Scheduler.reason(held, card: card).contains("waits for the node to drain"))
+        load.reserved["ws"] = "m:8b"
+        #expect(routedNode(decide([workstation], ["m:8b"], load: load)) == "ws", "held for its own model")
+    }
+
+    @Test func decodeJoinsTheWholeNodesBatch() {
+        var load = FakeLoad()
+        load.measured("a", msPerToken: 10)
+        let one = decide([machine("a", loaded: ["m:8b"])], load: load).1.candidates[0].breakdown.decode
+        load.inFlightBy["a/other:8b"] = 3
+        let shared = decide([machine("a", models: [("m:8b", 1), ("other:8b", 1)], loaded: ["m:8b", "other:8b"])], load: load).1.candidates[0].breakdown.decode
+        #expect(shared > one, "three requests of another model share the node: \(shared) vs \(one)")
     }
 
     @Test func criticalPressureAllowsNoColdLoad() {
@@ -302,12 +347,23 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
     }
 
     @Test func noColdLoadWhileAHotReplicaHasRoom() {
-        // A cold GPU box would finish sooner (5 s load + 3.4 s) than the hot CPU box (25.6 s) …
+        var load = FakeLoad()
+        load.measured("cpu", msPerToken: 50, tokens: 500)
+        load.measured("gpu", msPerToken: 20, tokens: 500)
+        // The cold GPU box would finish sooner (5 s load + 10 s) than the hot CPU box (25 s), not twice as soon: the hot one serves.
         let fleet = [machine("cpu", loaded: ["m:8b"]), machine("gpu", memory: 8_000_000_000, gpuFree: 24_000_000_000)]
-        let (decision, card) = decide(fleet)
+        let (decision, card) = decide(fleet, load: load)
         #expect(card.candidates.first { $0.node == "gpu" }!.ectMs < card.candidates.first { $0.node == "cpu" }!.ectMs)
-        // … but loading a second copy while the first has room evicts what the GPU box holds and thrashes: the hot one serves.
         #expect(routedNode((decision, card)) == "cpu")
+        // 50 s on the CPU box: a load with room to spare is worth it.
+        load = FakeLoad()
+        load.measured("cpu", msPerToken: 100, tokens: 500)
+        load.measured("gpu", msPerToken: 20, tokens: 500)
+        #expect(routedNode(decide(fleet, load: load)) == "gpu")
+        // Not if it must evict what the GPU box holds (then it must win 4×; 15 s vs 50 s is 3.3×): the evicted would reload.
+        let full = [machine("cpu", loaded: ["m:8b"]),
+                    machine("gpu", models: [("m:8b", 4_000_000_000), ("other:8b", 4_000_000_000)], loaded: ["other:8b"], memory: 1_000_000_000)]
+        #expect(routedNode(decide(full, load: load)) == "cpu")
     }
 
     @Test func equalCandidatesTakeTurns() {

@@ -20,7 +20,12 @@
 ///   (one more slot per four rounds).
 /// - Requests that did not fill the limit say nothing about it.
 /// The prior: what the node reports (Ollama's `OLLAMA_NUM_PARALLEL`,
-/// llama.cpp's slots) when it does, else 2. Pure: tested in isolation.
+/// llama.cpp's slots) when it does, else 2. A reported parallelism is the
+/// backend's own number of slots: more would only wait inside it, fewer
+/// only because of a slower batch — which the scorer already prices (its
+/// decode line grows with the batch). So a reported limit is kept, and left
+/// only while the backend answers "busy" (halved, then +1 per good answer
+/// back up to it). Pure: tested in isolation.
 struct ConcurrencyLearner: Equatable, Sendable {
     /// The limit never grows past this.
     static let ceiling = 256.0
@@ -29,9 +34,12 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// The lowest backend TTFT seen, in milliseconds (nil: no sample yet).
     private(set) var baseline: Double?
     private(set) var slowStart = true
+    /// The backend's own parallelism, when its node reports it.
+    let reported: Int?
 
-    init(prior: Int) {
+    init(prior: Int, reported: Bool = false) {
         estimate = Double(max(1, prior))
+        self.reported = reported ? max(1, prior) : nil
     }
 
     /// Requests this node:model may serve at once.
@@ -45,6 +53,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
         if busy {
             estimate = max(1, estimate / 2)
             slowStart = false
+            return
+        }
+        if let reported {
+            if ok { estimate = min(Double(reported), estimate + 1) }
             return
         }
         guard ok, ttft.isFinite, ttft >= 0 else { return }

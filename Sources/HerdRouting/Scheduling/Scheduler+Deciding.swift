@@ -23,6 +23,8 @@ extension Scheduler {
             load.ends.append(entry.expectedEnd)
             slotLoads[slot] = load
             entry.concurrency = load.count
+            nodeLoads[slot.node, default: 0] += 1
+            entry.nodeBatch = nodeLoads[slot.node] ?? 1
             if candidate.temperature != .hot, loadingUntil[slot] == nil {
                 loadingUntil[slot] = now + UInt64(max(1, candidate.breakdown.load.rounded()))
             }
@@ -42,6 +44,7 @@ extension Scheduler {
             actions.append(.routed(key.proxy, answer))
         case let .queue(best):
             entry.waitingFor = SlotKey(best.node, best.canonicalModel)
+            if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
             enqueue(key, entry, now: now, into: &actions)
         case let .notFound(known):
             let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
@@ -61,6 +64,7 @@ extension Scheduler {
         var out: [UInt8] = []
         out.reserveCapacity(64)
         out.append(contentsOf: chosen.temperature.label.utf8)
+        if chosen.drains { out.append(literal: "; waits for the node to drain") }
         if let affinity = chosen.affinity {
             out.append(literal: "; ")
             out.append(contentsOf: affinity.rawValue.utf8)
@@ -148,6 +152,7 @@ extension Scheduler {
         let queue = waiting
         waiting.removeAll(keepingCapacity: true)
         queuedFor.removeAll(keepingCapacity: true)
+        reservations.removeAll(keepingCapacity: true)
         nextRescore = now + settings.rescoreIntervalMilliseconds
         for key in queue {
             guard let entry = entries.removeValue(forKey: key) else { continue }
@@ -185,11 +190,15 @@ extension Scheduler {
         load.count -= 1
         if let i = load.ends.firstIndex(of: entry.expectedEnd) { load.ends.remove(at: i) }
         slotLoads[slot] = load.count > 0 ? load : nil
+        if let n = nodeLoads[slot.node] { nodeLoads[slot.node] = n > 1 ? n - 1 : nil }
     }
 
     package func limit(_ slot: SlotKey) -> Int {
-        settings.maxConcurrencyPerModel ?? learners[slot]?.limit ?? settings.initialConcurrency
+        settings.maxConcurrencyPerModel ?? learners[slot]?.limit ?? prior(slot.node)
     }
+
+    /// Where a node:model's learned concurrency starts: what the node reports, else the setting.
+    func prior(_ node: String) -> Int { reportedParallel[node] ?? settings.initialConcurrency }
 }
 
 extension Scheduler: RoutingLoad {
@@ -204,6 +213,20 @@ extension Scheduler: RoutingLoad {
     }
 
     package func queuedAhead(_ slot: SlotKey) -> Int { queuedFor[slot] ?? 0 }
+
+    package func nodeInFlight(_ node: String) -> Int { nodeLoads[node] ?? 0 }
+
+    package func drainMs(node: String, except model: String?, now: UInt64) -> Double {
+        var latest = 0.0
+        for (slot, load) in slotLoads where slot.node == node && slot.model != model {
+            guard let last = load.ends.max() else { continue }
+            let remaining = last > now ? Double(last - now) : max(Double(now - last), (rates.slot(slot)?.serviceMs.value ?? 1_000) / 4)
+            latest = max(latest, remaining)
+        }
+        return latest
+    }
+
+    package func reservedModel(node: String) -> String? { reservations[node] }
 
     package func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double? {
         guard let until = loadingUntil[slot] else { return nil }

@@ -17,11 +17,11 @@ extension Scheduler {
         switch result.outcome {
         case .ok:
             rates.observe(LearnedRates.Observation(
-                slot: slot, ok: true, generates: Scheduler.generates(path: entry.request.path), batch: entry.concurrency,
+                slot: slot, ok: true, generates: Scheduler.generates(path: entry.request.path), batch: entry.nodeBatch,
                 promptTokens: result.promptTokens, completionTokens: result.completionTokens, ttftMs: ttft, durationMs: duration,
                 streamed: entry.request.stream, backendPromptMs: result.backendPromptMilliseconds,
                 backendDecodeMs: result.backendDecodeMilliseconds, backendLoadMs: result.backendLoadMilliseconds,
-                modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry)))
+                modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry), weightBytes: weights(of: entry)))
             loadingUntil[slot] = nil
         case .upstreamError, .timeout:
             if !busy { rates.failed(node: slot.node, at: now) }
@@ -39,7 +39,7 @@ extension Scheduler {
     /// Updates `slot`'s learner (created at the prior on first use).
     mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
         guard settings.maxConcurrencyPerModel == nil else { return }
-        var learner = learners[slot] ?? ConcurrencyLearner(prior: settings.initialConcurrency)
+        var learner = learners[slot] ?? ConcurrencyLearner(prior: prior(slot.node), reported: reportedParallel[slot.node] != nil)
         update(&learner)
         learners[slot] = learner
     }
@@ -48,6 +48,12 @@ extension Scheduler {
     /// model, and loads that finished (the model is hot now).
     mutating func observe(fleet: [FleetNode]) {
         for node in fleet {
+            let parallel = node.heartbeat.backends.lazy.compactMap(\.parallel).first
+            if parallel != reportedParallel[node.id] {
+                // The backend restarted with another parallelism: learn afresh from it.
+                reportedParallel[node.id] = parallel
+                learners = learners.filter { $0.key.node != node.id }
+            }
             for backend in node.heartbeat.backends {
                 for loaded in backend.loaded {
                     let canonical = ModelName.canonical(loaded.name)

@@ -91,6 +91,8 @@ package struct Scheduler {
         var chosen: ScoredCandidate?
         /// Requests in flight on its node:model when it was sent there, itself included.
         var concurrency = 0
+        /// Requests in flight on its node, all models, when it was sent (the batch its decode joined).
+        var nodeBatch = 0
         /// When it was sent and when it is expected to end (ms).
         var sentAt: UInt64 = 0
         var expectedEnd: UInt64 = 0
@@ -108,6 +110,12 @@ package struct Scheduler {
     var entries: [RequestKey: Entry] = [:]
     var waiting: [RequestKey] = []
     var slotLoads: [SlotKey: SlotLoad] = [:]
+    /// Requests in flight per node, all models.
+    var nodeLoads: [String: Int] = [:]
+    /// Nodes held for a queued request whose model fits there only once the
+    /// node's other models drain: node → that model (first in the queue wins;
+    /// rebuilt as the queue is re-scored). Other models start nothing there meanwhile.
+    var reservations: [String: String] = [:]
     /// Queued requests per node:model they wait for (rebuilt as the queue is re-scored).
     var queuedFor: [SlotKey: Int] = [:]
     /// When each node:model was last given a request: equal candidates take turns.
@@ -116,6 +124,8 @@ package struct Scheduler {
     var loadingUntil: [SlotKey: UInt64] = [:]
     /// Each node:model's learned concurrency.
     var learners: [SlotKey: ConcurrencyLearner] = [:]
+    /// What each node says its backend serves at once per model (the learners' prior).
+    var reportedParallel: [String: Int] = [:]
     package internal(set) var rates = LearnedRates()
     /// Where conversations and prompt prefixes were last served (their KV caches).
     var affinities = AffinityMemory(capacity: 4096)
@@ -138,9 +148,7 @@ package struct Scheduler {
     package func inFlight(node: String, model: String) -> Int { slotLoads[SlotKey(node, model)]?.count ?? 0 }
 
     /// Requests in flight on `node`, all models.
-    package func inFlight(node: String) -> Int {
-        slotLoads.filter { $0.key.node == node }.values.reduce(0) { $0 + $1.count }
-    }
+    package func inFlight(node: String) -> Int { nodeLoads[node] ?? 0 }
 
     /// How many requests `node` may serve of `model` at once: the override,
     /// else what was learned.
@@ -210,7 +218,7 @@ package struct Scheduler {
             var result = result
             result.retries = entry.retries
             actions.append(.finished(FinishedRequest(result: result, request: entry.request, decision: entry.decision, card: entry.card,
-                                                     concurrency: entry.decision == nil ? nil : entry.concurrency)))
+                                                     concurrency: entry.decision == nil ? nil : entry.nodeBatch)))
         } else {
             actions.append(.finished(FinishedRequest(result: result)))
         }

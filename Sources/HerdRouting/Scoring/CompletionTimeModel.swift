@@ -15,7 +15,11 @@ import HerdJSON
 ///   expected to end, plus one service time per `limit` requests queued ahead:
 ///   `wait = soonest_end + ahead × service ÷ limit`. *service*: the measured
 ///   mean time a request holds a slot there (sent → last byte); prior: this
-///   request's own prefill + decode.
+///   request's own prefill + decode. A cold load that fits only once the
+///   node's busy models finish (their memory freed) waits for that *drain*:
+///   `wait` = when the last of them is expected to end, and the node is held
+///   for it (other models start nothing there while it waits first in line);
+///   a node so held makes every other model wait for the drain too.
 /// - **load** — 0 when the model is hot (in the node's `/api/ps`). While a
 ///   load is under way (a request or a pre-warm started it): what is left of
 ///   it. Cold: the last measured load of this model on this node (the
@@ -28,7 +32,9 @@ import HerdJSON
 ///   first byte ÷ prompt tokens). Prior: the decode prior's single-stream ms
 ///   per token ÷ 50 on a GPU that holds the model, ÷ 8 on a CPU.
 /// - **decode** — expected output tokens × ms per token *at the batch the
-///   request joins* (in flight + 1; the limit when it must wait): the line
+///   request joins*: every request in flight on the node, all models (they
+///   share its memory bandwidth and compute), + 1; the limit when it must
+///   wait; 1 after a drain. The line
 ///   `ms(b) = a + c·(b − 1)` fitted to measured `eval_duration ÷ eval_count`
 ///   at the batch each request ran in (`DecodeCurve`). Prior: decoding is
 ///   memory-bound, so `a = weights ÷ bandwidth` with 300 GB/s on a GPU that
@@ -50,9 +56,14 @@ import HerdJSON
 ///   tools gains 50 %. The gain divides by (1 + in flight ÷ 2): a busy node
 ///   evicts caches.
 ///
-/// A node:model not yet measured is assumed as fast as the fastest node
+/// A node:model not yet measured, on a node that measured other models, is
+/// expected at the node's own measured speed: its weights ÷ the bandwidth the
+/// node decodes at (weights ÷ single-stream ms per token of the models it
+/// ran), in the node's line shape, with the node's prefill-to-decode ratio.
+/// On a node measured for nothing it is assumed as fast as the fastest node
 /// measured for that model (optimism: every node gets tried, and so
-/// measured), and only without any measurement of the model are the priors used.
+/// measured) — one request at a time: while that probe runs the priors
+/// hold — and only without any measurement of the model are the priors used.
 ///
 /// A candidate is *eliminated* (never chosen, listed with why) when its node
 /// is offline, already tried for this request, unreachable, of a backend kind
@@ -129,6 +140,10 @@ package enum CompletionTimeModel {
         package var outputTokens = Priors.outputTokens
         package var inFlight = 0
         package var limit = 1
+        /// Requests in flight on the node, all models (the batch decode shares).
+        package var nodeInFlight = 0
+        /// Set when it can start only after the node's other models drain: ms until then.
+        package var drainMs: Double?
         /// ms until the soonest in-flight request is expected to end (when full).
         package var soonestEndMs = 0.0
         /// Requests queued ahead of this one for this node:model.
@@ -152,7 +167,8 @@ package enum CompletionTimeModel {
     /// ms per generated token when joining `batch` requests.
     package static func decodeMsPerToken(_ inputs: Inputs, batch: Int) -> Double {
         if let measured = inputs.slot?.decode.msPerToken(batch: batch) { return measured }
-        if let line = inputs.model?.fastestDecode { return line.msPerToken(batch: batch) }
+        if let line = nodeDecodeLine(inputs) { return line.msPerToken(batch: batch) }
+        if inputs.inFlight == 0, let line = inputs.model?.fastestDecode { return line.msPerToken(batch: batch) }
         let a = priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
         return a * (1 + Priors.batchSlowdown * Double(max(0, batch - 1)))
     }
@@ -160,9 +176,18 @@ package enum CompletionTimeModel {
     /// ms per prompt token.
     package static func prefillMsPerToken(_ inputs: Inputs) -> Double {
         if let measured = inputs.slot?.prefillMsPerToken.value { return measured }
-        if let fastest = inputs.model?.fastestPrefillMsPerToken { return fastest }
+        if let line = nodeDecodeLine(inputs), let share = inputs.node?.prefillShare.value { return line.intercept * share }
+        if inputs.inFlight == 0, let fastest = inputs.model?.fastestPrefillMsPerToken { return fastest }
         return priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
             / (inputs.onGPU ? Priors.gpuPrefillSpeedup : Priors.cpuPrefillSpeedup)
+    }
+
+    /// The decode line of a model not measured on a node that measured others:
+    /// its weights at the node's measured bandwidth, in the node's line shape.
+    static func nodeDecodeLine(_ inputs: Inputs) -> DecodeLine? {
+        guard inputs.modelBytes > 0, let node = inputs.node, let bytesPerMs = node.decodeBytesPerMs.value, bytesPerMs > 0 else { return nil }
+        let a = Double(inputs.modelBytes) / bytesPerMs
+        return DecodeLine(intercept: a, slope: a * (node.slopeRatio.value ?? Priors.batchSlowdown))
     }
 
     /// ms to load the model cold.
@@ -175,8 +200,9 @@ package enum CompletionTimeModel {
 
     /// The estimate for one candidate, term by term.
     package static func estimate(_ inputs: Inputs) -> ScoreBreakdown {
-        let canStart = inputs.inFlight < inputs.limit
-        let batch = canStart ? inputs.inFlight + 1 : max(1, inputs.limit)
+        let canStart = inputs.inFlight < inputs.limit && inputs.drainMs == nil
+        let batch = inputs.drainMs != nil ? 1
+            : canStart ? max(inputs.inFlight, inputs.nodeInFlight) + 1 : max(1, inputs.limit, inputs.nodeInFlight)
         let decode = inputs.outputTokens * decodeMsPerToken(inputs, batch: batch)
         let prefill = Double(inputs.promptTokens) * prefillMsPerToken(inputs)
         let load: Double = switch inputs.temperature {
@@ -186,7 +212,9 @@ package enum CompletionTimeModel {
         case .cold: coldLoadMs(inputs)
         }
         var wait = 0.0
-        if !canStart {
+        if let drain = inputs.drainMs {
+            wait = max(0, drain)
+        } else if !canStart {
             let service = inputs.slot?.serviceMs.value ?? (prefill + decode)
             wait = max(0, inputs.soonestEndMs) + Double(inputs.queuedAhead) * service / Double(max(1, inputs.limit))
         }

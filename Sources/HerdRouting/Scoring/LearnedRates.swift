@@ -98,6 +98,15 @@ package struct NodeRates: Equatable, Sendable {
     package var loadMsPerGB = MovingAverage(weight: 0.3)
     /// Recent failures, decaying with a one-minute half-life.
     package var errors = DecayingCount(halfLifeMilliseconds: 60_000)
+    /// The node's speed, from any model measured on it: decoding reads the
+    /// weights once per token, so weights ÷ single-stream ms per token is the
+    /// bandwidth it decodes at (bytes per ms); a model not yet measured there
+    /// is expected at its weights ÷ this.
+    package var decodeBytesPerMs = MovingAverage(weight: 0.3)
+    /// The node's decode line shape (slope ÷ intercept) and its prefill cost
+    /// as a share of a decoded token's, from the models measured on it.
+    package var slopeRatio = MovingAverage(weight: 0.3)
+    package var prefillShare = MovingAverage(weight: 0.3)
 }
 
 /// What herd has measured about one model, fleet-wide.
@@ -164,12 +173,14 @@ package struct LearnedRates: Equatable, Sendable {
         package var backendPromptMs: Double?
         package var backendDecodeMs: Double?
         package var backendLoadMs: Double?
-        /// The model's weights (for load time per GB), 0 when unknown.
+        /// The model's weights when it was loaded for this request (for load time per GB), else 0.
         package var modelBytes: Int
+        /// The model's weights, when known (for the node's speed), else 0.
+        package var weightBytes = 0
 
         package init(slot: SlotKey, ok: Bool, generates: Bool, batch: Int, promptTokens: Int, completionTokens: Int, ttftMs: Double,
                      durationMs: Double, streamed: Bool, backendPromptMs: Double? = nil, backendDecodeMs: Double? = nil,
-                     backendLoadMs: Double? = nil, modelBytes: Int = 0) {
+                     backendLoadMs: Double? = nil, modelBytes: Int = 0, weightBytes: Int = 0) {
             self.slot = slot
             self.ok = ok
             self.generates = generates
@@ -183,6 +194,7 @@ package struct LearnedRates: Equatable, Sendable {
             self.backendDecodeMs = backendDecodeMs
             self.backendLoadMs = backendLoadMs
             self.modelBytes = modelBytes
+            self.weightBytes = weightBytes
         }
     }
 
@@ -220,6 +232,14 @@ package struct LearnedRates: Equatable, Sendable {
             }
         }
         slots[o.slot] = slot
+        let weights = o.weightBytes > 0 ? o.weightBytes : o.modelBytes
+        if weights > 0, let line = slot.decode.line, line.intercept > 0 {
+            var node = nodes[o.slot.node] ?? NodeRates()
+            node.decodeBytesPerMs.add(Double(weights) / line.intercept)
+            node.slopeRatio.add(line.slope / line.intercept)
+            if let prefill = slot.prefillMsPerToken.value { node.prefillShare.add(prefill / line.intercept) }
+            nodes[o.slot.node] = node
+        }
         var model = models[o.slot.model] ?? ModelRates()
         if o.generates, o.completionTokens > 0 { model.outputTokens.add(Double(o.completionTokens)) }
         // The fastest measured node for this model (a handful of nodes: a scan is cheap).

@@ -36,6 +36,12 @@ package protocol RoutingLoad {
     func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double
     /// Requests queued for this node:model ahead of the one being scored.
     func queuedAhead(_ slot: SlotKey) -> Int
+    /// Requests in flight on the node, all models.
+    func nodeInFlight(_ node: String) -> Int
+    /// ms until the last in-flight request on `node` (of any model but `model`) is expected to end.
+    func drainMs(node: String, except model: String?, now: UInt64) -> Double
+    /// The model a queued request holds `node` for while it drains, if any.
+    func reservedModel(node: String) -> String?
     /// What is left of a load under way there, if one is.
     func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double?
     /// When it last got a request (a counter; 0: never): equal candidates take turns.
@@ -65,7 +71,12 @@ package struct ScoredCandidate: Equatable, Sendable {
     /// The model's weights (0: unknown).
     package var modelBytes = 0
 
-    package var canStart: Bool { inFlight < limit }
+    /// It waits for the node's other models to drain (memory, or the node held for another model).
+    package var drains = false
+    /// A load that must evict (or wait out) models loaded there.
+    package var evicts = false
+
+    package var canStart: Bool { inFlight < limit && !drains }
     package var hot: Bool { temperature == .hot }
     /// Can start now and carries no last-resort penalty.
     package var available: Bool { canStart && breakdown.factor < 2 }
@@ -107,8 +118,12 @@ package enum RouteDecision: Equatable, Sendable {
 ///
 /// Choosing, in order:
 /// 1. The first model (asked, then fallbacks) with a hot candidate that can
-///    start now without a last-resort penalty: its candidates compete, cold
-///    ones left out — no cold load while a hot replica has room.
+///    start now without a last-resort penalty: its hot candidates compete,
+///    and a cold one only if expected to finish in under half the time of the
+///    best hot one (`loadMustWin`; a quarter if the load must evict loaded
+///    models, which then reload for their next requests) — no load while a
+///    hot replica with room would do about as well; a far faster machine is
+///    still worth a load.
 /// 2. Else the first model with any candidate that can start now: its
 ///    candidates compete, hot ones that must wait included (waiting for a hot
 ///    node can beat loading a cold one).
@@ -135,6 +150,8 @@ package struct Scorer: Sendable {
     }
 
     package var settings: Settings
+    /// A load competes with a hot replica that has room only when expected to finish this many times sooner.
+    package static let loadMustWin = 2.0
 
     package init(settings: Settings = Settings()) {
         self.settings = settings
@@ -154,7 +171,9 @@ package struct Scorer: Sendable {
 
         var competing: [ScoredCandidate]?
         if let index = perModel.firstIndex(where: { $0.candidates.contains { $0.hot && $0.available } }) {
-            competing = perModel[index].candidates.filter(\.hot)
+            let all = perModel[index].candidates
+            let bestHot = all.lazy.filter { $0.hot && $0.available }.map(\.ectMs).min() ?? .infinity
+            competing = all.filter { $0.hot || $0.ectMs * Scorer.loadMustWin * ($0.evicts ? 2 : 1) < bestHot }
         } else if let index = perModel.firstIndex(where: { $0.candidates.contains(where: \.canStart) }) {
             competing = perModel[index].candidates
         }
@@ -212,6 +231,7 @@ package struct Scorer: Sendable {
                 inputs.model = modelRates
                 inputs.inFlight = load.inFlight(slot)
                 inputs.limit = load.limit(slot)
+                inputs.nodeInFlight = load.nodeInFlight(node.id)
                 inputs.promptTokens = request.promptTokens
                 inputs.outputTokens = expectedOutputTokens(request, model: onDisk, rates: modelRates, name: name)
                 var penalties: [String] = []
@@ -237,15 +257,26 @@ package struct Scorer: Sendable {
                     temperature = .cold
                 }
                 let usable = Scorer.usableBytes(node, forLoading: canonical, load: load)
+                var evicts = false
                 if temperature == .cold || temperature == .warm {
                     if telemetry.pressure == .critical { eliminate("memory pressure critical: no cold load"); break }
                     let context = request.numCtx ?? CompletionTimeModel.Priors.defaultContext
                     let kvPerToken = modelRates?.kvBytesPerToken ?? Double(weights) * CompletionTimeModel.Priors.kvShareOfWeightsPerToken
                     let needed = Double(weights) + kvPerToken * Double(context)
+                    evicts = needed > Double(Scorer.freeBytes(node))
                     if weights > 0, needed > Double(usable) {
-                        eliminate("does not fit: needs \(Scorer.gigabytes(Int(needed))) GB at \(context) context, \(Scorer.gigabytes(usable)) GB usable")
-                        break
+                        let busy = Scorer.busyBytes(node, except: canonical, load: load)
+                        if needed > Double(usable + busy) {
+                            eliminate("does not fit: needs \(Scorer.gigabytes(Int(needed))) GB at \(context) context, \(Scorer.gigabytes(usable + busy)) GB usable")
+                            break
+                        }
+                        // Fits once the busy models there finish.
+                        inputs.drainMs = load.drainMs(node: node.id, except: canonical, now: now)
                     }
+                }
+                if let reserved = load.reservedModel(node: node.id), reserved != canonical {
+                    // Held for another model's load: wait for the node to drain too.
+                    inputs.drainMs = max(inputs.drainMs ?? 0, load.drainMs(node: node.id, except: nil, now: now))
                 }
                 inputs.temperature = temperature
                 inputs.onGPU = Scorer.gpuHolds(node, weights: weights, loaded: loaded)
@@ -266,7 +297,7 @@ package struct Scorer: Sendable {
                 inputs.factor = factor
 
                 // The wait, if it must.
-                if inputs.inFlight >= inputs.limit {
+                if inputs.inFlight >= inputs.limit, inputs.drainMs == nil {
                     inputs.soonestEndMs = load.soonestEndMs(slot, now: now)
                     inputs.queuedAhead = load.queuedAhead(slot)
                 }
@@ -276,7 +307,7 @@ package struct Scorer: Sendable {
                     node: node.id, address: backend.address, backend: backend.kind, model: name, canonicalModel: canonical,
                     temperature: temperature, inFlight: inputs.inFlight, limit: inputs.limit,
                     breakdown: CompletionTimeModel.estimate(inputs), penalties: penalties, affinity: inputs.affinity,
-                    lastRouted: load.lastRouted(slot), memoryAvailableBytes: usable, modelBytes: weights))
+                    lastRouted: load.lastRouted(slot), memoryAvailableBytes: usable, modelBytes: weights, drains: inputs.drainMs != nil, evicts: evicts))
                 break // one backend per node and model
             }
         }
@@ -306,11 +337,28 @@ package struct Scorer: Sendable {
     /// Memory a new load could use on `node`: free memory, free VRAM, and what
     /// idle loaded models (other than this one) would give back when evicted.
     static func usableBytes(_ node: FleetNode, forLoading canonical: String, load: some RoutingLoad) -> Int {
-        var bytes = max(0, node.heartbeat.memoryAvailableBytes)
-        for gpu in node.heartbeat.telemetry.gpus { bytes += max(0, gpu.memoryTotalBytes - gpu.memoryUsedBytes) }
+        var bytes = freeBytes(node)
         for backend in node.heartbeat.backends {
             for model in backend.loaded where ModelName.canonical(model.name) != canonical {
                 if load.inFlight(SlotKey(node.id, model.name)) == 0 { bytes += max(0, model.sizeBytes) }
+            }
+        }
+        return bytes
+    }
+
+    /// Free memory and free VRAM: what a load can take without evicting.
+    static func freeBytes(_ node: FleetNode) -> Int {
+        var bytes = max(0, node.heartbeat.memoryAvailableBytes)
+        for gpu in node.heartbeat.telemetry.gpus { bytes += max(0, gpu.memoryTotalBytes - gpu.memoryUsedBytes) }
+        return bytes
+    }
+
+    /// Memory that loaded models busy on `node` (other than this one) hold: freed once they drain.
+    static func busyBytes(_ node: FleetNode, except canonical: String, load: some RoutingLoad) -> Int {
+        var bytes = 0
+        for backend in node.heartbeat.backends {
+            for model in backend.loaded where ModelName.canonical(model.name) != canonical {
+                if load.inFlight(SlotKey(node.id, model.name)) > 0 { bytes += max(0, model.sizeBytes) }
             }
         }
         return bytes
@@ -370,6 +418,7 @@ extension ScoreCard {
                 out.append(literal: #","factor":"#)
                 JSONValue.number(c.breakdown.factor).write(to: &out)
             }
+            if c.drains { out.append(literal: #","drains":true"#) }
             out.append(literal: #","in_flight":"#)
             out.append(decimal: c.inFlight)
             out.append(literal: #","limit":"#)

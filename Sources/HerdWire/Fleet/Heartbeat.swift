@@ -67,9 +67,13 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
         public var error: String?
         @Defaulted<WireDefaults.Empty<Model>> public var models: [Model]
         @Defaulted<WireDefaults.Empty<LoadedModel>> public var loaded: [LoadedModel]
+        /// Requests the backend serves at once per model, when it says:
+        /// Ollama's `OLLAMA_NUM_PARALLEL` (read from the server's environment),
+        /// llama.cpp's `/props` `total_slots`. The learned concurrency starts here.
+        public var parallel: Int?
 
         public init(kind: BackendKind, url: String, address: String, reachable: Bool, version: String? = nil, error: String? = nil,
-                    models: [Model] = [], loaded: [LoadedModel] = []) {
+                    models: [Model] = [], loaded: [LoadedModel] = [], parallel: Int? = nil) {
             self.kind = kind
             self.url = url
             self.address = address
@@ -78,6 +82,7 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             self.error = error
             self.models = models
             self.loaded = loaded
+            self.parallel = parallel
         }
     }
 
@@ -166,6 +171,7 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             let path = "heartbeat.backends[\(i)]"
             guard Heartbeat.isValidAddress(backend.address) else { throw JSONFieldError("\(path).address must be a numeric host:port") }
             guard backend.models.count <= 4096, backend.loaded.count <= 256 else { throw JSONFieldError("\(path): too many models") }
+            if let parallel = backend.parallel, !(1...1024).contains(parallel) { throw JSONFieldError("\(path).parallel must be 1–1024") }
             for (j, model) in backend.models.enumerated() where model.name.isEmpty || model.name.utf8.count > 512 {
                 throw JSONFieldError("\(path).models[\(j)].name must be 1–512 bytes")
             }

@@ -89,7 +89,7 @@ final class NodeRegistry {
     /// beat and are read live, not pushed).
     private static func routingView(_ heartbeat: Heartbeat) -> [String] {
         heartbeat.backends.map { b in
-            "\(b.kind.rawValue) \(b.address) \(b.reachable) \(b.models.map(\.name).joined(separator: ",")) | \(b.loaded.map(\.name).joined(separator: ","))"
+            "\(b.kind.rawValue) \(b.address) \(b.reachable) \(b.parallel ?? 0) \(b.models.map(\.name).joined(separator: ",")) | \(b.loaded.map(\.name).joined(separator: ","))"
         }
     }
 }

@@ -1,0 +1,119 @@
+import HerdRouting
+import HerdWire
+
+/// herd's real `Scheduler` (scorer, queue, concurrency learning, learned
+/// rates) driven as herd-control drives it: ROUTE on arrival, RESULT with the
+/// backend's Ollama-style timings, the fleet as heartbeats describe it every
+/// 2 s, `expire` at its deadlines.
+final class HerdRouter: SimRouter {
+    let name = "herd"
+    let backends: SimBackends
+    private var scheduler: Scheduler
+    private var fleet: [FleetNode] = []
+    private var actions: [SchedulerAction] = []
+    private let proxy = ProxyKey(raw: 1)
+    private var queuedMs: [Int: Double] = [:]
+    private var byNode: [String: SimMachine] = [:]
+
+    init(_ backends: SimBackends) {
+        self.backends = backends
+        var settings = Scheduler.Settings()
+        settings.queueTimeoutMilliseconds = 600_000 // the comparison counts completion times, not refusals
+        scheduler = Scheduler(settings: settings)
+        for machine in backends.machines { byNode[machine.name] = machine }
+        heartbeat(now: 0)
+    }
+
+    /// A machine as herd-node reports it.
+    static func node(_ machine: SimMachine, now: Double) -> FleetNode {
+        let spec = machine.spec.value
+        let gb = 1_000_000_000.0
+        var telemetry = Telemetry()
+        if spec.hasGPU {
+            telemetry.gpus = [Telemetry.GPU(vendor: "nvidia", name: "gpu", memoryUsedBytes: Int(machine.usedGB * gb),
+                                            memoryTotalBytes: Int(spec.memoryGB * gb), throttled: machine.throttled)]
+        }
+        if machine.throttled {
+            telemetry.thermal = .serious
+            telemetry.cpuThrottled = true
+        }
+        telemetry.cameraInUse = machine.inMeeting
+        let backend = Heartbeat.Backend(
+            kind: .ollama, url: "", address: "127.0.0.1:11434", reachable: true,
+            models: spec.models.map { Heartbeat.Model(name: $0.name, sizeBytes: Int($0.gigabytes * gb),
+                                                       capabilities: $0.thinking ? ["completion", "thinking"] : ["completion"]) },
+            loaded: machine.loaded.keys.map { Heartbeat.LoadedModel(name: $0.name, sizeBytes: Int($0.residentGB * gb),
+                                                                     vramBytes: spec.hasGPU ? Int($0.residentGB * gb) : 0, contextLength: 8192) },
+            parallel: spec.slots)
+        // A GPU box's memory for models is its VRAM (reported as the GPU's); RAM is not offered.
+        let available = spec.hasGPU ? 0 : Int((spec.memoryGB - machine.usedGB) * gb)
+        var node = FleetNode(heartbeat: Heartbeat(nodeID: spec.name, memoryTotalBytes: Int(spec.memoryGB * gb), memoryAvailableBytes: available,
+                                                  backends: [backend], telemetry: telemetry),
+                             lastSeenMilliseconds: UInt64(now), firstSeenMilliseconds: 0, status: .online)
+        for (model, at) in machine.unloadedAt where now - at < 30 * 60_000 { node.recentlyUnloaded[ModelName.canonical(model)] = UInt64(at) }
+        return node
+    }
+
+    func arrive(_ request: SimRequest, now: Double) {
+        let route = RouteRequest(id: UInt64(request.id), api: .ollama, path: "/api/chat", model: request.model, stream: true,
+                                 estimatedTokens: request.promptTokens, session: request.session.map(ContentHash.init),
+                                 prefix: ContentHash(request.systemPrompt))
+        pending[request.id] = request
+        scheduler.route(route, from: proxy, fleet: fleet, now: UInt64(now), into: &actions)
+        perform(now: now)
+    }
+
+    private var pending: [Int: SimRequest] = [:]
+    var lastAnswer: RouteAnswer?
+    var debug: Bool = false {
+        didSet {
+            guard debug else { return }
+            backends.onNeedless = { [unowned self] request, machine, now in
+                let hot = self.backends.machines.filter { m in m.has(request.model).map { m.isHot($0) } ?? false }
+                    .map { m in "\(m.name)(\(m.has(request.model).map { m.inFlight($0) } ?? 0)/\(m.spec.value.slots) limit \(self.scheduler.limit(node: m.name, model: request.model)))" }
+                print("  needless t=\(Int(now / 1000))s \(request.model) → \(machine.name); hot: \(hot.joined(separator: ", ")); \(self.lastAnswer?.reason ?? "") | \(self.lastAnswer?.score ?? "")")
+            }
+        }
+    }
+
+    private func perform(now: Double) {
+        let todo = actions
+        actions.removeAll()
+        for action in todo {
+            switch action {
+            case let .routed(_, answer):
+                guard let request = pending.removeValue(forKey: Int(answer.id)), let machine = byNode[answer.node] else { continue }
+                queuedMs[request.id] = Double(answer.queuedMilliseconds)
+                lastAnswer = answer
+                backends.dispatch(request, to: machine, now: now)
+            case let .refused(_, refusal):
+                pending[Int(refusal.id)] = nil
+            case .finished:
+                break
+            }
+        }
+    }
+
+    func finished(_ job: SimJob, machine: SimMachine, now: Double) {
+        let queued = queuedMs.removeValue(forKey: job.request.id) ?? 0
+        let result = RouteResult(
+            id: UInt64(job.request.id), node: machine.name, model: job.model.name, outcome: .ok, status: 200,
+            ttftMilliseconds: queued + ((job.firstTokenAt ?? now) - job.sentAt), durationMilliseconds: queued + (now - job.sentAt),
+            promptTokens: job.promptTokens, completionTokens: job.request.outputTokens,
+            backendPromptMilliseconds: job.prefillMs, backendDecodeMilliseconds: job.decodeMs, backendLoadMilliseconds: job.loadMs)
+        scheduler.result(result, from: proxy, fleet: fleet, now: UInt64(now), into: &actions)
+        perform(now: now)
+    }
+
+    func heartbeat(now: Double) {
+        fleet = backends.machines.map { HerdRouter.node($0, now: now) }
+        scheduler.fleetChanged(fleet: fleet, now: UInt64(now), into: &actions)
+        perform(now: now)
+    }
+
+    func tick(now: Double) {
+        guard let deadline = scheduler.nextDeadline, Double(deadline) <= now else { return }
+        scheduler.expire(now: UInt64(now), fleet: fleet, into: &actions)
+        perform(now: now)
+    }
+}

@@ -1,0 +1,182 @@
+// herd-routesim: routing quality in virtual time (Benchmarks/routing/run.sh).
+//
+// The same seeded workload runs through each router over the same simulated
+// fleet; each request's completion time (arrival → last token) is recorded.
+// Usage: herd-routesim [--seed N] [--minutes M] [--rate conversations/min] [--verbose]
+import Glibc
+import HerdRouting
+
+// MARK: The fleet: very different machines, as a home lab's.
+
+let llama3b = SimModel(name: "llama3.2:3b", gigabytes: 2.0, thinking: false)
+let llama8b = SimModel(name: "llama3.1:8b", gigabytes: 4.9, thinking: false)
+let qwen14b = SimModel(name: "qwen2.5:14b", gigabytes: 9.0, thinking: false)
+let r1 = SimModel(name: "deepseek-r1:8b", gigabytes: 5.2, thinking: true)
+let gemma27b = SimModel(name: "gemma3:27b", gigabytes: 17.0, thinking: false)
+
+let machines: [MachineSpec] = [
+    // A workstation with a 24 GB GPU: fast, batches well, holds a few models.
+    MachineSpec(name: "workstation", memoryGB: 24, bandwidth: 900, prefillSpeedup: 60, batchSlowdown: 0.06, slots: 4, loadGBps: 2.5,
+                hasGPU: true, models: [llama3b, llama8b, qwen14b, r1, gemma27b], loaded: [llama8b]),
+    // A mini PC: CPU only, 64 GB, slow per token, batching barely helps.
+    MachineSpec(name: "mini-pc", memoryGB: 64, bandwidth: 80, prefillSpeedup: 8, batchSlowdown: 0.7, slots: 2, loadGBps: 1.5,
+                hasGPU: false, models: [llama3b, llama8b, qwen14b, r1, gemma27b], loaded: [llama3b, qwen14b]),
+    // Two laptops: one with a small GPU (8 GB), one CPU-only with 16 GB.
+    MachineSpec(name: "laptop-gpu", memoryGB: 8, bandwidth: 300, prefillSpeedup: 40, batchSlowdown: 0.15, slots: 2, loadGBps: 2,
+                hasGPU: true, models: [llama3b, llama8b, r1], loaded: [llama3b]),
+    MachineSpec(name: "laptop-cpu", memoryGB: 16, bandwidth: 60, prefillSpeedup: 6, batchSlowdown: 0.8, slots: 1, loadGBps: 1,
+                hasGPU: false, models: [llama3b, llama8b], loaded: [llama8b]),
+]
+let mix: [(SimModel, Double)] = [(llama8b, 0.40), (llama3b, 0.25), (qwen14b, 0.15), (r1, 0.10), (gemma27b, 0.10)]
+
+// MARK: Options
+
+var seed: UInt64 = 42
+var minutes = 10.0
+var rate = 9.0
+var verbose = false
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let flag = arguments.next() {
+    switch flag {
+    case "--seed": seed = UInt64(arguments.next() ?? "") ?? seed
+    case "--minutes": minutes = Double(arguments.next() ?? "") ?? minutes
+    case "--rate": rate = Double(arguments.next() ?? "") ?? rate
+    case "--verbose": verbose = true
+    default:
+        print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--verbose]")
+        exit(2)
+    }
+}
+let durationMs = minutes * 60_000
+let conversations = SimWorkload.conversations(seed: seed, durationMs: durationMs, perMinute: rate, models: mix)
+
+// MARK: One run
+
+struct RunResult {
+    var name: String
+    var completions: [Double] = []
+    /// (model, machine, completion ms) of every request, for --verbose.
+    var detail: [(String, String, Double, String)] = []
+    var coldLoads = 0
+    var needlessColdLoads = 0
+    var loadsWhileHotElsewhere = 0
+    var failures = 0
+    var requests = 0
+}
+
+func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
+    let step = 5.0
+    let fleet = machines.map { SimMachine($0, now: 0) }
+    let backends = SimBackends(machines: fleet)
+    let router = makeRouter(backends)
+    var result = RunResult(name: router.name)
+    var arrivals: [Int: Double] = [:]
+    // Next turn of each conversation: (time, conversation, turn).
+    var agenda: [(Double, Int, Int)] = conversations.map { ($0.start, $0.index, 0) }
+    var contextSoFar: [Int: Int] = [:]
+    var nextID = 0
+    var outstanding = 0
+    backends.send = { request, machine, model, now in
+        machine.submit(SimJob(request: request, model: model, sentAt: now) { job, done in
+            router.finished(job, machine: machine, now: done)
+            guard job.request.id >= 0, let arrived = arrivals.removeValue(forKey: job.request.id) else { return }
+            result.completions.append(done - arrived)
+            result.detail.append((job.model.name, machine.name, done - arrived, "arrived \(Int(arrived / 1000)) sent \(Int(job.sentAt / 1000)) started \(Int((job.startedAt ?? 0) / 1000)) load \(Int(job.loadMs)) prefill \(Int(job.prefillMs)) decode \(Int(job.decodeMs)) tokens \(job.request.outputTokens)"))
+            outstanding -= 1
+            let conversation = conversations[job.request.conversation]
+            let turn = job.request.turnIndex + 1
+            if turn < conversation.turns.count { agenda.append((done + conversation.thinkMs, conversation.index, turn)) }
+        }, now: now)
+    }
+    var now = 0.0
+    var nextBeat = 0.0
+    let end = durationMs + 20 * 60_000 // time to drain
+    while now < end {
+        // Events: a machine throttles a third of the way in; another's owner has a meeting.
+        fleet[1].throttled = now >= durationMs * 0.3
+        fleet[1].speed = fleet[1].throttled ? 0.4 : 1
+        fleet[2].inMeeting = now >= durationMs * 0.5 && now < durationMs * 0.8
+        fleet[2].speed = fleet[2].inMeeting ? 0.6 : 1
+        if now >= nextBeat {
+            router.heartbeat(now: now)
+            nextBeat += 2_000
+        }
+        agenda.sort { $0.0 < $1.0 }
+        while let first = agenda.first, first.0 <= now {
+            agenda.removeFirst()
+            let conversation = conversations[first.1]
+            let (newTokens, output) = conversation.turns[first.2]
+            let context = (contextSoFar[conversation.index] ?? 0) + newTokens
+            contextSoFar[conversation.index] = context + output
+            let request = SimRequest(id: nextID, conversation: conversation.index, turnIndex: first.2, model: conversation.model,
+                                     promptTokens: context, newPromptTokens: newTokens, outputTokens: output,
+                                     session: conversation.turns.count > 1 ? UInt64(conversation.index) + 1 : nil,
+                                     systemPrompt: conversation.systemPrompt)
+            nextID += 1
+            arrivals[request.id] = now
+            outstanding += 1
+            result.requests += 1
+            router.arrive(request, now: now)
+        }
+        router.tick(now: now)
+        for machine in fleet { machine.step(now: now, dt: step) }
+        now += step
+        if now > durationMs, agenda.isEmpty, outstanding == 0 { break }
+    }
+    result.failures = outstanding
+    result.coldLoads = fleet.reduce(0) { $0 + $1.coldLoads }
+    result.needlessColdLoads = backends.needlessColdLoads
+    result.loadsWhileHotElsewhere = backends.loadsWhileHotElsewhere
+    return result
+}
+
+// MARK: Report
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)]
+}
+
+func seconds(_ ms: Double) -> String {
+    let tenths = Int((ms / 100).rounded())
+    return "\(tenths / 10).\(tenths % 10)"
+}
+
+func padded(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+}
+
+let results = [run { backends in let herd = HerdRouter(backends); herd.debug = verbose; return herd }, run(RoundRobinRouter.init), run(LeastConnectionsRouter.init), run(WeightedSumRouter.init)]
+print("routing quality: seed \(seed), \(Int(minutes)) min, \(conversations.count) conversations, \(results[0].requests) requests, 4 machines")
+print("completion time (arrival → last token), seconds")
+print(padded("router", 28) + padded("mean", 8) + padded("p50", 8) + padded("p95", 8) + padded("p99", 8)
+      + padded("loads", 7) + padded("hot elsewhere", 15) + padded("needless", 10) + "failures")
+for r in results {
+    let sorted = r.completions.sorted()
+    let mean = sorted.reduce(0, +) / Double(max(1, sorted.count))
+    print(padded(r.name, 28) + padded(seconds(mean), 8) + padded(seconds(percentile(sorted, 0.5)), 8)
+          + padded(seconds(percentile(sorted, 0.95)), 8) + padded(seconds(percentile(sorted, 0.99)), 8)
+          + padded(String(r.coldLoads), 7) + padded(String(r.loadsWhileHotElsewhere), 15) + padded(String(r.needlessColdLoads), 10)
+          + String(r.failures))
+}
+print("loads: cold and warm loads; hot elsewhere: loads started while another machine had the model hot with a free slot;")
+print("needless: of those, loads where that hot machine would have finished the request sooner (the simulator's own arithmetic)")
+if verbose {
+    for r in results {
+        print("\n\(r.name)")
+        for model in mix.map(\.0.name) {
+            let times = r.detail.filter { $0.0 == model }.map(\.2).sorted()
+            let machines = Dictionary(grouping: r.detail.filter { $0.0 == model }, by: \.1).mapValues(\.count).sorted { $0.key < $1.key }
+            _ = 0
+            print("  \(padded(model, 16)) n=\(padded(String(times.count), 5)) p50 \(padded(seconds(percentile(times, 0.5)), 7)) p95 \(padded(seconds(percentile(times, 0.95)), 7)) \(machines.map { "\($0.key):\($0.value)" }.joined(separator: " "))")
+        }
+    }
+}
+if verbose {
+    print("\nherd's slowest")
+    for d in results[0].detail.sorted(by: { $0.2 > $1.2 }).prefix(25) { print("  \(d.0) \(d.1) \(seconds(d.2)) s \(d.3)") }
+}
+let herdP95 = percentile(results[0].completions.sorted(), 0.95)
+let bestBaseline = results.dropFirst().map { percentile($0.completions.sorted(), 0.95) }.min() ?? .nan
+let ratio = Int((herdP95 / bestBaseline * 100).rounded())
+print("herd p95 / best baseline p95 = \(ratio / 100).\(ratio % 100 < 10 ? "0" : "")\(ratio % 100)")

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Routing quality in virtual time: herd's real scorer, queue and learning code
+# (HerdRouting's Scheduler, driven as herd-control drives it) against
+# round-robin, least-connections and Ollama Herd's weighted-sum scorer
+# (reimplemented from its description), over the same simulated fleet and the
+# same seeded workload. No sockets, no sleeping: the clock is the simulation's.
+#
+# Run:   bash Benchmarks/routing/run.sh [--seed N] [--minutes M] [--rate conversations-per-minute] [--verbose]
+#        SEEDS="1 2 3" bash Benchmarks/routing/run.sh   (one table per seed)
+# Prints: per router mean, p50, p95, p99 completion time (arrival → last
+# token), loads, loads started while a hot replica had room, needless loads
+# (that hot replica would have finished sooner), failures; last line:
+#   herd p95 / best baseline p95 = X
+# The fleet, the workload and the events (a machine throttles at 30 % of the
+# run, a laptop's owner is in a meeting from 50 to 80 %) are in
+# Benchmarks/RoutingSim/main.swift.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+swift build -c release --product herd-routesim >/dev/null
+if [ -n "${SEEDS:-}" ]; then
+    for seed in $SEEDS; do .build/release/herd-routesim --seed "$seed" "$@"; echo; done
+else
+    exec .build/release/herd-routesim "$@"
+fi
