@@ -163,6 +163,9 @@ public final class FakeBackend {
             respondJSON(exchange, 200, FakeOllama.tags(configuration))
         case ("GET", "/api/ps"):
             respondJSON(exchange, 200, FakeOllama.ps(configuration))
+        case ("GET", "/props") where configuration.slots > 0:
+            // llama.cpp's server: how many requests it serves at once.
+            respondJSON(exchange, 200, ["total_slots": .int(configuration.slots), "n_ctx": 8192])
         case ("GET", "/v1/models"):
             respondJSON(exchange, 200, FakeOpenAI.models(configuration))
         case ("POST", _):

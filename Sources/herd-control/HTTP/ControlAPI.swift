@@ -92,8 +92,12 @@ final class ControlAPI {
                     "concurrency": .object(routes.scheduler.learnedLimits.filter { $0.node == node.id }.map { ($0.model, .int($0.limit)) }),
                     "telemetry": hb.telemetry.json,
                     "backends": .array(hb.backends.map { b in
-                        ["kind": .string(b.kind.rawValue), "address": .string(b.address), "reachable": .bool(b.reachable),
-                         "models": .strings(b.models.map(\.name)), "loaded": .strings(b.loaded.map(\.name))]
+                        var members: [(String, JSONValue)] = [
+                            ("kind", .string(b.kind.rawValue)), ("address", .string(b.address)), ("reachable", .bool(b.reachable)),
+                            ("models", .strings(b.models.map(\.name))), ("loaded", .strings(b.loaded.map(\.name))),
+                        ]
+                        if let parallel = b.parallel { members.append(("parallel", .int(parallel))) }
+                        return JSONValue.object(members)
                     })]
         }), "queue_length": .int(routes.scheduler.queueLength), "in_flight": .int(routes.scheduler.inFlightCount)]
     }

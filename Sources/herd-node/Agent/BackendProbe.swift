@@ -61,8 +61,13 @@ enum BackendProbe {
                     backend.models = (json["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }.map { Heartbeat.Model(name: $0) }
                 case let .failure(error):
                     backend.error = error.message
+                    return completion(backend)
                 }
-                completion(backend)
+                // llama.cpp's server says how many requests it serves at once; others answer 404.
+                get(prefix + "/props", address, client) { result in
+                    if case let .success(props) = result { backend.parallel = parseProps(props) }
+                    completion(backend)
+                }
             }
         }
     }
@@ -74,6 +79,12 @@ enum BackendProbe {
             return Heartbeat.Model(name: name, sizeBytes: m["size"]?.intValue ?? 0, digest: m["digest"]?.stringValue ?? "",
                                    modifiedAt: m["modified_at"]?.stringValue ?? "", details: m["details"] ?? [:])
         }
+    }
+
+    /// llama.cpp's `/props` → `total_slots` (1–1024), its parallel requests.
+    static func parseProps(_ json: JSONValue) -> Int? {
+        guard let slots = json["total_slots"]?.intValue, (1...1024).contains(slots) else { return nil }
+        return slots
     }
 
     /// `/api/ps` → loaded models with their memory and context.

@@ -39,6 +39,8 @@ final class NodeAgent {
     private var telemetry: TelemetryReader.Reading?
     private var beats = 0
     private var capabilities: [String: [String]] = [:]
+    /// `OLLAMA_NUM_PARALLEL` of the Ollama servers on this machine, by port (read every fifth beat).
+    private var ollamaParallel: [Int: Int] = [:]
     private var warnedLocalOnly: Set<String> = []
 
     init(loop: EventLoop, options: NodeOptions) {
@@ -89,11 +91,14 @@ final class NodeAgent {
         let slow = beats % 5 == 1
         let reader = options.telemetry
         let previous = telemetry?.telemetry
-        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading) in
-            (urls.map { try? $0.resolve() }, reader.read(cpuBusy: sample.cpuUtilization, slow: slow, previous: previous))
+        let localOllama = options.backends.contains { $0.kind == .ollama && Self.isLocal($0.url.host) }
+        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading, [Int: Int]?) in
+            (urls.map { try? $0.resolve() }, reader.read(cpuBusy: sample.cpuUtilization, slow: slow, previous: previous),
+             slow && localOllama ? reader.ollamaParallelism() : nil)
         }, then: { [unowned self] result in
-            guard case let .success((resolved, reading)) = result else { return self.finishBeat() }
+            guard case let .success((resolved, reading, parallel)) = result else { return self.finishBeat() }
             self.telemetry = reading
+            if let parallel { self.ollamaParallel = parallel }
             self.cpu = sample
             self.controlAddress = self.options.control == nil ? self.finder?.current : resolved.last ?? nil
             for (i, address) in resolved.prefix(self.options.backends.count).enumerated() {
@@ -118,6 +123,11 @@ final class NodeAgent {
 
     private func finishBeat() { inFlight = false }
 
+    /// A backend on this machine (its server's environment is readable here).
+    static func isLocal(_ host: String) -> Bool {
+        host.hasPrefix("127.") || host == "localhost" || host == "::1" || host == "[::1]" || host == "0.0.0.0"
+    }
+
     /// A backend on this host's loopback, seen from a router on another host:
     /// the address of this host that faces the router (no packet is sent to find it).
     private func reachableAddress(for backend: SocketAddress) -> SocketAddress {
@@ -131,7 +141,14 @@ final class NodeAgent {
         let sample = cpu ?? sampler.sample()
         var backends = backends
         for i in backends.indices {
-            for j in backends[i].models.indices { backends[i].models[j].capabilities = capabilities[backends[i].models[j].name] ?? [] }
+            for j in backends[i].models.indices {
+                let model = backends[i].models[j]
+                backends[i].models[j].capabilities = capabilities[model.name + "@" + model.digest] ?? []
+            }
+            if backends[i].kind == .ollama, backends[i].parallel == nil, options.backends.indices.contains(i),
+               Self.isLocal(options.backends[i].url.host) {
+                backends[i].parallel = ollamaParallel[options.backends[i].url.port]
+            }
             if !backends[i].reachable, options.backends.indices.contains(i),
                options.backends[i].url.host.hasPrefix("127.") || options.backends[i].url.host == "localhost",
                !backends[i].address.hasPrefix("127."), !warnedLocalOnly.contains(backends[i].url) {
@@ -179,8 +196,10 @@ final class NodeAgent {
     private func fetchCapabilities(_ backends: [Heartbeat.Backend]) {
         for (i, backend) in backends.enumerated() where backend.kind == .ollama && backend.reachable {
             guard let address = addresses[i] else { continue }
-            for model in backend.models where capabilities[model.name] == nil {
-                capabilities[model.name] = []
+            // Keyed by digest too: a model pulled anew is asked again.
+            for model in backend.models where capabilities[model.name + "@" + model.digest] == nil {
+                let key = model.name + "@" + model.digest
+                capabilities[key] = []
                 var body: [UInt8] = []
                 JSONValue.object([("model", .string(model.name))]).write(to: &body)
                 let request = HTTPClientRequest(method: "POST", target: options.backends[i].url.path + "/api/show",
@@ -188,10 +207,10 @@ final class NodeAgent {
                 client.collect(request, to: address, limit: 4 * 1024 * 1024) { [unowned self] result in
                     guard case let .success(response) = result, response.status == 200,
                           let json = try? JSONValue.parse(response.body) else {
-                        self.capabilities[model.name] = nil // try again next beat
+                        self.capabilities[key] = nil // try again next beat
                         return
                     }
-                    self.capabilities[model.name] = (json["capabilities"]?.arrayValue ?? []).compactMap(\.stringValue)
+                    self.capabilities[key] = (json["capabilities"]?.arrayValue ?? []).prefix(32).compactMap(\.stringValue)
                 }
             }
         }

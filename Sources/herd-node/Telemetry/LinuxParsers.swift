@@ -116,4 +116,39 @@ enum LinuxParsers {
     static func holdsCamera(_ targets: [String]) -> Bool {
         targets.contains { $0.hasPrefix("/dev/video") }
     }
+
+    // MARK: Backend parallelism
+
+    /// `/proc/<pid>/cmdline` (NUL-separated) of an `ollama serve` process.
+    static func isOllamaServe(cmdline: String) -> Bool {
+        let argv = cmdline.split(separator: "\0", omittingEmptySubsequences: false)
+        guard argv.count >= 2, let program = argv[0].split(separator: "/").last else { return false }
+        return (program == "ollama" || program.hasPrefix("ollama-")) && argv[1] == "serve"
+    }
+
+    /// From an `ollama serve` process's environment (NUL-separated): its
+    /// `OLLAMA_NUM_PARALLEL` (nil when unset or not a number in 1–1024) and
+    /// the port of its `OLLAMA_HOST` (11434 when unset or without one).
+    static func ollamaEnvironment(_ environ: String) -> (parallel: Int?, port: Int) {
+        var parallel: Int?
+        var port = 11434
+        for entry in environ.split(separator: "\0") {
+            if entry.hasPrefix("OLLAMA_NUM_PARALLEL=") {
+                if let n = Int(entry.dropFirst("OLLAMA_NUM_PARALLEL=".count)), (1...1024).contains(n) { parallel = n }
+            } else if entry.hasPrefix("OLLAMA_HOST=") {
+                var host = entry.dropFirst("OLLAMA_HOST=".count)
+                if let scheme = host.firstRange(of: "://") { host = host[scheme.upperBound...] }
+                if let slash = host.firstIndex(of: "/") { host = host[..<slash] }
+                // [v6]:port, host:port; a bare IPv6 address has no port.
+                var portText: Substring?
+                if host.first == "[" {
+                    if let close = host.firstRange(of: "]:") { portText = host[close.upperBound...] }
+                } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") {
+                    portText = host[host.index(after: colon)...]
+                }
+                if let portText, let p = Int(portText), (1...65535).contains(p) { port = p }
+            }
+        }
+        return (parallel, port)
+    }
 }

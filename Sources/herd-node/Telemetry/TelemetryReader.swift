@@ -94,6 +94,20 @@ struct TelemetryReader: Sendable {
         return false
     }
 
+    /// `OLLAMA_NUM_PARALLEL` of each `ollama serve` process this user may
+    /// read the environment of (its own, or any as root), by the port it
+    /// serves on. Unreadable or unset: absent (the router learns it instead).
+    func ollamaParallelism() -> [Int: Int] {
+        var byPort: [Int: Int] = [:]
+        for pid in list("/proc") where pid.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+            guard let cmdline = file("/proc/\(pid)/cmdline"), LinuxParsers.isOllamaServe(cmdline: cmdline),
+                  let environ = file("/proc/\(pid)/environ") else { continue }
+            let found = LinuxParsers.ollamaEnvironment(environ)
+            if let parallel = found.parallel { byPort[found.port] = parallel }
+        }
+        return byPort
+    }
+
     // MARK: Filesystem under root
 
     func file(_ path: String) -> String? { SystemSampler.read(root + path) }

@@ -1,0 +1,74 @@
+import Glibc
+import HerdJSON
+import HerdTestSupport
+import Testing
+@testable import herd_node
+
+/// What a node tells the router about its backends' parallelism.
+@Suite struct ParallelismTests {
+    @Test func ollamaServeIsRecognisedByItsCommandLine() {
+        #expect(LinuxParsers.isOllamaServe(cmdline: "/usr/local/bin/ollama\0serve\0"))
+        #expect(LinuxParsers.isOllamaServe(cmdline: "ollama\0serve"))
+        #expect(!LinuxParsers.isOllamaServe(cmdline: "/usr/local/bin/ollama\0run\0llama3\0"))
+        #expect(!LinuxParsers.isOllamaServe(cmdline: "/usr/bin/python3\0serve\0"))
+        #expect(!LinuxParsers.isOllamaServe(cmdline: ""))
+    }
+
+    @Test func theEnvironmentGivesParallelismAndPort() {
+        #expect(LinuxParsers.ollamaEnvironment("HOME=/root\0OLLAMA_NUM_PARALLEL=4\0").parallel == 4)
+        #expect(LinuxParsers.ollamaEnvironment("HOME=/root\0OLLAMA_NUM_PARALLEL=4\0").port == 11434)
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_NUM_PARALLEL=0\0").parallel == nil, "out of range")
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_NUM_PARALLEL=lots\0").parallel == nil)
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_NUM_PARALLEL=99999\0").parallel == nil)
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_HOST=0.0.0.0:11500\0").port == 11500)
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_HOST=http://127.0.0.1:8080/\0").port == 8080)
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_HOST=[::]:9000\0").port == 9000)
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_HOST=::1\0").port == 11434, "a bare IPv6 address has no port")
+        #expect(LinuxParsers.ollamaEnvironment("OLLAMA_HOST=0.0.0.0\0").port == 11434)
+    }
+
+    @Test func theReaderFindsEachServersParallelismUnderProc() throws {
+        let root = temporaryDirectory("herd-proc")
+        func write(_ path: String, _ text: String) {
+            _ = mkdir(String(root + path).split(separator: "/").dropLast().reduce("") { $0 + "/" + $1 }, 0o755)
+            let file = fopen(root + path, "w")!
+            _ = text.utf8CString.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count - 1, file) }
+            fclose(file)
+        }
+        _ = mkdir(root + "/proc", 0o755)
+        write("/proc/101/cmdline", "/usr/local/bin/ollama\0serve\0")
+        write("/proc/101/environ", "OLLAMA_NUM_PARALLEL=3\0OLLAMA_HOST=0.0.0.0:11500\0")
+        write("/proc/102/cmdline", "ollama\0serve\0")
+        write("/proc/102/environ", "PATH=/bin\0") // default port, parallel not set: unknown
+        write("/proc/103/cmdline", "/usr/bin/ollama\0run\0x\0")
+        write("/proc/103/environ", "OLLAMA_NUM_PARALLEL=9\0")
+        write("/proc/self/cmdline", "ollama\0serve\0")
+        var reader = TelemetryReader()
+        reader.root = root
+        #expect(reader.ollamaParallelism() == [11500: 3])
+    }
+
+    @Test func llamaCppPropsGiveItsSlots() throws {
+        #expect(BackendProbe.parseProps(try JSONValue.parse(Array(#"{"total_slots":4,"n_ctx":8192}"#.utf8))) == 4)
+        #expect(BackendProbe.parseProps(try JSONValue.parse(Array(#"{"total_slots":0}"#.utf8))) == nil)
+        #expect(BackendProbe.parseProps(try JSONValue.parse(Array(#"{"default_generation_settings":{}}"#.utf8))) == nil)
+    }
+}
+
+/// The whole path: a llama.cpp-like server with 3 slots → herd-node reads
+/// `/props` → control lists the backend's parallelism and starts its
+/// learned concurrency there.
+@Suite(.serialized) struct ParallelismProcessTests {
+    @Test func aLlamaCppServersSlotsReachControl() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        let port = try fleet.addBackend("L", arguments: ["--models", "qwen:7b", "--slots", "3"])
+        try fleet.startControl()
+        try fleet.addNode("node-l", backend: "L", extra: ["--ollama", "none", "--backend", "openai=http://127.0.0.1:\(port)"])
+        let reported = waitUntil(seconds: 10) {
+            let nodes = (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue ?? []
+            return nodes.first?["backends"]?.arrayValue?.first?["parallel"]?.intValue == 3
+        }
+        #expect(reported, "\(fleet.getControl("/api/fleet").text)")
+    }
+}
