@@ -55,6 +55,11 @@ struct HerdControlCommand: ParsableCommand {
     /// The flag, else its environment twin; none: learned per node and model.
     var maxConcurrency: Int? { maxConcurrencyFlag ?? Environment.int("HERD_MAX_CONCURRENCY") }
 
+    @Option(name: .customLong("max-client-in-flight"),
+            help: "Requests one client (X-Herd-Client, API key, else address) may have queued or in flight; more get 429 (HERD_MAX_CLIENT_IN_FLIGHT); default: no cap.")
+    var maxClientInFlightFlag: Int?
+    var maxClientInFlight: Int? { maxClientInFlightFlag ?? Environment.int("HERD_MAX_CLIENT_IN_FLIGHT") }
+
     @Option(help: "Seconds a request may wait for a free node before a 503 (HERD_QUEUE_TIMEOUT).")
     var queueTimeout: Double = Environment.string("HERD_QUEUE_TIMEOUT").flatMap(Double.init) ?? 30
 
@@ -84,6 +89,7 @@ struct HerdControlCommand: ParsableCommand {
         guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         if let maxConcurrency, maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
+        if let maxClientInFlight, maxClientInFlight < 1 { throw ValidationError("--max-client-in-flight must be at least 1") }
         guard traceRetentionDays >= 0 else { throw ValidationError("--trace-retention-days must be 0 or more") }
         guard Scorer.MeetingPolicy(rawValue: meetingPolicy) != nil else {
             throw ValidationError("--meeting-policy must be one of: \(Scorer.MeetingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -106,6 +112,7 @@ struct HerdControlCommand: ParsableCommand {
         options.mdns = !noMdns
         options.fleetID = fleetId
         options.scheduler.maxConcurrencyPerModel = maxConcurrency
+        options.scheduler.maxInFlightPerClient = maxClientInFlight
         options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
         options.scheduler.maxRetries = maxRetries
         options.scheduler.scoring.meetingPolicy = Scorer.MeetingPolicy(rawValue: meetingPolicy) ?? .avoid

@@ -206,3 +206,19 @@ import Testing
         #expect(HTTPHeaders([("TE", "x"), ("Te", "y")]).kinds == [.te, .te])
     }
 }
+
+@Suite struct ClientIdentityTests {
+    @Test func namedThenKeyThenAddress() {
+        #expect(ClientIdentity.of(["X-Herd-Client": "ci-runner-7"], address: "10.0.0.2") == "c:ci-runner-7")
+        let key = ClientIdentity.of(["Authorization": "Bearer sk-secret-123"], address: "10.0.0.2")
+        #expect(key.hasPrefix("key:") && key.count == 16 && !key.contains("secret"), "\(key)")
+        #expect(ClientIdentity.of(["Authorization": "bearer sk-secret-123"], address: nil) == key, "the scheme is case-insensitive")
+        #expect(ClientIdentity.of(["Authorization": "Bearer other"], address: nil) != key)
+        #expect(ClientIdentity.of(["Authorization": "Basic abc"], address: "10.0.0.2") == "10.0.0.2")
+        #expect(ClientIdentity.of([:], address: "10.0.0.2") == "10.0.0.2")
+        // A name that could break a log line or a label is hashed, not kept.
+        let odd = ClientIdentity.of(["X-Herd-Client": "evil\u{1b}[31m name"], address: nil)
+        #expect(odd.hasPrefix("c#") && odd.count == 14, "\(odd)")
+        #expect(ClientIdentity.of(["X-Herd-Client": String(repeating: "a", count: 65)], address: nil).hasPrefix("c#"))
+    }
+}

@@ -235,6 +235,24 @@ import Testing
         #expect(try first.readResponse().status == 200, "the first request was not disturbed")
     }
 
+    @Test func aClientOverItsCapGets429WithRetryAfterOthersAreServed() throws {
+        let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "2500"],
+                                         control: ["--max-client-in-flight", "1"])
+        defer { fleet.shutdown() }
+        let first = try RawClient(port: fleet.proxyPort)
+        first.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nX-Herd-Client: greedy\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n"
+                   + #"{"model":"slow:1b","stream":false}"# + " ")
+        #expect(waitUntil(seconds: 5) { Self.gauge(fleet, "herd_in_flight") == 1 })
+        let second = fleet.post("/v1/chat/completions", #"{"model":"slow:1b","messages":[{"role":"user","content":"hi"}]}"#,
+                                headers: ["X-Herd-Client": "greedy"])
+        #expect(second.status == 429, "\(second.text)")
+        #expect(second.header("Retry-After") == "1")
+        #expect(try JSONValue.parse(second.body)["error"]?["message"]?.stringValue?.contains("too many requests") == true, "\(second.text)")
+        let other = fleet.post("/api/chat", #"{"model":"slow:1b","stream":false}"#, headers: ["X-Herd-Client": "patient"])
+        #expect(other.status == 200, "another client is served")
+        #expect(try first.readResponse().status == 200)
+    }
+
     /// With default flags the concurrency is learned: a backend that serves one
     /// request at a time ends up with one at a time, the rest waiting in herd's
     /// queue (where they could still go elsewhere), never more than one inside it.

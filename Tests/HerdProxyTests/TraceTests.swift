@@ -78,6 +78,16 @@ import Testing
         #expect(gone.allSatisfy { Self.text($0["outcome"]) == "client_gone" && Self.int($0["status"]) == 499 })
         #expect(gone.contains { Self.text($0["node_id"]) == "node-b" }, "the one that streamed names its node")
         #expect(gone.contains { Self.text($0["node_id"]) == "" && Self.int($0["queued_ms"]) == nil }, "the queued one never had a node")
+
+        // The live feed of decisions: 5 routed (1–4, 6), 1 queued (7), oldest first; ?since= and ?limit= page it.
+        let feed = try JSONValue.parse(fleet.getControl("/api/decisions").body)["decisions"]?.arrayValue ?? []
+        #expect(feed.map { $0["action"]?.stringValue ?? "" } == ["routed", "routed", "routed", "routed", "routed", "queued"], "\(feed)")
+        #expect(feed.first?["node"] == "node-a" && feed.first?["score"]?.stringValue?.hasPrefix("ect_ms=") == true)
+        #expect(feed.first?["candidates"]?.arrayValue?.first?["node"] == "node-a")
+        #expect(feed[3]["model"] == "gone:1b" && feed[3]["served_model"] == "qwen:7b")
+        let last = feed.last?["seq"]?.intValue ?? 0
+        #expect(try JSONValue.parse(fleet.getControl("/api/decisions?since=\(last)").body)["decisions"]?.arrayValue?.isEmpty == true)
+        #expect(try JSONValue.parse(fleet.getControl("/api/decisions?limit=2").body)["decisions"]?.arrayValue?.count == 2)
     }
 
     @Test func learnedRatesComeBackAfterARestart() throws {

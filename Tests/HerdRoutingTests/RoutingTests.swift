@@ -203,3 +203,65 @@ extension SchedulerAction {
         #expect(actions.compactMap(\.routedID).first == 2, "drained: big goes first")
     }
 }
+
+@Suite struct FairnessTests {
+    static func request(_ id: UInt64, _ client: String) -> RouteRequest {
+        RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "m:1b", stream: false, client: client)
+    }
+
+    /// One slot; "burst" queues three, then "quiet" one: quiet's goes second, not fourth.
+    @Test func clientsTakeTurnsInTheQueue() {
+        let h = SchedulerHarness()
+        var scheduler = h.scheduler
+        var actions: [SchedulerAction] = []
+        var routed: [UInt64] = []
+        func take() { routed += actions.compactMap(\.routedID); actions.removeAll() }
+        scheduler.route(Self.request(1, "burst"), from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &actions)
+        for id in UInt64(2)...4 { scheduler.route(Self.request(id, "burst"), from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &actions) }
+        scheduler.route(Self.request(5, "quiet"), from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &actions)
+        take()
+        #expect(routed == [1] && scheduler.queueLength == 4)
+        for id in [UInt64(1), 2, 5, 3] {
+            scheduler.result(RouteResult(id: id, node: "a", model: "m:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
+                             fleet: h.fleet, now: h.now, into: &actions)
+            take()
+        }
+        #expect(routed == [1, 2, 5, 3, 4], "burst's first, then quiet's, then burst's others")
+    }
+
+    @Test func aClientOverItsCapIsAnswered429() {
+        var settings = Scheduler.Settings()
+        settings.maxInFlightPerClient = 2
+        settings.maxConcurrencyPerModel = 100
+        var scheduler = Scheduler(settings: settings)
+        var actions: [SchedulerAction] = []
+        for id in UInt64(1)...3 {
+            scheduler.route(Self.request(id, "greedy"), from: SchedulerHarness.p1, fleet: oneNodeFleet, now: 0, into: &actions)
+        }
+        #expect(actions.compactMap(\.routedID) == [1, 2])
+        #expect(actions.compactMap(\.refusal).map(\.code) == [.clientLimit])
+        #expect(actions.compactMap(\.refusal).first?.retryAfter == 1)
+        actions.removeAll()
+        scheduler.route(Self.request(4, "other"), from: SchedulerHarness.p1, fleet: oneNodeFleet, now: 0, into: &actions)
+        #expect(actions.compactMap(\.routedID) == [4], "another client is not capped by greedy's requests")
+        actions.removeAll()
+        scheduler.result(RouteResult(id: 1, node: "a", model: "m:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
+                         fleet: oneNodeFleet, now: 1, into: &actions)
+        scheduler.route(Self.request(5, "greedy"), from: SchedulerHarness.p1, fleet: oneNodeFleet, now: 1, into: &actions)
+        #expect(actions.compactMap(\.routedID) == [5], "one finished: room again")
+    }
+}
+
+@Suite struct DecisionFeedTests {
+    @Test func theRingKeepsTheNewestAndStaysBounded() throws {
+        var feed = DecisionFeed(capacity: 3)
+        for id in UInt64(1)...5 {
+            feed.record(DecisionFeed.Decision(sequence: 0, atMilliseconds: id, requestID: id, model: "m\"\n", client: "c", action: "routed",
+                                              node: "a", servedModel: "m", score: "", reason: "", card: ScoreCard()))
+        }
+        #expect(feed.decisions.map(\.requestID) == [3, 4, 5])
+        let json = try JSONValue.parse(feed.json(since: 3))
+        #expect(json["decisions"]?.arrayValue?.map { $0["request_id"]?.intValue } == [4, 5], "since seq 3")
+        #expect(json["decisions"]?.arrayValue?.first?["model"]?.stringValue == "m\"\n", "client strings are escaped")
+    }
+}

@@ -26,6 +26,16 @@ public struct HTTPRequestHead: Sendable, Equatable {
         return Substring(target)
     }
 
+    /// The value of query parameter `name` as sent (not percent-decoded; the first if repeated).
+    public func queryValue(_ name: String) -> Substring? {
+        guard let q = target.firstIndex(of: "?") else { return nil }
+        for pair in target[target.index(after: q)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts[0] == name { return parts.count > 1 ? parts[1] : "" }
+        }
+        return nil
+    }
+
     /// The `Content-Length` header as a number, when present and valid.
     public var contentLength: Int? { headers["Content-Length"].flatMap { Int($0.trimmingSpaces) } }
 }

@@ -40,11 +40,21 @@ extension Scheduler {
             entry.queueDeadline = nil
             entry.waitingFor = nil
             entry.decision = answer
+            feed.record(DecisionFeed.Decision(
+                sequence: 0, atMilliseconds: now, requestID: entry.request.id, model: entry.request.model, client: entry.request.client,
+                action: "routed", node: candidate.node, servedModel: candidate.model, score: answer.score ?? "", reason: answer.reason ?? "",
+                card: card))
             entries[key] = entry
             actions.append(.routed(key.proxy, answer))
         case let .queue(best):
             entry.waitingFor = SlotKey(best.node, best.canonicalModel)
             if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
+            if entry.queueDeadline == nil {
+                feed.record(DecisionFeed.Decision(
+                    sequence: 0, atMilliseconds: now, requestID: entry.request.id, model: entry.request.model, client: entry.request.client,
+                    action: "queued", node: best.node, servedModel: best.model, score: best.breakdown.header,
+                    reason: Scheduler.reason(best, card: card), card: card))
+            }
             enqueue(key, entry, now: now, into: &actions)
         case let .notFound(known):
             let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
@@ -142,14 +152,16 @@ extension Scheduler {
         waiting.append(key)
     }
 
-    /// Re-scores the queued requests in arrival order: each goes wherever is
-    /// best now, or stays queued (in its place) for its new best.
+    /// Re-scores the queued requests, clients taking turns (each client's
+    /// requests in arrival order; the client whose oldest request came first
+    /// goes first): each goes wherever is best now, or stays queued (in its
+    /// place) for its new best.
     mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         guard !waiting.isEmpty else {
             nextRescore = nil
             return
         }
-        let queue = waiting
+        let queue = fairOrder(waiting)
         waiting.removeAll(keepingCapacity: true)
         queuedFor.removeAll(keepingCapacity: true)
         reservations.removeAll(keepingCapacity: true)
@@ -159,6 +171,30 @@ extension Scheduler {
             decide(key, entry, fleet: fleet, now: now, into: &actions)
         }
         if waiting.isEmpty { nextRescore = nil }
+    }
+
+    /// `keys` (in arrival order) with clients taking turns: the first request
+    /// of each client, then the second of each, … A client that sends a
+    /// burst of 100 does not hold back one that sends 1.
+    func fairOrder(_ keys: [RequestKey]) -> [RequestKey] {
+        var byClient: [String: [RequestKey]] = [:]
+        var clients: [String] = []
+        for key in keys {
+            let client = entries[key]?.request.client ?? ""
+            if byClient[client] == nil { clients.append(client) }
+            byClient[client, default: []].append(key)
+        }
+        guard clients.count > 1 else { return keys }
+        var order: [RequestKey] = []
+        order.reserveCapacity(keys.count)
+        var round = 0
+        while order.count < keys.count {
+            for client in clients {
+                if let mine = byClient[client], round < mine.count { order.append(mine[round]) }
+            }
+            round += 1
+        }
+        return order
     }
 
     /// Takes a queued entry out of the queue's books.

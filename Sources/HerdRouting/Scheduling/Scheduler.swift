@@ -63,6 +63,8 @@ package struct Scheduler {
         package var maxRetries = 2
         /// Queued requests are re-scored at least this often (estimates change as time passes).
         package var rescoreIntervalMilliseconds: UInt64 = 1_000
+        /// Requests one client may have queued or in flight at once (`--max-client-in-flight`); more get 429.
+        package var maxInFlightPerClient: Int?
         package var scoring = Scorer.Settings()
 
         package init() {}
@@ -127,6 +129,8 @@ package struct Scheduler {
     /// What each node says its backend serves at once per model (the learners' prior).
     var reportedParallel: [String: Int] = [:]
     package internal(set) var rates = LearnedRates()
+    /// The most recent decisions, for the dashboard.
+    package internal(set) var feed = DecisionFeed()
     /// Where conversations and prompt prefixes were last served (their KV caches).
     var affinities = AffinityMemory(capacity: 4096)
     var routeCounter: UInt64 = 0
@@ -175,6 +179,12 @@ package struct Scheduler {
     /// A ROUTE: decide now, or queue.
     package mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                                 into actions: inout [SchedulerAction]) {
+        if let cap = settings.maxInFlightPerClient, entries.values.lazy.filter({ $0.request.client == request.client }).count >= cap {
+            refuse(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), RouteRefusal(
+                id: request.id, code: .clientLimit, message: "too many requests from this client at once (at most \(cap) queued or in flight)",
+                retryAfter: 1), into: &actions)
+            return
+        }
         decide(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), fleet: fleet, now: now, into: &actions)
     }
 

@@ -74,7 +74,8 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     @Defaulted<WireDefaults.Zero> public var estimatedTokens: Int
     /// `options.num_ctx` when the client set it.
     public var numCtx: Int?
-    /// The client's address.
+    /// Who asked, for fairness and the trace: `X-Herd-Client` (as `c:<value>`), else
+    /// the API key's hash (`key:<hex>`), else the client's address.
     @Defaulted<WireDefaults.EmptyString> public var client: String
     /// The client's own output limit (`options.num_predict`, `max_tokens`, `max_completion_tokens`).
     public var maxTokens: Int?
@@ -160,6 +161,8 @@ public struct RouteRefusal: Equatable, Sendable, WireCodable {
         case noNode = "no_node"
         /// Retries exhausted: 502.
         case retriesExhausted = "retries_exhausted"
+        /// The client already has its share of requests queued or in flight (`--max-client-in-flight`): 429.
+        case clientLimit = "client_limit"
     }
 
     public var id: UInt64

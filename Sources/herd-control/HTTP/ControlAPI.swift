@@ -37,14 +37,20 @@ final class ControlAPI {
                                     "nodes": .int(registry.nodes.count), "proxies": .int(routes.proxyCount)])
         case ("GET", "/api/fleet"):
             respond(exchange, 200, fleetJSON())
+        case ("GET", "/api/decisions"):
+            // ?since=<seq> (what the reader has seen), ?limit=<n> (≤ 256).
+            let since = exchange.head.queryValue("since").flatMap { UInt64($0) } ?? 0
+            let limit = min(256, max(0, exchange.head.queryValue("limit").flatMap { Int($0) } ?? 256))
+            exchange.respond(status: 200, headers: ["Content-Type": "application/json; charset=utf-8"],
+                             body: routes.scheduler.feed.json(since: since, limit: limit))
         case ("GET", "/metrics"):
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(
                 nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: routes.scheduler.inFlightCount,
                 queueLength: routes.scheduler.queueLength, proxies: routes.proxyCount))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
-                                    "endpoints": ["/health", "/api/fleet", "/metrics", "POST /heartbeat"]])
-        case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"), (_, "/metrics"):
+                                    "endpoints": ["/health", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])
+        case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"), (_, "/api/decisions"), (_, "/metrics"):
             respond(exchange, 405, ["error": .string("\(exchange.head.method) is not allowed on \(path)")])
         default:
             respond(exchange, 404, ["error": .string("no endpoint \(path)")])

@@ -35,6 +35,8 @@ struct ClientError: Equatable {
             return ClientError(status: 404, message: refusal.message, models: refusal.models)
         case .queueTimeout, .noNode:
             return ClientError(status: 503, message: refusal.message, retryAfter: refusal.retryAfter)
+        case .clientLimit:
+            return ClientError(status: 429, message: refusal.message, retryAfter: refusal.retryAfter)
         case .retriesExhausted:
             if lastFailure == .firstByteTimeout || lastFailure == .totalTimeout(afterResponseStarted: false) {
                 return ClientError(status: 504, message: "the model server did not answer in time (\(refusal.message))")

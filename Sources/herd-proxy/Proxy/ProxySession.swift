@@ -85,7 +85,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             let request = RouteRequest(
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: body.count / 4, numCtx: fields.numCtx,
-                client: exchange.remoteAddress?.host ?? "", maxTokens: fields.maxTokens, think: fields.think,
+                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteAddress?.host), maxTokens: fields.maxTokens, think: fields.think,
                 session: fields.session, prefix: fields.prefix)
             attempt = routes.begin(request, waiter: self)
         case let .askRetry(node, reason, status):

@@ -1,0 +1,34 @@
+import HerdHTTP
+import HerdWire
+
+/// Who a request is from, for fair turns in the queue, the per-client cap and
+/// the trace's `client`: `X-Herd-Client` (`c:<value>`; a value that is not
+/// 1–64 bytes of `[A-Za-z0-9._:@/-]` is hashed, `c#<hex>`), else the API key
+/// (`Authorization: Bearer …`) as the first 12 hex digits of its SHA-256
+/// (`key:<hex>` — the key itself never leaves the proxy), else the client's
+/// address.
+enum ClientIdentity {
+    static func of(_ headers: HTTPHeaders, address: String?) -> String {
+        if let named = headers["X-Herd-Client"], !named.isEmpty {
+            let bytes = Array(named.utf8)
+            if bytes.count <= 64, bytes.allSatisfy(isPlain) { return "c:" + named }
+            return "c#" + SHA256.hex(Array(SHA256.hash(bytes).prefix(6)))
+        }
+        if let authorization = headers["Authorization"] {
+            let bytes = Array(authorization.utf8)
+            if bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) {
+                let key = bytes.dropFirst(7).drop { $0 == 32 }
+                if !key.isEmpty { return "key:" + SHA256.hex(Array(SHA256.hash(Array(key)).prefix(6))) }
+            }
+        }
+        return address ?? ""
+    }
+
+    private static func isPlain(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "/"), UInt8(ascii: "-"): true
+        default: false
+        }
+    }
+}
