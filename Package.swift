@@ -73,7 +73,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "herd-node",
-            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdDiscovery", argumentParser]
+            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]
         ),
 
         // Test support: the scriptable fake Ollama/OpenAI backend (library + a binary for
@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"]),
         .testTarget(name: "HerdRoutingTests", dependencies: ["HerdRouting", "HerdWire", "HerdJSON"]),
         .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
-        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdRuntime", "HerdJSON", "HerdWire", "HerdTestSupport"],
+        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdRuntime", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -41,6 +41,19 @@ struct HerdNodeCommand: ParsableCommand {
     @Flag(help: "Do not report camera/microphone use (meeting detection) (HERD_NO_MEETING_DETECTION=1).")
     var noMeetingDetection = Environment.bool("HERD_NO_MEETING_DETECTION")
 
+    @Flag(inversion: .prefixedNo,
+          help: "Learn the owner's week: per hour of the week, how much CPU and memory the owner uses themselves; the router routes around it (HERD_LEARN_CAPACITY=0 to switch off).")
+    var learnCapacity = Environment.string("HERD_LEARN_CAPACITY").map { $0 != "0" && $0 != "false" } ?? true
+
+    @Option(name: .customLong("data-dir"),
+            help: "Where the learned week is kept (capacity.db) (HERD_DATA_DIR); default: $HOME/.local/share/herd-node, as root /var/lib/herd-node.")
+    var dataDirFlag: String?
+    var dataDir: String {
+        if let dir = dataDirFlag ?? Environment.string("HERD_DATA_DIR") { return dir }
+        if getuid() != 0, let home = Environment.string("HOME"), !home.isEmpty { return home + "/.local/share/herd-node" }
+        return "/var/lib/herd-node"
+    }
+
     @Option(help: "Seconds between heartbeats (HERD_INTERVAL).")
     var interval: Double = Environment.string("HERD_INTERVAL").flatMap(Double.init) ?? 2
 
@@ -79,6 +92,16 @@ struct HerdNodeCommand: ParsableCommand {
         var options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
                                   intervalMilliseconds: UInt64(interval * 1000), fleetKey: fleetKey.flatMap(FleetKey.init))
         options.telemetry.meetingDetection = !noMeetingDetection
+        options.learnCapacity = learnCapacity
+        if learnCapacity {
+            // mkdir -p: each missing parent, 0700 for what herd creates.
+            var path = dataDir.hasPrefix("/") ? "" : "."
+            for part in dataDir.split(separator: "/") {
+                path += "/" + part
+                _ = mkdir(path, 0o700)
+            }
+            options.capacityDatabase = dataDir + "/capacity.db"
+        }
         try NodeAgent(loop: loop, options: options).run()
     }
 }

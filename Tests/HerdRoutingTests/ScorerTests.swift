@@ -317,6 +317,22 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(shared > one, "three requests of another model share the node: \(shared) vs \(one)")
     }
 
+    @Test func learnedCapacityPausesPenalisesAndCapsMemory() {
+        var busy = machine("owned", loaded: ["m:8b"])
+        busy.heartbeat.capacity = Heartbeat.Capacity(availability: 0.05, memoryCeilingBytes: 16_000_000_000)
+        let (decision, card) = decide([busy])
+        #expect(decision == .noNode && reasons(card)["owned"] == "paused: its owner is using it (availability 5 %)")
+        busy.heartbeat.capacity?.availability = 0.5
+        let penalised = decide([busy]).1.candidates[0]
+        #expect(penalised.breakdown.factor == 2 && penalised.penalties == ["availability 50 %"])
+        // 16 GB free, but the owner uses all but 3 GB at this hour: a 4.5 GB load does not fit.
+        var small = machine("small", memory: 16_000_000_000)
+        small.heartbeat.capacity = Heartbeat.Capacity(availability: 1, memoryCeilingBytes: 3_000_000_000)
+        #expect(decide([small]).0 == .noNode)
+        small.heartbeat.capacity?.memoryCeilingBytes = 6_000_000_000
+        #expect(routedNode(decide([small])) == "small")
+    }
+
     @Test func criticalPressureAllowsNoColdLoad() {
         let starving = machine("starving", models: [("m:8b", 1), ("big:70b", 1)], loaded: ["m:8b"], memory: 99_000_000_000) { $0.pressure = .critical }
         #expect(routedNode(decide([starving])) == "starving", "a loaded model still serves")

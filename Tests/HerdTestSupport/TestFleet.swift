@@ -78,7 +78,8 @@ public final class TestFleet: @unchecked Sendable {
         let control = discover ? ["--fleet-id", fleetID] : ["--control", "http://127.0.0.1:\(controlPort)"]
         let process = try RunningProcess(name: "node-\(id)", path: ProcessRunner.executable("herd-node"),
                                          arguments: control + ["--ollama", "http://127.0.0.1:\(port)",
-                                                               "--node-id", id, "--interval", "0.5"] + extra, logDirectory: directory)
+                                                               "--node-id", id, "--interval", "0.5", "--data-dir", directory + "/node-" + id]
+                                             + extra, logDirectory: directory)
         nodes[id] = process
     }
 

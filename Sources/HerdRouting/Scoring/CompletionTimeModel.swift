@@ -49,7 +49,9 @@ import HerdJSON
 ///   × (1 + e), e counting failures that halve every minute; late heartbeats
 ///   (degraded) × 2; a camera or microphone in use (meeting policy `avoid`)
 ///   × 4; a loaded context shorter than the prompt × 4; a learned
-///   availability a < 1 × (1 + 2(1 − a)).
+///   availability a < 0.95 (the share of the machine its owner leaves free
+///   at this hour of the week, from herd-node's capacity learning)
+///   × (1 + 2(1 − a)); below 0.1 the node is paused.
 /// - **affinity gain** — a node that served this session holds the
 ///   conversation in its KV cache and reads only the new part of the prompt:
 ///   it gains 80 % of the prefill; one that holds the same system prompt and

@@ -150,6 +150,8 @@ package struct Scorer: Sendable {
     }
 
     package var settings: Settings
+    /// A node whose owner leaves less than this share of it (learned capacity) is paused.
+    package static let pausedBelowAvailability = 0.1
     /// A load competes with a hot replica that has room only when expected to finish this many times sooner.
     package static let loadMustWin = 2.0
 
@@ -221,6 +223,11 @@ package struct Scorer: Sendable {
                 if !backend.reachable { eliminate("backend unreachable"); continue }
                 let telemetry = node.heartbeat.telemetry
                 if telemetry.inMeeting, settings.meetingPolicy == .pause { eliminate("paused: in a meeting"); break }
+                let capacity = node.heartbeat.capacity
+                if let capacity, capacity.availability < Scorer.pausedBelowAvailability {
+                    eliminate("paused: its owner is using it (availability \(Int((capacity.availability * 100).rounded())) %)")
+                    break
+                }
 
                 let slot = SlotKey(node.id, canonical)
                 var inputs = CompletionTimeModel.Inputs()
@@ -294,6 +301,10 @@ package struct Scorer: Sendable {
                 if errors > 0.05 { factor *= 1 + errors; penalties.append("recent errors \(Int((errors * 10).rounded()) / 10)") }
                 if node.status == .degraded { factor *= 2; penalties.append("heartbeats late") }
                 if telemetry.inMeeting, settings.meetingPolicy == .avoid { factor *= 4; penalties.append("in a meeting") }
+                if let a = capacity?.availability, a < 0.95 {
+                    factor *= 1 + 2 * (1 - a)
+                    penalties.append("availability \(Int((a * 100).rounded())) %")
+                }
                 inputs.factor = factor
 
                 // The wait, if it must.
@@ -336,12 +347,21 @@ package struct Scorer: Sendable {
 
     /// Memory a new load could use on `node`: free memory, free VRAM, and what
     /// idle loaded models (other than this one) would give back when evicted.
+    /// On a machine without GPUs, capped by the learned capacity's memory
+    /// ceiling (what the owner leaves at this hour of the week) less what
+    /// loaded models already hold.
     static func usableBytes(_ node: FleetNode, forLoading canonical: String, load: some RoutingLoad) -> Int {
         var bytes = freeBytes(node)
+        var idle = 0, loadedTotal = 0
         for backend in node.heartbeat.backends {
-            for model in backend.loaded where ModelName.canonical(model.name) != canonical {
-                if load.inFlight(SlotKey(node.id, model.name)) == 0 { bytes += max(0, model.sizeBytes) }
+            for model in backend.loaded {
+                loadedTotal += max(0, model.sizeBytes)
+                if ModelName.canonical(model.name) != canonical, load.inFlight(SlotKey(node.id, model.name)) == 0 { idle += max(0, model.sizeBytes) }
             }
+        }
+        bytes += idle
+        if let ceiling = node.heartbeat.capacity?.memoryCeilingBytes, node.heartbeat.telemetry.gpus.isEmpty {
+            bytes = min(bytes, max(0, ceiling - loadedTotal) + idle)
         }
         return bytes
     }

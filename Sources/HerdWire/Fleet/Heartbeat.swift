@@ -115,6 +115,33 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
         }
     }
 
+    /// What herd-node learned of its owner's week (`--learn-capacity`): for
+    /// this hour of the week, the share of the machine the owner leaves free
+    /// and the memory herd may fill.
+    public struct Capacity: Equatable, Sendable, Codable {
+        /// 0…1: 1 − the owner's own CPU use at this hour of the week (learned, blended with now).
+        public var availability: Double
+        /// Bytes of memory models may use now: total − what the owner uses at this hour (at least what is free now).
+        public var memoryCeilingBytes: Int
+        /// Hours of the week with a learned value (0…168).
+        @Defaulted<WireDefaults.Zero> public var learnedHours: Int
+
+        public init(availability: Double, memoryCeilingBytes: Int, learnedHours: Int = 0) {
+            self.availability = availability
+            self.memoryCeilingBytes = memoryCeilingBytes
+            self.learnedHours = learnedHours
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case availability, memoryCeilingBytes = "memory_ceiling_bytes", learnedHours = "learned_hours"
+        }
+
+        public var json: JSONValue {
+            ["availability": .number((availability * 1000).rounded() / 1000), "memory_ceiling_bytes": .int(memoryCeilingBytes),
+             "learned_hours": .int(learnedHours)]
+        }
+    }
+
     public var schema: Int
     public var nodeID: String
     @Defaulted<WireDefaults.EmptyString> public var agentVersion: String
@@ -124,6 +151,8 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
     /// Load, swap, pressure, GPUs, thermal state, camera/microphone (left out by older agents).
     @Defaulted<Telemetry.Unknown> public var telemetry: Telemetry
     @Defaulted<WireDefaults.Empty<Backend>> public var backends: [Backend]
+    /// Learned capacity (absent when the node does not learn it).
+    public var capacity: Capacity?
 
     public init(nodeID: String, agentVersion: String = HerdVersion.current, sentAtMilliseconds: Int = 0, cpuCores: Int = 0,
                 cpuUtilization: Double = 0, memoryTotalBytes: Int = 0, memoryAvailableBytes: Int = 0, backends: [Backend] = [],
@@ -139,7 +168,8 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, nodeID = "node_id", agentVersion = "agent_version", sentAtMilliseconds = "sent_at_ms", cpu, memory, telemetry, backends
+        case schema, nodeID = "node_id", agentVersion = "agent_version", sentAtMilliseconds = "sent_at_ms", cpu, memory, telemetry, backends,
+             capacity
     }
 
     public var cpuCores: Int { cpu.cores }
@@ -167,6 +197,14 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             throw JSONFieldError("heartbeat.node_id must be 1–128 characters of letters, digits, '.', '_', '-' or ':'")
         }
         guard backends.count <= 16 else { throw JSONFieldError("heartbeat.backends: at most 16") }
+        if let capacity {
+            guard capacity.availability.isFinite, (0...1).contains(capacity.availability) else {
+                throw JSONFieldError("heartbeat.capacity.availability must be 0–1")
+            }
+            guard capacity.memoryCeilingBytes >= 0, (0...168).contains(capacity.learnedHours) else {
+                throw JSONFieldError("heartbeat.capacity: memory_ceiling_bytes ≥ 0, learned_hours 0–168")
+            }
+        }
         for (i, backend) in backends.enumerated() {
             let path = "heartbeat.backends[\(i)]"
             guard Heartbeat.isValidAddress(backend.address) else { throw JSONFieldError("\(path).address must be a numeric host:port") }

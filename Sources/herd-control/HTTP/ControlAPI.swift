@@ -97,6 +97,7 @@ final class ControlAPI {
                     "in_flight": .int(routes.scheduler.inFlight(node: node.id)),
                     "concurrency": .object(routes.scheduler.learnedLimits.filter { $0.node == node.id }.map { ($0.model, .int($0.limit)) }),
                     "telemetry": hb.telemetry.json,
+                    "capacity": hb.capacity?.json ?? .null,
                     "backends": .array(hb.backends.map { b in
                         var members: [(String, JSONValue)] = [
                             ("kind", .string(b.kind.rawValue)), ("address", .string(b.address)), ("reachable", .bool(b.reachable)),

@@ -16,6 +16,9 @@ struct NodeOptions: Sendable {
     /// Signs heartbeats when the fleet has a key.
     var fleetKey: FleetKey?
     var telemetry = TelemetryReader()
+    /// Learn the owner's week (`--learn-capacity`), persisted at this path (nil: in memory only).
+    var learnCapacity = true
+    var capacityDatabase: String?
 }
 
 extension BackendTarget: @unchecked Sendable {}
@@ -42,6 +45,11 @@ final class NodeAgent {
     /// `OLLAMA_NUM_PARALLEL` of the Ollama servers on this machine, by port (read every fifth beat).
     private var ollamaParallel: [Int: Int] = [:]
     private var warnedLocalOnly: Set<String> = []
+    /// The owner's week, and the model servers' CPU ticks at the last sample (to tell their use from the owner's).
+    private var capacity = CapacityModel()
+    private var capacityStore: CapacityStore?
+    private var lastBackendTicks: (ticks: UInt64, atMilliseconds: UInt64)?
+    private var ownerMemoryNow = 0.0
 
     init(loop: EventLoop, options: NodeOptions) {
         self.loop = loop
@@ -54,6 +62,16 @@ final class NodeAgent {
     }
 
     func run() throws {
+        if options.learnCapacity, let path = options.capacityDatabase {
+            do {
+                let store = try CapacityStore(path: path)
+                capacity = CapacityModel(learned: try store.load())
+                capacityStore = store
+                log.info("capacity learning: \(capacity.learnedHours) of 168 hours of the week known (\(path))")
+            } catch {
+                log.warning("capacity learning without persistence: cannot open \(path): \(error)")
+            }
+        }
         let timer = LoopTimer(loop: loop)
         self.timer = timer
         timer.start(after: 0, repeating: options.intervalMilliseconds) { [unowned self] in self.beat() }
@@ -92,13 +110,15 @@ final class NodeAgent {
         let reader = options.telemetry
         let previous = telemetry?.telemetry
         let localOllama = options.backends.contains { $0.kind == .ollama && Self.isLocal($0.url.host) }
-        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading, [Int: Int]?) in
+        let learn = options.learnCapacity
+        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading, [Int: Int]?, (ticks: UInt64, residentBytes: Int)?) in
             (urls.map { try? $0.resolve() }, reader.read(cpuBusy: sample.cpuUtilization, slow: slow, previous: previous),
-             slow && localOllama ? reader.ollamaParallelism() : nil)
+             slow && localOllama ? reader.ollamaParallelism() : nil, slow && learn ? reader.backendProcessUsage() : nil)
         }, then: { [unowned self] result in
-            guard case let .success((resolved, reading, parallel)) = result else { return self.finishBeat() }
+            guard case let .success((resolved, reading, parallel, usage)) = result else { return self.finishBeat() }
             self.telemetry = reading
             if let parallel { self.ollamaParallel = parallel }
+            if let usage { self.learnCapacity(usage, sample: sample, reading: reading) }
             self.cpu = sample
             self.controlAddress = self.options.control == nil ? self.finder?.current : resolved.last ?? nil
             for (i, address) in resolved.prefix(self.options.backends.count).enumerated() {
@@ -122,6 +142,47 @@ final class NodeAgent {
     }
 
     private func finishBeat() { inFlight = false }
+
+    /// One capacity sample: the owner's CPU is the machine's minus the model
+    /// servers'; their memory is what is used minus the servers' resident set.
+    private func learnCapacity(_ usage: (ticks: UInt64, residentBytes: Int), sample: SystemSampler.Sample, reading: TelemetryReader.Reading) {
+        let now = loop.nowMilliseconds
+        defer { lastBackendTicks = (usage.ticks, now) }
+        guard let last = lastBackendTicks, now > last.atMilliseconds, usage.ticks >= last.ticks, sample.cores > 0 else { return }
+        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let seconds = Double(now - last.atMilliseconds) / 1000
+        let serversShare = Double(usage.ticks - last.ticks) / (seconds * ticksPerSecond * Double(sample.cores))
+        let ownerCPU = max(0, sample.cpuUtilization - serversShare)
+        let total = reading.memoryTotal > 0 ? reading.memoryTotal : sample.memoryTotalBytes
+        let available = reading.memoryTotal > 0 ? reading.memoryAvailable : sample.memoryAvailableBytes
+        ownerMemoryNow = Double(max(0, total - available - usage.residentBytes))
+        let (slot, _) = Self.hourOfWeek()
+        if let folded = capacity.add(slot: slot, ownerCPU: ownerCPU, ownerMemoryBytes: ownerMemoryNow, inMeeting: reading.telemetry.inMeeting),
+           let store = capacityStore, let value = capacity.learned[folded] {
+            let at = Int(EventLoop.wallClockMilliseconds())
+            loop.offload({ try store.save(slot: folded, value, at: at) }, then: { [log] result in
+                if case let .failure(error) = result { log.warning("capacity: cannot save hour \(folded): \(error)") }
+            })
+        }
+    }
+
+    /// The hour of the week now (local time) and the minute within the hour.
+    static func hourOfWeek() -> (slot: Int, minute: Int) {
+        var now = time(nil)
+        var parts = tm()
+        localtime_r(&now, &parts)
+        return (CapacityModel.slot(weekday: Int(parts.tm_wday), hour: Int(parts.tm_hour)), Int(parts.tm_min))
+    }
+
+    /// What the heartbeat says of capacity, once anything is known.
+    private func capacityReport(total: Int, available: Int) -> Heartbeat.Capacity? {
+        guard options.learnCapacity else { return nil }
+        let (slot, minute) = Self.hourOfWeek()
+        guard let availability = capacity.availability(slot: slot, minuteOfHour: minute) else { return nil }
+        return Heartbeat.Capacity(availability: availability,
+                                  memoryCeilingBytes: capacity.memoryCeiling(slot: slot, totalBytes: total, ownerNowBytes: ownerMemoryNow, freeNow: available),
+                                  learnedHours: capacity.learnedHours)
+    }
 
     /// A backend on this machine (its server's environment is readable here).
     static func isLocal(_ host: String) -> Bool {
@@ -157,11 +218,12 @@ final class NodeAgent {
             }
         }
         let reading = telemetry
-        let heartbeat = Heartbeat(
+        var heartbeat = Heartbeat(
             nodeID: options.nodeID, sentAtMilliseconds: Int(EventLoop.wallClockMilliseconds()), cpuCores: sample.cores,
             cpuUtilization: sample.cpuUtilization, memoryTotalBytes: reading?.memoryTotal ?? sample.memoryTotalBytes,
             memoryAvailableBytes: reading?.memoryAvailable ?? sample.memoryAvailableBytes, backends: backends,
             telemetry: reading?.telemetry ?? Telemetry())
+        heartbeat.capacity = capacityReport(total: heartbeat.memoryTotalBytes, available: heartbeat.memoryAvailableBytes)
         fetchCapabilities(backends)
         guard let controlAddress else {
             noteControl(false, options.control.map { "cannot resolve \($0.host)" } ?? "no herd router found over mDNS yet")

@@ -151,4 +151,19 @@ enum LinuxParsers {
         }
         return (parallel, port)
     }
+
+    /// A model server's process name (`/proc/<pid>/comm`, 15 characters at most).
+    static func isModelServer(comm: String) -> Bool {
+        let name = comm.split(separator: "\n").first.map(String.init) ?? ""
+        return name.hasPrefix("ollama") || name.hasPrefix("llama-server") || name.hasPrefix("llama_server") || name.hasPrefix("vllm")
+    }
+
+    /// utime + stime (clock ticks) from `/proc/<pid>/stat` (fields 14 and 15, counted after the `)` that ends the name).
+    static func processTicks(_ stat: String) -> UInt64? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After ")": state is field 3, so utime (14) is index 11, stime (15) index 12.
+        guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+        return user + system
+    }
 }

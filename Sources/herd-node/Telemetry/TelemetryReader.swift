@@ -108,6 +108,24 @@ struct TelemetryReader: Sendable {
         return byPort
     }
 
+    /// CPU time (clock ticks, all threads) and resident memory of the model
+    /// servers on this machine — Ollama and its runners, llama.cpp's server,
+    /// vLLM — so that the owner's own use can be told apart from herd's work.
+    func backendProcessUsage() -> (ticks: UInt64, residentBytes: Int) {
+        var ticks: UInt64 = 0
+        var resident = 0
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for pid in list("/proc") where pid.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+            guard let comm = file("/proc/\(pid)/comm"), LinuxParsers.isModelServer(comm: comm),
+                  let stat = file("/proc/\(pid)/stat"), let used = LinuxParsers.processTicks(stat) else { continue }
+            ticks += used
+            if let statm = file("/proc/\(pid)/statm"), let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {
+                resident += pages * page
+            }
+        }
+        return (ticks, resident)
+    }
+
     // MARK: Filesystem under root
 
     func file(_ path: String) -> String? { SystemSampler.read(root + path) }
