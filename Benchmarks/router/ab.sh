@@ -18,6 +18,8 @@ cd "$(dirname "$0")/../.."
 MODE=${1:?cpu or rate}; A=${2:?A build}; B=${3:?B build}
 ROUNDS=${ROUNDS:-$([ "$MODE" = cpu ] && echo 4 || echo 6)}; N=${N:-100000}; RATE=${RATE:-1000}; DURATION=${DURATION:-5}
 work=$(mktemp -d); pids=()
+# Each run's nodes learn their capacity afresh (not from an earlier run's load).
+export HERD_DATA_DIR="$work/node-data"
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 start() { "$@" & pids+=($!); }

@@ -35,6 +35,8 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk an
 swift build -c release >/dev/null
 B=.build/release
 work=$(mktemp -d)
+# Each run's nodes learn their capacity afresh (not from an earlier run's load).
+export HERD_DATA_DIR="$work/node-data"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -16,6 +16,8 @@ OUT=${OUT:-/tmp/herd-callgrind}
 BACKEND=18601; PROXY=18603; CONTROL=18604
 [ -x "$B/herd-proxy" ] || swift build -c release >/dev/null
 work=$(mktemp -d)
+# Each run's nodes learn their capacity afresh (not from an earlier run's load).
+export HERD_DATA_DIR="$work/node-data"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -320,6 +320,8 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
     @Test func learnedCapacityPausesPenalisesAndCapsMemory() {
         var busy = machine("owned", loaded: ["m:8b"])
         busy.heartbeat.capacity = Heartbeat.Capacity(availability: 0.05, memoryCeilingBytes: 16_000_000_000)
+        #expect(routedNode(decide([busy])) == "owned", "busy now, but this hour was never learned: penalised, not paused")
+        busy.heartbeat.capacity?.hourLearned = true
         let (decision, card) = decide([busy])
         #expect(decision == .noNode && reasons(card)["owned"] == "paused: its owner is using it (availability 5 %)")
         busy.heartbeat.capacity?.availability = 0.5

@@ -150,7 +150,8 @@ package struct Scorer: Sendable {
     }
 
     package var settings: Settings
-    /// A node whose owner leaves less than this share of it (learned capacity) is paused.
+    /// A node whose owner leaves less than this share of it (learned capacity,
+    /// for an hour learned in an earlier week: one busy minute never pauses a node) is paused.
     package static let pausedBelowAvailability = 0.1
     /// A load competes with a hot replica that has room only when expected to finish this many times sooner.
     package static let loadMustWin = 2.0
@@ -224,7 +225,7 @@ package struct Scorer: Sendable {
                 let telemetry = node.heartbeat.telemetry
                 if telemetry.inMeeting, settings.meetingPolicy == .pause { eliminate("paused: in a meeting"); break }
                 let capacity = node.heartbeat.capacity
-                if let capacity, capacity.availability < Scorer.pausedBelowAvailability {
+                if let capacity, capacity.hourLearned, capacity.availability < Scorer.pausedBelowAvailability {
                     eliminate("paused: its owner is using it (availability \(Int((capacity.availability * 100).rounded())) %)")
                     break
                 }

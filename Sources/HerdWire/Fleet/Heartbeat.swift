@@ -125,20 +125,24 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
         public var memoryCeilingBytes: Int
         /// Hours of the week with a learned value (0…168).
         @Defaulted<WireDefaults.Zero> public var learnedHours: Int
+        /// This hour of the week was learned in an earlier week (not only from now):
+        /// only then may a low availability pause the node.
+        @Defaulted<WireDefaults.False> public var hourLearned: Bool
 
-        public init(availability: Double, memoryCeilingBytes: Int, learnedHours: Int = 0) {
+        public init(availability: Double, memoryCeilingBytes: Int, learnedHours: Int = 0, hourLearned: Bool = false) {
             self.availability = availability
             self.memoryCeilingBytes = memoryCeilingBytes
             self.learnedHours = learnedHours
+            self.hourLearned = hourLearned
         }
 
         enum CodingKeys: String, CodingKey {
-            case availability, memoryCeilingBytes = "memory_ceiling_bytes", learnedHours = "learned_hours"
+            case availability, memoryCeilingBytes = "memory_ceiling_bytes", learnedHours = "learned_hours", hourLearned = "hour_learned"
         }
 
         public var json: JSONValue {
             ["availability": .number((availability * 1000).rounded() / 1000), "memory_ceiling_bytes": .int(memoryCeilingBytes),
-             "learned_hours": .int(learnedHours)]
+             "learned_hours": .int(learnedHours), "hour_learned": .bool(hourLearned)]
         }
     }
 

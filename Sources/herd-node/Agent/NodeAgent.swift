@@ -181,7 +181,7 @@ final class NodeAgent {
         guard let availability = capacity.availability(slot: slot, minuteOfHour: minute) else { return nil }
         return Heartbeat.Capacity(availability: availability,
                                   memoryCeilingBytes: capacity.memoryCeiling(slot: slot, totalBytes: total, ownerNowBytes: ownerMemoryNow, freeNow: available),
-                                  learnedHours: capacity.learnedHours)
+                                  learnedHours: capacity.learnedHours, hourLearned: capacity.learned[slot] != nil)
     }
 
     /// A backend on this machine (its server's environment is readable here).

@@ -152,10 +152,12 @@ enum LinuxParsers {
         return (parallel, port)
     }
 
-    /// A model server's process name (`/proc/<pid>/comm`, 15 characters at most).
+    /// A process that serves herd's requests, not the owner (`/proc/<pid>/comm`,
+    /// 15 characters at most): the model servers and herd's own processes.
     static func isModelServer(comm: String) -> Bool {
         let name = comm.split(separator: "\n").first.map(String.init) ?? ""
         return name.hasPrefix("ollama") || name.hasPrefix("llama-server") || name.hasPrefix("llama_server") || name.hasPrefix("vllm")
+            || name.hasPrefix("herd-")
     }
 
     /// utime + stime (clock ticks) from `/proc/<pid>/stat` (fields 14 and 15, counted after the `)` that ends the name).
