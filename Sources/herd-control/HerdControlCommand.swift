@@ -55,6 +55,10 @@ struct HerdControlCommand: ParsableCommand {
     /// The flag, else its environment twin; none: learned per node and model.
     var maxConcurrency: Int? { maxConcurrencyFlag ?? Environment.int("HERD_MAX_CONCURRENCY") }
 
+    @Option(name: .customLong("num-ctx-policy"),
+            help: "A client's num_ctx that the loaded model's context already covers: strip (no reload), keep, or warn (keep and count) (HERD_NUM_CTX_POLICY).")
+    var numCtxPolicy: String = Environment.string("HERD_NUM_CTX_POLICY") ?? "strip"
+
     @Option(name: .customLong("max-client-in-flight"),
             help: "Requests one client (X-Herd-Client, API key, else address) may have queued or in flight; more get 429 (HERD_MAX_CLIENT_IN_FLIGHT); default: no cap.")
     var maxClientInFlightFlag: Int?
@@ -90,6 +94,9 @@ struct HerdControlCommand: ParsableCommand {
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         if let maxConcurrency, maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
         if let maxClientInFlight, maxClientInFlight < 1 { throw ValidationError("--max-client-in-flight must be at least 1") }
+        guard Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) != nil else {
+            throw ValidationError("--num-ctx-policy must be one of: \(Scheduler.NumCtxPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard traceRetentionDays >= 0 else { throw ValidationError("--trace-retention-days must be 0 or more") }
         guard Scorer.MeetingPolicy(rawValue: meetingPolicy) != nil else {
             throw ValidationError("--meeting-policy must be one of: \(Scorer.MeetingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -113,6 +120,7 @@ struct HerdControlCommand: ParsableCommand {
         options.fleetID = fleetId
         options.scheduler.maxConcurrencyPerModel = maxConcurrency
         options.scheduler.maxInFlightPerClient = maxClientInFlight
+        options.scheduler.numCtxPolicy = Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) ?? .strip
         options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
         options.scheduler.maxRetries = maxRetries
         options.scheduler.scoring.meetingPolicy = Scorer.MeetingPolicy(rawValue: meetingPolicy) ?? .avoid

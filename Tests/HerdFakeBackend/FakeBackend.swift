@@ -64,6 +64,8 @@ public final class FakeBackend {
     }
 
     public var totalRequests: Int { requestCounts.values.reduce(0, +) }
+    /// Requests whose body carried `options.num_ctx`.
+    private var numCtxRequests = 0
 
     // MARK: Routing
 
@@ -78,7 +80,8 @@ public final class FakeBackend {
         case ("GET", "/_fake/stats"):
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams)),
-                                        "max_waiting": .number(Double(maxWaiting)), "waiting": .number(Double(waiting.count))])
+                                        "max_waiting": .number(Double(maxWaiting)), "waiting": .number(Double(waiting.count)),
+                                        "num_ctx_requests": .number(Double(numCtxRequests))])
             return
         case ("POST", "/_fake/config"):
             applyScript(exchange, body)
@@ -180,6 +183,8 @@ public final class FakeBackend {
                 }
                 return
             }
+            // Ollama reloads a model to change its context: count the requests that asked for one.
+            if request["options"]?["num_ctx"] != nil { numCtxRequests += 1 }
             post(exchange, path: path, request: request)
         default:
             respondJSON(exchange, 404, ["error": "404 page not found"])

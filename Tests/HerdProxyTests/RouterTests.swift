@@ -253,6 +253,23 @@ import Testing
         #expect(try first.readResponse().status == 200)
     }
 
+    /// A num_ctx the loaded context already covers would make Ollama reload the
+    /// model: herd strips it (counted); a larger one goes through (the scorer
+    /// prices the reload); `--num-ctx-policy keep` sends it as it is.
+    @Test func aNumCtxTheLoadedContextCoversIsStripped() throws {
+        let fleet = try TestFleet.single("S", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        defer { fleet.shutdown() }
+        func seen() throws -> Int? {
+            try JSONValue.parse(fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: fleet.backendPorts["S"]!).body)["num_ctx_requests"]?.intValue
+        }
+        let covered = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"options":{"num_ctx":4096,"temperature":0.2}}"#)
+        #expect(covered.status == 200)
+        #expect(try seen() == 0, "loaded at 8192: num_ctx 4096 stripped \(fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: fleet.backendPorts["S"]!).text)")
+        #expect(fleet.getControl("/metrics").text.contains(#"herd_num_ctx_total{action="stripped"} 1"#))
+        #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"options":{"num_ctx":32768}}"#).status == 200)
+        #expect(try seen() == 1, "a larger context is the client's to ask for")
+    }
+
     /// With default flags the concurrency is learned: a backend that serves one
     /// request at a time ends up with one at a time, the rest waiting in herd's
     /// queue (where they could still go elsewhere), never more than one inside it.

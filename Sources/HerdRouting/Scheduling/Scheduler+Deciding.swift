@@ -31,10 +31,16 @@ extension Scheduler {
             routeCounter += 1
             lastRoutedCounter[slot] = routeCounter
             affinities.remember(session: entry.request.session, prefix: entry.request.prefix, slot: slot)
+            var strip = false
+            if let numCtx = entry.request.numCtx, candidate.hot, candidate.loadedContext > 0, numCtx <= candidate.loadedContext {
+                strip = settings.numCtxPolicy == .strip
+                numCtxEvents[strip ? "stripped" : settings.numCtxPolicy == .warn ? "warned" : "kept", default: 0] += 1
+            }
             let answer = RouteAnswer(
                 id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
                 model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)),
-                reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header)
+                reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header,
+                stripNumCtx: strip)
             entry.slot = slot
             entry.chosen = candidate
             entry.queueDeadline = nil

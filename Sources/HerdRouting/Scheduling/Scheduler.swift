@@ -47,6 +47,15 @@ package enum SchedulerAction: Equatable {
 /// a RETRY beyond `maxRetries` is refused `retries_exhausted`, and each
 /// ROUTE_OK says how many retries came before it.
 package struct Scheduler {
+    /// A client's `options.num_ctx` that the loaded model already covers makes
+    /// Ollama reload the model at that context: `strip` removes it (the request
+    /// runs in the larger loaded context), `keep` sends it (and the reload
+    /// happens), `warn` sends it and counts it. Every event is counted
+    /// (`herd_num_ctx_total{action}`).
+    package enum NumCtxPolicy: String, Sendable, CaseIterable {
+        case strip, keep, warn
+    }
+
     package struct Settings: Sendable {
         /// Requests in flight per node and model, when set (`--max-concurrency`);
         /// else each node:model's limit is learned (`ConcurrencyLearner`):
@@ -63,6 +72,8 @@ package struct Scheduler {
         package var maxRetries = 2
         /// Queued requests are re-scored at least this often (estimates change as time passes).
         package var rescoreIntervalMilliseconds: UInt64 = 1_000
+        /// What to do with a client's `num_ctx` at or below the loaded context (`--num-ctx-policy`).
+        package var numCtxPolicy = NumCtxPolicy.strip
         /// Requests one client may have queued or in flight at once (`--max-client-in-flight`); more get 429.
         package var maxInFlightPerClient: Int?
         package var scoring = Scorer.Settings()
@@ -129,6 +140,8 @@ package struct Scheduler {
     /// What each node says its backend serves at once per model (the learners' prior).
     var reportedParallel: [String: Int] = [:]
     package internal(set) var rates = LearnedRates()
+    /// `num_ctx` at or below the loaded context, by what was done: stripped, kept, warned.
+    package internal(set) var numCtxEvents: [String: Int] = [:]
     /// The most recent decisions, for the dashboard.
     package internal(set) var feed = DecisionFeed()
     /// Where conversations and prompt prefixes were last served (their KV caches).

@@ -75,6 +75,8 @@ package struct ScoredCandidate: Equatable, Sendable {
     package var drains = false
     /// A load that must evict (or wait out) models loaded there.
     package var evicts = false
+    /// The context the model is loaded with there (0: not loaded or unknown).
+    package var loadedContext = 0
 
     package var canStart: Bool { inFlight < limit && !drains }
     package var hot: Bool { temperature == .hot }
@@ -319,7 +321,7 @@ package struct Scorer: Sendable {
                     node: node.id, address: backend.address, backend: backend.kind, model: name, canonicalModel: canonical,
                     temperature: temperature, inFlight: inputs.inFlight, limit: inputs.limit,
                     breakdown: CompletionTimeModel.estimate(inputs), penalties: penalties, affinity: inputs.affinity,
-                    lastRouted: load.lastRouted(slot), memoryAvailableBytes: usable, modelBytes: weights, drains: inputs.drainMs != nil, evicts: evicts))
+                    lastRouted: load.lastRouted(slot), memoryAvailableBytes: usable, modelBytes: weights, drains: inputs.drainMs != nil, evicts: evicts, loadedContext: loaded?.contextLength ?? 0))
                 break // one backend per node and model
             }
         }

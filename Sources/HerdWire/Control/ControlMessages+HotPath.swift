@@ -39,7 +39,7 @@ extension RouteAnswer {
     public var json: JSONValue {
         ["id": .int(Int(id)), "node": .string(node), "upstream": .string(upstream), "backend": .string(backend.rawValue),
          "model": .string(model), "queued_ms": .int(queuedMilliseconds), "reason": .string(reason), "retries": .int(retries),
-         "score": .string(score)]
+         "score": .string(score), "strip_num_ctx": .bool(stripNumCtx)]
     }
 
     public init(json: JSONValue) throws(JSONFieldError) {
@@ -47,7 +47,7 @@ extension RouteAnswer {
         self.init(id: try f.id("id"), node: try f.string("node"), upstream: try f.string("upstream"), backend: try f.enumeration("backend"),
                   model: try f.string("model"), queuedMilliseconds: try f.optionalInt("queued_ms") ?? 0,
                   reason: try f.optionalString("reason") ?? "", retries: try f.optionalInt("retries") ?? 0,
-                  score: try f.optionalString("score") ?? "")
+                  score: try f.optionalString("score") ?? "", stripNumCtx: try f.optionalBool("strip_num_ctx") ?? false)
     }
 }
 

@@ -129,9 +129,12 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
     @Defaulted<WireDefaults.Zero> public var retries: Int
     /// The winner's expected time to complete, term by term (`X-Herd-Score`).
     @Defaulted<WireDefaults.EmptyString> public var score: String
+    /// Remove the client's `options.num_ctx` before sending: the model is loaded with
+    /// at least that context, and Ollama would reload it to change it.
+    @Defaulted<WireDefaults.False> public var stripNumCtx: Bool
 
     public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "",
-                retries: Int = 0, score: String = "") {
+                retries: Int = 0, score: String = "", stripNumCtx: Bool = false) {
         self.id = id
         self.node = node
         self.upstream = upstream
@@ -141,10 +144,11 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
         self.reason = reason
         self.retries = retries
         self.score = score
+        self.stripNumCtx = stripNumCtx
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score
+        case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score, stripNumCtx = "strip_num_ctx"
     }
 }
 

@@ -33,8 +33,11 @@ final class ControlMetrics {
         durationCount += 1
     }
 
-    func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int) -> String {
+    func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int, numCtx: [String: Int] = [:]) -> String {
         var out = ""
+        out += "# HELP herd_num_ctx_total Requests whose num_ctx the loaded context already covered, by what herd did (--num-ctx-policy).\n"
+        out += "# TYPE herd_num_ctx_total counter\n"
+        for action in ["stripped", "kept", "warned"] { out += "herd_num_ctx_total{action=\"\(action)\"} \(numCtx[action] ?? 0)\n" }
         out += "# HELP herd_requests_total Requests that reached an outcome.\n# TYPE herd_requests_total counter\n"
         for (key, count) in requests.sorted(by: { ($0.key.node, $0.key.model, $0.key.outcome) < ($1.key.node, $1.key.model, $1.key.outcome) }) {
             out += "herd_requests_total{node=\"\(escape(key.node))\",model=\"\(escape(key.model))\",outcome=\"\(key.outcome)\"} \(count)\n"

@@ -132,7 +132,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         let forwardedFor = exchange.head.headers["X-Forwarded-For"].map { $0 + ", " } ?? ""
         headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteAddress?.host ?? "unknown"))
         headers.add("X-Forwarded-Proto", exchange.head.headers["X-Forwarded-Proto"] ?? "http")
-        let upstreamBody = answer.model != fields.model || fields.hasFallbackField ? rewrittenBody(model: answer.model) : body
+        let upstreamBody = answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx
+            ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
         let request = HTTPClientRequest(method: exchange.head.method, target: exchange.head.target, headers: headers, body: upstreamBody)
         upstreamHead = nil
         guard let task = upstreams.send(request, to: answer.upstream, delegate: self) else {
@@ -143,13 +144,21 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         self.task = task
     }
 
-    /// The body with the served model and without `fallback_models` (rare path:
-    /// only when a fallback was chosen or the client sent fallbacks).
-    private func rewrittenBody(model: String) -> [UInt8] {
+    /// The body with the served model, without `fallback_models`, and without
+    /// `options.num_ctx` when control says the loaded context covers it (rare
+    /// path: only then is the body parsed whole).
+    private func rewrittenBody(model: String, stripNumCtx: Bool) -> [UInt8] {
         guard case let .object(members)? = try? JSONValue.parse(body) else { return body }
         var out: [UInt8] = []
         JSONValue.object(members.compactMap { key, value in
-            key == "fallback_models" ? nil : (key, key == "model" ? .string(model) : value)
+            switch key {
+            case "fallback_models": return nil
+            case "model": return (key, .string(model))
+            case "options" where stripNumCtx:
+                guard case let .object(options) = value else { return (key, value) }
+                return (key, .object(options.filter { $0.0 != "num_ctx" }))
+            default: return (key, value)
+            }
         }).write(to: &out)
         return out
     }
