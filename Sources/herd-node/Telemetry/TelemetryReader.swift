@@ -86,7 +86,7 @@ struct TelemetryReader: Sendable {
     /// when the machine has no video device.
     private func cameraOpen() -> Bool {
         guard list("/dev").contains(where: { $0.hasPrefix("video") }) else { return false }
-        for pid in list("/proc") where pid.allSatisfy(\.isNumber) {
+        for pid in processIDs() {
             let fdDirectory = "/proc/\(pid)/fd"
             let targets = list(fdDirectory).compactMap { link(fdDirectory + "/" + $0) }
             if LinuxParsers.holdsCamera(targets) { return true }
@@ -99,7 +99,7 @@ struct TelemetryReader: Sendable {
     /// serves on. Unreadable or unset: absent (the router learns it instead).
     func ollamaParallelism() -> [Int: Int] {
         var byPort: [Int: Int] = [:]
-        for pid in list("/proc") where pid.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+        for pid in processIDs() {
             guard let cmdline = file("/proc/\(pid)/cmdline"), LinuxParsers.isOllamaServe(cmdline: cmdline),
                   let environ = file("/proc/\(pid)/environ") else { continue }
             let found = LinuxParsers.ollamaEnvironment(environ)
@@ -115,7 +115,7 @@ struct TelemetryReader: Sendable {
         var ticks: UInt64 = 0
         var resident = 0
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        for pid in list("/proc") where pid.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+        for pid in processIDs() {
             guard let comm = file("/proc/\(pid)/comm"), LinuxParsers.isModelServer(comm: comm),
                   let stat = file("/proc/\(pid)/stat"), let used = LinuxParsers.processTicks(stat) else { continue }
             ticks += used
@@ -127,6 +127,11 @@ struct TelemetryReader: Sendable {
     }
 
     // MARK: Filesystem under root
+
+    /// The process ids under `/proc`.
+    func processIDs() -> [String] {
+        list("/proc").filter { !$0.isEmpty && $0.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
+    }
 
     func file(_ path: String) -> String? { SystemSampler.read(root + path) }
 

@@ -12,17 +12,20 @@ enum ClientIdentity {
         if let named = headers["X-Herd-Client"], !named.isEmpty {
             let bytes = Array(named.utf8)
             if bytes.count <= 64, bytes.allSatisfy(isPlain) { return "c:" + named }
-            return "c#" + SHA256.hex(Array(SHA256.hash(bytes).prefix(6)))
+            return "c#" + digest(bytes)
         }
         if let authorization = headers["Authorization"] {
             let bytes = Array(authorization.utf8)
             if bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) {
                 let key = bytes.dropFirst(7).drop { $0 == 32 }
-                if !key.isEmpty { return "key:" + SHA256.hex(Array(SHA256.hash(Array(key)).prefix(6))) }
+                if !key.isEmpty { return "key:" + digest(Array(key)) }
             }
         }
         return address ?? ""
     }
+
+    /// The first 12 hex digits of the SHA-256 of `bytes`.
+    private static func digest(_ bytes: [UInt8]) -> String { SHA256.hex(Array(SHA256.hash(bytes).prefix(6))) }
 
     private static func isPlain(_ byte: UInt8) -> Bool {
         switch byte {
