@@ -127,6 +127,20 @@ import Testing
         #expect(h.route(4).isEmpty, "the next one waits in herd's queue, not inside the backend")
     }
 
+    /// Under load the control plane itself lags: a client's TTFT grows with
+    /// the time its ROUTE waited to be read, which is not the backend's. The
+    /// proxy's own measure from its send to the node's first byte is used.
+    @Test func theControlHopIsNotTheBackends() {
+        var h = learning()
+        _ = h.route(1)
+        _ = h.route(2)
+        _ = result(&h, 1, ttft: 1)
+        h.scheduler.result(RouteResult(id: 2, node: "a", model: "m:1b", outcome: .ok, status: 200, ttftMilliseconds: 400,
+                                       durationMilliseconds: 400, upstreamTtftMilliseconds: 1, upstreamMilliseconds: 1),
+                           from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") >= 2, "400 ms spent before the request reached the node is not the node's")
+    }
+
     @Test func theQueueWaitIsNotTheBackends() {
         var h = learning()
         _ = h.route(1)

@@ -265,3 +265,50 @@ extension SchedulerAction {
         #expect(json["decisions"]?.arrayValue?.first?["model"]?.stringValue == "m\"\n", "client strings are escaped")
     }
 }
+
+/// A long queue re-scored on every freed slot must not cost a scoring per queued request.
+@Suite struct LongQueueTests {
+    @Test func aFreedSlotCostsAFewScoringsNotOnePerQueuedRequest() {
+        var h = SchedulerHarness()
+        for id in UInt64(1)...1_000 { _ = h.route(id) }
+        #expect(h.scheduler.queueLength == 999)
+        let before = h.scheduler.scorings
+        #expect(h.result(1).compactMap(\.routedID) == [2])
+        #expect(h.scheduler.scorings - before <= 2, "the head routes and the next is found stuck: \(h.scheduler.scorings - before) scorings")
+        #expect(h.result(2).compactMap(\.routedID) == [3], "the queue keeps its order")
+        #expect(h.scheduler.queueLength == 997)
+        let timer = h.scheduler.scorings
+        _ = h.advance(by: 1_000)
+        #expect(h.scheduler.scorings - timer == 997, "each second the whole queue is re-scored (estimates change with time)")
+        #expect(h.result(3).compactMap(\.routedID) == [4], "order kept after a whole pass")
+    }
+
+    @Test func aFreedSlotReachesAnotherModelBehindALongQueue() {
+        var h = SchedulerHarness()
+        h.fleet = [node("a", models: ["m:1b", "n:1b"], loaded: ["m:1b", "n:1b"])]
+        #expect(h.route(1).compactMap(\.routedID) == [1])
+        #expect(h.route(2, model: "n:1b").compactMap(\.routedID) == [2])
+        for id in UInt64(3)...52 { #expect(h.route(id).isEmpty) }
+        #expect(h.route(53, model: "n:1b").isEmpty)
+        let before = h.scheduler.scorings
+        h.scheduler.result(RouteResult(id: 2, node: "a", model: "n:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
+                           fleet: h.fleet, now: h.now, into: &h.actions)
+        #expect(h.actions.compactMap(\.routedID) == [53], "n's freed slot goes to n's request at once, behind 50 of m")
+        #expect(h.scheduler.scorings - before <= 2)
+        h.actions.removeAll()
+        #expect(h.result(1).compactMap(\.routedID) == [3])
+    }
+
+    @Test func deadlinesStillExpireInOrderWithAHint() {
+        var h = SchedulerHarness(queueTimeout: 5_000)
+        _ = h.route(1)
+        _ = h.route(2)
+        h.now += 2_000
+        _ = h.route(3)
+        let first = h.advance(by: 3_000)
+        #expect(first.compactMap(\.refusal).map(\.id) == [2], "2 waited 5 s; 3 only 3 s")
+        let second = h.advance(by: 2_000)
+        #expect(second.compactMap(\.refusal).map(\.id) == [3])
+        #expect(h.scheduler.queueLength == 0 && h.scheduler.nextDeadline == nil)
+    }
+}

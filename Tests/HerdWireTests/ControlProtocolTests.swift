@@ -112,7 +112,8 @@ import HerdJSON
                              promptTokens: 3, completionTokens: 4, bytes: 99, retries: 1, error: nil, local: false))
         try same(RouteResult(id: 9, node: "", model: "m", outcome: .clientGone, status: 499, error: "gone", local: true))
         try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, completionTokens: 40, backendPromptMilliseconds: 12.5,
-                             backendDecodeMilliseconds: 800, backendLoadMilliseconds: 2300))
+                             backendDecodeMilliseconds: 800, backendLoadMilliseconds: 2300, upstreamTtftMilliseconds: 0.25,
+                             upstreamMilliseconds: 810.5))
 
         func sameReading<T: WireCodable & Equatable>(_ type: T.Type, _ json: JSONValue) {
             let hand = Result { () throws(JSONFieldError) -> T in try T(json: json) }

@@ -2,14 +2,25 @@ import HerdJSON
 import HerdWire
 
 extension Scheduler {
+    /// What became of a decided entry.
+    enum Decided {
+        /// Routed, refused, or newly queued (appended to the queue).
+        case settled
+        /// An entry already queued (being re-scored) still waits: for `slot`,
+        /// holding its node when `reserves`.
+        case waits(SlotKey, reserves: Bool)
+    }
+
     /// Decides for `entry` (held here, not in `entries`): routes it or queues
     /// it (then it is stored), or refuses it (then it is remembered until its
     /// RESULT). Entries move through here, never copied.
+    @discardableResult
     mutating func decide(_ key: RequestKey, _ entry: consuming Entry, fleet: [FleetNode], now: UInt64,
-                         into actions: inout [SchedulerAction]) {
+                         into actions: inout [SchedulerAction]) -> Decided {
         var entry = entry
         let request = scoringRequest(entry)
         let (decision, card) = scorer.decide(request, fleet: fleet, load: self, now: now)
+        scorings += 1
         entry.card = card
         switch decision {
         case let .route(candidate):
@@ -53,15 +64,32 @@ extension Scheduler {
             entries[key] = entry
             actions.append(.routed(key.proxy, answer))
         case let .queue(best):
-            entry.waitingFor = SlotKey(best.node, best.canonicalModel)
-            if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
-            if entry.queueDeadline == nil {
-                feed.record(DecisionFeed.Decision(
-                    sequence: 0, atMilliseconds: now, requestID: entry.request.id, model: entry.request.model, client: entry.request.client,
-                    action: "queued", node: best.node, servedModel: best.model, score: best.breakdown.header,
-                    reason: Scheduler.reason(best, card: card), card: card))
+            let slot = SlotKey(best.node, best.canonicalModel)
+            if entry.queueDeadline != nil {
+                // Re-scored while queued: keeps its place and its deadline.
+                entry.waitingFor = slot
+                if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
+                queuedFor[slot, default: 0] += 1
+                entries[key] = entry
+                return .waits(slot, reserves: best.drains)
             }
-            enqueue(key, entry, now: now, into: &actions)
+            guard queue.count < settings.maxQueueLength else {
+                refuse(key, entry, RouteRefusal(id: entry.request.id, code: .queueTimeout,
+                                                message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
+                return .settled
+            }
+            feed.record(DecisionFeed.Decision(
+                sequence: 0, atMilliseconds: now, requestID: entry.request.id, model: entry.request.model, client: entry.request.client,
+                action: "queued", node: best.node, servedModel: best.model, score: best.breakdown.header,
+                reason: Scheduler.reason(best, card: card), card: card))
+            entry.waitingFor = slot
+            if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
+            let deadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
+            entry.queueDeadline = deadline
+            queuedFor[slot, default: 0] += 1
+            if nextRescore == nil || queue.isEmpty { nextRescore = now + settings.rescoreIntervalMilliseconds }
+            queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
+            entries[key] = entry
         case let .notFound(known):
             let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: "model \(names) not found in the fleet",
@@ -73,6 +101,7 @@ extension Scheduler {
             }
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .noNode, message: message, retryAfter: 5), into: &actions)
         }
+        return .settled
     }
 
     /// `X-Herd-Reason`: the winner's state, how many competed, the runner-up's distance.
@@ -141,74 +170,82 @@ extension Scheduler {
         return request
     }
 
-    mutating func enqueue(_ key: RequestKey, _ entry: consuming Entry, now: UInt64, into actions: inout [SchedulerAction]) {
-        var entry = entry
-        if entry.queueDeadline == nil {
-            guard waiting.count < settings.maxQueueLength else {
-                refuse(key, entry, RouteRefusal(id: entry.request.id, code: .queueTimeout,
-                                                message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
-                return
-            }
-            entry.queueDeadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
-        }
-        if let slot = entry.waitingFor { queuedFor[slot, default: 0] += 1 }
-        if nextRescore == nil || waiting.isEmpty { nextRescore = now + settings.rescoreIntervalMilliseconds }
-        // Still waiting: keeps its place (`dispatchWaiting` goes in order) and its deadline.
-        entries[key] = entry
-        waiting.append(key)
-    }
-
-    /// Re-scores the queued requests, clients taking turns (each client's
-    /// requests in arrival order; the client whose oldest request came first
-    /// goes first): each goes wherever is best now, or stays queued (in its
-    /// place) for its new best.
-    mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
-        guard !waiting.isEmpty else {
+    /// Re-scores the queued requests in serving order (`WaitQueue`: clients
+    /// take turns): each goes wherever is best now, or stays queued, in its
+    /// place, for its new best.
+    ///
+    /// `everyone`: every queued request is re-scored (time passed, the fleet
+    /// changed). Else a slot freed: once a request could not start on its
+    /// best node:model, the requests behind it that wait for the same
+    /// node:model are kept as they are without scoring them (nothing changed
+    /// for them but a slot that went to the one ahead), and the pass ends
+    /// when only such requests are left: a long queue costs a few scorings
+    /// per result, not one per queued request.
+    mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction], everyone: Bool) {
+        guard !queue.isEmpty else {
             nextRescore = nil
             return
         }
-        let queue = fairOrder(waiting)
-        waiting.removeAll(keepingCapacity: true)
+        if everyone {
+            nextRescore = now + settings.rescoreIntervalMilliseconds
+            reservations.removeAll(keepingCapacity: true)
+        }
+        let order = queue.fairOrder()
+        let total = queue.count
+        // Items not yet visited, per slot, and how many of them wait for a slot not known stuck.
+        var remaining = queuedFor
+        var unstuck = total
         queuedFor.removeAll(keepingCapacity: true)
-        reservations.removeAll(keepingCapacity: true)
-        nextRescore = now + settings.rescoreIntervalMilliseconds
-        for key in queue {
-            guard let entry = entries.removeValue(forKey: key) else { continue }
-            decide(key, entry, fleet: fleet, now: now, into: &actions)
-        }
-        if waiting.isEmpty { nextRescore = nil }
-    }
-
-    /// `keys` (in arrival order) with clients taking turns: the first request
-    /// of each client, then the second of each, … A client that sends a
-    /// burst of 100 does not hold back one that sends 1.
-    func fairOrder(_ keys: [RequestKey]) -> [RequestKey] {
-        var byClient: [String: [RequestKey]] = [:]
-        var clients: [String] = []
-        for key in keys {
-            let client = entries[key]?.request.client ?? ""
-            if byClient[client] == nil { clients.append(client) }
-            byClient[client, default: []].append(key)
-        }
-        guard clients.count > 1 else { return keys }
-        var order: [RequestKey] = []
-        order.reserveCapacity(keys.count)
-        var round = 0
-        while order.count < keys.count {
-            for client in clients {
-                if let mine = byClient[client], round < mine.count { order.append(mine[round]) }
+        var stuck: [SlotKey] = []
+        var kept: [WaitQueue.Item] = []
+        var left: [WaitQueue.Item] = []
+        var visited = 0
+        while visited < total, everyone || unstuck > 0 {
+            let item = queue.items[queue.index(visited, in: order)]
+            visited += 1
+            if let n = remaining[item.slot] { remaining[item.slot] = n > 1 ? n - 1 : nil }
+            let known = stuck.contains(item.slot)
+            if !known { unstuck -= 1 }
+            if known, !everyone {
+                queuedFor[item.slot, default: 0] += 1
+                kept.append(item)
+                continue
             }
-            round += 1
+            guard entries[item.key]?.queueDeadline != nil, let entry = entries.removeValue(forKey: item.key) else {
+                left.append(item)
+                continue
+            }
+            if !everyone, item.reserves, reservations[item.slot.node] == item.slot.model { reservations[item.slot.node] = nil }
+            switch decide(item.key, entry, fleet: fleet, now: now, into: &actions) {
+            case .settled:
+                left.append(item)
+            case let .waits(slot, reserves):
+                var updated = item
+                updated.slot = slot
+                updated.reserves = reserves
+                kept.append(updated)
+                if !stuck.contains(slot) {
+                    stuck.append(slot)
+                    unstuck -= remaining[slot] ?? 0
+                }
+            }
         }
-        return order
+        for (slot, n) in remaining { queuedFor[slot, default: 0] += n }
+        queue.finishPass(order: order, visited: visited, kept: kept, left: left)
+        if queue.isEmpty { nextRescore = nil }
     }
 
     /// Takes a queued entry out of the queue's books.
     mutating func unqueue(_ key: RequestKey, _ entry: inout Entry) {
         guard entry.queueDeadline != nil else { return }
-        waiting.removeAll { $0 == key }
-        if let slot = entry.waitingFor, let n = queuedFor[slot] { queuedFor[slot] = n > 1 ? n - 1 : nil }
+        if let item = queue.remove(key) { forgetQueued(item) }
         entry.waitingFor = nil
+    }
+
+    /// Drops a queue item's counts (its slot's queue length, its hold on a node).
+    mutating func forgetQueued(_ item: WaitQueue.Item) {
+        if let n = queuedFor[item.slot] { queuedFor[item.slot] = n > 1 ? n - 1 : nil }
+        if item.reserves, reservations[item.slot.node] == item.slot.model { reservations[item.slot.node] = nil }
     }
 
     /// Answers ROUTE_ERROR; the request is remembered until its RESULT.

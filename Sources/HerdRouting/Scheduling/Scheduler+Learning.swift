@@ -6,10 +6,12 @@ extension Scheduler {
     /// (prefill, decode at its batch, load, service time), failures.
     mutating func learn(from result: RouteResult, _ entry: Entry, now: UInt64) {
         guard let slot = entry.slot, let decision = entry.decision else { return }
-        // The backend's own time: herd's queue wait is not the backend's.
+        // The backend's own time: herd's queue wait and its control hop are
+        // not the backend's (counting them taught the learner that a busy
+        // control plane was a slow backend, and it closed the slots).
         let queued = Double(decision.queuedMilliseconds)
-        let ttft = max(0, result.ttftMilliseconds - queued)
-        let duration = max(0, result.durationMilliseconds - queued)
+        let ttft = result.upstreamTtftMilliseconds ?? max(0, result.ttftMilliseconds - queued)
+        let duration = result.upstreamMilliseconds ?? max(0, result.durationMilliseconds - queued)
         let busy = result.status == 503 || result.status == 429
         if entry.retries == 0 {
             learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy) }

@@ -121,15 +121,16 @@ package struct Scheduler {
     package let settings: Settings
     let scorer: Scorer
     var entries: [RequestKey: Entry] = [:]
-    var waiting: [RequestKey] = []
+    var queue = WaitQueue()
     var slotLoads: [SlotKey: SlotLoad] = [:]
     /// Requests in flight per node, all models.
     var nodeLoads: [String: Int] = [:]
     /// Nodes held for a queued request whose model fits there only once the
     /// node's other models drain: node → that model (first in the queue wins;
-    /// rebuilt as the queue is re-scored). Other models start nothing there meanwhile.
+    /// rebuilt as the whole queue is re-scored). Other models start nothing there meanwhile.
     var reservations: [String: String] = [:]
-    /// Queued requests per node:model they wait for (rebuilt as the queue is re-scored).
+    /// Queued requests per node:model they wait for: always the count of
+    /// `queue`'s items per `slot`.
     var queuedFor: [SlotKey: Int] = [:]
     /// When each node:model was last given a request: equal candidates take turns.
     var lastRoutedCounter: [SlotKey: UInt64] = [:]
@@ -147,6 +148,8 @@ package struct Scheduler {
     /// Where conversations and prompt prefixes were last served (their KV caches).
     var affinities = AffinityMemory(capacity: 4096)
     var routeCounter: UInt64 = 0
+    /// Times the scorer ran (a request scored on arrival, on a retry, or re-scored while queued).
+    package internal(set) var scorings: UInt64 = 0
     var nextRescore: UInt64?
     /// Requests refused by control, kept until the proxy's RESULT names them.
     var recentlyRefused: [RequestKey: Entry] = [:]
@@ -158,7 +161,7 @@ package struct Scheduler {
 
     // MARK: Reading
 
-    package var queueLength: Int { waiting.count }
+    package var queueLength: Int { queue.count }
     package var inFlightCount: Int { slotLoads.values.reduce(0) { $0 + $1.count } }
 
     /// Requests in flight on `node` for `model`.
@@ -179,12 +182,9 @@ package struct Scheduler {
     /// The next time the driver must call `expire`: the earliest queue
     /// deadline, or the next re-scoring of the queue.
     package var nextDeadline: UInt64? {
-        var earliest = waiting.isEmpty ? nil : nextRescore
-        for key in waiting {
-            guard let deadline = entries[key]?.queueDeadline else { continue }
-            if earliest == nil || deadline < earliest! { earliest = deadline }
-        }
-        return earliest
+        guard !queue.isEmpty else { return nil }
+        guard let hint = queue.deadlineHint else { return nextRescore }
+        return min(hint, nextRescore ?? hint)
     }
 
     // MARK: Events
@@ -245,7 +245,7 @@ package struct Scheduler {
         } else {
             actions.append(.finished(FinishedRequest(result: result)))
         }
-        dispatchWaiting(fleet: fleet, now: now, into: &actions)
+        dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false)
     }
 
     /// A CANCEL: the client left while routing or queued (its RESULT follows).
@@ -256,7 +256,7 @@ package struct Scheduler {
         unqueue(key, &entry)
         recentlyRefused[key] = entry
         trimRecentlyRefused()
-        dispatchWaiting(fleet: fleet, now: now, into: &actions)
+        dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false)
     }
 
     /// A proxy went away: its requests free their slots and leave the queue.
@@ -267,32 +267,30 @@ package struct Scheduler {
             unqueue(key, &entry)
         }
         recentlyRefused = recentlyRefused.filter { $0.key.proxy != proxy }
-        dispatchWaiting(fleet: fleet, now: now, into: &actions)
+        dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
     }
 
     /// The fleet changed (a node came, went or loaded a model): learn what
     /// `/api/ps` shows and re-score the queue.
     package mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         observe(fleet: fleet)
-        dispatchWaiting(fleet: fleet, now: now, into: &actions)
+        dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
     }
 
     /// Time passed: queued requests whose deadline is `now` or earlier are
     /// refused, and the rest re-scored when their re-scoring is due.
     package mutating func expire(now: UInt64, fleet: [FleetNode], into actions: inout [SchedulerAction]) {
-        let expired = waiting.filter { key in entries[key]?.queueDeadline.map { $0 <= now } ?? false }
-        if !expired.isEmpty {
-            for key in expired {
-                guard var entry = entries.removeValue(forKey: key) else { continue }
-                unqueue(key, &entry)
-                refuse(key, entry, RouteRefusal(
+        for item in queue.removeExpired(now: now) {
+            forgetQueued(item)
+            guard var entry = entries.removeValue(forKey: item.key) else { continue }
+            entry.waitingFor = nil
+            refuse(item.key, entry, RouteRefusal(
                     id: entry.request.id, code: .queueTimeout,
                     message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
                     retryAfter: 5), into: &actions)
-            }
         }
         if let due = nextRescore, due <= now {
-            dispatchWaiting(fleet: fleet, now: now, into: &actions)
+            dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
         }
     }
 }

@@ -101,6 +101,8 @@ extension RouteResult {
         if let backendPromptMilliseconds { members.append(("prompt_eval_ms", .number(backendPromptMilliseconds))) }
         if let backendDecodeMilliseconds { members.append(("eval_ms", .number(backendDecodeMilliseconds))) }
         if let backendLoadMilliseconds { members.append(("load_ms", .number(backendLoadMilliseconds))) }
+        if let upstreamTtftMilliseconds { members.append(("upstream_ttft_ms", .number(upstreamTtftMilliseconds))) }
+        if let upstreamMilliseconds { members.append(("upstream_ms", .number(upstreamMilliseconds))) }
         return .object(members)
     }
 
@@ -112,7 +114,8 @@ extension RouteResult {
                   completionTokens: try f.optionalInt("completion_tokens") ?? 0, bytes: try f.optionalInt("bytes") ?? 0,
                   retries: try f.optionalInt("retries") ?? 0, error: try f.optionalString("error"), local: try f.bool("local", default: false),
                   backendPromptMilliseconds: try f.optionalDouble("prompt_eval_ms"), backendDecodeMilliseconds: try f.optionalDouble("eval_ms"),
-                  backendLoadMilliseconds: try f.optionalDouble("load_ms"))
+                  backendLoadMilliseconds: try f.optionalDouble("load_ms"), upstreamTtftMilliseconds: try f.optionalDouble("upstream_ttft_ms"),
+                  upstreamMilliseconds: try f.optionalDouble("upstream_ms"))
     }
 }
 

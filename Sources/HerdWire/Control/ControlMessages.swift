@@ -255,11 +255,18 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
     public var backendPromptMilliseconds: Double?
     public var backendDecodeMilliseconds: Double?
     public var backendLoadMilliseconds: Double?
+    /// From the moment the proxy sent the request to the node that served it
+    /// (its last attempt) to the first byte and to the end, in milliseconds:
+    /// the backend's time as herd sees it, without herd's own (the client's
+    /// TTFT and duration above include the control hop and the queue).
+    public var upstreamTtftMilliseconds: Double?
+    public var upstreamMilliseconds: Double?
 
     public init(id: UInt64, node: String, model: String, outcome: Outcome, status: Int, ttftMilliseconds: Double = 0,
                 durationMilliseconds: Double = 0, promptTokens: Int = 0, completionTokens: Int = 0, bytes: Int = 0,
                 retries: Int = 0, error: String? = nil, local: Bool = false, backendPromptMilliseconds: Double? = nil,
-                backendDecodeMilliseconds: Double? = nil, backendLoadMilliseconds: Double? = nil) {
+                backendDecodeMilliseconds: Double? = nil, backendLoadMilliseconds: Double? = nil,
+                upstreamTtftMilliseconds: Double? = nil, upstreamMilliseconds: Double? = nil) {
         self.id = id
         self.node = node
         self.model = model
@@ -276,12 +283,15 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
         self.backendPromptMilliseconds = backendPromptMilliseconds
         self.backendDecodeMilliseconds = backendDecodeMilliseconds
         self.backendLoadMilliseconds = backendLoadMilliseconds
+        self.upstreamTtftMilliseconds = upstreamTtftMilliseconds
+        self.upstreamMilliseconds = upstreamMilliseconds
     }
 
     enum CodingKeys: String, CodingKey {
         case id, node, model, outcome, status, ttftMilliseconds = "ttft_ms", durationMilliseconds = "duration_ms",
              promptTokens = "prompt_tokens", completionTokens = "completion_tokens", bytes, retries, error, local,
-             backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms"
+             backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms",
+             upstreamTtftMilliseconds = "upstream_ttft_ms", upstreamMilliseconds = "upstream_ms"
     }
 }
 

@@ -34,6 +34,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var upstreamAddress: String?
     private let startedAt = EventLoop.monotonicNanoseconds()
     private var firstByteAt: UInt64?
+    /// When the last attempt's request went to its node.
+    private var upstreamSentAt: UInt64?
+    private var upstreamFirstByteAt: UInt64?
     private var upstreamHead: HTTPResponseHead?
     private var bytesRelayed = 0
     private var tail: [UInt8] = []
@@ -136,6 +139,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
         let request = HTTPClientRequest(method: exchange.head.method, target: exchange.head.target, headers: headers, body: upstreamBody)
         upstreamHead = nil
+        upstreamSentAt = EventLoop.monotonicNanoseconds()
+        upstreamFirstByteAt = nil
         guard let task = upstreams.send(request, to: answer.upstream, delegate: self) else {
             perform(flow.upstreamFailed(.invalidResponse("bad upstream address \(answer.upstream)"), status: 0))
             return
@@ -170,7 +175,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     }
 
     func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {
-        if firstByteAt == nil { firstByteAt = EventLoop.monotonicNanoseconds() }
+        let now = EventLoop.monotonicNanoseconds()
+        if firstByteAt == nil { firstByteAt = now }
+        upstreamFirstByteAt = now
         upstreamHead = head
         perform(flow.upstreamHead(status: head.status))
     }
@@ -228,7 +235,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             durationMilliseconds: Double(now - startedAt) / 1e6, promptTokens: usage.promptTokens,
             completionTokens: usage.completionTokens, bytes: bytesRelayed, error: error,
             backendPromptMilliseconds: usage.promptMilliseconds, backendDecodeMilliseconds: usage.decodeMilliseconds,
-            backendLoadMilliseconds: usage.loadMilliseconds)
+            backendLoadMilliseconds: usage.loadMilliseconds,
+            upstreamTtftMilliseconds: upstreamSentAt.flatMap { sent in upstreamFirstByteAt.map { Double($0 - sent) / 1e6 } },
+            upstreamMilliseconds: upstreamSentAt.map { Double(now - $0) / 1e6 })
         attempt?.report(result)
     }
 }
