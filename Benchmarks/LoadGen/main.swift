@@ -121,8 +121,17 @@ final class StreamReader: HTTPClientResponseDelegate {
         self.done = done
         holder = self
     }
-    func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {}
+    var failed = false
+    func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {
+        // A refusal (e.g. 503 after the queue timeout) is an error, not a stream without chunks.
+        if head.status != 200 {
+            failed = true
+            samples.errors += 1
+            samples.errorKinds["status \(head.status)", default: 0] += 1
+        }
+    }
     func task(_ task: HTTPClientTask, didReceiveBody bytes: UnsafeRawBufferPointer) {
+        guard !failed else { return }
         let now = nanosOfDay()
         partial.append(contentsOf: bytes)
         var start = partial.startIndex

@@ -90,6 +90,14 @@ final class HerdRouter: SimRouter {
                 pending[Int(refusal.id)] = nil
             case .finished:
                 break
+            case let .prewarm(prewarm):
+                // herd-control's empty generate: the machine loads the model if it fits without evicting.
+                guard let machine = byNode[prewarm.node], let model = machine.has(prewarm.model),
+                      let doneAt = machine.prewarm(model, now: now) else {
+                    warming.append((prewarm.node, prewarm.model, now, false))
+                    continue
+                }
+                warming.append((prewarm.node, prewarm.model, doneAt, true))
             }
         }
     }
@@ -111,7 +119,19 @@ final class HerdRouter: SimRouter {
         perform(now: now)
     }
 
+    /// Pre-warms under way: node, model, when the answer comes, whether it loaded.
+    private var warming: [(String, String, Double, Bool)] = []
+
     func tick(now: Double) {
+        if warming.contains(where: { $0.2 <= now }) {
+            let done = warming.filter { $0.2 <= now }
+            warming.removeAll { $0.2 <= now }
+            for (node, model, _, ok) in done {
+                let loadMs = ok ? byNode[node]?.has(model).flatMap { byNode[node]?.lastLoadMs[$0] } : nil
+                scheduler.prewarmFinished(node: node, model: model, ok: ok, loadMs: loadMs, fleet: fleet, now: UInt64(now), into: &actions)
+            }
+            perform(now: now)
+        }
         guard let deadline = scheduler.nextDeadline, Double(deadline) <= now else { return }
         scheduler.expire(now: UInt64(now), fleet: fleet, into: &actions)
         perform(now: now)

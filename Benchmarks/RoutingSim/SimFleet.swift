@@ -77,6 +77,10 @@ final class SimMachine {
     var throttled = false
     var inMeeting = false
     var coldLoads = 0
+    /// Of those, loads a router asked for ahead of demand.
+    var prewarms = 0
+    /// Each load's duration (Ollama's `load_duration` for a pre-warm).
+    var lastLoadMs: [SimModel: Double] = [:]
     /// KV caches: per model, the sessions whose context a slot still holds (most recent last).
     var caches: [SimModel: [UInt64]] = [:]
 
@@ -109,6 +113,21 @@ final class SimMachine {
         return load + prompt * perToken / spec.value.prefillSpeedup + Double(request.outputTokens) * perToken
     }
 
+    /// An empty generate (a pre-warm): loads `model` if it is not in memory
+    /// and fits without evicting another; nil if it does not fit. When the answer comes.
+    func prewarm(_ model: SimModel, now: Double) -> Double? {
+        if loaded[model] != nil { return now }
+        if let until = loading[model] { return until }
+        guard usedGB + model.residentGB <= spec.value.memoryGB else { return nil }
+        let warm = unloadedAt[model.name].map { now - $0 < 30 * 60_000 } ?? false
+        let ms = 500 + model.gigabytes / spec.value.loadGBps * 1000 * (warm ? 0.4 : 1)
+        loading[model] = now + ms
+        lastLoadMs[model] = ms
+        coldLoads += 1
+        prewarms += 1
+        return now + ms
+    }
+
     /// A request arrives at the backend.
     func submit(_ job: SimJob, now: Double) {
         waiting[job.model, default: []].append(job)
@@ -133,6 +152,7 @@ final class SimMachine {
                 let warm = unloadedAt[model.name].map { now - $0 < 30 * 60_000 } ?? false
                 let ms = 500 + model.gigabytes / spec.value.loadGBps * 1000 * (warm ? 0.4 : 1)
                 loading[model] = now + ms
+                lastLoadMs[model] = ms
                 coldLoads += 1
                 continue
             }

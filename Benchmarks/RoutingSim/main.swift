@@ -58,6 +58,7 @@ struct RunResult {
     /// (model, machine, completion ms) of every request, for --verbose.
     var detail: [(String, String, Double, String)] = []
     var coldLoads = 0
+    var prewarms = 0
     var needlessColdLoads = 0
     var loadsWhileHotElsewhere = 0
     var failures = 0
@@ -125,6 +126,7 @@ func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
     }
     result.failures = outstanding
     result.coldLoads = fleet.reduce(0) { $0 + $1.coldLoads }
+    result.prewarms = fleet.reduce(0) { $0 + $1.prewarms }
     result.needlessColdLoads = backends.needlessColdLoads
     result.loadsWhileHotElsewhere = backends.loadsWhileHotElsewhere
     return result
@@ -150,16 +152,17 @@ let results = [run { backends in let herd = HerdRouter(backends); herd.debug = v
 print("routing quality: seed \(seed), \(Int(minutes)) min, \(conversations.count) conversations, \(results[0].requests) requests, 4 machines")
 print("completion time (arrival → last token), seconds")
 print(padded("router", 28) + padded("mean", 8) + padded("p50", 8) + padded("p95", 8) + padded("p99", 8)
-      + padded("loads", 7) + padded("hot elsewhere", 15) + padded("needless", 10) + "failures")
+      + padded("loads", 7) + padded("pre-warms", 11) + padded("hot elsewhere", 15) + padded("needless", 10) + "failures")
 for r in results {
     let sorted = r.completions.sorted()
     let mean = sorted.reduce(0, +) / Double(max(1, sorted.count))
     print(padded(r.name, 28) + padded(seconds(mean), 8) + padded(seconds(percentile(sorted, 0.5)), 8)
           + padded(seconds(percentile(sorted, 0.95)), 8) + padded(seconds(percentile(sorted, 0.99)), 8)
-          + padded(String(r.coldLoads), 7) + padded(String(r.loadsWhileHotElsewhere), 15) + padded(String(r.needlessColdLoads), 10)
+          + padded(String(r.coldLoads), 7) + padded(String(r.prewarms), 11) + padded(String(r.loadsWhileHotElsewhere), 15) + padded(String(r.needlessColdLoads), 10)
           + String(r.failures))
 }
-print("loads: cold and warm loads; hot elsewhere: loads started while another machine had the model hot with a free slot;")
+print("loads: cold and warm loads, pre-warms included; pre-warms: loads herd started ahead of demand (no request waiting on them);")
+print("hot elsewhere: loads started while another machine had the model hot with a free slot;")
 print("needless: of those, loads where that hot machine would have finished the request sooner (the simulator's own arithmetic)")
 if verbose {
     for r in results {

@@ -82,8 +82,8 @@ import Testing
     }
 
     @Test func theLimitHasACeiling() {
-        var learner = ConcurrencyLearner(prior: 250)
-        for i in 0..<20 { learner.completed(ttft: 10, concurrency: 250 + i, ok: true, busy: false) }
+        var learner = ConcurrencyLearner(prior: 1_020)
+        for i in 0..<20 { learner.completed(ttft: 10, concurrency: 1_020 + i, ok: true, busy: false) }
         #expect(learner.limit == Int(ConcurrencyLearner.ceiling))
     }
 }
@@ -125,6 +125,36 @@ import Testing
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 1)
         _ = h.route(3)
         #expect(h.route(4).isEmpty, "the next one waits in herd's queue, not inside the backend")
+    }
+
+    /// Long requests (10 s streams): slow start cannot wait for completions.
+    /// The request that fills the limit reports its first byte; a good one
+    /// doubles the limit at once.
+    @Test func firstBytesOpenUpALongRequestsBackendInRoundTrips() {
+        var h = learning()
+        func answers(_ actions: [SchedulerAction]) -> [RouteAnswer] {
+            actions.compactMap { if case let .routed(_, answer) = $0 { answer } else { nil } }
+        }
+        #expect(answers(h.route(1)).map(\.reportStart) == [false], "one of two: the limit does not bind")
+        #expect(answers(h.route(2)).map(\.reportStart) == [true], "it fills the limit: report its first byte")
+        for id in UInt64(3)...20 { #expect(h.route(id).isEmpty) }
+        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 2), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 4)
+        let next = answers(h.actions)
+        h.actions.removeAll()
+        #expect(next.map(\.id) == [3, 4] && next.map(\.reportStart) == [false, true])
+        h.scheduler.started(RouteStarted(id: 4, status: 200, upstreamTtftMilliseconds: 2), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 8)
+        #expect(answers(h.actions).map(\.id) == [5, 6, 7, 8])
+        h.actions.removeAll()
+        _ = result(&h, 2, ttft: 2)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 8, "its end teaches nothing its first byte did not")
+        // A first byte that came late (the request waited inside the backend) ends slow start.
+        h.scheduler.started(RouteStarted(id: 8, status: 200, upstreamTtftMilliseconds: 900), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") < 8)
     }
 
     /// Under load the control plane itself lags: a client's TTFT grows with

@@ -70,11 +70,13 @@ struct SchedulerHarness {
 extension SchedulerAction {
     var routedID: UInt64? { if case let .routed(_, answer) = self { answer.id } else { nil } }
     var refusal: RouteRefusal? { if case let .refused(_, refusal) = self { refusal } else { nil } }
+    var prewarm: Prewarm? { if case let .prewarm(prewarm) = self { prewarm } else { nil } }
     var kind: String {
         switch self {
         case .routed: "routed"
         case .refused: "refused"
         case .finished: "finished"
+        case .prewarm: "prewarm"
         }
     }
 }
@@ -310,5 +312,93 @@ extension SchedulerAction {
         let second = h.advance(by: 2_000)
         #expect(second.compactMap(\.refusal).map(\.id) == [3])
         #expect(h.scheduler.queueLength == 0 && h.scheduler.nextDeadline == nil)
+    }
+}
+
+@Suite struct PrewarmTests {
+    static let gb = 1_000_000_000
+    /// "fast" has m:8b hot (one slot); "slow" has it on disk, with memory to spare.
+    static func fleet(slowMemory: Int = 32 * gb, slowKind: BackendKind = .ollama) -> [FleetNode] {
+        [machine("fast", models: [("m:8b", 4 * gb)], loaded: ["m:8b"], memory: 32 * gb),
+         machine("slow", models: [("m:8b", 4 * gb)], memory: slowMemory, kind: slowKind)]
+    }
+
+    /// Learned: m:8b answers 500 tokens, at 10 ms/token on fast and 100 on slow (measured there before).
+    static func scheduler(prewarm: Bool = true) -> Scheduler {
+        var settings = Scheduler.Settings()
+        settings.maxConcurrencyPerModel = 1
+        settings.prewarm = prewarm
+        var scheduler = Scheduler(settings: settings)
+        var observations: [LearnedRates.Observation] = []
+        for (node, decodeMs) in [("fast", 5_000.0), ("slow", 50_000)] {
+            for _ in 0..<8 {
+                observations.append(LearnedRates.Observation(
+                    slot: SlotKey(node, "m:8b"), ok: true, generates: true, batch: 1, promptTokens: 10, completionTokens: 500, ttftMs: 20,
+                    durationMs: decodeMs, streamed: true, backendPromptMs: 10, backendDecodeMs: decodeMs, backendLoadMs: nil, modelBytes: 0,
+                    weightBytes: 4 * gb))
+            }
+        }
+        scheduler.restore(observations)
+        return scheduler
+    }
+
+    static func route(_ scheduler: inout Scheduler, _ ids: ClosedRange<UInt64>, fleet: [FleetNode], now: UInt64 = 1_000) -> [SchedulerAction] {
+        var actions: [SchedulerAction] = []
+        for id in ids {
+            scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "m:8b", stream: true), from: SchedulerHarness.p1,
+                            fleet: fleet, now: now, into: &actions)
+        }
+        return actions
+    }
+
+    /// Request 3 would wait 10 s for fast, longer than slow's ~5 s load; it
+    /// still waits for fast (slow would take 50 s to answer it), but slow
+    /// starts loading the model, once.
+    @Test func aLongQueueOnTheHotNodeWarmsTheModelOnANodeWithRoom() {
+        var scheduler = Self.scheduler()
+        let actions = Self.route(&scheduler, 1...6, fleet: Self.fleet())
+        #expect(actions.compactMap(\.routedID) == [1])
+        #expect(scheduler.queueLength == 5)
+        let prewarms = actions.compactMap(\.prewarm)
+        #expect(prewarms.map(\.node) == ["slow"] && prewarms.first?.model == "m:8b", "one pre-warm, on slow: \(actions.map(\.kind))")
+        #expect(scheduler.feed.decisions.contains { $0.action == "prewarm" && $0.node == "slow" })
+        #expect(scheduler.prewarmCount == 1)
+    }
+
+    @Test func aWarmedNodeCountsAsLoadedUntilAHeartbeatSaysOtherwise() {
+        var scheduler = Self.scheduler()
+        _ = Self.route(&scheduler, 1...6, fleet: Self.fleet())
+        var actions: [SchedulerAction] = []
+        scheduler.prewarmFinished(node: "slow", model: "m:8b", ok: true, loadMs: 4_200, fleet: Self.fleet(), now: 6_000, into: &actions)
+        #expect(scheduler.rates.slot(SlotKey("slow", "m:8b"))?.lastLoadMs == 4_200, "the load time is learned")
+        #expect(scheduler.loadingRemainingMs(SlotKey("slow", "m:8b"), now: 6_000) == 0, "as good as hot")
+        // No heartbeat shows it loaded within the trust window: it is cold again.
+        scheduler.fleetChanged(fleet: Self.fleet(), now: 6_000 + Scheduler.prewarmTrustMilliseconds, into: &actions)
+        #expect(scheduler.loadingRemainingMs(SlotKey("slow", "m:8b"), now: 17_000) == nil)
+    }
+
+    @Test func aFailedPrewarmIsNotRetriedWithinTheCooldown() {
+        var scheduler = Self.scheduler()
+        _ = Self.route(&scheduler, 1...3, fleet: Self.fleet())
+        var actions: [SchedulerAction] = []
+        scheduler.prewarmFinished(node: "slow", model: "m:8b", ok: false, loadMs: nil, fleet: Self.fleet(), now: 2_000, into: &actions)
+        #expect(scheduler.loadingRemainingMs(SlotKey("slow", "m:8b"), now: 2_000) == nil)
+        let again = Self.route(&scheduler, 4...8, fleet: Self.fleet(), now: 3_000)
+        #expect(again.compactMap(\.prewarm).isEmpty, "cooldown")
+        // Later: the queue has timed out and fast is free again; a new queue forms.
+        scheduler.expire(now: 40_000, fleet: Self.fleet(), into: &actions)
+        scheduler.result(RouteResult(id: 1, node: "fast", model: "m:8b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
+                         fleet: Self.fleet(), now: 40_000, into: &actions)
+        let later = Self.route(&scheduler, 9...11, fleet: Self.fleet(), now: 2_000 + scheduler.settings.prewarmCooldownMilliseconds)
+        #expect(later.compactMap(\.prewarm).map(\.node) == ["slow"], "after the cooldown")
+    }
+
+    @Test func noPrewarmThatWouldEvictOrOnAnotherBackendOrWhenOff() {
+        var tight = Self.scheduler()
+        #expect(Self.route(&tight, 1...6, fleet: Self.fleet(slowMemory: 3 * Self.gb)).compactMap(\.prewarm).isEmpty, "does not fit")
+        var llama = Self.scheduler()
+        #expect(Self.route(&llama, 1...6, fleet: Self.fleet(slowKind: .openai)).compactMap(\.prewarm).isEmpty, "not Ollama")
+        var off = Self.scheduler(prewarm: false)
+        #expect(Self.route(&off, 1...6, fleet: Self.fleet()).compactMap(\.prewarm).isEmpty, "--no-prewarm")
     }
 }

@@ -111,6 +111,7 @@ import HerdJSON
         try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, ttftMilliseconds: 1.5, durationMilliseconds: 20.25,
                              promptTokens: 3, completionTokens: 4, bytes: 99, retries: 1, error: nil, local: false))
         try same(RouteResult(id: 9, node: "", model: "m", outcome: .clientGone, status: 499, error: "gone", local: true))
+        try same(RouteStarted(id: 9, status: 200, upstreamTtftMilliseconds: 1.25))
         try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, completionTokens: 40, backendPromptMilliseconds: 12.5,
                              backendDecodeMilliseconds: 800, backendLoadMilliseconds: 2300, upstreamTtftMilliseconds: 0.25,
                              upstreamMilliseconds: 810.5))

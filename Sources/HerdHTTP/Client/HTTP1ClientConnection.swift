@@ -65,6 +65,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         keepAlive = true
         isHeadRequest = task.request.method == "HEAD"
         serialize(task.request)
+        task.sentAt = EventLoop.monotonicNanoseconds()
         stream.write(scratch)
         flow.requestSent(now: clock.now)
         flow.setPaused(task.isPaused, now: clock.now)

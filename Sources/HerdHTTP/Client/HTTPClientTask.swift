@@ -7,6 +7,9 @@ public final class HTTPClientTask {
     public private(set) weak var delegate: (any HTTPClientResponseDelegate)?
     /// Whether the request went over a connection reused from the pool.
     public internal(set) var reusedConnection = false
+    /// When the request was written to a connection (monotonic ns; nil while
+    /// it waits for one in the pool): the upstream's time starts here.
+    public internal(set) var sentAt: UInt64?
     /// Body bytes delivered so far.
     public internal(set) var bodyBytesReceived = 0
     public internal(set) var isResponseStarted = false

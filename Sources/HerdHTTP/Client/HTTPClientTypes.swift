@@ -2,7 +2,7 @@ import HerdRuntime
 /// Limits and timeouts of the HTTP client. Times are in milliseconds.
 public struct HTTPClientConfiguration: Sendable {
     /// Connections per upstream at most; further requests wait for one to free.
-    public var maxConnectionsPerUpstream = 256
+    public var maxConnectionsPerUpstream = 1024
     /// A pooled connection unused this long is closed.
     public var idleTimeoutMilliseconds: UInt64 = 30_000
     /// Connecting (TCP handshake) may take this long.

@@ -47,11 +47,14 @@ extension Scheduler {
                 strip = settings.numCtxPolicy == .strip
                 numCtxEvents[strip ? "stripped" : settings.numCtxPolicy == .warn ? "warned" : "kept", default: 0] += 1
             }
+            // While the limit is learned in slow start, the request that fills it reports its first byte.
+            let reportStart = settings.maxConcurrencyPerModel == nil && reportedParallel[slot.node] == nil
+                && load.count >= limit(slot) && (learners[slot]?.slowStart ?? true)
             let answer = RouteAnswer(
                 id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
                 model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)),
                 reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header,
-                stripNumCtx: strip)
+                stripNumCtx: strip, reportStart: reportStart)
             entry.slot = slot
             entry.chosen = candidate
             entry.queueDeadline = nil
@@ -65,6 +68,7 @@ extension Scheduler {
             actions.append(.routed(key.proxy, answer))
         case let .queue(best):
             let slot = SlotKey(best.node, best.canonicalModel)
+            considerPrewarm(best, card: card, now: now, into: &actions)
             if entry.queueDeadline != nil {
                 // Re-scored while queued: keeps its place and its deadline.
                 entry.waitingFor = slot

@@ -13,8 +13,9 @@ extension Scheduler {
         let ttft = result.upstreamTtftMilliseconds ?? max(0, result.ttftMilliseconds - queued)
         let duration = result.upstreamMilliseconds ?? max(0, result.durationMilliseconds - queued)
         let busy = result.status == 503 || result.status == 429
-        if entry.retries == 0 {
-            learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy) }
+        if entry.retries == 0, !entry.startCounted {
+            learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy, duration: duration,
+                                        streamed: entry.request.stream) }
         }
         switch result.outcome {
         case .ok:
@@ -60,6 +61,7 @@ extension Scheduler {
                 for loaded in backend.loaded {
                     let canonical = ModelName.canonical(loaded.name)
                     loadingUntil[SlotKey(node.id, canonical)] = nil
+                    warmedAt[SlotKey(node.id, canonical)] = nil
                     guard let weights = backend.models.first(where: { ModelName.same($0.name, loaded.name) })?.sizeBytes else { continue }
                     rates.observeLoaded(model: canonical, loadedBytes: loaded.sizeBytes, weightBytes: weights, contextLength: loaded.contextLength)
                 }

@@ -27,6 +27,8 @@ package enum SchedulerAction: Equatable {
     case routed(ProxyKey, RouteAnswer)
     /// Send ROUTE_ERROR to `proxy`.
     case refused(ProxyKey, RouteRefusal)
+    /// Load a model ahead of demand (then call `prewarmFinished`).
+    case prewarm(Prewarm)
     /// A request ended (its RESULT came): trace it, log it, count it. For
     /// requests control routed, the result's retries are control's own count.
     case finished(FinishedRequest)
@@ -76,6 +78,10 @@ package struct Scheduler {
         package var numCtxPolicy = NumCtxPolicy.strip
         /// Requests one client may have queued or in flight at once (`--max-client-in-flight`); more get 429.
         package var maxInFlightPerClient: Int?
+        /// Load a model on a runner-up node with room when its queue elsewhere is longer than the load (`--no-prewarm`).
+        package var prewarm = true
+        /// No second pre-warm of one node:model within this time.
+        package var prewarmCooldownMilliseconds: UInt64 = 60_000
         package var scoring = Scorer.Settings()
 
         package init() {}
@@ -106,6 +112,8 @@ package struct Scheduler {
         var concurrency = 0
         /// Requests in flight on its node, all models, when it was sent (the batch its decode joined).
         var nodeBatch = 0
+        /// Its STARTED taught the learner (its RESULT does not again).
+        var startCounted = false
         /// When it was sent and when it is expected to end (ms).
         var sentAt: UInt64 = 0
         var expectedEnd: UInt64 = 0
@@ -136,6 +144,14 @@ package struct Scheduler {
     var lastRoutedCounter: [SlotKey: UInt64] = [:]
     /// Loads under way (a request sent to a cold model): when each should be done.
     var loadingUntil: [SlotKey: UInt64] = [:]
+    /// Pre-warms: when each node:model was last pre-warmed, those under way
+    /// (their weights' size, for load time per GB), and those done but not yet
+    /// seen loaded in a heartbeat.
+    var prewarmedAt: [SlotKey: UInt64] = [:]
+    var prewarming: [SlotKey: Int] = [:]
+    var warmedAt: [SlotKey: UInt64] = [:]
+    /// Pre-warms started.
+    package internal(set) var prewarmCount: UInt64 = 0
     /// Each node:model's learned concurrency.
     var learners: [SlotKey: ConcurrencyLearner] = [:]
     /// What each node says its backend serves at once per model (the learners' prior).
@@ -248,6 +264,23 @@ package struct Scheduler {
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false)
     }
 
+    /// A STARTED: the first byte of a request control asked about (it filled
+    /// its node:model's limit while that limit is learned in slow start).
+    package mutating func started(_ started: RouteStarted, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+                                  into actions: inout [SchedulerAction]) {
+        let key = RequestKey(proxy: proxy, id: started.id)
+        guard var entry = entries[key], let slot = entry.slot, !entry.startCounted, entry.retries == 0 else { return }
+        entry.startCounted = true
+        entries[key] = entry
+        let before = limit(slot)
+        let busy = started.status == 503 || started.status == 429
+        learn(slot) {
+            $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, ok: (200..<300).contains(started.status), busy: busy,
+                        streamed: entry.request.stream)
+        }
+        if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
+    }
+
     /// A CANCEL: the client left while routing or queued (its RESULT follows).
     package mutating func cancel(id: UInt64, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: id)
@@ -274,6 +307,7 @@ package struct Scheduler {
     /// `/api/ps` shows and re-score the queue.
     package mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         observe(fleet: fleet)
+        expireWarmed(now: now)
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
     }
 

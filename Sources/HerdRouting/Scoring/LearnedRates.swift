@@ -204,16 +204,20 @@ package struct LearnedRates: Equatable, Sendable {
 
     /// Learns from a finished request. Failed requests teach only their
     /// failure (`failed`); a measurement needs a request that finished.
+    /// A load the backend reported (`load_duration`), of `modelBytes` of weights read from disk (0: unknown).
+    package mutating func observeLoad(_ key: SlotKey, loadMs: Double, modelBytes: Int) {
+        guard loadMs >= LearnedRates.realLoadMs else { return }
+        slots[key, default: SlotRates()].lastLoadMs = loadMs
+        if modelBytes > 0 {
+            nodes[key.node, default: NodeRates()].loadMsPerGB.add(loadMs / (Double(modelBytes) / 1e9))
+        }
+    }
+
     package mutating func observe(_ o: Observation) {
         guard o.ok else { return }
-        var slot = slots[o.slot] ?? SlotRates()
         let loadMs = o.backendLoadMs ?? 0
-        if loadMs >= LearnedRates.realLoadMs {
-            slot.lastLoadMs = loadMs
-            if o.modelBytes > 0 {
-                nodes[o.slot.node, default: NodeRates()].loadMsPerGB.add(loadMs / (Double(o.modelBytes) / 1e9))
-            }
-        }
+        observeLoad(o.slot, loadMs: loadMs, modelBytes: o.modelBytes)
+        var slot = slots[o.slot] ?? SlotRates()
         if o.durationMs > 0 { slot.serviceMs.add(o.durationMs) }
         // Prefill: the backend's figure, else the time to the first byte of a stream (minus a load).
         if o.promptTokens >= 8 {

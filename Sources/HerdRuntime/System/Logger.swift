@@ -29,6 +29,37 @@ public struct Logger: Sendable {
         return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// A value from outside (a model name, a client's header) made safe for
+    /// a log line: control characters, quotes and backslashes escaped
+    /// (`\n`, `\"`, `\u{7f}`), invalid UTF-8 shown as U+FFFD, at most
+    /// `limit` characters (then `…`). A forged line cannot be written.
+    public static func escape(_ value: String, limit: Int = 200) -> String {
+        var out = ""
+        out.reserveCapacity(min(value.utf8.count, limit) + 2)
+        var count = 0
+        for scalar in value.unicodeScalars {
+            if count >= limit {
+                out += "…"
+                break
+            }
+            count += 1
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default:
+                if scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                    out += "\\u{" + String(scalar.value, radix: 16) + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+
     public func debug(_ message: @autoclosure () -> String) { log(.debug, message()) }
     public func info(_ message: @autoclosure () -> String) { log(.info, message()) }
     public func warning(_ message: @autoclosure () -> String) { log(.warning, message()) }

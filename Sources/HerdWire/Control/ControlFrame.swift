@@ -33,6 +33,7 @@ public enum ControlMessageType: UInt8, Sendable {
     case result = 7
     case cancel = 8
     case snapshot = 9
+    case started = 10
 }
 
 /// Why a control connection was dropped.

@@ -39,7 +39,7 @@ extension RouteAnswer {
     public var json: JSONValue {
         ["id": .int(Int(id)), "node": .string(node), "upstream": .string(upstream), "backend": .string(backend.rawValue),
          "model": .string(model), "queued_ms": .int(queuedMilliseconds), "reason": .string(reason), "retries": .int(retries),
-         "score": .string(score), "strip_num_ctx": .bool(stripNumCtx)]
+         "score": .string(score), "strip_num_ctx": .bool(stripNumCtx), "report_start": .bool(reportStart)]
     }
 
     public init(json: JSONValue) throws(JSONFieldError) {
@@ -47,7 +47,8 @@ extension RouteAnswer {
         self.init(id: try f.id("id"), node: try f.string("node"), upstream: try f.string("upstream"), backend: try f.enumeration("backend"),
                   model: try f.string("model"), queuedMilliseconds: try f.optionalInt("queued_ms") ?? 0,
                   reason: try f.optionalString("reason") ?? "", retries: try f.optionalInt("retries") ?? 0,
-                  score: try f.optionalString("score") ?? "", stripNumCtx: try f.optionalBool("strip_num_ctx") ?? false)
+                  score: try f.optionalString("score") ?? "", stripNumCtx: try f.optionalBool("strip_num_ctx") ?? false,
+                  reportStart: try f.optionalBool("report_start") ?? false)
     }
 }
 
@@ -85,6 +86,17 @@ extension RouteCancel {
 
     public init(json: JSONValue) throws(JSONFieldError) {
         self.init(id: try JSONFields(json, context: RouteCancel.context).id("id"))
+    }
+}
+
+extension RouteStarted {
+    public var json: JSONValue {
+        ["id": .int(Int(id)), "status": .int(status), "upstream_ttft_ms": .number(upstreamTtftMilliseconds)]
+    }
+
+    public init(json: JSONValue) throws(JSONFieldError) {
+        let f = try JSONFields(json, context: RouteStarted.context)
+        self.init(id: try f.id("id"), status: try f.int("status"), upstreamTtftMilliseconds: try f.double("upstream_ttft_ms", default: 0))
     }
 }
 

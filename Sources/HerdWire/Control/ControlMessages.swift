@@ -132,9 +132,11 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
     /// Remove the client's `options.num_ctx` before sending: the model is loaded with
     /// at least that context, and Ollama would reload it to change it.
     @Defaulted<WireDefaults.False> public var stripNumCtx: Bool
+    /// Send STARTED when the node's first byte comes (control is learning this node:model's concurrency).
+    @Defaulted<WireDefaults.False> public var reportStart: Bool
 
     public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "",
-                retries: Int = 0, score: String = "", stripNumCtx: Bool = false) {
+                retries: Int = 0, score: String = "", stripNumCtx: Bool = false, reportStart: Bool = false) {
         self.id = id
         self.node = node
         self.upstream = upstream
@@ -145,10 +147,12 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
         self.retries = retries
         self.score = score
         self.stripNumCtx = stripNumCtx
+        self.reportStart = reportStart
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score, stripNumCtx = "strip_num_ctx"
+        case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score, stripNumCtx = "strip_num_ctx",
+             reportStart = "report_start"
     }
 }
 
@@ -217,6 +221,28 @@ public struct RouteCancel: Equatable, Sendable, WireCodable {
     public var id: UInt64
 
     public init(id: UInt64) { self.id = id }
+}
+
+/// proxy → control, only when ROUTE_OK asked for it (`report_start`): the
+/// node's first byte came, with its status and how long after the proxy
+/// sent the request. While a node:model's concurrency is being learned this
+/// is its signal, a whole request sooner than the RESULT (a 10 s stream's
+/// first byte comes in milliseconds).
+public struct RouteStarted: Equatable, Sendable, WireCodable {
+    public static let context = "started"
+    public var id: UInt64
+    public var status: Int
+    public var upstreamTtftMilliseconds: Double
+
+    public init(id: UInt64, status: Int, upstreamTtftMilliseconds: Double) {
+        self.id = id
+        self.status = status
+        self.upstreamTtftMilliseconds = upstreamTtftMilliseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, upstreamTtftMilliseconds = "upstream_ttft_ms"
+    }
 }
 
 /// proxy → control: how a routed request ended.

@@ -33,6 +33,7 @@ final class ControlServer {
     private var nextKey = 0
     private var actions: [SchedulerAction] = []
     private var queueTimer: DeadlineTimer?
+    private lazy var prewarmer = Prewarmer(loop: loop, log: log)
     /// The snapshot to send to new proxies and on changes.
     private let currentSnapshot: () -> RoutingSnapshot
     /// A request ended: trace, log line, metrics.
@@ -69,6 +70,7 @@ final class ControlServer {
         listener?.close()
         listener = nil
         queueTimer?.close()
+        prewarmer.close()
         for link in links.values { link.channel.close() }
     }
 
@@ -115,6 +117,7 @@ final class ControlServer {
             case .route: scheduler.route(try RouteRequest(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .retry: scheduler.retry(try RouteRetry(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .result: scheduler.result(try RouteResult(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .started: scheduler.started(try RouteStarted(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
                 scheduler.cancel(id: try RouteCancel(json: body).id, from: link.key, fleet: registry.list, now: now, into: &actions)
             case .hello, .helloOK, .routeOK, .routeError, .snapshot:
@@ -128,15 +131,26 @@ final class ControlServer {
 
     /// Sends what the scheduler decided and re-arms the queue timer.
     private func performActions() {
+        var prewarms: [Prewarm] = []
         for action in actions {
             switch action {
             case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer.json)
             case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal.json)
             case let .finished(finished): onFinished?(finished)
+            case let .prewarm(prewarm): prewarms.append(prewarm)
             }
         }
         actions.removeAll(keepingCapacity: true)
         queueTimer?.follow(scheduler.nextDeadline)
+        // After the batch: a pre-warm that fails at once reports back re-entrantly.
+        for prewarm in prewarms {
+            prewarmer.send(prewarm) { [weak self] ok, loadMs in
+                guard let self else { return }
+                self.scheduler.prewarmFinished(node: prewarm.node, model: prewarm.model, ok: ok, loadMs: loadMs,
+                                               fleet: self.registry.list, now: self.clock.now, into: &self.actions)
+                self.performActions()
+            }
+        }
     }
 
     /// Sends the current snapshot to every proxy that has not seen it.

@@ -117,7 +117,7 @@ final class ControlClient {
             case .routeError:
                 let refusal = try RouteRefusal(json: body)
                 waiters.removeValue(forKey: refusal.id)?.refused(refusal)
-            case .hello, .route, .retry, .result, .cancel:
+            case .hello, .route, .retry, .result, .cancel, .started:
                 throw JSONFieldError("control does not send \(type)")
             }
         } catch {
@@ -146,6 +146,12 @@ final class ControlClient {
         waiters[id] = nil
         guard connected, let channel else { return }
         channel.send(.cancel, RouteCancel(id: id).json)
+    }
+
+    /// Reports a node's first byte, when control asked (dropped while control is away: only learning reads it).
+    func started(_ started: RouteStarted) {
+        guard connected, let channel else { return }
+        channel.send(.started, started.json)
     }
 
     /// Reports an outcome (buffered while control is away; oldest dropped past the bound).

@@ -178,6 +178,11 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         let now = EventLoop.monotonicNanoseconds()
         if firstByteAt == nil { firstByteAt = now }
         upstreamFirstByteAt = now
+        // The node's time starts when the request left on a connection, not while it waited for one in the pool.
+        if let written = task.sentAt { upstreamSentAt = written }
+        if answer?.reportStart == true, let sent = upstreamSentAt {
+            attempt?.started(status: head.status, upstreamTtftMilliseconds: Double(now - sent) / 1e6)
+        }
         upstreamHead = head
         perform(flow.upstreamHead(status: head.status))
     }

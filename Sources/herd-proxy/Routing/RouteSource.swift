@@ -94,6 +94,12 @@ final class RouteAttempt: ControlWaiter {
         if !local { source.control.cancel(id: request.id) }
     }
 
+    /// The node's first byte came (sent only when control asked for it).
+    func started(status: Int, upstreamTtftMilliseconds: Double) {
+        guard !local else { return }
+        source.control.started(RouteStarted(id: request.id, status: status, upstreamTtftMilliseconds: upstreamTtftMilliseconds))
+    }
+
     /// Reports how the request ended (exactly once), with the routing's side of it.
     func report(_ result: RouteResult) {
         finished = true
