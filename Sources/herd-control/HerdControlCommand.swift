@@ -64,6 +64,10 @@ struct HerdControlCommand: ParsableCommand {
     var maxClientInFlightFlag: Int?
     var maxClientInFlight: Int? { maxClientInFlightFlag ?? Environment.int("HERD_MAX_CLIENT_IN_FLIGHT") }
 
+    @Flag(inversion: .prefixedNo,
+          help: "Load a model ahead of demand on a node with room when its queue elsewhere is longer than that load would take (HERD_PREWARM=0 to switch off).")
+    var prewarm = Environment.string("HERD_PREWARM").map { $0 != "0" && $0 != "false" } ?? true
+
     @Option(help: "Seconds a request may wait for a free node before a 503 (HERD_QUEUE_TIMEOUT).")
     var queueTimeout: Double = Environment.string("HERD_QUEUE_TIMEOUT").flatMap(Double.init) ?? 30
 
@@ -120,6 +124,7 @@ struct HerdControlCommand: ParsableCommand {
         options.fleetID = fleetId
         options.scheduler.maxConcurrencyPerModel = maxConcurrency
         options.scheduler.maxInFlightPerClient = maxClientInFlight
+        options.scheduler.prewarm = prewarm
         options.scheduler.numCtxPolicy = Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) ?? .strip
         options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
         options.scheduler.maxRetries = maxRetries

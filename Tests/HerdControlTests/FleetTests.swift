@@ -1,4 +1,6 @@
 import HerdJSON
+import HerdRuntime
+import HerdTestSupport
 import HerdRouting
 import HerdWire
 import Testing
@@ -45,5 +47,40 @@ func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loa
         #expect(snapshot.ps["models"]?.arrayValue?.count == 1)
         #expect(snapshot.openAIModels["data"]?.arrayValue?.count == 2)
         #expect(snapshot.nodes.map(\.id) == ["a", "b"])
+    }
+}
+
+@Suite struct PrewarmerTests {
+    /// herd-control's pre-warm is Ollama's empty generate: the model loads
+    /// (the backend shows it in /api/ps) and its load_duration comes back.
+    @Test func anEmptyGenerateLoadsTheModelAndReportsItsLoadTime() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        let port = try fleet.addBackend("B", arguments: ["--models", "llama3:8b"])
+        let loop = try EventLoop()
+        let prewarmer = Prewarmer(loop: loop, log: Logger(label: "test", minimum: .error))
+        var outcome: (Bool, Double?)?
+        prewarmer.send(Prewarm(node: "b", address: "127.0.0.1:\(port)", model: "llama3:8b", expectedLoadMs: 1_000)) { ok, loadMs in
+            outcome = (ok, loadMs)
+            loop.stop()
+        }
+        loop.run()
+        prewarmer.close()
+        #expect(outcome?.0 == true && outcome?.1 == 1_250)
+        let ps = try JSONValue.parse(fleet.request("GET", "/api/ps", body: nil, headers: [:], port: port).body)
+        #expect(ps["models"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["llama3:8b"], "loaded now")
+    }
+
+    @Test func aNodeThatIsNotThereFailsThePrewarm() throws {
+        let loop = try EventLoop()
+        let prewarmer = Prewarmer(loop: loop, log: Logger(label: "test", minimum: .error))
+        var outcome: Bool?
+        prewarmer.send(Prewarm(node: "gone", address: "127.0.0.1:\(freePort())", model: "m", expectedLoadMs: 1)) { ok, _ in
+            outcome = ok
+            loop.stop()
+        }
+        if outcome == nil { loop.run() }
+        prewarmer.close()
+        #expect(outcome == false)
     }
 }

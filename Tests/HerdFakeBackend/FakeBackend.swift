@@ -29,6 +29,8 @@ public final class FakeBackend {
     private var waiting: [(HTTPExchange, () -> Void)] = []
     /// The most inference requests that ever waited inside the backend at once.
     public private(set) var maxWaiting = 0
+    /// Generates without a prompt (model loads) received.
+    public private(set) var prewarms = 0
 
     public init(loop: EventLoop, configuration: FakeBackendConfiguration = FakeBackendConfiguration()) {
         self.loop = loop
@@ -80,7 +82,7 @@ public final class FakeBackend {
         case ("GET", "/_fake/stats"):
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams)),
-                                        "max_waiting": .number(Double(maxWaiting)), "waiting": .number(Double(waiting.count)),
+                                        "max_waiting": .number(Double(maxWaiting)), "prewarms": .number(Double(prewarms)), "waiting": .number(Double(waiting.count)),
                                         "num_ctx_requests": .number(Double(numCtxRequests))])
             return
         case ("POST", "/_fake/config"):
@@ -202,6 +204,12 @@ public final class FakeBackend {
             return
         }
         switch path {
+        case "/api/generate" where request["prompt"] == nil:
+            // Like Ollama: a generate without a prompt only loads the model (a pre-warm).
+            if let i = configuration.models.firstIndex(where: { $0.name == model.name }) { configuration.models[i].loaded = true }
+            prewarms += 1
+            respondJSON(exchange, 200, ["model": .string(model.name), "created_at": "2026-11-22T00:00:00Z", "response": "", "done": true,
+                                        "done_reason": "load", "load_duration": 1_250_000_000])
         case "/api/chat", "/api/generate":
             let stream = request["stream"]?.boolValue ?? true
             let chat = path == "/api/chat"

@@ -10,6 +10,13 @@ package struct Prewarm: Equatable, Sendable {
     package var model: String
     /// What herd expects the load to take (ms).
     package var expectedLoadMs: Double
+
+    package init(node: String, address: String, model: String, expectedLoadMs: Double) {
+        self.node = node
+        self.address = address
+        self.model = model
+        self.expectedLoadMs = expectedLoadMs
+    }
 }
 
 extension Scheduler {

@@ -33,8 +33,13 @@ final class ControlMetrics {
         durationCount += 1
     }
 
-    func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int, numCtx: [String: Int] = [:]) -> String {
+    func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int, numCtx: [String: Int] = [:], prewarms: UInt64 = 0,
+              scorings: UInt64 = 0) -> String {
         var out = ""
+        out += "# HELP herd_prewarms_total Models loaded ahead of demand on a runner-up node (a queue elsewhere was longer than the load).\n"
+        out += "# TYPE herd_prewarms_total counter\nherd_prewarms_total \(prewarms)\n"
+        out += "# HELP herd_scorings_total Times the scorer ranked the fleet for a request (on arrival, retry, or re-scored while queued).\n"
+        out += "# TYPE herd_scorings_total counter\nherd_scorings_total \(scorings)\n"
         out += "# HELP herd_num_ctx_total Requests whose num_ctx the loaded context already covered, by what herd did (--num-ctx-policy).\n"
         out += "# TYPE herd_num_ctx_total counter\n"
         for action in ["stripped", "kept", "warned"] { out += "herd_num_ctx_total{action=\"\(action)\"} \(numCtx[action] ?? 0)\n" }
