@@ -51,36 +51,43 @@ func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loa
 }
 
 @Suite struct PrewarmerTests {
+    /// Runs one pre-warm on a loop thread and waits for its outcome.
+    static func prewarm(_ prewarm: Prewarm) throws -> (Bool, Double?)? {
+        let thread = try LoopThread()
+        defer { thread.shutdown() }
+        let done = SyncFlag()
+        let outcome = OutcomeBox()
+        let prewarmer = try thread.sync { Prewarmer(loop: thread.loop, log: Logger(label: "test", minimum: .error)) }
+        _ = try thread.sync {
+            prewarmer.send(prewarm) { ok, loadMs in
+                outcome.lock.withLock { outcome.value = (ok, loadMs) }
+                done.set()
+            }
+        }
+        _ = done.wait(milliseconds: 10_000)
+        _ = try thread.sync { prewarmer.close() }
+        return outcome.lock.withLock { outcome.value }
+    }
+
+    final class OutcomeBox: @unchecked Sendable {
+        let lock = ConditionLock()
+        var value: (Bool, Double?)?
+    }
+
     /// herd-control's pre-warm is Ollama's empty generate: the model loads
     /// (the backend shows it in /api/ps) and its load_duration comes back.
     @Test func anEmptyGenerateLoadsTheModelAndReportsItsLoadTime() throws {
         let fleet = TestFleet()
         defer { fleet.shutdown() }
         let port = try fleet.addBackend("B", arguments: ["--models", "llama3:8b"])
-        let loop = try EventLoop()
-        let prewarmer = Prewarmer(loop: loop, log: Logger(label: "test", minimum: .error))
-        var outcome: (Bool, Double?)?
-        prewarmer.send(Prewarm(node: "b", address: "127.0.0.1:\(port)", model: "llama3:8b", expectedLoadMs: 1_000)) { ok, loadMs in
-            outcome = (ok, loadMs)
-            loop.stop()
-        }
-        loop.run()
-        prewarmer.close()
+        let outcome = try Self.prewarm(Prewarm(node: "b", address: "127.0.0.1:\(port)", model: "llama3:8b", expectedLoadMs: 1_000))
         #expect(outcome?.0 == true && outcome?.1 == 1_250)
         let ps = try JSONValue.parse(fleet.request("GET", "/api/ps", body: nil, headers: [:], port: port).body)
         #expect(ps["models"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["llama3:8b"], "loaded now")
     }
 
     @Test func aNodeThatIsNotThereFailsThePrewarm() throws {
-        let loop = try EventLoop()
-        let prewarmer = Prewarmer(loop: loop, log: Logger(label: "test", minimum: .error))
-        var outcome: Bool?
-        prewarmer.send(Prewarm(node: "gone", address: "127.0.0.1:\(freePort())", model: "m", expectedLoadMs: 1)) { ok, _ in
-            outcome = ok
-            loop.stop()
-        }
-        if outcome == nil { loop.run() }
-        prewarmer.close()
-        #expect(outcome == false)
+        let outcome = try Self.prewarm(Prewarm(node: "gone", address: "127.0.0.1:\(freePort())", model: "m", expectedLoadMs: 1))
+        #expect(outcome?.0 == false)
     }
 }
