@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CAvahi", pkgConfig: "avahi-client", providers: [.apt(["libavahi-client-dev"])]),
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // SHA-256, HMAC and constant-time compare for the fleet key.
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Linux calls Swift cannot make directly (variadic prctl/syscall): header only.
         .systemLibrary(name: "CHerdLinux"),
 
@@ -48,7 +50,7 @@ let package = Package(
         .target(name: "HerdHTTP", dependencies: ["HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2"], swiftSettings: hotPathSettings),
         // What the processes say to each other: the control protocol, heartbeats,
         // snapshots, model names, client errors, the fleet key.
-        .target(name: "HerdWire", dependencies: ["HerdRuntime", "HerdJSON"], exclude: ["Control/ControlProtocol.md"],
+        .target(name: "HerdWire", dependencies: ["HerdRuntime", "HerdJSON", "CCrypto"], exclude: ["Control/ControlProtocol.md"],
                 swiftSettings: hotPathSettings),
         // SQLite: connections, migrations, the batched writer (herd-control only).
         .target(name: "HerdStorage", dependencies: ["HerdRuntime", "CSQLite3", "CHerdLinux"]),

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libuv1-dev libhttp-parser-dev libnghttp2-dev \
-  libsqlite3-dev libavahi-client-dev pkg-config dbus avahi-daemon >/dev/null
+  libsqlite3-dev libavahi-client-dev libssl-dev pkg-config dbus avahi-daemon >/dev/null
 swift build -c release
 exec .build/release/herd-control "$@"

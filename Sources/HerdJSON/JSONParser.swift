@@ -176,7 +176,10 @@ struct JSONParser {
         }
         guard let stop = current else { throw error("unterminated string") }
         if stop == UInt8(ascii: "\"") {
-            let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            // JSON text is UTF-8 (RFC 8259): bytes that are not are refused, not repaired.
+            guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self) else {
+                throw error("invalid UTF-8 in string")
+            }
             index += 1
             return s
         }
@@ -186,7 +189,8 @@ struct JSONParser {
             index += 1
             switch c {
             case UInt8(ascii: "\""):
-                return String(decoding: out, as: UTF8.self)
+                guard let s = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+                return s
             case UInt8(ascii: "\\"):
                 guard let e = current else { throw error("unterminated escape") }
                 index += 1

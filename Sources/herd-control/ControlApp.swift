@@ -169,15 +169,27 @@ final class RequestLog: LoopFlushable {
     init(loop: EventLoop) { self.loop = loop }
 
     func record(_ result: RouteResult, request: RouteRequest?) {
-        var line = "request_id=\(result.id) model=\(request?.model ?? result.model) served=\(result.model) node=\(result.node.isEmpty ? "-" : result.node)"
+        var line = "request_id=\(result.id) model=\(RequestLog.value(request?.model ?? result.model)) served=\(RequestLog.value(result.model))"
+        line += " node=\(result.node.isEmpty ? "-" : RequestLog.value(result.node))"
         line += " outcome=\(result.outcome.rawValue) status=\(result.status) retries=\(result.retries)"
         line += " ttft_ms=\(Int(result.ttftMilliseconds)) duration_ms=\(Int(result.durationMilliseconds)) tokens=\(result.completionTokens)"
-        if let error = result.error { line += " error=\"\(error)\"" }
+        if let error = result.error { line += " error=\"\(Logger.escape(error, limit: 400))\"" }
         buffer.append(contentsOf: "\(Logger.timestamp()) herd-control info \(line)\n".utf8)
         if !scheduled {
             scheduled = true
             loop.scheduleFlush(self)
         }
+    }
+
+    /// A logfmt value: as it is when plain (letters, digits, `.:/@+_-`),
+    /// else quoted and escaped (`Logger.escape`): a client's model name
+    /// cannot forge a line or a field.
+    static func value(_ text: String) -> String {
+        let plain = !text.isEmpty && text.utf8.count <= 200 && text.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x3A || c == 0x2F
+                || c == 0x40 || c == 0x2B || c == 0x5F || c == 0x2D
+        }
+        return plain ? text : "\"" + Logger.escape(text) + "\""
     }
 
     func flushOutput() {

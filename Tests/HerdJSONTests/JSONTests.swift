@@ -20,6 +20,14 @@ import Testing
         #expect(throws: JSONParseError.self) { try JSONValue.parse(text) }
     }
 
+    /// JSON is UTF-8: a string with bytes that are not is refused, not repaired into U+FFFD.
+    @Test func refusesInvalidUTF8InStrings() {
+        for bytes: [UInt8] in [[0x22, 0x61, 0xFF, 0x22], [0x22, 0xC3, 0x22], [0x22, 0x5C, 0x6E, 0xED, 0xA0, 0x80, 0x22]] {
+            #expect(throws: JSONParseError.self) { try JSONValue.parse(bytes) }
+        }
+        #expect((try? JSONValue.parse(Array("\"caf\u{e9}\"".utf8)))?.stringValue == "caf\u{e9}")
+    }
+
     @Test func limitsNesting() {
         let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
         #expect(throws: JSONParseError.self) { try JSONValue.parse(deep) }

@@ -194,6 +194,18 @@ import Testing
         #expect(try JSONValue.parse(openAI.body)["error"]?["code"]?.stringValue == "model_not_found")
         let bad = fleet.post("/api/chat", #"{"model": "llama3:8b", "messages": [}"#)
         #expect(bad.status == 400)
+        // Found under attack: a model name with a newline forged a line in control's log; invalid UTF-8 was accepted.
+        let forged = fleet.post("/api/chat", #"{"model":"x\n2026-11-22T00:00:00Z herd-control info forged=1"}"#)
+        #expect(forged.status == 404)
+        #expect(waitUntil(seconds: 5) { fleet.control?.output.contains(#"model="x\n2026-11-22T00:00:00Z herd-control info forged=1""#) == true },
+                "the name is escaped and quoted in its one line")
+        #expect(fleet.control?.output.split(separator: "\n").contains { $0.hasPrefix("2026-11-22T00:00:00Z") } == false)
+        let body: [UInt8] = Array(#"{"model":"bad"#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)
+        let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 10)
+        client.send(Array("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)
+        let invalid = try client.readResponse()
+        #expect(invalid.status == 400, "invalid UTF-8 in the model name")
+        #expect(invalid.text.contains("UTF-8"))
         #expect(try JSONValue.parse(bad.body)["error"]?.stringValue?.contains("invalid JSON") == true)
         let badOpenAI = fleet.post("/v1/embeddings", "[1,2]")
         #expect(badOpenAI.status == 400)

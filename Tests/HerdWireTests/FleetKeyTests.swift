@@ -43,4 +43,22 @@ import Testing
         #expect(throws: FleetKeyRefusal.stale(skewMilliseconds: 100_000)) { try verify(old, body, now: 1_000_000) }
         #expect(FleetKey("short") == nil)
     }
+
+    /// Found under attack: a captured heartbeat replayed with its signature
+    /// in upper case (or mixed case) was accepted as new.
+    @Test func aReplayInAnotherCaseIsStillAReplay() throws {
+        let key = try #require(FleetKey("correct horse battery staple"))
+        let verifier = FleetKeyVerifier(key: key)
+        let body = Array(#"{"schema":1}"#.utf8)
+        let signature = key.signature(timestamp: 5_000, method: "POST", path: "/heartbeat", body: body)
+        try verifier.verify(method: "POST", path: "/heartbeat", timestamp: "5000", signature: signature, body: body, now: 5_000)
+        for variant in [signature.uppercased(), String(signature.prefix(32)).uppercased() + signature.dropFirst(32)] {
+            #expect(throws: FleetKeyRefusal.replayed) {
+                try verifier.verify(method: "POST", path: "/heartbeat", timestamp: "5000", signature: variant, body: body, now: 5_001)
+            }
+        }
+        #expect(throws: FleetKeyRefusal.malformed) {
+            try verifier.verify(method: "POST", path: "/heartbeat", timestamp: "5000", signature: String(repeating: "zz", count: 32), body: body, now: 5_001)
+        }
+    }
 }

@@ -16,7 +16,12 @@ public struct FleetKey: Sendable {
     }
 
     public func signature(timestamp: Int, method: String, path: String, body: [UInt8]) -> String {
-        SHA256.hex(SHA256.hmac(key: key, message: Array("\(timestamp)\n\(method) \(path)\n".utf8) + body))
+        SHA256.hex(mac(timestamp: timestamp, method: method, path: path, body: body))
+    }
+
+    /// The signature's 32 bytes.
+    func mac(timestamp: Int, method: String, path: String, body: [UInt8]) -> [UInt8] {
+        SHA256.hmac(key: key, message: Array("\(timestamp)\n\(method) \(path)\n".utf8) + body)
     }
 
     /// The header fields (name, value) that sign a request sent now.
@@ -49,7 +54,8 @@ public enum FleetKeyRefusal: Error, Equatable, CustomStringConvertible, Sendable
 public final class FleetKeyVerifier {
     public let key: FleetKey
     public let maxSkewMilliseconds: Int
-    private var seen: [String: Int] = [:]
+    /// Signatures already accepted (their bytes: a hex string's case cannot make a new one), with their timestamps.
+    private var seen: [[UInt8]: Int] = [:]
 
     public init(key: FleetKey, maxSkewMilliseconds: Int = 30_000) {
         self.key = key
@@ -60,13 +66,13 @@ public final class FleetKeyVerifier {
     /// (`signature`) against its method, path and body at `now` (ms since 1970).
     public func verify(method: String, path: String, timestamp stamp: String?, signature: String?, body: [UInt8], now: Int) throws(FleetKeyRefusal) {
         guard let stamp, let signature else { throw .missing }
-        guard let timestamp = Int(stamp), signature.utf8.count == 64 else { throw .malformed }
+        guard let timestamp = Int(stamp), signature.utf8.count == 64, let given = SHA256.bytes(hex: signature) else { throw .malformed }
         let skew = abs(now - timestamp)
         guard skew <= maxSkewMilliseconds else { throw .stale(skewMilliseconds: skew) }
-        let expected = key.signature(timestamp: timestamp, method: method, path: path, body: body)
-        guard SHA256.constantTimeEqual(Array(expected.utf8), Array(signature.lowercased().utf8)) else { throw .badSignature }
-        guard seen[signature] == nil else { throw .replayed }
-        seen[signature] = timestamp
+        let expected = key.mac(timestamp: timestamp, method: method, path: path, body: body)
+        guard SHA256.constantTimeEqual(expected, given) else { throw .badSignature }
+        guard seen[expected] == nil else { throw .replayed }
+        seen[expected] = timestamp
         if seen.count > 10_000 { seen = seen.filter { abs(now - $0.value) <= maxSkewMilliseconds } }
     }
 }
