@@ -52,13 +52,14 @@ final class ControlMetrics {
             out += "herd_completion_tokens_total{model=\"\(escape(model))\"} \(count)\n"
         }
         out += "# HELP herd_retries_total Requests sent again to another node.\n# TYPE herd_retries_total counter\nherd_retries_total \(retries)\n"
-        out += "# HELP herd_request_duration_milliseconds Time from the proxy's route request to the end of the response.\n"
-        out += "# TYPE herd_request_duration_milliseconds histogram\n"
+        // Base units (Prometheus conventions): seconds.
+        out += "# HELP herd_request_duration_seconds Time from the proxy's route request to the end of the response.\n"
+        out += "# TYPE herd_request_duration_seconds histogram\n"
         for (i, bound) in ControlMetrics.bounds.enumerated() {
-            out += "herd_request_duration_milliseconds_bucket{le=\"\(Int(bound))\"} \(buckets[i])\n"
+            out += "herd_request_duration_seconds_bucket{le=\"\(bound / 1000)\"} \(buckets[i])\n"
         }
-        out += "herd_request_duration_milliseconds_bucket{le=\"+Inf\"} \(durationCount)\n"
-        out += "herd_request_duration_milliseconds_sum \(durationSum)\nherd_request_duration_milliseconds_count \(durationCount)\n"
+        out += "herd_request_duration_seconds_bucket{le=\"+Inf\"} \(durationCount)\n"
+        out += "herd_request_duration_seconds_sum \(durationSum / 1000)\nherd_request_duration_seconds_count \(durationCount)\n"
         out += "# HELP herd_in_flight Requests routed and not finished.\n# TYPE herd_in_flight gauge\nherd_in_flight \(inFlight)\n"
         out += "# HELP herd_queue_length Requests waiting for a free node.\n# TYPE herd_queue_length gauge\nherd_queue_length \(queueLength)\n"
         out += "# HELP herd_proxies Connected herd-proxy processes.\n# TYPE herd_proxies gauge\nherd_proxies \(proxies)\n"
