@@ -1,3 +1,4 @@
+import Glibc
 import HerdWire
 import Testing
 @testable import herd_node
@@ -59,6 +60,24 @@ import Testing
         #expect(r.telemetry.maxTemperatureCelsius == nil)
         let nothing = read("no-such-machine")
         #expect(nothing.telemetry == Telemetry())
+    }
+
+    /// Found under attack: a hung nvidia-smi stopped every heartbeat. It is
+    /// killed at the command deadline and the reading goes on without GPUs.
+    @Test func aHungNvidiaSMIIsKilledAtItsDeadline() throws {
+        var template = Array("/tmp/herd-hung-smi-XXXXXX".utf8CString)
+        let root = String(cString: try #require(mkdtemp(&template)))
+        let script = root + "/nvidia-smi"
+        let text = Array("#!/bin/sh\nexec sleep 600\n".utf8)
+        let fd = open(script, O_WRONLY | O_CREAT | O_TRUNC, 0o755)
+        #expect(fd >= 0 && write(fd, text, text.count) == text.count)
+        close(fd)
+        var reader = TelemetryReader()
+        reader.root = root
+        reader.nvidiaSMI = "/nvidia-smi"
+        reader.commandTimeoutMilliseconds = 200
+        let reading = reader.read(cpuBusy: 0, slow: true, previous: nil)
+        #expect(reading.telemetry.gpus.isEmpty)
     }
 
     @Test func meetingDetectionCanBeSwitchedOff() {

@@ -1,5 +1,6 @@
 import Glibc
 import HerdHTTP
+import HerdRuntime
 import HerdWire
 
 /// Reads the machine's telemetry from `/proc`, `/sys` and `nvidia-smi` under
@@ -11,6 +12,9 @@ struct TelemetryReader: Sendable {
     var meetingDetection = true
     /// Where nvidia-smi is looked for (nil: not used).
     var nvidiaSMI: String? = "/usr/bin/nvidia-smi"
+    /// How long a command (nvidia-smi) may take before it is killed and its
+    /// reading skipped: a hung driver must not stop the heartbeats.
+    var commandTimeoutMilliseconds: Int32 = 5_000
 
     struct Reading: Sendable {
         var telemetry = Telemetry()
@@ -176,14 +180,26 @@ struct TelemetryReader: Sendable {
         }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
+        let deadline = EventLoop.monotonicNanoseconds() + UInt64(commandTimeoutMilliseconds) * 1_000_000
+        var timedOut = false
         while output.count < 1 << 20 {
+            let now = EventLoop.monotonicNanoseconds()
+            guard now < deadline else {
+                timedOut = true
+                break
+            }
+            var ready = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+            let waited = poll(&ready, 1, Int32((deadline - now) / 1_000_000) + 1)
+            if waited < 0, errno == EINTR { continue }
+            if waited <= 0 { continue } // the deadline check above ends it
             let n = Glibc.read(fds[0], &chunk, chunk.count)
             if n <= 0 { break }
             output.append(contentsOf: chunk[0..<n])
         }
         close(fds[0])
+        if timedOut { kill(pid, SIGKILL) }
         var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        return status == 0 ? String(decoding: output, as: UTF8.self) : nil
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        return !timedOut && status == 0 ? String(decoding: output, as: UTF8.self) : nil
     }
 }
