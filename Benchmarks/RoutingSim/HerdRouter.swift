@@ -88,7 +88,7 @@ final class HerdRouter: SimRouter {
                 backends.dispatch(request, to: machine, now: now)
             case let .refused(_, refusal):
                 pending[Int(refusal.id)] = nil
-            case .finished:
+            case .finished, .queued:
                 break
             case let .prewarm(prewarm):
                 // herd-control's empty generate: the machine loads the model if it fits without evicting.

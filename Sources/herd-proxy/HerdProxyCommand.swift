@@ -33,6 +33,9 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "Seconds to wait for a model server's first byte (model loads included) (HERD_FIRST_BYTE_TIMEOUT).")
     var firstByteTimeout: Double = Environment.string("HERD_FIRST_BYTE_TIMEOUT").flatMap(Double.init) ?? 300
 
+    @Option(help: "Seconds herd-control has to answer a route before this proxy routes from its last snapshot (HERD_ROUTE_TIMEOUT).")
+    var routeTimeout: Double = Environment.string("HERD_ROUTE_TIMEOUT").flatMap(Double.init) ?? 1
+
     @Option(help: "Seconds to connect to a model server (HERD_CONNECT_TIMEOUT).")
     var connectTimeout: Double = Environment.string("HERD_CONNECT_TIMEOUT").flatMap(Double.init) ?? 3
 
@@ -52,7 +55,7 @@ struct HerdProxyCommand: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0–65535") }
-        guard firstByteTimeout > 0, connectTimeout > 0, drainTimeout >= 0 else { throw ValidationError("timeouts must be positive") }
+        guard firstByteTimeout > 0, connectTimeout > 0, routeTimeout > 0, drainTimeout >= 0 else { throw ValidationError("timeouts must be positive") }
         guard maxBodyMb >= 1 else { throw ValidationError("--max-body-mb must be at least 1") }
     }
 
@@ -66,6 +69,7 @@ struct HerdProxyCommand: ParsableCommand {
         options.client.connectTimeoutMilliseconds = UInt64(connectTimeout * 1000)
         options.server.maxBodyBytes = maxBodyMb * 1024 * 1024
         options.drainMilliseconds = UInt64(drainTimeout * 1000)
+        options.routeTimeoutMilliseconds = max(1, UInt64(routeTimeout * 1000))
         if let allowedOrigins {
             options.allowedOrigins = allowedOrigins.split(separator: ",").map { String($0.trimmingSpaces) }
         }

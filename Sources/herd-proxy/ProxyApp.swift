@@ -15,6 +15,9 @@ struct ProxyOptions: Sendable {
     var session = ProxySession.Settings()
     /// Retries on other nodes when routing locally (control away).
     var maxLocalRetries = 2
+    /// How long control has to answer a ROUTE before the proxy routes it
+    /// itself (milliseconds; a queued request: its queue time plus this).
+    var routeTimeoutMilliseconds: UInt64 = 1_000
     /// How long in-flight requests may finish after SIGTERM (milliseconds).
     var drainMilliseconds: UInt64 = 30_000
     /// Browser origins allowed by CORS (`*` for any).
@@ -52,7 +55,8 @@ final class ProxyApp {
     init(loop: EventLoop, options: ProxyOptions) {
         self.loop = loop
         self.options = options
-        control = ControlClient(loop: loop, path: options.controlSocket, proxyID: options.proxyID, log: Logger(label: "herd-proxy[\(options.proxyID)]"))
+        control = ControlClient(loop: loop, path: options.controlSocket, proxyID: options.proxyID,
+                                routeTimeoutMilliseconds: options.routeTimeoutMilliseconds, log: Logger(label: "herd-proxy[\(options.proxyID)]"))
         let upstreams = Upstreams(client: HTTPClient(loop: loop, configuration: options.client))
         self.upstreams = upstreams
         routes = RouteSource(loop: loop, control: control, maxLocalRetries: options.maxLocalRetries, inFlight: { upstreams.load($0) })

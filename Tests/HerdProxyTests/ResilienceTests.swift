@@ -1,6 +1,7 @@
 import Glibc
 import HerdHTTP
 import HerdJSON
+import HerdStorage
 import HerdWire
 import HerdTestSupport
 import Testing
@@ -43,6 +44,38 @@ import Testing
         #expect(fleet.post("/api/chat", Self.chat).status == 200)
         // Results buffered while control was away reach it.
         #expect(fleet.control!.waitForOutput("request_id=", seconds: 5))
+    }
+
+    @Test func aStoppedControlCostsOneRouteTimeoutThenTheProxyRoutesItself() throws {
+        // Found under attack: with control alive but not answering (SIGSTOP),
+        // a request through the proxy never returned.
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"],
+                                         control: ["--proxy-arg=--route-timeout=0.5"])
+        defer { fleet.shutdown() }
+        #expect(fleet.post("/api/chat", Self.chat).status == 200)
+        fleet.control!.kill(signal: SIGSTOP)
+        defer { fleet.control!.kill(signal: SIGCONT) }
+        let started = monotonicSeconds()
+        let first = fleet.post("/api/chat", Self.chat)
+        let waited = monotonicSeconds() - started
+        #expect(first.status == 200, "routed from the snapshot: \(first.text)")
+        #expect(first.header("X-Herd-Reason")?.contains("control did not answer within 500 ms") == true, "\(first.headers)")
+        #expect(waited >= 0.5 && waited < 5, "one route timeout, not forever: \(waited) s")
+        // Until control speaks again, requests do not wait for it.
+        let next = monotonicSeconds()
+        for _ in 0..<3 { #expect(fleet.post("/api/chat", Self.chat).status == 200) }
+        #expect(monotonicSeconds() - next < 0.5 * 3, "no route timeout per request while control is known unresponsive")
+        fleet.control!.kill(signal: SIGCONT)
+        // Control reads the backlog: the proxy's own decisions are traced as such.
+        var local: [[SQLiteValue]] = []
+        #expect(waitUntil(seconds: 10) {
+            local = (try? SQLiteDatabase(path: fleet.dataDirectory + "/herd.db", readOnly: true)
+                .query("SELECT reason, status FROM request_traces WHERE local = 1")) ?? []
+            return local.count == 4
+        }, "\(local)")
+        #expect(local.allSatisfy { TraceTests.text($0[0])?.contains("control did not answer within 500 ms") == true }, "\(local)")
+        #expect(waitUntil(seconds: 5) { fleet.post("/api/chat", Self.chat).header("X-Herd-Reason")?.contains("local") == false },
+                "control decides again once it answers")
     }
 
     @Test func aProxyKilledWhileAnotherKeepsServing() throws {

@@ -21,6 +21,8 @@ struct SchedulerHarness {
     var fleet = oneNodeFleet
     var now: UInt64 = 1_000
     var actions: [SchedulerAction] = []
+    /// The QUEUED announcements so far (kept out of the actions `take` returns).
+    var queued: [RouteQueued] = []
 
     init(queueTimeout: UInt64 = 30_000, maxRetries: Int = 2) {
         var settings = Scheduler.Settings()
@@ -63,7 +65,11 @@ struct SchedulerHarness {
 
     private mutating func take() -> [SchedulerAction] {
         defer { actions.removeAll() }
-        return actions
+        return actions.filter {
+            guard case let .queued(_, announcement) = $0 else { return true }
+            queued.append(announcement)
+            return false
+        }
     }
 }
 
@@ -77,6 +83,7 @@ extension SchedulerAction {
         case .refused: "refused"
         case .finished: "finished"
         case .prewarm: "prewarm"
+        case .queued: "queued"
         }
     }
 }
@@ -97,10 +104,27 @@ extension SchedulerAction {
         #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 0)
     }
 
+    @Test func aLateAnswerThatTheProxyDidNotWaitForTeachesNothing() {
+        // Control was stopped: the proxy gave up on request 1, cancelled it and
+        // routed it itself. Control, resumed, reads the ROUTE, the CANCEL and a
+        // local RESULT in a row.
+        var h = SchedulerHarness()
+        #expect(h.route(1).map(\.routedID) == [1])
+        h.scheduler.cancel(id: 1, from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &h.actions)
+        #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 0, "the cancel frees the slot")
+        h.scheduler.result(RouteResult(id: 1, node: "a", model: "m:1b", outcome: .ok, status: 200, ttftMilliseconds: 9_000,
+                                       durationMilliseconds: 9_000, local: true, localReason: "control did not answer within 1000 ms"),
+                           from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &h.actions)
+        guard case let .finished(finished)? = h.actions.last else { Issue.record("not finished"); return }
+        #expect(finished.decision == nil && finished.result.localReason != nil, "traced as the proxy's own decision")
+        #expect(h.scheduler.rates.slot(SlotKey("a", "m:1b")) == nil, "its time is not the backend's under control's decision")
+    }
+
     @Test func aQueuedRequestTimesOutInVirtualTime() {
         var h = SchedulerHarness(queueTimeout: 500)
         _ = h.route(1)
         #expect(h.route(2).isEmpty)
+        #expect(h.queued == [RouteQueued(id: 2, timeoutMilliseconds: 500)], "the proxy is told how long it may wait")
         #expect(h.scheduler.nextDeadline == h.now + 500)
         #expect(h.advance(by: 499).isEmpty, "not a millisecond early")
         let expired = h.advance(by: 1)
@@ -197,9 +221,10 @@ extension SchedulerAction {
         #expect(actions.map(\.routedID) == [1])
         actions.removeAll()
         route(2, "big:27b", at: 1_100)
-        #expect(actions.isEmpty && scheduler.queueLength == 1, "big waits for small:1b to finish")
+        #expect(actions.map(\.kind) == ["queued"] && scheduler.queueLength == 1, "big waits for small:1b to finish")
+        actions.removeAll()
         route(3, "small:1b", at: 1_200)
-        #expect(actions.isEmpty && scheduler.queueLength == 2, "the node is held for big: small waits though it has room")
+        #expect(actions.map(\.kind) == ["queued"] && scheduler.queueLength == 2, "the node is held for big: small waits though it has room")
         scheduler.result(RouteResult(id: 1, node: "a", model: "small:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
                          fleet: [a], now: 5_000, into: &actions)
         #expect(actions.compactMap(\.routedID).first == 2, "drained: big goes first")

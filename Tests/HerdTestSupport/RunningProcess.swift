@@ -114,16 +114,20 @@ public final class RunningProcess: @unchecked Sendable {
     }
 }
 
+/// Seconds on the monotonic clock (for whole-process tests that measure a wait).
+public func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
 /// Polls `condition` every 20 ms until it holds or `seconds` pass.
 @discardableResult
 public func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    let deadline = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
+    let deadline = monotonicSeconds() + seconds
     while true {
         if condition() { return true }
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        if Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 > deadline { return false }
+        if monotonicSeconds() > deadline { return false }
         usleep(20_000)
     }
 }

@@ -94,6 +94,7 @@ extension Scheduler {
             if nextRescore == nil || queue.isEmpty { nextRescore = now + settings.rescoreIntervalMilliseconds }
             queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
             entries[key] = entry
+            actions.append(.queued(key.proxy, RouteQueued(id: entry.request.id, timeoutMilliseconds: deadline > now ? deadline - now : 0)))
         case let .notFound(known):
             let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: "model \(names) not found in the fleet",

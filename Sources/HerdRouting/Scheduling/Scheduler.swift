@@ -27,6 +27,8 @@ package enum SchedulerAction: Equatable {
     case routed(ProxyKey, RouteAnswer)
     /// Send ROUTE_ERROR to `proxy`.
     case refused(ProxyKey, RouteRefusal)
+    /// Send QUEUED to `proxy` (the request waits; its answer comes later).
+    case queued(ProxyKey, RouteQueued)
     /// Load a model ahead of demand (then call `prewarmFinished`).
     case prewarm(Prewarm)
     /// A request ended (its RESULT came): trace it, log it, count it. For
@@ -252,12 +254,19 @@ package struct Scheduler {
                                  into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: result.id)
         if var entry = entries.removeValue(forKey: key) ?? recentlyRefused.removeValue(forKey: key) {
-            learn(from: result, entry, now: now)
+            // The proxy routed a local one itself (it stopped waiting for
+            // control): control's own answer, if one came late, was not used.
+            if !result.local { learn(from: result, entry, now: now) }
             release(&entry)
-            var result = result
-            result.retries = entry.retries
-            actions.append(.finished(FinishedRequest(result: result, request: entry.request, decision: entry.decision, card: entry.card,
-                                                     concurrency: entry.decision == nil ? nil : entry.nodeBatch)))
+            unqueue(key, &entry)
+            if result.local {
+                actions.append(.finished(FinishedRequest(result: result, request: entry.request)))
+            } else {
+                var result = result
+                result.retries = entry.retries
+                actions.append(.finished(FinishedRequest(result: result, request: entry.request, decision: entry.decision, card: entry.card,
+                                                         concurrency: entry.decision == nil ? nil : entry.nodeBatch)))
+            }
         } else {
             actions.append(.finished(FinishedRequest(result: result)))
         }

@@ -34,6 +34,7 @@ public enum ControlMessageType: UInt8, Sendable {
     case cancel = 8
     case snapshot = 9
     case started = 10
+    case queued = 11
 }
 
 /// Why a control connection was dropped.

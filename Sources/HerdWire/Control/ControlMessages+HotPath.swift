@@ -110,6 +110,7 @@ extension RouteResult {
         ]
         if let error { members.append(("error", .string(error))) }
         members.append(("local", .bool(local)))
+        if let localReason { members.append(("local_reason", .string(localReason))) }
         if let backendPromptMilliseconds { members.append(("prompt_eval_ms", .number(backendPromptMilliseconds))) }
         if let backendDecodeMilliseconds { members.append(("eval_ms", .number(backendDecodeMilliseconds))) }
         if let backendLoadMilliseconds { members.append(("load_ms", .number(backendLoadMilliseconds))) }
@@ -125,6 +126,7 @@ extension RouteResult {
                   durationMilliseconds: try f.double("duration_ms", default: 0), promptTokens: try f.optionalInt("prompt_tokens") ?? 0,
                   completionTokens: try f.optionalInt("completion_tokens") ?? 0, bytes: try f.optionalInt("bytes") ?? 0,
                   retries: try f.optionalInt("retries") ?? 0, error: try f.optionalString("error"), local: try f.bool("local", default: false),
+                  localReason: try f.optionalString("local_reason"),
                   backendPromptMilliseconds: try f.optionalDouble("prompt_eval_ms"), backendDecodeMilliseconds: try f.optionalDouble("eval_ms"),
                   backendLoadMilliseconds: try f.optionalDouble("load_ms"), upstreamTtftMilliseconds: try f.optionalDouble("upstream_ttft_ms"),
                   upstreamMilliseconds: try f.optionalDouble("upstream_ms"))

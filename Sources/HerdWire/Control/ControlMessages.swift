@@ -223,6 +223,24 @@ public struct RouteCancel: Equatable, Sendable, WireCodable {
     public init(id: UInt64) { self.id = id }
 }
 
+/// control → proxy: the request waits in a queue for up to `timeoutMilliseconds`
+/// (its answer comes later). Until this or an answer comes, the proxy holds
+/// control to its route timeout.
+public struct RouteQueued: Equatable, Sendable, WireCodable {
+    public static let context = "queued"
+    public var id: UInt64
+    public var timeoutMilliseconds: UInt64
+
+    public init(id: UInt64, timeoutMilliseconds: UInt64) {
+        self.id = id
+        self.timeoutMilliseconds = timeoutMilliseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, timeoutMilliseconds = "timeout_ms"
+    }
+}
+
 /// proxy → control, only when ROUTE_OK asked for it (`report_start`): the
 /// node's first byte came, with its status and how long after the proxy
 /// sent the request. While a node:model's concurrency is being learned this
@@ -275,6 +293,8 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
     public var error: String?
     /// Routed by the proxy's local policy while control was away.
     @Defaulted<WireDefaults.False> public var local: Bool
+    /// Why it was routed locally (control unreachable, or it did not answer in time).
+    public var localReason: String?
     /// The backend's own account of its time, when it gives one (Ollama's
     /// `*_duration`, llama.cpp's `timings`), in milliseconds: reading the
     /// prompt, generating, loading the model.
@@ -290,7 +310,7 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
 
     public init(id: UInt64, node: String, model: String, outcome: Outcome, status: Int, ttftMilliseconds: Double = 0,
                 durationMilliseconds: Double = 0, promptTokens: Int = 0, completionTokens: Int = 0, bytes: Int = 0,
-                retries: Int = 0, error: String? = nil, local: Bool = false, backendPromptMilliseconds: Double? = nil,
+                retries: Int = 0, error: String? = nil, local: Bool = false, localReason: String? = nil, backendPromptMilliseconds: Double? = nil,
                 backendDecodeMilliseconds: Double? = nil, backendLoadMilliseconds: Double? = nil,
                 upstreamTtftMilliseconds: Double? = nil, upstreamMilliseconds: Double? = nil) {
         self.id = id
@@ -306,6 +326,7 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
         self.retries = retries
         self.error = error
         self.local = local
+        self.localReason = localReason
         self.backendPromptMilliseconds = backendPromptMilliseconds
         self.backendDecodeMilliseconds = backendDecodeMilliseconds
         self.backendLoadMilliseconds = backendLoadMilliseconds
@@ -316,7 +337,7 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
     enum CodingKeys: String, CodingKey {
         case id, node, model, outcome, status, ttftMilliseconds = "ttft_ms", durationMilliseconds = "duration_ms",
              promptTokens = "prompt_tokens", completionTokens = "completion_tokens", bytes, retries, error, local,
-             backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms",
+             localReason = "local_reason", backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms",
              upstreamTtftMilliseconds = "upstream_ttft_ms", upstreamMilliseconds = "upstream_ms"
     }
 }

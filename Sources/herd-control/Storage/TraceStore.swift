@@ -92,7 +92,7 @@ final class TraceStore {
             result.error.map { .text($0) } ?? .null,
             request.map { .integer($0.stream ? 1 : 0) } ?? .null, request.map { .integer(Int64($0.estimatedTokens)) } ?? .null,
             request?.numCtx.map { .integer(Int64($0)) } ?? .null, decision.map { .integer(Int64($0.queuedMilliseconds)) } ?? .null,
-            .integer(result.local ? 1 : 0), decision.map { .text($0.reason) } ?? .null,
+            .integer(result.local ? 1 : 0), (decision?.reason ?? result.localReason).map { .text($0) } ?? .null,
             decision.map { .text($0.score) } ?? .null, finished.card.map { .text(String(decoding: $0.jsonText, as: UTF8.self)) } ?? .null,
             .integer(fallbackUsed ? 1 : 0), chosen?.affinity.map { .text($0.rawValue) } ?? .null,
             finished.concurrency.map { .integer(Int64($0)) } ?? .null, result.backendPromptMilliseconds.map { .real($0) } ?? .null,

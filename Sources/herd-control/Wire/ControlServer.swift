@@ -120,7 +120,7 @@ final class ControlServer {
             case .started: scheduler.started(try RouteStarted(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
                 scheduler.cancel(id: try RouteCancel(json: body).id, from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .hello, .helloOK, .routeOK, .routeError, .snapshot:
+            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .queued:
                 throw JSONFieldError("a proxy does not send \(type)")
             }
             performActions()
@@ -136,6 +136,7 @@ final class ControlServer {
             switch action {
             case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer.json)
             case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal.json)
+            case let .queued(proxy, queued): links[proxy]?.channel.send(.queued, queued.json)
             case let .finished(finished): onFinished?(finished)
             case let .prewarm(prewarm): prewarms.append(prewarm)
             }

@@ -6,15 +6,21 @@ import HerdWire
 protocol ControlWaiter: AnyObject {
     func routed(_ answer: RouteAnswer)
     func refused(_ refusal: RouteRefusal)
-    /// Control went away before answering: route locally.
-    func controlLost()
+    /// Control went away, or did not answer in time (`reason` says which): route locally.
+    func controlLost(reason: String)
 }
 
 /// The proxy's end of the control socket (control's end is `ControlServer`):
 /// one persistent, multiplexed connection to herd-control: hello,
 /// ROUTE/RETRY/RESULT/CANCEL by request id, SNAPSHOTs. Reconnects with
 /// backoff; while away, RESULTs are buffered (bounded) and the proxy routes
-/// from its last snapshot (`RouteSource`). Loop-thread only.
+/// from its last snapshot (`RouteSource`).
+///
+/// Control that is connected but does not answer (stopped, wedged) is away
+/// too: a ROUTE or RETRY not answered within the route timeout (QUEUED counts
+/// as an answer, and extends it by the queue time) is cancelled and routed
+/// locally, and so is every request after it until control sends a frame
+/// again. Loop-thread only.
 final class ControlClient {
     private let loop: EventLoop
     private let path: String
@@ -30,25 +36,39 @@ final class ControlClient {
     private let retryTimer: LoopTimer
     private var stopped = false
     private var everConnected = false
+    private var deadlines: RouteDeadlines
+    private var deadlineTimer: DeadlineTimer?
+    /// Connected, but a request's route timeout ran out since control last spoke.
+    private var unresponsive = false
     /// The latest routing snapshot (kept across reconnects).
     private(set) var snapshot = RoutingSnapshot()
     var onSnapshot: ((RoutingSnapshot) -> Void)?
 
-    init(loop: EventLoop, path: String, proxyID: String, log: Logger) {
+    init(loop: EventLoop, path: String, proxyID: String, routeTimeoutMilliseconds: UInt64, log: Logger) {
         self.loop = loop
         self.path = path
         self.proxyID = proxyID
         self.log = log
         retryTimer = LoopTimer(loop: loop)
+        deadlines = RouteDeadlines(routeTimeout: routeTimeoutMilliseconds, granularity: min(100, max(1, routeTimeoutMilliseconds / 4)))
+        deadlineTimer = DeadlineTimer(clock: loop) { [unowned self] in self.checkDeadlines() }
     }
 
-    var isConnected: Bool { connected }
+    /// Connected and answering.
+    var isConnected: Bool { connected && !unresponsive }
+
+    /// Why requests are routed locally now.
+    var awayReason: String {
+        unresponsive ? "control did not answer within \(deadlines.routeTimeout) ms" : "control unreachable"
+    }
 
     func start() { connect() }
 
     func stop() {
         stopped = true
         retryTimer.close()
+        deadlineTimer?.close()
+        deadlineTimer = nil
         channel?.close()
     }
 
@@ -87,15 +107,42 @@ final class ControlClient {
     private func lost(_ error: ControlProtocolError?) {
         let wasConnected = connected
         connected = false
+        unresponsive = false
         channel = nil
         if wasConnected { log.warning("lost herd-control\(error.map { ": \($0.reason)" } ?? ""); routing from the last snapshot until it is back") }
         let orphans = waiters
         waiters.removeAll()
-        for waiter in orphans.values { waiter.controlLost() }
+        deadlines.removeAll()
+        for waiter in orphans.values { waiter.controlLost(reason: "control went away") }
         scheduleReconnect()
     }
 
+    /// Routes locally the requests control left unanswered past their deadline.
+    private func checkDeadlines() {
+        let now = loop.now
+        let expired = deadlines.expire(now: now)
+        if !expired.isEmpty, let channel {
+            if !unresponsive {
+                unresponsive = true
+                log.warning("herd-control has not answered for \(deadlines.routeTimeout) ms; routing from the last snapshot until it does")
+            }
+            let reason = "control did not answer within \(deadlines.routeTimeout) ms"
+            for id in expired {
+                guard let waiter = waiters.removeValue(forKey: id) else { continue }
+                // Frees whatever control holds for it once it reads again.
+                channel.send(.cancel, RouteCancel(id: id).json)
+                waiter.controlLost(reason: reason)
+            }
+        }
+        deadlineTimer?.follow(deadlines.nextCheck(now: now))
+    }
+
     private func message(_ type: ControlMessageType, _ body: JSONValue) {
+        if unresponsive, connected {
+            unresponsive = false
+            log.info("herd-control answers again")
+            flushResults()
+        }
         do {
             switch type {
             case .helloOK:
@@ -113,10 +160,15 @@ final class ControlClient {
                 onSnapshot?(snapshot)
             case .routeOK:
                 let answer = try RouteAnswer(json: body)
+                deadlines.done(answer.id)
                 waiters.removeValue(forKey: answer.id)?.routed(answer)
             case .routeError:
                 let refusal = try RouteRefusal(json: body)
+                deadlines.done(refusal.id)
                 waiters.removeValue(forKey: refusal.id)?.refused(refusal)
+            case .queued:
+                let queued = try RouteQueued(json: body)
+                deadlines.queued(queued.id, timeout: queued.timeoutMilliseconds, now: loop.now)
             case .hello, .route, .retry, .result, .cancel, .started:
                 throw JSONFieldError("control does not send \(type)")
             }
@@ -127,36 +179,46 @@ final class ControlClient {
 
     /// Asks control for a route; false when control is away (route locally).
     func route(_ request: RouteRequest, waiter: any ControlWaiter) -> Bool {
-        guard connected, let channel else { return false }
+        guard connected, !unresponsive, let channel else { return false }
         waiters[request.id] = waiter
         channel.send(.route, request.json)
+        awaitAnswer(request.id)
         return true
     }
 
     /// Reports a failed node and asks for another; false when control is away.
     func retry(_ retry: RouteRetry, waiter: any ControlWaiter) -> Bool {
-        guard connected, let channel else { return false }
+        guard connected, !unresponsive, let channel else { return false }
         waiters[retry.id] = waiter
         channel.send(.retry, retry.json)
+        awaitAnswer(retry.id)
         return true
+    }
+
+    private func awaitAnswer(_ id: UInt64) {
+        let now = loop.now
+        let wasEmpty = deadlines.isEmpty
+        deadlines.asked(id, now: now)
+        if wasEmpty { deadlineTimer?.follow(deadlines.nextCheck(now: now)) }
     }
 
     /// Abandons a request control is routing or queuing.
     func cancel(id: UInt64) {
         waiters[id] = nil
+        deadlines.done(id)
         guard connected, let channel else { return }
         channel.send(.cancel, RouteCancel(id: id).json)
     }
 
     /// Reports a node's first byte, when control asked (dropped while control is away: only learning reads it).
     func started(_ started: RouteStarted) {
-        guard connected, let channel else { return }
+        guard connected, !unresponsive, let channel else { return }
         channel.send(.started, started.json)
     }
 
-    /// Reports an outcome (buffered while control is away; oldest dropped past the bound).
+    /// Reports an outcome (buffered while control is away or not answering; oldest dropped past the bound).
     func result(_ result: RouteResult) {
-        if connected, let channel {
+        if connected, !unresponsive, let channel {
             channel.send(.result, result.json)
             return
         }

@@ -45,6 +45,7 @@ final class RouteSource {
         } else if var answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models, excluded: attempt.excluded,
                                                   inFlight: inFlight, id: request.id) {
             answer.retries = attempt.retries
+            answer.reason = "local policy (\(attempt.localReason ?? "control unreachable"))"
             outcome = .routed(answer)
         } else {
             outcome = .refused(LocalPolicy.refusal(snapshot: snapshot, api: request.api, models: models, id: request.id))
@@ -63,6 +64,8 @@ final class RouteAttempt: ControlWaiter {
     private weak var waiter: (any RouteWaiter)?
     /// Routed by the local policy (control was away).
     private(set) var local = false
+    /// Why: control unreachable, gone, or not answering in time.
+    private(set) var localReason: String?
     /// Nodes that failed this request.
     private(set) var excluded: Set<String> = []
     /// Retries so far: control's count from its last answer, or the local count.
@@ -76,7 +79,7 @@ final class RouteAttempt: ControlWaiter {
     }
 
     fileprivate func ask() {
-        if !source.control.route(request, waiter: self) { goLocal() }
+        if !source.control.route(request, waiter: self) { goLocal(reason: source.control.awayReason) }
     }
 
     /// `node` failed before any byte reached the client: ask for another.
@@ -84,7 +87,7 @@ final class RouteAttempt: ControlWaiter {
         excluded.insert(node)
         if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), waiter: self) {
             retries += 1
-            goLocal()
+            goLocal(reason: localReason ?? source.control.awayReason)
         }
     }
 
@@ -106,11 +109,13 @@ final class RouteAttempt: ControlWaiter {
         var result = result
         result.retries = retries
         result.local = local
+        result.localReason = localReason
         source.control.result(result)
     }
 
-    private func goLocal() {
+    private func goLocal(reason: String) {
         local = true
+        localReason = reason
         source.routeLocally(self)
     }
 
@@ -137,8 +142,8 @@ final class RouteAttempt: ControlWaiter {
 
     func refused(_ refusal: RouteRefusal) { waiter?.refused(refusal) }
 
-    func controlLost() {
+    func controlLost(reason: String) {
         guard !finished else { return }
-        goLocal()
+        goLocal(reason: reason)
     }
 }
