@@ -1,4 +1,5 @@
 internal import CAvahi
+import HerdRuntime
 
 /// Why mDNS is not working, in words a user can act on.
 public struct MDNSError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -19,7 +20,9 @@ public struct MDNSError: Error, Equatable, CustomStringConvertible, Sendable {
 
 /// A connection to avahi-daemon over D-Bus on the loop. It waits for a daemon
 /// that is not there yet, and reconnects when the daemon restarts
-/// (`AVAHI_CLIENT_NO_FAIL`). Loop-thread only.
+/// (`AVAHI_CLIENT_NO_FAIL`); when D-Bus itself is gone after a disconnect,
+/// it tries again every `retryMilliseconds`. (A first `start` that finds no
+/// D-Bus throws: its owner retries, saying why.) Loop-thread only.
 final class AvahiClientConnection {
     enum State { case connecting, running, collision, failed(MDNSError) }
 
@@ -28,6 +31,8 @@ final class AvahiClientConnection {
     /// Called on every state change with the live client.
     var onState: ((OpaquePointer, State) -> Void)?
     private var stopped = false
+    private var retryTimer: LoopTimer?
+    static let retryMilliseconds: UInt64 = 2_000
 
     init(poll: AvahiLoopPoll) {
         self.poll = poll
@@ -69,11 +74,20 @@ final class AvahiClientConnection {
         guard !stopped else { return }
         if let client { avahi_client_free(client) }
         client = nil
-        do { try start() } catch { onState?(OpaquePointer(bitPattern: 1)!, .failed(error)) }
+        do {
+            try start()
+        } catch {
+            // D-Bus is gone too: keep trying until it is back.
+            let timer = retryTimer ?? LoopTimer(loop: poll.loop)
+            retryTimer = timer
+            timer.start(after: Self.retryMilliseconds) { [weak self] in self?.restart() }
+        }
     }
 
     func stop() {
         stopped = true
+        retryTimer?.close()
+        retryTimer = nil
         if let client { avahi_client_free(client) }
         client = nil
     }

@@ -28,6 +28,26 @@ import Testing
         #expect(fleet.post("/api/chat", #"{"model":"m:1b","stream":false}"#).status == 200)
     }
 
+    @Test func controlStartedBeforeDBusAnnouncesItselfOnceDBusIsUp() throws {
+        // Found in a container / at boot: control that started before D-Bus
+        // never announced itself, even after D-Bus and avahi-daemon came up.
+        let fleet = TestFleet()
+        fleet.mdns = true
+        defer { fleet.shutdown() }
+        let bus = fleet.directory + "/system_bus_socket"
+        fleet.controlEnvironment = ["DBUS_SYSTEM_BUS_ADDRESS": "unix:path=\(bus)"]
+        try fleet.addBackend("A", arguments: ["--models", "m:1b", "--loaded", "m:1b"])
+        try fleet.startControl()
+        #expect(fleet.control!.waitForOutput("mDNS unavailable"), "\(fleet.control!.output)")
+        // D-Bus "comes up" at the address control was given.
+        let system = Glibc.getenv("DBUS_SYSTEM_BUS_ADDRESS").map { String(cString: $0) }
+            .flatMap { $0.hasPrefix("unix:path=") ? String($0.dropFirst("unix:path=".count)) : nil } ?? "/run/dbus/system_bus_socket"
+        #expect(symlink(system, bus) == 0)
+        #expect(fleet.control!.waitForOutput("announced as", seconds: 10), "\(fleet.control!.output)")
+        try fleet.addNode("late", backend: "A", discover: true)
+        #expect(waitUntil(seconds: 10) { registered(fleet, "late") }, "found by mDNS\n\(fleet.logs)")
+    }
+
     @Test func aNodeIgnoresRoutersOfOtherFleets() throws {
         let fleet = TestFleet()
         fleet.mdns = true

@@ -28,7 +28,8 @@ public final class RunningProcess: @unchecked Sendable {
         var e = environ
         while let entry = e.pointee {
             let text = String(cString: entry)
-            if !text.hasPrefix("HERD_") { env.append(strdup(entry)) }
+            let key = text.split(separator: "=", maxSplits: 1).first.map(String.init) ?? text
+            if !text.hasPrefix("HERD_"), environment[key] == nil { env.append(strdup(entry)) }
             e += 1
         }
         for (key, value) in environment { env.append(strdup("\(key)=\(value)")) }

@@ -17,6 +17,8 @@ public final class TestFleet: @unchecked Sendable {
     public private(set) var nodes: [String: RunningProcess] = [:]
     public private(set) var control: RunningProcess?
     public let controlArguments: [String]
+    /// Extra environment for herd-control.
+    public var controlEnvironment: [String: String] = [:]
 
     public var dataDirectory: String { directory + "/data" }
 
@@ -57,7 +59,8 @@ public final class TestFleet: @unchecked Sendable {
         let process = try RunningProcess(
             name: "control-\(control == nil ? 0 : Int.random(in: 1...1_000_000))", path: ProcessRunner.executable("herd-control"),
             arguments: ["--port", String(controlPort), "--proxy-port", String(proxyPort), "--data-dir", dataDirectory]
-                + (mdns ? ["--fleet-id", fleetID] : ["--no-mdns"]) + controlArguments + extra, logDirectory: directory)
+                + (mdns ? ["--fleet-id", fleetID] : ["--no-mdns"]) + controlArguments + extra, logDirectory: directory,
+            environment: controlEnvironment)
         control = process
         guard process.waitForOutput("listening on") else { throw TestError("herd-control did not start: \(process.output)") }
         if waitForProxy {
