@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "HerdRuntimeTests", dependencies: ["HerdRuntime", "HerdTestSupport"]),
         .testTarget(name: "HerdJSONTests", dependencies: ["HerdJSON"]),
         .testTarget(name: "HerdHTTPTests", dependencies: ["HerdHTTP", "HerdRuntime", "HerdJSON", "HerdFakeBackend", "HerdTestSupport"]),
-        .testTarget(name: "HerdWireTests", dependencies: ["HerdWire", "HerdRuntime", "HerdJSON"]),
+        .testTarget(name: "HerdWireTests", dependencies: ["HerdWire", "HerdRuntime", "HerdJSON", "HerdTestSupport"]),
         .testTarget(name: "HerdStorageTests", dependencies: ["HerdStorage", "HerdRuntime"]),
         .testTarget(name: "HerdDiscoveryTests", dependencies: ["HerdDiscovery", "HerdRuntime"]),
         .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"]),

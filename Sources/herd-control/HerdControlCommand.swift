@@ -80,6 +80,9 @@ struct HerdControlCommand: ParsableCommand {
     @Option(help: "Seconds without a heartbeat before a node is offline (HERD_OFFLINE_AFTER).")
     var offlineAfter: Double = Environment.string("HERD_OFFLINE_AFTER").flatMap(Double.init) ?? 15
 
+    @Option(help: "Most nodes in the fleet; a new node past it replaces the longest-offline one or is refused (HERD_MAX_NODES).")
+    var maxNodes: Int = Environment.int("HERD_MAX_NODES") ?? 256
+
     @Option(help: "Days of request traces kept in <data-dir>/herd.db; 0 keeps them all (HERD_TRACE_RETENTION_DAYS).")
     var traceRetentionDays: Double = Environment.string("HERD_TRACE_RETENTION_DAYS").flatMap(Double.init) ?? 30
 
@@ -101,6 +104,7 @@ struct HerdControlCommand: ParsableCommand {
         guard Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) != nil else {
             throw ValidationError("--num-ctx-policy must be one of: \(Scheduler.NumCtxPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        guard (1...100_000).contains(maxNodes) else { throw ValidationError("--max-nodes must be 1–100000") }
         guard traceRetentionDays >= 0 else { throw ValidationError("--trace-retention-days must be 0 or more") }
         guard Scorer.MeetingPolicy(rawValue: meetingPolicy) != nil else {
             throw ValidationError("--meeting-policy must be one of: \(Scorer.MeetingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -133,6 +137,7 @@ struct HerdControlCommand: ParsableCommand {
         options.traceRetentionMilliseconds = UInt64(traceRetentionDays * 86_400_000)
         options.registry.degradedAfterMilliseconds = UInt64(degradedAfter * 1000)
         options.registry.offlineAfterMilliseconds = UInt64(offlineAfter * 1000)
+        options.registry.maxNodes = maxNodes
         options.proxyArguments = proxyArg
         try ControlApp(options: options).run()
     }

@@ -29,6 +29,18 @@ func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loa
         #expect(registry.nodes["a"] == nil, "forgotten")
     }
 
+    @Test func theFleetIsCappedAndAnOfflineNodeMakesRoom() {
+        let registry = NodeRegistry(settings: .init(degradedAfterMilliseconds: 100, offlineAfterMilliseconds: 300, maxNodes: 2))
+        #expect(registry.admit(Heartbeat(nodeID: "a"), now: 0) == .accepted(changed: true))
+        #expect(registry.admit(Heartbeat(nodeID: "b"), now: 100) == .accepted(changed: true))
+        #expect(registry.admit(Heartbeat(nodeID: "forged-1"), now: 200) == .fleetFull, "full of live nodes: refused")
+        #expect(registry.admit(Heartbeat(nodeID: "a"), now: 200) == .accepted(changed: false), "known nodes keep beating")
+        registry.sweep(now: 450) // b went quiet: offline
+        #expect(registry.nodes["b"]?.status == .offline)
+        #expect(registry.admit(Heartbeat(nodeID: "c"), now: 450) == .accepted(changed: true), "takes the offline node's place")
+        #expect(Set(registry.nodes.keys) == ["a", "c"])
+    }
+
     @Test func onlyRoutingChangesBumpTheVersion() {
         let registry = NodeRegistry()
         #expect(registry.accept(Heartbeat(nodeID: "a", cpuUtilization: 0.1), now: 0))

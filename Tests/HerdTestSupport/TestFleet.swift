@@ -94,8 +94,15 @@ public final class TestFleet: @unchecked Sendable {
             return nodes.filter { $0["status"]?.stringValue == "online" }.count >= count
         }
         guard ok else { throw TestError("fleet did not reach \(count) nodes: \(getControl("/api/fleet").text)\n\(control?.output ?? "")") }
-        // The snapshot reaches the proxy right after; give the proxy a moment to list the fleet.
-        _ = waitUntil(seconds: 5) { (try? JSONValue.parse(self.get("/api/tags").body))?["models"]?.arrayValue?.isEmpty == false }
+        // The snapshot reaches the proxy right after (coalesced, within
+        // milliseconds): wait until it lists every model control knows.
+        _ = waitUntil(seconds: 5) {
+            let known = Set(((try? JSONValue.parse(self.getControl("/api/fleet").body))?["nodes"]?.arrayValue ?? [])
+                .filter { $0["status"]?.stringValue == "online" }
+                .flatMap { ($0["backends"]?.arrayValue ?? []).flatMap { ($0["models"]?.arrayValue ?? []).compactMap(\.stringValue) } })
+            let listed = Set(((try? JSONValue.parse(self.get("/api/tags").body))?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
+            return !listed.isEmpty && known.isSubset(of: listed)
+        }
     }
 
     /// Scripts a backend through its `/_fake/config` endpoint.

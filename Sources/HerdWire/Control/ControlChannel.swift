@@ -2,7 +2,9 @@ import HerdRuntime
 import HerdJSON
 /// One framed control connection (either end): decodes frames as they arrive
 /// and coalesces outgoing frames into one write per loop iteration.
-/// A malformed frame closes the channel (only this one). Loop-thread only.
+/// A malformed frame closes the channel (only this one), and so does a peer
+/// that stops reading: past `maxPendingBytes` unsent, the channel is dropped
+/// rather than grow without bound. Loop-thread only.
 public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
     public let stream: StreamConnection
     private var decoder = ControlFrameDecoder()
@@ -13,6 +15,10 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
     public var onMessage: ((ControlMessageType, JSONValue) -> Void)?
     /// The channel closed: `nil` for an orderly close, else why.
     public var onClose: ((ControlProtocolError?) -> Void)?
+    /// Every queued byte reached the kernel (after a backlog).
+    public var onDrain: (() -> Void)?
+    /// The most bytes a peer may leave unread before it is dropped.
+    public var maxPendingBytes = 64 << 20
 
     public init(stream: StreamConnection) {
         self.stream = stream
@@ -38,11 +44,31 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
     /// Bytes queued but not yet taken by the kernel.
     public var pendingBytes: Int { output.count + stream.pendingWriteBytes }
 
+    /// Earlier writes wait for the peer to read (the kernel's buffer is full).
+    public var isBacklogged: Bool { stream.pendingWriteBytes > 0 }
+
     public func flushOutput() {
         flushScheduled = false
         guard !output.isEmpty, !closed else { return }
         stream.write(output)
         output.removeAll(keepingCapacity: true)
+        let pending = stream.pendingWriteBytes
+        if pending > maxPendingBytes {
+            abort(ControlProtocolError("the peer is not reading (\(pending >> 20) MiB unsent)"))
+        }
+    }
+
+    /// Drops the connection and what it had queued; `onClose` on the next tick
+    /// (this runs inside a send).
+    private func abort(_ error: ControlProtocolError) {
+        closed = true
+        output = []
+        stream.close()
+        let callback = onClose
+        onClose = nil
+        onMessage = nil
+        onDrain = nil
+        stream.loop.deferToNextTick { callback?(error) }
     }
 
     public func close(_ error: ControlProtocolError? = nil) {
@@ -53,6 +79,7 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
         let callback = onClose
         onClose = nil
         onMessage = nil
+        onDrain = nil
         callback?(error)
     }
 
@@ -66,6 +93,11 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
         } catch {
             close(error)
         }
+    }
+
+    public func connectionDidDrain(_ connection: StreamConnection) {
+        guard !closed else { return }
+        onDrain?()
     }
 
     public func connection(_ connection: StreamConnection, didEndWith error: UVError?) {

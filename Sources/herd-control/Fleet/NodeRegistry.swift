@@ -11,6 +11,18 @@ final class NodeRegistry {
         var offlineAfterMilliseconds: UInt64 = 15_000
         /// An offline node is forgotten after this.
         var forgetAfterMilliseconds: UInt64 = 3_600_000
+        /// The most nodes the fleet holds (a LAN's worth: forged node ids
+        /// cannot grow control without bound). A new node past it takes the
+        /// place of the longest-offline one, else is refused.
+        var maxNodes = 256
+    }
+
+    /// What became of a heartbeat.
+    enum Admission: Equatable {
+        /// Recorded; `changed`: routing-relevant state changed.
+        case accepted(changed: Bool)
+        /// A new node, and the fleet is full of nodes that are not offline.
+        case fleetFull
     }
 
     let settings: Settings
@@ -34,9 +46,26 @@ final class NodeRegistry {
         return list
     }
 
-    /// Records a heartbeat. Returns whether routing-relevant state changed.
+    /// Records a heartbeat. Returns whether routing-relevant state changed
+    /// (false also when it was refused: see `admit`).
     @discardableResult
     func accept(_ heartbeat: Heartbeat, now: UInt64) -> Bool {
+        admit(heartbeat, now: now) == .accepted(changed: true)
+    }
+
+    /// Records a heartbeat, within the node cap.
+    func admit(_ heartbeat: Heartbeat, now: UInt64) -> Admission {
+        if nodes[heartbeat.nodeID] == nil, nodes.count >= settings.maxNodes {
+            // Room is made only from nodes already offline, the longest gone first.
+            guard let gone = nodes.values.filter({ $0.status == .offline }).min(by: { $0.lastSeenMilliseconds < $1.lastSeenMilliseconds }) else {
+                return .fleetFull
+            }
+            nodes[gone.id] = nil
+        }
+        return .accepted(changed: record(heartbeat, now: now))
+    }
+
+    private func record(_ heartbeat: Heartbeat, now: UInt64) -> Bool {
         if var node = nodes[heartbeat.nodeID] {
             let changed = node.status != .online || NodeRegistry.routingView(node.heartbeat) != NodeRegistry.routingView(heartbeat)
             if changed { NodeRegistry.noteUnloads(&node, from: node.heartbeat, to: heartbeat, now: now) }

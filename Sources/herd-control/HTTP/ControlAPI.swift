@@ -18,6 +18,9 @@ final class ControlAPI {
     /// Set when the fleet has a key: heartbeats must be signed with it.
     var verifier: FleetKeyVerifier?
     let heartbeatIntervalMilliseconds = 2_000
+    /// Heartbeats of new nodes refused because the fleet was full (in /metrics).
+    private(set) var refusedNewNodes = 0
+    private var lastFullWarning: UInt64 = 0
 
     init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics = ControlMetrics()) {
         self.metrics = metrics
@@ -79,9 +82,21 @@ final class ControlAPI {
             return
         }
         let known = registry.nodes[heartbeat.nodeID] != nil
-        if registry.accept(heartbeat, now: loop.nowMilliseconds) {
+        switch registry.admit(heartbeat, now: loop.nowMilliseconds) {
+        case .accepted(changed: true):
             if !known { log.info("node \(heartbeat.nodeID) joined with \(heartbeat.backends.count) backend(s)") }
             onFleetChange?()
+        case .accepted(changed: false):
+            break
+        case .fleetFull:
+            refusedNewNodes += 1
+            let now = loop.nowMilliseconds
+            if now >= lastFullWarning + 60_000 || lastFullWarning == 0 {
+                lastFullWarning = now
+                log.warning("refused new node \(heartbeat.nodeID) from \(exchange.remoteAddress?.description ?? "?"): the fleet has \(registry.settings.maxNodes) nodes (--max-nodes); \(refusedNewNodes) refused so far")
+            }
+            respond(exchange, 503, ["error": .string("the fleet is full (\(registry.settings.maxNodes) nodes, none offline); raise --max-nodes on the router")])
+            return
         }
         respond(exchange, 200, ["ok": true, "node_id": .string(heartbeat.nodeID), "interval_ms": .int(heartbeatIntervalMilliseconds)])
     }

@@ -10,6 +10,9 @@ final class ProxyLink {
     var proxyID = ""
     var greeted = false
     var lastSnapshotVersion = -1
+    /// A snapshot is due but the proxy has not read the last writes: it gets
+    /// the latest one when they drain (never one queued behind another).
+    var snapshotWanted = false
 
     init(key: ProxyKey, channel: ControlChannel) {
         self.key = key
@@ -33,6 +36,11 @@ final class ControlServer {
     private var nextKey = 0
     private var actions: [SchedulerAction] = []
     private var queueTimer: DeadlineTimer?
+    /// Coalesced snapshot pushes: at most one per `snapshotInterval` ms.
+    private var pushTimer: DeadlineTimer?
+    private var pushDue = false
+    private var lastPush: UInt64 = 0
+    static let snapshotIntervalMilliseconds: UInt64 = 20
     private lazy var prewarmer = Prewarmer(loop: loop, log: log)
     /// The snapshot to send to new proxies and on changes.
     private let currentSnapshot: () -> RoutingSnapshot
@@ -64,12 +72,14 @@ final class ControlServer {
             self.scheduler.expire(now: self.clock.now, fleet: self.registry.list, into: &self.actions)
             self.performActions()
         }
+        pushTimer = DeadlineTimer(clock: clock) { [unowned self] in self.pushNow() }
     }
 
     func close() {
         listener?.close()
         listener = nil
         queueTimer?.close()
+        pushTimer?.close()
         prewarmer.close()
         for link in links.values { link.channel.close() }
     }
@@ -87,6 +97,9 @@ final class ControlServer {
         let link = ProxyLink(key: ProxyKey(raw: nextKey), channel: channel)
         links[link.key] = link
         channel.onMessage = { [unowned self, unowned link] type, body in self.message(link, type, body) }
+        channel.onDrain = { [unowned self, unowned link] in
+            if link.snapshotWanted { self.push(to: link) }
+        }
         let key = link.key
         channel.onClose = { [unowned self, unowned link] error in
             if let error { self.log.warning("proxy \(link.proxyID.isEmpty ? "(no hello)" : link.proxyID) dropped: \(error.reason)") }
@@ -154,12 +167,28 @@ final class ControlServer {
         }
     }
 
-    /// Sends the current snapshot to every proxy that has not seen it.
+    /// Sends the current snapshot to every proxy that has not seen it, soon:
+    /// changes that come together (a burst of heartbeats) leave as one
+    /// snapshot, at most one per `snapshotIntervalMilliseconds`.
     func pushSnapshots() {
+        guard !pushDue else { return }
+        pushDue = true
+        pushTimer?.follow(max(clock.now, lastPush + Self.snapshotIntervalMilliseconds))
+    }
+
+    private func pushNow() {
+        guard pushDue else { return }
+        pushDue = false
+        lastPush = clock.now
         for link in links.values where link.greeted { push(to: link) }
     }
 
     private func push(to link: ProxyLink) {
+        guard !link.channel.isBacklogged else {
+            link.snapshotWanted = true
+            return
+        }
+        link.snapshotWanted = false
         let snapshot = currentSnapshot()
         guard snapshot.version != link.lastSnapshotVersion else { return }
         link.lastSnapshotVersion = snapshot.version

@@ -1,0 +1,68 @@
+import Glibc
+import HerdJSON
+import HerdTestSupport
+import Testing
+
+/// Attacks that were found to hurt, tried again the way they were found.
+@Suite(.serialized) struct AbuseTests {
+    /// Resident memory of `pid` in MiB, from /proc.
+    static func rssMiB(_ pid: Int32) -> Double {
+        guard let file = fopen("/proc/\(pid)/status", "r") else { return -1 }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, 256, file) != nil {
+            let text = String(cString: line)
+            if text.hasPrefix("VmRSS:") {
+                return Double(text.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? -1) / 1024
+            }
+        }
+        return -1
+    }
+
+    /// Found: unsigned heartbeats from 3,000 forged node ids took control to
+    /// 239 MB in 20 s (a full snapshot of every node to every proxy per new node).
+    static func flood(_ fleet: TestFleet, nodes: Int) throws -> (accepted: Int, full: Int) {
+        let client = try RawClient(port: fleet.controlPort, timeoutSeconds: 10)
+        var accepted = 0, full = 0
+        for i in 0..<nodes {
+            let models = (0..<20).map { #"{"name":"forged-model-\#($0):7b","size":4000000000}"# }.joined(separator: ",")
+            let body = #"{"schema":1,"node_id":"forged-\#(i)","backends":[{"kind":"ollama","url":"http://10.0.0.1:11434","address":"10.0.0.1:11434","reachable":true,"models":[\#(models)],"loaded":[]}]}"#
+            client.send("POST /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            let response = try client.readResponse()
+            if response.status == 200 { accepted += 1 } else if response.status == 503, response.text.contains("fleet is full") { full += 1 }
+        }
+        return (accepted, full)
+    }
+
+    @Test func aHeartbeatFloodOfForgedNodesIsCappedAndControlStaysSmall() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"], control: ["--proxies", "2"])
+        defer { fleet.shutdown() }
+        #expect(fleet.control!.waitForOutput("proxy proxy-1 connected"))
+        let before = Self.rssMiB(fleet.control!.pid)
+        let (accepted, full) = try Self.flood(fleet, nodes: 3_000)
+        #expect(accepted == 255 && full == 2_745, "the default cap is 256 nodes (one is real): \(accepted) accepted, \(full) refused")
+        let after = Self.rssMiB(fleet.control!.pid)
+        #expect(after > 0 && after - before < 64, "control grew \(before) → \(after) MiB")
+        #expect(fleet.control!.output.components("the fleet has 256 nodes") == 1, "one warning a minute, not one per heartbeat")
+        // The real node still routes; the proxies kept their connections.
+        #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200)
+        #expect(!fleet.control!.output.contains("dropped"), "no proxy fell behind")
+    }
+
+    /// With the cap raised, 600 real-looking nodes joining at once: the
+    /// snapshots to the proxies are coalesced (latest wins), not one per join.
+    @Test func hundredsOfJoinsAtOnceLeaveAsAFewSnapshots() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"],
+                                         control: ["--proxies", "2", "--max-nodes", "5000"])
+        defer { fleet.shutdown() }
+        #expect(fleet.control!.waitForOutput("proxy proxy-1 connected"))
+        let before = Self.rssMiB(fleet.control!.pid)
+        let (accepted, _) = try Self.flood(fleet, nodes: 600)
+        #expect(accepted == 600)
+        let after = Self.rssMiB(fleet.control!.pid)
+        #expect(after > 0 && after - before < 128, "control grew \(before) → \(after) MiB")
+        #expect(waitUntil(seconds: 20) { (try? JSONValue.parse(fleet.get("/api/tags").body))?["models"]?.arrayValue?.count == 21 },
+                "the proxies end with the latest fleet")
+        #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200)
+    }
+}
