@@ -65,4 +65,27 @@ import Testing
                 "the proxies end with the latest fleet")
         #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200)
     }
+
+    /// Found: 2,000 unknown model names grew /metrics to 267 KB; every
+    /// client-chosen string became a label.
+    @Test func twoThousandUnknownModelsDoNotGrowTheMetrics() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        defer { fleet.shutdown() }
+        let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 10)
+        var refused = 0
+        for i in 0..<2_000 {
+            let body = #"{"model":"unknown-\#(i)\n\"x","stream":false}"#
+            client.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            if try client.readResponse().status == 404 { refused += 1 }
+        }
+        #expect(refused == 2_000)
+        #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200)
+        var metrics = ""
+        #expect(waitUntil(seconds: 10) {
+            metrics = fleet.getControl("/metrics").text
+            return metrics.contains(#"herd_requests_total{node="none",model="other",outcome="rejected"} 2000"#)
+        }, "\(metrics.prefix(2_000))")
+        #expect(!metrics.contains("unknown-"), "no client string became a label")
+        #expect(metrics.utf8.count < 8_192, "\(metrics.utf8.count) bytes")
+    }
 }

@@ -98,7 +98,7 @@ import Testing
         let metrics = fleet.getControl("/metrics")
         #expect(ok, "\(metrics.text)")
         #expect(metrics.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
-        #expect(metrics.text.contains(#"herd_requests_total{node="none",model="none",outcome="rejected"} 1"#), "an unknown model is rejected, and a client cannot grow the label set")
+        #expect(metrics.text.contains(#"herd_requests_total{node="none",model="other",outcome="rejected"} 1"#), "an unknown model is rejected, and a client cannot grow the label set")
         #expect(!metrics.text.contains("nope:1b"))
         #expect(metrics.text.contains(#"herd_completion_tokens_total{model="mistral:7b"} 15"#))
         #expect(metrics.text.contains(#"herd_nodes{status="online"} 2"#))

@@ -19,6 +19,15 @@ package struct FinishedRequest: Equatable, Sendable {
     package var card: ScoreCard?
     /// Requests in flight on its node:model when it was sent there, itself included.
     package var concurrency: Int?
+
+    package init(result: RouteResult, request: RouteRequest? = nil, decision: RouteAnswer? = nil, card: ScoreCard? = nil,
+                 concurrency: Int? = nil) {
+        self.result = result
+        self.request = request
+        self.decision = decision
+        self.card = card
+        self.concurrency = concurrency
+    }
 }
 
 /// What the driver (`ControlServer`) must do after a scheduler event.

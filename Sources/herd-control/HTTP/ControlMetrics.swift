@@ -19,14 +19,24 @@ final class ControlMetrics {
     private var durationSum = 0.0
     private var durationCount = 0
 
+    /// Most label combinations kept per metric; past it, new ones count as `other`.
+    static let maxSeries = 1_024
+
     /// Counts a finished request. Labels name only what the fleet has (nodes,
-    /// the models they serve): a model a client asked for and no node has is
-    /// labelled `none`, so clients cannot grow the label set.
+    /// the models they serve, as routing chose them): a model a client asked
+    /// for and no node has is labelled `other`, and so is anything past
+    /// `maxSeries` combinations, so clients cannot grow the label set. A
+    /// request no node took has node `none`.
     func record(_ finished: FinishedRequest) {
         let result = finished.result
-        let model = finished.decision?.model ?? (result.local && !result.node.isEmpty ? result.model : "none")
-        requests[Key(node: result.node.isEmpty ? "none" : result.node, model: model, outcome: result.outcome.rawValue), default: 0] += 1
-        if model != "none" { completionTokens[model, default: 0] += result.completionTokens }
+        var model = finished.decision?.model ?? (result.local && !result.node.isEmpty ? result.model : "other")
+        var key = Key(node: result.node.isEmpty ? "none" : result.node, model: model, outcome: result.outcome.rawValue)
+        if requests[key] == nil, requests.count >= Self.maxSeries {
+            key = Key(node: "other", model: "other", outcome: result.outcome.rawValue)
+        }
+        requests[key, default: 0] += 1
+        if completionTokens[model] == nil, completionTokens.count >= Self.maxSeries { model = "other" }
+        if result.completionTokens > 0 || completionTokens[model] != nil { completionTokens[model, default: 0] += result.completionTokens }
         retries += result.retries
         for (i, bound) in ControlMetrics.bounds.enumerated() where result.durationMilliseconds <= bound { buckets[i] += 1 }
         durationSum += result.durationMilliseconds
