@@ -57,7 +57,11 @@ struct HerdNodeCommand: ParsableCommand {
     @Option(help: "Seconds between heartbeats (HERD_INTERVAL).")
     var interval: Double = Environment.string("HERD_INTERVAL").flatMap(Double.init) ?? 2
 
+    @Option(help: "Seconds a telemetry command (nvidia-smi) may run before it is killed and skipped (HERD_COMMAND_TIMEOUT).")
+    var commandTimeout: Double = Environment.string("HERD_COMMAND_TIMEOUT").flatMap(Double.init) ?? 5
+
     func validate() throws {
+        guard commandTimeout > 0, commandTimeout <= 600 else { throw ValidationError("--command-timeout must be more than 0 and at most 600 s") }
         guard Heartbeat.isValidNodeID(nodeId) else {
             throw ValidationError("--node-id must be 1–128 letters, digits, '.', '_', '-' or ':' (got '\(nodeId)')")
         }
@@ -92,6 +96,7 @@ struct HerdNodeCommand: ParsableCommand {
         var options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
                                   intervalMilliseconds: UInt64(interval * 1000), fleetKey: fleetKey.flatMap(FleetKey.init))
         options.telemetry.meetingDetection = !noMeetingDetection
+        options.telemetry.commandTimeoutMilliseconds = Int32(max(1, commandTimeout * 1000))
         options.learnCapacity = learnCapacity
         if learnCapacity {
             // mkdir -p: each missing parent, 0700 for what herd creates.

@@ -36,6 +36,15 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "Seconds herd-control has to answer a route before this proxy routes from its last snapshot (HERD_ROUTE_TIMEOUT).")
     var routeTimeout: Double = Environment.string("HERD_ROUTE_TIMEOUT").flatMap(Double.init) ?? 1
 
+    @Option(help: "Seconds a model server may go silent once its response began (mid-stream) before the request fails (HERD_UPSTREAM_IDLE_TIMEOUT).")
+    var upstreamIdleTimeout: Double = Environment.string("HERD_UPSTREAM_IDLE_TIMEOUT").flatMap(Double.init) ?? 60
+
+    @Option(help: "Seconds a whole request to a model server may take; 0 for no limit (HERD_UPSTREAM_TIMEOUT).")
+    var upstreamTimeout: Double = Environment.string("HERD_UPSTREAM_TIMEOUT").flatMap(Double.init) ?? 3600
+
+    @Option(help: "Seconds a client connection may sit idle between requests (HTTP/1.1 keep-alive and h2c) (HERD_CLIENT_IDLE_TIMEOUT).")
+    var clientIdleTimeout: Double = Environment.string("HERD_CLIENT_IDLE_TIMEOUT").flatMap(Double.init) ?? 60
+
     @Option(help: "Seconds to connect to a model server (HERD_CONNECT_TIMEOUT).")
     var connectTimeout: Double = Environment.string("HERD_CONNECT_TIMEOUT").flatMap(Double.init) ?? 3
 
@@ -55,7 +64,7 @@ struct HerdProxyCommand: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0–65535") }
-        guard firstByteTimeout > 0, connectTimeout > 0, routeTimeout > 0, drainTimeout >= 0 else { throw ValidationError("timeouts must be positive") }
+        guard firstByteTimeout > 0, connectTimeout > 0, routeTimeout > 0, upstreamIdleTimeout > 0, upstreamTimeout >= 0, clientIdleTimeout > 0, drainTimeout >= 0 else { throw ValidationError("timeouts must be positive") }
         guard maxBodyMb >= 1 else { throw ValidationError("--max-body-mb must be at least 1") }
     }
 
@@ -67,7 +76,12 @@ struct HerdProxyCommand: ParsableCommand {
         options.proxyID = proxyId
         options.client.firstByteTimeoutMilliseconds = UInt64(firstByteTimeout * 1000)
         options.client.connectTimeoutMilliseconds = UInt64(connectTimeout * 1000)
+        options.client.readIdleTimeoutMilliseconds = max(1, UInt64(upstreamIdleTimeout * 1000))
+        options.client.totalTimeoutMilliseconds = UInt64(upstreamTimeout * 1000)
         options.server.maxBodyBytes = maxBodyMb * 1024 * 1024
+        options.server.keepAliveTimeoutMilliseconds = max(1, UInt64(clientIdleTimeout * 1000))
+        // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.
+        options.server.maxConnectionBodyBytes = options.server.maxBodyBytes
         options.drainMilliseconds = UInt64(drainTimeout * 1000)
         options.routeTimeoutMilliseconds = max(1, UInt64(routeTimeout * 1000))
         if let allowedOrigins {

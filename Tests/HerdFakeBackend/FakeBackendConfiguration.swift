@@ -41,8 +41,10 @@ public enum FakeFailure: Sendable, Equatable {
     case hang
     /// Streams `n` chunks, then resets the connection.
     case resetAfterChunks(Int)
+    /// Streams `n` chunks, then sends nothing more (the connection stays open).
+    case stallAfterChunks(Int)
 
-    /// Parses `none`, `refuse`, `500`, `hang`, `reset:N`.
+    /// Parses `none`, `refuse`, `500`, `hang`, `reset:N`, `stall:N`.
     public init?(_ text: String) {
         switch text {
         case "none": self = .none
@@ -50,6 +52,10 @@ public enum FakeFailure: Sendable, Equatable {
         case "500": self = .status500
         case "hang": self = .hang
         default:
+            if text.hasPrefix("stall:"), let n = Int(text.dropFirst(6)) {
+                self = .stallAfterChunks(n)
+                return
+            }
             guard text.hasPrefix("reset:"), let n = Int(text.dropFirst(6)) else { return nil }
             self = .resetAfterChunks(n)
         }

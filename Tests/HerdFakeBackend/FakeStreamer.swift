@@ -72,6 +72,14 @@ final class FakeStreamer {
             finish()
             return
         }
+        if case let .stallAfterChunks(n) = failure, next >= n {
+            // Goes silent; the exchange stays open until the client leaves (onCancel).
+            timer?.close()
+            timer = nil
+            waitingForWritable = false
+            exchange.onWritable = nil
+            return
+        }
         exchange.write(lines.line(next))
         next += 1
         backend.notePending(exchange.pendingResponseBytes)

@@ -94,7 +94,10 @@ import Testing
         defer { fleet.shutdown() }
         for _ in 0..<3 { _ = fleet.post("/api/chat", #"{"model":"mistral:7b","stream":false}"#) }
         _ = fleet.post("/api/chat", #"{"model":"nope:1b"}"#)
-        let ok = waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"herd_requests_total{node="node-b",model="mistral:7b",outcome="ok"} 3"#) }
+        let ok = waitUntil(seconds: 5) {
+            let text = fleet.getControl("/metrics").text
+            return text.contains(#"herd_requests_total{node="node-b",model="mistral:7b",outcome="ok"} 3"#) && text.contains(#"outcome="rejected""#)
+        }
         let metrics = fleet.getControl("/metrics")
         #expect(ok, "\(metrics.text)")
         #expect(metrics.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
@@ -166,6 +169,22 @@ import Testing
         let sse = fleet.post("/v1/chat/completions", #"{"model":"mistral:7b","stream":true}"#)
         #expect(sse.text.contains("data: {\"error\":{"))
         #expect(!sse.text.contains("[DONE]"), "a broken stream never ends like a good one")
+    }
+
+    /// Found: a backend that stalls mid-stream held its slot (and the client) forever.
+    @Test func aBackendThatStallsMidStreamIsCutAtTheUpstreamIdleTimeout() throws {
+        let fleet = try Self.twoNodeFleet(control: ["--proxy-arg=--upstream-idle-timeout=0.5"], tokens: 10)
+        defer { fleet.shutdown() }
+        try fleet.script("B", #"{"failure":"stall:3","token_delay_ms":2}"#)
+        let started = monotonicSeconds()
+        let ndjson = fleet.post("/api/chat", #"{"model":"mistral:7b","messages":[]}"#)
+        #expect(monotonicSeconds() - started < 5, "cut after the idle timeout, not at the client's patience")
+        let lines = ndjson.text.split(separator: "\n")
+        #expect(lines.count == 4, "\(ndjson.text)")
+        #expect(try JSONValue.parse(String(lines.last!))["error"]?.stringValue?.contains("stalled") == true, "\(ndjson.text)")
+        #expect(waitUntil(seconds: 5) {
+            (try? JSONValue.parse(fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: fleet.backendPorts["B"]!).body))?["cancelled"]?.intValue == 1
+        }, "the backend's request was abandoned (its slot freed)")
     }
 
     @Test func fallbackModelsFromBodyAndHeader() throws {

@@ -33,6 +33,11 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         var ended = false
         var dataDeferred = false
         var bodyBytes = 0
+        /// Body bytes received and not yet acknowledged (WINDOW_UPDATE held
+        /// back: the connection's bodies are over their budget).
+        var heldBytes = 0
+        /// Every DATA byte received on this stream (counted in the connection's budget).
+        var receivedBytes = 0
         /// END_STREAM arrived (or the request was given up on).
         var requestComplete = false
         init(id: Int32) { self.id = id }
@@ -47,6 +52,11 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     private var sendBlocked = false
     private var flow: H2ServerFlow
     private var timer: DeadlineTimer?
+    /// Request body bytes of this connection's open streams (in memory until
+    /// their responses end). Flow control keeps it near the budget: past it,
+    /// received DATA is not acknowledged, so the client's windows close.
+    private var bodyBytesInMemory = 0
+    private var bodyBudget: Int { server.configuration.maxConnectionBodyBytes }
     /// Above this many unwritten bytes nghttp2 is told to wait (backpressure).
     private static let writeHighWatermark = 256 * 1024
 
@@ -101,7 +111,13 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, id, _, user in
             H2ServerConnection.owner(user).streamClosed(id)
         }
-        try H2Error.check(nghttp2_session_server_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque()), "nghttp2_session_server_new")
+        // Window updates are ours to send (`consume`): request bodies are flow controlled.
+        var option: OpaquePointer?
+        try H2Error.check(nghttp2_option_new(&option), "nghttp2_option_new")
+        defer { nghttp2_option_del(option) }
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        try H2Error.check(nghttp2_session_server_new2(&session, callbacks, Unmanaged.passUnretained(self).toOpaque(), option),
+                          "nghttp2_session_server_new")
         var settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: 256),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
@@ -295,7 +311,16 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     }
 
     private func data(_ id: Int32, _ data: UnsafePointer<UInt8>, _ length: Int) -> Int32 {
-        guard let s = streams[id], let exchange = s.exchange else { return 0 }
+        guard let s = streams[id] else {
+            consume(id, length)
+            return 0
+        }
+        // Acknowledged while the connection's bodies fit the budget, else held
+        // until a stream closes.
+        s.receivedBytes += length
+        bodyBytesInMemory += length
+        if bodyBytesInMemory <= bodyBudget, s.heldBytes == 0 { consume(id, length) } else { s.heldBytes += length }
+        guard let exchange = s.exchange else { return 0 }
         s.bodyBytes += length
         if s.bodyBytes > server.configuration.maxBodyBytes {
             if !exchange.isResponseStarted {
@@ -312,9 +337,29 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     private func streamClosed(_ id: Int32) -> Int32 {
         if let s = streams.removeValue(forKey: id) {
             flow.streamClosed(requestWasComplete: s.requestComplete, now: server.clock.now)
+            releaseBody(of: s)
             s.exchange?.cancel()
         }
         return 0
+    }
+
+    /// Tells nghttp2 the application consumed `length` bytes of `id` (it sends
+    /// WINDOW_UPDATE when enough are); a closed stream's count only for the connection.
+    private func consume(_ id: Int32, _ length: Int) {
+        guard let session, length > 0 else { return }
+        _ = nghttp2_session_consume(session, id, length)
+    }
+
+    /// A closed stream's body leaves memory: acknowledge what it held, then
+    /// what other streams held, while they fit the budget again.
+    private func releaseBody(of closed: Stream) {
+        bodyBytesInMemory -= closed.receivedBytes
+        consume(closed.id, closed.heldBytes)
+        closed.heldBytes = 0
+        for s in streams.values.sorted(by: { $0.id < $1.id }) where s.heldBytes > 0 && bodyBytesInMemory <= bodyBudget {
+            consume(s.id, s.heldBytes)
+            s.heldBytes = 0
+        }
     }
 
     // MARK: Response side (HTTPExchangeTransport)

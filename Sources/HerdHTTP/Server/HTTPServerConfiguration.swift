@@ -16,6 +16,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// Bytes of pipelined requests buffered while a response is in progress;
     /// past this the server stops reading until the response ends.
     public var maxPipelinedBytes = 64 * 1024
+    /// Request bodies one h2c connection may hold in memory (its streams'
+    /// together, until their responses end); past it the server stops
+    /// acknowledging DATA and the client's flow-control windows close.
+    public var maxConnectionBodyBytes = 64 * 1024 * 1024
     /// Serve HTTP/2 with prior knowledge (h2c) on the same port.
     public var enableH2C = true
 

@@ -108,4 +108,60 @@ import Testing
         let body = onStream.filter { $0.type == 0 }.flatMap(\.payload)
         #expect(String(decoding: body, as: UTF8.self).contains("not received in time"))
     }
+
+    static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+        [UInt8(payload.count >> 16), UInt8(payload.count >> 8 & 0xFF), UInt8(payload.count & 0xFF), type, flags,
+         UInt8(stream >> 24), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    /// DATA frames of at most 16 KiB (the default frame size) carrying `count` bytes.
+    static func data(stream: UInt32, count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var left = count
+        while left > 0 {
+            let n = min(left, 16_384)
+            out += frame(type: 0, stream: stream, [UInt8](repeating: 0x61, count: n))
+            left -= n
+        }
+        return out
+    }
+
+    /// Connection-level WINDOW_UPDATE increments the server sent, once it has
+    /// answered our PING `tag` (so every frame sent before it was processed).
+    static func windowUpdates(_ client: RawClient, afterPing tag: UInt8) -> Int? {
+        client.send(frame(type: 6, stream: 0, [UInt8](repeating: tag, count: 8)))
+        var frames: [(type: UInt8, stream: UInt32, payload: [UInt8])] = []
+        let acked = waitUntil(seconds: 5) {
+            client.fill()
+            frames = Self.frames(client.buffered)
+            return frames.contains { $0.type == 6 && $0.payload.first == tag }
+        }
+        guard acked else { return nil }
+        return frames.filter { $0.type == 8 && $0.stream == 0 }
+            .map { Int($0.payload[0] & 0x7F) << 24 | Int($0.payload[1]) << 16 | Int($0.payload[2]) << 8 | Int($0.payload[3]) }
+            .reduce(0, +)
+    }
+
+    /// Found: h2 request bodies were acknowledged as they arrived, so one
+    /// connection could hold 256 streams × the body limit in memory.
+    @Test func requestBodiesPastTheConnectionBudgetAreNotAcknowledgedUntilAStreamEnds() throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.maxConnectionBodyBytes = 40_960
+        let fixture = try ServerFixture(configuration: configuration, clock: ManualClock()) { exchange in
+            exchange.collectBody { _ in exchange.respond(status: 200) }
+        }
+        defer { fixture.shutdown() }
+        let client = try RawClient(port: fixture.port)
+        // POST / on streams 1 and 3 (see aStalledRequestBodyIs408OnItsStream), bodies not ended.
+        let post: [UInt8] = [0x83, 0x84, 0x86, 0x01, 0x01, 0x78]
+        client.send(Self.preface + Self.emptySettings + Self.frame(type: 1, flags: 0x4, stream: 1, post) + Self.data(stream: 1, count: 40_960))
+        // nghttp2 sends WINDOW_UPDATE once half the window (32 KiB) is consumed.
+        let first = Self.windowUpdates(client, afterPing: 1)
+        #expect(first == 32_768, "within the budget: acknowledged")
+        client.send(Self.frame(type: 1, flags: 0x4, stream: 3, post) + Self.data(stream: 3, count: 40_960))
+        #expect(Self.windowUpdates(client, afterPing: 2) == first, "over the budget: stream 3's 40 KiB are held")
+        // Stream 1 ends; its response closes it and frees its share of the budget.
+        client.send(Self.frame(type: 0, flags: 0x1, stream: 1, []))
+        #expect(waitUntil(seconds: 5) { Self.windowUpdates(client, afterPing: 3) == 81_920 }, "stream 3's bytes acknowledged once stream 1 closed")
+    }
 }
