@@ -119,11 +119,38 @@ final class ControlApp {
                 loop.stop()
             }
         }
+        // SIGHUP (systemctl reload): re-reads what changes without a restart —
+        // the fleet key file (rotating or adding a key drops no request).
+        let keyPath = options.dataDirectory + "/fleet.key"
+        let reload: (Int32) -> Void = { [log, options] _ in
+            guard options.fleetKey == nil else {
+                log.info("SIGHUP: the fleet key comes from --fleet-key/HERD_FLEET_KEY; nothing else to reload")
+                return
+            }
+            do {
+                let text = try FleetKeyFile.read(keyPath)
+                guard let text else {
+                    api.verifier = nil
+                    log.warning("SIGHUP: no \(keyPath): heartbeats need no key now")
+                    return
+                }
+                guard let key = FleetKey(text) else {
+                    log.error("SIGHUP: \(keyPath) holds a key shorter than 16 characters; the previous key stays")
+                    return
+                }
+                api.verifier = FleetKeyVerifier(key: key)
+                log.info("SIGHUP: fleet key reloaded from \(keyPath)")
+            } catch {
+                log.error("SIGHUP: cannot read \(keyPath) (\(error)); the previous key stays")
+            }
+        }
         let term = try SignalWatcher(loop: loop, signal: SIGTERM, stop)
         let interrupt = try SignalWatcher(loop: loop, signal: SIGINT, stop)
+        let hangUp = try SignalWatcher(loop: loop, signal: SIGHUP, reload)
         loop.run()
         term.close()
         interrupt.close()
+        hangUp.close()
         requestLog.flushOutput()
         traces.close()
         log.info("stopped")

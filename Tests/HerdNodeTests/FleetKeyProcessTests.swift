@@ -50,6 +50,37 @@ import Testing
         #expect(old.text.contains("clocks"))
     }
 
+    /// `systemctl reload herd-control` (SIGHUP) rotates the key from the file,
+    /// without a restart; before, SIGHUP killed control.
+    @Test func sighupReloadsTheFleetKeyFile() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        let key = FleetKey(Self.key)!, next = FleetKey("the-next-fleet-key-9876543210")!
+        _ = mkdir(fleet.dataDirectory, 0o700)
+        let write = { (text: String) in
+            let file = fopen(fleet.dataDirectory + "/fleet.key", "w")
+            fputs(text + "\n", file)
+            fclose(file)
+        }
+        write(Self.key)
+        try fleet.startControl()
+        let post = { (k: FleetKey, id: String) -> Int in
+            let body = #"{"schema":1,"node_id":"\#(id)","backends":[]}"#
+            var headers: [String: String] = [:]
+            for (name, value) in k.headers(method: "POST", path: "/heartbeat", body: Array(body.utf8), now: Int(EventLoop.wallClockMilliseconds())) {
+                headers[name] = value
+            }
+            return fleet.request("POST", "/heartbeat", body: body, headers: headers, port: fleet.controlPort).status
+        }
+        #expect(post(key, "a") == 200 && post(next, "b") == 401)
+        write("the-next-fleet-key-9876543210")
+        fleet.control!.kill(signal: SIGHUP)
+        #expect(fleet.control!.waitForOutput("fleet key reloaded"), "\(fleet.control!.output)")
+        #expect(fleet.control!.isRunning)
+        #expect(post(next, "c") == 200 && post(key, "d") == 401, "the new key, and only it")
+        #expect(fleet.get("/").status == 200, "the proxy kept serving")
+    }
+
     @Test func withoutAKeyControlWarnsThatAnyoneCanJoin() throws {
         let fleet = TestFleet()
         defer { fleet.shutdown() }
