@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libuv1-dev libhttp-parser-dev libnghttp2-dev libsqlite3-dev libavahi-client-dev libssl-dev
-              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client)
+              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client systemd)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -48,6 +48,8 @@ echo "== swift build --build-tests"
 swift build --build-tests
 echo "== swift test"
 swift test
+echo "== deploy: install.sh into a scratch root, systemd-analyze verify, uninstall.sh"
+bash .ci/verify-deploy.sh "$(swift build --show-bin-path)"
 if [ -z "${HERD_SKIP_ASAN:-}" ]; then
   # The same tests under AddressSanitizer (manual memory: libuv handles, buffers).
   echo "== swift test --sanitize=address"

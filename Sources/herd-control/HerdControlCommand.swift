@@ -15,8 +15,20 @@ struct HerdControlCommand: ParsableCommand {
         discussion: """
             Each flag also reads an HERD_* environment variable (--proxy-port ↔ HERD_PROXY_PORT).
             Binds 127.0.0.1 by default: use --host 0.0.0.0 to serve other machines.
+            `herd-control status` prints the fleet of a running herd-control.
             """,
         version: HerdVersion.current)
+
+    /// `herd-control status …` is its own command (its --host/--port name the
+    /// API to ask, not the ones to serve); everything else runs the control plane.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "status" {
+            StatusCommand.main(Array(arguments.dropFirst()))
+        } else {
+            Self.main(arguments)
+        }
+    }
 
     @Option(help: "Address to bind the API/heartbeats and the proxies (HERD_HOST).")
     var host: String = Environment.string("HERD_HOST") ?? "127.0.0.1"
