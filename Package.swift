@@ -108,3 +108,11 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (Fuzz/run.sh builds them with HERD_FUZZ=1 and -sanitize=fuzzer;
+// a plain build has no main for them).
+if Context.environment["HERD_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "herd-fuzz", dependencies: ["HerdHTTP", "HerdJSON", "HerdWire"], path: "Fuzz/HerdFuzz",
+                                             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    package.products.append(.executable(name: "herd-fuzz", targets: ["herd-fuzz"]))
+}

@@ -48,6 +48,10 @@ echo "== swift build --build-tests"
 swift build --build-tests
 echo "== swift test"
 swift test
+echo "== fault table (Tests/faults)"
+bash Tests/faults/run.sh
+echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-60} s (Fuzz/run.sh)"
+bash Fuzz/run.sh "${HERD_FUZZ_SECONDS:-60}"
 echo "== deploy: install.sh into a scratch root, systemd-analyze verify, uninstall.sh"
 bash .ci/verify-deploy.sh "$(swift build --show-bin-path)"
 if [ -z "${HERD_SKIP_ASAN:-}" ]; then

@@ -1,0 +1,92 @@
+import HerdHTTP
+import HerdJSON
+import HerdWire
+
+// libFuzzer entry point for herd's parsers of outside bytes (built only with
+// HERD_FUZZ=1 and -sanitize=fuzzer: see Fuzz/run.sh). One binary, four
+// targets, chosen by HERD_FUZZ_TARGET:
+//   http       the HTTP/1.1 request parser (every client byte)
+//   route      the route-field JSON scan of a request body (top-level keys,
+//              skipped and hashed spans)
+//   frame      the control-frame decoder (the proxy ↔ control socket)
+//   heartbeat  the heartbeat decoder (what any machine may POST to control)
+// A crash, a sanitizer report, a leak or a timeout is a finding; every input
+// must end in a value or a clean error.
+
+private let target: String = {
+    guard let raw = getenv("HERD_FUZZ_TARGET") else { return "http" }
+    return String(cString: raw)
+}()
+
+@_silgen_name("getenv")
+private func getenv(_ name: UnsafePointer<CChar>) -> UnsafeMutablePointer<CChar>?
+
+/// Accepts every head and body: the parser's own limits are what is fuzzed.
+private final class AcceptingDelegate: HTTPParserDelegate {
+    var messages = 0
+    func parser(_ parser: HTTPParser, didParseHead head: HTTPParsedHead) -> HTTPHeadDisposition {
+        _ = head.headers["content-type"]
+        return .readBody
+    }
+    func parser(_ parser: HTTPParser, didParseBody bytes: UnsafeRawBufferPointer) -> Bool { true }
+    func parserDidCompleteMessage(_ parser: HTTPParser) { messages += 1 }
+}
+
+private let routeKeys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
+                                   "max_completion_tokens", "think", "system"]
+private let routeSpans: JSONKeys = ["messages", "tools"]
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    switch target {
+    case "http":
+        // Fed whole, then again split in two (a request arrives in pieces).
+        for split in [size, size / 2] {
+            let delegate = AcceptingDelegate()
+            let parser = HTTPParser(kind: .request)
+            parser.delegate = delegate
+            for piece in [0..<split, split..<size] where !piece.isEmpty {
+                guard case .needMore = parser.feed(UnsafeRawBufferPointer(rebasing: bytes[piece])) else { break }
+            }
+            _ = parser.finish()
+        }
+    case "route":
+        var spanRanges: [String: Range<Int>] = [:]
+        if let fields = try? JSONValue.parseTopLevel(bytes, keys: routeKeys, spans: routeSpans, spanRanges: &spanRanges) {
+            _ = fields["model"]?.stringValue
+            for range in spanRanges.values {
+                precondition(range.lowerBound >= 0 && range.upperBound <= size, "a span outside the body")
+                _ = JSONValue.arrayElementSpans(bytes, in: range, limit: 64)
+            }
+        }
+    case "frame":
+        var decoder = ControlFrameDecoder()
+        decoder.append(bytes)
+        while let frame = try? decoder.next() {
+            _ = frame
+        }
+    case "heartbeat":
+        if let json = try? JSONValue.parse(bytes), var heartbeat = try? Heartbeat(json: json) {
+            try? heartbeat.validate()
+            _ = Heartbeat.isValidNodeID(heartbeat.nodeID)
+        }
+    default:
+        fatalError("HERD_FUZZ_TARGET must be http, route, frame or heartbeat")
+    }
+    return 0
+}
+
+// SwiftPM names an executable's entry point `<module>_main` (and aliases `main`
+// to it): it hands over to libFuzzer's driver with the callback above.
+@_silgen_name("LLVMFuzzerRunDriver")
+private func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
+
+@_cdecl("herd_fuzz_main")
+public func herdFuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzz(data, size) }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds herd's libFuzzer targets (-sanitize=fuzzer,address) and runs each for
+# SECONDS (default 60) from its seed corpus in Fuzz/corpus/<target>. New
+# inputs go to a scratch corpus; a crash leaves its input in Fuzz/findings/
+# and fails the run (turn it into a regression test, add it to the corpus).
+#   bash Fuzz/run.sh [SECONDS] [TARGET...]     targets: http route frame heartbeat
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+shift || true
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || targets=(http route frame heartbeat)
+HERD_FUZZ=1 swift build --scratch-path .build-fuzz --product herd-fuzz -Xswiftc -sanitize=fuzzer,address >/dev/null
+fuzzer="$(HERD_FUZZ=1 swift build --scratch-path .build-fuzz --show-bin-path)/herd-fuzz"
+mkdir -p Fuzz/findings
+status=0
+for target in "${targets[@]}"; do
+    work="$(mktemp -d /tmp/herd-fuzz-$target.XXXXXX)"
+    echo "== fuzz $target for ${seconds} s"
+    if HERD_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=1 "$fuzzer" "$work" "Fuzz/corpus/$target" \
+        -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="Fuzz/findings/$target-" >"$work.log" 2>&1; then
+        grep -E "stat::(number_of_executed_runs|peak_rss_mb)" "$work.log" | tr -s " " | tr "\n" " "; echo
+        echo "   corpus: $(ls "$work" | wc -l) new inputs kept"
+    else
+        echo "FINDING in $target:"; tail -40 "$work.log"; status=1
+    fi
+    rm -rf "$work" "$work.log"
+done
+exit $status
