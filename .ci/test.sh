@@ -59,3 +59,9 @@ if [ -z "${HERD_SKIP_ASAN:-}" ]; then
   echo "== swift test --sanitize=address"
   LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" swift test --sanitize=address --scratch-path .build-asan
 fi
+if [ -z "${HERD_SKIP_TSAN:-}" ]; then
+  # The suites that share state between threads (loop threads, the SQLite
+  # writer, offload) under ThreadSanitizer; a report fails the run (exit 66).
+  echo "== swift test --sanitize=thread (threaded suites)"
+  swift test --sanitize=thread --scratch-path .build-tsan --filter "HerdStorageTests|HerdRuntimeTests|HerdHTTPTests|ControlChannelTests"
+fi

@@ -1,6 +1,5 @@
 internal import CHerdLinux
 import HerdRuntime
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,7 +42,7 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
     private var queue = Queue()
     private var thread = pthread_t()
     private let onError: @Sendable (SQLiteError) -> Void
-    private let statistics = Mutex<(batches: Int, rows: Int, failures: Int, dropped: Int)>((0, 0, 0, 0))
+    private let statistics = Locked<(batches: Int, rows: Int, failures: Int, dropped: Int)>((0, 0, 0, 0))
 
     /// Opens the writer's own connection (the schema must already exist:
     /// migrate first) and starts its thread.

@@ -1,5 +1,4 @@
 internal import CUV
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +12,7 @@ public final class EventLoop: @unchecked Sendable {
     /// The libuv loop, for the runtime's own handle wrappers.
     let raw: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
-    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let pending = Locked<[@Sendable () -> Void]>([])
     /// One read buffer shared by every stream of the loop: read callbacks run one
     /// at a time and consume (or copy) their bytes before returning.
     let readBuffer: UnsafeMutableRawPointer
