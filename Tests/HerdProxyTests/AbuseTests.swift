@@ -11,7 +11,7 @@ import Testing
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, 256, file) != nil {
-            let text = String(cString: line)
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if text.hasPrefix("VmRSS:") {
                 return Double(text.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? -1) / 1024
             }
@@ -34,16 +34,31 @@ import Testing
         return (accepted, full)
     }
 
+    /// A fleet for a flood: the forged nodes stay online however long the
+    /// flood takes (a sanitized build is slow), and control's memory is
+    /// measured without AddressSanitizer's quarantine of freed blocks.
+    static func floodFleet(_ control: [String]) throws -> TestFleet {
+        let fleet = TestFleet(controlArguments: ["--proxies", "2", "--degraded-after", "300", "--offline-after", "600"] + control)
+        fleet.controlEnvironment = ["ASAN_OPTIONS": "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"]
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        return fleet
+    }
+
     @Test func aHeartbeatFloodOfForgedNodesIsCappedAndControlStaysSmall() throws {
-        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"], control: ["--proxies", "2"])
+        let fleet = try Self.floodFleet([])
         defer { fleet.shutdown() }
         #expect(fleet.control!.waitForOutput("proxy proxy-1 connected"))
         let before = Self.rssMiB(fleet.control!.pid)
+        let started = monotonicSeconds()
         let (accepted, full) = try Self.flood(fleet, nodes: 3_000)
+        let minutes = Int((monotonicSeconds() - started) / 60) + 1
         #expect(accepted == 255 && full == 2_745, "the default cap is 256 nodes (one is real): \(accepted) accepted, \(full) refused")
         let after = Self.rssMiB(fleet.control!.pid)
         #expect(after > 0 && after - before < 64, "control grew \(before) → \(after) MiB")
-        #expect(fleet.control!.output.components("the fleet has 256 nodes") == 1, "one warning a minute, not one per heartbeat")
+        #expect((1...minutes).contains(fleet.control!.output.components("the fleet has 256 nodes")), "one warning a minute, not one per heartbeat")
         // The real node still routes; the proxies kept their connections.
         #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200)
         #expect(!fleet.control!.output.contains("dropped"), "no proxy fell behind")
@@ -52,8 +67,7 @@ import Testing
     /// With the cap raised, 600 real-looking nodes joining at once: the
     /// snapshots to the proxies are coalesced (latest wins), not one per join.
     @Test func hundredsOfJoinsAtOnceLeaveAsAFewSnapshots() throws {
-        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"],
-                                         control: ["--proxies", "2", "--max-nodes", "5000"])
+        let fleet = try Self.floodFleet(["--max-nodes", "5000"])
         defer { fleet.shutdown() }
         #expect(fleet.control!.waitForOutput("proxy proxy-1 connected"))
         let before = Self.rssMiB(fleet.control!.pid)

@@ -254,9 +254,27 @@ def run(name, fault, restore=None, proxy_args=(), data_dir=None, setup=None):
             restore(fleet)
         time.sleep(SECONDS / 3)
         counts = load.stop()
+        counts.update(trace_facts(fleet))
         return counts, load.examples
     finally:
         fleet.stop()
+
+
+def trace_facts(fleet):
+    """What control's trace says of the scenario's requests: rows, retried
+    on another node, routed by a proxy on its own (control away)."""
+    import sqlite3
+    facts = {"traced": "-", "retried": "-", "local": "-"}
+    if not wait_for(lambda: get(fleet.control_port, "/health")[0] == 200, 5):
+        return facts
+    time.sleep(1.0)  # the trace writer's last batch
+    try:
+        db = sqlite3.connect(f"file:{os.path.join(fleet.data, 'herd.db')}?mode=ro", uri=True)
+        rows, retried, local = db.execute("SELECT COUNT(*), SUM(retries > 0), SUM(local) FROM request_traces").fetchone()
+        facts.update(traced=rows, retried=retried or 0, local=local or 0)
+    except sqlite3.Error as e:
+        facts["traced"] = f"({e.__class__.__name__})"
+    return facts
 
 
 def kill_proxy(f):
@@ -282,20 +300,25 @@ def stop_control(f):
 
 
 def slow_first_byte_then_kill(f):
-    # A answers after 3 s: requests on A are waiting for their first byte when it dies.
-    f.script("A", {"first_byte_delay_ms": 3000})
-    time.sleep(0.5)
+    # Both answer after 1.5 s (so neither is avoided): requests on A are
+    # waiting for their first byte when it dies, and go to B.
+    for b in ("A", "B"):
+        f.script(b, {"first_byte_delay_ms": 1500})
+    time.sleep(0.7)
     f.kill("backend-A")
 
 
 def kill_backend_mid_stream(f):
-    f.script("A", {"token_delay_ms": 300})
-    time.sleep(0.7)
+    # Both stream slowly (2.4 s a stream), so A has streams under way when it dies.
+    for b in ("A", "B"):
+        f.script(b, {"token_delay_ms": 300})
+    time.sleep(1.5)
     f.kill("backend-A")
 
 
 def restart_backend_a(f):
     f.start_backend("A")
+    f.script("B", {"first_byte_delay_ms": 0, "token_delay_ms": 20})
 
 
 def stall_mid_stream(f):
@@ -363,7 +386,8 @@ def main():
         disk.release()
 
     width = max(len(n) for n, _, _ in table)
-    header = f"{'fault':<{width}}  " + "  ".join(f"{c:>11}" for c in Load.COLUMNS)
+    facts = ("traced", "retried", "local")
+    header = f"{'fault':<{width}}  " + "  ".join(f"{c:>11}" for c in Load.COLUMNS) + " |" + "".join(f"{c:>8}" for c in facts)
     print(header)
     print("-" * len(header))
     bad = False
@@ -371,7 +395,8 @@ def main():
         if counts is None:
             print(f"{name:<{width}}  skipped: {examples['skipped']}")
             continue
-        print(f"{name:<{width}}  " + "  ".join(f"{counts[c]:>11}" for c in Load.COLUMNS))
+        print(f"{name:<{width}}  " + "  ".join(f"{counts[c]:>11}" for c in Load.COLUMNS) + " |"
+              + "".join(f"{str(counts.get(c, '-')):>8}" for c in facts))
         if counts["lost"] or counts["hung"]:
             bad = True
             for column in ("lost", "hung"):
@@ -381,6 +406,8 @@ def main():
         print("FAIL: requests were lost or hung")
         sys.exit(1)
     print("ok: nothing lost, nothing hung")
+    print("(traced: rows in control's trace, one per request that reached routing and ended, plus the start-up check;")
+    print(" retried: served after a node failed; local: routed by a proxy while control was away or silent)")
 
 
 if __name__ == "__main__":

@@ -57,9 +57,12 @@ final class NodeRegistry {
     func admit(_ heartbeat: Heartbeat, now: UInt64) -> Admission {
         if nodes[heartbeat.nodeID] == nil, nodes.count >= settings.maxNodes {
             // Room is made only from nodes already offline, the longest gone first.
-            guard let gone = nodes.values.filter({ $0.status == .offline }).min(by: { $0.lastSeenMilliseconds < $1.lastSeenMilliseconds }) else {
-                return .fleetFull
+            // (A scan without copies: a flood of refused heartbeats pays it each.)
+            var gone: (id: String, seen: UInt64)?
+            for (id, node) in nodes where node.status == .offline && node.lastSeenMilliseconds < (gone?.seen ?? .max) {
+                gone = (id, node.lastSeenMilliseconds)
             }
+            guard let gone else { return .fleetFull }
             nodes[gone.id] = nil
         }
         return .accepted(changed: record(heartbeat, now: now))
