@@ -20,7 +20,7 @@ for target in "${targets[@]}"; do
     if HERD_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=1 "$fuzzer" "$work" "Fuzz/corpus/$target" \
         -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="Fuzz/findings/$target-" >"$work.log" 2>&1; then
-        grep -E "stat::(number_of_executed_runs|peak_rss_mb)" "$work.log" | tr -s " " | tr "\n" " "; echo
+        grep -E "stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)" "$work.log" | tr -s " " | tr "\n" " "; echo
         echo "   corpus: $(ls "$work" | wc -l) new inputs kept"
     else
         echo "FINDING in $target:"; tail -40 "$work.log"; status=1
