@@ -9,13 +9,23 @@
 #        herd runs with its default flags; HERD_FLAGS="--max-concurrency 100000" lifts the concurrency
 #        cap (BASELINE_FLAGS, default HERD_FLAGS, for the baseline build).
 # Needs: wrk, nginx (apt-get install -y wrk nginx); builds in release.
-# Layout: backend and load generator on core 1; nginx / herd on core 0.
+# Layouts: each run reports two tables, `pinned` (backend and load generator on
+# core 1; nginx / herd on core 0) and `unpinned` (the scheduler places
+# everything, as on a user's machine); LAYOUTS="pinned" for one.
 #  closed loop:  wrk -t1 -c32 -d${DURATION}s -s post.lua URL   (non-streaming /api/chat and /v1/chat/completions)
 #  fixed rate:   herd-loadgen rate --rate 1000|5000 --duration $DURATION   (open loop; latency from each send)
 #  streaming:    herd-loadgen stream --streams $STREAMS (each $CHUNKS chunks, $CHUNK_MS ms apart); per-chunk delay vs the backend's stamp
 #  control hop:  herd-loadgen route --rate 5000   (ROUTE → ROUTE_OK on the control socket)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ -z "${LAYOUT:-}" ]; then
+  for layout in ${LAYOUTS:-pinned unpinned}; do
+    echo "=== layout: $layout"
+    LAYOUT=$layout bash "$0" "$@"
+  done
+  exit 0
+fi
+pin() { if [ "$LAYOUT" = pinned ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 STREAMS=${STREAMS:-1000}
@@ -60,17 +70,20 @@ http {
 }
 CONF
 }
-start() { "$@" & pids+=($!); }
+start() { # core command...: a background process, pinned to core in the pinned layout
+  if [ "$LAYOUT" = pinned ]; then taskset -c "$1" "${@:2}" & else "${@:2}" & fi
+  pids+=($!)
+}
 
 # Fast fleet: one backend answering at once.
-start taskset -c 1 $B/herd-fake-backend --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
-nginx_conf $NGINX $BACKEND; start taskset -c 0 nginx -c "$work/nginx-$NGINX.conf" -g 'daemon off;'
-start taskset -c 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" $HERD_FLAGS --no-mdns 2>"$work/control.log"
-start taskset -c 1 $B/herd-node --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id bench 2>/dev/null
+start 1 $B/herd-fake-backend --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
+nginx_conf $NGINX $BACKEND; start 0 nginx -c "$work/nginx-$NGINX.conf" -g 'daemon off;'
+start 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" $HERD_FLAGS --no-mdns 2>"$work/control.log"
+start 1 $B/herd-node --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id bench 2>/dev/null
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$PROXY/api/chat && break; sleep 0.1; done
 if [ -n "$BASELINE" ]; then
-  start taskset -c 0 "$BASELINE/herd-control" --port $BCONTROL --proxy-port $BPROXY --data-dir "$work/bdata" $BASELINE_FLAGS --no-mdns 2>"$work/bcontrol.log"
-  start taskset -c 1 "$BASELINE/herd-node" --control http://127.0.0.1:$BCONTROL --ollama http://127.0.0.1:$BACKEND --node-id bbench 2>/dev/null
+  start 0 "$BASELINE/herd-control" --port $BCONTROL --proxy-port $BPROXY --data-dir "$work/bdata" $BASELINE_FLAGS --no-mdns 2>"$work/bcontrol.log"
+  start 1 "$BASELINE/herd-node" --control http://127.0.0.1:$BCONTROL --ollama http://127.0.0.1:$BACKEND --node-id bbench 2>/dev/null
   for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$BPROXY/api/chat && break; sleep 0.1; done
 fi
 proxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/control.log" | grep -o '[0-9]*$' | head -1)
@@ -90,39 +103,39 @@ LUA
 
 declare -A PORT=([direct]=$BACKEND [nginx]=$NGINX [herd]=$PROXY [base]=$BPROXY)
 echo "warm-up"
-for t in $TARGETS; do taskset -c 1 wrk -t1 -c32 -d2s -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" >/dev/null; done
+for t in $TARGETS; do pin 1 wrk -t1 -c32 -d2s -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
   echo "round $r: closed loop"
   for t in $(order "$r"); do
-    taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" > "$work/chat-$t-$r.txt"
-    taskset -c 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/openai.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" > "$work/v1-$t-$r.txt"
+    pin 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/ollama.lua" "http://127.0.0.1:${PORT[$t]}/api/chat" > "$work/chat-$t-$r.txt"
+    pin 1 wrk -t1 -c32 -d"${DURATION}s" --latency -s "$work/openai.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" > "$work/v1-$t-$r.txt"
   done
   echo "round $r: fixed rate"
   for rate in 1000 5000; do
     for t in $(order "$r"); do
-      taskset -c 1 $B/herd-loadgen rate --url "http://127.0.0.1:${PORT[$t]}/api/chat" --rate $rate --duration "$DURATION" > "$work/rate$rate-$t-$r.json"
+      pin 1 $B/herd-loadgen rate --url "http://127.0.0.1:${PORT[$t]}/api/chat" --rate $rate --duration "$DURATION" > "$work/rate$rate-$t-$r.json"
     done
   done
   echo "round $r: control hop"
-  taskset -c 1 $B/herd-loadgen route --socket "$work/data/control.sock" --control http://127.0.0.1:$CONTROL --rate 5000 --duration "$DURATION" > "$work/route-herd-$r.json"
+  pin 1 $B/herd-loadgen route --socket "$work/data/control.sock" --control http://127.0.0.1:$CONTROL --rate 5000 --duration "$DURATION" > "$work/route-herd-$r.json"
   if [ -n "$BASELINE" ]; then
-    taskset -c 1 "$BASELINE/herd-loadgen" route --socket "$work/bdata/control.sock" --control http://127.0.0.1:$BCONTROL --rate 5000 --duration "$DURATION" > "$work/route-base-$r.json"
+    pin 1 "$BASELINE/herd-loadgen" route --socket "$work/bdata/control.sock" --control http://127.0.0.1:$BCONTROL --rate 5000 --duration "$DURATION" > "$work/route-base-$r.json"
   fi
 done
 busy_rss=$(rss "$proxy_pid")
 
 # Streaming fleet: chunks paced by the backend.
-start taskset -c 1 $B/herd-fake-backend --port $SBACKEND --models llama3:8b --loaded llama3:8b --tokens "$CHUNKS" --token-delay-ms "$CHUNK_MS"
-nginx_conf $SNGINX $SBACKEND; start taskset -c 0 nginx -c "$work/nginx-$SNGINX.conf" -g 'daemon off;'
-start taskset -c 0 $B/herd-control --port $SCONTROL --proxy-port $SPROXY --data-dir "$work/sdata" $HERD_FLAGS --no-mdns 2>"$work/scontrol.log"
-start taskset -c 1 $B/herd-node --control http://127.0.0.1:$SCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbench 2>/dev/null
+start 1 $B/herd-fake-backend --port $SBACKEND --models llama3:8b --loaded llama3:8b --tokens "$CHUNKS" --token-delay-ms "$CHUNK_MS"
+nginx_conf $SNGINX $SBACKEND; start 0 nginx -c "$work/nginx-$SNGINX.conf" -g 'daemon off;'
+start 0 $B/herd-control --port $SCONTROL --proxy-port $SPROXY --data-dir "$work/sdata" $HERD_FLAGS --no-mdns 2>"$work/scontrol.log"
+start 1 $B/herd-node --control http://127.0.0.1:$SCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbench 2>/dev/null
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SPROXY/api/chat && break; sleep 0.1; done
 sproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/scontrol.log" | grep -o '[0-9]*$' | head -1)
 sidle_rss=$(rss "$sproxy_pid")
 sbproxy_pid=$sproxy_pid
 if [ -n "$BASELINE" ]; then
-  start taskset -c 0 "$BASELINE/herd-control" --port $SBCONTROL --proxy-port $SBPROXY --data-dir "$work/sbdata" $BASELINE_FLAGS --no-mdns 2>"$work/sbcontrol.log"
-  start taskset -c 1 "$BASELINE/herd-node" --control http://127.0.0.1:$SBCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbbench 2>/dev/null
+  start 0 "$BASELINE/herd-control" --port $SBCONTROL --proxy-port $SBPROXY --data-dir "$work/sbdata" $BASELINE_FLAGS --no-mdns 2>"$work/sbcontrol.log"
+  start 1 "$BASELINE/herd-node" --control http://127.0.0.1:$SBCONTROL --ollama http://127.0.0.1:$SBACKEND --node-id sbbench 2>/dev/null
   for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$SBPROXY/api/chat && break; sleep 0.1; done
   sbproxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/sbcontrol.log" | grep -o '[0-9]*$' | head -1)
 fi
@@ -134,7 +147,7 @@ for r in $(seq "$ROUNDS"); do
     peak=0
     ( while true; do v=$(rss "${SPID[$t]}"); echo "$v"; sleep 0.2; done ) > "$work/stream-rss-$t-$r.txt" &
     sampler=$!
-    taskset -c 1 $B/herd-loadgen stream --url "http://127.0.0.1:${SPORT[$t]}/api/chat" --body '{"model":"llama3:8b"}' --streams "$STREAMS" > "$work/stream-$t-$r.json"
+    pin 1 $B/herd-loadgen stream --url "http://127.0.0.1:${SPORT[$t]}/api/chat" --body '{"model":"llama3:8b"}' --streams "$STREAMS" > "$work/stream-$t-$r.json"
     kill $sampler 2>/dev/null || true
   done
 done
