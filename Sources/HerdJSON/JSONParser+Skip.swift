@@ -49,11 +49,32 @@ extension JSONValue {
     /// recognise a conversation without decoding it.
     public static func parseTopLevel(_ bytes: UnsafeRawBufferPointer, keys: JSONKeys, spans: JSONKeys, spanRanges: inout [String: Range<Int>],
                                      maxDepth: Int = 128) throws(JSONParseError) -> [String: JSONValue] {
+        let picked = try pickTopLevel(bytes, keys: keys, spans: spans, maxDepth: maxDepth)
+        var found: [String: JSONValue] = [:]
+        for (i, value) in picked.values.enumerated() { if let value { found[keys.names[i]] = value } }
+        for (i, range) in picked.spans.enumerated() { if let range { spanRanges[spans.names[i]] = range } }
+        return found
+    }
+
+    /// What `pickTopLevel` found: the value of each of `keys` and the byte
+    /// range of each of `spans`, by position in those lists (no dictionary,
+    /// no hashing: callers on the request path index them with constants).
+    public struct Picked: Sendable {
+        public var values: [JSONValue?]
+        public var spans: [Range<Int>?]
+
+        public subscript(_ key: Int) -> JSONValue? { values[key] }
+    }
+
+    /// `parseTopLevel` with its results by position (see `Picked`).
+    public static func pickTopLevel(_ bytes: UnsafeRawBufferPointer, keys: JSONKeys, spans: JSONKeys = .none,
+                                    maxDepth: Int = 128) throws(JSONParseError) -> Picked {
         var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
         parser.skipSpace()
         guard parser.current == UInt8(ascii: "{") else { throw parser.error("the body must be a JSON object") }
         parser.index += 1
-        var found: [String: JSONValue] = [:]
+        var found = Picked(values: [JSONValue?](repeating: nil, count: keys.names.count),
+                           spans: [Range<Int>?](repeating: nil, count: spans.names.count))
         parser.skipSpace()
         if parser.current == UInt8(ascii: "}") {
             parser.index += 1
@@ -81,11 +102,11 @@ extension JSONValue {
                 parser.index += 1
                 parser.skipSpace()
                 if let i = match(keys) {
-                    found[keys.names[i]] = try parser.parseValue(depth: 1)
+                    found.values[i] = try parser.parseValue(depth: 1)
                 } else if !spans.isEmpty, let i = match(spans) {
                     let start = parser.index
                     try parser.skipValue(depth: 1)
-                    spanRanges[spans.names[i]] = start..<parser.index
+                    found.spans[i] = start..<parser.index
                 } else {
                     try parser.skipValue(depth: 1)
                 }

@@ -23,7 +23,12 @@ struct RouteFields: Equatable {
 
     static let keys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
                                     "max_completion_tokens", "think", "system"]
-    /// Members hashed, not decoded.
+    /// Positions in `keys` (`JSONValue.Picked` is indexed, not hashed).
+    private enum Key {
+        static let model = 0, stream = 1, fallbacks = 2, options = 3, metadata = 4, user = 5, maxTokens = 6,
+                   maxCompletionTokens = 7, think = 8, system = 9
+    }
+    /// Members hashed, not decoded (positions: messages 0, tools 1).
     static let spans: JSONKeys = ["messages", "tools"]
 
     /// Why a body cannot be routed (each a 400).
@@ -36,40 +41,41 @@ struct RouteFields: Equatable {
     static func read(_ body: [UInt8], endpoint: Endpoint, headerFallbacks: [String], headerTags: [String],
                      headerSession: String? = nil) throws(Invalid) -> RouteFields {
         if body.isEmpty { throw Invalid(message: "the request body is empty: expected a JSON object with a \"model\"") }
-        let fields: [String: JSONValue]
-        var spanRanges: [String: Range<Int>] = [:]
+        let fields: JSONValue.Picked
         do {
             fields = try body.withUnsafeBytes { raw throws(JSONParseError) in
-                try JSONValue.parseTopLevel(raw, keys: keys, spans: spans, spanRanges: &spanRanges)
+                try JSONValue.pickTopLevel(raw, keys: keys, spans: spans)
             }
         } catch {
             throw Invalid(message: "invalid JSON body: \(error)")
         }
-        guard let modelValue = fields["model"] else { throw Invalid(message: "\"model\" is required") }
+        guard let modelValue = fields[Key.model] else { throw Invalid(message: "\"model\" is required") }
         guard let model = modelValue.stringValue, !model.isEmpty else { throw Invalid(message: "\"model\" must be a non-empty string") }
         var stream = endpoint.streamsByDefault
-        if let value = fields["stream"], value != .null {
+        if let value = fields[Key.stream], value != .null {
             guard let flag = value.boolValue else { throw Invalid(message: "\"stream\" must be true or false") }
             stream = flag
         }
         var fallbacks = headerFallbacks
-        if let value = fields["fallback_models"], value != .null {
+        if let value = fields[Key.fallbacks], value != .null {
             guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else {
                 throw Invalid(message: "\"fallback_models\" must be an array of model names")
             }
             fallbacks = items.compactMap(\.stringValue) + fallbacks
         }
         var tags = headerTags
-        if let items = fields["metadata"]?["tags"]?.arrayValue { tags += items.compactMap(\.stringValue) }
-        if let user = fields["user"]?.stringValue { tags.append("user:" + user) }
-        let numCtx = fields["options"]?["num_ctx"]?.intValue
+        if let items = fields[Key.metadata]?["tags"]?.arrayValue { tags += items.compactMap(\.stringValue) }
+        let user = fields[Key.user]?.stringValue
+        if let user { tags.append("user:" + user) }
+        let options = fields[Key.options]
+        let numCtx = options?["num_ctx"]?.intValue
         var result = RouteFields(model: model, stream: stream, fallbacks: fallbacks, tags: tags, numCtx: numCtx,
-                                 hasFallbackField: fields["fallback_models"] != nil)
-        result.maxTokens = (fields["options"]?["num_predict"] ?? fields["max_completion_tokens"] ?? fields["max_tokens"])?.intValue
+                                 hasFallbackField: fields[Key.fallbacks] != nil)
+        result.maxTokens = (options?["num_predict"] ?? fields[Key.maxCompletionTokens] ?? fields[Key.maxTokens])?.intValue
             .flatMap { $0 > 0 ? $0 : nil }
-        result.think = fields["think"]?.boolValue
-        (result.session, result.prefix) = conversation(body, spanRanges, system: fields["system"]?.stringValue,
-                                                      user: fields["user"]?.stringValue, header: headerSession)
+        result.think = fields[Key.think]?.boolValue
+        (result.session, result.prefix) = conversation(body, messages: fields.spans[0], tools: fields.spans[1],
+                                                      system: fields[Key.system]?.stringValue, user: user, header: headerSession)
         return result
     }
 
@@ -77,7 +83,7 @@ struct RouteFields: Equatable {
     /// `user`, else its first two messages (system + first question: the same
     /// on every turn of one conversation). Prefix: its system prompt (the first
     /// message when its role is `system`, or `/api/generate`'s `system`) and tools.
-    static func conversation(_ body: [UInt8], _ spans: [String: Range<Int>], system: String?, user: String?,
+    static func conversation(_ body: [UInt8], messages: Range<Int>?, tools: Range<Int>?, system: String?, user: String?,
                              header: String?) -> (session: ContentHash?, prefix: ContentHash?) {
         var session: ContentHash?
         if let header, !header.isEmpty {
@@ -86,7 +92,7 @@ struct RouteFields: Equatable {
             session = ContentHash(of: Array("user:".utf8) + Array(user.utf8))
         }
         var prefixParts: [Range<Int>] = []
-        if let messages = spans["messages"] {
+        if let messages {
             let first = body.withUnsafeBytes { JSONValue.arrayElementSpans($0, in: messages, limit: 2) }
             let startsWithSystem = first.first.map { isSystemMessage(body, $0) } ?? false
             // Up to the first question: the system prompt (if any) and the first user message.
@@ -96,7 +102,7 @@ struct RouteFields: Equatable {
             }
             if startsWithSystem { prefixParts.append(first[0]) }
         }
-        if let tools = spans["tools"] { prefixParts.append(tools) }
+        if let tools { prefixParts.append(tools) }
         if prefixParts.isEmpty, system == nil { return (session, nil) }
         var prefix = ContentHash(of: (system ?? "").utf8)
         for part in prefixParts { prefix = ContentHash(of: body[part], seed: prefix) }

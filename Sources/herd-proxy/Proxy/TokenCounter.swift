@@ -18,6 +18,10 @@ struct BackendUsage: Equatable {
 /// `usage`, llama.cpp's `timings`.
 enum TokenCounter {
     static let keys: JSONKeys = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings"]
+    /// Positions in `keys` (`JSONValue.Picked` is indexed, not hashed).
+    private enum Key {
+        static let evalCount = 0, promptEvalCount = 1, usage = 2, evalDuration = 3, promptEvalDuration = 4, loadDuration = 5, timings = 6
+    }
 
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
         let usage = read(tail)
@@ -37,27 +41,27 @@ enum TokenCounter {
             guard line.first == UInt8(ascii: "{") else { continue }
             examined += 1
             // Only the counters are built; the text of the answer is skipped.
-            guard let json = try? line.withUnsafeBytes({ raw in try JSONValue.parseTopLevel(raw, keys: TokenCounter.keys) }) else { continue }
-            if let completion = json["eval_count"]?.intValue {
-                return BackendUsage(promptTokens: json["prompt_eval_count"]?.intValue ?? 0, completionTokens: completion,
-                                    promptMilliseconds: milliseconds(nanoseconds: json["prompt_eval_duration"]),
-                                    decodeMilliseconds: milliseconds(nanoseconds: json["eval_duration"]),
-                                    loadMilliseconds: milliseconds(nanoseconds: json["load_duration"]))
+            guard let json = try? line.withUnsafeBytes({ raw in try JSONValue.pickTopLevel(raw, keys: TokenCounter.keys) }) else { continue }
+            if let completion = json[Key.evalCount]?.intValue {
+                return BackendUsage(promptTokens: json[Key.promptEvalCount]?.intValue ?? 0, completionTokens: completion,
+                                    promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
+                                    decodeMilliseconds: milliseconds(nanoseconds: json[Key.evalDuration]),
+                                    loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
             }
-            if let usage = json["usage"], usage != .null {
+            if let usage = json[Key.usage], usage != .null {
                 var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0,
                                           completionTokens: usage["completion_tokens"]?.intValue ?? 0)
-                if let timings = json["timings"] { result.add(timings: timings) }
+                if let timings = json[Key.timings] { result.add(timings: timings) }
                 return result
             }
-            if let timings = json["timings"], timings != .null {
+            if let timings = json[Key.timings], timings != .null {
                 var result = BackendUsage(promptTokens: timings["prompt_n"]?.intValue ?? 0, completionTokens: timings["predicted_n"]?.intValue ?? 0)
                 result.add(timings: timings)
                 return result
             }
-            if let prompt = json["prompt_eval_count"]?.intValue {
-                return BackendUsage(promptTokens: prompt, promptMilliseconds: milliseconds(nanoseconds: json["prompt_eval_duration"]),
-                                    loadMilliseconds: milliseconds(nanoseconds: json["load_duration"]))
+            if let prompt = json[Key.promptEvalCount]?.intValue {
+                return BackendUsage(promptTokens: prompt, promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
+                                    loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
             }
         }
         return BackendUsage()
