@@ -52,10 +52,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             _ = parser.finish()
         }
     case "route":
-        var spanRanges: [String: Range<Int>] = [:]
-        if let fields = try? JSONValue.parseTopLevel(bytes, keys: routeKeys, spans: routeSpans, spanRanges: &spanRanges) {
-            _ = fields["model"]?.stringValue
-            for range in spanRanges.values {
+        if let picked = try? JSONValue.pickTopLevel(bytes, keys: routeKeys, spans: routeSpans) {
+            _ = picked[0]?.stringValue
+            for range in picked.spans.compactMap({ $0 }) {
                 precondition(range.lowerBound >= 0 && range.upperBound <= size, "a span outside the body")
                 _ = JSONValue.arrayElementSpans(bytes, in: range, limit: 64)
             }
