@@ -64,6 +64,7 @@ final class ControlApp {
         try routes.listen(path: options.socketPath)
 
         let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics)
+        api.traces = traces
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         if let fleetKey {
             guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }

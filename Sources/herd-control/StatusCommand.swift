@@ -70,6 +70,7 @@ struct StatusCommand: ParsableCommand {
         lines.append("herd-control \(health["version"]?.stringValue ?? "?") at \(address): \(health["status"]?.stringValue ?? "?"), "
                      + "\(health["proxies"]?.intValue ?? 0) prox\((health["proxies"]?.intValue ?? 0) == 1 ? "y" : "ies"), "
                      + "\(fleet["in_flight"]?.intValue ?? 0) in flight, \(fleet["queue_length"]?.intValue ?? 0) queued")
+        for problem in (health["problems"]?.arrayValue ?? []).compactMap(\.stringValue) { lines.append("problem: \(problem)") }
         let online = nodes.filter { $0["status"]?.stringValue == "online" }.count
         lines.append("nodes: \(nodes.count) (\(online) online)")
         guard !nodes.isEmpty else {

@@ -137,10 +137,10 @@ class Fleet:
         if sig == signal.SIGKILL:
             p.wait()
 
-    def log(self, name):
+    def log(self, name, tail=3000):
         try:
             with open(os.path.join(self.dir, name + ".log"), "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
+                return f.read()[-tail:].decode(errors="replace")
         except OSError:
             return ""
 
@@ -349,6 +349,20 @@ class FullDisk:
                     out.flush()
             except OSError:
                 pass
+        self.fleet = f
+
+    def check(self):
+        """With the disk full, control says so on /health (still serving), and
+        logs it once a minute, not once a batch."""
+        f = self.fleet
+        health = {}
+        ok = wait_for(lambda: json.loads(get(f.control_port, "/health")[1]).get("status") == "degraded", 10)
+        try:
+            health = json.loads(get(f.control_port, "/health")[1])
+        except Exception:
+            pass
+        lines = f.log("control", tail=10**8).count("trace write failed")
+        return ok and 1 <= lines <= 2, f"/health {health.get('status')} {health.get('problems')}; {lines} log line(s)"
 
     def release(self):
         if self.mounted:
@@ -362,6 +376,7 @@ def main():
             sys.exit(f"faults.py: {BIN}/{binary} is missing (swift build first)")
     quick = ["--first-byte-timeout", "2", "--upstream-idle-timeout", "2", "--connect-timeout", "1"]
     table = []
+    notes = []
     scenarios = [
         ("kill -9 a proxy (restarted 2 s later)", kill_proxy, restart_proxy, quick),
         ("kill -9 control, restart it", kill_control, restart_control, quick),
@@ -377,9 +392,14 @@ def main():
     disk = FullDisk()
     try:
         if disk.mounted:
-            counts, examples = run("full disk under the data dir", disk.fill, None, proxy_args=quick,
+            verdict = {}
+            def restore(f):
+                verdict["health"] = disk.check()
+            counts, examples = run("full disk under the data dir", disk.fill, restore, proxy_args=quick,
                                    data_dir=os.path.join(disk.mount, "data"))
             table.append(("full disk under the data dir", counts, examples))
+            healthy, said = verdict.get("health", (False, "not checked"))
+            notes.append(("full disk: " + said, healthy))
         else:
             table.append(("full disk under the data dir", None, {"skipped": "cannot mount a tmpfs here (not root?)"}))
     finally:
@@ -402,8 +422,11 @@ def main():
             for column in ("lost", "hung"):
                 if column in examples:
                     print(f"    {column}: {examples[column]}")
+    for said, fine in notes:
+        print(("" if fine else "FAIL: ") + said)
+        bad = bad or not fine
     if bad:
-        print("FAIL: requests were lost or hung")
+        print("FAIL: requests were lost or hung, or a fault went unreported")
         sys.exit(1)
     print("ok: nothing lost, nothing hung")
     print("(traced: rows in control's trace, one per request that reached routing and ended, plus the start-up check;")

@@ -18,6 +18,8 @@ final class ControlAPI {
     /// Set when the fleet has a key: heartbeats must be signed with it.
     var verifier: FleetKeyVerifier?
     let heartbeatIntervalMilliseconds = 2_000
+    /// The trace store, for its health in /health and /metrics.
+    var traces: TraceStore?
     /// Heartbeats of new nodes refused because the fleet was full (in /metrics).
     private(set) var refusedNewNodes = 0
     private var lastFullWarning: UInt64 = 0
@@ -36,8 +38,11 @@ final class ControlAPI {
         case ("POST", "/heartbeat"):
             exchange.collectBody { [unowned self] body in self.heartbeat(exchange, body) }
         case ("GET", "/health"), ("HEAD", "/health"):
-            respond(exchange, 200, ["status": "ok", "version": .string(HerdVersion.current),
-                                    "nodes": .int(registry.nodes.count), "proxies": .int(routes.proxyCount)])
+            // Degraded, not down: routing works; what fails is said.
+            let problems = [traces?.problem(now: Int(EventLoop.wallClockMilliseconds()))].compactMap { $0 }
+            respond(exchange, 200, ["status": .string(problems.isEmpty ? "ok" : "degraded"), "version": .string(HerdVersion.current),
+                                    "nodes": .int(registry.nodes.count), "proxies": .int(routes.proxyCount),
+                                    "problems": .strings(problems)])
         case ("GET", "/api/fleet"):
             respond(exchange, 200, fleetJSON())
         case ("GET", "/api/decisions"):
@@ -50,7 +55,7 @@ final class ControlAPI {
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(
                 nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: routes.scheduler.inFlightCount,
                 queueLength: routes.scheduler.queueLength, proxies: routes.proxyCount, numCtx: routes.scheduler.numCtxEvents,
-                prewarms: routes.scheduler.prewarmCount, scorings: routes.scheduler.scorings))
+                prewarms: routes.scheduler.prewarmCount, scorings: routes.scheduler.scorings, traces: traces?.counts))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
                                     "endpoints": ["/health", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])

@@ -44,8 +44,16 @@ final class ControlMetrics {
     }
 
     func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int, numCtx: [String: Int] = [:], prewarms: UInt64 = 0,
-              scorings: UInt64 = 0) -> String {
+              scorings: UInt64 = 0, traces: (rows: Int, failures: Int, dropped: Int)? = nil) -> String {
         var out = ""
+        if let traces {
+            out += "# HELP herd_trace_rows_total Request trace rows written to <data-dir>/herd.db.\n"
+            out += "# TYPE herd_trace_rows_total counter\nherd_trace_rows_total \(traces.rows)\n"
+            out += "# HELP herd_trace_write_failures_total Trace write batches that failed (a full disk, an I/O error); their rows are lost.\n"
+            out += "# TYPE herd_trace_write_failures_total counter\nherd_trace_write_failures_total \(traces.failures)\n"
+            out += "# HELP herd_trace_rows_dropped_total Trace rows dropped because the writer fell behind.\n"
+            out += "# TYPE herd_trace_rows_dropped_total counter\nherd_trace_rows_dropped_total \(traces.dropped)\n"
+        }
         out += "# HELP herd_prewarms_total Models loaded ahead of demand on a runner-up node (a queue elsewhere was longer than the load).\n"
         out += "# TYPE herd_prewarms_total counter\nherd_prewarms_total \(prewarms)\n"
         out += "# HELP herd_scorings_total Times the scorer ranked the fleet for a request (on arrival, retry, or re-scored while queued).\n"

@@ -70,13 +70,42 @@ final class TraceStore {
 
     let path: String
     private let writer: SQLiteBatchWriter
+    /// The last failed write (wall ms, error) and the failures since the last
+    /// log line: a full disk is said once a minute, not once a batch (the log
+    /// may live on the same full disk).
+    private let failure = Locked<(at: Int, error: String, unlogged: Int, loggedAt: Int)>((0, "", 0, 0))
 
     /// Opens (creating and migrating) `path` and starts the writer thread.
     init(path: String, log: Logger) throws {
         self.path = path
         let database = try SQLiteDatabase(path: path)
         try SQLiteMigrator.migrate(database, TraceStore.migrations)
-        writer = try SQLiteBatchWriter(path: path) { error in log.error("trace write failed: \(error)") }
+        let failure = self.failure
+        writer = try SQLiteBatchWriter(path: path) { error in
+            let now = Int(EventLoop.wallClockMilliseconds())
+            let line: String? = failure.withLock { state in
+                state.at = now
+                state.error = "\(error)"
+                state.unlogged += 1
+                guard now - state.loggedAt >= 60_000 else { return nil }
+                defer { state.unlogged = 0; state.loggedAt = now }
+                return "trace write failed\(state.unlogged > 1 ? " (\(state.unlogged) batches since the last report)" : ""): \(error); requests are still served, their trace rows are lost"
+            }
+            if let line { log.error(line) }
+        }
+    }
+
+    /// Rows written, batches that failed, rows dropped at the queue's bound.
+    var counts: (rows: Int, failures: Int, dropped: Int) {
+        let c = writer.counts
+        return (c.rows, c.failures, c.dropped)
+    }
+
+    /// Why traces are failing now (a write failed within the last minute), if they are.
+    func problem(now: Int) -> String? {
+        failure.withLock { state in
+            state.at > 0 && now - state.at < 60_000 ? "trace writes failing: \(state.error)" : nil
+        }
     }
 
     func record(_ finished: FinishedRequest, now: Int) {
