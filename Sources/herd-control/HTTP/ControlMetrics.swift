@@ -47,7 +47,7 @@ final class ControlMetrics {
               scorings: UInt64 = 0, traces: (rows: Int, failures: Int, dropped: Int)? = nil) -> String {
         var out = ""
         if let traces {
-            out += "# HELP herd_trace_rows_total Request trace rows written to <data-dir>/herd.db.\n"
+            out += "# HELP herd_trace_rows_total Statements written to <data-dir>/herd.db: one per traced request, plus the hourly retention prune.\n"
             out += "# TYPE herd_trace_rows_total counter\nherd_trace_rows_total \(traces.rows)\n"
             out += "# HELP herd_trace_write_failures_total Trace write batches that failed (a full disk, an I/O error); their rows are lost.\n"
             out += "# TYPE herd_trace_write_failures_total counter\nherd_trace_write_failures_total \(traces.failures)\n"
