@@ -356,7 +356,9 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         bodyBytesInMemory -= closed.receivedBytes
         consume(closed.id, closed.heldBytes)
         closed.heldBytes = 0
-        for s in streams.values.sorted(by: { $0.id < $1.id }) where s.heldBytes > 0 && bodyBytesInMemory <= bodyBudget {
+        // Nearly always nothing is held: no sort per closed stream then.
+        guard bodyBytesInMemory <= bodyBudget, streams.values.contains(where: { $0.heldBytes > 0 }) else { return }
+        for s in streams.values.sorted(by: { $0.id < $1.id }) where s.heldBytes > 0 {
             consume(s.id, s.heldBytes)
             s.heldBytes = 0
         }

@@ -126,7 +126,7 @@ final class ControlClient {
                 unresponsive = true
                 log.warning("herd-control has not answered for \(deadlines.routeTimeout) ms; routing from the last snapshot until it does")
             }
-            let reason = "control did not answer within \(deadlines.routeTimeout) ms"
+            let reason = awayReason
             for id in expired {
                 guard let waiter = waiters.removeValue(forKey: id) else { continue }
                 // Frees whatever control holds for it once it reads again.

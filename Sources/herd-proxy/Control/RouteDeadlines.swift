@@ -80,9 +80,10 @@ struct RouteDeadlines {
     /// not sooner than `granularity` after `now`. Nil when nothing waits.
     func nextCheck(now: UInt64) -> UInt64? {
         guard !pending.isEmpty else { return nil }
-        let heads = [asked.indices.contains(askedHead) ? asked[askedHead].deadline : nil,
-                     queued.indices.contains(queuedHead) ? queued[queuedHead].deadline : nil].compactMap { $0 }
-        guard let first = heads.min() else { return nil }
+        let nextAsked = askedHead < asked.count ? asked[askedHead].deadline : UInt64.max
+        let nextQueued = queuedHead < queued.count ? queued[queuedHead].deadline : UInt64.max
+        let first = min(nextAsked, nextQueued)
+        guard first != .max else { return nil }
         return max(first, now + granularity)
     }
 
