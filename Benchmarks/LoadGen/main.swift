@@ -233,8 +233,8 @@ case "route":
             var begun: UInt64 = 0
             var sent = 0
             let ticker = LoopTimer(loop: loop)
-            channel.onMessage = { type, body in
-                switch type {
+            channel.onMessage = { frame in
+                switch frame.type {
                 case .helloOK:
                     begun = EventLoop.monotonicNanoseconds()
                     ticker.start(after: 1, repeating: 1) {
@@ -244,15 +244,15 @@ case "route":
                             let id = UInt64(sent + 1)
                             sentTimes[id] = EventLoop.monotonicNanoseconds()
                             sent += 1
-                            channel.send(.route, RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "bench:1b", stream: false).json)
+                            channel.send(.route, RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "bench:1b", stream: false))
                         }
                         if sent == total { ticker.stop() }
                     }
                 case .routeOK, .routeError:
-                    let id = UInt64(body["id"]?.intValue ?? 0)
-                    if type == .routeOK, let at = sentTimes.removeValue(forKey: id) {
+                    let id = frame.type == .routeOK ? (try? frame.decode(RouteAnswer.self))?.id ?? 0 : (try? frame.decode(RouteRefusal.self))?.id ?? 0
+                    if frame.type == .routeOK, let at = sentTimes.removeValue(forKey: id) {
                         samples.values.append(Int((EventLoop.monotonicNanoseconds() - at) / 1000))
-                        channel.send(.result, RouteResult(id: id, node: "bench-node", model: "bench:1b", outcome: .ok, status: 200).json)
+                        channel.send(.result, RouteResult(id: id, node: "bench-node", model: "bench:1b", outcome: .ok, status: 200))
                     } else {
                         samples.errors += 1
                     }

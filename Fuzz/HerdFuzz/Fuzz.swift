@@ -60,10 +60,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             }
         }
     case "frame":
+        // Every frame decoded as its type says (what control and the proxy do).
         var decoder = ControlFrameDecoder()
         decoder.append(bytes)
-        while let frame = try? decoder.next() {
-            _ = frame
+        try? decoder.forEachFrame { frame throws(ControlProtocolError) in
+            switch frame.type {
+            case .hello, .helloOK, .snapshot: _ = try? frame.json()
+            case .route: _ = try? frame.decode(RouteRequest.self)
+            case .routeOK: _ = try? frame.decode(RouteAnswer.self)
+            case .routeError: _ = try? frame.decode(RouteRefusal.self)
+            case .retry: _ = try? frame.decode(RouteRetry.self)
+            case .result: _ = try? frame.decode(RouteResult.self)
+            case .cancel: _ = try? frame.decode(RouteCancel.self)
+            case .started: _ = try? frame.decode(RouteStarted.self)
+            case .queued: _ = try? frame.decode(RouteQueued.self)
+            }
+            return true
         }
     case "heartbeat":
         if let json = try? JSONValue.parse(bytes), var heartbeat = try? Heartbeat(json: json) {

@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import HerdJSON
 @testable import HerdWire
@@ -7,41 +8,114 @@ import HerdJSON
         var bytes: [UInt8] = []
         let route = RouteRequest(id: 7, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, fallbacks: ["f"], numCtx: 4096)
         ControlFrame.encode(.hello, ControlHello(proxyID: "p").json, into: &bytes)
-        ControlFrame.encode(.route, route.json, into: &bytes)
+        ControlFrame.encode(.route, route, into: &bytes)
         for split in 0...bytes.count {
             var decoder = ControlFrameDecoder()
-            var seen: [(ControlMessageType, JSONValue)] = []
+            var seen: [(ControlMessageType, [UInt8])] = []
             for part in [Array(bytes[..<split]), Array(bytes[split...])] {
                 part.withUnsafeBytes { decoder.append($0) }
-                while let frame = try decoder.next() { seen.append(frame) }
+                seen += try decoder.frames()
             }
             #expect(seen.map(\.0) == [.hello, .route])
-            #expect(try RouteRequest(json: seen[1].1) == route)
+            let hello = seen[0].1.withUnsafeBytes { raw in Result { () throws(ControlProtocolError) in try ControlFrameBody(type: .hello, bytes: raw).json() } }
+            #expect(try ControlHello(json: hello.get()) == ControlHello(proxyID: "p"))
+            #expect(try decoded(RouteRequest.self, seen[1].1).get() == route)
         }
     }
 
+    /// Frames that are not frames: a zero or huge length, an unknown type.
     @Test func garbageIsAProtocolError() {
-        for garbage: [UInt8] in [[0, 0, 0, 0], [0xFF, 0, 0, 0, 1], [0, 0, 0, 2, 77, 1], [0, 0, 0, 3, 3, 91, 93], [0, 0, 0, 3, 3, 123, 32]] {
+        for garbage: [UInt8] in [[0, 0, 0, 0], [0xFF, 0, 0, 0, 1], [0, 0, 0, 2, 77, 1]] {
             var decoder = ControlFrameDecoder()
             garbage.withUnsafeBytes { decoder.append($0) }
-            #expect(throws: ControlProtocolError.self) {
-                while try decoder.next() != nil {}
-                // A truncated frame is not an error until more bytes come: force the check.
-                if garbage == [0, 0, 0, 3, 3, 123, 32] { throw ControlProtocolError("truncated") }
+            #expect(throws: ControlProtocolError.self) { _ = try decoder.frames() }
+        }
+        // A truncated frame is not an error: more bytes may come.
+        var decoder = ControlFrameDecoder()
+        ([0, 0, 0, 3, 3, 123] as [UInt8]).withUnsafeBytes { decoder.append($0) }
+        #expect((try? decoder.frames())?.isEmpty == true)
+    }
+
+    /// Bodies that do not decode as their type: each a protocol error that
+    /// names the message, never a crash or a partial value.
+    @Test func malformedBodiesAreProtocolErrors() throws {
+        func refused<M: WireBinaryMessage>(_ type: M.Type, _ bytes: [UInt8]) -> String? {
+            switch decoded(M.self, bytes) {
+            case .success: nil
+            case let .failure(error): error.reason
             }
         }
+        let route = RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m", stream: false, client: "c").binary
+        #expect(refused(RouteRequest.self, route) == nil)
+        // Every truncation of a valid body.
+        for n in 0..<route.count { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
+        #expect(refused(RouteRequest.self, route + [0])?.contains("left over") == true)
+        // An unknown api code, a bool that is not 0/1, a string longer than the frame, an overlong varint.
+        var badAPI = route
+        badAPI[1] = 9
+        #expect(refused(RouteRequest.self, badAPI)?.contains("unknown ClientAPI code 9") == true)
+        let result = RouteResult(id: 1, node: "n", model: "m", outcome: .ok, status: 200).binary
+        var badOutcome = result
+        badOutcome[5] = 77
+        #expect(refused(RouteResult.self, badOutcome)?.contains("unknown Outcome code 77") == true)
+        #expect(refused(RouteCancel.self, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]) != nil)
+        #expect(refused(RouteRetry.self, [1, 200, 1]) != nil, "a string longer than the frame")
+        var badBool = RouteAnswer(id: 1, node: "n", upstream: "u", backend: .ollama, model: "m").binary
+        badBool[badBool.count - 1] = 2
+        #expect(refused(RouteAnswer.self, badBool)?.contains("bool 2") == true)
+        // Invalid UTF-8 is repaired, not passed on.
+        #expect(try decoded(RouteRetry.self, [1, 2, 0xC3, 0x28, 0, 0]).get().node == "\u{FFFD}(")
     }
 
     @Test func messagesRoundTrip() throws {
-        let answer = RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2)
-        #expect(try RouteAnswer(json: answer.json) == answer)
-        let refusal = RouteRefusal(id: 4, code: .modelNotFound, message: "x", retryAfter: 2, models: ["a"])
-        #expect(try RouteRefusal(json: refusal.json) == refusal)
-        let result = RouteResult(id: 5, node: "n", model: "m", outcome: .clientGone, status: 499, ttftMilliseconds: 1.5, error: "gone", local: true)
-        #expect(try RouteResult(json: result.json) == result)
+        func same<M: WireBinaryMessage & Equatable>(_ value: M) throws {
+            #expect(try decoded(M.self, value.binary).get() == value)
+        }
+        try same(RouteRequest(id: 7, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, fallbacks: ["f", "g"], tags: ["t"],
+                              estimatedTokens: 12, numCtx: 4096, client: "10.0.0.2"))
+        try same(RouteRequest(id: 8, api: .ollama, path: "/api/chat", model: "m", stream: false))
+        try same(RouteRequest(id: UInt64.max, api: .openai, path: "/v1/chat/completions", model: "ü", stream: true, estimatedTokens: -3,
+                              numCtx: Int.min, maxTokens: Int.max, think: false, session: ContentHash(UInt64.max - 1),
+                              prefix: ContentHash(of: Array("system".utf8))))
+        try same(RouteRequest(id: 0, api: .ollama, path: "", model: "", stream: false, think: true))
+        try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2,
+                             score: "ect_ms=1 wait=0 load=0 prefill=0 decode=1", stripNumCtx: true, reportStart: true))
+        try same(RouteRefusal(id: 4, code: .queueTimeout, message: "busy", retryAfter: 5))
+        try same(RouteRefusal(id: 4, code: .clientLimit, message: "x", models: ["a", "b"]))
+        try same(RouteRetry(id: 5, node: "n", reason: "status 503", upstreamStatus: 503))
+        try same(RouteRetry(id: 5, node: "n", reason: "connect failed: ECONNREFUSED"))
+        try same(RouteCancel(id: 6))
+        try same(RouteQueued(id: 6, timeoutMilliseconds: 30_000))
+        try same(RouteStarted(id: 9, status: 200, upstreamTtftMilliseconds: 1.25))
+        try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, ttftMilliseconds: 1.5, durationMilliseconds: 20.25,
+                             promptTokens: 3, completionTokens: 4, bytes: 99, retries: 1, error: nil, local: false))
+        try same(RouteResult(id: 9, node: "", model: "m", outcome: .clientGone, status: 499, error: "gone", local: true, localReason: "control unreachable"))
+        try same(RouteResult(id: 9, node: "n", model: "m", outcome: .timeout, status: 200, completionTokens: 40, backendPromptMilliseconds: 12.5,
+                             backendDecodeMilliseconds: 800, backendLoadMilliseconds: 2300, upstreamTtftMilliseconds: 0.25,
+                             upstreamMilliseconds: .infinity))
+        for outcome in RouteResult.Outcome.allCases { #expect(RouteResult.Outcome(wireCode: outcome.wireCode) == outcome) }
+        for code in RouteRefusal.Code.allCases { #expect(RouteRefusal.Code(wireCode: code.wireCode) == code) }
+        #expect(RouteResult.Outcome.wireOrder.count == RouteResult.Outcome.allCases.count)
+        #expect(RouteRefusal.Code.wireOrder.count == RouteRefusal.Code.allCases.count)
         let snapshot = RoutingSnapshot(version: 9, nodes: [.init(id: "n", status: "online", backends: [.init(kind: .ollama, address: "127.0.0.1:1", models: ["a"], loaded: [])])])
         #expect(try RoutingSnapshot(json: snapshot.json) == snapshot)
         #expect(throws: JSONFieldError.self) { try RouteRequest(json: ["id": 1, "api": "grpc", "path": "/", "model": "m"]) }
+    }
+
+    /// What a ROUTE costs on the wire: a typical chat ROUTE and RESULT take
+    /// less than half the bytes of their JSON form.
+    @Test func compactFramesAreSmall() {
+        let route = RouteRequest(id: 123_456, api: .ollama, path: "/api/chat", model: "llama3:8b", stream: true, estimatedTokens: 40,
+                                 client: "127.0.0.1", session: ContentHash(42), prefix: ContentHash(43))
+        var json: [UInt8] = []
+        route.json.write(to: &json)
+        #expect(route.binary.count * 2 < json.count, "\(route.binary.count) vs \(json.count) bytes")
+        let result = RouteResult(id: 123_456, node: "gpu-box", model: "llama3:8b", outcome: .ok, status: 200, ttftMilliseconds: 12.5,
+                                 durationMilliseconds: 800.25, promptTokens: 40, completionTokens: 200, bytes: 9000,
+                                 upstreamTtftMilliseconds: 11, upstreamMilliseconds: 799)
+        json = []
+        result.json.write(to: &json)
+        #expect(result.binary.count * 2 < json.count, "\(result.binary.count) vs \(json.count) bytes")
     }
 
     @Test func heartbeatValidation() throws {
@@ -86,59 +160,73 @@ import HerdJSON
         let newer = try Heartbeat(json: ["schema": 1, "node_id": "new-agent", "telemetry": ["pressure": "apocalyptic", "thermal": "hot"]])
         #expect(newer.telemetry.pressure == .low && newer.telemetry.thermal == .nominal)
     }
+}
 
-    /// The per-request messages are coded by hand on the hot path; their
-    /// Codable form is the specification. Both must give the same JSON, read
-    /// the same values (defaults included) and refuse the same input the same way.
-    @Test func hotPathCodingMatchesTheCodableSpecification() throws {
-        func same<T: WireCodable & Equatable>(_ value: T) throws {
-            #expect(value.json == value.codableJSON, "\(T.self) encodes as its Codable form")
-            #expect(try T(json: value.json) == value)
-            #expect(try T(codableJSON: value.json) == value)
-        }
-        try same(RouteRequest(id: 7, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, fallbacks: ["f"], tags: ["t"],
-                              estimatedTokens: 12, numCtx: 4096, client: "10.0.0.2"))
-        try same(RouteRequest(id: 8, api: .ollama, path: "/api/chat", model: "m", stream: false))
-        try same(RouteRequest(id: 8, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, maxTokens: 64, think: false,
-                              session: ContentHash(UInt64.max - 1), prefix: ContentHash(of: Array("system".utf8))))
-        try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2,
-                             score: "ect_ms=1 wait=0 load=0 prefill=0 decode=1"))
-        try same(RouteRefusal(id: 4, code: .queueTimeout, message: "busy", retryAfter: 5))
-        try same(RouteRefusal(id: 4, code: .modelNotFound, message: "x", models: ["a", "b"]))
-        try same(RouteRetry(id: 5, node: "n", reason: "status 503", upstreamStatus: 503))
-        try same(RouteRetry(id: 5, node: "n", reason: "connect failed: ECONNREFUSED"))
-        try same(RouteCancel(id: 6))
-        try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, ttftMilliseconds: 1.5, durationMilliseconds: 20.25,
-                             promptTokens: 3, completionTokens: 4, bytes: 99, retries: 1, error: nil, local: false))
-        try same(RouteResult(id: 9, node: "", model: "m", outcome: .clientGone, status: 499, error: "gone", local: true))
-        try same(RouteStarted(id: 9, status: 200, upstreamTtftMilliseconds: 1.25))
-        try same(RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, completionTokens: 40, backendPromptMilliseconds: 12.5,
-                             backendDecodeMilliseconds: 800, backendLoadMilliseconds: 2300, upstreamTtftMilliseconds: 0.25,
-                             upstreamMilliseconds: 810.5))
+/// Decodes a compact message from `bytes` as a frame body.
+func decoded<M: WireBinaryMessage>(_: M.Type, _ bytes: [UInt8]) -> Result<M, ControlProtocolError> {
+    bytes.withUnsafeBytes { raw in Result { () throws(ControlProtocolError) -> M in try ControlFrameBody(type: .route, bytes: raw).decode(M.self) } }
+}
 
-        func sameReading<T: WireCodable & Equatable>(_ type: T.Type, _ json: JSONValue) {
-            let hand = Result { () throws(JSONFieldError) -> T in try T(json: json) }
-            let codable = Result { () throws(JSONFieldError) -> T in try T(codableJSON: json) }
-            switch (hand, codable) {
-            case let (.success(a), .success(b)): #expect(a == b, "\(json)")
-            case let (.failure(a), .failure(b)): #expect(a == b, "\(json)")
-            default: Issue.record("\(T.self): one form accepts \(json), the other refuses it: \(hand) / \(codable)")
+@Suite struct FrameCorpusTests {
+    /// The fuzzer starts from Fuzz/corpus/frame: its seeds must be frames
+    /// this build reads whole (or the fuzzer explores only the error paths).
+    @Test func theFuzzSeedsAreValidFrames() throws {
+        let directory = URLPath.repository + "/Fuzz/corpus/frame"
+        let seeds = try listDirectory(directory)
+        #expect(seeds.count >= 5)
+        for seed in seeds {
+            var decoder = ControlFrameDecoder()
+            try readBytes(directory + "/" + seed).withUnsafeBytes { decoder.append($0) }
+            let frames = try decoder.frames()
+            #expect(!frames.isEmpty, "\(seed)")
+            for (type, body) in frames {
+                let ok: Bool
+                switch type {
+                case .hello, .helloOK, .snapshot:
+                    ok = body.withUnsafeBytes { raw in (try? ControlFrameBody(type: type, bytes: raw).json()) != nil }
+                case .route: ok = (try? decoded(RouteRequest.self, body).get()) != nil
+                case .routeOK: ok = (try? decoded(RouteAnswer.self, body).get()) != nil
+                case .routeError: ok = (try? decoded(RouteRefusal.self, body).get()) != nil
+                case .retry: ok = (try? decoded(RouteRetry.self, body).get()) != nil
+                case .result: ok = (try? decoded(RouteResult.self, body).get()) != nil
+                case .cancel: ok = (try? decoded(RouteCancel.self, body).get()) != nil
+                case .started: ok = (try? decoded(RouteStarted.self, body).get()) != nil
+                case .queued: ok = (try? decoded(RouteQueued.self, body).get()) != nil
+                }
+                #expect(ok, "\(seed): \(type) does not decode")
             }
         }
-        sameReading(RouteRequest.self, ["id": 1, "api": "ollama", "path": "/", "model": "m"])
-        sameReading(RouteRequest.self, ["id": 1, "api": "grpc", "path": "/", "model": "m"])
-        sameReading(RouteRequest.self, ["id": 1, "api": "ollama", "path": "/"])
-        sameReading(RouteRequest.self, ["id": -1, "api": "ollama", "path": "/", "model": "m"])
-        sameReading(RouteRequest.self, ["id": 1, "api": "ollama", "path": "/", "model": "m", "num_ctx": nil, "stream": nil])
-        sameReading(RouteAnswer.self, ["id": 2, "node": "n", "upstream": "127.0.0.1:1", "backend": "ollama", "model": "m"])
-        sameReading(RouteAnswer.self, ["id": 2, "node": "n", "upstream": "127.0.0.1:1", "backend": "tpu", "model": "m"])
-        sameReading(RouteRefusal.self, ["id": 1, "code": "no_node", "message": "x"])
-        sameReading(RouteRefusal.self, ["id": 1, "code": "nope", "message": "x"])
-        sameReading(RouteResult.self, ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": 200])
-        sameReading(RouteResult.self, ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": "200"])
-        sameReading(RouteResult.self, ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": 200, "ttft_ms": "fast"])
-        sameReading(RouteRetry.self, ["id": 1, "node": "n"])
-        sameReading(RouteCancel.self, ["id": "one"])
-        sameReading(RouteCancel.self, "not an object")
     }
+}
+
+private enum URLPath {
+    static var repository: String {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3) // Tests/HerdWireTests/ControlProtocolTests.swift
+        return parts.joined(separator: "/")
+    }
+}
+
+private func listDirectory(_ path: String) throws -> [String] {
+    guard let dir = opendir(path) else { throw ControlProtocolError("cannot open \(path)") }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if !name.hasPrefix(".") { names.append(name) }
+    }
+    return names.sorted()
+}
+
+private func readBytes(_ path: String) throws -> [UInt8] {
+    guard let file = fopen(path, "rb") else { throw ControlProtocolError("cannot open \(path)") }
+    defer { fclose(file) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n <= 0 { break }
+        out += chunk[..<n]
+    }
+    return out
 }

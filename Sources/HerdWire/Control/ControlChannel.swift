@@ -12,7 +12,9 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
     private var flushScheduled = false
     private var closed = false
     /// A decoded frame.
-    public var onMessage: ((ControlMessageType, JSONValue) -> Void)?
+    /// A decoded frame (its bytes are valid during the call only); a thrown
+    /// error closes the channel with it.
+    public var onMessage: ((ControlFrameBody) throws(ControlProtocolError) -> Void)?
     /// The channel closed: `nil` for an orderly close, else why.
     public var onClose: ((ControlProtocolError?) -> Void)?
     /// Every queued byte reached the kernel (after a backlog).
@@ -29,10 +31,21 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
 
     public var isOpen: Bool { !closed }
 
-    /// Queues a frame; it leaves with the others of this loop iteration.
+    /// Queues a JSON frame; it leaves with the others of this loop iteration.
     public func send(_ type: ControlMessageType, _ body: JSONValue) {
         guard !closed else { return }
         ControlFrame.encode(type, body, into: &output)
+        queued()
+    }
+
+    /// Queues a compact frame; it leaves with the others of this loop iteration.
+    public func send(_ type: ControlMessageType, _ message: some WireBinaryMessage) {
+        guard !closed else { return }
+        ControlFrame.encode(type, message, into: &output)
+        queued()
+    }
+
+    private func queued() {
         if output.count > 256 * 1024 {
             flushOutput()
         } else if !flushScheduled {
@@ -87,8 +100,9 @@ public final class ControlChannel: StreamConnectionDelegate, LoopFlushable {
         guard !closed else { return }
         decoder.append(bytes)
         do {
-            while !closed, let (type, body) = try decoder.next() {
-                onMessage?(type, body)
+            try decoder.forEachFrame { frame throws(ControlProtocolError) in
+                try onMessage?(frame)
+                return !closed
             }
         } catch {
             close(error)

@@ -2,18 +2,42 @@ import HerdJSON
 /// The proxy ↔ control protocol's framing (documented in `ControlProtocol.md`).
 ///
 /// A frame is a 4-byte big-endian length `n`, then `n` bytes: a 1-byte message
-/// type and a JSON object. A length over `maxFrameBytes`, an unknown type or a
-/// body that is not a JSON object is a protocol error: the receiver drops that
-/// connection (and only that connection).
+/// type and its body: a JSON object (HELLO, HELLO_OK, SNAPSHOT) or the
+/// message's compact encoding (`WireBinary.swift`; every per-request message).
+/// A length over `maxFrameBytes`, an unknown type or a body that does not
+/// decode is a protocol error: the receiver drops that connection (and only
+/// that connection).
 public enum ControlFrame {
     /// Largest frame accepted (type byte + JSON), 4 MiB: snapshots of big fleets fit.
     public static let maxFrameBytes = 4 * 1024 * 1024
 
-    /// Appends a frame of `type` with `body` to `out`.
+    /// Appends a JSON frame of `type` with `body` to `out`.
     public static func encode(_ type: ControlMessageType, _ body: JSONValue, into out: inout [UInt8]) {
-        let start = out.count
-        out.append(contentsOf: [0, 0, 0, 0, type.rawValue])
+        let start = begin(type, &out)
         body.write(to: &out)
+        finish(start, &out)
+    }
+
+    /// Appends a compact frame of `type` with `message` to `out`.
+    public static func encode(_ type: ControlMessageType, _ message: some WireBinaryMessage, into out: inout [UInt8]) {
+        let start = begin(type, &out)
+        message.write(to: &out)
+        finish(start, &out)
+    }
+
+    @inline(__always)
+    private static func begin(_ type: ControlMessageType, _ out: inout [UInt8]) -> Int {
+        let start = out.count
+        out.append(0)
+        out.append(0)
+        out.append(0)
+        out.append(0)
+        out.append(type.rawValue)
+        return start
+    }
+
+    @inline(__always)
+    private static func finish(_ start: Int, _ out: inout [UInt8]) {
         let length = UInt32(out.count - start - 4)
         out[start] = UInt8(length >> 24)
         out[start + 1] = UInt8((length >> 16) & 0xFF)
@@ -44,6 +68,35 @@ public struct ControlProtocolError: Error, Equatable, CustomStringConvertible, S
     public var description: String { "control protocol error: \(reason)" }
 }
 
+/// One received frame, valid during the callback that hands it over (its
+/// bytes are the channel's buffer, not a copy).
+public struct ControlFrameBody {
+    public let type: ControlMessageType
+    public let bytes: UnsafeRawBufferPointer
+
+    public init(type: ControlMessageType, bytes: UnsafeRawBufferPointer) {
+        self.type = type
+        self.bytes = bytes
+    }
+
+    /// A JSON frame's object (HELLO, HELLO_OK, SNAPSHOT).
+    public func json() throws(ControlProtocolError) -> JSONValue {
+        let parsed: JSONValue
+        do {
+            parsed = try JSONValue.parse(bytes, maxDepth: 64)
+        } catch {
+            throw ControlProtocolError("bad JSON in \(type) frame: \(error)")
+        }
+        guard parsed.objectValue != nil else { throw ControlProtocolError("\(type) frame is not a JSON object") }
+        return parsed
+    }
+
+    /// A compact frame's message (every per-request message).
+    public func decode<M: WireBinaryMessage>(_: M.Type) throws(ControlProtocolError) -> M {
+        try M(binary: bytes, context: "\(type)")
+    }
+}
+
 /// Splits a byte stream into frames, incrementally (bytes may be split anywhere).
 public struct ControlFrameDecoder {
     private var buffer: [UInt8] = []
@@ -56,39 +109,51 @@ public struct ControlFrameDecoder {
         if offset > 0, offset == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             offset = 0
+        } else if offset > 64 * 1024, offset * 2 > buffer.count {
+            buffer.removeFirst(offset)
+            offset = 0
         }
         buffer.append(contentsOf: bytes)
     }
 
-    /// The next complete frame, `nil` when more bytes are needed; throws on a
-    /// malformed frame (the connection must then be dropped).
-    public mutating func next() throws(ControlProtocolError) -> (ControlMessageType, JSONValue)? {
-        guard buffer.count - offset >= 4 else { return nil }
-        let length = Int(buffer[offset]) << 24 | Int(buffer[offset + 1]) << 16 | Int(buffer[offset + 2]) << 8 | Int(buffer[offset + 3])
-        guard length >= 1, length <= ControlFrame.maxFrameBytes else {
-            throw ControlProtocolError("frame length \(length) out of range")
-        }
-        guard buffer.count - offset - 4 >= length else { return nil }
-        let typeByte = buffer[offset + 4]
-        guard let type = ControlMessageType(rawValue: typeByte) else {
-            throw ControlProtocolError("unknown message type \(typeByte)")
-        }
-        let start = offset + 5
-        let end = offset + 4 + length
-        offset = end
-        let parsed: JSONValue
-        do {
-            parsed = try buffer.withUnsafeBytes { raw throws(JSONParseError) in
-                try JSONValue.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end]), maxDepth: 64)
+    /// Hands each complete frame to `body` in order, until `body` returns
+    /// false or more bytes are needed; throws on a malformed frame (the
+    /// connection must then be dropped) and rethrows what `body` throws.
+    public mutating func forEachFrame(_ body: (ControlFrameBody) throws(ControlProtocolError) -> Bool) throws(ControlProtocolError) {
+        while buffer.count - offset >= 4 {
+            let length = Int(buffer[offset]) << 24 | Int(buffer[offset + 1]) << 16 | Int(buffer[offset + 2]) << 8 | Int(buffer[offset + 3])
+            guard length >= 1, length <= ControlFrame.maxFrameBytes else {
+                throw ControlProtocolError("frame length \(length) out of range")
             }
-        } catch {
-            throw ControlProtocolError("bad JSON in \(type) frame: \(error)")
+            guard buffer.count - offset - 4 >= length else { return }
+            let typeByte = buffer[offset + 4]
+            guard let type = ControlMessageType(rawValue: typeByte) else {
+                throw ControlProtocolError("unknown message type \(typeByte)")
+            }
+            let start = offset + 5
+            let end = offset + 4 + length
+            offset = end
+            var failure: ControlProtocolError?
+            let more = buffer.withUnsafeBytes { raw in
+                do throws(ControlProtocolError) {
+                    return try body(ControlFrameBody(type: type, bytes: UnsafeRawBufferPointer(rebasing: raw[start..<end])))
+                } catch {
+                    failure = error
+                    return false
+                }
+            }
+            if let failure { throw failure }
+            if !more { return }
         }
-        guard parsed.objectValue != nil else { throw ControlProtocolError("\(type) frame is not a JSON object") }
-        if offset > 64 * 1024, offset * 2 > buffer.count {
-            buffer.removeFirst(offset)
-            offset = 0
+    }
+
+    /// The frames received so far, copied (tests and tools).
+    public mutating func frames() throws(ControlProtocolError) -> [(ControlMessageType, [UInt8])] {
+        var out: [(ControlMessageType, [UInt8])] = []
+        try forEachFrame { frame throws(ControlProtocolError) in
+            out.append((frame.type, Array(frame.bytes)))
+            return true
         }
-        return (type, parsed)
+        return out
     }
 }

@@ -96,7 +96,7 @@ final class ControlServer {
         let channel = ControlChannel(stream: stream)
         let link = ProxyLink(key: ProxyKey(raw: nextKey), channel: channel)
         links[link.key] = link
-        channel.onMessage = { [unowned self, unowned link] type, body in self.message(link, type, body) }
+        channel.onMessage = { [unowned self, unowned link] frame throws(ControlProtocolError) in try self.message(link, frame) }
         channel.onDrain = { [unowned self, unowned link] in
             if link.snapshotWanted { self.push(to: link) }
         }
@@ -110,13 +110,13 @@ final class ControlServer {
         channel.start()
     }
 
-    private func message(_ link: ProxyLink, _ type: ControlMessageType, _ body: JSONValue) {
+    private func message(_ link: ProxyLink, _ frame: ControlFrameBody) throws(ControlProtocolError) {
         do {
             if !link.greeted {
-                guard type == .hello else { throw JSONFieldError("the first frame must be a hello, not \(type)") }
-                let hello = try ControlHello(json: body)
+                guard frame.type == .hello else { throw ControlProtocolError("the first frame must be a hello, not \(frame.type)") }
+                let hello = try ControlHello(json: frame.json())
                 guard hello.protocolVersion == ControlHello.protocolVersion else {
-                    throw JSONFieldError("protocol \(hello.protocolVersion) is not supported (control speaks \(ControlHello.protocolVersion))")
+                    throw ControlProtocolError("protocol \(hello.protocolVersion) is not supported (control speaks \(ControlHello.protocolVersion))")
                 }
                 link.proxyID = hello.proxyID
                 link.greeted = true
@@ -126,19 +126,23 @@ final class ControlServer {
                 return
             }
             let now = clock.now
-            switch type {
-            case .route: scheduler.route(try RouteRequest(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .retry: scheduler.retry(try RouteRetry(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .result: scheduler.result(try RouteResult(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .started: scheduler.started(try RouteStarted(json: body), from: link.key, fleet: registry.list, now: now, into: &actions)
+            switch frame.type {
+            case .route: scheduler.route(try frame.decode(RouteRequest.self), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .retry: scheduler.retry(try frame.decode(RouteRetry.self), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .result: scheduler.result(try frame.decode(RouteResult.self), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .started: scheduler.started(try frame.decode(RouteStarted.self), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
-                scheduler.cancel(id: try RouteCancel(json: body).id, from: link.key, fleet: registry.list, now: now, into: &actions)
+                scheduler.cancel(id: try frame.decode(RouteCancel.self).id, from: link.key, fleet: registry.list, now: now, into: &actions)
             case .hello, .helloOK, .routeOK, .routeError, .snapshot, .queued:
-                throw JSONFieldError("a proxy does not send \(type)")
+                throw ControlProtocolError("a proxy does not send \(frame.type)")
             }
             performActions()
+        } catch let error as JSONFieldError {
+            throw ControlProtocolError(error.message)
+        } catch let error as ControlProtocolError {
+            throw error
         } catch {
-            link.channel.close(ControlProtocolError("\(error)"))
+            throw ControlProtocolError("\(error)")
         }
     }
 
@@ -147,9 +151,9 @@ final class ControlServer {
         var prewarms: [Prewarm] = []
         for action in actions {
             switch action {
-            case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer.json)
-            case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal.json)
-            case let .queued(proxy, queued): links[proxy]?.channel.send(.queued, queued.json)
+            case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer)
+            case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal)
+            case let .queued(proxy, queued): links[proxy]?.channel.send(.queued, queued)
             case let .finished(finished): onFinished?(finished)
             case let .prewarm(prewarm): prewarms.append(prewarm)
             }

@@ -91,7 +91,7 @@ final class ControlClient {
 
     private func attach(_ channel: ControlChannel) {
         self.channel = channel
-        channel.onMessage = { [unowned self] type, body in self.message(type, body) }
+        channel.onMessage = { [unowned self] frame throws(ControlProtocolError) in try self.message(frame) }
         channel.onClose = { [unowned self] error in self.lost(error) }
         channel.start()
         channel.send(.hello, ControlHello(proxyID: proxyID).json)
@@ -130,25 +130,25 @@ final class ControlClient {
             for id in expired {
                 guard let waiter = waiters.removeValue(forKey: id) else { continue }
                 // Frees whatever control holds for it once it reads again.
-                channel.send(.cancel, RouteCancel(id: id).json)
+                channel.send(.cancel, RouteCancel(id: id))
                 waiter.controlLost(reason: reason)
             }
         }
         deadlineTimer?.follow(deadlines.nextCheck(now: now))
     }
 
-    private func message(_ type: ControlMessageType, _ body: JSONValue) {
+    private func message(_ frame: ControlFrameBody) throws(ControlProtocolError) {
         if unresponsive, connected {
             unresponsive = false
             log.info("herd-control answers again")
             flushResults()
         }
         do {
-            switch type {
+            switch frame.type {
             case .helloOK:
-                let hello = try ControlHelloOK(json: body)
+                let hello = try ControlHelloOK(json: frame.json())
                 guard hello.protocolVersion == ControlHello.protocolVersion else {
-                    throw JSONFieldError("control speaks protocol \(hello.protocolVersion), this proxy \(ControlHello.protocolVersion)")
+                    throw ControlProtocolError("control speaks protocol \(hello.protocolVersion), this proxy \(ControlHello.protocolVersion)")
                 }
                 connected = true
                 everConnected = true
@@ -156,24 +156,28 @@ final class ControlClient {
                 log.info("connected to herd-control at \(path)")
                 flushResults()
             case .snapshot:
-                snapshot = try RoutingSnapshot(json: body)
+                snapshot = try RoutingSnapshot(json: frame.json())
                 onSnapshot?(snapshot)
             case .routeOK:
-                let answer = try RouteAnswer(json: body)
+                let answer = try frame.decode(RouteAnswer.self)
                 deadlines.done(answer.id)
                 waiters.removeValue(forKey: answer.id)?.routed(answer)
             case .routeError:
-                let refusal = try RouteRefusal(json: body)
+                let refusal = try frame.decode(RouteRefusal.self)
                 deadlines.done(refusal.id)
                 waiters.removeValue(forKey: refusal.id)?.refused(refusal)
             case .queued:
-                let queued = try RouteQueued(json: body)
+                let queued = try frame.decode(RouteQueued.self)
                 deadlines.queued(queued.id, timeout: queued.timeoutMilliseconds, now: loop.now)
             case .hello, .route, .retry, .result, .cancel, .started:
-                throw JSONFieldError("control does not send \(type)")
+                throw ControlProtocolError("control does not send \(frame.type)")
             }
+        } catch let error as JSONFieldError {
+            throw ControlProtocolError(error.message)
+        } catch let error as ControlProtocolError {
+            throw error
         } catch {
-            channel?.close(ControlProtocolError("\(error)"))
+            throw ControlProtocolError("\(error)")
         }
     }
 
@@ -181,7 +185,7 @@ final class ControlClient {
     func route(_ request: RouteRequest, waiter: any ControlWaiter) -> Bool {
         guard connected, !unresponsive, let channel else { return false }
         waiters[request.id] = waiter
-        channel.send(.route, request.json)
+        channel.send(.route, request)
         awaitAnswer(request.id)
         return true
     }
@@ -190,7 +194,7 @@ final class ControlClient {
     func retry(_ retry: RouteRetry, waiter: any ControlWaiter) -> Bool {
         guard connected, !unresponsive, let channel else { return false }
         waiters[retry.id] = waiter
-        channel.send(.retry, retry.json)
+        channel.send(.retry, retry)
         awaitAnswer(retry.id)
         return true
     }
@@ -207,19 +211,19 @@ final class ControlClient {
         waiters[id] = nil
         deadlines.done(id)
         guard connected, let channel else { return }
-        channel.send(.cancel, RouteCancel(id: id).json)
+        channel.send(.cancel, RouteCancel(id: id))
     }
 
     /// Reports a node's first byte, when control asked (dropped while control is away: only learning reads it).
     func started(_ started: RouteStarted) {
         guard connected, !unresponsive, let channel else { return }
-        channel.send(.started, started.json)
+        channel.send(.started, started)
     }
 
     /// Reports an outcome (buffered while control is away or not answering; oldest dropped past the bound).
     func result(_ result: RouteResult) {
         if connected, !unresponsive, let channel {
-            channel.send(.result, result.json)
+            channel.send(.result, result)
             return
         }
         if bufferedResults.count >= maxBufferedResults {
@@ -235,7 +239,7 @@ final class ControlClient {
             log.warning("\(droppedResults) results were dropped while control was away")
             droppedResults = 0
         }
-        for result in bufferedResults { channel.send(.result, result.json) }
+        for result in bufferedResults { channel.send(.result, result) }
         bufferedResults.removeAll()
     }
 }

@@ -1,0 +1,203 @@
+// The per-request control messages in protocol 2's compact encoding
+// (`WireBinary.swift`; field order in `ControlProtocol.md`). Their `Codable`
+// JSON form stays their readable description (and what errors are named
+// after); on the socket they travel in this form.
+
+extension ClientAPI: WireEnumeration {
+    public static let wireOrder: [ClientAPI] = [.ollama, .openai]
+}
+
+extension BackendKind: WireEnumeration {
+    public static let wireOrder: [BackendKind] = [.ollama, .openai]
+}
+
+extension RouteResult.Outcome: WireEnumeration {
+    public static let wireOrder: [RouteResult.Outcome] = [.ok, .upstreamError, .rejected, .clientGone, .timeout]
+}
+
+extension RouteRefusal.Code: WireEnumeration {
+    public static let wireOrder: [RouteRefusal.Code] = [.modelNotFound, .queueTimeout, .noNode, .retriesExhausted, .clientLimit]
+}
+
+/// A message in the compact encoding.
+public protocol WireBinaryMessage {
+    /// Appends the message's fields to `out`.
+    func write(to out: inout [UInt8])
+    /// Reads the message's fields (not checking that the frame ends after them).
+    init(reading r: inout WireReader) throws(ControlProtocolError)
+}
+
+extension WireBinaryMessage {
+    /// Decodes a whole frame body.
+    public init(binary bytes: UnsafeRawBufferPointer, context: String) throws(ControlProtocolError) {
+        var r = WireReader(bytes, context: context)
+        self = try Self(reading: &r)
+        try r.end()
+    }
+
+    /// The encoded fields, as a new array (tests and tools; the channel appends in place).
+    public var binary: [UInt8] {
+        var out: [UInt8] = []
+        write(to: &out)
+        return out
+    }
+}
+
+extension ContentHash {
+    func write(to out: inout [UInt8]) {
+        for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+
+    init(reading r: inout WireReader) throws(ControlProtocolError) {
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(try r.byte()) << UInt64(i * 8) }
+        self.init(v)
+    }
+
+    static func write(_ hash: ContentHash?, to out: inout [UInt8]) {
+        guard let hash else { return out.append(0) }
+        out.append(1)
+        hash.write(to: &out)
+    }
+
+    static func read(_ r: inout WireReader) throws(ControlProtocolError) -> ContentHash? {
+        try r.bool() ? try ContentHash(reading: &r) : nil
+    }
+}
+
+extension RouteRequest: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.append(api.wireCode)
+        out.wire(string: path)
+        out.wire(string: model)
+        out.wire(bool: stream)
+        out.wire(strings: fallbacks)
+        out.wire(strings: tags)
+        out.wire(int: estimatedTokens)
+        out.wire(optionalInt: numCtx)
+        out.wire(string: client)
+        out.wire(optionalInt: maxTokens)
+        out.wire(optionalBool: think)
+        ContentHash.write(session, to: &out)
+        ContentHash.write(prefix, to: &out)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), api: try r.code(ClientAPI.self), path: try r.string(), model: try r.string(), stream: try r.bool(),
+                  fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
+                  client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
+                  session: try ContentHash.read(&r), prefix: try ContentHash.read(&r))
+    }
+}
+
+extension RouteAnswer: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.wire(string: node)
+        out.wire(string: upstream)
+        out.append(backend.wireCode)
+        out.wire(string: model)
+        out.wire(int: queuedMilliseconds)
+        out.wire(string: reason)
+        out.wire(int: retries)
+        out.wire(string: score)
+        out.wire(bool: stripNumCtx)
+        out.wire(bool: reportStart)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), node: try r.string(), upstream: try r.string(), backend: try r.code(BackendKind.self), model: try r.string(),
+                  queuedMilliseconds: try r.int(), reason: try r.string(), retries: try r.int(), score: try r.string(),
+                  stripNumCtx: try r.bool(), reportStart: try r.bool())
+    }
+}
+
+extension RouteRefusal: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.append(code.wireCode)
+        out.wire(string: message)
+        out.wire(optionalInt: retryAfter)
+        out.wire(strings: models)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), code: try r.code(Code.self), message: try r.string(), retryAfter: try r.optionalInt(), models: try r.strings())
+    }
+}
+
+extension RouteRetry: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.wire(string: node)
+        out.wire(string: reason)
+        out.wire(optionalInt: upstreamStatus)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), node: try r.string(), reason: try r.string(), upstreamStatus: try r.optionalInt())
+    }
+}
+
+extension RouteCancel: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) { out.wire(varint: id) }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) { self.init(id: try r.varint()) }
+}
+
+extension RouteQueued: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.wire(varint: timeoutMilliseconds)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), timeoutMilliseconds: try r.varint())
+    }
+}
+
+extension RouteStarted: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.wire(int: status)
+        out.wire(double: upstreamTtftMilliseconds)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), status: try r.int(), upstreamTtftMilliseconds: try r.double())
+    }
+}
+
+extension RouteResult: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        out.wire(varint: id)
+        out.wire(string: node)
+        out.wire(string: model)
+        out.append(outcome.wireCode)
+        out.wire(int: status)
+        out.wire(double: ttftMilliseconds)
+        out.wire(double: durationMilliseconds)
+        out.wire(int: promptTokens)
+        out.wire(int: completionTokens)
+        out.wire(int: bytes)
+        out.wire(int: retries)
+        out.wire(optionalString: error)
+        out.wire(bool: local)
+        out.wire(optionalString: localReason)
+        out.wire(optionalDouble: backendPromptMilliseconds)
+        out.wire(optionalDouble: backendDecodeMilliseconds)
+        out.wire(optionalDouble: backendLoadMilliseconds)
+        out.wire(optionalDouble: upstreamTtftMilliseconds)
+        out.wire(optionalDouble: upstreamMilliseconds)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(id: try r.varint(), node: try r.string(), model: try r.string(), outcome: try r.code(Outcome.self), status: try r.int(),
+                  ttftMilliseconds: try r.double(), durationMilliseconds: try r.double(), promptTokens: try r.int(),
+                  completionTokens: try r.int(), bytes: try r.int(), retries: try r.int(), error: try r.optionalString(),
+                  local: try r.bool(), localReason: try r.optionalString(), backendPromptMilliseconds: try r.optionalDouble(),
+                  backendDecodeMilliseconds: try r.optionalDouble(), backendLoadMilliseconds: try r.optionalDouble(),
+                  upstreamTtftMilliseconds: try r.optionalDouble(), upstreamMilliseconds: try r.optionalDouble())
+    }
+}
