@@ -252,12 +252,17 @@ case "route":
                     let id = frame.type == .routeOK ? (try? frame.decode(RouteAnswer.self))?.id ?? 0 : (try? frame.decode(RouteRefusal.self))?.id ?? 0
                     if frame.type == .routeOK, let at = sentTimes.removeValue(forKey: id) {
                         samples.values.append(Int((EventLoop.monotonicNanoseconds() - at) / 1000))
-                        channel.send(.result, RouteResult(id: id, node: "bench-node", model: "bench:1b", outcome: .ok, status: 200))
+                        channel.send(.result, ResultBatch([ReportedResult(RouteResult(id: id, node: "bench-node", model: "bench:1b", outcome: .ok, status: 200))]))
                     } else {
                         samples.errors += 1
                     }
                     answered += 1
                     if answered == total { loop.stop() }
+                case .grant:
+                    // This measures the ROUTE round trip: tickets go straight back.
+                    if let grant = try? frame.decode(TicketGrant.self) {
+                        channel.send(.ticketReturn, TicketList(tickets: grant.tickets.map(\.ticket)))
+                    }
                 default:
                     break
                 }

@@ -19,6 +19,9 @@ final class HerdRouter: SimRouter {
         self.backends = backends
         var settings = Scheduler.Settings()
         settings.queueTimeoutMilliseconds = 600_000 // the comparison counts completion times, not refusals
+        // Every request by ROUTE: the simulated proxy spends no tickets (a
+        // ticket is the same scorer's decision, made ahead of the request).
+        settings.maxTicketsPerModel = 0
         scheduler = Scheduler(settings: settings)
         for machine in backends.machines { byNode[machine.name] = machine }
         heartbeat(now: 0)
@@ -88,7 +91,7 @@ final class HerdRouter: SimRouter {
                 backends.dispatch(request, to: machine, now: now)
             case let .refused(_, refusal):
                 pending[Int(refusal.id)] = nil
-            case .finished, .queued:
+            case .finished, .queued, .granted, .revoked:
                 break
             case let .prewarm(prewarm):
                 // herd-control's empty generate: the machine loads the model if it fits without evicting.

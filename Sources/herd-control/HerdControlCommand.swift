@@ -76,6 +76,10 @@ struct HerdControlCommand: ParsableCommand {
     var maxClientInFlightFlag: Int?
     var maxClientInFlight: Int? { maxClientInFlightFlag ?? Environment.int("HERD_MAX_CLIENT_IN_FLIGHT") }
 
+    @Option(name: .customLong("route-tickets"),
+            help: "Routes decided ahead a proxy may hold per model it serves (spent without a round trip to control; each holds a slot; back within 250 ms unspent); 0: every request asks (HERD_ROUTE_TICKETS).")
+    var routeTickets: Int = Environment.int("HERD_ROUTE_TICKETS") ?? 64
+
     @Flag(inversion: .prefixedNo,
           help: "Load a model ahead of demand on a node with room when its queue elsewhere is longer than that load would take (HERD_PREWARM=0 to switch off).")
     var prewarm = Environment.string("HERD_PREWARM").map { $0 != "0" && $0 != "false" } ?? true
@@ -112,6 +116,7 @@ struct HerdControlCommand: ParsableCommand {
         guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
         if let maxConcurrency, maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
+        if routeTickets < 0 || routeTickets > 4096 { throw ValidationError("--route-tickets must be from 0 to 4096") }
         if let maxClientInFlight, maxClientInFlight < 1 { throw ValidationError("--max-client-in-flight must be at least 1") }
         guard Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) != nil else {
             throw ValidationError("--num-ctx-policy must be one of: \(Scheduler.NumCtxPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -141,6 +146,7 @@ struct HerdControlCommand: ParsableCommand {
         options.scheduler.maxConcurrencyPerModel = maxConcurrency
         options.scheduler.maxInFlightPerClient = maxClientInFlight
         options.scheduler.prewarm = prewarm
+        options.scheduler.maxTicketsPerModel = routeTickets
         options.scheduler.numCtxPolicy = Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) ?? .strip
         options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
         options.scheduler.maxRetries = maxRetries

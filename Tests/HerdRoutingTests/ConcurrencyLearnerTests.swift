@@ -47,7 +47,7 @@ import Testing
     @Test func theSchedulerStartsFromTheNodesReport() {
         var fleet = [node("a", models: ["m:1b"])]
         fleet[0].heartbeat.backends[0].parallel = 3
-        var scheduler = Scheduler()
+        var scheduler = Scheduler(settings: .perRequest)
         var actions: [SchedulerAction] = []
         scheduler.fleetChanged(fleet: fleet, now: 0, into: &actions)
         #expect(scheduler.limit(node: "a", model: "m:1b") == 3)
@@ -92,7 +92,7 @@ import Testing
     /// A scheduler with learned limits over the one-node fleet.
     func learning() -> SchedulerHarness {
         var h = SchedulerHarness()
-        h.scheduler = Scheduler(settings: Scheduler.Settings()) // no override: learned, starting at 2
+        h.scheduler = Scheduler(settings: Scheduler.Settings.perRequest) // no override: learned, starting at 2
         return h
     }
 
@@ -211,7 +211,7 @@ import Testing
     }
 
     @Test func aQueuedRequestGoesToWhicheverNodeFreesFirst() {
-        var settings = Scheduler.Settings()
+        var settings = Scheduler.Settings.perRequest
         settings.maxConcurrencyPerModel = 1
         var scheduler = Scheduler(settings: settings)
         let fleet = twoNodes()
@@ -235,7 +235,7 @@ import Testing
     @Test func theQueueIsRescoredAsTimePasses() {
         // One hot node, full; a cold node with room. Short answers (8 tokens):
         // about 2 s each on the hot node (prior), a cold load takes 5 s.
-        var settings = Scheduler.Settings()
+        var settings = Scheduler.Settings.perRequest
         settings.maxConcurrencyPerModel = 1
         var scheduler = Scheduler(settings: settings)
         let fleet = [machine("hot", loaded: ["m:8b"]), machine("cold", memory: 99_000_000_000)]
@@ -262,7 +262,7 @@ import Testing
     }
 
     @Test func aColdLoadIsTrackedUntilTheModelShowsUp() {
-        var scheduler = Scheduler()
+        var scheduler = Scheduler(settings: .perRequest)
         var fleet = [machine("cold", memory: 99_000_000_000)]
         var actions: [SchedulerAction] = []
         scheduler.route(request(1), from: ProxyKey(raw: 1), fleet: fleet, now: 0, into: &actions)
@@ -276,7 +276,7 @@ import Testing
     }
 
     @Test func resultsTeachRatesAndFailuresPenalise() {
-        var scheduler = Scheduler()
+        var scheduler = Scheduler(settings: .perRequest)
         let fleet = twoNodes()
         var actions: [SchedulerAction] = []
         let p = ProxyKey(raw: 1)
@@ -294,7 +294,7 @@ import Testing
     }
 
     @Test func aSessionReturnsToItsNode() {
-        var scheduler = Scheduler()
+        var scheduler = Scheduler(settings: .perRequest)
         let fleet = twoNodes()
         var actions: [SchedulerAction] = []
         let p = ProxyKey(raw: 1)

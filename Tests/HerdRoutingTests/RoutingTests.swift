@@ -25,7 +25,7 @@ struct SchedulerHarness {
     var queued: [RouteQueued] = []
 
     init(queueTimeout: UInt64 = 30_000, maxRetries: Int = 2) {
-        var settings = Scheduler.Settings()
+        var settings = Scheduler.Settings.perRequest
         settings.maxConcurrencyPerModel = 1
         settings.queueTimeoutMilliseconds = queueTimeout
         settings.maxRetries = maxRetries
@@ -84,7 +84,19 @@ extension SchedulerAction {
         case .finished: "finished"
         case .prewarm: "prewarm"
         case .queued: "queued"
+        case .granted: "granted"
+        case .revoked: "revoked"
         }
+    }
+}
+
+extension Scheduler.Settings {
+    /// Every request by ROUTE (no tickets): what the per-request tests take
+    /// apart; `TicketTests` cover tickets.
+    static var perRequest: Self {
+        var settings = Self()
+        settings.maxTicketsPerModel = 0
+        return settings
     }
 }
 
@@ -209,7 +221,7 @@ extension SchedulerAction {
                               models: [Heartbeat.Model(name: "small:1b", sizeBytes: 4 * gb), Heartbeat.Model(name: "big:27b", sizeBytes: 17 * gb)],
                               loaded: [Heartbeat.LoadedModel(name: "small:1b", sizeBytes: 4 * gb)]),
         ]), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: .online)
-        var settings = Scheduler.Settings()
+        var settings = Scheduler.Settings.perRequest
         settings.maxConcurrencyPerModel = 4
         var scheduler = Scheduler(settings: settings)
         var actions: [SchedulerAction] = []
@@ -257,7 +269,7 @@ extension SchedulerAction {
     }
 
     @Test func aClientOverItsCapIsAnswered429() {
-        var settings = Scheduler.Settings()
+        var settings = Scheduler.Settings.perRequest
         settings.maxInFlightPerClient = 2
         settings.maxConcurrencyPerModel = 100
         var scheduler = Scheduler(settings: settings)
@@ -350,7 +362,7 @@ extension SchedulerAction {
 
     /// Learned: m:8b answers 500 tokens, at 10 ms/token on fast and 100 on slow (measured there before).
     static func scheduler(prewarm: Bool = true) -> Scheduler {
-        var settings = Scheduler.Settings()
+        var settings = Scheduler.Settings.perRequest
         settings.maxConcurrencyPerModel = 1
         settings.prewarm = prewarm
         var scheduler = Scheduler(settings: settings)

@@ -187,8 +187,10 @@ func decoded<M: WireBinaryMessage>(_: M.Type, _ bytes: [UInt8]) -> Result<M, Con
                 case .route: ok = (try? decoded(RouteRequest.self, body).get()) != nil
                 case .routeOK: ok = (try? decoded(RouteAnswer.self, body).get()) != nil
                 case .routeError: ok = (try? decoded(RouteRefusal.self, body).get()) != nil
-                case .retry: ok = (try? decoded(RouteRetry.self, body).get()) != nil
-                case .result: ok = (try? decoded(RouteResult.self, body).get()) != nil
+                case .retry: ok = (try? decoded(RetryMessage.self, body).get()) != nil
+                case .result: ok = (try? decoded(ResultBatch.self, body).get()) != nil
+                case .grant: ok = (try? decoded(TicketGrant.self, body).get()) != nil
+                case .ticketReturn, .revoke: ok = (try? decoded(TicketList.self, body).get()) != nil
                 case .cancel: ok = (try? decoded(RouteCancel.self, body).get()) != nil
                 case .started: ok = (try? decoded(RouteStarted.self, body).get()) != nil
                 case .queued: ok = (try? decoded(RouteQueued.self, body).get()) != nil

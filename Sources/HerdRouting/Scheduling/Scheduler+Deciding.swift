@@ -24,23 +24,8 @@ extension Scheduler {
         entry.card = card
         switch decision {
         case let .route(candidate):
-            let slot = SlotKey(candidate.node, candidate.canonicalModel)
-            var load = slotLoads[slot] ?? SlotLoad()
-            load.count += 1
-            // Expected end: its own estimate without the wait (it starts now).
-            let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
-            entry.sentAt = now
-            entry.expectedEnd = now + UInt64(max(1, own.rounded()))
-            load.ends.append(entry.expectedEnd)
-            slotLoads[slot] = load
-            entry.concurrency = load.count
-            nodeLoads[slot.node, default: 0] += 1
-            entry.nodeBatch = nodeLoads[slot.node] ?? 1
-            if candidate.temperature != .hot, loadingUntil[slot] == nil {
-                loadingUntil[slot] = now + UInt64(max(1, candidate.breakdown.load.rounded()))
-            }
-            routeCounter += 1
-            lastRoutedCounter[slot] = routeCounter
+            let slot = occupy(candidate, &entry, now: now)
+            let load = slotLoads[slot] ?? SlotLoad()
             affinities.remember(session: entry.request.session, prefix: entry.request.prefix, slot: slot)
             var strip = false
             if let numCtx = entry.request.numCtx, candidate.hot, candidate.loadedContext > 0, numCtx <= candidate.loadedContext {
@@ -55,8 +40,6 @@ extension Scheduler {
                 model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)),
                 reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header,
                 stripNumCtx: strip, reportStart: reportStart)
-            entry.slot = slot
-            entry.chosen = candidate
             entry.queueDeadline = nil
             entry.waitingFor = nil
             entry.decision = answer
@@ -88,6 +71,8 @@ extension Scheduler {
                 reason: Scheduler.reason(best, card: card), card: card))
             entry.waitingFor = slot
             if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
+            // A request waits for this node:model: tickets held for it come back (the queue goes first).
+            revokeTickets(slot: slot, into: &actions)
             let deadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
             entry.queueDeadline = deadline
             queuedFor[slot, default: 0] += 1
@@ -107,6 +92,31 @@ extension Scheduler {
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .noNode, message: message, retryAfter: 5), into: &actions)
         }
         return .settled
+    }
+
+    /// Takes a slot of `candidate`'s node:model for `entry` (a request sent
+    /// now, or a ticket granted now): counts it in flight with its expected end.
+    mutating func occupy(_ candidate: ScoredCandidate, _ entry: inout Entry, now: UInt64) -> SlotKey {
+        let slot = SlotKey(candidate.node, candidate.canonicalModel)
+        var load = slotLoads[slot] ?? SlotLoad()
+        load.count += 1
+        // Expected end: its own estimate without the wait (it starts now).
+        let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
+        entry.sentAt = now
+        entry.expectedEnd = now + UInt64(max(1, own.rounded()))
+        load.ends.append(entry.expectedEnd)
+        slotLoads[slot] = load
+        entry.concurrency = load.count
+        nodeLoads[slot.node, default: 0] += 1
+        entry.nodeBatch = nodeLoads[slot.node] ?? 1
+        if candidate.temperature != .hot, loadingUntil[slot] == nil {
+            loadingUntil[slot] = now + UInt64(max(1, candidate.breakdown.load.rounded()))
+        }
+        routeCounter += 1
+        lastRoutedCounter[slot] = routeCounter
+        entry.slot = slot
+        entry.chosen = candidate
+        return slot
     }
 
     /// `X-Herd-Reason`: the winner's state, how many competed, the runner-up's distance.

@@ -19,14 +19,17 @@ package struct FinishedRequest: Equatable, Sendable {
     package var card: ScoreCard?
     /// Requests in flight on its node:model when it was sent there, itself included.
     package var concurrency: Int?
+    /// Its route came by a ticket (decided ahead), not by a ROUTE.
+    package var ticket: Bool
 
     package init(result: RouteResult, request: RouteRequest? = nil, decision: RouteAnswer? = nil, card: ScoreCard? = nil,
-                 concurrency: Int? = nil) {
+                 concurrency: Int? = nil, ticket: Bool = false) {
         self.result = result
         self.request = request
         self.decision = decision
         self.card = card
         self.concurrency = concurrency
+        self.ticket = ticket
     }
 }
 
@@ -43,6 +46,10 @@ package enum SchedulerAction: Equatable {
     /// A request ended (its RESULT came): trace it, log it, count it. For
     /// requests control routed, the result's retries are control's own count.
     case finished(FinishedRequest)
+    /// Send GRANT to `proxy`.
+    case granted(ProxyKey, [RouteTicket])
+    /// Send REVOKE to `proxy`.
+    case revoked(ProxyKey, [UInt64])
 }
 
 /// Routing decisions over time, as a value: asks the `Scorer` where each
@@ -94,6 +101,11 @@ package struct Scheduler {
         /// No second pre-warm of one node:model within this time.
         package var prewarmCooldownMilliseconds: UInt64 = 60_000
         package var scoring = Scorer.Settings()
+        /// Route tickets a proxy may hold per model it serves, at most
+        /// (`--route-tickets`; 0: every request asks).
+        package var maxTicketsPerModel = 64
+        /// An unspent ticket goes back after this long.
+        package var ticketTTLMilliseconds: UInt64 = 250
 
         package init() {}
     }
@@ -106,7 +118,7 @@ package struct Scheduler {
 
     /// One request control knows about (queued or in flight).
     struct Entry {
-        let request: RouteRequest
+        var request: RouteRequest
         let arrivedAt: UInt64
         var excluded: Set<String> = []
         var slot: SlotKey?
@@ -128,6 +140,8 @@ package struct Scheduler {
         /// When it was sent and when it is expected to end (ms).
         var sentAt: UInt64 = 0
         var expectedEnd: UInt64 = 0
+        /// A ticket control revoked (its RETURN is awaited).
+        var revoked = false
     }
 
     /// The requests in flight on one node:model.
@@ -180,6 +194,14 @@ package struct Scheduler {
     var nextRescore: UInt64?
     /// Requests refused by control, kept until the proxy's RESULT names them.
     var recentlyRefused: [RequestKey: Entry] = [:]
+    /// Tickets granted and not yet come back (in a RESULT, a RETRY or a
+    /// RETURN): each holds its slot.
+    var tickets: [TicketKey: Entry] = [:]
+    /// What each proxy is serving, per API and model: how many tickets to keep it in.
+    var demands: [DemandKey: Demand] = [:]
+    var nextTicket: UInt64 = 0
+    /// Tickets granted, spent (their RESULT or RETRY came), returned unspent.
+    package internal(set) var ticketCounts = TicketCounts()
 
     package init(settings: Settings = Settings()) {
         self.settings = settings
@@ -190,6 +212,8 @@ package struct Scheduler {
 
     package var queueLength: Int { queue.count }
     package var inFlightCount: Int { slotLoads.values.reduce(0) { $0 + $1.count } }
+    /// Tickets out (unspent, or spent and in flight).
+    package var ticketsOut: Int { tickets.count }
 
     /// Requests in flight on `node` for `model`.
     package func inFlight(node: String, model: String) -> Int { slotLoads[SlotKey(node, model)]?.count ?? 0 }
@@ -226,6 +250,7 @@ package struct Scheduler {
             return
         }
         decide(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), fleet: fleet, now: now, into: &actions)
+        noteDemand(request, from: proxy, fleet: fleet, now: now, into: &actions)
     }
 
     /// A RETRY: the node failed before any byte reached the client; try another
@@ -318,6 +343,7 @@ package struct Scheduler {
             unqueue(key, &entry)
         }
         recentlyRefused = recentlyRefused.filter { $0.key.proxy != proxy }
+        forgetTickets(of: proxy)
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
     }
 
@@ -326,6 +352,8 @@ package struct Scheduler {
     package mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         observe(fleet: fleet)
         expireWarmed(now: now)
+        // Decisions made ahead were made for the fleet as it was.
+        revokeTickets(slot: nil, into: &actions)
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
     }
 

@@ -59,6 +59,9 @@ public enum ControlMessageType: UInt8, Sendable {
     case snapshot = 9
     case started = 10
     case queued = 11
+    case grant = 12
+    case ticketReturn = 13
+    case revoke = 14
 }
 
 /// Why a control connection was dropped.

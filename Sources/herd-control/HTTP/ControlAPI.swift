@@ -55,7 +55,8 @@ final class ControlAPI {
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(
                 nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: routes.scheduler.inFlightCount,
                 queueLength: routes.scheduler.queueLength, proxies: routes.proxyCount, numCtx: routes.scheduler.numCtxEvents,
-                prewarms: routes.scheduler.prewarmCount, scorings: routes.scheduler.scorings, traces: traces?.counts))
+                prewarms: routes.scheduler.prewarmCount, scorings: routes.scheduler.scorings, tickets: routes.scheduler.ticketCounts,
+                traces: traces?.counts))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
                                     "endpoints": ["/health", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])

@@ -44,8 +44,13 @@ final class ControlMetrics {
     }
 
     func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int, numCtx: [String: Int] = [:], prewarms: UInt64 = 0,
-              scorings: UInt64 = 0, traces: (rows: Int, failures: Int, dropped: Int)? = nil) -> String {
+              scorings: UInt64 = 0, tickets: TicketCounts = TicketCounts(), traces: (rows: Int, failures: Int, dropped: Int)? = nil) -> String {
         var out = ""
+        out += "# HELP herd_route_tickets_total Routes decided ahead for proxies (route tickets), by what became of them: granted, spent (a request used it), returned unspent, revoked.\n"
+        out += "# TYPE herd_route_tickets_total counter\n"
+        for (event, n) in [("granted", tickets.granted), ("spent", tickets.spent), ("returned", tickets.returned), ("revoked", tickets.revoked)] {
+            out += "herd_route_tickets_total{event=\"\(event)\"} \(n)\n"
+        }
         if let traces {
             out += "# HELP herd_trace_rows_total Statements written to <data-dir>/herd.db: one per traced request, plus the hourly retention prune.\n"
             out += "# TYPE herd_trace_rows_total counter\nherd_trace_rows_total \(traces.rows)\n"

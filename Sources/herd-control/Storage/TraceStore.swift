@@ -58,14 +58,17 @@ final class TraceStore {
             CREATE INDEX request_traces_node_at ON request_traces(node_id, at_ms);
             CREATE INDEX request_traces_outcome_at ON request_traces(outcome, at_ms);
             """),
+        SQLiteMigration(version: 5, name: "how the route came: by a ticket (decided ahead) or by a ROUTE", sql: """
+            ALTER TABLE request_traces ADD COLUMN ticket INTEGER NOT NULL DEFAULT 0;
+            """),
     ]
 
     private static let insert = """
         INSERT INTO request_traces (request_id, at_ms, api, path, model, served_model, node_id, outcome, status, ttft_ms,
             duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error,
             stream, est_tokens, num_ctx, queued_ms, local, reason, score, candidates, fallback_used, affinity,
-            concurrency, prompt_eval_ms, eval_ms, load_ms)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            concurrency, prompt_eval_ms, eval_ms, load_ms, ticket)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     let path: String
@@ -126,6 +129,7 @@ final class TraceStore {
             .integer(fallbackUsed ? 1 : 0), chosen?.affinity.map { .text($0.rawValue) } ?? .null,
             finished.concurrency.map { .integer(Int64($0)) } ?? .null, result.backendPromptMilliseconds.map { .real($0) } ?? .null,
             result.backendDecodeMilliseconds.map { .real($0) } ?? .null, result.backendLoadMilliseconds.map { .real($0) } ?? .null,
+            .integer(finished.ticket ? 1 : 0),
         ])
     }
 

@@ -128,12 +128,28 @@ final class ControlServer {
             let now = clock.now
             switch frame.type {
             case .route: scheduler.route(try frame.decode(RouteRequest.self), from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .retry: scheduler.retry(try frame.decode(RouteRetry.self), from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .result: scheduler.result(try frame.decode(RouteResult.self), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .retry:
+                let message = try frame.decode(RetryMessage.self)
+                if let use = message.ticket {
+                    scheduler.ticketRetry(use, message.retry, from: link.key, fleet: registry.list, now: now, into: &actions)
+                } else {
+                    scheduler.retry(message.retry, from: link.key, fleet: registry.list, now: now, into: &actions)
+                }
+            case .result:
+                let fleet = registry.list
+                for reported in try frame.decode(ResultBatch.self).results {
+                    if let use = reported.ticket {
+                        scheduler.ticketResult(use, reported.result, from: link.key, fleet: fleet, now: now, into: &actions)
+                    } else {
+                        scheduler.result(reported.result, from: link.key, fleet: fleet, now: now, into: &actions)
+                    }
+                }
+            case .ticketReturn:
+                scheduler.ticketsReturned(try frame.decode(TicketList.self).tickets, from: link.key, fleet: registry.list, now: now, into: &actions)
             case .started: scheduler.started(try frame.decode(RouteStarted.self), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
                 scheduler.cancel(id: try frame.decode(RouteCancel.self).id, from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .queued:
+            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .queued, .grant, .revoke:
                 throw ControlProtocolError("a proxy does not send \(frame.type)")
             }
             performActions()
@@ -154,6 +170,8 @@ final class ControlServer {
             case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer)
             case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal)
             case let .queued(proxy, queued): links[proxy]?.channel.send(.queued, queued)
+            case let .granted(proxy, tickets): links[proxy]?.channel.send(.grant, TicketGrant(tickets: tickets))
+            case let .revoked(proxy, tickets): links[proxy]?.channel.send(.revoke, TicketList(tickets: tickets))
             case let .finished(finished): onFinished?(finished)
             case let .prewarm(prewarm): prewarms.append(prewarm)
             }

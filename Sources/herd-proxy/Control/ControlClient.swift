@@ -21,7 +21,7 @@ protocol ControlWaiter: AnyObject {
 /// as an answer, and extends it by the queue time) is cancelled and routed
 /// locally, and so is every request after it until control sends a frame
 /// again. Loop-thread only.
-final class ControlClient {
+final class ControlClient: LoopFlushable {
     private let loop: EventLoop
     private let path: String
     private let proxyID: String
@@ -29,7 +29,12 @@ final class ControlClient {
     private var channel: ControlChannel?
     private var connected = false
     private var waiters: [UInt64: any ControlWaiter] = [:]
-    private var bufferedResults: [RouteResult] = []
+    private var bufferedResults: [ReportedResult] = []
+    /// Results of this loop iteration: they leave as one RESULT frame.
+    private var pendingResults: [ReportedResult] = []
+    private var flushScheduled = false
+    private(set) var tickets = TicketBook()
+    private var ticketTimer: DeadlineTimer?
     private var droppedResults = 0
     private let maxBufferedResults = 10_000
     private var backoff: UInt64 = 50
@@ -52,6 +57,7 @@ final class ControlClient {
         retryTimer = LoopTimer(loop: loop)
         deadlines = RouteDeadlines(routeTimeout: routeTimeoutMilliseconds, granularity: min(100, max(1, routeTimeoutMilliseconds / 4)))
         deadlineTimer = DeadlineTimer(clock: loop) { [unowned self] in self.checkDeadlines() }
+        ticketTimer = DeadlineTimer(clock: loop) { [unowned self] in self.expireTickets() }
     }
 
     /// Connected and answering.
@@ -69,6 +75,8 @@ final class ControlClient {
         retryTimer.close()
         deadlineTimer?.close()
         deadlineTimer = nil
+        ticketTimer?.close()
+        ticketTimer = nil
         channel?.close()
     }
 
@@ -113,6 +121,7 @@ final class ControlClient {
         let orphans = waiters
         waiters.removeAll()
         deadlines.removeAll()
+        tickets.removeAll()
         for waiter in orphans.values { waiter.controlLost(reason: "control went away") }
         scheduleReconnect()
     }
@@ -169,7 +178,15 @@ final class ControlClient {
             case .queued:
                 let queued = try frame.decode(RouteQueued.self)
                 deadlines.queued(queued.id, timeout: queued.timeoutMilliseconds, now: loop.now)
-            case .hello, .route, .retry, .result, .cancel, .started:
+            case .grant:
+                let grant = try frame.decode(TicketGrant.self)
+                let now = loop.now
+                tickets.grant(grant.tickets, now: now)
+                ticketTimer?.follow(tickets.nextExpiry)
+            case .revoke:
+                let returned = tickets.revoke(try frame.decode(TicketList.self).tickets)
+                if !returned.isEmpty { channel?.send(.ticketReturn, TicketList(tickets: returned)) }
+            case .hello, .route, .retry, .result, .cancel, .started, .ticketReturn:
                 throw ControlProtocolError("control does not send \(frame.type)")
             }
         } catch let error as JSONFieldError {
@@ -190,11 +207,32 @@ final class ControlClient {
         return true
     }
 
+    /// A ticket `request` may spend (no round trip), when control is here and one fits.
+    func spendTicket(for request: RouteRequest) -> RouteTicket? {
+        guard connected, !unresponsive, tickets.count > 0 else { return nil }
+        let ticket = tickets.spend(for: request, now: loop.now)
+        if let ticket { tickets.routed(request, to: ticket.node) }
+        return ticket
+    }
+
+    /// Control's answer for `request` (the proxy's affinity memory follows it).
+    func remember(_ request: RouteRequest, routedTo node: String) {
+        tickets.routed(request, to: node)
+    }
+
+    /// Returns the tickets whose time ran out.
+    private func expireTickets() {
+        let expired = tickets.expire(now: loop.now)
+        if !expired.isEmpty, connected, let channel { channel.send(.ticketReturn, TicketList(tickets: expired)) }
+        ticketTimer?.follow(tickets.nextExpiry)
+    }
+
     /// Reports a failed node and asks for another; false when control is away.
-    func retry(_ retry: RouteRetry, waiter: any ControlWaiter) -> Bool {
+    /// `ticket`: the request spent a ticket (control has not heard of it).
+    func retry(_ retry: RouteRetry, ticket: TicketUse?, waiter: any ControlWaiter) -> Bool {
         guard connected, !unresponsive, let channel else { return false }
         waiters[retry.id] = waiter
-        channel.send(.retry, retry)
+        channel.send(.retry, RetryMessage(retry, ticket: ticket))
         awaitAnswer(retry.id)
         return true
     }
@@ -220,17 +258,34 @@ final class ControlClient {
         channel.send(.started, started)
     }
 
-    /// Reports an outcome (buffered while control is away or not answering; oldest dropped past the bound).
-    func result(_ result: RouteResult) {
-        if connected, !unresponsive, let channel {
-            channel.send(.result, result)
+    /// Reports an outcome, with the ticket it spent: the results of one loop
+    /// iteration leave in one frame (buffered while control is away or not
+    /// answering; oldest dropped past the bound).
+    func result(_ result: RouteResult, ticket: TicketUse?) {
+        if connected, !unresponsive, channel != nil {
+            pendingResults.append(ReportedResult(result, ticket: ticket))
+            if !flushScheduled {
+                flushScheduled = true
+                loop.scheduleFlush(self)
+            }
             return
         }
         if bufferedResults.count >= maxBufferedResults {
             bufferedResults.removeFirst(bufferedResults.count / 10)
             droppedResults += maxBufferedResults / 10
         }
-        bufferedResults.append(result)
+        bufferedResults.append(ReportedResult(result, ticket: ticket))
+    }
+
+    func flushOutput() {
+        flushScheduled = false
+        guard !pendingResults.isEmpty else { return }
+        if let channel, connected {
+            channel.send(.result, ResultBatch(pendingResults))
+        } else {
+            bufferedResults += pendingResults
+        }
+        pendingResults.removeAll(keepingCapacity: true)
     }
 
     private func flushResults() {
@@ -239,7 +294,12 @@ final class ControlClient {
             log.warning("\(droppedResults) results were dropped while control was away")
             droppedResults = 0
         }
-        for result in bufferedResults { channel.send(.result, result) }
+        var start = 0
+        while start < bufferedResults.count {
+            let end = min(bufferedResults.count, start + 1_000)
+            channel.send(.result, ResultBatch(Array(bufferedResults[start..<end])))
+            start = end
+        }
         bufferedResults.removeAll()
     }
 }

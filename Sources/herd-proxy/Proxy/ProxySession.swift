@@ -91,6 +91,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteAddress?.host), maxTokens: fields.maxTokens, think: fields.think,
                 session: fields.session, prefix: fields.prefix)
             attempt = routes.begin(request, waiter: self)
+            if let answer = attempt?.ticketAnswer { routed(answer) }
         case let .askRetry(node, reason, status):
             attempt?.retry(failedNode: node, reason: reason, status: status)
         case let .sendUpstream(answer):

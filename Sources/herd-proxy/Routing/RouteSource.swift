@@ -27,10 +27,15 @@ final class RouteSource {
         self.inFlight = inFlight
     }
 
-    /// Starts routing `request`; the answer goes to `waiter`, never inside this call.
+    /// Starts routing `request`: by a ticket at once (`RouteAttempt.ticketAnswer`,
+    /// for the caller to act on), else the answer goes to `waiter`, never inside this call.
     func begin(_ request: RouteRequest, waiter: any RouteWaiter) -> RouteAttempt {
         let attempt = RouteAttempt(source: self, request: request, waiter: waiter)
-        attempt.ask()
+        if let ticket = control.spendTicket(for: request) {
+            attempt.spent(ticket)
+        } else {
+            attempt.ask()
+        }
         return attempt
     }
 
@@ -71,6 +76,12 @@ final class RouteAttempt: ControlWaiter {
     /// Retries so far: control's count from its last answer, or the local count.
     private(set) var retries = 0
     private var finished = false
+    /// The ticket it spent, until control hears of it (its RETRY or RESULT).
+    private(set) var ticket: TicketUse?
+    /// Its route, when a ticket gave it at once.
+    private(set) var ticketAnswer: RouteAnswer?
+    /// Its route came by a ticket.
+    private(set) var byTicket = false
 
     fileprivate init(source: RouteSource, request: RouteRequest, waiter: any RouteWaiter) {
         self.source = source
@@ -82,10 +93,18 @@ final class RouteAttempt: ControlWaiter {
         if !source.control.route(request, waiter: self) { goLocal(reason: source.control.awayReason) }
     }
 
+    fileprivate func spent(_ ticket: RouteTicket) {
+        self.ticket = TicketUse(ticket: ticket.ticket, request: request)
+        ticketAnswer = ticket.answer(for: request.id)
+        byTicket = true
+    }
+
     /// `node` failed before any byte reached the client: ask for another.
     func retry(failedNode node: String, reason: String, status: Int?) {
         excluded.insert(node)
-        if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), waiter: self) {
+        let use = ticket
+        ticket = nil
+        if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), ticket: use, waiter: self) {
             retries += 1
             goLocal(reason: localReason ?? source.control.awayReason)
         }
@@ -110,7 +129,7 @@ final class RouteAttempt: ControlWaiter {
         result.retries = retries
         result.local = local
         result.localReason = localReason
-        source.control.result(result)
+        source.control.result(result, ticket: local ? nil : ticket)
     }
 
     private func goLocal(reason: String) {
@@ -136,7 +155,10 @@ final class RouteAttempt: ControlWaiter {
     // MARK: ControlWaiter
 
     func routed(_ answer: RouteAnswer) {
-        if !local { retries = answer.retries }
+        if !local {
+            retries = answer.retries
+            source.control.remember(request, routedTo: answer.node)
+        }
         waiter?.routed(answer)
     }
 
