@@ -244,7 +244,8 @@ case "route":
                             let id = UInt64(sent + 1)
                             sentTimes[id] = EventLoop.monotonicNanoseconds()
                             sent += 1
-                            channel.send(.route, RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "bench:1b", stream: false))
+                            // num_ctx set: a request tickets do not serve, so every one is a ROUTE → ROUTE_OK round trip.
+                            channel.send(.route, RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "bench:1b", stream: false, numCtx: 2048))
                         }
                         if sent == total { ticker.stop() }
                     }

@@ -90,6 +90,52 @@ import Testing
         #expect(try JSONValue.parse(fleet.getControl("/api/decisions?limit=2").body)["decisions"]?.arrayValue?.count == 2)
     }
 
+    /// Route tickets end to end: after a ROUTE, the proxy holds routes
+    /// decided ahead and spends them without asking; each such request is
+    /// traced like a routed one, with `ticket` = 1, and answered with the same
+    /// X-Herd-* headers.
+    @Test func requestsThatSpendATicketAreTracedAsSuch() throws {
+        let fleet = TestFleet(controlArguments: ["--max-concurrency", "8"])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--tokens", "3"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        // Requests until one comes by ticket (a ticket lives 250 ms: a slow machine may let some expire).
+        var sent = 0
+        var headersSeen: [String] = []
+        let spent = waitUntil(seconds: 20) {
+            let r = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"messages":[{"role":"user","content":"hi"}]}"#)
+            sent += 1
+            if r.status == 200, let node = r.header("X-Herd-Node"), let reason = r.header("X-Herd-Reason") { headersSeen.append("\(node) \(reason)") }
+            return (Self.metric(fleet, "herd_route_tickets_total{event=\"spent\"}") ?? 0) >= 1
+        }
+        #expect(spent, "a request spent a ticket")
+        #expect(headersSeen.count == sent && headersSeen.allSatisfy { $0.hasPrefix("node-a hot") }, "\(headersSeen)")
+        let database = try SQLiteDatabase(path: fleet.dataDirectory + "/herd.db", readOnly: true)
+        var rows: [[SQLiteValue]] = []
+        let written = waitUntil(seconds: 10) {
+            rows = (try? database.query("SELECT ticket, outcome, node_id, served_model, reason, path, est_tokens FROM request_traces ORDER BY id")) ?? []
+            return rows.count >= sent
+        }
+        #expect(written && rows.count == sent, "one row per request: \(rows.count) of \(sent)")
+        let ticketed = rows.filter { Self.int($0[0]) == 1 }
+        #expect(!ticketed.isEmpty)
+        #expect(Self.int(rows.first?[0]) == 0, "the first request asked by ROUTE (no ticket yet)")
+        for row in ticketed {
+            #expect(Self.text(row[1]) == "ok" && Self.text(row[2]) == "node-a" && Self.text(row[3]) == "llama3:8b" && Self.text(row[5]) == "/api/chat")
+            #expect(Self.text(row[4])?.hasPrefix("hot") == true, "the decision's reason, as for a ROUTE")
+            #expect((Self.int(row[6]) ?? 0) > 0, "the request's own size, not the ticket's template")
+        }
+    }
+
+    static func metric(_ fleet: TestFleet, _ name: String) -> Double? {
+        for line in fleet.getControl("/metrics").text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.dropFirst(name.count + 1))
+        }
+        return nil
+    }
+
     @Test func learnedRatesComeBackAfterARestart() throws {
         let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--tokens", "5"])
         defer { fleet.shutdown() }
