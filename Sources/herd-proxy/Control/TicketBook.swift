@@ -37,20 +37,14 @@ struct TicketBook {
     mutating func spend(for request: RouteRequest, now: UInt64) -> RouteTicket? {
         guard count > 0, request.tags.isEmpty, request.numCtx == nil else { return nil }
         let key = Key(api: request.api, model: request.model)
-        guard var list = held[key], !list.isEmpty else { return nil }
         let wanted = affinityNode(request)
-        var chosen: Int?
-        for (i, h) in list.enumerated() where h.expiresAt > now {
-            if h.ticket.exclusive || wanted == nil || wanted == h.ticket.node {
-                chosen = i
-                break
-            }
-        }
-        guard let i = chosen else { return nil }
-        let ticket = list.remove(at: i).ticket
-        held[key] = list
+        // Found by reading in place, taken out in place: copying the list
+        // out of the dictionary would copy (retain) every ticket in it.
+        guard let i = held[key]?.firstIndex(where: { h in
+            h.expiresAt > now && (h.ticket.exclusive || wanted == nil || wanted == h.ticket.node)
+        }) else { return nil }
         count -= 1
-        return ticket
+        return held[key]!.remove(at: i).ticket
     }
 
     /// Remembers where `request` went (a ticket spent, or control's answer).
