@@ -62,6 +62,26 @@ public enum ControlMessageType: UInt8, Sendable {
     case grant = 12
     case ticketReturn = 13
     case revoke = 14
+
+    /// Its name in errors (literals: decoding a frame builds no string).
+    public var name: String {
+        switch self {
+        case .hello: "HELLO"
+        case .helloOK: "HELLO_OK"
+        case .route: "ROUTE"
+        case .routeOK: "ROUTE_OK"
+        case .routeError: "ROUTE_ERROR"
+        case .retry: "RETRY"
+        case .result: "RESULT"
+        case .cancel: "CANCEL"
+        case .snapshot: "SNAPSHOT"
+        case .started: "STARTED"
+        case .queued: "QUEUED"
+        case .grant: "GRANT"
+        case .ticketReturn: "RETURN"
+        case .revoke: "REVOKE"
+        }
+    }
 }
 
 /// Why a control connection was dropped.
@@ -96,7 +116,7 @@ public struct ControlFrameBody {
 
     /// A compact frame's message (every per-request message).
     public func decode<M: WireBinaryMessage>(_: M.Type) throws(ControlProtocolError) -> M {
-        try M(binary: bytes, context: "\(type)")
+        try M(binary: bytes, context: type.name)
     }
 }
 

@@ -43,25 +43,44 @@ extension WireBinaryMessage {
     }
 }
 
-extension ContentHash {
-    func write(to out: inout [UInt8]) {
+extension ContentHash: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
         for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
     }
 
-    init(reading r: inout WireReader) throws(ControlProtocolError) {
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(try r.byte()) << UInt64(i * 8) }
         self.init(v)
     }
+}
 
-    static func write(_ hash: ContentHash?, to out: inout [UInt8]) {
-        guard let hash else { return out.append(0) }
-        out.append(1)
-        hash.write(to: &out)
+extension Array where Element == UInt8 {
+    /// An optional message: a presence byte, then the message.
+    mutating func wire(optional message: (some WireBinaryMessage)?) {
+        guard let message else { return append(0) }
+        append(1)
+        message.write(to: &self)
     }
 
-    static func read(_ r: inout WireReader) throws(ControlProtocolError) -> ContentHash? {
-        try r.bool() ? try ContentHash(reading: &r) : nil
+    /// A list of messages: a varint count, then each.
+    mutating func wire(list messages: [some WireBinaryMessage]) {
+        wire(varint: UInt64(messages.count))
+        for message in messages { message.write(to: &self) }
+    }
+}
+
+extension WireReader {
+    mutating func optional<M: WireBinaryMessage>(_: M.Type) throws(ControlProtocolError) -> M? {
+        try bool() ? try M(reading: &self) : nil
+    }
+
+    mutating func list<M: WireBinaryMessage>(_: M.Type) throws(ControlProtocolError) -> [M] {
+        let n = try count()
+        var out: [M] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n { out.append(try M(reading: &self)) }
+        return out
     }
 }
 
@@ -79,15 +98,15 @@ extension RouteRequest: WireBinaryMessage {
         out.wire(string: client)
         out.wire(optionalInt: maxTokens)
         out.wire(optionalBool: think)
-        ContentHash.write(session, to: &out)
-        ContentHash.write(prefix, to: &out)
+        out.wire(optional: session)
+        out.wire(optional: prefix)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         self.init(id: try r.varint(), api: try r.code(ClientAPI.self), path: try r.string(), model: try r.string(), stream: try r.bool(),
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
-                  session: try ContentHash.read(&r), prefix: try ContentHash.read(&r))
+                  session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self))
     }
 }
 

@@ -73,18 +73,9 @@ public struct TicketGrant: Equatable, Sendable, WireBinaryMessage {
 
     public init(tickets: [RouteTicket]) { self.tickets = tickets }
 
-    public func write(to out: inout [UInt8]) {
-        out.wire(varint: UInt64(tickets.count))
-        for ticket in tickets { ticket.write(to: &out) }
-    }
+    public func write(to out: inout [UInt8]) { out.wire(list: tickets) }
 
-    public init(reading r: inout WireReader) throws(ControlProtocolError) {
-        let n = try r.count()
-        var tickets: [RouteTicket] = []
-        tickets.reserveCapacity(n)
-        for _ in 0..<n { tickets.append(try RouteTicket(reading: &r)) }
-        self.init(tickets: tickets)
-    }
+    public init(reading r: inout WireReader) throws(ControlProtocolError) { self.init(tickets: try r.list(RouteTicket.self)) }
 }
 
 /// RETURN (proxy → control: unspent, their slots free) and REVOKE (control →
@@ -128,16 +119,6 @@ public struct TicketUse: Equatable, Sendable, WireBinaryMessage {
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         self.init(ticket: try r.varint(), request: try RouteRequest(reading: &r))
     }
-
-    static func write(_ use: TicketUse?, to out: inout [UInt8]) {
-        guard let use else { return out.append(0) }
-        out.append(1)
-        use.write(to: &out)
-    }
-
-    static func read(_ r: inout WireReader) throws(ControlProtocolError) -> TicketUse? {
-        try r.bool() ? try TicketUse(reading: &r) : nil
-    }
 }
 
 /// One request's outcome in a RESULT frame, with the ticket it spent, if any.
@@ -152,11 +133,11 @@ public struct ReportedResult: Equatable, Sendable, WireBinaryMessage {
 
     public func write(to out: inout [UInt8]) {
         result.write(to: &out)
-        TicketUse.write(ticket, to: &out)
+        out.wire(optional: ticket)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
-        self.init(try RouteResult(reading: &r), ticket: try TicketUse.read(&r))
+        self.init(try RouteResult(reading: &r), ticket: try r.optional(TicketUse.self))
     }
 }
 
@@ -166,18 +147,9 @@ public struct ResultBatch: Equatable, Sendable, WireBinaryMessage {
 
     public init(_ results: [ReportedResult]) { self.results = results }
 
-    public func write(to out: inout [UInt8]) {
-        out.wire(varint: UInt64(results.count))
-        for result in results { result.write(to: &out) }
-    }
+    public func write(to out: inout [UInt8]) { out.wire(list: results) }
 
-    public init(reading r: inout WireReader) throws(ControlProtocolError) {
-        let n = try r.count()
-        var results: [ReportedResult] = []
-        results.reserveCapacity(n)
-        for _ in 0..<n { results.append(try ReportedResult(reading: &r)) }
-        self.init(results)
-    }
+    public init(reading r: inout WireReader) throws(ControlProtocolError) { self.init(try r.list(ReportedResult.self)) }
 }
 
 /// RETRY (proxy → control): a node failed before any byte reached the
@@ -194,10 +166,10 @@ public struct RetryMessage: Equatable, Sendable, WireBinaryMessage {
 
     public func write(to out: inout [UInt8]) {
         retry.write(to: &out)
-        TicketUse.write(ticket, to: &out)
+        out.wire(optional: ticket)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
-        self.init(try RouteRetry(reading: &r), ticket: try TicketUse.read(&r))
+        self.init(try RouteRetry(reading: &r), ticket: try r.optional(TicketUse.self))
     }
 }
