@@ -20,14 +20,19 @@ public struct JSONKeys: Sendable, ExpressibleByArrayLiteral {
     @inline(__always)
     func index(of range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Int? {
         let count = range.count
-        for (i, name) in utf8.enumerated() where name.count == count {
-            var same = true
-            var j = 0
-            while j < count {
-                if name[j] != bytes[range.lowerBound + j] { same = false; break }
-                j += 1
+        var i = 0
+        while i < utf8.count {
+            let same = utf8[i].withUnsafeBufferPointer { name in
+                guard name.count == count else { return false }
+                var j = 0
+                while j < count {
+                    if name[j] != bytes[range.lowerBound &+ j] { return false }
+                    j &+= 1
+                }
+                return true
             }
             if same { return i }
+            i += 1
         }
         return nil
     }
@@ -87,7 +92,7 @@ extension JSONValue {
                 try parser.skipString()
                 var raw = keyStart + 1..<parser.index - 1
                 var escapedName: [UInt8]?
-                if bytes[raw].contains(UInt8(ascii: "\\")) {
+                if JSONParser.hasBackslash(bytes, in: raw) {
                     var again = JSONParser(bytes: bytes, maxDepth: maxDepth)
                     again.index = keyStart
                     escapedName = Array(try again.parseString().utf8)
@@ -151,6 +156,17 @@ extension JSONValue {
 }
 
 extension JSONParser {
+    /// Whether `bytes[range]` holds a `\\` (an escaped key).
+    @inline(__always)
+    static func hasBackslash(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>) -> Bool {
+        var k = range.lowerBound
+        while k < range.upperBound {
+            if bytes[k] == UInt8(ascii: "\\") { return true }
+            k &+= 1
+        }
+        return false
+    }
+
     /// Checks one value's syntax and moves past it without building it.
     mutating func skipValue(depth: Int) throws(JSONParseError) {
         guard let c = current else { throw error("unexpected end of input") }
@@ -195,7 +211,18 @@ extension JSONParser {
     /// Checks a string literal (escapes included) and moves past it.
     mutating func skipString() throws(JSONParseError) {
         index += 1
-        while let c = current {
+        while true {
+            // Plain bytes (most of a string) in a tight loop; quotes, escapes
+            // and control characters below.
+            var i = index
+            let end = bytes.count
+            while i < end {
+                let c = bytes[i]
+                if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
+                i &+= 1
+            }
+            index = i
+            guard let c = current else { break }
             index += 1
             switch c {
             case UInt8(ascii: "\""): return

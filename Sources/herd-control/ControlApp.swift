@@ -1,5 +1,6 @@
 import Glibc
 import HerdHTTP
+import HerdJSON
 import HerdRuntime
 import HerdRouting
 import HerdWire
@@ -196,28 +197,76 @@ final class RequestLog: LoopFlushable {
 
     init(loop: EventLoop) { self.loop = loop }
 
+    /// The second `stamp` was made for, and its bytes (`2026-11-22T10:00:00Z `):
+    /// formatted once a second, not once a line.
+    private var stampSecond = -1
+    private var stamp: [UInt8] = []
+
+    /// One logfmt line per finished request, written as bytes into the
+    /// buffer (no interpolated `String`s: this runs for every request).
     func record(_ result: RouteResult, request: RouteRequest?) {
-        var line = "request_id=\(result.id) model=\(RequestLog.value(request?.model ?? result.model)) served=\(RequestLog.value(result.model))"
-        line += " node=\(result.node.isEmpty ? "-" : RequestLog.value(result.node))"
-        line += " outcome=\(result.outcome.rawValue) status=\(result.status) retries=\(result.retries)"
-        line += " ttft_ms=\(Int(result.ttftMilliseconds)) duration_ms=\(Int(result.durationMilliseconds)) tokens=\(result.completionTokens)"
-        if let error = result.error { line += " error=\"\(Logger.escape(error, limit: 400))\"" }
-        buffer.append(contentsOf: "\(Logger.timestamp()) herd-control info \(line)\n".utf8)
+        let second = time(nil)
+        if second != stampSecond {
+            stampSecond = second
+            stamp = Array(Logger.timestamp().utf8)
+        }
+        buffer.append(contentsOf: stamp)
+        buffer.append(literal: " herd-control info request_id=")
+        if result.id <= UInt64(Int.max) { buffer.append(decimal: Int(result.id)) } else { buffer.append(contentsOf: String(result.id).utf8) }
+        buffer.append(literal: " model=")
+        RequestLog.append(value: request?.model ?? result.model, to: &buffer)
+        buffer.append(literal: " served=")
+        RequestLog.append(value: result.model, to: &buffer)
+        buffer.append(literal: " node=")
+        if result.node.isEmpty { buffer.append(UInt8(ascii: "-")) } else { RequestLog.append(value: result.node, to: &buffer) }
+        buffer.append(literal: " outcome=")
+        buffer.append(contentsOf: result.outcome.rawValue.utf8)
+        buffer.append(literal: " status=")
+        buffer.append(decimal: result.status)
+        buffer.append(literal: " retries=")
+        buffer.append(decimal: result.retries)
+        buffer.append(literal: " ttft_ms=")
+        buffer.append(decimal: RequestLog.whole(result.ttftMilliseconds))
+        buffer.append(literal: " duration_ms=")
+        buffer.append(decimal: RequestLog.whole(result.durationMilliseconds))
+        buffer.append(literal: " tokens=")
+        buffer.append(decimal: result.completionTokens)
+        if let error = result.error {
+            buffer.append(literal: " error=\"")
+            buffer.append(contentsOf: Logger.escape(error, limit: 400).utf8)
+            buffer.append(UInt8(ascii: "\""))
+        }
+        buffer.append(UInt8(ascii: "\n"))
         if !scheduled {
             scheduled = true
             loop.scheduleFlush(self)
         }
     }
 
-    /// A logfmt value: as it is when plain (letters, digits, `.:/@+_-`),
-    /// else quoted and escaped (`Logger.escape`): a client's model name
+    /// A duration in whole milliseconds (truncated, as `Int(_:)` did; 0 when not finite).
+    private static func whole(_ value: Double) -> Int {
+        value.isFinite && abs(value) < 9e18 ? Int(value) : 0
+    }
+
+    /// Appends `text` as a logfmt value (see `value(_:)`).
+    static func append(value text: String, to buffer: inout [UInt8]) {
+        if isPlain(text) {
+            buffer.append(contentsOf: text.utf8)
+        } else {
+            buffer.append(UInt8(ascii: "\""))
+            buffer.append(contentsOf: Logger.escape(text).utf8)
+            buffer.append(UInt8(ascii: "\""))
+        }
+    }
+
+    /// Plain values (letters, digits, `.:/@+_-`) go as they are; anything
+    /// else is quoted and escaped (`Logger.escape`): a client's model name
     /// cannot forge a line or a field.
-    static func value(_ text: String) -> String {
-        let plain = !text.isEmpty && text.utf8.count <= 200 && text.utf8.allSatisfy { c in
+    private static func isPlain(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 200 && text.utf8.allSatisfy { c in
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x3A || c == 0x2F
                 || c == 0x40 || c == 0x2B || c == 0x5F || c == 0x2D
         }
-        return plain ? text : "\"" + Logger.escape(text) + "\""
     }
 
     func flushOutput() {

@@ -6,7 +6,7 @@ public final class HTTPClient {
     /// The clock of every connection timeout (the loop's own, unless a test holds one).
     public let clock: any LoopClock
     public let configuration: HTTPClientConfiguration
-    private var pools: [String: UpstreamPool] = [:]
+    private var pools: [SocketAddress: UpstreamPool] = [:]
 
     public init(loop: EventLoop, clock: (any LoopClock)? = nil, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
         self.loop = loop
@@ -16,18 +16,23 @@ public final class HTTPClient {
 
     /// The pool of `upstream` (created on first use).
     public func pool(for upstream: SocketAddress) -> UpstreamPool {
-        let key = upstream.description
-        if let pool = pools[key] { return pool }
+        if let pool = pools[upstream] { return pool }
         let pool = UpstreamPool(loop: loop, clock: clock, address: upstream, configuration: configuration)
-        pools[key] = pool
+        pools[upstream] = pool
         return pool
     }
 
     /// Sends `request` to `upstream`; the response goes to `delegate`.
     @discardableResult
     public func execute(_ request: HTTPClientRequest, to upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask {
-        let task = HTTPClientTask(request: request, upstream: upstream, delegate: delegate)
-        pool(for: upstream).enqueue(task)
+        execute(request, in: pool(for: upstream), delegate: delegate)
+    }
+
+    /// Sends `request` on `pool` (one this client made: `pool(for:)`).
+    @discardableResult
+    public func execute(_ request: HTTPClientRequest, in pool: UpstreamPool, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask {
+        let task = HTTPClientTask(request: request, upstream: pool.address, delegate: delegate)
+        pool.enqueue(task)
         return task
     }
 

@@ -207,7 +207,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
 
     private func makeExchange(_ s: Stream) -> HTTPExchange {
         HTTPExchange(head: HTTPRequestHead(method: s.method, target: s.path, versionMajor: 2, versionMinor: 0, headers: s.headers),
-                     remoteAddress: nil, loop: server.loop, transport: self)
+                     remoteAddress: nil, remoteHost: nil, loop: server.loop, transport: self)
     }
 
     /// Lets nghttp2 write what it has queued, then closes when it has nothing
@@ -305,7 +305,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
             return
         }
         let head = HTTPRequestHead(method: s.method, target: s.path, versionMajor: 2, versionMinor: 0, headers: s.headers, keepAlive: true)
-        let exchange = HTTPExchange(head: head, remoteAddress: stream.peerAddress, loop: server.loop, transport: self)
+        let exchange = HTTPExchange(head: head, remoteAddress: stream.peerAddress, remoteHost: stream.peerAddress?.host, loop: server.loop, transport: self)
         s.exchange = exchange
         server.handler(exchange)
     }

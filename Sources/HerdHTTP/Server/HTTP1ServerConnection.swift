@@ -21,6 +21,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private var output: [UInt8] = []
     private var flushScheduled = false
     private lazy var peerAddress: SocketAddress? = stream.peerAddress
+    private lazy var peerHost: String? = peerAddress?.host
     private var sniffedPreface = false
 
     init(server: HTTPServer, stream: StreamConnection) {
@@ -165,7 +166,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         let requestHead = HTTPRequestHead(
             method: head.method, target: head.target, versionMajor: head.versionMajor,
             versionMinor: head.versionMinor, headers: head.headers, keepAlive: flow.keepAlive)
-        let exchange = HTTPExchange(head: requestHead, remoteAddress: peerAddress, loop: server.loop, transport: self)
+        let exchange = HTTPExchange(head: requestHead, remoteAddress: peerAddress, remoteHost: peerHost, loop: server.loop, transport: self)
         self.exchange = exchange
         server.handler(exchange)
         if HTTP1ServerFlow.wantsContinue(versionMinor: head.versionMinor, expectsContinue: head.headers.hasToken("100-continue", in: "Expect"),

@@ -23,6 +23,9 @@ public final class HTTPExchange {
     public let loop: EventLoop
     /// The client's address (TCP clients).
     public let remoteAddress: SocketAddress?
+    /// `remoteAddress`'s numeric host, formatted once per connection (it goes
+    /// into every request's `X-Forwarded-For` and client identity).
+    public let remoteHost: String?
     /// Request body bytes as they arrive (de-chunked); valid only during the call.
     public var onBody: ((UnsafeRawBufferPointer) -> Void)?
     /// The request body is complete.
@@ -41,10 +44,11 @@ public final class HTTPExchange {
     /// breaks the transport ↔ exchange cycle.
     var transport: (any HTTPExchangeTransport)?
 
-    init(head: HTTPRequestHead, remoteAddress: SocketAddress?, loop: EventLoop, transport: any HTTPExchangeTransport) {
+    init(head: HTTPRequestHead, remoteAddress: SocketAddress?, remoteHost: String?, loop: EventLoop, transport: any HTTPExchangeTransport) {
         self.head = head
         self.loop = loop
         self.remoteAddress = remoteAddress
+        self.remoteHost = remoteHost
         self.transport = transport
     }
 

@@ -45,6 +45,19 @@ public enum KnownHeader: UInt8, Sendable {
     }
 }
 
+/// A set of `KnownHeader`s as bits: a membership test per field is a mask,
+/// not a hash.
+public struct KnownHeaderSet: Sendable, ExpressibleByArrayLiteral {
+    private var bits: UInt32 = 0
+
+    public init(arrayLiteral kinds: KnownHeader...) {
+        for kind in kinds { bits |= 1 << UInt32(kind.rawValue) }
+    }
+
+    @inline(__always)
+    public func contains(_ kind: KnownHeader) -> Bool { bits & (1 << UInt32(kind.rawValue)) != 0 }
+}
+
 /// An ordered list of HTTP header fields. Names keep their case as received;
 /// look-ups compare names case-insensitively (ASCII).
 public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
@@ -55,6 +68,14 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     public init() {
         fields = []
         kinds = []
+    }
+
+    /// An empty set with room for `capacity` fields (a head is built without regrowing).
+    public init(capacity: Int) {
+        fields = []
+        kinds = []
+        fields.reserveCapacity(capacity)
+        kinds.reserveCapacity(capacity)
     }
 
     public init(_ fields: [(String, String)]) {
@@ -121,6 +142,13 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
 
+    /// The first value of a known header: found by its kind, classified when
+    /// the field was added (no name comparison).
+    public subscript(_ kind: KnownHeader) -> String? {
+        guard let i = kinds.firstIndex(of: kind) else { return nil }
+        return fields[i].value
+    }
+
     /// Whether a comma-separated header (`Connection`, `Expect`, …) lists `token`.
     public func hasToken(_ token: String, in name: String) -> Bool {
         for field in fields where HTTPHeaders.namesEqual(field.name, name) {
@@ -182,10 +210,13 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 
 extension StringProtocol {
     /// The string without leading and trailing white space (spaces, tabs, CR, LF).
+    /// Scanned as UTF-8 (the four are ASCII; no grapheme breaking per call).
     public var trimmingSpaces: Substring {
         let s = Substring(self)
-        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" }) else { return "" }
-        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" })!
-        return s[start...end]
+        let utf8 = s.utf8
+        func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
+        guard let start = utf8.firstIndex(where: { !isSpace($0) }) else { return "" }
+        let last = utf8.lastIndex(where: { !isSpace($0) })!
+        return s[start..<utf8.index(after: last)]
     }
 }

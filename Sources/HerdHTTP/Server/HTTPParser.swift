@@ -79,7 +79,7 @@ public final class HTTPParser {
     private var completedTarget: String?
     private var field: [UInt8] = []
     private var value: [UInt8] = []
-    private var headers = HTTPHeaders()
+    private var headers = HTTPHeaders(capacity: 16)
     private var inValue = false
     private var headBytes = 0
     private var failure: HTTPParseFailure?
@@ -217,7 +217,7 @@ public final class HTTPParser {
             isChunked: chunked)
         url.removeAll(keepingCapacity: true)
         completedTarget = head.target
-        headers = HTTPHeaders()
+        headers = HTTPHeaders(capacity: 16)
         headBytes = 0
         switch delegate.parser(self, didParseHead: head) {
         case .readBody: return 0
@@ -244,7 +244,7 @@ public final class HTTPParser {
 
     fileprivate func onMessageBegin() -> Int32 {
         url.removeAll(keepingCapacity: true)
-        headers = HTTPHeaders()
+        headers = HTTPHeaders(capacity: 16)
         headBytes = 0
         inValue = false
         return 0

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// An IPv4 or IPv6 socket address (numeric host and port).
-public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
+public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     /// The address family's storage, large enough for either family.
     var storage: sockaddr_storage
 
@@ -127,8 +127,30 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress(sockaddr: $0) } }
     }
 
+    /// Equal when family, address and port (and an IPv6 scope) are: compared
+    /// as bytes, without formatting either (pools are found by address per request).
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
-        lhs.family == rhs.family && lhs.host == rhs.host && lhs.port == rhs.port
+        guard lhs.family == rhs.family else { return false }
+        return lhs.withSignificantBytes { a in rhs.withSignificantBytes { b in a.elementsEqual(b) } }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        withSignificantBytes { hasher.combine(bytes: $0) }
+    }
+
+    /// The bytes that say which endpoint this is: family, port, address (and
+    /// for IPv6 the scope id); not the padding nor the flow label.
+    private func withSignificantBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        withUnsafeBytes(of: storage) { raw in
+            if isIPv6 {
+                let v6 = raw.load(as: sockaddr_in6.self)
+                var key = (v6.sin6_family, v6.sin6_port, v6.sin6_addr, v6.sin6_scope_id)
+                return withUnsafeBytes(of: &key) { body($0) }
+            }
+            let v4 = raw.load(as: sockaddr_in.self)
+            var key = (v4.sin_family, v4.sin_port, v4.sin_addr.s_addr)
+            return withUnsafeBytes(of: &key) { body($0) }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ import HerdHTTP
 enum ProxyHeaders {
     /// The end-to-end fields of `headers`: without hop-by-hop fields, the names
     /// listed in `Connection`, and the kinds in `dropping`.
-    static func endToEnd(_ headers: HTTPHeaders, dropping: Set<KnownHeader>) -> HTTPHeaders {
+    static func endToEnd(_ headers: HTTPHeaders, dropping: KnownHeaderSet) -> HTTPHeaders {
         var named: [Substring] = []
         for (i, field) in headers.fields.enumerated() where headers.kinds[i] == .connection {
             for token in field.value.split(separator: ",") {
@@ -13,7 +13,7 @@ enum ProxyHeaders {
                 if !HTTPHeaders.namesEqual(name, "keep-alive"), !HTTPHeaders.namesEqual(name, "close") { named.append(name) }
             }
         }
-        var out = HTTPHeaders()
+        var out = HTTPHeaders(capacity: headers.count + 8)
         for (i, field) in headers.fields.enumerated() {
             let kind = headers.kinds[i]
             if let kind, kind.isHopByHop || dropping.contains(kind) { continue }

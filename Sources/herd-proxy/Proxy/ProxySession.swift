@@ -31,7 +31,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var attempt: RouteAttempt?
     private var answer: RouteAnswer?
     private var task: HTTPClientTask?
-    private var upstreamAddress: String?
+    private var upstream: Upstreams.Upstream?
     private let startedAt = EventLoop.monotonicNanoseconds()
     private var firstByteAt: UInt64?
     /// When the last attempt's request went to its node.
@@ -42,8 +42,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var tail: [UInt8] = []
     private static let tailLimit = 16 * 1024
     private var relayPaused = false
-    static let requestDrops: Set<KnownHeader> = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto]
-    static let responseDrops: Set<KnownHeader> = [.contentLength]
+    static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto]
+    static let responseDrops: KnownHeaderSet = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?
 
@@ -88,7 +88,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             let request = RouteRequest(
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: body.count / 4, numCtx: fields.numCtx,
-                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteAddress?.host), maxTokens: fields.maxTokens, think: fields.think,
+                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost), maxTokens: fields.maxTokens, think: fields.think,
                 session: fields.session, prefix: fields.prefix)
             attempt = routes.begin(request, waiter: self)
             if let answer = attempt?.ticketAnswer { routed(answer) }
@@ -133,20 +133,20 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         self.answer = answer
         var headers = ProxyHeaders.endToEnd(exchange.head.headers, dropping: ProxySession.requestDrops)
         headers.add("Host", answer.upstream)
-        let forwardedFor = exchange.head.headers["X-Forwarded-For"].map { $0 + ", " } ?? ""
-        headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteAddress?.host ?? "unknown"))
-        headers.add("X-Forwarded-Proto", exchange.head.headers["X-Forwarded-Proto"] ?? "http")
+        let forwardedFor = exchange.head.headers[.xForwardedFor].map { $0 + ", " } ?? ""
+        headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteHost ?? "unknown"))
+        headers.add("X-Forwarded-Proto", exchange.head.headers[.xForwardedProto] ?? "http")
         let upstreamBody = answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx
             ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
         let request = HTTPClientRequest(method: exchange.head.method, target: exchange.head.target, headers: headers, body: upstreamBody)
         upstreamHead = nil
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
-        guard let task = upstreams.send(request, to: answer.upstream, delegate: self) else {
+        guard let (task, upstream) = upstreams.send(request, to: answer.upstream, delegate: self) else {
             perform(flow.upstreamFailed(.invalidResponse("bad upstream address \(answer.upstream)"), status: 0))
             return
         }
-        upstreamAddress = answer.upstream
+        self.upstream = upstream
         self.task = task
     }
 
@@ -170,9 +170,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     }
 
     private func releaseUpstream() {
-        guard let address = upstreamAddress else { return }
-        upstreamAddress = nil
-        upstreams.release(address)
+        guard let upstream else { return }
+        self.upstream = nil
+        upstreams.release(upstream)
     }
 
     func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {
@@ -197,7 +197,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         if !answer.score.isEmpty { headers.addSafely("X-Herd-Score", answer.score) }
         if !answer.reason.isEmpty { headers.addSafely("X-Herd-Reason", answer.reason) }
         for (name, value) in cors { headers.add(name, value) }
-        let length = ProxySession.isChunked(head) ? nil : head.headers["Content-Length"].flatMap { Int($0.trimmingSpaces) }
+        let length = ProxySession.isChunked(head) ? nil : head.headers[.contentLength].flatMap { Int($0.trimmingSpaces) }
         exchange.startResponse(status: head.status, headers: headers, contentLength: length)
     }
 

@@ -29,42 +29,57 @@ enum TokenCounter {
     }
 
     static func read(_ tail: [UInt8]) -> BackendUsage {
+        tail.withUnsafeBytes { read($0) }
+    }
+
+    /// The last JSON lines of `tail` (at most 8 of them, newest first, `data: `
+    /// stripped) until one carries counters: a scan over the bytes in place.
+    static func read(_ tail: UnsafeRawBufferPointer) -> BackendUsage {
         var end = tail.count
         var examined = 0
         while end > 0, examined < 8 {
             var start = end - 1
             while start > 0, tail[start - 1] != 10 { start -= 1 }
-            var line = tail[start..<end]
+            var lower = start, upper = end
             end = start > 0 ? start - 1 : 0
-            if line.starts(with: Array("data: ".utf8)) { line = line.dropFirst(6) }
-            while let last = line.last, last == 13 || last == 10 || last == 32 { line = line.dropLast() }
-            guard line.first == UInt8(ascii: "{") else { continue }
+            if upper - lower >= 6, tail[lower] == UInt8(ascii: "d"), tail[lower + 1] == UInt8(ascii: "a"), tail[lower + 2] == UInt8(ascii: "t"),
+               tail[lower + 3] == UInt8(ascii: "a"), tail[lower + 4] == UInt8(ascii: ":"), tail[lower + 5] == UInt8(ascii: " ") {
+                lower += 6
+            }
+            while upper > lower, tail[upper - 1] == 13 || tail[upper - 1] == 10 || tail[upper - 1] == 32 { upper -= 1 }
+            guard upper > lower, tail[lower] == UInt8(ascii: "{") else { continue }
             examined += 1
             // Only the counters are built; the text of the answer is skipped.
-            guard let json = try? line.withUnsafeBytes({ raw in try JSONValue.pickTopLevel(raw, keys: TokenCounter.keys) }) else { continue }
-            if let completion = json[Key.evalCount]?.intValue {
-                return BackendUsage(promptTokens: json[Key.promptEvalCount]?.intValue ?? 0, completionTokens: completion,
-                                    promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
-                                    decodeMilliseconds: milliseconds(nanoseconds: json[Key.evalDuration]),
-                                    loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
-            }
-            if let usage = json[Key.usage], usage != .null {
-                var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0,
-                                          completionTokens: usage["completion_tokens"]?.intValue ?? 0)
-                if let timings = json[Key.timings] { result.add(timings: timings) }
-                return result
-            }
-            if let timings = json[Key.timings], timings != .null {
-                var result = BackendUsage(promptTokens: timings["prompt_n"]?.intValue ?? 0, completionTokens: timings["predicted_n"]?.intValue ?? 0)
-                result.add(timings: timings)
-                return result
-            }
-            if let prompt = json[Key.promptEvalCount]?.intValue {
-                return BackendUsage(promptTokens: prompt, promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
-                                    loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
-            }
+            guard let json = try? JSONValue.pickTopLevel(UnsafeRawBufferPointer(rebasing: tail[lower..<upper]), keys: TokenCounter.keys) else { continue }
+            if let usage = usage(json) { return usage }
         }
         return BackendUsage()
+    }
+
+    /// The counters of one line, if it carries any.
+    private static func usage(_ json: JSONValue.Picked) -> BackendUsage? {
+        if let completion = json[Key.evalCount]?.intValue {
+            return BackendUsage(promptTokens: json[Key.promptEvalCount]?.intValue ?? 0, completionTokens: completion,
+                                promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
+                                decodeMilliseconds: milliseconds(nanoseconds: json[Key.evalDuration]),
+                                loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
+        }
+        if let usage = json[Key.usage], usage != .null {
+            var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0,
+                                      completionTokens: usage["completion_tokens"]?.intValue ?? 0)
+            if let timings = json[Key.timings] { result.add(timings: timings) }
+            return result
+        }
+        if let timings = json[Key.timings], timings != .null {
+            var result = BackendUsage(promptTokens: timings["prompt_n"]?.intValue ?? 0, completionTokens: timings["predicted_n"]?.intValue ?? 0)
+            result.add(timings: timings)
+            return result
+        }
+        if let prompt = json[Key.promptEvalCount]?.intValue {
+            return BackendUsage(promptTokens: prompt, promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
+                                loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
+        }
+        return nil
     }
 
     private static func milliseconds(nanoseconds value: JSONValue?) -> Double? {

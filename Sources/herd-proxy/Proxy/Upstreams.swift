@@ -6,28 +6,50 @@ import HerdWire
 /// this proxy's requests in flight per upstream (what the local policy
 /// balances on while control is away). Loop-thread only.
 final class Upstreams {
+    /// One upstream as the proxy knows it: its pool, found once by its
+    /// `host:port` text, and the requests this proxy has in flight to it.
+    final class Upstream {
+        let pool: UpstreamPool
+        fileprivate(set) var inFlight = 0
+        fileprivate init(pool: UpstreamPool) { self.pool = pool }
+    }
+
     private let client: HTTPClient
-    private var inFlight: [String: Int] = [:]
+    private var known: [String: Upstream] = [:]
+    /// Past this many idle upstreams, an idle one is forgotten when its last
+    /// request ends (its pool stays in the client): the table cannot grow
+    /// with every address control ever named.
+    private static let keepIdle = 256
 
     init(client: HTTPClient) {
         self.client = client
     }
 
     /// This proxy's requests in flight to `upstream` (`host:port`).
-    func load(_ upstream: String) -> Int { inFlight[upstream] ?? 0 }
+    func load(_ upstream: String) -> Int { known[upstream]?.inFlight ?? 0 }
 
     /// Sends `request` to `upstream` (`host:port`, numeric); the response goes
-    /// to `delegate`. `nil` when the address is not valid. The caller calls
-    /// `release` once the exchange is over.
-    func send(_ request: HTTPClientRequest, to upstream: String, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask? {
-        guard let (host, port) = splitHostPort(upstream), let address = try? SocketAddress(host: host, port: port) else { return nil }
-        inFlight[upstream, default: 0] += 1
-        return client.execute(request, to: address, delegate: delegate)
+    /// to `delegate`. `nil` when the address is not valid. The caller passes
+    /// the returned upstream to `release` once the exchange is over.
+    func send(_ request: HTTPClientRequest, to upstream: String, delegate: any HTTPClientResponseDelegate) -> (HTTPClientTask, Upstream)? {
+        let entry: Upstream
+        if let found = known[upstream] {
+            entry = found
+        } else {
+            guard let (host, port) = splitHostPort(upstream), let address = try? SocketAddress(host: host, port: port) else { return nil }
+            entry = Upstream(pool: client.pool(for: address))
+            known[upstream] = entry
+        }
+        entry.inFlight += 1
+        return (client.execute(request, in: entry.pool, delegate: delegate), entry)
     }
 
     /// An exchange with `upstream` is over.
-    func release(_ upstream: String) {
-        if let count = inFlight[upstream], count > 1 { inFlight[upstream] = count - 1 } else { inFlight[upstream] = nil }
+    func release(_ upstream: Upstream) {
+        upstream.inFlight -= 1
+        if upstream.inFlight == 0, known.count > Upstreams.keepIdle {
+            known = known.filter { $0.value.inFlight > 0 }
+        }
     }
 
     func close() { client.close() }
