@@ -11,6 +11,25 @@ struct DemandKey: Hashable {
     let proxy: ProxyKey
     let api: ClientAPI
     let model: String
+    /// Made once (see `SlotKey`).
+    private let hash: Int
+
+    init(proxy: ProxyKey, api: ClientAPI, model: String) {
+        self.proxy = proxy
+        self.api = api
+        self.model = model
+        var hasher = Hasher()
+        hasher.combine(proxy)
+        hasher.combine(api)
+        hasher.combine(model)
+        hash = hasher.finalize()
+    }
+
+    static func == (a: DemandKey, b: DemandKey) -> Bool {
+        a.hash == b.hash && a.proxy == b.proxy && a.api == b.api && a.model == b.model
+    }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 }
 
 /// How many tickets to keep a proxy in for one model.

@@ -19,7 +19,38 @@ struct TicketBook {
         let model: String
     }
 
-    private(set) var held: [Key: [Held]] = [:]
+    /// One model's tickets, oldest first. Spending the oldest (the usual
+    /// case) moves `head` on instead of shifting the list; the spent front is
+    /// dropped once it is half the list.
+    struct Queue {
+        var items: [Held] = []
+        var head = 0
+
+        var live: ArraySlice<Held> { items[head...] }
+
+        mutating func take(at i: Int) -> RouteTicket {
+            if i == head {
+                head += 1
+                let ticket = items[i].ticket
+                if head == items.count {
+                    items.removeAll(keepingCapacity: true)
+                    head = 0
+                } else if head >= 16, head * 2 >= items.count {
+                    items.removeFirst(head)
+                    head = 0
+                }
+                return ticket
+            }
+            return items.remove(at: i).ticket
+        }
+
+        mutating func replace(with kept: [Held]) {
+            items = kept
+            head = 0
+        }
+    }
+
+    private(set) var held: [Key: Queue] = [:]
     private(set) var count = 0
     /// Where this proxy last sent each conversation / prompt prefix.
     private var affinity: [UInt64: String] = [:]
@@ -28,7 +59,7 @@ struct TicketBook {
     /// Tickets granted at `now`.
     mutating func grant(_ tickets: [RouteTicket], now: UInt64) {
         for ticket in tickets {
-            held[Key(api: ticket.api, model: ticket.model), default: []].append(Held(ticket: ticket, expiresAt: now + ticket.ttlMilliseconds))
+            held[Key(api: ticket.api, model: ticket.model), default: Queue()].items.append(Held(ticket: ticket, expiresAt: now + ticket.ttlMilliseconds))
             count += 1
         }
     }
@@ -40,11 +71,11 @@ struct TicketBook {
         let wanted = affinityNode(request)
         // Found by reading in place, taken out in place: copying the list
         // out of the dictionary would copy (retain) every ticket in it.
-        guard let i = held[key]?.firstIndex(where: { h in
+        guard let i = held[key]?.live.firstIndex(where: { h in
             h.expiresAt > now && (h.ticket.exclusive || wanted == nil || wanted == h.ticket.node)
         }) else { return nil }
         count -= 1
-        return held[key]!.remove(at: i).ticket
+        return held[key]!.take(at: i)
     }
 
     /// Remembers where `request` went (a ticket spent, or control's answer).
@@ -64,12 +95,12 @@ struct TicketBook {
     /// Takes out the tickets whose time ran out at `now` (to return).
     mutating func expire(now: UInt64) -> [UInt64] {
         var out: [UInt64] = []
-        for (key, list) in held where list.contains(where: { $0.expiresAt <= now }) {
+        for (key, queue) in held where queue.live.contains(where: { $0.expiresAt <= now }) {
             var kept: [Held] = []
-            for h in list {
+            for h in queue.live {
                 if h.expiresAt <= now { out.append(h.ticket.ticket) } else { kept.append(h) }
             }
-            held[key] = kept
+            held[key]!.replace(with: kept)
         }
         count -= out.count
         return out
@@ -79,14 +110,14 @@ struct TicketBook {
     mutating func revoke(_ ids: [UInt64]) -> [UInt64] {
         let revoked = Set(ids)
         var out: [UInt64] = []
-        for (key, list) in held where list.contains(where: { revoked.contains($0.ticket.ticket) }) {
-            held[key] = list.filter { h in
+        for (key, queue) in held where queue.live.contains(where: { revoked.contains($0.ticket.ticket) }) {
+            held[key]!.replace(with: queue.live.filter { h in
                 if revoked.contains(h.ticket.ticket) {
                     out.append(h.ticket.ticket)
                     return false
                 }
                 return true
-            }
+            })
         }
         count -= out.count
         return out
@@ -95,7 +126,7 @@ struct TicketBook {
     /// The earliest expiry, when any ticket is held.
     var nextExpiry: UInt64? {
         guard count > 0 else { return nil }
-        return held.values.lazy.compactMap { $0.lazy.map(\.expiresAt).min() }.min()
+        return held.values.lazy.compactMap { $0.live.lazy.map(\.expiresAt).min() }.min()
     }
 
     /// Drops every ticket (control went away: it forgot them too).
