@@ -194,7 +194,7 @@ import Testing
                                     "X-Herd-Fallback-Models": "a"]
         let out = ProxyHeaders.endToEnd(headers, dropping: [.host, .contentLength, .xHerdFallbackModels])
         #expect(out.fields.map(\.name) == ["Content-Type", "X-Custom"])
-        #expect(out.kinds == [nil, nil])
+        #expect(out.kinds == [.contentType, nil])
     }
 
     @Test func namesAreClassifiedCaseInsensitively() {

@@ -75,28 +75,25 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
 
     private func serialize(_ request: HTTPClientRequest) {
         scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: request.method.utf8)
+        scratch.append(utf8: request.method)
         scratch.append(32)
-        scratch.append(contentsOf: request.target.utf8)
+        scratch.append(utf8: request.target)
         scratch.append(contentsOf: " HTTP/1.1\r\n".utf8)
         var hasHost = false
         for (i, (name, value)) in request.headers.fields.enumerated() {
             let kind = request.headers.kinds[i]
             if kind?.isManagedByHTTP == true { continue }
             if kind == .host { hasHost = true }
-            scratch.append(contentsOf: name.utf8)
-            scratch.append(contentsOf: [58, 32])
-            scratch.append(contentsOf: value.utf8)
-            scratch.append(contentsOf: [13, 10])
+            scratch.appendHeaderLine(name, value)
         }
         if !hasHost { scratch.append(contentsOf: "Host: \(pool.address)\r\n".utf8) }
         let method = request.method
         if !request.body.isEmpty || method == "POST" || method == "PUT" || method == "PATCH" {
             scratch.append(contentsOf: HTTP1ClientConnection.contentLengthPrefix)
             scratch.appendDecimal(request.body.count)
-            scratch.append(contentsOf: [13, 10])
+            scratch.appendCRLF()
         }
-        scratch.append(contentsOf: [13, 10])
+        scratch.appendCRLF()
         scratch.append(contentsOf: request.body)
     }
 

@@ -26,3 +26,32 @@ extension Array where Element == UInt8 {
         }
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Appends a string's UTF-8 bytes in one copy (`withUTF8` reaches the
+    /// string's storage, small strings included; the generic UTF8View append
+    /// walks it byte by byte).
+    @inlinable
+    mutating func append(utf8 string: String) {
+        var string = string
+        string.withUTF8 { append(contentsOf: $0) }
+    }
+
+    /// Appends `name: value\r\n`.
+    @inlinable
+    mutating func appendHeaderLine(_ name: String, _ value: String) {
+        append(utf8: name)
+        append(58)
+        append(32)
+        append(utf8: value)
+        append(13)
+        append(10)
+    }
+
+    /// Appends `\r\n`.
+    @inlinable
+    mutating func appendCRLF() {
+        append(13)
+        append(10)
+    }
+}

@@ -240,7 +240,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         let (contentType, body) = server.errorBody(status, message, target ?? current?.head.target ?? parser.lastTarget)
         var out = Array("HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n".utf8)
         out.append(contentsOf: server.dates.headerLine)
-        out.append(contentsOf: [13, 10])
+        out.appendCRLF()
         out.append(contentsOf: body)
         flushOutput()
         stream.write(out)
@@ -266,15 +266,12 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         let framing = flow.responseStarts(status: head.status, contentLength: contentLength, draining: server.draining)
         output.append(contentsOf: HTTPStatus.statusLine(head.status))
         for (i, (name, value)) in head.headers.fields.enumerated() where head.headers.kinds[i]?.isManagedByHTTP != true {
-            output.append(contentsOf: name.utf8)
-            output.append(contentsOf: [58, 32])
-            output.append(contentsOf: value.utf8)
-            output.append(contentsOf: [13, 10])
+            output.appendHeaderLine(name, value)
         }
         if let length = framing.contentLength {
             output.append(contentsOf: HTTP1ServerConnection.contentLengthPrefix)
             output.appendDecimal(length)
-            output.append(contentsOf: [13, 10])
+            output.appendCRLF()
         } else if framing.chunked {
             output.append(contentsOf: HTTP1ServerConnection.chunkedLine)
         }
@@ -284,7 +281,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         case .none: break
         }
         output.append(contentsOf: server.dates.headerLine)
-        output.append(contentsOf: [13, 10])
+        output.appendCRLF()
         afterAppend()
     }
 
@@ -310,9 +307,9 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         guard exchange === self.exchange, flow.writesBody else { return }
         if flow.isChunked {
             output.append(contentsOf: String(bytes.count, radix: 16).utf8)
-            output.append(contentsOf: [13, 10])
+            output.appendCRLF()
             output.append(contentsOf: bytes)
-            output.append(contentsOf: [13, 10])
+            output.appendCRLF()
         } else {
             output.append(contentsOf: bytes)
         }

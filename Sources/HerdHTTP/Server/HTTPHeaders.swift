@@ -4,6 +4,7 @@
 public enum KnownHeader: UInt8, Sendable {
     case contentLength, transferEncoding, connection, keepAlive, date, host, proxyConnection, te, trailer, upgrade
     case xHerdFallbackModels, xForwardedFor, xForwardedProto
+    case xHerdTags, xHerdSession, xHerdClient, authorization, origin, contentType, accessControlRequestHeaders
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by a proxy.
     public var isHopByHop: Bool {
@@ -22,9 +23,15 @@ public enum KnownHeader: UInt8, Sendable {
     }
 
     public static func classify(_ name: String) -> KnownHeader? {
-        let utf8 = name.utf8
-        guard let first = utf8.first else { return nil }
-        let candidate: (String, KnownHeader)? = switch (utf8.count, first | 0x20) {
+        var name = name
+        return name.withUTF8 { classify(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `classify` of a name's raw bytes (the parser classifies before it
+    /// makes the name a `String`).
+    public static func classify(bytes name: UnsafeRawBufferPointer) -> KnownHeader? {
+        guard let first = name.first else { return nil }
+        let candidate: (StaticString, KnownHeader)? = switch (name.count, first | 0x20) {
         case (14, 0x63): ("Content-Length", .contentLength)
         case (17, 0x74): ("Transfer-Encoding", .transferEncoding)
         case (10, 0x63): ("Connection", .connection)
@@ -38,9 +45,21 @@ public enum KnownHeader: UInt8, Sendable {
         case (22, 0x78): ("X-Herd-Fallback-Models", .xHerdFallbackModels)
         case (15, 0x78): ("X-Forwarded-For", .xForwardedFor)
         case (17, 0x78): ("X-Forwarded-Proto", .xForwardedProto)
+        case (11, 0x78): ("X-Herd-Tags", .xHerdTags)
+        case (14, 0x78): ("X-Herd-Session", .xHerdSession)
+        case (13, 0x78): ("X-Herd-Client", .xHerdClient)
+        case (13, 0x61): ("Authorization", .authorization)
+        case (6, 0x6F): ("Origin", .origin)
+        case (12, 0x63): ("Content-Type", .contentType)
+        case (30, 0x61): ("Access-Control-Request-Headers", .accessControlRequestHeaders)
         default: nil
         }
-        guard let (known, kind) = candidate, HTTPHeaders.namesEqual(name, known) else { return nil }
+        guard let (known, kind) = candidate else { return nil }
+        let expected = known.utf8Start
+        for k in 0..<name.count {
+            let c = name[k], d = expected[k]
+            if c != d, HTTPHeaders.asciiLower(c) != HTTPHeaders.asciiLower(d) { return nil }
+        }
         return kind
     }
 }
@@ -137,7 +156,9 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 
     /// The first value of `name`, if any.
     public subscript(_ name: String) -> String? {
-        fields.first { HTTPHeaders.namesEqual($0.name, name) }?.value
+        // A name herd knows is found by its kind (classified once per field).
+        if let kind = KnownHeader.classify(name) { return self[kind] }
+        return fields.first { HTTPHeaders.namesEqual($0.name, name) }?.value
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
@@ -176,20 +197,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     /// ASCII case-insensitive comparison of header names or tokens. Most
     /// comparisons end at the length check.
     public static func namesEqual(_ a: String, _ b: String) -> Bool {
-        let x = a.utf8, y = b.utf8
-        guard x.count == y.count else { return false }
-        // Native strings are contiguous UTF-8: compare the bytes in place
-        // (the iterators cost ~700 instructions a call on the request path).
-        if let equal = x.withContiguousStorageIfAvailable({ p in
-            y.withContiguousStorageIfAvailable { q in bytesEqualIgnoringASCIICase(p, q) }
-        }), let equal {
-            return equal
-        }
-        var i = x.makeIterator(), j = y.makeIterator()
-        while let c = i.next(), let d = j.next() {
-            if c != d, asciiLower(c) != asciiLower(d) { return false }
-        }
-        return true
+        guard a.utf8.count == b.utf8.count else { return false }
+        // Compared as bytes in place (`withUTF8` also reaches a small string's
+        // inline bytes; the iterators cost ~700 instructions a call).
+        var a = a, b = b
+        return a.withUTF8 { p in b.withUTF8 { q in bytesEqualIgnoringASCIICase(p, q) } }
     }
 
     @inline(__always)

@@ -172,7 +172,8 @@ public final class HTTPParser {
     }
 
     private func flushHeader() {
-        headers.add(String(decoding: field, as: UTF8.self), String(decoding: value, as: UTF8.self))
+        let kind = field.withUnsafeBytes { KnownHeader.classify(bytes: $0) }
+        headers.add(String(decoding: field, as: UTF8.self), String(decoding: value, as: UTF8.self), kind: kind)
         field.removeAll(keepingCapacity: true)
         value.removeAll(keepingCapacity: true)
     }
