@@ -220,7 +220,8 @@ final class RequestLog: LoopFlushable {
         buffer.append(literal: " node=")
         if result.node.isEmpty { buffer.append(UInt8(ascii: "-")) } else { RequestLog.append(value: result.node, to: &buffer) }
         buffer.append(literal: " outcome=")
-        buffer.append(contentsOf: result.outcome.rawValue.utf8)
+        var outcome = result.outcome.rawValue
+        outcome.withUTF8 { buffer.append(contentsOf: $0) }
         buffer.append(literal: " status=")
         buffer.append(decimal: result.status)
         buffer.append(literal: " retries=")
@@ -251,7 +252,8 @@ final class RequestLog: LoopFlushable {
     /// Appends `text` as a logfmt value (see `value(_:)`).
     static func append(value text: String, to buffer: inout [UInt8]) {
         if isPlain(text) {
-            buffer.append(contentsOf: text.utf8)
+            var text = text
+            text.withUTF8 { buffer.append(contentsOf: $0) }
         } else {
             buffer.append(UInt8(ascii: "\""))
             buffer.append(contentsOf: Logger.escape(text).utf8)
@@ -263,9 +265,15 @@ final class RequestLog: LoopFlushable {
     /// else is quoted and escaped (`Logger.escape`): a client's model name
     /// cannot forge a line or a field.
     private static func isPlain(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.count <= 200 && text.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x3A || c == 0x2F
-                || c == 0x40 || c == 0x2B || c == 0x5F || c == 0x2D
+        guard !text.isEmpty, text.utf8.count <= 200 else { return false }
+        var text = text
+        return text.withUTF8 { bytes in
+            for c in bytes {
+                let plain = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x3A
+                    || c == 0x2F || c == 0x40 || c == 0x2B || c == 0x5F || c == 0x2D
+                if !plain { return false }
+            }
+            return true
         }
     }
 

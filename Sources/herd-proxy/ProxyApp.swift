@@ -136,9 +136,9 @@ final class ProxyApp {
         let fields: RouteFields
         do {
             fields = try RouteFields.read(body, endpoint: endpoint,
-                                          headerFallbacks: RouteFields.list(exchange.head.headers["X-Herd-Fallback-Models"]),
-                                          headerTags: RouteFields.list(exchange.head.headers["X-Herd-Tags"]),
-                                          headerSession: exchange.head.headers["X-Herd-Session"])
+                                          headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
+                                          headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]),
+                                          headerSession: exchange.head.headers[.xHerdSession])
         } catch {
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return
@@ -172,7 +172,7 @@ final class ProxyApp {
 
     /// `Access-Control-Allow-Origin` for an allowed `Origin`, nothing otherwise.
     func corsHeaders(for exchange: HTTPExchange) -> HTTPHeaders {
-        guard let origin = exchange.head.headers["Origin"], originAllowed(origin) else { return HTTPHeaders() }
+        guard let origin = exchange.head.headers[.origin], originAllowed(origin) else { return HTTPHeaders() }
         return ["Access-Control-Allow-Origin": origin, "Vary": "Origin",
                 "Access-Control-Expose-Headers": "X-Herd-Node, X-Herd-Model, X-Herd-Retries, X-Herd-Score, X-Herd-Reason"]
     }

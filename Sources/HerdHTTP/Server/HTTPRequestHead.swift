@@ -37,7 +37,7 @@ public struct HTTPRequestHead: Sendable, Equatable {
     }
 
     /// The `Content-Length` header as a number, when present and valid.
-    public var contentLength: Int? { headers["Content-Length"].flatMap { Int($0.trimmingSpaces) } }
+    public var contentLength: Int? { headers[.contentLength].flatMap { Int($0.trimmingSpaces) } }
 }
 
 /// The head of an HTTP response.

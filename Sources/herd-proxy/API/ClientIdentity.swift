@@ -9,12 +9,12 @@ import HerdWire
 /// address.
 enum ClientIdentity {
     static func of(_ headers: HTTPHeaders, address: String?) -> String {
-        if let named = headers["X-Herd-Client"], !named.isEmpty {
+        if let named = headers[.xHerdClient], !named.isEmpty {
             let bytes = Array(named.utf8)
             if bytes.count <= 64, bytes.allSatisfy(isPlain) { return "c:" + named }
             return "c#" + digest(bytes)
         }
-        if let authorization = headers["Authorization"] {
+        if let authorization = headers[.authorization] {
             let bytes = Array(authorization.utf8)
             if bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) {
                 let key = bytes.dropFirst(7).drop { $0 == 32 }
