@@ -79,6 +79,7 @@ start() { # core command...: a background process, pinned to core in the pinned 
 start 1 $B/herd-fake-backend --port $BACKEND --models llama3:8b --loaded llama3:8b --tokens 8
 nginx_conf $NGINX $BACKEND; start 0 nginx -c "$work/nginx-$NGINX.conf" -g 'daemon off;'
 start 0 $B/herd-control --port $CONTROL --proxy-port $PROXY --data-dir "$work/data" $HERD_FLAGS --no-mdns 2>"$work/control.log"
+control_pid=${pids[-1]}
 start 1 $B/herd-node --control http://127.0.0.1:$CONTROL --ollama http://127.0.0.1:$BACKEND --node-id bench 2>/dev/null
 for _ in $(seq 100); do curl -sf -o /dev/null -d '{"model":"llama3:8b","stream":false}' http://127.0.0.1:$PROXY/api/chat && break; sleep 0.1; done
 if [ -n "$BASELINE" ]; then
@@ -88,6 +89,8 @@ if [ -n "$BASELINE" ]; then
 fi
 proxy_pid=$(grep -o 'proxy-0 (pid [0-9]*' "$work/control.log" | grep -o '[0-9]*$' | head -1)
 rss() { grep VmRSS "/proc/$1/status" | awk '{print $2}'; }
+# CPU a process (all its threads) has used, in clock ticks (1/100 s).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 idle_rss=$(rss "$proxy_pid")
 
 cat > "$work/ollama.lua" <<'LUA'
@@ -113,7 +116,12 @@ for r in $(seq "$ROUNDS"); do
   echo "round $r: fixed rate"
   for rate in 1000 5000; do
     for t in $(order "$r"); do
+      c0=$(ticks "$control_pid"); p0=$(ticks "$proxy_pid"); t0=$(date +%s%N)
       pin 1 $B/herd-loadgen rate --url "http://127.0.0.1:${PORT[$t]}/api/chat" --rate $rate --duration "$DURATION" > "$work/rate$rate-$t-$r.json"
+      # herd's processes' CPU over the herd run: % of one core.
+      if [ "$t" = herd ]; then
+        echo "$(( ($(ticks "$control_pid") - c0) * 1000000000 / ($(date +%s%N) - t0) )) $(( ($(ticks "$proxy_pid") - p0) * 1000000000 / ($(date +%s%N) - t0) ))" > "$work/cpu$rate-$r.txt"
+      fi
     done
   done
   echo "round $r: control hop"

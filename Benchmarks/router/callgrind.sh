@@ -57,5 +57,11 @@ total=$(grep -m1 '^summary:' "$file" | awk '{print $2}')
 echo "requests measured: $served"
 echo "instructions: $total"
 echo "instructions per request: $((total / served))"
+if [ "$TARGET" = proxy ]; then
+  # The route decision on the ticket path: spending a ticket (look-up, affinity, take).
+  callgrind_annotate --inclusive=yes "$file" > "$OUT/inclusive.txt" 2>/dev/null || true
+  spend=$(awk '/ControlClientC11spendTicket/ {gsub(",", "", $1); print $1; exit}' "$OUT/inclusive.txt")
+  [ -n "$spend" ] && echo "ticket-path decision (ControlClient.spendTicket, inclusive): $((spend / served)) instructions per request"
+fi
 callgrind_annotate --inclusive=no "$file" 2>/dev/null | head -40 > "$OUT/top.txt"
 echo "top functions: $OUT/top.txt"

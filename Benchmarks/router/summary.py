@@ -38,6 +38,11 @@ for rate in (1000, 5000):
         p50 = med(x["p50_us"] for x in rows); p99 = med(x["p99_us"] for x in rows)
         print(f"{rate:<7}{t:<8}{p50:>9.0f}{p99:>9.0f}{p50 - base50:>9.0f}{p99 - base99:>9.0f}{med(x['achieved_rate'] for x in rows):>10.0f} {sum(x['errors'] for x in rows)}")
 
+print("\n== herd's CPU during the fixed-rate runs (% of one core; herd-control includes its trace writer thread)")
+for rate in (1000, 5000):
+    rows = [[int(v) for v in open(f"{d}/cpu{rate}-{r}.txt").read().split()] for r in R]
+    print(f"{rate:<7}herd-control {med(x[0] for x in rows):>3.0f} %   herd-proxy {med(x[1] for x in rows):>3.0f} %")
+
 print("\n== control hop: ROUTE → ROUTE_OK at 5,000/s")
 for t in [x for x in T if x in ("herd", "base")]:
     rows = [json.load(open(f"{d}/route-{t}-{r}.json")) for r in R]
