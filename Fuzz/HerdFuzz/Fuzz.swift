@@ -65,7 +65,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         decoder.append(bytes)
         try? decoder.forEachFrame { frame throws(ControlProtocolError) in
             switch frame.type {
-            case .hello, .helloOK, .snapshot: _ = try? frame.json()
+            case .hello, .helloOK: _ = try? frame.json()
+            case .snapshot: _ = (try? frame.json()).flatMap { try? RoutingSnapshot(json: $0) }
+            case .snapshotDelta:
+                // Applied to a held snapshot, as the proxy does.
+                if let json = try? frame.json(), let delta = try? SnapshotDelta(json: json) {
+                    _ = try? RoutingSnapshot(version: delta.base, nodes: [.init(id: "n", status: "online", backends: [])]).applying(delta)
+                }
             case .route: _ = try? frame.decode(RouteRequest.self)
             case .routeOK: _ = try? frame.decode(RouteAnswer.self)
             case .routeError: _ = try? frame.decode(RouteRefusal.self)

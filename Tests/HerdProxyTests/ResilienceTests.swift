@@ -121,7 +121,7 @@ import Testing
         let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
         defer { fleet.shutdown() }
         for garbage in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0, 0, 0, 5, 99, 1, 2, 3, 4], [0xFF, 0xFF, 0xFF, 0xFF, 1],
-                        [0, 0, 0, 3, 1, 123, 125], [0, 0, 0, 10, 3, 123, 34, 105, 100, 34, 58]] {
+                        [0, 0, 0, 3, 1, 123, 125], [0, 0, 0, 10, 3, 123, 34, 105, 100, 34, 58], Self.frame(1, #"{"protocol":2,"proxy_id":"old","version":"0.1"}"#)] {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
@@ -132,11 +132,18 @@ import Testing
             _ = garbage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             close(fd)
         }
-        // Four of the five are protocol errors (the last is a frame cut short, then EOF).
-        #expect(waitUntil(seconds: 5) { fleet.control!.output.components("dropped") >= 4 }, "\(fleet.control!.output)")
+        // Five of the six are protocol errors (the fifth is a frame cut short, then EOF); an old proxy is told why.
+        #expect(waitUntil(seconds: 5) { fleet.control!.output.components("dropped") >= 5 }, "\(fleet.control!.output)")
+        #expect(fleet.control!.output.contains("protocol 2 is not supported"))
         #expect(fleet.control!.isRunning)
         #expect(fleet.post("/api/chat", Self.chat).status == 200, "the real proxy's connection is untouched")
         #expect(fleet.control!.output.contains("dropped"))
+    }
+
+    /// A control frame: length, type, body.
+    static func frame(_ type: UInt8, _ body: String) -> [UInt8] {
+        let length = UInt32(body.utf8.count + 1)
+        return [UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF), type] + Array(body.utf8)
     }
 
     @Test func malformedHeartbeatsAreRefusedAndChangeNothing() throws {

@@ -99,6 +99,8 @@ import HerdJSON
         #expect(RouteRefusal.Code.wireOrder.count == RouteRefusal.Code.allCases.count)
         let snapshot = RoutingSnapshot(version: 9, nodes: [.init(id: "n", status: "online", backends: [.init(kind: .ollama, address: "127.0.0.1:1", models: ["a"], loaded: [])])])
         #expect(try RoutingSnapshot(json: snapshot.json) == snapshot)
+        let delta = SnapshotDelta(base: 9, version: 10, nodes: snapshot.nodes, removed: ["gone"], ps: ["models": []], ollamaVersion: "0.12.1")
+        #expect(try SnapshotDelta(json: delta.json) == delta)
         #expect(throws: JSONFieldError.self) { try RouteRequest(json: ["id": 1, "api": "grpc", "path": "/", "model": "m"]) }
     }
 
@@ -182,7 +184,7 @@ func decoded<M: WireBinaryMessage>(_: M.Type, _ bytes: [UInt8]) -> Result<M, Con
             for (type, body) in frames {
                 let ok: Bool
                 switch type {
-                case .hello, .helloOK, .snapshot:
+                case .hello, .helloOK, .snapshot, .snapshotDelta:
                     ok = body.withUnsafeBytes { raw in (try? ControlFrameBody(type: type, bytes: raw).json()) != nil }
                 case .route: ok = (try? decoded(RouteRequest.self, body).get()) != nil
                 case .routeOK: ok = (try? decoded(RouteAnswer.self, body).get()) != nil
@@ -231,4 +233,93 @@ private func readBytes(_ path: String) throws -> [UInt8] {
         out += chunk[..<n]
     }
     return out
+}
+
+@Suite struct SnapshotDeltaTests {
+    static func node(_ id: String, status: String = "online", loaded: [String] = []) -> RoutingSnapshot.Node {
+        .init(id: id, status: status, backends: [.init(kind: .ollama, address: "127.0.0.1:\(id.count)", models: ["a", "b", "c"], loaded: loaded)])
+    }
+
+    static func fleet(version: Int, _ nodes: [RoutingSnapshot.Node]) -> RoutingSnapshot {
+        let loaded = Set(nodes.flatMap { $0.backends.flatMap(\.loaded) }).sorted()
+        return RoutingSnapshot(version: version, nodes: nodes.sorted { $0.id < $1.id },
+                               tags: ["models": .array(["a", "b", "c"].map { ["name": .string($0)] })],
+                               ps: ["models": .array(loaded.map { ["name": .string($0)] })])
+    }
+
+    /// One node's change sends that node and the listing it changed, nothing
+    /// else; applying it gives the new snapshot exactly.
+    @Test func aDeltaCarriesOnlyWhatChanged() throws {
+        let old = Self.fleet(version: 4, (0..<20).map { Self.node("node-\($0)") })
+        let nodes = old.nodes.map { $0.id == "node-7" ? Self.node("node-7", loaded: ["a"]) : $0 }
+        let new = Self.fleet(version: 5, nodes)
+        let delta = SnapshotDelta(from: old, to: new)
+        #expect(delta.base == 4 && delta.version == 5)
+        #expect(delta.nodes.map(\.id) == ["node-7"])
+        #expect(delta.removed.isEmpty && delta.tags == .none && delta.openAIModels == .none && delta.ollamaVersion == nil)
+        #expect(delta.ps == new.ps)
+        #expect(try old.applying(delta) == new)
+        // On the wire: a small fraction of the whole snapshot.
+        var full: [UInt8] = [], small: [UInt8] = []
+        new.json.write(to: &full)
+        delta.json.write(to: &small)
+        #expect(small.count * 8 < full.count, "delta \(small.count) bytes, snapshot \(full.count)")
+    }
+
+    @Test func nodesJoinLeaveAndKeepTheirOrder() throws {
+        let old = Self.fleet(version: 1, [Self.node("b"), Self.node("d")])
+        let new = Self.fleet(version: 2, [Self.node("a"), Self.node("c", status: "degraded"), Self.node("d", status: "offline")])
+        let delta = SnapshotDelta(from: old, to: new)
+        #expect(delta.nodes.map(\.id) == ["a", "c", "d"] && delta.removed == ["b"])
+        let applied = try old.applying(delta)
+        #expect(applied == new && applied.nodes.map(\.id) == ["a", "c", "d"])
+        // Nothing changed but the version: an empty delta.
+        let same = SnapshotDelta(from: new, to: Self.fleet(version: 3, new.nodes))
+        #expect(same.nodes.isEmpty && same.removed.isEmpty && same.ps == .none)
+        #expect(try applied.applying(same).version == 3)
+    }
+
+    /// A delta for a snapshot the proxy does not hold is refused (the
+    /// connection drops and the proxy gets a whole snapshot on reconnect).
+    @Test func aDeltaForAnotherVersionIsRefused() {
+        let held = Self.fleet(version: 7, [Self.node("a")])
+        #expect(throws: ControlProtocolError.self) { try held.applying(SnapshotDelta(base: 6, version: 8)) }
+        #expect(throws: JSONFieldError.self) { try SnapshotDelta(json: ["base": 1, "version": 2, "nodes": "all"]) }
+    }
+
+    /// A chain of random fleet changes: every step's delta, applied to the
+    /// proxy's copy, keeps it equal to control's.
+    @Test func aChainOfDeltasTracksTheFleet() throws {
+        var random = SplitMix(seed: 42)
+        var control = Self.fleet(version: 0, [])
+        var proxy = control
+        for version in 1...300 {
+            var byID = Dictionary(uniqueKeysWithValues: control.nodes.map { ($0.id, $0) })
+            for _ in 0..<(1 + random.next() % 3) {
+                let id = "n\(random.next() % 12)"
+                switch random.next() % 4 {
+                case 0: byID[id] = nil
+                case 1: byID[id] = Self.node(id, status: ["online", "degraded", "offline"][Int(random.next() % 3)])
+                default: byID[id] = Self.node(id, loaded: random.next() % 2 == 0 ? ["a"] : ["b", "c"])
+                }
+            }
+            let next = Self.fleet(version: version, Array(byID.values))
+            proxy = try proxy.applying(SnapshotDelta(json: SnapshotDelta(from: control, to: next).json))
+            control = next
+            #expect(proxy == control)
+        }
+    }
+}
+
+/// A small deterministic generator for property tests.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }

@@ -2,7 +2,7 @@ import HerdJSON
 /// The proxy ↔ control protocol's framing (documented in `ControlProtocol.md`).
 ///
 /// A frame is a 4-byte big-endian length `n`, then `n` bytes: a 1-byte message
-/// type and its body: a JSON object (HELLO, HELLO_OK, SNAPSHOT) or the
+/// type and its body: a JSON object (HELLO, HELLO_OK, SNAPSHOT, SNAPSHOT_DELTA) or the
 /// message's compact encoding (`WireBinary.swift`; every per-request message).
 /// A length over `maxFrameBytes`, an unknown type or a body that does not
 /// decode is a protocol error: the receiver drops that connection (and only
@@ -62,6 +62,7 @@ public enum ControlMessageType: UInt8, Sendable {
     case grant = 12
     case ticketReturn = 13
     case revoke = 14
+    case snapshotDelta = 15
 
     /// Its name in errors (literals: decoding a frame builds no string).
     public var name: String {
@@ -80,6 +81,7 @@ public enum ControlMessageType: UInt8, Sendable {
         case .grant: "GRANT"
         case .ticketReturn: "RETURN"
         case .revoke: "REVOKE"
+        case .snapshotDelta: "SNAPSHOT_DELTA"
         }
     }
 }

@@ -26,7 +26,7 @@ public enum BackendKind: String, Sendable, Codable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 2
+    public static let protocolVersion = 3
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String

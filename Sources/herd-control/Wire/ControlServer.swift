@@ -9,7 +9,8 @@ final class ProxyLink {
     let channel: ControlChannel
     var proxyID = ""
     var greeted = false
-    var lastSnapshotVersion = -1
+    /// The last snapshot this proxy was sent (the next goes as a delta from it).
+    var lastSnapshot: RoutingSnapshot?
     /// A snapshot is due but the proxy has not read the last writes: it gets
     /// the latest one when they drain (never one queued behind another).
     var snapshotWanted = false
@@ -149,7 +150,7 @@ final class ControlServer {
             case .started: scheduler.started(try frame.decode(RouteStarted.self), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
                 scheduler.cancel(id: try frame.decode(RouteCancel.self).id, from: link.key, fleet: registry.list, now: now, into: &actions)
-            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .queued, .grant, .revoke:
+            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .snapshotDelta, .queued, .grant, .revoke:
                 throw ControlProtocolError("a proxy does not send \(frame.type)")
             }
             performActions()
@@ -212,8 +213,12 @@ final class ControlServer {
         }
         link.snapshotWanted = false
         let snapshot = currentSnapshot()
-        guard snapshot.version != link.lastSnapshotVersion else { return }
-        link.lastSnapshotVersion = snapshot.version
-        link.channel.send(.snapshot, snapshot.json)
+        if let last = link.lastSnapshot {
+            guard snapshot.version != last.version else { return }
+            link.channel.send(.snapshotDelta, SnapshotDelta(from: last, to: snapshot).json)
+        } else {
+            link.channel.send(.snapshot, snapshot.json)
+        }
+        link.lastSnapshot = snapshot
     }
 }

@@ -167,6 +167,9 @@ final class ControlClient: LoopFlushable {
             case .snapshot:
                 snapshot = try RoutingSnapshot(json: frame.json())
                 onSnapshot?(snapshot)
+            case .snapshotDelta:
+                snapshot = try snapshot.applying(SnapshotDelta(json: frame.json()))
+                onSnapshot?(snapshot)
             case .routeOK:
                 let answer = try frame.decode(RouteAnswer.self)
                 deadlines.done(answer.id)
