@@ -71,6 +71,7 @@ let package = Package(
         .executableTarget(
             name: "herd-control",
             dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting", "HerdStorage", "HerdDiscovery", argumentParser],
+            exclude: ["HTTP/ControlAPI.md"],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(

@@ -57,15 +57,22 @@ final class ControlApp {
         let learned = try TraceStore.recentObservations(path: traces.path, since: now - 7 * 86_400_000, limit: 20_000)
         routes.restore(learned)
         if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
+        let stats = RequestStats()
+        let health = HealthMonitor()
         routes.onFinished = { finished in
             traces.record(finished, now: Int(EventLoop.wallClockMilliseconds()))
             requestLog.record(finished.result, request: finished.request)
             metrics.record(finished)
+            stats.record(finished, now: loop.nowMilliseconds)
         }
         try routes.listen(path: options.socketPath)
 
         let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics)
         api.traces = traces
+        let fleetAPI = FleetAPI(loop: loop, registry: registry, routes: routes, stats: stats, health: health, options: options)
+        fleetAPI.tracePath = traces.path
+        fleetAPI.fleetKeySet = { api.verifier != nil }
+        api.fleetAPI = fleetAPI
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         if let fleetKey {
             guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
@@ -78,9 +85,45 @@ final class ControlApp {
         let http = HTTPServer(loop: loop, configuration: httpConfiguration) { api.handle($0) }
         let bound = try http.listen(host: options.host, port: options.port)
 
+        let startedAt = loop.nowMilliseconds
+        let gatherHealth = { [options] () -> HealthInput in
+            let now = loop.nowMilliseconds
+            var input = HealthInput(now: now, wallNow: Int(EventLoop.wallClockMilliseconds()))
+            input.nodes = registry.list
+            input.heartbeatIntervalMilliseconds = UInt64(api.heartbeatIntervalMilliseconds)
+            input.degradedAfterMilliseconds = options.registry.degradedAfterMilliseconds
+            input.offlineAfterMilliseconds = options.registry.offlineAfterMilliseconds
+            input.clockSkew = registry.clockSkew
+            input.modelChanges = registry.modelChanges
+            input.recent = stats.bySlot(minutes: 5, now: now)
+            input.hour = stats.bySlot(minutes: 60, now: now)
+            input.queueLength = routes.scheduler.queueLength
+            input.queueTimeoutMilliseconds = options.scheduler.queueTimeoutMilliseconds
+            // Proxies get a few seconds to connect after a start.
+            input.proxiesExpected = now - startedAt > 10_000 ? max(options.proxies, 1) : 0
+            input.proxiesConnected = routes.proxyCount
+            input.fleetKeySet = api.verifier != nil
+            input.listenHosts = [options.host]
+            input.traceProblem = traces.problem(now: input.wallNow)
+            input.dataDirectory = options.dataDirectory
+            (input.diskFreeBytes, input.diskTotalBytes) = DiskSpace.of(options.dataDirectory)
+            return input
+        }
+        let evaluateHealth = { [log] in
+            for (check, state) in health.evaluate(gatherHealth()) {
+                if state.firing {
+                    log.warning("health: \(check.id) (\(check.severity.rawValue)): \(state.message)")
+                } else {
+                    log.info("health: \(check.id) cleared")
+                }
+            }
+        }
         let sweep = LoopTimer(loop: loop)
+        var ticks = 0
         sweep.start(after: 1_000, repeating: 1_000) {
             if registry.sweep(now: loop.nowMilliseconds) { fleetChanged() }
+            ticks += 1
+            if ticks % 5 == 1 { evaluateHealth() }
         }
         let retention = LoopTimer(loop: loop)
         if options.traceRetentionMilliseconds > 0 {

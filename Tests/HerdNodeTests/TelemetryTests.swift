@@ -117,3 +117,30 @@ import Testing
         #expect(try Heartbeat(json: ["schema": 1, "node_id": "old"]).telemetry == Telemetry())
     }
 }
+
+@Suite struct DirectClientTests {
+    /// /proc/net/tcp and tcp6 as the kernel prints them: established
+    /// connections to Ollama's port 11434 (0x2CAA) from 192.168.1.77 and
+    /// 127.0.0.1, a listening socket, and one to another port.
+    @Test func establishedPeersOfAPort() {
+        let tcp = """
+              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 00000000:2CAA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   997        0 1 1 0 100 0 0 10 0
+               1: 0A01A8C0:2CAA 4D01A8C0:D431 01 00000000:00000000 00:00000000 00000000   997        0 2 1 0 20 4 30 10 -1
+               2: 0100007F:2CAA 0100007F:9C40 01 00000000:00000000 00:00000000 00000000   997        0 3 1 0 20 4 30 10 -1
+               3: 0A01A8C0:0016 4E01A8C0:D431 01 00000000:00000000 00:00000000 00000000     0        0 4 1 0 20 4 30 10 -1
+               4: 0A01A8C0:2CAA 4D01A8C0:D432 01 00000000:00000000 00:00000000 00000000   997        0 5 1 0 20 4 30 10 -1
+            """
+        #expect(LinuxParsers.establishedPeers(tcp, localPort: 11434) == ["192.168.1.77", "127.0.0.1"])
+        #expect(LinuxParsers.establishedPeers(tcp, localPort: 22) == ["192.168.1.78"])
+        let tcp6 = """
+              sl  local_address                         remote_address                        st tx_queue rx_queue
+               0: 00000000000000000000000001000000:2CAA 00000000000000000000000001000000:A1B2 01 00000000:00000000
+               1: 0000000000000000FFFF00000A01A8C0:2CAA 0000000000000000FFFF00004F01A8C0:A1B3 01 00000000:00000000
+               2: B80D0120000000000000000001000000:2CAA B80D0120000000000000000002000000:A1B4 01 00000000:00000000
+            """
+        #expect(LinuxParsers.establishedPeers(tcp6, localPort: 11434) == ["::1", "192.168.1.79", "2001:db8:0:0:0:0:0:2"])
+        #expect(LinuxParsers.establishedPeers(nil, localPort: 11434).isEmpty)
+        #expect(LinuxParsers.establishedPeers("garbage\n1: zz:zz yy:yy 01", localPort: 11434).isEmpty)
+    }
+}

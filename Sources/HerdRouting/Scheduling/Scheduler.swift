@@ -225,6 +225,19 @@ package struct Scheduler {
     /// else what was learned.
     package func limit(node: String, model: String) -> Int { limit(SlotKey(node, model)) }
 
+    /// Requests queued for `node`:`model` (waiting for that slot).
+    package func queued(node: String, model: String) -> Int { queuedFor[SlotKey(node, model)] ?? 0 }
+
+    /// Every node:model with requests in flight or queued, or a learned
+    /// limit: in flight, limit, queued (for the queues API).
+    package var slotSummary: [(node: String, model: String, inFlight: Int, limit: Int, queued: Int)] {
+        var keys = Set(learners.keys)
+        for (key, load) in slotLoads where load.count > 0 { keys.insert(key) }
+        for (key, n) in queuedFor where n > 0 { keys.insert(key) }
+        return keys.map { ($0.node, $0.model, slotLoads[$0]?.count ?? 0, limit($0), queuedFor[$0] ?? 0) }
+            .sorted { ($0.node, $0.model) < ($1.node, $1.model) }
+    }
+
     /// The learned limits, per node and model (for the fleet API).
     package var learnedLimits: [(node: String, model: String, limit: Int)] {
         learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }

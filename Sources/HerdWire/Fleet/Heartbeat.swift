@@ -71,6 +71,17 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
         /// Ollama's `OLLAMA_NUM_PARALLEL` (read from the server's environment),
         /// llama.cpp's `/props` `total_slots`. The learned concurrency starts here.
         public var parallel: Int?
+        /// The backend answers only on its machine's loopback, so the router cannot reach it.
+        @Defaulted<WireDefaults.False> public var localOnly: Bool = false
+        /// Hosts other than the router connected to the backend right now
+        /// (they bypass the router; at most `maxDirectClients`).
+        @Defaulted<WireDefaults.Empty<String>> public var directClients: [String] = []
+        public static let maxDirectClients = 8
+
+        enum CodingKeys: String, CodingKey {
+            case kind, url, address, reachable, version, error, models, loaded, parallel
+            case localOnly = "local_only", directClients = "direct_clients"
+        }
 
         public init(kind: BackendKind, url: String, address: String, reachable: Bool, version: String? = nil, error: String? = nil,
                     models: [Model] = [], loaded: [LoadedModel] = [], parallel: Int? = nil) {
@@ -128,16 +139,20 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
         /// This hour of the week was learned in an earlier week (not only from now):
         /// only then may a low availability pause the node.
         @Defaulted<WireDefaults.False> public var hourLearned: Bool
+        /// The learned availability of every hour of the week (168 values,
+        /// Sunday 00:00–00:59 first, in the node's local time), −1 where not learned: the dashboard's heatmap.
+        public var week: [Double]?
 
-        public init(availability: Double, memoryCeilingBytes: Int, learnedHours: Int = 0, hourLearned: Bool = false) {
+        public init(availability: Double, memoryCeilingBytes: Int, learnedHours: Int = 0, hourLearned: Bool = false, week: [Double]? = nil) {
             self.availability = availability
             self.memoryCeilingBytes = memoryCeilingBytes
             self.learnedHours = learnedHours
             self.hourLearned = hourLearned
+            self.week = week
         }
 
         enum CodingKeys: String, CodingKey {
-            case availability, memoryCeilingBytes = "memory_ceiling_bytes", learnedHours = "learned_hours", hourLearned = "hour_learned"
+            case availability, memoryCeilingBytes = "memory_ceiling_bytes", learnedHours = "learned_hours", hourLearned = "hour_learned", week
         }
 
         public var json: JSONValue {
@@ -208,12 +223,19 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             guard capacity.memoryCeilingBytes >= 0, (0...168).contains(capacity.learnedHours) else {
                 throw JSONFieldError("heartbeat.capacity: memory_ceiling_bytes ≥ 0, learned_hours 0–168")
             }
+            if let week = capacity.week, week.count != 168 || !week.allSatisfy({ $0 == -1 || (0...1).contains($0) }) {
+                throw JSONFieldError("heartbeat.capacity.week must be 168 values, each 0–1 or -1")
+            }
         }
         for (i, backend) in backends.enumerated() {
             let path = "heartbeat.backends[\(i)]"
             guard Heartbeat.isValidAddress(backend.address) else { throw JSONFieldError("\(path).address must be a numeric host:port") }
             guard backend.models.count <= 4096, backend.loaded.count <= 256 else { throw JSONFieldError("\(path): too many models") }
             if let parallel = backend.parallel, !(1...1024).contains(parallel) { throw JSONFieldError("\(path).parallel must be 1–1024") }
+            guard backend.directClients.count <= Backend.maxDirectClients,
+                  backend.directClients.allSatisfy({ (try? SocketAddress(host: $0, port: 0)) != nil }) else {
+                throw JSONFieldError("\(path).direct_clients: at most \(Backend.maxDirectClients) numeric addresses")
+            }
             for (j, model) in backend.models.enumerated() where model.name.isEmpty || model.name.utf8.count > 512 {
                 throw JSONFieldError("\(path).models[\(j)].name must be 1–512 bytes")
             }

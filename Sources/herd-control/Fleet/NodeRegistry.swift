@@ -32,6 +32,12 @@ final class NodeRegistry {
     private var cachedList: [FleetNode]?
     /// Bumped whenever something routing depends on changes.
     private(set) var version = 0
+    /// Models loaded or unloaded, as heartbeats showed them (newest last, at
+    /// most `maxModelChanges`): the health checks count churn from it.
+    private(set) var modelChanges: [(node: String, model: String, loaded: Bool, at: UInt64)] = []
+    static let maxModelChanges = 1_024
+    /// Each node's clock minus control's when its last heartbeat came (ms).
+    private(set) var clockSkew: [String: Int] = [:]
 
     init(settings: Settings = Settings()) {
         self.settings = settings
@@ -71,7 +77,10 @@ final class NodeRegistry {
     private func record(_ heartbeat: Heartbeat, now: UInt64) -> Bool {
         if var node = nodes[heartbeat.nodeID] {
             let changed = node.status != .online || NodeRegistry.routingView(node.heartbeat) != NodeRegistry.routingView(heartbeat)
-            if changed { NodeRegistry.noteUnloads(&node, from: node.heartbeat, to: heartbeat, now: now) }
+            if changed {
+                NodeRegistry.noteUnloads(&node, from: node.heartbeat, to: heartbeat, now: now)
+                noteModelChanges(node: heartbeat.nodeID, from: node.heartbeat, to: heartbeat, now: now)
+            }
             node.heartbeat = heartbeat
             node.lastSeenMilliseconds = now
             node.status = .online
@@ -105,6 +114,22 @@ final class NodeRegistry {
         }
         if changed { version += 1 }
         return changed
+    }
+
+    private func noteModelChanges(node: String, from old: Heartbeat, to new: Heartbeat, now: UInt64) {
+        let before = Set(old.backends.flatMap(\.loaded).map { ModelName.canonical($0.name) })
+        let after = Set(new.backends.flatMap(\.loaded).map { ModelName.canonical($0.name) })
+        for model in before.subtracting(after).sorted() { modelChanges.append((node, model, false, now)) }
+        for model in after.subtracting(before).sorted() { modelChanges.append((node, model, true, now)) }
+        if modelChanges.count > Self.maxModelChanges { modelChanges.removeFirst(modelChanges.count - Self.maxModelChanges) }
+    }
+
+    /// Records the node's clock against control's (`wallNow`) when a heartbeat
+    /// says when it was sent.
+    func noteClock(node: String, sentAt: Int, wallNow: Int) {
+        guard sentAt > 0, nodes[node] != nil else { return }
+        clockSkew[node] = sentAt - wallNow
+        if clockSkew.count > nodes.count { clockSkew = clockSkew.filter { nodes[$0.key] != nil } }
     }
 
     /// Models that left memory since the last heartbeat are warm for a while

@@ -32,8 +32,15 @@ final class ControlAPI {
         self.log = log
     }
 
+    /// `/api/v1/…`.
+    var fleetAPI: FleetAPI?
+
     func handle(_ exchange: HTTPExchange) {
         let path = exchange.head.path
+        if path.hasPrefix("/api/v1/"), let fleetAPI {
+            fleetAPI.handle(exchange)
+            return
+        }
         switch (exchange.head.method, path) {
         case ("POST", "/heartbeat"):
             exchange.collectBody { [unowned self] body in self.heartbeat(exchange, body) }
@@ -59,7 +66,7 @@ final class ControlAPI {
                 traces: traces?.counts))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
-                                    "endpoints": ["/health", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])
+                                    "endpoints": ["/health", "/api/v1/", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])
         case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"), (_, "/api/decisions"), (_, "/metrics"):
             respond(exchange, 405, ["error": .string("\(exchange.head.method) is not allowed on \(path)")])
         default:
@@ -88,6 +95,7 @@ final class ControlAPI {
             return
         }
         let known = registry.nodes[heartbeat.nodeID] != nil
+        defer { registry.noteClock(node: heartbeat.nodeID, sentAt: heartbeat.sentAtMilliseconds, wallNow: Int(EventLoop.wallClockMilliseconds())) }
         switch registry.admit(heartbeat, now: loop.nowMilliseconds) {
         case .accepted(changed: true):
             if !known { log.info("node \(heartbeat.nodeID) joined with \(heartbeat.backends.count) backend(s)") }

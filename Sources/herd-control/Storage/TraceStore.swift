@@ -1,3 +1,4 @@
+import HerdJSON
 import HerdRuntime
 import HerdStorage
 import HerdRouting
@@ -164,5 +165,122 @@ final class TraceStore {
 
     func close() {
         writer.close()
+    }
+
+    // MARK: Reading (blocking: run off the loop)
+
+    /// Filters of the traces API; nil = any.
+    struct Filter: Sendable {
+        var sinceMs: Int?
+        var untilMs: Int?
+        var model: String?
+        var node: String?
+        var outcome: String?
+        var tag: String?
+        var client: String?
+        /// Rows with an id below this (the next page of a newest-first list).
+        var beforeID: Int?
+        var limit = 50
+    }
+
+    /// The columns of a trace's list entry, then those only its whole record has.
+    static let listColumns = ["id", "request_id", "at_ms", "api", "path", "model", "served_model", "node_id", "outcome", "status",
+                              "ttft_ms", "duration_ms", "prompt_tokens", "completion_tokens", "retries", "client", "tags", "error",
+                              "stream", "queued_ms", "local", "reason", "fallback_used", "ticket"]
+    static let recordColumns = listColumns + ["bytes", "est_tokens", "num_ctx", "score", "affinity", "concurrency", "prompt_eval_ms",
+                                              "eval_ms", "load_ms", "candidates"]
+
+    /// Newest first, at most `filter.limit` (1–500), and the id to ask
+    /// `before` for the next page (nil: no more).
+    static func list(path: String, _ filter: Filter) throws -> (rows: [JSONValue], next: Int?) {
+        let database = try SQLiteDatabase(path: path, readOnly: true)
+        var clauses: [String] = []
+        var values: [SQLiteValue] = []
+        func add(_ clause: String, _ value: SQLiteValue) { clauses.append(clause); values.append(value) }
+        if let v = filter.sinceMs { add("at_ms >= ?", .integer(Int64(v))) }
+        if let v = filter.untilMs { add("at_ms < ?", .integer(Int64(v))) }
+        if let v = filter.model { add("(model = ? OR served_model = ?)", .text(v)); values.append(.text(v)) }
+        if let v = filter.node { add("node_id = ?", .text(v)) }
+        if let v = filter.outcome { add("outcome = ?", .text(v)) }
+        if let v = filter.tag { add("(',' || tags || ',') LIKE ? ESCAPE '\\'", .text("%," + likeEscaped(v) + ",%")) }
+        if let v = filter.client { add("client = ?", .text(v)) }
+        if let v = filter.beforeID { add("id < ?", .integer(Int64(v))) }
+        let limit = min(500, max(1, filter.limit))
+        let sql = "SELECT \(listColumns.joined(separator: ", ")) FROM request_traces"
+            + (clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")) + " ORDER BY id DESC LIMIT \(limit + 1)"
+        let rows = try database.query(sql, values)
+        let page = rows.prefix(limit).map { json($0, columns: listColumns) }
+        let next = rows.count > limit ? rows[limit - 1].first?.double.map { Int($0) } : nil
+        return (Array(page), next)
+    }
+
+    /// One trace, whole (its candidates as JSON), by row id.
+    static func record(path: String, id: Int) throws -> JSONValue? {
+        let database = try SQLiteDatabase(path: path, readOnly: true)
+        let rows = try database.query("SELECT \(recordColumns.joined(separator: ", ")) FROM request_traces WHERE id = ?", [.integer(Int64(id))])
+        return rows.first.map { json($0, columns: recordColumns) }
+    }
+
+    struct UsageBucket: Sendable {
+        var requests = 0
+        var promptTokens = 0
+        var completionTokens = 0
+        var errors = 0
+        var durationMsSum = 0.0
+
+        mutating func add(_ o: UsageBucket) {
+            requests += o.requests; promptTokens += o.promptTokens; completionTokens += o.completionTokens
+            errors += o.errors; durationMsSum += o.durationMsSum
+        }
+    }
+
+    /// Requests, tokens, errors and summed duration per bucket since
+    /// `sinceMs`, per tag (`clients: false`) or per client: the Apps view.
+    static func usage(path: String, clients: Bool, sinceMs: Int, bucketMs: Int) throws -> [String: [Int: UsageBucket]] {
+        let database = try SQLiteDatabase(path: path, readOnly: true)
+        let key = clients ? "client" : "tags"
+        let rows = try database.query("""
+            SELECT \(key), (at_ms / ?) * ?, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens),
+                   SUM(outcome IN ('upstream_error', 'timeout')), SUM(duration_ms)
+            FROM request_traces WHERE at_ms >= ? GROUP BY 1, 2
+            """, [.integer(Int64(bucketMs)), .integer(Int64(bucketMs)), .integer(Int64(sinceMs))])
+        var out: [String: [Int: UsageBucket]] = [:]
+        for row in rows {
+            guard row.count == 7, case let .text(label) = row[0], let at = row[1].double else { continue }
+            let bucket = UsageBucket(requests: Int(row[2].double ?? 0), promptTokens: Int(row[3].double ?? 0),
+                                     completionTokens: Int(row[4].double ?? 0), errors: Int(row[5].double ?? 0),
+                                     durationMsSum: row[6].double ?? 0)
+            let labels = clients ? [label.isEmpty ? "unknown" : label]
+                : (label.isEmpty ? ["untagged"] : label.split(separator: ",").map(String.init))
+            for name in labels { out[name, default: [:]][Int(at), default: UsageBucket()].add(bucket) }
+        }
+        return out
+    }
+
+    private static func likeEscaped(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            if c == "%" || c == "_" || c == "\\" { out.append("\\") }
+            out.append(c)
+        }
+        return out
+    }
+
+    private static func json(_ row: [SQLiteValue], columns: [String]) -> JSONValue {
+        var members: [(String, JSONValue)] = []
+        members.reserveCapacity(columns.count)
+        for (name, value) in zip(columns, row) {
+            switch (name, value) {
+            case (_, .null), (_, .blob): members.append((name, .null))
+            case ("stream", _), ("local", _), ("fallback_used", _), ("ticket", _):
+                members.append((name, .bool((value.double ?? 0) != 0)))
+            case let (_, .integer(n)): members.append((name, .number(Double(n))))
+            case let (_, .real(x)): members.append((name, x.isFinite ? .number(x) : .null))
+            case let ("candidates", .text(t)): members.append((name, (try? JSONValue.parse(Array(t.utf8))) ?? .string(t)))
+            case let ("tags", .text(t)): members.append((name, .strings(t.isEmpty ? [] : t.split(separator: ",").map(String.init))))
+            case let (_, .text(t)): members.append((name, .string(t)))
+            }
+        }
+        return .object(members)
     }
 }

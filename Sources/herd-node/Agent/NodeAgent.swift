@@ -181,7 +181,17 @@ final class NodeAgent {
         guard let availability = capacity.availability(slot: slot, minuteOfHour: minute) else { return nil }
         return Heartbeat.Capacity(availability: availability,
                                   memoryCeilingBytes: capacity.memoryCeiling(slot: slot, totalBytes: total, ownerNowBytes: ownerMemoryNow, freeNow: available),
-                                  learnedHours: capacity.learnedHours, hourLearned: capacity.learned[slot] != nil)
+                                  learnedHours: capacity.learnedHours, hourLearned: capacity.learned[slot] != nil,
+                                  week: capacity.learned.map { $0.map { (min(1, max(0, 1 - $0.cpu)) * 100).rounded() / 100 } ?? -1 })
+    }
+
+    /// Hosts other than the router connected to this machine's backend on
+    /// `port` (from /proc/net/tcp*): clients that bypass the router.
+    private func directClients(port: Int) -> [String] {
+        let peers = LinuxParsers.establishedPeers(SystemSampler.read("/proc/net/tcp"), localPort: port)
+            + LinuxParsers.establishedPeers(SystemSampler.read("/proc/net/tcp6"), localPort: port)
+        let router = controlAddress?.host
+        return Array(peers.filter { !$0.hasPrefix("127.") && $0 != "::1" && $0 != router }.prefix(Heartbeat.Backend.maxDirectClients))
     }
 
     /// A backend on this machine (its server's environment is readable here).
@@ -210,9 +220,15 @@ final class NodeAgent {
                Self.isLocal(options.backends[i].url.host) {
                 backends[i].parallel = ollamaParallel[options.backends[i].url.port]
             }
+            if options.backends.indices.contains(i), Self.isLocal(options.backends[i].url.host) {
+                backends[i].directClients = directClients(port: options.backends[i].url.port)
+            }
             if !backends[i].reachable, options.backends.indices.contains(i),
                options.backends[i].url.host.hasPrefix("127.") || options.backends[i].url.host == "localhost",
-               !backends[i].address.hasPrefix("127."), !warnedLocalOnly.contains(backends[i].url) {
+               !backends[i].address.hasPrefix("127.") {
+                backends[i].localOnly = true
+            }
+            if backends[i].localOnly, !warnedLocalOnly.contains(backends[i].url) {
                 warnedLocalOnly.insert(backends[i].url)
                 log.warning("\(backends[i].url) answers only on this machine's loopback, so the router at \(controlDescription) cannot reach it: start Ollama with OLLAMA_HOST=0.0.0.0:11434 (or pass --ollama with an address the router can reach)")
             }

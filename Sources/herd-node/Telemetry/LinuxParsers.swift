@@ -25,6 +25,44 @@ enum LinuxParsers {
         return (total, min(available, total), values["SwapTotal:"] ?? 0, values["SwapFree:"] ?? 0)
     }
 
+    /// `/proc/net/tcp` or `/proc/net/tcp6` → the remote hosts of established
+    /// connections to local port `port` (numeric, distinct, in table order).
+    /// Addresses are hex in the kernel's byte order: each 32-bit word little-endian.
+    static func establishedPeers(_ text: String?, localPort port: Int) -> [String] {
+        guard let text else { return [] }
+        var peers: [String] = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count > 3, fields[3] == "01" else { continue }
+            let local = fields[1].split(separator: ":"), remote = fields[2].split(separator: ":")
+            guard local.count == 2, remote.count == 2, Int(local[1], radix: 16) == port,
+                  let host = hexAddress(remote[0]), !peers.contains(host) else { continue }
+            peers.append(host)
+        }
+        return peers
+    }
+
+    /// A `/proc/net/tcp*` address (8 or 32 hex digits) as a numeric host.
+    static func hexAddress(_ hex: Substring) -> String? {
+        let digits = Array(hex.utf8)
+        guard digits.count == 8 || digits.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        for word in stride(from: 0, to: digits.count, by: 8) {
+            guard let value = UInt32(String(decoding: digits[word..<word + 8], as: UTF8.self), radix: 16) else { return nil }
+            let little = UInt32(littleEndian: value)
+            bytes += [UInt8(little & 0xFF), UInt8((little >> 8) & 0xFF), UInt8((little >> 16) & 0xFF), UInt8(little >> 24)]
+        }
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        // IPv4-mapped IPv6 (::ffff:a.b.c.d) reads as IPv4.
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }), bytes[15] == 1 { return "::1" }
+        var groups: [String] = []
+        for i in stride(from: 0, to: 16, by: 2) { groups.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16)) }
+        return groups.joined(separator: ":")
+    }
+
     /// `/proc/pressure/memory` → `some avg10` (percent of time stalled).
     static func pressureStall(_ text: String?) -> Double? {
         guard let line = text?.split(separator: "\n").first(where: { $0.hasPrefix("some ") }) else { return nil }

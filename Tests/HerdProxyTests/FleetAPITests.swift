@@ -1,0 +1,110 @@
+import Glibc
+import HerdJSON
+import HerdTestSupport
+import Testing
+
+/// `/api/v1/…` against a fleet of real nodes in front of fake backends.
+@Suite(.serialized) struct FleetAPITests {
+    static func json(_ fleet: TestFleet, _ path: String) throws -> JSONValue {
+        let response = fleet.getControl(path)
+        #expect(response.status == 200, "\(path) → \(response.status) \(response.text)")
+        #expect(response.header("Content-Type")?.hasPrefix("application/json") == true)
+        return try JSONValue.parse(response.body)
+    }
+
+    @Test func everyViewAnswersFromTheLiveFleet() throws {
+        let fleet = try RouterTests.twoNodeFleet()
+        defer { fleet.shutdown() }
+        for i in 0..<6 {
+            let response = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"messages":[]}"#,
+                                      headers: ["X-Herd-Tags": i % 2 == 0 ? "app-one" : "app-two"])
+            #expect(response.status == 200)
+        }
+        #expect(fleet.post("/api/chat", #"{"model":"nope:1b"}"#).status == 404)
+
+        let summary = try Self.json(fleet, "/api/v1/fleet")
+        #expect(summary["nodes"]?["online"]?.intValue == 2)
+        #expect(summary["router"]?["fleet_key"] == .bool(false))
+        #expect(summary["models_loaded"]?.intValue == 2)
+
+        let nodes = try Self.json(fleet, "/api/v1/nodes")["nodes"]?.arrayValue ?? []
+        #expect(nodes.compactMap { $0["id"]?.stringValue } == ["node-a", "node-b"])
+        let b = try Self.json(fleet, "/api/v1/nodes/node-b")
+        #expect(b["backends"]?.arrayValue?.first?["loaded"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["llama3:8b", "mistral:7b"])
+        #expect(b["memory"]?["total_bytes"]?.intValue ?? 0 > 0)
+        #expect(fleet.getControl("/api/v1/nodes/nobody").status == 404)
+
+        // Requests are counted within the minute they finish.
+        #expect(waitUntil(seconds: 5) {
+            let models = (try? Self.json(fleet, "/api/v1/models"))?["models"]?.arrayValue ?? []
+            let llama = models.first { $0["name"]?.stringValue == "llama3:8b" }
+            return llama?["last_hour"]?["requests"]?.intValue == 6
+        })
+        let models = try Self.json(fleet, "/api/v1/models")["models"]?.arrayValue ?? []
+        #expect(Set(models.compactMap { $0["name"]?.stringValue }) == ["llama3:8b", "mistral:7b", "qwen:7b"])
+        let qwen = models.first { $0["name"]?.stringValue == "qwen:7b" }
+        #expect(qwen?["nodes"]?.arrayValue?.map { $0["node"]?.stringValue } == ["node-a"])
+        #expect(qwen?["nodes"]?.arrayValue?.first?["loaded"] == .bool(false) && qwen?["nodes"]?.arrayValue?.first?["on_disk"] == .bool(true))
+
+        #expect(try Self.json(fleet, "/api/v1/queues")["queue_length"]?.intValue == 0)
+        #expect(try Self.json(fleet, "/api/v1/decisions?limit=5")["decisions"]?.arrayValue != nil)
+
+        // Traces: newest first, filtered, paged, and one whole.
+        #expect(waitUntil(seconds: 5) { ((try? Self.json(fleet, "/api/v1/traces"))?["traces"]?.arrayValue?.count ?? 0) >= 7 })
+        let tagged = try Self.json(fleet, "/api/v1/traces?tag=app-one")["traces"]?.arrayValue ?? []
+        #expect(tagged.count == 3 && tagged.allSatisfy { $0["tags"] == .strings(["app-one"]) })
+        let rejected = try Self.json(fleet, "/api/v1/traces?outcome=rejected")["traces"]?.arrayValue ?? []
+        #expect(rejected.count == 1 && rejected.first?["model"]?.stringValue == "nope:1b")
+        let page = try Self.json(fleet, "/api/v1/traces?limit=4")
+        #expect(page["traces"]?.arrayValue?.count == 4)
+        let next = try #require(page["next_before"]?.intValue)
+        let rest = try Self.json(fleet, "/api/v1/traces?limit=4&before=\(next)")["traces"]?.arrayValue ?? []
+        #expect(rest.count == 3 && rest.allSatisfy { ($0["id"]?.intValue ?? .max) < next })
+        let id = try #require(tagged.first?["id"]?.intValue)
+        let record = try Self.json(fleet, "/api/v1/traces/\(id)")
+        #expect(record["candidates"]?["candidates"] != nil || record["candidates"]?.arrayValue != nil || record["candidates"] != nil)
+        #expect(record["node_id"]?.stringValue?.hasPrefix("node-") == true)
+        #expect(fleet.getControl("/api/v1/traces/999999").status == 404)
+        #expect(fleet.getControl("/api/v1/traces?outcome=bogus").status == 400)
+
+        let usage = try Self.json(fleet, "/api/v1/usage?by=tag&hours=24")
+        let series = usage["series"]?.arrayValue ?? []
+        #expect(series.first { $0["key"]?.stringValue == "app-one" }?["requests"]?.intValue == 3)
+        #expect(series.first { $0["key"]?.stringValue == "untagged" }?["requests"]?.intValue == 1)
+        #expect(try Self.json(fleet, "/api/v1/usage?by=client")["series"]?.arrayValue?.first?["key"]?.stringValue == "127.0.0.1")
+        #expect(fleet.getControl("/api/v1/usage?by=planet").status == 400)
+
+        #expect(try Self.json(fleet, "/api/v1/capacity")["nodes"]?.arrayValue?.count == 2)
+        let settings = try Self.json(fleet, "/api/v1/settings")
+        #expect(settings["fleet_key"]?.stringValue == "not set" && settings["scheduler"]?["queue_timeout_ms"]?.intValue == 30_000)
+
+        let health = try Self.json(fleet, "/api/v1/health")
+        let checks = health["checks"]?.arrayValue ?? []
+        #expect(checks.count >= 25)
+        for check in checks {
+            #expect(check["id"]?.stringValue != nil && check["state"]?.stringValue != nil && check["severity"]?.stringValue != nil
+                && check["message"] != nil && check["advice"]?.stringValue?.isEmpty == false && check["since"] != nil)
+        }
+
+        #expect(fleet.getControl("/api/v1/nothing").status == 404)
+        #expect(fleet.request("POST", "/api/v1/fleet", body: "{}", headers: [:], port: fleet.controlPort).status == 405)
+    }
+
+    /// A node that stops beating: node_offline fires (the API and the log
+    /// say so), and clears when it is back.
+    @Test func aHealthCheckFiresAndClearsOnALiveFleet() throws {
+        let fleet = try RouterTests.twoNodeFleet(control: ["--degraded-after", "0.6", "--offline-after", "1.2"])
+        defer { fleet.shutdown() }
+        func state(_ id: String) -> String? {
+            (try? JSONValue.parse(fleet.getControl("/api/v1/health").body))?["checks"]?.arrayValue?
+                .first { $0["id"]?.stringValue == id }?["state"]?.stringValue
+        }
+        #expect(waitUntil(seconds: 10) { state("node_offline") == "ok" })
+        fleet.nodes["node-b"]!.kill(signal: SIGSTOP)
+        #expect(waitUntil(seconds: 15) { state("node_offline") == "firing" })
+        #expect(fleet.control!.waitForOutput("health: node_offline (critical): offline: node-b"))
+        fleet.nodes["node-b"]!.kill(signal: SIGCONT)
+        #expect(waitUntil(seconds: 15) { state("node_offline") == "ok" })
+        #expect(fleet.control!.waitForOutput("health: node_offline cleared"))
+    }
+}
