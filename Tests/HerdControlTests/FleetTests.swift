@@ -112,8 +112,8 @@ func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loa
             metrics.record(FinishedRequest(result: RouteResult(id: UInt64(i), node: "n\(i)", model: "m\(i)", outcome: .ok, status: 200,
                                                                completionTokens: 1, local: true)))
         }
-        let text = metrics.text(nodes: [], inFlight: 0, queueLength: 0, proxies: 0)
-        #expect(text.contains(#"herd_requests_total{node="other",model="other",outcome="ok"} 50"#))
+        let text = metrics.text(MetricsState())
+        #expect(text.contains(#"herd_requests_total{api="unknown",node="other",model="other",outcome="ok"} 50"#))
         #expect(text.contains(#"herd_completion_tokens_total{model="other"} 50"#))
         #expect(!text.contains("n\(ControlMetrics.maxSeries + 1)\""))
     }

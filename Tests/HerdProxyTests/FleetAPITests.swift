@@ -90,6 +90,29 @@ import Testing
         #expect(fleet.request("POST", "/api/v1/fleet", body: "{}", headers: [:], port: fleet.controlPort).status == 405)
     }
 
+    /// `/metrics` by the book: `promtool check metrics` finds nothing, units
+    /// are base units, and the fleet's state is there.
+    @Test func metricsPassPromtool() throws {
+        let fleet = try RouterTests.twoNodeFleet()
+        defer { fleet.shutdown() }
+        for _ in 0..<4 { #expect(fleet.post("/api/chat", #"{"model":"mistral:7b","stream":false}"#).status == 200) }
+        #expect(fleet.post("/v1/chat/completions", #"{"model":"llama3:8b","messages":[]}"#).status == 200)
+        #expect(fleet.post("/api/chat", #"{"model":"nope:1b"}"#).status == 404)
+        #expect(waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"outcome="rejected""#) })
+        // Health states are in /metrics once evaluated.
+        #expect(waitUntil(seconds: 10) { fleet.getControl("/metrics").text.contains(#"herd_health_check_firing{check="node_offline""#) })
+        let text = fleet.getControl("/metrics").text
+        let check = ProcessRunner.run("/bin/sh", ["-c", "curl -sf http://127.0.0.1:\(fleet.controlPort)/metrics | promtool check metrics"])
+        #expect(check.status == 0 && check.output.isEmpty, "promtool: \(check.output)")
+        for line in [#"herd_requests_total{api="ollama",node="node-b",model="mistral:7b",outcome="ok"} 4"#,
+                     #"herd_requests_total{api="openai","#, #"herd_node_up{node="node-a"} 1"#, #"herd_model_loaded{node="node-b",model="mistral:7b"} 1"#,
+                     "herd_request_duration_seconds_count 5", "herd_router_overhead_seconds_count 5", "herd_time_to_first_token_seconds_bucket",
+                     #"herd_route_tickets_total{event="granted"}"#, "herd_queue_wait_seconds_bucket", #"herd_node_memory_total_bytes{node="node-a"}"#] {
+            #expect(text.contains(line), "missing: \(line)")
+        }
+        #expect(!text.contains("_ms"), "base units only")
+    }
+
     /// A node that stops beating: node_offline fires (the API and the log
     /// say so), and clears when it is back.
     @Test func aHealthCheckFiresAndClearsOnALiveFleet() throws {

@@ -96,12 +96,12 @@ import Testing
         _ = fleet.post("/api/chat", #"{"model":"nope:1b"}"#)
         let ok = waitUntil(seconds: 5) {
             let text = fleet.getControl("/metrics").text
-            return text.contains(#"herd_requests_total{node="node-b",model="mistral:7b",outcome="ok"} 3"#) && text.contains(#"outcome="rejected""#)
+            return text.contains(#"herd_requests_total{api="ollama",node="node-b",model="mistral:7b",outcome="ok"} 3"#) && text.contains(#"outcome="rejected""#)
         }
         let metrics = fleet.getControl("/metrics")
         #expect(ok, "\(metrics.text)")
         #expect(metrics.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
-        #expect(metrics.text.contains(#"herd_requests_total{node="none",model="other",outcome="rejected"} 1"#), "an unknown model is rejected, and a client cannot grow the label set")
+        #expect(metrics.text.contains(#"herd_requests_total{api="ollama",node="none",model="other",outcome="rejected"} 1"#), "an unknown model is rejected, and a client cannot grow the label set")
         #expect(!metrics.text.contains("nope:1b"))
         #expect(metrics.text.contains(#"herd_completion_tokens_total{model="mistral:7b"} 15"#))
         #expect(metrics.text.contains(#"herd_nodes{status="online"} 2"#))

@@ -59,11 +59,15 @@ final class ControlAPI {
             exchange.respond(status: 200, headers: ["Content-Type": "application/json; charset=utf-8"],
                              body: routes.scheduler.feed.json(since: since, limit: limit))
         case ("GET", "/metrics"):
-            exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(
-                nodes: registry.nodes.values.map { ($0.id, $0.status.rawValue) }, inFlight: routes.scheduler.inFlightCount,
-                queueLength: routes.scheduler.queueLength, proxies: routes.proxyCount, numCtx: routes.scheduler.numCtxEvents,
-                prewarms: routes.scheduler.prewarmCount, scorings: routes.scheduler.scorings, tickets: routes.scheduler.ticketCounts,
-                traces: traces?.counts))
+            let scheduler = routes.scheduler
+            let state = MetricsState(
+                nodes: registry.list, inFlight: scheduler.inFlightCount, queueLength: scheduler.queueLength, proxies: routes.proxyCount,
+                numCtx: scheduler.numCtxEvents, prewarms: scheduler.prewarmCount, scorings: scheduler.scorings, tickets: scheduler.ticketCounts,
+                ticketsOut: scheduler.ticketsOut, traces: traces?.counts, learned: scheduler.learnedLimits,
+                health: fleetAPI.map { api in
+                    api.health.checks.map { ($0.id, $0.severity.rawValue, api.health.states[$0.id]?.firing ?? false) }
+                } ?? [])
+            exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(state))
         case ("GET", "/"):
             respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
                                     "endpoints": ["/health", "/api/v1/", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])

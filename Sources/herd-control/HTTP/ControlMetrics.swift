@@ -1,23 +1,44 @@
 import HerdRouting
 import HerdWire
 
-/// Counters behind `GET /metrics` (Prometheus text format 0.0.4).
-/// Loop-thread only.
+/// What `/metrics` reads besides its own counters: the fleet and herd's
+/// state at the moment of the scrape.
+struct MetricsState {
+    var nodes: [FleetNode] = []
+    var inFlight = 0
+    var queueLength = 0
+    var proxies = 0
+    var numCtx: [String: Int] = [:]
+    var prewarms: UInt64 = 0
+    var scorings: UInt64 = 0
+    var tickets = TicketCounts()
+    var ticketsOut = 0
+    var traces: (rows: Int, failures: Int, dropped: Int)?
+    var learned: [(node: String, model: String, limit: Int)] = []
+    var health: [(id: String, severity: String, firing: Bool)] = []
+}
+
+/// `GET /metrics` in the Prometheus text format (0.0.4), by the
+/// conventions: base units (seconds, bytes), `_total` counters, bounded
+/// labels (node ids and model names come from the fleet; anything a client
+/// could vary is `other` past `maxSeries` combinations). Loop-thread only.
 final class ControlMetrics {
     private struct Key: Hashable {
+        let api: String
         let node: String
         let model: String
         let outcome: String
     }
 
     private var requests: [Key: Int] = [:]
+    private var promptTokens: [String: Int] = [:]
     private var completionTokens: [String: Int] = [:]
     private var retries = 0
-    /// Request durations in milliseconds, bucketed.
-    private static let bounds: [Double] = [5, 25, 100, 250, 1_000, 2_500, 10_000, 30_000, 120_000]
-    private var buckets = [Int](repeating: 0, count: ControlMetrics.bounds.count)
-    private var durationSum = 0.0
-    private var durationCount = 0
+    private var fallbacks = 0
+    private var duration = Histogram(bounds: Histogram.latencyBounds)
+    private var ttft = Histogram(bounds: Histogram.latencyBounds)
+    private var queueWait = Histogram(bounds: Histogram.latencyBounds)
+    private var overhead = Histogram(bounds: Histogram.overheadBounds)
 
     /// Most label combinations kept per metric; past it, new ones count as `other`.
     static let maxSeries = 1_024
@@ -30,67 +51,153 @@ final class ControlMetrics {
     func record(_ finished: FinishedRequest) {
         let result = finished.result
         var model = finished.decision?.model ?? (result.local && !result.node.isEmpty ? result.model : "other")
-        var key = Key(node: result.node.isEmpty ? "none" : result.node, model: model, outcome: result.outcome.rawValue)
+        let api = finished.request?.api.rawValue ?? "unknown"
+        var key = Key(api: api, node: result.node.isEmpty ? "none" : result.node, model: model, outcome: result.outcome.rawValue)
         if requests[key] == nil, requests.count >= Self.maxSeries {
-            key = Key(node: "other", model: "other", outcome: result.outcome.rawValue)
+            key = Key(api: api, node: "other", model: "other", outcome: result.outcome.rawValue)
         }
         requests[key, default: 0] += 1
         if completionTokens[model] == nil, completionTokens.count >= Self.maxSeries { model = "other" }
         if result.completionTokens > 0 || completionTokens[model] != nil { completionTokens[model, default: 0] += result.completionTokens }
+        if result.promptTokens > 0 || promptTokens[model] != nil { promptTokens[model, default: 0] += result.promptTokens }
         retries += result.retries
-        for (i, bound) in ControlMetrics.bounds.enumerated() where result.durationMilliseconds <= bound { buckets[i] += 1 }
-        durationSum += result.durationMilliseconds
-        durationCount += 1
+        if let request = finished.request, !result.model.isEmpty, !ModelName.same(request.model, result.model) { fallbacks += 1 }
+        let queuedMs = Double(finished.decision?.queuedMilliseconds ?? 0)
+        if result.outcome != .rejected { duration.record(result.durationMilliseconds) }
+        if result.ttftMilliseconds > 0, result.outcome == .ok || result.outcome == .clientGone { ttft.record(result.ttftMilliseconds) }
+        if finished.decision != nil, result.outcome != .rejected { queueWait.record(queuedMs) }
+        if result.outcome == .ok, let upstream = result.upstreamMilliseconds, upstream.isFinite {
+            overhead.record(max(0, result.durationMilliseconds - upstream - queuedMs))
+        }
     }
 
-    func text(nodes: [(String, String)], inFlight: Int, queueLength: Int, proxies: Int, numCtx: [String: Int] = [:], prewarms: UInt64 = 0,
-              scorings: UInt64 = 0, tickets: TicketCounts = TicketCounts(), traces: (rows: Int, failures: Int, dropped: Int)? = nil) -> String {
+    func text(_ state: MetricsState) -> String {
         var out = ""
-        out += "# HELP herd_route_tickets_total Routes decided ahead for proxies (route tickets), by what became of them: granted, spent (a request used it), returned unspent, revoked.\n"
-        out += "# TYPE herd_route_tickets_total counter\n"
-        for (event, n) in [("granted", tickets.granted), ("spent", tickets.spent), ("returned", tickets.returned), ("revoked", tickets.revoked)] {
-            out += "herd_route_tickets_total{event=\"\(event)\"} \(n)\n"
+        out.reserveCapacity(16_384)
+        func header(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
         }
-        if let traces {
-            out += "# HELP herd_trace_rows_total Statements written to <data-dir>/herd.db: one per traced request, plus the hourly retention prune.\n"
-            out += "# TYPE herd_trace_rows_total counter\nherd_trace_rows_total \(traces.rows)\n"
-            out += "# HELP herd_trace_write_failures_total Trace write batches that failed (a full disk, an I/O error); their rows are lost.\n"
-            out += "# TYPE herd_trace_write_failures_total counter\nherd_trace_write_failures_total \(traces.failures)\n"
-            out += "# HELP herd_trace_rows_dropped_total Trace rows dropped because the writer fell behind.\n"
-            out += "# TYPE herd_trace_rows_dropped_total counter\nherd_trace_rows_dropped_total \(traces.dropped)\n"
+        func sample(_ name: String, _ labels: [(String, String)] = [], _ value: String) {
+            out += name
+            if !labels.isEmpty {
+                out += "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+            }
+            out += " \(value)\n"
         }
-        out += "# HELP herd_prewarms_total Models loaded ahead of demand on a runner-up node (a queue elsewhere was longer than the load).\n"
-        out += "# TYPE herd_prewarms_total counter\nherd_prewarms_total \(prewarms)\n"
-        out += "# HELP herd_scorings_total Times the scorer ranked the fleet for a request (on arrival, retry, or re-scored while queued).\n"
-        out += "# TYPE herd_scorings_total counter\nherd_scorings_total \(scorings)\n"
-        out += "# HELP herd_num_ctx_total Requests whose num_ctx the loaded context already covered, by what herd did (--num-ctx-policy).\n"
-        out += "# TYPE herd_num_ctx_total counter\n"
-        for action in ["stripped", "kept", "warned"] { out += "herd_num_ctx_total{action=\"\(action)\"} \(numCtx[action] ?? 0)\n" }
-        out += "# HELP herd_requests_total Requests that reached an outcome.\n# TYPE herd_requests_total counter\n"
-        for (key, count) in requests.sorted(by: { ($0.key.node, $0.key.model, $0.key.outcome) < ($1.key.node, $1.key.model, $1.key.outcome) }) {
-            out += "herd_requests_total{node=\"\(escape(key.node))\",model=\"\(escape(key.model))\",outcome=\"\(key.outcome)\"} \(count)\n"
+        func histogram(_ name: String, _ help: String, _ h: Histogram) {
+            header(name, "histogram", help)
+            for (bound, count) in zip(h.bounds, h.cumulative) { sample(name + "_bucket", [("le", seconds(bound))], "\(count)") }
+            sample(name + "_bucket", [("le", "+Inf")], "\(h.count)")
+            sample(name + "_sum", [], seconds(h.sum))
+            sample(name + "_count", [], "\(h.count)")
         }
-        out += "# HELP herd_completion_tokens_total Tokens generated, by model.\n# TYPE herd_completion_tokens_total counter\n"
-        for (model, count) in completionTokens.sorted(by: { $0.key < $1.key }) {
-            out += "herd_completion_tokens_total{model=\"\(escape(model))\"} \(count)\n"
+
+        // Requests.
+        header("herd_requests_total", "counter", "Requests that reached an outcome, by client API, node, model (as served) and outcome.")
+        for (key, count) in requests.sorted(by: { ($0.key.api, $0.key.node, $0.key.model, $0.key.outcome) < ($1.key.api, $1.key.node, $1.key.model, $1.key.outcome) }) {
+            sample("herd_requests_total", [("api", key.api), ("node", key.node), ("model", key.model), ("outcome", key.outcome)], "\(count)")
         }
-        out += "# HELP herd_retries_total Requests sent again to another node.\n# TYPE herd_retries_total counter\nherd_retries_total \(retries)\n"
-        // Base units (Prometheus conventions): seconds.
-        out += "# HELP herd_request_duration_seconds Time from the proxy's route request to the end of the response.\n"
-        out += "# TYPE herd_request_duration_seconds histogram\n"
-        for (i, bound) in ControlMetrics.bounds.enumerated() {
-            out += "herd_request_duration_seconds_bucket{le=\"\(bound / 1000)\"} \(buckets[i])\n"
+        header("herd_prompt_tokens_total", "counter", "Prompt tokens read, by model.")
+        for (model, count) in promptTokens.sorted(by: { $0.key < $1.key }) { sample("herd_prompt_tokens_total", [("model", model)], "\(count)") }
+        header("herd_completion_tokens_total", "counter", "Tokens generated, by model.")
+        for (model, count) in completionTokens.sorted(by: { $0.key < $1.key }) { sample("herd_completion_tokens_total", [("model", model)], "\(count)") }
+        header("herd_retries_total", "counter", "Times a request was sent again to another node.")
+        sample("herd_retries_total", [], "\(retries)")
+        header("herd_fallbacks_total", "counter", "Requests served by a fallback model instead of the one asked for.")
+        sample("herd_fallbacks_total", [], "\(fallbacks)")
+        histogram("herd_request_duration_seconds", "Time from the proxy's route request to the end of the response.", duration)
+        histogram("herd_time_to_first_token_seconds", "Time from the proxy's route request to the response's first byte.", ttft)
+        histogram("herd_queue_wait_seconds", "Time routed requests waited in herd's queue for a free node (0 for most).", queueWait)
+        histogram("herd_router_overhead_seconds",
+                  "herd's own time per successful request: its duration minus the backend's (from the proxy) and the queue wait.", overhead)
+
+        // Queues, tickets, scheduling.
+        header("herd_in_flight", "gauge", "Requests routed and not finished.")
+        sample("herd_in_flight", [], "\(state.inFlight)")
+        header("herd_queue_length", "gauge", "Requests waiting for a free node.")
+        sample("herd_queue_length", [], "\(state.queueLength)")
+        header("herd_route_tickets_total", "counter",
+               "Routes decided ahead for proxies (route tickets), by what became of them: granted, spent (a request used it), returned unspent (expired), revoked.")
+        for (event, n) in [("granted", state.tickets.granted), ("spent", state.tickets.spent), ("returned", state.tickets.returned),
+                           ("revoked", state.tickets.revoked)] {
+            sample("herd_route_tickets_total", [("event", event)], "\(n)")
         }
-        out += "herd_request_duration_seconds_bucket{le=\"+Inf\"} \(durationCount)\n"
-        out += "herd_request_duration_seconds_sum \(durationSum / 1000)\nherd_request_duration_seconds_count \(durationCount)\n"
-        out += "# HELP herd_in_flight Requests routed and not finished.\n# TYPE herd_in_flight gauge\nherd_in_flight \(inFlight)\n"
-        out += "# HELP herd_queue_length Requests waiting for a free node.\n# TYPE herd_queue_length gauge\nherd_queue_length \(queueLength)\n"
-        out += "# HELP herd_proxies Connected herd-proxy processes.\n# TYPE herd_proxies gauge\nherd_proxies \(proxies)\n"
-        out += "# HELP herd_nodes Nodes by status.\n# TYPE herd_nodes gauge\n"
+        header("herd_route_tickets_out", "gauge", "Route tickets granted and not yet come back.")
+        sample("herd_route_tickets_out", [], "\(state.ticketsOut)")
+        header("herd_prewarms_total", "counter", "Models loaded ahead of demand on a runner-up node (a queue elsewhere was longer than the load).")
+        sample("herd_prewarms_total", [], "\(state.prewarms)")
+        header("herd_scorings_total", "counter", "Times the scorer ranked the fleet for a request (on arrival, retry, or re-scored while queued).")
+        sample("herd_scorings_total", [], "\(state.scorings)")
+        header("herd_num_ctx_total", "counter", "Requests whose num_ctx the loaded context already covered, by what herd did (--num-ctx-policy).")
+        for action in ["stripped", "kept", "warned"] { sample("herd_num_ctx_total", [("action", action)], "\(state.numCtx[action] ?? 0)") }
+        header("herd_learned_concurrency", "gauge", "Requests a node serves at once for a model, as learned.")
+        for l in state.learned { sample("herd_learned_concurrency", [("node", l.node), ("model", l.model)], "\(l.limit)") }
+
+        // The fleet.
+        header("herd_proxies", "gauge", "Connected herd-proxy processes.")
+        sample("herd_proxies", [], "\(state.proxies)")
+        header("herd_nodes", "gauge", "Nodes by status.")
         for status in ["online", "degraded", "offline"] {
-            out += "herd_nodes{status=\"\(status)\"} \(nodes.filter { $0.1 == status }.count)\n"
+            sample("herd_nodes", [("status", status)], "\(state.nodes.filter { $0.status.rawValue == status }.count)")
+        }
+        let nodes = state.nodes.sorted { $0.id < $1.id }
+        header("herd_node_up", "gauge", "1 when the node is online or degraded (heartbeats arrive), 0 when offline.")
+        for n in nodes { sample("herd_node_up", [("node", n.id)], n.status == .offline ? "0" : "1") }
+        header("herd_node_degraded", "gauge", "1 when the node's heartbeats are late.")
+        for n in nodes { sample("herd_node_degraded", [("node", n.id)], n.status == .degraded ? "1" : "0") }
+        header("herd_node_memory_total_bytes", "gauge", "A node's memory.")
+        for n in nodes { sample("herd_node_memory_total_bytes", [("node", n.id)], "\(n.heartbeat.memoryTotalBytes)") }
+        header("herd_node_memory_available_bytes", "gauge", "A node's memory available.")
+        for n in nodes { sample("herd_node_memory_available_bytes", [("node", n.id)], "\(n.heartbeat.memoryAvailableBytes)") }
+        header("herd_node_cpu_utilization_ratio", "gauge", "A node's CPU use, 0–1.")
+        for n in nodes { sample("herd_node_cpu_utilization_ratio", [("node", n.id)], number(n.heartbeat.cpuUtilization)) }
+        header("herd_node_temperature_celsius", "gauge", "A node's hottest reported sensor.")
+        for n in nodes { if let t = n.heartbeat.telemetry.maxTemperatureCelsius { sample("herd_node_temperature_celsius", [("node", n.id)], number(t)) } }
+        header("herd_node_throttled", "gauge", "1 when a node's CPU or a GPU is throttled or its thermal state is serious or worse.")
+        for n in nodes {
+            let t = n.heartbeat.telemetry
+            sample("herd_node_throttled", [("node", n.id)], t.cpuThrottled || t.thermal >= .serious || t.gpus.contains { $0.throttled } ? "1" : "0")
+        }
+        header("herd_gpu_memory_used_bytes", "gauge", "VRAM in use, per GPU.")
+        for n in nodes { for (i, g) in n.heartbeat.telemetry.gpus.enumerated() { sample("herd_gpu_memory_used_bytes", [("node", n.id), ("gpu", "\(i)")], "\(g.memoryUsedBytes)") } }
+        header("herd_gpu_memory_total_bytes", "gauge", "VRAM, per GPU.")
+        for n in nodes { for (i, g) in n.heartbeat.telemetry.gpus.enumerated() { sample("herd_gpu_memory_total_bytes", [("node", n.id), ("gpu", "\(i)")], "\(g.memoryTotalBytes)") } }
+        header("herd_gpu_temperature_celsius", "gauge", "GPU temperature, per GPU.")
+        for n in nodes {
+            for (i, g) in n.heartbeat.telemetry.gpus.enumerated() {
+                if let t = g.temperatureCelsius { sample("herd_gpu_temperature_celsius", [("node", n.id), ("gpu", "\(i)")], number(t)) }
+            }
+        }
+        header("herd_model_loaded", "gauge", "1 for each model loaded on a node (its backend says so).")
+        for n in nodes where n.status != .offline {
+            for name in Set(n.heartbeat.backends.flatMap { $0.loaded.map(\.name) }).sorted() { sample("herd_model_loaded", [("node", n.id), ("model", name)], "1") }
+        }
+        header("herd_model_vram_bytes", "gauge", "VRAM a loaded model holds on a node.")
+        for n in nodes where n.status != .offline {
+            for b in n.heartbeat.backends { for m in b.loaded { sample("herd_model_vram_bytes", [("node", n.id), ("model", m.name)], "\(m.vramBytes)") } }
+        }
+
+        // Health and herd's own state.
+        header("herd_health_check_firing", "gauge", "1 while a health check fires (GET /api/v1/health says why and what to do).")
+        for h in state.health { sample("herd_health_check_firing", [("check", h.id), ("severity", h.severity)], h.firing ? "1" : "0") }
+        if let traces = state.traces {
+            header("herd_trace_rows_total", "counter", "Statements written to <data-dir>/herd.db: one per traced request, plus the hourly retention prune.")
+            sample("herd_trace_rows_total", [], "\(traces.rows)")
+            header("herd_trace_write_failures_total", "counter", "Trace write batches that failed (a full disk, an I/O error); their rows are lost.")
+            sample("herd_trace_write_failures_total", [], "\(traces.failures)")
+            header("herd_trace_rows_dropped_total", "counter", "Trace rows dropped because the writer fell behind.")
+            sample("herd_trace_rows_dropped_total", [], "\(traces.dropped)")
         }
         return out
+    }
+
+    private func seconds(_ ms: Double) -> String { number(ms / 1000) }
+
+    /// A sample value: integers without a fraction, others shortest-round-trip.
+    private func number(_ x: Double) -> String {
+        guard x.isFinite else { return x.isNaN ? "NaN" : x > 0 ? "+Inf" : "-Inf" }
+        if x == x.rounded(), abs(x) < 1e15 { return String(Int(x)) }
+        return "\(x)"
     }
 
     private func escape(_ value: String) -> String {
