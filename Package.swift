@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// herd: one endpoint for a fleet of Ollama / OpenAI-compatible servers.
@@ -71,9 +71,14 @@ let package = Package(
         .executableTarget(
             name: "herd-control",
             dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting", "HerdStorage", "HerdDiscovery", argumentParser],
-            exclude: ["HTTP/ControlAPI.md"],
-            swiftSettings: hotPathSettings
+            exclude: ["HTTP/ControlAPI.md", "Dashboard"],
+            swiftSettings: hotPathSettings,
+            plugins: ["EmbedDashboard"]
         ),
+        // The dashboard's HTML, CSS and JS (Sources/herd-control/Dashboard) compiled
+        // into herd-control by a build plugin: one binary, nothing to install beside it.
+        .executableTarget(name: "herd-embed", path: "Sources/herd-embed"),
+        .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["herd-embed"], path: "Sources/EmbedDashboard"),
         .executableTarget(
             name: "herd-node",
             dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]

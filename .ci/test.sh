@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libuv1-dev libhttp-parser-dev libnghttp2-dev libsqlite3-dev libavahi-client-dev libssl-dev
-              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client systemd prometheus)
+              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client systemd prometheus chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -59,7 +59,9 @@ final class ControlApp {
         if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
         let stats = RequestStats()
         let health = HealthMonitor()
+        let events = EventHub(loop: loop)
         routes.onFinished = { finished in
+            events.finished(finished)
             traces.record(finished, now: Int(EventLoop.wallClockMilliseconds()))
             requestLog.record(finished.result, request: finished.request)
             metrics.record(finished)
@@ -73,6 +75,14 @@ final class ControlApp {
         fleetAPI.tracePath = traces.path
         fleetAPI.fleetKeySet = { api.verifier != nil }
         api.fleetAPI = fleetAPI
+        fleetAPI.events = events
+        events.decisions = { routes.scheduler.feed }
+        events.stats = { fleetAPI.statsEvent() }
+        api.onHeartbeat = { id, joined in
+            guard events.clientCount > 0 else { return }
+            if joined, let node = registry.nodes[id] { events.publish("fleet", ["node": .string(id), "status": .string(node.status.rawValue), "change": "joined"]) }
+            if let event = fleetAPI.nodeEvent(id) { events.publish("node", event) }
+        }
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         if let fleetKey {
             guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
@@ -111,6 +121,9 @@ final class ControlApp {
         }
         let evaluateHealth = { [log] in
             for (check, state) in health.evaluate(gatherHealth()) {
+                events.publish("health", ["id": .string(check.id), "state": .string(state.firing ? "firing" : "ok"),
+                                          "severity": .string(check.severity.rawValue), "message": .string(state.message),
+                                          "since_ms": .int(state.since)])
                 if state.firing {
                     log.warning("health: \(check.id) (\(check.severity.rawValue)): \(state.message)")
                 } else {
@@ -121,7 +134,14 @@ final class ControlApp {
         let sweep = LoopTimer(loop: loop)
         var ticks = 0
         sweep.start(after: 1_000, repeating: 1_000) {
-            if registry.sweep(now: loop.nowMilliseconds) { fleetChanged() }
+            let before = events.clientCount > 0 ? registry.nodes.mapValues(\.status) : [:]
+            if registry.sweep(now: loop.nowMilliseconds) {
+                fleetChanged()
+                for (id, status) in before where registry.nodes[id]?.status != status {
+                    events.publish("fleet", ["node": .string(id), "status": .string(registry.nodes[id]?.status.rawValue ?? "forgotten"),
+                                             "change": "status"])
+                }
+            }
             ticks += 1
             if ticks % 5 == 1 { evaluateHealth() }
         }
@@ -158,6 +178,7 @@ final class ControlApp {
             supervisor.stop(deadline: 15_000) {
                 announcer?.stop()
                 sweep.close()
+                events.close()
                 retention.close()
                 routes.close()
                 http.close()

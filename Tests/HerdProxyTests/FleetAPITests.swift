@@ -113,6 +113,37 @@ import Testing
         #expect(!text.contains("_ms"), "base units only")
     }
 
+    /// The event stream: a heartbeat reaches an open stream within a second,
+    /// as a small `node` event (and `fleet` when the node is new).
+    @Test func theEventStreamDeliversAHeartbeatWithinASecond() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startControl()
+        let stream = try RawClient(port: fleet.controlPort, timeoutSeconds: 1)
+        stream.send("GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        func read(until text: String, seconds: Double) -> Bool {
+            let deadline = monotonicSeconds() + seconds
+            while monotonicSeconds() < deadline {
+                if String(decoding: stream.buffered, as: UTF8.self).contains(text) { return true }
+                stream.fill()
+            }
+            return String(decoding: stream.buffered, as: UTF8.self).contains(text)
+        }
+        #expect(read(until: "event: hello", seconds: 5))
+        let head = String(decoding: stream.buffered, as: UTF8.self)
+        #expect(head.hasPrefix("HTTP/1.1 200") && head.lowercased().contains("content-type: text/event-stream"))
+        let beat = #"{"schema":1,"node_id":"n9","memory":{"total_bytes":1000,"available_bytes":500},"backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}],"loaded":[{"name":"m"}]}]}"#
+        let sent = monotonicSeconds()
+        #expect(fleet.request("POST", "/heartbeat", body: beat, headers: [:], port: fleet.controlPort).status == 200)
+        #expect(read(until: #""id":"n9""#, seconds: 1), "no node event within a second: \(String(decoding: stream.buffered, as: UTF8.self))")
+        #expect(monotonicSeconds() - sent < 1)
+        let text = String(decoding: stream.buffered, as: UTF8.self)
+        #expect(text.contains("event: fleet") && text.contains(#""change":"joined""#))
+        #expect(text.contains("event: node") && text.contains(#""loaded":["m"]"#))
+        // Totals follow about once a second.
+        #expect(read(until: "event: stats", seconds: 3))
+    }
+
     /// A node that stops beating: node_offline fires (the API and the log
     /// say so), and clears when it is back.
     @Test func aHealthCheckFiresAndClearsOnALiveFleet() throws {

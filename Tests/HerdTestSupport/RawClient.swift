@@ -44,6 +44,9 @@ public final class RawClient {
     /// Bytes read and not yet consumed by `readResponse`.
     public var buffered: [UInt8] { buffer }
 
+    /// Forgets the bytes read so far (a caller that parsed them itself).
+    public func consume() { buffer.removeAll(keepingCapacity: true) }
+
     /// Reads until the peer closes (or the timeout) and returns every byte.
     public func readToEnd() -> [UInt8] {
         while fill() {}

@@ -13,6 +13,8 @@ final class ControlAPI {
     private let log: Logger
     /// Called when a heartbeat changed what routing sees.
     var onFleetChange: (() -> Void)?
+    /// Called after every accepted heartbeat, with the node's id and whether it is new.
+    var onHeartbeat: ((String, Bool) -> Void)?
     /// Request counters for `/metrics`.
     let metrics: ControlMetrics
     /// Set when the fleet has a key: heartbeats must be signed with it.
@@ -34,6 +36,8 @@ final class ControlAPI {
 
     /// `/api/v1/…`.
     var fleetAPI: FleetAPI?
+    /// `/`, `/app.js`, …
+    let dashboard = Dashboard()
 
     func handle(_ exchange: HTTPExchange) {
         let path = exchange.head.path
@@ -68,9 +72,8 @@ final class ControlAPI {
                     api.health.checks.map { ($0.id, $0.severity.rawValue, api.health.states[$0.id]?.firing ?? false) }
                 } ?? [])
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(state))
-        case ("GET", "/"):
-            respond(exchange, 200, ["service": "herd-control", "version": .string(HerdVersion.current),
-                                    "endpoints": ["/health", "/api/v1/", "/api/fleet", "/api/decisions", "/metrics", "POST /heartbeat"]])
+        case ("GET", _) where dashboard.serve(exchange, path: path), ("HEAD", _) where dashboard.serve(exchange, path: path):
+            break
         case (_, "/heartbeat"), (_, "/health"), (_, "/api/fleet"), (_, "/api/decisions"), (_, "/metrics"):
             respond(exchange, 405, ["error": .string("\(exchange.head.method) is not allowed on \(path)")])
         default:
@@ -116,6 +119,7 @@ final class ControlAPI {
             respond(exchange, 503, ["error": .string("the fleet is full (\(registry.settings.maxNodes) nodes, none offline); raise --max-nodes on the router")])
             return
         }
+        onHeartbeat?(heartbeat.nodeID, !known)
         respond(exchange, 200, ["ok": true, "node_id": .string(heartbeat.nodeID), "interval_ms": .int(heartbeatIntervalMilliseconds)])
     }
 

@@ -18,6 +18,8 @@ final class FleetAPI {
     /// The trace database (nil: traces off).
     var tracePath: String?
     var fleetKeySet: () -> Bool = { false }
+    /// `GET /api/v1/events`.
+    var events: EventHub?
     private let startedAt: UInt64
 
     init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor, options: ControlOptions) {
@@ -56,6 +58,9 @@ final class FleetAPI {
         case "capacity" where parts.count == 1: respond(exchange, 200, capacity())
         case "health" where parts.count == 1: respond(exchange, 200, healthJSON())
         case "settings" where parts.count == 1: respond(exchange, 200, settings())
+        case "events" where parts.count == 1:
+            guard let events else { return respond(exchange, 503, ["error": "no event stream"]) }
+            events.subscribe(exchange, hello: fleet())
         default: respond(exchange, 404, ["error": .string("no endpoint \(Logger.escape(String(path), limit: 100)); see GET /api/v1/ in ControlAPI.md")])
         }
     }
@@ -158,6 +163,33 @@ final class FleetAPI {
                     }),
                 ]
             }),
+        ]
+    }
+
+    /// A node's live readings, small: the `node` event after each heartbeat.
+    func nodeEvent(_ id: String) -> JSONValue? {
+        guard let n = registry.nodes[id] else { return nil }
+        let hb = n.heartbeat, t = hb.telemetry
+        return [
+            "id": .string(n.id), "status": .string(n.status.rawValue), "cpu_utilization": Self.number(hb.cpuUtilization),
+            "memory_total_bytes": .int(hb.memoryTotalBytes), "memory_available_bytes": .int(hb.memoryAvailableBytes),
+            "pressure": .string(t.pressure.rawValue), "thermal": .string(t.thermal.rawValue), "in_meeting": .bool(t.inMeeting),
+            "gpus": .array(t.gpus.map { g in
+                ["utilization": Self.number(g.utilization), "memory_used_bytes": .int(g.memoryUsedBytes),
+                 "memory_total_bytes": .int(g.memoryTotalBytes), "temperature_celsius": Self.number(g.temperatureCelsius)]
+            }),
+            "in_flight": .int(routes.scheduler.inFlight(node: n.id)),
+            "loaded": .strings(hb.backends.flatMap { $0.loaded.map(\.name) }),
+        ]
+    }
+
+    /// The `stats` event: totals of the last minute and now.
+    func statsEvent() -> JSONValue {
+        let minute = stats.total(minutes: 1, now: now)
+        return [
+            "in_flight": .int(routes.scheduler.inFlightCount), "queue_length": .int(routes.scheduler.queueLength),
+            "requests_per_s": Self.number(Double(minute.requests) / 60), "tokens_per_s": Self.number(Double(minute.completionTokens) / 60),
+            "errors_last_minute": .int(minute.errors), "health_firing": .int(health.firing.count),
         ]
     }
 

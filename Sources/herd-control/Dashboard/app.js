@@ -1,0 +1,475 @@
+// herd's dashboard: reads only /api/v1/* and the event stream /api/v1/events.
+// No framework, no build step; every string from the API goes through
+// textContent (never innerHTML), so no name or client string can inject markup.
+"use strict";
+
+const state = {
+  view: "fleet",
+  fleet: null,
+  nodes: new Map(),       // id → node (from /api/v1/nodes, updated by `node` events)
+  cpuHistory: new Map(),  // id → [utilization…] from `node` events
+  rate: [],               // requests/s from `stats` events
+  decisions: [],          // newest first
+  requests: [],           // newest first
+  health: null,
+  traces: { filter: {}, pages: [], rows: [] },
+  timer: null,
+};
+
+// ---------- small helpers ----------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "style") el.style.cssText = v; // CSSOM: allowed by the page's CSP, unlike a style attribute
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const svgNS = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const c of children) el.append(c);
+  return el;
+}
+async function api(path) {
+  const r = await fetch("/api/v1/" + path, { headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+  return r.json();
+}
+function bytes(n) {
+  if (n == null) return "–";
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1)) + " " + u[i];
+}
+function num(n, digits = 0) {
+  if (n == null || Number.isNaN(n)) return "–";
+  return Number(n).toLocaleString(undefined, { maximumFractionDigits: digits });
+}
+function ms(n) {
+  if (n == null) return "–";
+  if (n < 1) return (n * 1000).toFixed(0) + " µs";
+  if (n < 1000) return n.toFixed(n < 10 ? 1 : 0) + " ms";
+  return (n / 1000).toFixed(n < 10000 ? 2 : 1) + " s";
+}
+function ago(atMs) {
+  const s = Math.max(0, (Date.now() - atMs) / 1000);
+  if (s < 60) return Math.round(s) + " s ago";
+  if (s < 3600) return Math.round(s / 60) + " min ago";
+  if (s < 86400) return Math.round(s / 3600) + " h ago";
+  return Math.round(s / 86400) + " d ago";
+}
+function time(atMs) { return new Date(atMs).toLocaleTimeString([], { hour12: false }); }
+function meter(fraction, warnAt = 0.8, badAt = 0.95) {
+  const f = Math.max(0, Math.min(1, fraction || 0));
+  return h("div", { class: "meter" + (f >= badAt ? " bad" : f >= warnAt ? " warn" : ""), role: "meter",
+    "aria-valuenow": Math.round(f * 100), "aria-valuemin": 0, "aria-valuemax": 100 },
+    h("span", { style: "width:" + (f * 100).toFixed(1) + "%" }));
+}
+function sparkline(values, max) {
+  const w = 120, hgt = 30;
+  const svg = s("svg", { class: "spark", viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: "none", "aria-hidden": "true" });
+  if (values.length < 2) return svg;
+  const top = max || Math.max(...values, 1e-9);
+  const pts = values.map((v, i) => [i * w / (values.length - 1), hgt - 1 - (v / top) * (hgt - 2)]);
+  const line = pts.map((p, i) => (i ? "L" : "M") + p[0].toFixed(1) + " " + p[1].toFixed(1)).join(" ");
+  svg.append(s("path", { class: "area", d: line + ` L${w} ${hgt} L0 ${hgt} Z` }), s("path", { d: line }));
+  return svg;
+}
+function bars(values) {
+  const w = 160, hgt = 30, n = Math.max(values.length, 1), top = Math.max(...values, 1);
+  const svg = s("svg", { class: "spark bars", viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: "none", "aria-hidden": "true" });
+  values.forEach((v, i) => {
+    const bh = Math.max(v > 0 ? 1 : 0, (v / top) * hgt);
+    svg.append(s("rect", { x: (i * w / n).toFixed(1), y: (hgt - bh).toFixed(1), width: Math.max(1, w / n - 1).toFixed(1), height: bh.toFixed(1) }));
+  });
+  return svg;
+}
+function empty(text) { return h("div", { class: "empty" }, text); }
+function table(headers, rows) {
+  return h("div", { class: "scroll" }, h("table", {},
+    h("thead", {}, h("tr", {}, headers.map(([t, cls]) => h("th", { class: cls }, t)))),
+    h("tbody", {}, rows)));
+}
+function mount(...children) {
+  const main = document.getElementById("main");
+  main.replaceChildren(...children.filter(c => c !== null && c !== undefined && c !== false));
+}
+
+// ---------- header ----------
+
+function renderChips() {
+  const f = state.fleet;
+  const chips = document.getElementById("chips");
+  if (!f) return;
+  const n = f.nodes, total = n.online + n.degraded + n.offline;
+  const last = state.rate.length ? state.rate[state.rate.length - 1] : null;
+  chips.replaceChildren(
+    h("span", { class: "chip", title: "Nodes online / known" }, h("b", {}, n.online), " / ", total, " nodes"),
+    h("span", { class: "chip", title: "Requests per second, last minute" }, h("b", {}, num(last ? last.requests_per_s : f.last_minute.requests_per_s, 1)), " req/s"),
+    h("span", { class: "chip hide-sm", title: "Tokens generated per second, last minute" }, h("b", {}, num(last ? last.tokens_per_s : f.last_minute.tokens_per_s, 0)), " tok/s"),
+    h("span", { class: "chip", title: "Requests in flight" }, h("b", {}, last ? last.in_flight : f.in_flight), " in flight"),
+    h("span", { class: "chip hide-sm", title: "Requests queued" }, h("b", {}, last ? last.queue_length : f.queue_length), " queued"),
+  );
+  const hb = document.getElementById("health-badge");
+  const hc = f.health;
+  const firing = hc.critical + hc.warning + hc.info;
+  hb.hidden = firing === 0;
+  hb.textContent = firing;
+  hb.className = "badge" + (hc.critical ? "" : hc.warning ? " warning" : " info");
+  document.getElementById("foot").textContent = `herd ${f.router.version} · up ${Math.round(f.router.uptime_s / 60)} min · ` +
+    `${f.router.proxies.connected}/${f.router.proxies.expected} proxies · fleet key ${f.router.fleet_key ? "set" : "not set"}`;
+}
+
+// ---------- views ----------
+
+const views = {
+  async fleet() {
+    const data = await api("nodes");
+    state.nodes = new Map(data.nodes.map(n => [n.id, n]));
+    renderFleet();
+  },
+  async models() {
+    const data = await api("models");
+    if (!data.models.length) return mount(h("h2", {}, "Models"), empty("No node reports a model yet."));
+    const rows = [];
+    for (const m of data.models) {
+      const lh = m.last_hour;
+      rows.push(h("tr", {}, h("td", { colspan: 10 }, h("h3", {}, m.name), h("span", { class: "muted" },
+        ` ${num(lh.requests)} requests · ${num(lh.completion_tokens)} tokens out in the last hour · TTFT p50 ${ms(lh.ttft_p50_ms)}`))));
+      for (const p of m.nodes) {
+        const t = p.last_hour;
+        rows.push(h("tr", {},
+          h("td", {}, h("span", { class: "dot " + p.status }), " ", p.node),
+          h("td", {}, p.loaded ? h("span", { class: "tag ok" }, "loaded") : p.on_disk ? h("span", { class: "tag" }, "on disk") : h("span", { class: "tag bad" }, "absent")),
+          h("td", { class: "num hide-sm" }, p.loaded ? bytes(p.vram_bytes) : bytes(p.size_bytes)),
+          h("td", { class: "num hide-sm" }, p.context_length ? num(p.context_length) : "–"),
+          h("td", { class: "num" }, `${p.in_flight} / ${p.concurrency}`),
+          h("td", { class: "num" }, p.queued),
+          h("td", { class: "num" }, num(t.requests)),
+          h("td", { class: "num hide-sm" }, num(t.completion_tokens)),
+          h("td", { class: "num" }, `${ms(t.ttft_p50_ms)} / ${ms(t.ttft_p95_ms)}`),
+          h("td", { class: "num" }, num(t.decode_tokens_per_s, 1))));
+      }
+    }
+    mount(h("h2", {}, "Models"), table([["Node"], ["State"], ["VRAM / size", "num hide-sm"], ["Context", "num hide-sm"],
+      ["In flight / limit", "num"], ["Queued", "num"], ["Req/h", "num"], ["Tokens/h", "num hide-sm"], ["TTFT p50 / p95", "num"], ["Tok/s", "num"]], rows));
+  },
+  async routing() {
+    const [data, queues] = await Promise.all([api("decisions?limit=100"), api("queues")]);
+    state.decisions = data.decisions.slice().reverse();
+    renderRouting(queues);
+  },
+  async requests() { await loadTraces(false); },
+  async apps() {
+    const by = state.appsBy || "tag", hours = state.appsHours || 24;
+    const data = await api(`usage?by=${by}&hours=${hours}`);
+    const controls = h("div", { class: "toolbar" },
+      h("label", {}, "By", h("select", { onchange: e => { state.appsBy = e.target.value; show("apps"); } },
+        ["tag", "client"].map(v => h("option", { value: v, selected: v === by }, v)))),
+      h("label", {}, "Over", h("select", { onchange: e => { state.appsHours = +e.target.value; show("apps"); } },
+        [[1, "1 hour"], [24, "24 hours"], [168, "7 days"], [720, "30 days"]].map(([v, t]) => h("option", { value: v, selected: v === hours }, t)))));
+    if (!data.series.length) return mount(h("h2", {}, "Apps"), controls, empty("No traced requests in this window."));
+    const slots = Math.floor((Date.now() - data.since_ms) / (data.bucket_s * 1000)) + 1;
+    const rows = data.series.map(x => {
+      const counts = new Array(slots).fill(0);
+      for (const b of x.buckets) {
+        const i = Math.floor((b.at_ms - data.since_ms) / (data.bucket_s * 1000));
+        if (i >= 0 && i < slots) counts[i] = b.requests;
+      }
+      return h("tr", {}, h("td", {}, x.key), h("td", { class: "num" }, num(x.requests)), h("td", { class: "num" }, num(x.prompt_tokens)),
+        h("td", { class: "num" }, num(x.completion_tokens)), h("td", { class: "num" + (x.errors ? " err" : "") }, num(x.errors)),
+        h("td", { class: "num" }, ms(x.mean_duration_ms)), h("td", { class: "hide-sm", style: "min-width:160px" }, bars(counts)));
+    });
+    mount(h("h2", {}, "Apps — usage by " + by), controls, table([[by === "tag" ? "Tag" : "Client"], ["Requests", "num"], ["Prompt tokens", "num"],
+      ["Tokens out", "num"], ["Errors", "num"], ["Mean duration", "num"], ["Requests over time", "hide-sm"]], rows));
+  },
+  async capacity() {
+    const data = await api("capacity");
+    const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const now = new Date(), nowSlot = now.getDay() * 24 + now.getHours();
+    const cards = data.nodes.map(n => {
+      const heat = h("div", { class: "heat", role: "img", "aria-label": `availability of ${n.id} per hour of the week` });
+      heat.append(h("span", { class: "lbl" }));
+      for (let hr = 0; hr < 24; hr++) heat.append(h("span", { class: "lbl" }, hr % 6 === 0 ? String(hr) : ""));
+      for (let d = 0; d < 7; d++) {
+        heat.append(h("span", { class: "lbl" }, days[d]));
+        for (let hr = 0; hr < 24; hr++) {
+          const v = n.week ? n.week[d * 24 + hr] : -1;
+          const color = v < 0 ? "var(--bar)" : `color-mix(in srgb, var(--ok) ${Math.round(v * 100)}%, var(--bad))`;
+          heat.append(h("span", { class: d * 24 + hr === nowSlot ? "now" : "", style: "background:" + color,
+            title: `${days[d]} ${hr}:00 — ${v < 0 ? "not learned" : Math.round(v * 100) + "% free"}` }));
+        }
+      }
+      return h("div", { class: "card" }, h("header", {}, h("span", { class: "dot " + n.status }), h("h3", {}, n.id),
+        h("span", { class: "muted" }, n.week ? `${n.learned_hours}/168 hours learned · ${Math.round((n.availability_now || 0) * 100)}% free now` : "not learning (herd-node --learn-capacity)")),
+        heat);
+    });
+    mount(h("h2", {}, "Capacity — when each machine's owner leaves it free"),
+      cards.length ? h("div", { class: "grid", style: "grid-template-columns:repeat(auto-fill,minmax(420px,1fr))" }, cards) : empty("No nodes."),
+      h("div", { class: "legend" }, h("i", { style: "background:var(--bad)" }), "busy", h("i", { style: "background:var(--ok)" }), "free",
+        h("i", { style: "background:var(--bar)" }), "not learned", " · outlined: this hour"));
+  },
+  async health() {
+    state.health = await api("health");
+    const order = (a, b) => sev(b.severity) - sev(a.severity) || a.title.localeCompare(b.title);
+    const firing = state.health.checks.filter(c => c.state === "firing").sort(order);
+    const passing = state.health.checks.filter(c => c.state !== "firing").sort((a, b) => a.title.localeCompare(b.title));
+    mount(h("h2", {}, firing.length ? `Health — ${firing.length} firing` : "Health — all clear"),
+      firing.length ? h("div", { class: "grid" }, firing.map(c => h("div", { class: "card check sev-" + c.severity, id: "check-" + c.id },
+        h("header", {}, h("h3", {}, c.title), h("span", { class: "tag " + (c.severity === "critical" ? "bad" : "warn") }, c.severity),
+          h("span", { class: "muted" }, "since " + ago(c.since_ms))),
+        h("p", {}, c.message), h("p", { class: "advice" }, c.advice), h("p", { class: "muted" }, `${c.condition} (${c.threshold})`))))
+        : h("p", { class: "muted" }, `All ${passing.length} checks pass.`),
+      h("h3", { style: "margin:16px 0 8px" }, `Passing (${passing.length})`),
+      table([["Check"], ["Fires when"], ["Severity", "hide-sm"], ["OK since", "hide-sm"]], passing.map(c => h("tr", { class: "check ok", id: "check-" + c.id },
+        h("td", {}, c.title), h("td", { class: "muted" }, `${c.condition} (${c.threshold})`), h("td", { class: "hide-sm" }, c.severity),
+        h("td", { class: "hide-sm nowrap" }, c.since_ms ? ago(c.since_ms) : "–")))));
+  },
+  async settings() {
+    const data = await api("settings");
+    const rows = [];
+    const walk = (prefix, obj) => {
+      for (const [k, v] of Object.entries(obj)) {
+        if (v && typeof v === "object" && !Array.isArray(v)) walk(prefix + k + ".", v);
+        else rows.push(h("tr", {}, h("td", { class: "mono" }, prefix + k), h("td", { class: "mono" }, v === null ? "–" : String(v))));
+      }
+    };
+    walk("", data);
+    mount(h("h2", {}, "Settings (read-only: set by flags and HERD_* variables)"), table([["Setting"], ["Value"]], rows));
+  },
+};
+function sev(s) { return s === "critical" ? 3 : s === "warning" ? 2 : 1; }
+
+function nodeCard(n) {
+  const used = n.memory.total_bytes ? 1 - n.memory.available_bytes / n.memory.total_bytes : 0;
+  const tags = [];
+  if (n.meeting && n.meeting.in_meeting) tags.push(h("span", { class: "tag warn" }, "in a meeting"));
+  if (n.memory.pressure === "high" || n.memory.pressure === "critical") tags.push(h("span", { class: "tag bad" }, "memory " + n.memory.pressure));
+  if (n.thermal.state === "serious" || n.thermal.state === "critical" || n.cpu.throttled || n.gpus.some(g => g.throttled)) tags.push(h("span", { class: "tag bad" }, "throttled"));
+  const loaded = n.backends.flatMap(b => b.loaded.map(m => ({ ...m, kind: b.kind })));
+  const t = n.last_5_minutes;
+  const history = state.cpuHistory.get(n.id) || [];
+  return h("article", { class: "card node", id: "node-" + n.id, "data-node": n.id },
+    h("header", {}, h("span", { class: "dot " + n.status, title: n.status }), h("h3", {}, n.id),
+      h("span", { class: "muted" }, n.status === "online" ? "" : n.status + " · seen " + ms(n.last_seen_ms_ago) + " ago"), ...tags),
+    h("div", { class: "row" }, h("span", {}, `CPU · ${n.cpu.cores} cores`), h("span", {}, Math.round((n.cpu.utilization || 0) * 100) + "%")),
+    meter(n.cpu.utilization, 0.85, 0.97),
+    h("div", { class: "row" }, h("span", {}, "Memory · pressure " + n.memory.pressure), h("span", {}, `${bytes(n.memory.total_bytes - n.memory.available_bytes)} / ${bytes(n.memory.total_bytes)}`)),
+    meter(used),
+    n.memory.swap_used_bytes > 0 ? h("div", { class: "row muted" }, h("span", {}, "Swap"), h("span", {}, bytes(n.memory.swap_used_bytes))) : null,
+    ...n.gpus.map(g => [
+      h("div", { class: "row" }, h("span", {}, `${g.name || g.vendor} · ${Math.round((g.utilization || 0) * 100)}%` + (g.temperature_celsius != null ? ` · ${Math.round(g.temperature_celsius)} °C` : "")),
+        h("span", {}, `VRAM ${bytes(g.memory_used_bytes)} / ${bytes(g.memory_total_bytes)}`)),
+      meter(g.memory_total_bytes ? g.memory_used_bytes / g.memory_total_bytes : 0, 0.85, 0.95)]),
+    n.thermal.max_temperature_celsius != null ? h("div", { class: "row muted" }, h("span", {}, "Temperature · " + n.thermal.state), h("span", {}, Math.round(n.thermal.max_temperature_celsius) + " °C")) : null,
+    history.length > 1 ? h("div", { class: "muted small", title: "CPU over the last heartbeats" }, "CPU, recent") : null,
+    history.length > 1 ? sparkline(history, 1) : null,
+    h("div", { class: "row muted" }, h("span", {}, `${num(t.requests_per_s * 60, 1)} req/min · ${num(t.tokens_per_s, 1)} tok/s (5 min)`), h("span", {}, `${n.in_flight} in flight`)),
+    h("ul", { class: "plain models", "aria-label": "models loaded" },
+      loaded.length ? loaded.map(m => h("li", {}, h("span", {}, m.name), h("span", { class: "muted" },
+        `${m.in_flight}/${m.concurrency}` + (m.queued ? ` · ${m.queued} queued` : "") + (m.vram_bytes ? ` · ${bytes(m.vram_bytes)}` : ""))))
+        : h("li", { class: "muted" }, "no model loaded")),
+    n.backends.some(b => !b.reachable) ? h("p", { class: "err" }, n.backends.filter(b => !b.reachable).map(b => `${b.kind} ${b.address}: ${b.error || "not answering"}`).join("; ")) : null);
+}
+function renderFleet() {
+  if (state.view !== "fleet") return;
+  const nodes = [...state.nodes.values()].sort((a, b) => a.id.localeCompare(b.id));
+  mount(h("h2", {}, `Fleet — ${nodes.length} machine${nodes.length === 1 ? "" : "s"}`),
+    nodes.length ? h("div", { class: "grid" }, nodes.map(nodeCard)) : empty("No node has joined yet. Start herd-node on each machine; it finds this router by mDNS."));
+}
+
+function decisionRow(d) {
+  const tr = h("tr", { class: "clickable", title: "Show every candidate", onclick: () => showDecision(d.seq, tr) },
+    h("td", { class: "mono" }, d.at_ms ? time(d.at_ms) : ""), h("td", {}, d.model),
+    h("td", {}, d.action === "queued" ? h("span", { class: "tag warn" }, "queued") : h("span", { class: "tag ok" }, "routed")),
+    h("td", { class: "nowrap" }, d.node || "–"), h("td", { class: "mono hide-sm" }, d.score), h("td", { class: "muted hide-sm" }, d.reason));
+  return tr;
+}
+function requestRow(r) {
+  return h("tr", {}, h("td", { class: "mono" }, r.request_id), h("td", {}, r.model + (r.served_model && r.served_model !== r.model ? " → " + r.served_model : "")),
+    h("td", {}, r.node || "–"), h("td", { class: "outcome-" + r.outcome }, r.outcome), h("td", { class: "num" }, ms(r.duration_ms)),
+    h("td", { class: "num" }, r.tokens), h("td", {}, r.ticket ? "ticket" : "route"), h("td", { class: "num" }, r.retries || ""));
+}
+function renderRouting(queues) {
+  if (state.view !== "routing") return;
+  const q = queues || state.queues;
+  state.queues = q;
+  const slots = q ? q.slots.filter(s => s.in_flight || s.queued).map(s => h("tr", {}, h("td", {}, s.node), h("td", {}, s.model),
+    h("td", { class: "num" }, `${s.in_flight} / ${s.limit}`), h("td", { class: "num" }, s.queued))) : [];
+  mount(h("h2", {}, "Routing — live decisions"),
+    h("div", { class: "split" },
+      h("section", {}, state.decisions.length ? table([["Time"], ["Model"], ["Action"], ["Node"], ["Score", "hide-sm"], ["Why", "hide-sm"]],
+        state.decisions.slice(0, 100).map(decisionRow)) : empty("No decision yet: send a request to the router."),
+        state.decisionDetail || h("div", { id: "decision-detail", class: "detail" })),
+      h("section", {},
+        h("h3", {}, "Busy slots"), slots.length ? table([["Node"], ["Model"], ["In flight / limit", "num"], ["Queued", "num"]], slots) : h("p", { class: "muted" }, "Nothing in flight."),
+        h("h3", { style: "margin-top:12px" }, "Requests finishing"),
+        state.requests.length ? table([["Id"], ["Model"], ["Node"], ["Outcome"], ["Time", "num"], ["Tokens", "num"], ["By"], ["Retries", "num"]],
+          state.requests.slice(0, 40).map(requestRow)) : h("p", { class: "muted" }, "None yet."))));
+}
+async function showDecision(seq, tr) {
+  const box = document.getElementById("decision-detail");
+  const data = await api(`decisions?since=${seq - 1}&limit=256`);
+  const d = data.decisions.find(x => x.seq === seq);
+  if (!d) { box.replaceChildren(h("p", { class: "muted" }, "That decision is no longer kept (the newest 256 are).")); return; }
+  box.replaceChildren(h("h3", {}, `Decision ${d.seq}: ${d.model} → ${d.node || "queued"}`), h("p", { class: "muted" }, d.reason), candidatesTable(d.candidates));
+  state.decisionDetail = box;
+  tr.scrollIntoView({ block: "nearest" });
+}
+function candidatesTable(card) {
+  // The score card: candidates ranked (the first was chosen), then eliminations.
+  const list = Array.isArray(card) ? card : [];
+  if (!list.length) return h("p", { class: "muted" }, "No candidates recorded.");
+  let rank = 0;
+  const rows = list.map(c => {
+    if (c.eliminated) return h("tr", {}, h("td", {}, "✕"), h("td", {}, c.node), h("td", {}, c.model), h("td", { colspan: 4, class: "muted" }, c.eliminated));
+    rank += 1;
+    const notes = [c.factor ? "×" + c.factor : "", c.drains ? "waits for the node to drain" : "", c.affinity ? `affinity ${c.affinity} (−${ms(c.affinity_gain)})` : "",
+      ...(c.penalties || [])].filter(Boolean).join(", ");
+    return h("tr", {}, h("td", {}, rank === 1 ? "▶ 1" : String(rank)), h("td", {}, c.node), h("td", {}, c.model + " · " + c.state),
+      h("td", { class: "num" }, h("b", {}, ms(c.ect_ms))),
+      h("td", { class: "num hide-sm mono" }, `${ms(c.wait)} + ${ms(c.load)} + ${ms(c.prefill)} + ${ms(c.decode)}`),
+      h("td", { class: "num" }, `${c.in_flight} / ${c.limit}`), h("td", { class: "muted" }, notes));
+  });
+  return table([["#"], ["Node"], ["Model"], ["Expected completion", "num"], ["wait + load + prefill + decode", "num hide-sm"], ["In flight", "num"], ["Notes"]], rows);
+}
+
+async function loadTraces(next) {
+  const f = state.traces.filter;
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(f)) if (v) params.set(k, v);
+  if (f.window) { params.delete("window"); params.set("since", String(Date.now() - f.window * 1000)); }
+  if (next && state.traces.next) params.set("before", state.traces.next);
+  params.set("limit", "50");
+  const data = await api("traces?" + params);
+  state.traces.next = data.next_before;
+  state.traces.rows = next ? state.traces.rows.concat(data.traces) : data.traces;
+  renderTraces();
+}
+function renderTraces() {
+  const f = state.traces.filter;
+  const field = (name, label, placeholder) => h("label", {}, label, h("input", { name, value: f[name] || "", placeholder, size: 12 }));
+  const form = h("form", { class: "toolbar", onsubmit: e => {
+    e.preventDefault();
+    const data = new FormData(e.target);
+    state.traces.filter = Object.fromEntries([...data.entries()].filter(([, v]) => v));
+    loadTraces(false);
+  } },
+    h("label", {}, "When", h("select", { name: "window" }, [["", "any time"], ["900", "15 min"], ["3600", "1 hour"], ["86400", "24 hours"], ["604800", "7 days"]]
+      .map(([v, t]) => h("option", { value: v, selected: String(f.window || "") === v }, t)))),
+    field("model", "Model", "any"), field("node", "Node", "any"),
+    h("label", {}, "Outcome", h("select", { name: "outcome" }, ["", "ok", "upstream_error", "rejected", "client_gone", "timeout"]
+      .map(v => h("option", { value: v, selected: (f.outcome || "") === v }, v || "any")))),
+    field("tag", "Tag", "any"), field("client", "Client", "any"), h("button", { class: "primary", type: "submit" }, "Filter"));
+  const rows = state.traces.rows.map(t => h("tr", { class: "clickable", onclick: () => showTrace(t.id) },
+    h("td", { class: "mono" }, time(t.at_ms)), h("td", {}, t.model + (t.served_model && t.served_model !== t.model ? " → " + t.served_model : "")),
+    h("td", {}, t.node_id || "–"), h("td", { class: "outcome-" + t.outcome }, `${t.outcome} ${t.status}`), h("td", { class: "num" }, ms(t.ttft_ms)),
+    h("td", { class: "num" }, ms(t.duration_ms)), h("td", { class: "num hide-sm" }, `${t.prompt_tokens} / ${t.completion_tokens}`),
+    h("td", { class: "hide-sm" }, (t.tags || []).join(", ")), h("td", { class: "mono hide-sm" }, t.client), h("td", { class: "hide-sm" }, t.ticket ? "ticket" : t.local ? "local" : "route")));
+  mount(h("h2", {}, "Requests — the trace store"), form,
+    rows.length ? table([["Time"], ["Model"], ["Node"], ["Outcome"], ["TTFT", "num"], ["Duration", "num"], ["Tokens in / out", "num hide-sm"],
+      ["Tags", "hide-sm"], ["Client", "hide-sm"], ["By", "hide-sm"]], rows) : empty("No traced request matches."),
+    state.traces.next ? h("p", {}, h("button", { onclick: () => loadTraces(true) }, "Older")) : null,
+    h("div", { id: "trace-detail", class: "detail" }));
+}
+async function showTrace(id) {
+  const t = await api("traces/" + id);
+  const box = document.getElementById("trace-detail");
+  const { candidates, ...rest } = t;
+  box.replaceChildren(h("div", { class: "card" }, h("h3", {}, `Request ${t.request_id} · ${t.model} → ${t.node_id || "nowhere"}`),
+    h("pre", {}, JSON.stringify(rest, null, 2)), h("h3", {}, "Candidates"), candidatesTable(candidates)));
+  box.scrollIntoView({ block: "nearest" });
+}
+
+// ---------- navigation and live updates ----------
+
+async function show(view) {
+  state.view = views[view] ? view : "fleet";
+  for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.view === state.view);
+  try {
+    await views[state.view]();
+  } catch (e) {
+    mount(h("p", { class: "err" }, "Could not load this view: " + e.message));
+  }
+}
+async function refreshFleet() {
+  try {
+    state.fleet = await api("fleet");
+    renderChips();
+  } catch (e) { /* the live badge says when the router is away */ }
+}
+let routingPending = false;
+function routingSoon() {
+  if (state.view !== "routing" || routingPending) return;
+  routingPending = true;
+  setTimeout(() => { routingPending = false; renderRouting(); }, 500);
+}
+function connect() {
+  const live = document.getElementById("live");
+  const source = new EventSource("/api/v1/events");
+  source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
+  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
+  source.addEventListener("hello", e => { state.fleet = JSON.parse(e.data); renderChips(); });
+  source.addEventListener("node", e => {
+    const ev = JSON.parse(e.data);
+    const hist = state.cpuHistory.get(ev.id) || [];
+    hist.push(ev.cpu_utilization || 0);
+    if (hist.length > 60) hist.shift();
+    state.cpuHistory.set(ev.id, hist);
+    const n = state.nodes.get(ev.id);
+    if (!n) return;
+    n.status = ev.status; n.cpu.utilization = ev.cpu_utilization; n.in_flight = ev.in_flight; n.last_seen_ms_ago = 0;
+    n.memory.available_bytes = ev.memory_available_bytes; n.memory.total_bytes = ev.memory_total_bytes; n.memory.pressure = ev.pressure;
+    n.thermal.state = ev.thermal; n.meeting.in_meeting = ev.in_meeting;
+    ev.gpus.forEach((g, i) => { if (n.gpus[i]) Object.assign(n.gpus[i], g); });
+    if (state.view === "fleet") {
+      const old = document.getElementById("node-" + ev.id);
+      if (old) old.replaceWith(nodeCard(n));
+    }
+  });
+  source.addEventListener("fleet", () => { refreshFleet(); if (state.view === "fleet") views.fleet(); });
+  source.addEventListener("stats", e => {
+    const st = JSON.parse(e.data);
+    state.rate.push(st);
+    if (state.rate.length > 120) state.rate.shift();
+    renderChips();
+  });
+  source.addEventListener("decision", e => {
+    const d = JSON.parse(e.data);
+    d.at_ms = Date.now();
+    state.decisions.unshift(d);
+    state.decisions.length = Math.min(state.decisions.length, 200);
+    routingSoon();
+  });
+  source.addEventListener("request", e => {
+    state.requests.unshift(JSON.parse(e.data));
+    state.requests.length = Math.min(state.requests.length, 100);
+    routingSoon();
+  });
+  source.addEventListener("health", () => { refreshFleet(); if (state.view === "health") views.health(); });
+}
+
+window.addEventListener("hashchange", () => show(location.hash.slice(1)));
+document.addEventListener("DOMContentLoaded", async () => {
+  await refreshFleet();
+  await show(location.hash.slice(1) || "fleet");
+  connect();
+  // Views made of aggregates refresh every few seconds (the live parts come by events).
+  state.timer = setInterval(() => {
+    if (document.hidden) return;
+    if (["models", "routing"].includes(state.view)) show(state.view);
+    if (state.view === "fleet") views.fleet();
+    refreshFleet();
+  }, 5000);
+});

@@ -1,0 +1,71 @@
+import Glibc
+import HerdJSON
+import HerdTestSupport
+import Testing
+
+/// The dashboard in headless Chromium against a live fleet: every view loads
+/// with no console error and shows the fleet's nodes, models, requests and
+/// checks; each view's screenshot is taken (HERD_SCREENSHOTS=DIR keeps them).
+@Suite(.serialized) struct DashboardTests {
+    static let views: [(name: String, ready: String)] = [
+        ("fleet", "document.querySelectorAll('article.node').length === 2 && document.body.innerText.includes('llama3:8b')"),
+        ("models", "document.body.innerText.includes('mistral:7b') && document.body.innerText.includes('qwen:7b')"),
+        ("routing", "document.querySelectorAll('main tbody tr').length > 0"),
+        ("requests", "document.querySelectorAll('main tbody tr.clickable').length >= 7"),
+        ("apps", "document.body.innerText.includes('notes-app') && document.body.innerText.includes('code-helper')"),
+        ("capacity", "document.querySelectorAll('.heat').length === 2"),
+        ("health", "document.querySelectorAll('.check').length >= 25"),
+        ("settings", "document.body.innerText.includes('scheduler.queue_timeout_ms')"),
+    ]
+
+    @Test func everyViewLoadsWithNoConsoleErrorAndShowsTheFleet() throws {
+        let fleet = try RouterTests.twoNodeFleet()
+        defer { fleet.shutdown() }
+        for i in 0..<6 {
+            let tag = i % 2 == 0 ? "notes-app" : "code-helper"
+            #expect(fleet.post("/api/chat", #"{"model":"\#(i % 2 == 0 ? "llama3:8b" : "mistral:7b")","stream":false,"messages":[]}"#,
+                               headers: ["X-Herd-Tags": tag]).status == 200)
+        }
+        #expect(fleet.post("/api/chat", #"{"model":"nope:1b"}"#).status == 404)
+        #expect(waitUntil(seconds: 5) { ((try? JSONValue.parse(fleet.getControl("/api/v1/traces").body))?["traces"]?.arrayValue?.count ?? 0) >= 7 })
+
+        let screens = ProcessInfoLite.environment("HERD_SCREENSHOTS") ?? fleet.dataDirectory + "/screenshots"
+        mkdir(screens, 0o755)
+        let browser = try HeadlessChromium(directory: fleet.dataDirectory)
+        defer { browser.close() }
+        let base = "http://127.0.0.1:\(fleet.controlPort)/"
+        for view in Self.views {
+            try browser.navigate(base + "#" + view.name)
+            #expect(browser.waitFor(view.ready, seconds: 15), "\(view.name) did not show the fleet: \((try? browser.evaluate("document.body.innerText"))?.stringValue ?? "")")
+            #expect(try browser.evaluate("document.querySelector('#tabs a.active').dataset.view") == .string(view.name))
+            #expect(try browser.screenshot(to: "\(screens)/\(view.name).png") > 10_000)
+        }
+        // Live: the event stream is open and says so.
+        #expect(browser.waitFor("document.getElementById('live').textContent === 'live'"))
+        // A trace opens whole on click, with its candidates.
+        try browser.navigate(base + "#requests")
+        #expect(browser.waitFor("document.querySelectorAll('main tbody tr.clickable').length >= 7"))
+        _ = try browser.evaluate("document.querySelector('main tbody tr.clickable').click()")
+        #expect(browser.waitFor("document.querySelector('#trace-detail pre') !== null"))
+        // A phone: nothing wider than the screen.
+        try browser.call("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true])
+        try browser.navigate(base + "#fleet")
+        #expect(browser.waitFor(Self.views[0].ready))
+        #expect(try browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth") == .bool(true))
+        try browser.screenshot(to: screens + "/fleet-phone.png")
+        // Dark.
+        try browser.call("Emulation.setEmulatedMedia", ["features": [["name": "prefers-color-scheme", "value": "dark"]]])
+        try browser.call("Emulation.clearDeviceMetricsOverride")
+        try browser.navigate(base + "#health")
+        #expect(browser.waitFor(Self.views[6].ready))
+        #expect(try browser.evaluate("getComputedStyle(document.body).backgroundColor") != .string("rgb(246, 245, 241)"))
+        try browser.screenshot(to: screens + "/health-dark.png")
+        browser.drainEvents()
+        #expect(browser.errors.isEmpty, "console: \(browser.errors)")
+    }
+}
+
+/// getenv as a String.
+enum ProcessInfoLite {
+    static func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+}
