@@ -73,11 +73,34 @@ final class ControlApp {
         api.traces = traces
         let fleetAPI = FleetAPI(loop: loop, registry: registry, routes: routes, stats: stats, health: health, options: options)
         fleetAPI.tracePath = traces.path
-        fleetAPI.fleetKeySet = { api.verifier != nil }
+        // Closures that point back up the graph capture unowned: it stays acyclic
+        // (every part lives until run() returns; LeakSanitizer checks at exit).
+        fleetAPI.fleetKeySet = { [unowned api] in api.verifier != nil }
         api.fleetAPI = fleetAPI
         fleetAPI.events = events
-        events.decisions = { routes.scheduler.feed }
-        events.stats = { fleetAPI.statsEvent() }
+        fleetAPI.log = log
+        fleetAPI.authorize = { [unowned api] exchange, body in
+            guard let verifier = api.verifier else { return nil }
+            if let auth = exchange.head.headers["Authorization"], auth.hasPrefix("Bearer "),
+               verifier.key.matches(String(auth.dropFirst(7)).trimmingCharacters(in: [" "])) {
+                return nil
+            }
+            do {
+                try verifier.verify(method: exchange.head.method, path: String(exchange.head.path),
+                                    timestamp: exchange.head.headers[FleetKey.timestampHeader],
+                                    signature: exchange.head.headers[FleetKey.signatureHeader], body: body,
+                                    now: Int(EventLoop.wallClockMilliseconds()))
+                return nil
+            } catch {
+                return "this router has a fleet key: send it as Authorization: Bearer <key> (or sign the request as herd-node does): \(error)"
+            }
+        }
+        fleetAPI.onHoldChange = { [unowned routes, unowned events] id, hold in
+            routes.fleetChanged()
+            events.publish("fleet", ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null, "change": "hold"])
+        }
+        events.decisions = { [unowned routes] in routes.scheduler.feed }
+        events.stats = { [unowned fleetAPI] in fleetAPI.statsEvent() }
         api.onHeartbeat = { id, joined in
             guard events.clientCount > 0 else { return }
             if joined, let node = registry.nodes[id] { events.publish("fleet", ["node": .string(id), "status": .string(node.status.rawValue), "change": "joined"]) }

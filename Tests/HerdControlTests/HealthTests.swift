@@ -35,6 +35,7 @@ import Testing
         "no_nodes": { $0.nodes = [] },
         "node_offline": { $0.nodes[1].status = .offline },
         "node_degraded": { $0.nodes[1].status = .degraded },
+        "node_held": { $0.nodes[1].hold = .drain },
         "heartbeats_late": { $0.nodes[0].lastSeenMilliseconds = now - 4_500 },
         "clock_skew": { $0.clockSkew["b"] = -42_000 },
         "version_mismatch": { $0.nodes[0].heartbeat.agentVersion = "0.0.1" },

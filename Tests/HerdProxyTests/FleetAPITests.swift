@@ -1,5 +1,7 @@
 import Glibc
 import HerdJSON
+import HerdRuntime
+import HerdWire
 import HerdTestSupport
 import Testing
 
@@ -142,6 +144,47 @@ import Testing
         #expect(text.contains("event: node") && text.contains(#""loaded":["m"]"#))
         // Totals follow about once a second.
         #expect(read(until: "event: stats", seconds: 3))
+    }
+
+    /// Drain / pause / resume a node: refused without the fleet key when one
+    /// is set; a drained node takes no new request until resumed.
+    @Test func nodeActionsNeedTheFleetKeyAndHoldTheNode() throws {
+        let key = "test-fleet-key-0123456789"
+        let fleet = TestFleet(controlArguments: ["--fleet-key", key])
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.addBackend("B", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A", extra: ["--fleet-key", key])
+        try fleet.addNode("node-b", backend: "B", extra: ["--fleet-key", key])
+        try fleet.waitForNodes(2)
+        func post(_ path: String, _ headers: [String: String] = [:]) -> RawResponse {
+            fleet.request("POST", path, body: "", headers: headers, port: fleet.controlPort)
+        }
+        #expect(post("/api/v1/nodes/node-a/drain").status == 401)
+        #expect(post("/api/v1/nodes/node-a/drain", ["Authorization": "Bearer not-the-key-at-all-x"]).status == 401)
+        let bearer = ["Authorization": "Bearer " + key]
+        #expect(post("/api/v1/nodes/nobody/drain", bearer).status == 404)
+        #expect(post("/api/v1/nodes/node-a/explode", bearer).status == 404)
+        let drained = post("/api/v1/nodes/node-a/drain", bearer)
+        #expect(try drained.status == 200 && JSONValue.parse(drained.body)["hold"]?.stringValue == "drain")
+        #expect(try Self.json(fleet, "/api/v1/nodes/node-a")["hold"]?.stringValue == "drain")
+        // The proxies hear of it (snapshot, tickets revoked): nothing new reaches A.
+        let before = fleet.backendRequests("A")
+        for _ in 0..<8 { #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200) }
+        #expect(fleet.backendRequests("A") == before, "a drained node took new requests")
+        #expect(waitUntil(seconds: 10) {
+            (try? Self.json(fleet, "/api/v1/health"))?["checks"]?.arrayValue?.first { $0["id"]?.stringValue == "node_held" }?["state"]?.stringValue == "firing"
+        })
+        #expect(fleet.control!.output.contains("operator: node node-a drained"))
+        // Signed the way herd-node signs works too.
+        let signed = FleetKey(key)!.headers(method: "POST", path: "/api/v1/nodes/node-a/resume", body: [], now: Int(EventLoop.wallClockMilliseconds()))
+        #expect(post("/api/v1/nodes/node-a/resume", Dictionary(uniqueKeysWithValues: signed.map { ($0.name, $0.value) })).status == 200)
+        #expect(try Self.json(fleet, "/api/v1/nodes/node-a")["hold"] == .null)
+        #expect(waitUntil(seconds: 10) {
+            _ = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#)
+            return fleet.backendRequests("A") > before
+        }, "a resumed node is routed to again")
     }
 
     /// A node that stops beating: node_offline fires (the API and the log

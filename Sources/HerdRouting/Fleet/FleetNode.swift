@@ -19,6 +19,9 @@ package struct FleetNode: Sendable {
     /// Models (canonical names) that left this node's memory, and when (ms):
     /// for a while their weights are still in the page cache ("warm").
     package var recentlyUnloaded: [String: UInt64] = [:]
+    /// Set by an operator (dashboard or API): no new request goes here
+    /// until resumed; requests in flight finish.
+    package var hold: Hold?
     package var id: String { heartbeat.nodeID }
 
     package init(heartbeat: Heartbeat, lastSeenMilliseconds: UInt64, firstSeenMilliseconds: UInt64, status: NodeStatus) {
@@ -27,4 +30,14 @@ package struct FleetNode: Sendable {
         self.firstSeenMilliseconds = firstSeenMilliseconds
         self.status = status
     }
+}
+
+/// Why an operator took a node out of routing.
+package enum Hold: String, Sendable, CaseIterable {
+    /// For maintenance: finish what runs, take nothing new.
+    case drain
+    /// For a while (the owner needs the machine): the same for routing.
+    case pause
+
+    package var label: String { self == .drain ? "drained" : "paused" }
 }

@@ -222,6 +222,7 @@ package struct Scorer: Sendable {
                 found = true
                 func eliminate(_ reason: String) { card.eliminated.append(Elimination(node: node.id, model: name, reason: reason)) }
                 if node.status == .offline { eliminate("offline"); break }
+                if let hold = node.hold { eliminate("\(hold.label) by the operator"); break }
                 if request.excluded.contains(node.id) { eliminate("already tried"); break }
                 if !backend.reachable { eliminate("backend unreachable"); continue }
                 let telemetry = node.heartbeat.telemetry

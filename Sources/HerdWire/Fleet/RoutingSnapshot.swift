@@ -21,7 +21,7 @@ public struct RoutingSnapshot: Equatable, Sendable, WireCodable {
 
     public struct Node: Equatable, Sendable, Codable {
         public var id: String
-        /// `online`, `degraded` or `offline`.
+        /// `online`, `degraded` or `offline`; `drained` or `paused` when an operator holds it (not routed to).
         public var status: String
         public var backends: [Backend]
 

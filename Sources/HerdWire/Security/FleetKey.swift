@@ -24,6 +24,13 @@ public struct FleetKey: Sendable {
         SHA256.hmac(key: key, message: Array("\(timestamp)\n\(method) \(path)\n".utf8) + body)
     }
 
+    /// Whether `text` is this key (constant time): the dashboard's node
+    /// actions send it as `Authorization: Bearer <key>`.
+    public func matches(_ text: String) -> Bool {
+        let given = Array(text.utf8)
+        return given.count == key.count && SHA256.constantTimeEqual(given, key)
+    }
+
     /// The header fields (name, value) that sign a request sent now.
     public func headers(method: String, path: String, body: [UInt8], now: Int) -> [(name: String, value: String)] {
         [(FleetKey.timestampHeader, String(now)), (FleetKey.signatureHeader, signature(timestamp: now, method: method, path: path, body: body))]

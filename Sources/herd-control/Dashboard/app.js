@@ -14,6 +14,7 @@ const state = {
   health: null,
   traces: { filter: {}, pages: [], rows: [] },
   timer: null,
+  token: 0,
 };
 
 // ---------- small helpers ----------
@@ -134,14 +135,14 @@ function renderChips() {
 // ---------- views ----------
 
 const views = {
-  async fleet() {
+  async fleet(put = mount) {
     const data = await api("nodes");
     state.nodes = new Map(data.nodes.map(n => [n.id, n]));
     renderFleet();
   },
-  async models() {
+  async models(put = mount) {
     const data = await api("models");
-    if (!data.models.length) return mount(h("h2", {}, "Models"), empty("No node reports a model yet."));
+    if (!data.models.length) return put(h("h2", {}, "Models"), empty("No node reports a model yet."));
     const rows = [];
     for (const m of data.models) {
       const lh = m.last_hour;
@@ -162,16 +163,16 @@ const views = {
           h("td", { class: "num" }, num(t.decode_tokens_per_s, 1))));
       }
     }
-    mount(h("h2", {}, "Models"), table([["Node"], ["State"], ["VRAM / size", "num hide-sm"], ["Context", "num hide-sm"],
+    put(h("h2", {}, "Models"), table([["Node"], ["State"], ["VRAM / size", "num hide-sm"], ["Context", "num hide-sm"],
       ["In flight / limit", "num"], ["Queued", "num"], ["Req/h", "num"], ["Tokens/h", "num hide-sm"], ["TTFT p50 / p95", "num"], ["Tok/s", "num"]], rows));
   },
-  async routing() {
+  async routing(put = mount) {
     const [data, queues] = await Promise.all([api("decisions?limit=100"), api("queues")]);
     state.decisions = data.decisions.slice().reverse();
     renderRouting(queues);
   },
-  async requests() { await loadTraces(false); },
-  async apps() {
+  async requests(put = mount) { await loadTraces(false); },
+  async apps(put = mount) {
     const by = state.appsBy || "tag", hours = state.appsHours || 24;
     const data = await api(`usage?by=${by}&hours=${hours}`);
     const controls = h("div", { class: "toolbar" },
@@ -179,7 +180,7 @@ const views = {
         ["tag", "client"].map(v => h("option", { value: v, selected: v === by }, v)))),
       h("label", {}, "Over", h("select", { onchange: e => { state.appsHours = +e.target.value; show("apps"); } },
         [[1, "1 hour"], [24, "24 hours"], [168, "7 days"], [720, "30 days"]].map(([v, t]) => h("option", { value: v, selected: v === hours }, t)))));
-    if (!data.series.length) return mount(h("h2", {}, "Apps"), controls, empty("No traced requests in this window."));
+    if (!data.series.length) return put(h("h2", {}, "Apps"), controls, empty("No traced requests in this window."));
     const slots = Math.floor((Date.now() - data.since_ms) / (data.bucket_s * 1000)) + 1;
     const rows = data.series.map(x => {
       const counts = new Array(slots).fill(0);
@@ -191,10 +192,10 @@ const views = {
         h("td", { class: "num" }, num(x.completion_tokens)), h("td", { class: "num" + (x.errors ? " err" : "") }, num(x.errors)),
         h("td", { class: "num" }, ms(x.mean_duration_ms)), h("td", { class: "hide-sm", style: "min-width:160px" }, bars(counts)));
     });
-    mount(h("h2", {}, "Apps — usage by " + by), controls, table([[by === "tag" ? "Tag" : "Client"], ["Requests", "num"], ["Prompt tokens", "num"],
+    put(h("h2", {}, "Apps — usage by " + by), controls, table([[by === "tag" ? "Tag" : "Client"], ["Requests", "num"], ["Prompt tokens", "num"],
       ["Tokens out", "num"], ["Errors", "num"], ["Mean duration", "num"], ["Requests over time", "hide-sm"]], rows));
   },
-  async capacity() {
+  async capacity(put = mount) {
     const data = await api("capacity");
     const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const now = new Date(), nowSlot = now.getDay() * 24 + now.getHours();
@@ -215,17 +216,17 @@ const views = {
         h("span", { class: "muted" }, n.week ? `${n.learned_hours}/168 hours learned · ${Math.round((n.availability_now || 0) * 100)}% free now` : "not learning (herd-node --learn-capacity)")),
         heat);
     });
-    mount(h("h2", {}, "Capacity — when each machine's owner leaves it free"),
+    put(h("h2", {}, "Capacity — when each machine's owner leaves it free"),
       cards.length ? h("div", { class: "grid", style: "grid-template-columns:repeat(auto-fill,minmax(420px,1fr))" }, cards) : empty("No nodes."),
       h("div", { class: "legend" }, h("i", { style: "background:var(--bad)" }), "busy", h("i", { style: "background:var(--ok)" }), "free",
         h("i", { style: "background:var(--bar)" }), "not learned", " · outlined: this hour"));
   },
-  async health() {
+  async health(put = mount) {
     state.health = await api("health");
     const order = (a, b) => sev(b.severity) - sev(a.severity) || a.title.localeCompare(b.title);
     const firing = state.health.checks.filter(c => c.state === "firing").sort(order);
     const passing = state.health.checks.filter(c => c.state !== "firing").sort((a, b) => a.title.localeCompare(b.title));
-    mount(h("h2", {}, firing.length ? `Health — ${firing.length} firing` : "Health — all clear"),
+    put(h("h2", {}, firing.length ? `Health — ${firing.length} firing` : "Health — all clear"),
       firing.length ? h("div", { class: "grid" }, firing.map(c => h("div", { class: "card check sev-" + c.severity, id: "check-" + c.id },
         h("header", {}, h("h3", {}, c.title), h("span", { class: "tag " + (c.severity === "critical" ? "bad" : "warn") }, c.severity),
           h("span", { class: "muted" }, "since " + ago(c.since_ms))),
@@ -236,8 +237,8 @@ const views = {
         h("td", {}, c.title), h("td", { class: "muted" }, `${c.condition} (${c.threshold})`), h("td", { class: "hide-sm" }, c.severity),
         h("td", { class: "hide-sm nowrap" }, c.since_ms ? ago(c.since_ms) : "–")))));
   },
-  async settings() {
-    const data = await api("settings");
+  async settings(put = mount) {
+    const [data, nodes] = await Promise.all([api("settings"), api("nodes")]);
     const rows = [];
     const walk = (prefix, obj) => {
       for (const [k, v] of Object.entries(obj)) {
@@ -246,7 +247,38 @@ const views = {
       }
     };
     walk("", data);
-    mount(h("h2", {}, "Settings (read-only: set by flags and HERD_* variables)"), table([["Setting"], ["Value"]], rows));
+    const keyed = data.fleet_key === "set";
+    const status = h("p", { class: "muted", id: "action-status", role: "status" },
+      keyed ? "This router has a fleet key: enter it to drain, pause or resume a node (it is kept for this tab only and sent with each action)."
+            : "No fleet key is set: node actions need none.");
+    const keyInput = keyed ? h("label", {}, "Fleet key", h("input", { type: "password", id: "fleet-key", autocomplete: "off", size: 28,
+      value: sessionStorage.getItem("herd-fleet-key") || "" })) : null;
+    const act = async (id, action) => {
+      const headers = {};
+      if (keyed) {
+        const key = document.getElementById("fleet-key").value;
+        sessionStorage.setItem("herd-fleet-key", key);
+        headers.Authorization = "Bearer " + key;
+      }
+      const r = await fetch(`/api/v1/nodes/${encodeURIComponent(id)}/${action}`, { method: "POST", headers });
+      const body = await r.json().catch(() => ({}));
+      const box = document.getElementById("action-status");
+      box.textContent = r.ok ? `${id}: ${body.hold ? body.hold + (body.in_flight ? ` (${body.in_flight} in flight finish first)` : "") : "resumed"}` : `${id}: ${body.error || "HTTP " + r.status}`;
+      box.className = r.ok ? "muted" : "err";
+      if (r.ok) setTimeout(() => { if (state.view === "settings") show("settings"); }, 300);
+    };
+    const actions = nodes.nodes.map(n => h("tr", {},
+      h("td", {}, h("span", { class: "dot " + n.status }), " ", n.id),
+      h("td", {}, n.hold ? h("span", { class: "tag warn" }, n.hold === "drain" ? "drained" : "paused") : h("span", { class: "tag ok" }, "routing")),
+      h("td", { class: "num" }, n.in_flight),
+      h("td", {}, h("button", { onclick: () => act(n.id, "drain"), disabled: n.hold === "drain" }, "Drain"), " ",
+        h("button", { onclick: () => act(n.id, "pause"), disabled: n.hold === "pause" }, "Pause"), " ",
+        h("button", { class: "primary", onclick: () => act(n.id, "resume"), disabled: !n.hold }, "Resume"))));
+    put(h("h2", {}, "Settings"),
+      h("h3", {}, "Node actions"), status, keyInput ? h("div", { class: "toolbar" }, keyInput) : null,
+      nodes.nodes.length ? table([["Node"], ["Routing"], ["In flight", "num"], ["Action"]], actions) : h("p", { class: "muted" }, "No nodes."),
+      h("h3", { style: "margin:16px 0 8px" }, "Effective configuration (read-only: set by flags and HERD_* variables)"),
+      table([["Setting"], ["Value"]], rows));
   },
 };
 function sev(s) { return s === "critical" ? 3 : s === "warning" ? 2 : 1; }
@@ -254,6 +286,7 @@ function sev(s) { return s === "critical" ? 3 : s === "warning" ? 2 : 1; }
 function nodeCard(n) {
   const used = n.memory.total_bytes ? 1 - n.memory.available_bytes / n.memory.total_bytes : 0;
   const tags = [];
+  if (n.hold) tags.push(h("span", { class: "tag warn" }, (n.hold === "drain" ? "drained" : "paused") + " by operator"));
   if (n.meeting && n.meeting.in_meeting) tags.push(h("span", { class: "tag warn" }, "in a meeting"));
   if (n.memory.pressure === "high" || n.memory.pressure === "critical") tags.push(h("span", { class: "tag bad" }, "memory " + n.memory.pressure));
   if (n.thermal.state === "serious" || n.thermal.state === "critical" || n.cpu.throttled || n.gpus.some(g => g.throttled)) tags.push(h("span", { class: "tag bad" }, "throttled"));
@@ -299,7 +332,8 @@ function decisionRow(d) {
 function requestRow(r) {
   return h("tr", {}, h("td", { class: "mono" }, r.request_id), h("td", {}, r.model + (r.served_model && r.served_model !== r.model ? " → " + r.served_model : "")),
     h("td", {}, r.node || "–"), h("td", { class: "outcome-" + r.outcome }, r.outcome), h("td", { class: "num" }, ms(r.duration_ms)),
-    h("td", { class: "num" }, r.tokens), h("td", {}, r.ticket ? "ticket" : "route"), h("td", { class: "num" }, r.retries || ""));
+    h("td", { class: "num" }, r.tokens), h("td", {}, r.ticket ? "ticket" : "route"), h("td", { class: "num" }, r.retries || ""),
+    h("td", { class: "num hide-sm" }, r.queued_ms ? ms(r.queued_ms) : ""));
 }
 function renderRouting(queues) {
   if (state.view !== "routing") return;
@@ -315,7 +349,7 @@ function renderRouting(queues) {
       h("section", {},
         h("h3", {}, "Busy slots"), slots.length ? table([["Node"], ["Model"], ["In flight / limit", "num"], ["Queued", "num"]], slots) : h("p", { class: "muted" }, "Nothing in flight."),
         h("h3", { style: "margin-top:12px" }, "Requests finishing"),
-        state.requests.length ? table([["Id"], ["Model"], ["Node"], ["Outcome"], ["Time", "num"], ["Tokens", "num"], ["By"], ["Retries", "num"]],
+        state.requests.length ? table([["Id"], ["Model"], ["Node"], ["Outcome"], ["Time", "num"], ["Tokens", "num"], ["By"], ["Retries", "num"], ["Queued", "num hide-sm"]],
           state.requests.slice(0, 40).map(requestRow)) : h("p", { class: "muted" }, "None yet."))));
 }
 async function showDecision(seq, tr) {
@@ -358,6 +392,7 @@ async function loadTraces(next) {
   renderTraces();
 }
 function renderTraces() {
+  if (state.view !== "requests") return;
   const f = state.traces.filter;
   const field = (name, label, placeholder) => h("label", {}, label, h("input", { name, value: f[name] || "", placeholder, size: 12 }));
   const form = h("form", { class: "toolbar", onsubmit: e => {
@@ -395,12 +430,17 @@ async function showTrace(id) {
 // ---------- navigation and live updates ----------
 
 async function show(view) {
-  state.view = views[view] ? view : "fleet";
+  const next = views[view] ? view : "fleet";
+  if (next !== state.view) window.scrollTo(0, 0);
+  state.view = next;
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.view === state.view);
+  // Only the newest call draws: a slow answer for a view left meanwhile is dropped.
+  const token = ++state.token;
+  const put = (...children) => { if (token === state.token) mount(...children); };
   try {
-    await views[state.view]();
+    await views[state.view](put);
   } catch (e) {
-    mount(h("p", { class: "err" }, "Could not load this view: " + e.message));
+    put(h("p", { class: "err" }, "Could not load this view: " + e.message));
   }
 }
 async function refreshFleet() {
@@ -429,7 +469,7 @@ function connect() {
     state.cpuHistory.set(ev.id, hist);
     const n = state.nodes.get(ev.id);
     if (!n) return;
-    n.status = ev.status; n.cpu.utilization = ev.cpu_utilization; n.in_flight = ev.in_flight; n.last_seen_ms_ago = 0;
+    n.status = ev.status; n.hold = ev.hold; n.cpu.utilization = ev.cpu_utilization; n.in_flight = ev.in_flight; n.last_seen_ms_ago = 0;
     n.memory.available_bytes = ev.memory_available_bytes; n.memory.total_bytes = ev.memory_total_bytes; n.memory.pressure = ev.pressure;
     n.thermal.state = ev.thermal; n.meeting.in_meeting = ev.in_meeting;
     ev.gpus.forEach((g, i) => { if (n.gpus[i]) Object.assign(n.gpus[i], g); });
@@ -438,7 +478,7 @@ function connect() {
       if (old) old.replaceWith(nodeCard(n));
     }
   });
-  source.addEventListener("fleet", () => { refreshFleet(); if (state.view === "fleet") views.fleet(); });
+  source.addEventListener("fleet", () => { refreshFleet(); if (state.view === "fleet") show("fleet"); });
   source.addEventListener("stats", e => {
     const st = JSON.parse(e.data);
     state.rate.push(st);
@@ -457,7 +497,7 @@ function connect() {
     state.requests.length = Math.min(state.requests.length, 100);
     routingSoon();
   });
-  source.addEventListener("health", () => { refreshFleet(); if (state.view === "health") views.health(); });
+  source.addEventListener("health", () => { refreshFleet(); if (state.view === "health") show("health"); });
 }
 
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
@@ -469,7 +509,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   state.timer = setInterval(() => {
     if (document.hidden) return;
     if (["models", "routing"].includes(state.view)) show(state.view);
-    if (state.view === "fleet") views.fleet();
+    if (state.view === "fleet") show("fleet");
     refreshFleet();
   }, 5000);
 });

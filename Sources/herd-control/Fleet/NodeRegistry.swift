@@ -124,6 +124,18 @@ final class NodeRegistry {
         if modelChanges.count > Self.maxModelChanges { modelChanges.removeFirst(modelChanges.count - Self.maxModelChanges) }
     }
 
+    /// An operator's hold on a node (nil: resume). Returns false for an
+    /// unknown node. Routing-relevant: bumps the version.
+    @discardableResult
+    func setHold(_ hold: Hold?, node id: String) -> Bool {
+        guard var node = nodes[id] else { return false }
+        guard node.hold != hold else { return true }
+        node.hold = hold
+        nodes[id] = node
+        version += 1
+        return true
+    }
+
     /// Records the node's clock against control's (`wallNow`) when a heartbeat
     /// says when it was sent.
     func noteClock(node: String, sentAt: Int, wallNow: Int) {

@@ -13,7 +13,8 @@ enum SnapshotBuilder {
         var openAI: [String: JSONValue] = [:]
         var ollamaVersion = "0.0.0"
         for node in nodes.sorted(by: { $0.id < $1.id }) {
-            snapshotNodes.append(RoutingSnapshot.Node(id: node.id, status: node.status.rawValue, backends: node.heartbeat.backends.map { b in
+            // A held node is not routed to by a proxy on its own either.
+            snapshotNodes.append(RoutingSnapshot.Node(id: node.id, status: node.hold?.label ?? node.status.rawValue, backends: node.heartbeat.backends.map { b in
                 RoutingSnapshot.Backend(kind: b.kind, address: b.address, models: b.models.map(\.name), loaded: b.loaded.map(\.name))
             }))
             guard node.status != .offline else { continue }

@@ -83,7 +83,7 @@ final class EventHub {
             "request_id": .int(Int(truncatingIfNeeded: r.id)), "model": .string(finished.request?.model ?? r.model),
             "served_model": .string(r.model), "node": .string(r.node), "outcome": .string(r.outcome.rawValue), "status": .int(r.status),
             "duration_ms": .number((r.durationMilliseconds * 10).rounded() / 10), "tokens": .int(r.completionTokens),
-            "ticket": .bool(finished.ticket), "retries": .int(r.retries),
+            "ticket": .bool(finished.ticket), "retries": .int(r.retries), "queued_ms": .int(finished.decision?.queuedMilliseconds ?? 0),
         ])
     }
 

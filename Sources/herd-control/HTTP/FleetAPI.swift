@@ -20,6 +20,11 @@ final class FleetAPI {
     var fleetKeySet: () -> Bool = { false }
     /// `GET /api/v1/events`.
     var events: EventHub?
+    /// Checks a state-changing request (nil: allowed; else why not).
+    var authorize: ((HTTPExchange, [UInt8]) -> String?)?
+    /// A node's hold changed (routing must hear of it).
+    var onHoldChange: ((String, Hold?) -> Void)?
+    var log: Logger?
     private let startedAt: UInt64
 
     init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor, options: ControlOptions) {
@@ -35,6 +40,10 @@ final class FleetAPI {
     func handle(_ exchange: HTTPExchange) {
         let path = exchange.head.path
         let parts = path.dropFirst("/api/v1/".count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if exchange.head.method == "POST", parts.count == 3, parts[0] == "nodes" {
+            exchange.collectBody { [weak self] body in self?.nodeAction(exchange, node: parts[1], action: parts[2], body: body) }
+            return
+        }
         guard exchange.head.method == "GET" || exchange.head.method == "HEAD" else {
             respond(exchange, 405, ["error": .string("\(exchange.head.method) is not allowed on \(Logger.escape(String(path), limit: 100))")])
             return
@@ -127,7 +136,7 @@ final class FleetAPI {
         for tally in recent.values { total.merge(tally) }
         let scheduler = routes.scheduler
         return [
-            "id": .string(n.id), "status": .string(n.status.rawValue),
+            "id": .string(n.id), "status": .string(n.status.rawValue), "hold": n.hold.map { .string($0.rawValue) } ?? .null,
             "last_seen_ms_ago": .int(Int(now - min(now, n.lastSeenMilliseconds))),
             "agent_version": .string(hb.agentVersion), "clock_skew_ms": registry.clockSkew[n.id].map { .int($0) } ?? .null,
             "cpu": ["cores": .int(hb.cpuCores), "utilization": Self.number(hb.cpuUtilization), "load1": Self.number(t.load1),
@@ -171,7 +180,8 @@ final class FleetAPI {
         guard let n = registry.nodes[id] else { return nil }
         let hb = n.heartbeat, t = hb.telemetry
         return [
-            "id": .string(n.id), "status": .string(n.status.rawValue), "cpu_utilization": Self.number(hb.cpuUtilization),
+            "id": .string(n.id), "status": .string(n.status.rawValue), "hold": n.hold.map { .string($0.rawValue) } ?? .null,
+            "cpu_utilization": Self.number(hb.cpuUtilization),
             "memory_total_bytes": .int(hb.memoryTotalBytes), "memory_available_bytes": .int(hb.memoryAvailableBytes),
             "pressure": .string(t.pressure.rawValue), "thermal": .string(t.thermal.rawValue), "in_meeting": .bool(t.inMeeting),
             "gpus": .array(t.gpus.map { g in
@@ -191,6 +201,30 @@ final class FleetAPI {
             "requests_per_s": Self.number(Double(minute.requests) / 60), "tokens_per_s": Self.number(Double(minute.completionTokens) / 60),
             "errors_last_minute": .int(minute.errors), "health_firing": .int(health.firing.count),
         ]
+    }
+
+    /// `POST /api/v1/nodes/{id}/drain|pause|resume`: with the fleet key when one is set.
+    private func nodeAction(_ exchange: HTTPExchange, node id: String, action: String, body: [UInt8]) {
+        if let refusal = authorize?(exchange, body) {
+            var headers = Self.jsonHeaders
+            headers.add("WWW-Authenticate", "Bearer realm=\"herd\"")
+            var bytes: [UInt8] = []
+            JSONValue.object([("error", .string(refusal))]).write(to: &bytes)
+            exchange.respond(status: 401, headers: headers, body: bytes)
+            return
+        }
+        let hold: Hold?
+        switch action {
+        case "drain": hold = .drain
+        case "pause": hold = .pause
+        case "resume": hold = nil
+        default: return respond(exchange, 404, ["error": "no such action: drain, pause or resume"])
+        }
+        guard registry.setHold(hold, node: id) else { return notFound(exchange, "node") }
+        log?.info("operator: node \(id) \(hold?.label ?? "resumed") (from \(exchange.remoteAddress?.description ?? "?"))")
+        onHoldChange?(id, hold)
+        respond(exchange, 200, ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null,
+                                "in_flight": .int(routes.scheduler.inFlight(node: id))])
     }
 
     // MARK: Models and queues

@@ -151,6 +151,14 @@ enum HealthChecks {
             return gone.isEmpty ? nil : "offline: \(list(gone)); requests go to the other nodes"
         },
         HealthCheck(
+            id: "node_held", title: "Node held by an operator", severity: .info,
+            condition: "a node is drained or paused from the dashboard or API", threshold: "any",
+            advice: "It takes no new request until resumed (Settings → Resume, or POST /api/v1/nodes/<id>/resume)."
+        ) { input in
+            let held = input.nodes.compactMap { n in n.hold.map { "\(n.id) (\($0.label))" } }
+            return held.isEmpty ? nil : "held: \(list(held))"
+        },
+        HealthCheck(
             id: "node_degraded", title: "Node degraded", severity: .warning,
             condition: "a node's heartbeats are late", threshold: "no heartbeat for --degraded-after (6 s)",
             advice: "The machine is slow to report (overloaded, asleep, or on a lossy network); herd prefers other nodes meanwhile."

@@ -10,7 +10,7 @@ enum LocalPolicy {
     ) -> RouteAnswer? {
         for model in models {
             var best: (node: RoutingSnapshot.Node, backend: RoutingSnapshot.Backend, name: String, rank: (Int, Int, Int))?
-            for node in snapshot.nodes where node.status != "offline" && !excluded.contains(node.id) {
+            for node in snapshot.nodes where (node.status == "online" || node.status == "degraded") && !excluded.contains(node.id) {
                 for backend in node.backends where backend.kind.serves(api) {
                     guard let name = backend.models.first(where: { ModelName.same($0, model) }) ?? backend.loaded.first(where: { ModelName.same($0, model) }) else { continue }
                     let hot = backend.loaded.contains { ModelName.same($0, model) }
