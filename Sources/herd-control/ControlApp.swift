@@ -95,8 +95,11 @@ final class ControlApp {
                 return "this router has a fleet key: send it as Authorization: Bearer <key> (or sign the request as herd-node does): \(error)"
             }
         }
-        fleetAPI.onHoldChange = { [unowned routes, unowned events] id, hold in
+        let holdPath = options.dataDirectory + "/holds"
+        registry.restoreHolds(HoldFile.read(holdPath))
+        fleetAPI.onHoldChange = { [unowned routes, unowned events, log] id, hold in
             routes.fleetChanged()
+            do { try HoldFile.write(registry.holds, to: holdPath) } catch { log.error("\(error); the hold lasts until herd-control restarts") }
             events.publish("fleet", ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null, "change": "hold"])
         }
         events.decisions = { [unowned routes] in routes.scheduler.feed }

@@ -177,13 +177,20 @@ import Testing
             (try? Self.json(fleet, "/api/v1/health"))?["checks"]?.arrayValue?.first { $0["id"]?.stringValue == "node_held" }?["state"]?.stringValue == "firing"
         })
         #expect(fleet.control!.output.contains("operator: node node-a drained"))
+        // A hold outlives a restart of herd-control.
+        try fleet.restartControl(onNewPort: false)
+        try fleet.waitForNodes(2)
+        #expect(try Self.json(fleet, "/api/v1/nodes/node-a")["hold"]?.stringValue == "drain")
+        let afterRestart = fleet.backendRequests("A")
+        for _ in 0..<4 { #expect(fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#).status == 200) }
+        #expect(fleet.backendRequests("A") == afterRestart, "still drained after the restart")
         // Signed the way herd-node signs works too.
         let signed = FleetKey(key)!.headers(method: "POST", path: "/api/v1/nodes/node-a/resume", body: [], now: Int(EventLoop.wallClockMilliseconds()))
         #expect(post("/api/v1/nodes/node-a/resume", Dictionary(uniqueKeysWithValues: signed.map { ($0.name, $0.value) })).status == 200)
         #expect(try Self.json(fleet, "/api/v1/nodes/node-a")["hold"] == .null)
         #expect(waitUntil(seconds: 10) {
             _ = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false}"#)
-            return fleet.backendRequests("A") > before
+            return fleet.backendRequests("A") > afterRestart
         }, "a resumed node is routed to again")
     }
 

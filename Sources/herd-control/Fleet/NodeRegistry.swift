@@ -88,7 +88,9 @@ final class NodeRegistry {
             if changed { version += 1 }
             return changed
         }
-        nodes[heartbeat.nodeID] = FleetNode(heartbeat: heartbeat, lastSeenMilliseconds: now, firstSeenMilliseconds: now, status: .online)
+        var node = FleetNode(heartbeat: heartbeat, lastSeenMilliseconds: now, firstSeenMilliseconds: now, status: .online)
+        node.hold = holds[heartbeat.nodeID]
+        nodes[heartbeat.nodeID] = node
         version += 1
         return true
     }
@@ -124,16 +126,27 @@ final class NodeRegistry {
         if modelChanges.count > Self.maxModelChanges { modelChanges.removeFirst(modelChanges.count - Self.maxModelChanges) }
     }
 
+    /// Operators' holds by node id, kept for nodes that leave and come back
+    /// (and across restarts: `HoldFile`).
+    private(set) var holds: [String: Hold] = [:]
+
     /// An operator's hold on a node (nil: resume). Returns false for an
     /// unknown node. Routing-relevant: bumps the version.
     @discardableResult
     func setHold(_ hold: Hold?, node id: String) -> Bool {
         guard var node = nodes[id] else { return false }
+        holds[id] = hold
         guard node.hold != hold else { return true }
         node.hold = hold
         nodes[id] = node
         version += 1
         return true
+    }
+
+    /// Holds read back after a restart: applied as those nodes join.
+    func restoreHolds(_ saved: [String: Hold]) {
+        holds = saved
+        for (id, hold) in saved where nodes[id] != nil { setHold(hold, node: id) }
     }
 
     /// Records the node's clock against control's (`wallNow`) when a heartbeat
