@@ -78,6 +78,7 @@ final class ControlApp {
         fleetAPI.fleetKeySet = { [unowned api] in api.verifier != nil }
         api.fleetAPI = fleetAPI
         fleetAPI.events = events
+        events.log = log
         fleetAPI.log = log
         fleetAPI.authorize = { [unowned api] exchange, body in
             guard let verifier = api.verifier else { return nil }

@@ -146,6 +146,43 @@ import Testing
         #expect(read(until: "event: stats", seconds: 3))
     }
 
+    /// The event stream is bounded: at most 64 at once (then 503), and a
+    /// client that stops reading is cut off instead of growing control.
+    @Test func eventStreamsAreBounded() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.startControl()
+        let request = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n"
+        // A reader that never reads, with a small receive buffer.
+        let slow = try RawClient(port: fleet.controlPort, timeoutSeconds: 2, receiveBuffer: 4096)
+        slow.send(request)
+        var open: [RawClient] = []
+        for _ in 0..<63 {
+            let client = try RawClient(port: fleet.controlPort, timeoutSeconds: 5)
+            client.send(request)
+            #expect(client.fill() && String(decoding: client.buffered, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            open.append(client)
+        }
+        let extra = try RawClient(port: fleet.controlPort, timeoutSeconds: 5)
+        extra.send(request)
+        #expect(try extra.readResponse().status == 503, "the 65th stream is refused")
+        open.removeAll() // the 63 readers go away: their streams end
+        // Heartbeats of many nodes make events; the slow reader falls 512 KiB behind and is dropped.
+        var beats = 0
+        let dropped = waitUntil(seconds: 60) {
+            for _ in 0..<200 {
+                beats += 1
+                let beat = #"{"schema":1,"node_id":"n\#(beats % 200)","telemetry":{"gpus":[{"name":"\#(String(repeating: "g", count: 400))"}]},"backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}],"loaded":[{"name":"m"}]}]}"#
+                _ = fleet.request("POST", "/heartbeat", body: beat, headers: [:], port: fleet.controlPort)
+            }
+            return fleet.control!.output.contains("dropped: it stopped reading")
+        }
+        #expect(dropped, "after \(beats) heartbeats")
+        #expect(slow.isClosedByPeer(), "the slow stream was closed")
+        // The API still answers.
+        #expect(fleet.getControl("/api/v1/fleet").status == 200)
+    }
+
     /// Drain / pause / resume a node: refused without the fleet key when one
     /// is set; a drained node takes no new request until resumed.
     @Test func nodeActionsNeedTheFleetKeyAndHoldTheNode() throws {

@@ -28,6 +28,7 @@ final class EventHub {
     var stats: (() -> JSONValue)?
     /// The decision feed to follow.
     var decisions: (() -> DecisionFeed)?
+    var log: Logger?
 
     init(loop: EventLoop) {
         self.loop = loop
@@ -95,7 +96,8 @@ final class EventHub {
             }
             if exchange.pendingResponseBytes > Self.maxPendingBytes {
                 clients[id] = nil
-                exchange.end()
+                log?.warning("event stream to \(exchange.remoteAddress?.description ?? "?") dropped: it stopped reading (\(Self.maxPendingBytes / 1024) KiB waiting)")
+                exchange.abort()
                 continue
             }
             exchange.write(text)
