@@ -97,7 +97,7 @@ let package = Package(
 
         // The open-loop load generator of the benchmarks (Benchmarks/README.md).
         // Routing quality in virtual time: herd's scheduler against baselines (Benchmarks/routing/run.sh).
-        .executableTarget(name: "herd-routesim", dependencies: ["HerdRouting", "HerdWire"], path: "Benchmarks/RoutingSim"),
+        .executableTarget(name: "herd-routesim", dependencies: ["HerdRouting", "HerdWire", "HerdRuntime"], path: "Benchmarks/RoutingSim"),
         .executableTarget(name: "herd-loadgen", dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire"], path: "Benchmarks/LoadGen"),
 
         .testTarget(name: "HerdRuntimeTests", dependencies: ["HerdRuntime", "HerdTestSupport"]),

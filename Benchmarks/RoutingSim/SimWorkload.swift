@@ -3,20 +3,9 @@
 /// a mix of models, short and long prompts.
 
 import Glibc
+import HerdRuntime
 
-/// SplitMix64: a small, seeded, reproducible generator.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+extension SeededRandom {
     mutating func between(_ low: Double, _ high: Double) -> Double { low + (high - low) * uniform() }
     mutating func exponential(mean: Double) -> Double { -mean * log(max(1e-12, 1 - uniform())) }
 }

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import HerdJSON
+import HerdRuntime
 @testable import HerdWire
 
 @Suite struct ControlProtocolTests {
@@ -290,7 +291,7 @@ private func readBytes(_ path: String) throws -> [UInt8] {
     /// A chain of random fleet changes: every step's delta, applied to the
     /// proxy's copy, keeps it equal to control's.
     @Test func aChainOfDeltasTracksTheFleet() throws {
-        var random = SplitMix(seed: 42)
+        var random = SeededRandom(seed: 42)
         var control = Self.fleet(version: 0, [])
         var proxy = control
         for version in 1...300 {
@@ -308,18 +309,5 @@ private func readBytes(_ path: String) throws -> [UInt8] {
             control = next
             #expect(proxy == control)
         }
-    }
-}
-
-/// A small deterministic generator for property tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -20,8 +20,11 @@ public struct Logger: Sendable {
     }
 
     /// The current UTC time as `2026-11-22T10:00:00Z`.
-    public static func timestamp() -> String {
-        var now = time(nil)
+    public static func timestamp() -> String { timestamp(secondsSinceEpoch: time(nil)) }
+
+    /// A UTC time (seconds since the epoch) as `2026-11-22T10:00:00Z`.
+    public static func timestamp(secondsSinceEpoch seconds: Int) -> String {
+        var now = seconds
         var parts = tm()
         gmtime_r(&now, &parts)
         var buffer = [CChar](repeating: 0, count: 32)

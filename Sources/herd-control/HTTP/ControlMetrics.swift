@@ -61,14 +61,11 @@ final class ControlMetrics {
         if result.completionTokens > 0 || completionTokens[model] != nil { completionTokens[model, default: 0] += result.completionTokens }
         if result.promptTokens > 0 || promptTokens[model] != nil { promptTokens[model, default: 0] += result.promptTokens }
         retries += result.retries
-        if let request = finished.request, !result.model.isEmpty, !ModelName.same(request.model, result.model) { fallbacks += 1 }
-        let queuedMs = Double(finished.decision?.queuedMilliseconds ?? 0)
+        if finished.servedByFallback { fallbacks += 1 }
         if result.outcome != .rejected { duration.record(result.durationMilliseconds) }
         if result.ttftMilliseconds > 0, result.outcome == .ok || result.outcome == .clientGone { ttft.record(result.ttftMilliseconds) }
-        if finished.decision != nil, result.outcome != .rejected { queueWait.record(queuedMs) }
-        if result.outcome == .ok, let upstream = result.upstreamMilliseconds, upstream.isFinite {
-            overhead.record(max(0, result.durationMilliseconds - upstream - queuedMs))
-        }
+        if finished.decision != nil, result.outcome != .rejected { queueWait.record(finished.queuedMilliseconds) }
+        if let own = finished.overheadMilliseconds { overhead.record(own) }
     }
 
     func text(_ state: MetricsState) -> String {

@@ -1,4 +1,5 @@
 import HerdHTTP
+import HerdWire
 
 /// The dashboard's files (`Sources/herd-control/Dashboard`, embedded at build
 /// time by the EmbedDashboard plugin), served at `/`, with an ETag each and a
@@ -16,9 +17,7 @@ struct Dashboard {
         var assets: [String: Asset] = [:]
         for file in files {
             let body = Array(file.text.utf8)
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for b in body { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-            let asset = Asset(type: file.type, body: body, etag: "\"" + String(hash, radix: 16) + "\"")
+            let asset = Asset(type: file.type, body: body, etag: "\"" + String(ContentHash(of: body).value, radix: 16) + "\"")
             assets["/" + file.name] = asset
             if file.name == "index.html" { assets["/"] = asset }
         }

@@ -1,4 +1,3 @@
-import Glibc
 import HerdHTTP
 import HerdJSON
 import HerdRuntime
@@ -50,9 +49,12 @@ final class FleetAPI {
         }
         switch parts.first ?? "" {
         case "fleet" where parts.count == 1: respond(exchange, 200, fleet())
-        case "nodes" where parts.count == 1: respond(exchange, 200, ["nodes": .array(sortedNodes.map(node))])
+        case "nodes" where parts.count == 1:
+            let recent = stats.bySlot(minutes: 5, now: now)
+            respond(exchange, 200, ["nodes": .array(sortedNodes.map { node($0, recent: recent) })])
         case "nodes" where parts.count == 2:
-            if let found = registry.nodes[parts[1]] { respond(exchange, 200, node(found)) } else { notFound(exchange, "node") }
+            guard let found = registry.nodes[parts[1]] else { return notFound(exchange, "node") }
+            respond(exchange, 200, node(found, recent: stats.bySlot(minutes: 5, now: now)))
         case "models" where parts.count == 1: respond(exchange, 200, models())
         case "queues" where parts.count == 1: respond(exchange, 200, queues())
         case "decisions" where parts.count == 1:
@@ -129,11 +131,11 @@ final class FleetAPI {
         ]
     }
 
-    private func node(_ n: FleetNode) -> JSONValue {
+    /// A node, with `recent`: every node:model's tallies of the last 5 minutes.
+    private func node(_ n: FleetNode, recent: [SlotKey: RequestTally]) -> JSONValue {
         let hb = n.heartbeat, t = hb.telemetry
-        let recent = stats.bySlot(minutes: 5, now: now).filter { $0.key.node == n.id }
         var total = RequestTally()
-        for tally in recent.values { total.merge(tally) }
+        for (key, tally) in recent where key.node == n.id { total.merge(tally) }
         let scheduler = routes.scheduler
         return [
             "id": .string(n.id), "status": .string(n.status.rawValue), "hold": n.hold.map { .string($0.rawValue) } ?? .null,
@@ -413,14 +415,7 @@ final class FleetAPI {
     }
 
     /// `2026-11-22T10:00:00Z` from ms since the epoch.
-    static func iso8601(_ ms: Int) -> String {
-        var seconds = ms / 1000
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 32)
-        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func iso8601(_ ms: Int) -> String { Logger.timestamp(secondsSinceEpoch: ms / 1000) }
 }
 
 /// Percent-decoding of query values (`+` is a space).

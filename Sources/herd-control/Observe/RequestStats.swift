@@ -53,7 +53,7 @@ struct RequestTally: Equatable, Sendable {
         case .clientGone: clientGone += 1
         }
         if r.retries > 0 { retried += 1; retries += r.retries }
-        if let request = finished.request, !r.model.isEmpty, !ModelName.same(request.model, r.model) { fallbacks += 1 }
+        if finished.servedByFallback { fallbacks += 1 }
         let generates = finished.request.map { Scheduler.generates(path: $0.path) } ?? true
         if r.outcome == .ok, generates, r.completionTokens == 0 { emptyGenerations += 1 }
         if r.status == 200, r.outcome == .upstreamError || r.outcome == .timeout { incompleteStreams += 1 }
@@ -67,13 +67,10 @@ struct RequestTally: Equatable, Sendable {
         if r.local { local += 1 }
         promptTokens += r.promptTokens
         completionTokens += r.completionTokens
-        let queuedMs = Double(finished.decision?.queuedMilliseconds ?? 0)
-        if queuedMs > 0 { queued += 1; queueWait.record(queuedMs) }
+        if finished.queuedMilliseconds > 0 { queued += 1; queueWait.record(finished.queuedMilliseconds) }
         if r.outcome == .ok || r.outcome == .clientGone, r.ttftMilliseconds > 0 { ttft.record(r.ttftMilliseconds) }
         if r.outcome != .rejected { duration.record(r.durationMilliseconds) }
-        if r.outcome == .ok, let upstream = r.upstreamMilliseconds, upstream.isFinite {
-            overhead.record(max(0, r.durationMilliseconds - upstream - queuedMs))
-        }
+        if let own = finished.overheadMilliseconds { overhead.record(own) }
         if r.outcome == .ok, let decode = r.backendDecodeMilliseconds, decode > 0, r.completionTokens > 0 {
             decodeTokens += r.completionTokens
             decodeMilliseconds += decode

@@ -114,7 +114,6 @@ final class TraceStore {
 
     func record(_ finished: FinishedRequest, now: Int) {
         let result = finished.result, request = finished.request, decision = finished.decision
-        let fallbackUsed = request.map { !ModelName.same($0.model, result.model) && !result.model.isEmpty } ?? false
         let chosen = finished.card?.candidates.first { $0.node == result.node && ModelName.same($0.model, result.model) }
         writer.enqueue(sql: TraceStore.insert, [
             .integer(Int64(result.id)), .integer(Int64(now)), .text(request?.api.rawValue ?? ""), .text(request?.path ?? ""),
@@ -127,7 +126,7 @@ final class TraceStore {
             request?.numCtx.map { .integer(Int64($0)) } ?? .null, decision.map { .integer(Int64($0.queuedMilliseconds)) } ?? .null,
             .integer(result.local ? 1 : 0), (decision?.reason ?? result.localReason).map { .text($0) } ?? .null,
             decision.map { .text($0.score) } ?? .null, finished.card.map { .text(String(decoding: $0.jsonText, as: UTF8.self)) } ?? .null,
-            .integer(fallbackUsed ? 1 : 0), chosen?.affinity.map { .text($0.rawValue) } ?? .null,
+            .integer(finished.servedByFallback ? 1 : 0), chosen?.affinity.map { .text($0.rawValue) } ?? .null,
             finished.concurrency.map { .integer(Int64($0)) } ?? .null, result.backendPromptMilliseconds.map { .real($0) } ?? .null,
             result.backendDecodeMilliseconds.map { .real($0) } ?? .null, result.backendLoadMilliseconds.map { .real($0) } ?? .null,
             .integer(finished.ticket ? 1 : 0),
