@@ -41,36 +41,39 @@ let package = Package(
         // Linux calls Swift cannot make directly (variadic prctl/syscall): header only.
         .systemLibrary(name: "CHerdLinux"),
 
+        // Conversions and sums that never trap, for numbers from outside (pure).
+        .target(name: "HerdBounds", swiftSettings: hotPathSettings),
         // The libuv loop every process runs on: streams, timers, signals,
         // offload, child processes, the loop clock.
-        .target(name: "HerdRuntime", dependencies: ["CUV", "CHerdLinux"], swiftSettings: hotPathSettings),
+        .target(name: "HerdRuntime", dependencies: ["HerdBounds", "CUV", "CHerdLinux"], swiftSettings: hotPathSettings),
         // herd's one JSON model (no Foundation).
-        .target(name: "HerdJSON", swiftSettings: hotPathSettings),
+        .target(name: "HerdJSON", dependencies: ["HerdBounds"], swiftSettings: hotPathSettings),
         // HTTP/1.1 server and client (http_parser), h2c (nghttp2).
-        .target(name: "HerdHTTP", dependencies: ["HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2"], swiftSettings: hotPathSettings),
+        .target(name: "HerdHTTP", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2"], swiftSettings: hotPathSettings),
         // What the processes say to each other: the control protocol, heartbeats,
         // snapshots, model names, client errors, the fleet key.
-        .target(name: "HerdWire", dependencies: ["HerdRuntime", "HerdJSON", "CCrypto"], exclude: ["Control/ControlProtocol.md"],
+        .target(name: "HerdWire", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "CCrypto"], exclude: ["Control/ControlProtocol.md"],
                 swiftSettings: hotPathSettings),
         // SQLite: connections, migrations, the batched writer (herd-control only).
-        .target(name: "HerdStorage", dependencies: ["HerdRuntime", "CSQLite3", "CHerdLinux"]),
+        .target(name: "HerdStorage", dependencies: ["HerdBounds", "HerdRuntime", "CSQLite3", "CHerdLinux"]),
         // mDNS through Avahi on the loop (herd-control and herd-node only).
-        .target(name: "HerdDiscovery", dependencies: ["HerdRuntime", "CAvahi"]),
+        .target(name: "HerdDiscovery", dependencies: ["HerdBounds", "HerdRuntime", "CAvahi"]),
 
         // Routing decisions as values (herd-control's brain, pure: no I/O, no
         // clock of its own): the completion-time model and its learned rates,
         // the scheduler and its queue, concurrency learning. Also linked by the
         // routing-quality simulator (Benchmarks/routing).
-        .target(name: "HerdRouting", dependencies: ["HerdWire", "HerdJSON"]),
+        .target(name: "HerdRouting", dependencies: ["HerdBounds", "HerdWire", "HerdJSON"]),
 
         .executableTarget(
             name: "herd-proxy",
-            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", argumentParser],
+            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", argumentParser],
+            exclude: ["API/RequestLimits.md"],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "herd-control",
-            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting", "HerdStorage", "HerdDiscovery", argumentParser],
+            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting", "HerdStorage", "HerdDiscovery", argumentParser],
             exclude: ["HTTP/ControlAPI.md", "Dashboard"],
             swiftSettings: hotPathSettings,
             plugins: ["EmbedDashboard"]
@@ -81,7 +84,7 @@ let package = Package(
         .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["herd-embed"], path: "Sources/EmbedDashboard"),
         .executableTarget(
             name: "herd-node",
-            dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]
+            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]
         ),
 
         // Test support: the scriptable fake Ollama/OpenAI backend (library + a binary for
@@ -118,7 +121,7 @@ let package = Package(
 // libFuzzer targets (Fuzz/run.sh builds them with HERD_FUZZ=1 and -sanitize=fuzzer;
 // a plain build has no main for them).
 if Context.environment["HERD_FUZZ"] == "1" {
-    package.targets.append(.executableTarget(name: "herd-fuzz", dependencies: ["HerdHTTP", "HerdJSON", "HerdWire"], path: "Fuzz/HerdFuzz",
+    package.targets.append(.executableTarget(name: "herd-fuzz", dependencies: ["HerdBounds", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting"], path: "Fuzz/HerdFuzz",
                                              swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
     package.products.append(.executable(name: "herd-fuzz", targets: ["herd-fuzz"]))
 }

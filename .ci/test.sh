@@ -48,6 +48,8 @@ echo "== swift build --build-tests"
 swift build --build-tests
 echo "== swift test"
 swift test
+echo "== no trapping conversion of an outside value (.ci/check-conversions.sh)"
+bash .ci/check-conversions.sh
 echo "== fault table (Tests/faults)"
 bash Tests/faults/run.sh
 echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-60} s (Fuzz/run.sh)"

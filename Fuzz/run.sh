@@ -3,13 +3,13 @@
 # SECONDS (default 60) from its seed corpus in Fuzz/corpus/<target>. New
 # inputs go to a scratch corpus; a crash leaves its input in Fuzz/findings/
 # and fails the run (turn it into a regression test, add it to the corpus).
-#   bash Fuzz/run.sh [SECONDS] [TARGET...]     targets: http route frame heartbeat
+#   bash Fuzz/run.sh [SECONDS] [TARGET...]     targets: http route frame heartbeat decide
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(http route frame heartbeat)
+[ "${#targets[@]}" -gt 0 ] || targets=(http route frame heartbeat decide)
 HERD_FUZZ=1 swift build --scratch-path .build-fuzz --product herd-fuzz -Xswiftc -sanitize=fuzzer,address >/dev/null
 fuzzer="$(HERD_FUZZ=1 swift build --scratch-path .build-fuzz --show-bin-path)/herd-fuzz"
 mkdir -p Fuzz/findings

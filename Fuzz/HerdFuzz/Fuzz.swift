@@ -10,6 +10,9 @@ import HerdWire
 //              skipped and hashed spans)
 //   frame      the control-frame decoder (the proxy ↔ control socket)
 //   heartbeat  the heartbeat decoder (what any machine may POST to control)
+//   decide     decoded heartbeats, ROUTEs, RESULTs (with a backend's timings),
+//              RETRYs, tickets and time through the scheduler and scorer
+//              (DecideFuzz.swift), checking its invariants
 // A crash, a sanitizer report, a leak or a timeout is a finding; every input
 // must end in a value or a clean error.
 
@@ -33,7 +36,7 @@ private final class AcceptingDelegate: HTTPParserDelegate {
 }
 
 private let routeKeys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
-                                   "max_completion_tokens", "think", "system"]
+                                   "max_completion_tokens", "think", "system", "keep_alive", "images"]
 private let routeSpans: JSONKeys = ["messages", "tools"]
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -85,13 +88,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             }
             return true
         }
+    case "decide":
+        DecideFuzz.run(bytes)
     case "heartbeat":
         if let json = try? JSONValue.parse(bytes), var heartbeat = try? Heartbeat(json: json) {
             try? heartbeat.validate()
             _ = Heartbeat.isValidNodeID(heartbeat.nodeID)
         }
     default:
-        fatalError("HERD_FUZZ_TARGET must be http, route, frame or heartbeat")
+        fatalError("HERD_FUZZ_TARGET must be http, route, frame, heartbeat or decide")
     }
     return 0
 }

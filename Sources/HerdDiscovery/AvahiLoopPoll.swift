@@ -141,7 +141,7 @@ final class AvahiTimeoutBox {
         var now = timeval()
         gettimeofday(&now, nil)
         let deltaMicros = (Int64(tv.pointee.tv_sec) - Int64(now.tv_sec)) * 1_000_000 + Int64(tv.pointee.tv_usec) - Int64(now.tv_usec)
-        let milliseconds = UInt64(max(0, (deltaMicros + 999) / 1000))
+        let milliseconds = UInt64(clamping: (deltaMicros + 999) / 1000)
         timer.start(after: milliseconds) { [unowned self] in
             guard !self.isFreed, let callback = self.callback else { return }
             callback(OpaquePointer(Unmanaged.passUnretained(self).toOpaque()), self.userdata)

@@ -54,7 +54,7 @@ public final class MDNSBrowser {
         switch state {
         case .running:
             guard browser == nil else { return }
-            browser = avahi_service_browser_new(client, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), type, nil, AvahiLookupFlags(rawValue: 0), { b, interface, proto, event, name, type, domain, _, userdata in
+            browser = avahi_service_browser_new(client, AvahiIfIndex(clamping: AVAHI_IF_UNSPEC), AvahiProtocol(clamping: AVAHI_PROTO_UNSPEC), type, nil, AvahiLookupFlags(rawValue: 0), { b, interface, proto, event, name, type, domain, _, userdata in
                 let owner = Unmanaged<MDNSBrowser>.fromOpaque(userdata!).takeUnretainedValue()
                 owner.browse(b!, interface, proto, event, name, type, domain)
             }, Unmanaged.passUnretained(self).toOpaque())
@@ -76,7 +76,7 @@ public final class MDNSBrowser {
         switch event {
         case AVAHI_BROWSER_NEW:
             let client = avahi_service_browser_get_client(b)
-            let resolver = avahi_service_resolver_new(client, interface, proto, name, type, domain, AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiLookupFlags(rawValue: 0), {
+            let resolver = avahi_service_resolver_new(client, interface, proto, name, type, domain, AvahiProtocol(clamping: AVAHI_PROTO_UNSPEC), AvahiLookupFlags(rawValue: 0), {
                 r, _, _, event, name, type, domain, host, address, port, txt, _, userdata in
                 let owner = Unmanaged<MDNSBrowser>.fromOpaque(userdata!).takeUnretainedValue()
                 if event == AVAHI_RESOLVER_FOUND, let name, let type, let domain, let host, let address {

@@ -71,10 +71,10 @@ public final class MDNSPublisher {
         var list: UnsafeMutablePointer<AvahiStringList>? = nil
         for (key, value) in txt.reversed() { list = avahi_string_list_add(list, "\(key)=\(value)") }
         defer { avahi_string_list_free(list) }
-        var rc = avahi_entry_group_add_service_strlst(group, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiPublishFlags(rawValue: 0), name, type, nil, nil, port, list)
+        var rc = avahi_entry_group_add_service_strlst(group, AvahiIfIndex(clamping: AVAHI_IF_UNSPEC), AvahiProtocol(clamping: AVAHI_PROTO_UNSPEC), AvahiPublishFlags(rawValue: 0), name, type, nil, nil, port, list)
         if rc == AVAHI_ERR_COLLISION {
             rename()
-            rc = avahi_entry_group_add_service_strlst(group, AvahiIfIndex(AVAHI_IF_UNSPEC), AvahiProtocol(AVAHI_PROTO_UNSPEC), AvahiPublishFlags(rawValue: 0), name, type, nil, nil, port, list)
+            rc = avahi_entry_group_add_service_strlst(group, AvahiIfIndex(clamping: AVAHI_IF_UNSPEC), AvahiProtocol(clamping: AVAHI_PROTO_UNSPEC), AvahiPublishFlags(rawValue: 0), name, type, nil, nil, port, list)
         }
         if rc < 0 {
             onEvent(.failed(MDNSError(code: rc, context: "publishing \(name)").message))

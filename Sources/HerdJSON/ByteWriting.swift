@@ -1,3 +1,5 @@
+import HerdBounds
+
 /// Appending text to a byte buffer without building intermediate `String`s:
 /// for output written on every request (score headers, trace columns).
 extension Array where Element == UInt8 {
@@ -29,7 +31,7 @@ extension Array where Element == UInt8 {
         rest = value
         var i = start + digits - 1
         while rest > 0 {
-            self[i] = UInt8(rest % 10) &+ 0x30
+            self[i] = UInt8(truncatingIfNeeded: rest % 10) &+ 0x30
             rest /= 10
             i -= 1
         }
@@ -42,6 +44,6 @@ extension Array where Element == UInt8 {
             append(literal: "0")
             return
         }
-        append(decimal: Int(value.rounded()))
+        append(decimal: Int(saturating: value.rounded()))
     }
 }

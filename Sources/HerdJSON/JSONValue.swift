@@ -30,8 +30,8 @@ public enum JSONValue: Sendable, Equatable {
     public var stringValue: String? { if case let .string(s) = self { s } else { nil } }
     public var doubleValue: Double? { if case let .number(n) = self { n } else { nil } }
     public var intValue: Int? {
-        guard case let .number(n) = self, n.rounded() == n, abs(n) < 9.0e15 else { return nil }
-        return Int(n)
+        guard case let .number(n) = self, abs(n) < 9.0e15 else { return nil }
+        return Int(exactly: n)
     }
     public var boolValue: Bool? { if case let .bool(b) = self { b } else { nil } }
     public var arrayValue: [JSONValue]? { if case let .array(a) = self { a } else { nil } }
@@ -95,8 +95,8 @@ extension JSONValue {
     static func writeNumber(_ n: Double, to out: inout [UInt8]) {
         if !n.isFinite {
             out.append(contentsOf: "null".utf8)
-        } else if n.rounded() == n, abs(n) < 9.0e15 {
-            out.append(contentsOf: String(Int64(n)).utf8)
+        } else if abs(n) < 9.0e15, let whole = Int64(exactly: n) {
+            out.append(contentsOf: String(whole).utf8)
         } else {
             out.append(contentsOf: String(n).utf8)
         }

@@ -110,7 +110,7 @@ public final class SQLiteBatchWriter: @unchecked Sendable {
         // wants the core; where that is refused, nice +10 for this thread.
         var parameters = sched_param()
         if pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE, a macro Swift does not import */, &parameters) != 0 {
-            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(herd_current_thread_id()), 10)
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(clamping: herd_current_thread_id()), 10)
         }
         var statements: [String: SQLiteStatement] = [:]
         while true {

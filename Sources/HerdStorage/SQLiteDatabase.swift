@@ -138,13 +138,13 @@ public final class SQLiteStatement {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
         for (i, value) in values.enumerated() {
-            let index = Int32(i + 1)
+            let index = Int32(clamping: i + 1)
             let rc: Int32 = switch value {
             case .null: sqlite3_bind_null(handle, index)
             case let .integer(v): sqlite3_bind_int64(handle, index, v)
             case let .real(v): sqlite3_bind_double(handle, index, v)
             case let .text(v): sqlite3_bind_text(handle, index, v, -1, sqliteTransient)
-            case let .blob(v): v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), sqliteTransient) }
+            case let .blob(v): v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32(clamping: $0.count), sqliteTransient) }
             }
             if rc != SQLITE_OK { throw database.error(rc, sql) }
         }

@@ -1,3 +1,4 @@
+import HerdBounds
 import Glibc
 import HerdHTTP
 import HerdJSON
@@ -22,6 +23,9 @@ struct ControlOptions: Sendable {
     var traceRetentionMilliseconds: UInt64 = 30 * 86_400_000
     var registry = NodeRegistry.Settings()
     var proxyArguments: [String] = []
+    /// Host names the API answers to besides IP literals, localhost and the
+    /// machine's own names (`--allowed-hosts`; `*`: any).
+    var allowedHosts: [String] = []
 
     var socketPath: String { controlSocket ?? dataDirectory + "/control.sock" }
 }
@@ -53,7 +57,7 @@ final class ControlApp {
         }
         let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log, snapshot: currentSnapshot)
         // What the last run learned: rates come back from the trace rows of the last week.
-        let now = Int(EventLoop.wallClockMilliseconds())
+        let now = Int(clamping: EventLoop.wallClockMilliseconds())
         let learned = try TraceStore.recentObservations(path: traces.path, since: now - 7 * 86_400_000, limit: 20_000)
         routes.restore(learned)
         if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
@@ -62,14 +66,15 @@ final class ControlApp {
         let events = EventHub(loop: loop)
         routes.onFinished = { finished in
             events.finished(finished)
-            traces.record(finished, now: Int(EventLoop.wallClockMilliseconds()))
+            traces.record(finished, now: Int(clamping: EventLoop.wallClockMilliseconds()))
             requestLog.record(finished.result, request: finished.request)
             metrics.record(finished)
             stats.record(finished, now: loop.nowMilliseconds)
         }
         try routes.listen(path: options.socketPath)
 
-        let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics)
+        let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics,
+                             requestGuard: RequestGuard(names: RequestGuard.ownNames(extra: options.allowedHosts)))
         api.traces = traces
         let fleetAPI = FleetAPI(loop: loop, registry: registry, routes: routes, stats: stats, health: health, options: options)
         fleetAPI.tracePath = traces.path
@@ -90,7 +95,7 @@ final class ControlApp {
                 try verifier.verify(method: exchange.head.method, path: String(exchange.head.path),
                                     timestamp: exchange.head.headers[FleetKey.timestampHeader],
                                     signature: exchange.head.headers[FleetKey.signatureHeader], body: body,
-                                    now: Int(EventLoop.wallClockMilliseconds()))
+                                    now: Int(clamping: EventLoop.wallClockMilliseconds()))
                 return nil
             } catch {
                 return "this router has a fleet key: send it as Authorization: Bearer <key> (or sign the request as herd-node does): \(error)"
@@ -125,9 +130,8 @@ final class ControlApp {
         let startedAt = loop.nowMilliseconds
         let gatherHealth = { [options] () -> HealthInput in
             let now = loop.nowMilliseconds
-            var input = HealthInput(now: now, wallNow: Int(EventLoop.wallClockMilliseconds()))
+            var input = HealthInput(now: now, wallNow: Int(clamping: EventLoop.wallClockMilliseconds()))
             input.nodes = registry.list
-            input.heartbeatIntervalMilliseconds = UInt64(api.heartbeatIntervalMilliseconds)
             input.degradedAfterMilliseconds = options.registry.degradedAfterMilliseconds
             input.offlineAfterMilliseconds = options.registry.offlineAfterMilliseconds
             input.clockSkew = registry.clockSkew
@@ -174,9 +178,9 @@ final class ControlApp {
         }
         let retention = LoopTimer(loop: loop)
         if options.traceRetentionMilliseconds > 0 {
-            let keep = Int(options.traceRetentionMilliseconds)
+            let keep = Int(clamping: options.traceRetentionMilliseconds)
             retention.start(after: 0, repeating: 3_600_000) {
-                traces.prune(before: Int(EventLoop.wallClockMilliseconds()) - keep)
+                traces.prune(before: Int(clamping: EventLoop.wallClockMilliseconds()).subtractingSaturated(keep))
             }
         }
 
@@ -262,7 +266,7 @@ enum FleetKeyFile {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var buffer = [CChar](repeating: 0, count: 1024)
-        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
+        guard fgets(&buffer, Int32(clamping: buffer.count), file) != nil else { return nil }
         let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let key = line.trimmingCharacters(in: [" ", "\n", "\r", "\t"])
         return key.isEmpty ? nil : key
@@ -303,7 +307,7 @@ final class RequestLog: LoopFlushable {
         }
         buffer.append(contentsOf: stamp)
         buffer.append(literal: " herd-control info request_id=")
-        if result.id <= UInt64(Int.max) { buffer.append(decimal: Int(result.id)) } else { buffer.append(contentsOf: String(result.id).utf8) }
+        if let id = Int(exactly: result.id) { buffer.append(decimal: id) } else { buffer.append(contentsOf: String(result.id).utf8) }
         buffer.append(literal: " model=")
         RequestLog.append(value: request?.model ?? result.model, to: &buffer)
         buffer.append(literal: " served=")
@@ -337,7 +341,7 @@ final class RequestLog: LoopFlushable {
 
     /// A duration in whole milliseconds (truncated, as `Int(_:)` did; 0 when not finite).
     private static func whole(_ value: Double) -> Int {
-        value.isFinite && abs(value) < 9e18 ? Int(value) : 0
+        Int(saturating: value)
     }
 
     /// Appends `text` as a logfmt value (see `value(_:)`).

@@ -31,132 +31,136 @@ struct HerdControlCommand: ParsableCommand {
     }
 
     @Option(help: "Address to bind the API/heartbeats and the proxies (HERD_HOST).")
-    var host: String = Environment.string("HERD_HOST") ?? "127.0.0.1"
+    var host: String?
 
-    @Option(help: "Port of the dashboard, JSON API and heartbeats (HERD_PORT).")
-    var port: Int = Environment.int("HERD_PORT") ?? 11436
+    @Option(help: "Port of the dashboard, JSON API and heartbeats (HERD_PORT; 11436).")
+    var port: Int?
 
-    @Option(help: "Port the herd-proxy children serve clients on (HERD_PROXY_PORT).")
-    var proxyPort: Int = Environment.int("HERD_PROXY_PORT") ?? 11435
+    @Option(help: "Port the herd-proxy children serve clients on (HERD_PROXY_PORT; 11435).")
+    var proxyPort: Int?
 
-    @Option(help: "How many herd-proxy children to run; 0 when systemd runs them (HERD_PROXIES).")
-    var proxies: Int = Environment.int("HERD_PROXIES") ?? 1
+    @Option(help: "How many herd-proxy children to run, 0–64; 0 when systemd runs them (HERD_PROXIES; 1).")
+    var proxies: Int?
 
     @Option(help: "Data directory (HERD_DATA_DIR).")
-    var dataDir: String = DataDirectory.resolve()
+    var dataDir: String?
 
     @Option(name: .customLong("control-socket"), help: "Control socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
-    var controlSocketFlag: String?
-    /// The flag, else its environment twin (an optional option takes no default value).
-    var controlSocket: String? { controlSocketFlag ?? Environment.string("HERD_CONTROL_SOCKET") }
+    var controlSocket: String?
 
     @Option(name: .customLong("fleet-key"), help: "Fleet key (≥ 16 characters) that nodes must sign heartbeats with (HERD_FLEET_KEY; or <data-dir>/fleet.key).")
-    var fleetKeyFlag: String?
-    /// The flag, else its environment twin (an optional option takes no default value).
-    var fleetKey: String? { fleetKeyFlag ?? Environment.string("HERD_FLEET_KEY") }
+    var fleetKey: String?
 
     @Flag(help: "Do not publish the router over mDNS (HERD_NO_MDNS=1).")
-    var noMdns = Environment.bool("HERD_NO_MDNS")
+    var noMdns = false
 
     @Option(help: "Fleet id announced over mDNS; nodes started with the same --fleet-id pick this router (HERD_FLEET_ID).")
-    var fleetId: String = Environment.string("HERD_FLEET_ID") ?? "herd"
+    var fleetId: String?
 
     @Option(name: .customLong("max-concurrency"),
-            help: "Requests in flight per node and model before queuing (HERD_MAX_CONCURRENCY); default: learned per node and model.")
-    var maxConcurrencyFlag: Int?
-    /// The flag, else its environment twin; none: learned per node and model.
-    var maxConcurrency: Int? { maxConcurrencyFlag ?? Environment.int("HERD_MAX_CONCURRENCY") }
+            help: "Requests in flight per node and model before queuing, 1–4096 (HERD_MAX_CONCURRENCY); default: learned per node and model.")
+    var maxConcurrency: Int?
 
     @Option(name: .customLong("num-ctx-policy"),
             help: "A client's num_ctx that the loaded model's context already covers: strip (no reload), keep, or warn (keep and count) (HERD_NUM_CTX_POLICY).")
-    var numCtxPolicy: String = Environment.string("HERD_NUM_CTX_POLICY") ?? "strip"
+    var numCtxPolicy: String?
 
     @Option(name: .customLong("max-client-in-flight"),
             help: "Requests one client (X-Herd-Client, API key, else address) may have queued or in flight; more get 429 (HERD_MAX_CLIENT_IN_FLIGHT); default: no cap.")
-    var maxClientInFlightFlag: Int?
-    var maxClientInFlight: Int? { maxClientInFlightFlag ?? Environment.int("HERD_MAX_CLIENT_IN_FLIGHT") }
+    var maxClientInFlight: Int?
 
     @Option(name: .customLong("route-tickets"),
-            help: "Routes decided ahead a proxy may hold per model it serves (spent without a round trip to control; each holds a slot; back within 250 ms unspent); 0: every request asks (HERD_ROUTE_TICKETS).")
-    var routeTickets: Int = Environment.int("HERD_ROUTE_TICKETS") ?? 64
+            help: "Routes decided ahead a proxy may hold per model it serves, 0–4096 (spent without a round trip to control; each holds a slot; back within 250 ms unspent); 0: every request asks (HERD_ROUTE_TICKETS; 64).")
+    var routeTickets: Int?
 
     @Flag(inversion: .prefixedNo,
           help: "Load a model ahead of demand on a node with room when its queue elsewhere is longer than that load would take (HERD_PREWARM=0 to switch off).")
-    var prewarm = Environment.string("HERD_PREWARM").map { $0 != "0" && $0 != "false" } ?? true
+    var prewarm: Bool?
 
-    @Option(help: "Seconds a request may wait for a free node before a 503 (HERD_QUEUE_TIMEOUT).")
-    var queueTimeout: Double = Environment.string("HERD_QUEUE_TIMEOUT").flatMap(Double.init) ?? 30
+    @Option(help: "Time a request may wait for a free node before a 503: seconds, or 500ms, 2s, 5m, 1h (HERD_QUEUE_TIMEOUT; 30).")
+    var queueTimeout: Seconds?
 
-    @Option(help: "Other nodes tried after a failure before a 502 (HERD_MAX_RETRIES).")
-    var maxRetries: Int = Environment.int("HERD_MAX_RETRIES") ?? 2
+    @Option(help: "Other nodes tried after a failure before a 502, 0–16 (HERD_MAX_RETRIES; 2).")
+    var maxRetries: Int?
 
-    @Option(help: "Seconds without a heartbeat before a node is degraded (HERD_DEGRADED_AFTER).")
-    var degradedAfter: Double = Environment.string("HERD_DEGRADED_AFTER").flatMap(Double.init) ?? 6
+    @Option(help: "Time without a heartbeat before a node is degraded (at least 3 of the node's own intervals) (HERD_DEGRADED_AFTER; 6).")
+    var degradedAfter: Seconds?
 
-    @Option(help: "Seconds without a heartbeat before a node is offline (HERD_OFFLINE_AFTER).")
-    var offlineAfter: Double = Environment.string("HERD_OFFLINE_AFTER").flatMap(Double.init) ?? 15
+    @Option(help: "Time without a heartbeat before a node is offline (at least 7.5 of its intervals) (HERD_OFFLINE_AFTER; 15).")
+    var offlineAfter: Seconds?
 
-    @Option(help: "Most nodes in the fleet; a new node past it replaces the longest-offline one or is refused (HERD_MAX_NODES).")
-    var maxNodes: Int = Environment.int("HERD_MAX_NODES") ?? 256
+    @Option(help: "Most nodes in the fleet; a new node past it replaces the longest-offline one or is refused (HERD_MAX_NODES; 256).")
+    var maxNodes: Int?
 
-    @Option(help: "Days of request traces kept in <data-dir>/herd.db; 0 keeps them all (HERD_TRACE_RETENTION_DAYS).")
-    var traceRetentionDays: Double = Environment.string("HERD_TRACE_RETENTION_DAYS").flatMap(Double.init) ?? 30
+    @Option(help: "Days of request traces kept in <data-dir>/herd.db, 0–3650; 0 keeps them all (HERD_TRACE_RETENTION_DAYS; 30).")
+    var traceRetentionDays: Double?
 
     @Option(help: "A node whose camera or microphone is in use: avoid (used only when 4× better), pause (never), ignore (HERD_MEETING_POLICY).")
-    var meetingPolicy: String = Environment.string("HERD_MEETING_POLICY") ?? "avoid"
+    var meetingPolicy: String?
 
-    @Option(help: "Expected output of a thinking model, × the prior, until measured (HERD_THINKING_MULTIPLIER).")
-    var thinkingMultiplier: Double = Environment.string("HERD_THINKING_MULTIPLIER").flatMap(Double.init) ?? 4
+    @Option(help: "Expected output of a thinking model, × the prior, until measured, 1–100 (HERD_THINKING_MULTIPLIER; 4).")
+    var thinkingMultiplier: Double?
+
+    @Option(name: .customLong("allowed-hosts"),
+            help: "Comma-separated host names the dashboard and API answer to besides IP addresses, localhost and this machine's name; * for any (HERD_ALLOWED_HOSTS). Guards against DNS rebinding.")
+    var allowedHosts: String?
 
     @Option(parsing: .singleValue, help: "An extra argument for every herd-proxy child (repeatable), e.g. --proxy-arg=--first-byte-timeout=60.")
     var proxyArg: [String] = []
 
-    func validate() throws {
-        guard (0...65535).contains(port), (0...65535).contains(proxyPort) else { throw ValidationError("ports must be 0–65535") }
-        guard (0...64).contains(proxies) else { throw ValidationError("--proxies must be 0–64") }
-        if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
-        if let maxConcurrency, maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
-        if routeTickets < 0 || routeTickets > 4096 { throw ValidationError("--route-tickets must be from 0 to 4096") }
-        if let maxClientInFlight, maxClientInFlight < 1 { throw ValidationError("--max-client-in-flight must be at least 1") }
-        guard Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) != nil else {
-            throw ValidationError("--num-ctx-policy must be one of: \(Scheduler.NumCtxPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard (1...100_000).contains(maxNodes) else { throw ValidationError("--max-nodes must be 1–100000") }
-        guard traceRetentionDays >= 0 else { throw ValidationError("--trace-retention-days must be 0 or more") }
-        guard Scorer.MeetingPolicy(rawValue: meetingPolicy) != nil else {
-            throw ValidationError("--meeting-policy must be one of: \(Scorer.MeetingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard thinkingMultiplier >= 1, thinkingMultiplier <= 100 else { throw ValidationError("--thinking-multiplier must be 1–100") }
-        guard queueTimeout > 0, degradedAfter > 0, offlineAfter > degradedAfter else {
-            throw ValidationError("timeouts must be positive and --offline-after longer than --degraded-after")
-        }
+    mutating func validate() throws {
+        do { _ = try options() } catch { throw ValidationError(error.description) }
+    }
+
+    /// The settings from flags, their `HERD_*` twins and defaults, each
+    /// within its range (`SettingsReader`: a bad value stops the start).
+    func options(_ settings: SettingsReader = SettingsReader()) throws(SettingError) -> ControlOptions {
+        var options = ControlOptions()
+        options.host = settings.string(host, env: "HERD_HOST", default: "127.0.0.1")
+        options.port = try settings.int(port, "port", env: "HERD_PORT", default: 11436, in: 0...65535)
+        options.proxyPort = try settings.int(proxyPort, "proxy-port", env: "HERD_PROXY_PORT", default: 11435, in: 0...65535)
+        options.proxies = try settings.int(proxies, "proxies", env: "HERD_PROXIES", default: 1, in: 0...64)
+        options.dataDirectory = dataDir ?? DataDirectory.resolve()
+        options.controlSocket = controlSocket ?? Environment.string("HERD_CONTROL_SOCKET")
+        options.fleetKey = fleetKey ?? Environment.string("HERD_FLEET_KEY")
+        if let key = options.fleetKey, FleetKey(key) == nil { throw SettingError("--fleet-key (HERD_FLEET_KEY) must be at least 16 characters") }
+        options.mdns = !(try settings.bool(noMdns ? true : nil, env: "HERD_NO_MDNS", default: false))
+        options.fleetID = settings.string(fleetId, env: "HERD_FLEET_ID", default: "herd")
+        guard !options.fleetID.isEmpty, options.fleetID.utf8.count <= 63 else { throw SettingError("--fleet-id: 1–63 bytes") }
+        options.scheduler.maxConcurrencyPerModel = try settings.optionalInt(maxConcurrency, "max-concurrency", env: "HERD_MAX_CONCURRENCY", in: 1...4_096)
+        options.scheduler.maxInFlightPerClient = try settings.optionalInt(maxClientInFlight, "max-client-in-flight", env: "HERD_MAX_CLIENT_IN_FLIGHT",
+                                                                         in: 1...1_000_000)
+        options.scheduler.prewarm = try settings.bool(prewarm, env: "HERD_PREWARM", default: true)
+        options.scheduler.maxTicketsPerModel = try settings.int(routeTickets, "route-tickets", env: "HERD_ROUTE_TICKETS", default: 64, in: 0...4_096)
+        let policy = try settings.choice(numCtxPolicy, "num-ctx-policy", env: "HERD_NUM_CTX_POLICY", default: "strip",
+                                         in: Scheduler.NumCtxPolicy.allCases.map(\.rawValue))
+        options.scheduler.numCtxPolicy = Scheduler.NumCtxPolicy(rawValue: policy) ?? .strip
+        let day = 86_400.0
+        options.scheduler.queueTimeoutMilliseconds = try settings.seconds(queueTimeout, "queue-timeout", env: "HERD_QUEUE_TIMEOUT",
+                                                                          default: 30, in: 0.001...day).milliseconds
+        options.scheduler.maxRetries = try settings.int(maxRetries, "max-retries", env: "HERD_MAX_RETRIES", default: 2, in: 0...16)
+        let meeting = try settings.choice(meetingPolicy, "meeting-policy", env: "HERD_MEETING_POLICY", default: "avoid",
+                                          in: Scorer.MeetingPolicy.allCases.map(\.rawValue))
+        options.scheduler.scoring.meetingPolicy = Scorer.MeetingPolicy(rawValue: meeting) ?? .avoid
+        options.scheduler.scoring.thinkingMultiplier = try settings.number(thinkingMultiplier, "thinking-multiplier", env: "HERD_THINKING_MULTIPLIER",
+                                                                  default: 4, in: 1...100)
+        let retention = try settings.number(traceRetentionDays, "trace-retention-days", env: "HERD_TRACE_RETENTION_DAYS", default: 30, in: 0...3_650)
+        options.traceRetentionMilliseconds = UInt64(saturating: retention * 86_400_000)
+        let degraded = try settings.seconds(degradedAfter, "degraded-after", env: "HERD_DEGRADED_AFTER", default: 6, in: 0.1...day)
+        let offline = try settings.seconds(offlineAfter, "offline-after", env: "HERD_OFFLINE_AFTER", default: 15, in: 0.1...day)
+        guard offline.value > degraded.value else { throw SettingError("--offline-after (\(offline)) must be longer than --degraded-after (\(degraded))") }
+        options.registry.degradedAfterMilliseconds = degraded.milliseconds
+        options.registry.offlineAfterMilliseconds = offline.milliseconds
+        options.registry.maxNodes = try settings.int(maxNodes, "max-nodes", env: "HERD_MAX_NODES", default: 256, in: 1...100_000)
+        options.proxyArguments = proxyArg
+        options.allowedHosts = settings.string(allowedHosts, env: "HERD_ALLOWED_HOSTS", default: "")
+            .split(separator: ",").map { String($0.trimmingSpaces) }.filter { !$0.isEmpty }
+        return options
     }
 
     func run() throws {
-        var options = ControlOptions()
-        options.host = host
-        options.port = port
-        options.proxyPort = proxyPort
-        options.proxies = proxies
-        options.dataDirectory = dataDir
-        options.controlSocket = controlSocket
-        options.fleetKey = fleetKey
-        options.mdns = !noMdns
-        options.fleetID = fleetId
-        options.scheduler.maxConcurrencyPerModel = maxConcurrency
-        options.scheduler.maxInFlightPerClient = maxClientInFlight
-        options.scheduler.prewarm = prewarm
-        options.scheduler.maxTicketsPerModel = routeTickets
-        options.scheduler.numCtxPolicy = Scheduler.NumCtxPolicy(rawValue: numCtxPolicy) ?? .strip
-        options.scheduler.queueTimeoutMilliseconds = UInt64(queueTimeout * 1000)
-        options.scheduler.maxRetries = maxRetries
-        options.scheduler.scoring.meetingPolicy = Scorer.MeetingPolicy(rawValue: meetingPolicy) ?? .avoid
-        options.scheduler.scoring.thinkingMultiplier = thinkingMultiplier
-        options.traceRetentionMilliseconds = UInt64(traceRetentionDays * 86_400_000)
-        options.registry.degradedAfterMilliseconds = UInt64(degradedAfter * 1000)
-        options.registry.offlineAfterMilliseconds = UInt64(offlineAfter * 1000)
-        options.registry.maxNodes = maxNodes
-        options.proxyArguments = proxyArg
-        try ControlApp(options: options).run()
+        try ControlApp(options: try options()).run()
     }
 }
+
+extension Seconds: ExpressibleByArgument {}

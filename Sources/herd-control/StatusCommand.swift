@@ -1,3 +1,4 @@
+import HerdBounds
 import ArgumentParser
 import Glibc
 import HerdHTTP
@@ -103,7 +104,7 @@ struct StatusCommand: ParsableCommand {
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         let rounded = (value * scale).rounded() / scale
-        return digits == 0 ? String(Int(rounded)) : String(rounded)
+        return digits == 0 ? String(Int(saturating: rounded)) : String(rounded)
     }
 }
 

@@ -38,12 +38,18 @@ struct HerdNodeCommand: ParsableCommand {
     /// The flag, else its environment twin (an optional option takes no default value).
     var fleetKey: String? { fleetKeyFlag ?? Environment.string("HERD_FLEET_KEY") }
 
-    @Flag(help: "Do not report camera/microphone use (meeting detection) (HERD_NO_MEETING_DETECTION=1).")
-    var noMeetingDetection = Environment.bool("HERD_NO_MEETING_DETECTION")
+    @Flag(name: .customLong("no-meeting-detection"), help: "Do not report camera/microphone use (meeting detection) (HERD_NO_MEETING_DETECTION=1).")
+    var noMeetingDetectionFlag = false
+    var noMeetingDetection: Bool {
+        get throws(SettingError) { try SettingsReader().bool(noMeetingDetectionFlag ? true : nil, env: "HERD_NO_MEETING_DETECTION", default: false) }
+    }
 
-    @Flag(inversion: .prefixedNo,
+    @Flag(name: .customLong("learn-capacity"), inversion: .prefixedNo,
           help: "Learn the owner's week: per hour of the week, how much CPU and memory the owner uses themselves; the router routes around it (HERD_LEARN_CAPACITY=0 to switch off).")
-    var learnCapacity = Environment.string("HERD_LEARN_CAPACITY").map { $0 != "0" && $0 != "false" } ?? true
+    var learnCapacityFlag: Bool?
+    var learnCapacity: Bool {
+        get throws(SettingError) { try SettingsReader().bool(learnCapacityFlag, env: "HERD_LEARN_CAPACITY", default: true) }
+    }
 
     @Option(name: .customLong("data-dir"),
             help: "Where the learned week is kept (capacity.db) (HERD_DATA_DIR); default: $HOME/.local/share/herd-node, as root /var/lib/herd-node.")
@@ -54,19 +60,32 @@ struct HerdNodeCommand: ParsableCommand {
         return "/var/lib/herd-node"
     }
 
-    @Option(help: "Seconds between heartbeats (HERD_INTERVAL).")
-    var interval: Double = Environment.string("HERD_INTERVAL").flatMap(Double.init) ?? 2
+    @Option(name: .customLong("interval"), help: "Time between heartbeats, 0.1 s–10 min: seconds, or 500ms, 2s, 1m (HERD_INTERVAL; 2). Sent in each heartbeat: the router judges lateness by it.")
+    var intervalFlag: Seconds?
+    var interval: Seconds {
+        get throws(SettingError) {
+            try SettingsReader().seconds(intervalFlag, "interval", env: "HERD_INTERVAL", default: 2,
+                                         in: Double(Heartbeat.intervalRange.lowerBound) / 1000...Double(Heartbeat.intervalRange.upperBound) / 1000)
+        }
+    }
 
-    @Option(help: "Seconds a telemetry command (nvidia-smi) may run before it is killed and skipped (HERD_COMMAND_TIMEOUT).")
-    var commandTimeout: Double = Environment.string("HERD_COMMAND_TIMEOUT").flatMap(Double.init) ?? 5
+    @Option(name: .customLong("command-timeout"), help: "Time a telemetry command (nvidia-smi) may run before it is killed and skipped, up to 600 s (HERD_COMMAND_TIMEOUT; 5).")
+    var commandTimeoutFlag: Seconds?
+    var commandTimeout: Seconds {
+        get throws(SettingError) { try SettingsReader().seconds(commandTimeoutFlag, "command-timeout", env: "HERD_COMMAND_TIMEOUT", default: 5, in: 0.001...600) }
+    }
 
     func validate() throws {
-        guard commandTimeout > 0, commandTimeout <= 600 else { throw ValidationError("--command-timeout must be more than 0 and at most 600 s") }
+        do {
+            _ = try interval
+            _ = try commandTimeout
+            _ = try learnCapacity
+            _ = try noMeetingDetection
+        } catch { throw ValidationError(error.description) }
         guard Heartbeat.isValidNodeID(nodeId) else {
             throw ValidationError("--node-id must be 1–128 letters, digits, '.', '_', '-' or ':' (got '\(nodeId)')")
         }
         if let fleetKey, FleetKey(fleetKey) == nil { throw ValidationError("--fleet-key must be at least 16 characters") }
-        guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 s") }
         _ = try targets()
         if let control {
             do { _ = try HTTPURL(control, defaultPort: 11436) } catch { throw ValidationError("--control: \(error)") }
@@ -94,9 +113,10 @@ struct HerdNodeCommand: ParsableCommand {
         let controlURL = try control.map { try HTTPURL($0, defaultPort: 11436) }
         let loop = try EventLoop()
         var options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
-                                  intervalMilliseconds: UInt64(interval * 1000), fleetKey: fleetKey.flatMap(FleetKey.init))
-        options.telemetry.meetingDetection = !noMeetingDetection
-        options.telemetry.commandTimeoutMilliseconds = Int32(max(1, commandTimeout * 1000))
+                                  intervalMilliseconds: try interval.milliseconds, fleetKey: fleetKey.flatMap(FleetKey.init))
+        options.telemetry.meetingDetection = !(try noMeetingDetection)
+        options.telemetry.commandTimeoutMilliseconds = Int32(clamping: max(1, try commandTimeout.milliseconds))
+        let learnCapacity = try learnCapacity
         options.learnCapacity = learnCapacity
         if learnCapacity {
             // mkdir -p: each missing parent, 0700 for what herd creates.
@@ -121,3 +141,5 @@ enum NodeIdentity {
         return cleaned.isEmpty ? "node" : cleaned
     }
 }
+
+extension Seconds: ExpressibleByArgument {}

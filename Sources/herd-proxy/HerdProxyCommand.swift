@@ -19,77 +19,95 @@ struct HerdProxyCommand: ParsableCommand {
         version: HerdVersion.current)
 
     @Option(help: "Address to listen on (HERD_HOST).")
-    var host: String = Environment.string("HERD_HOST") ?? "127.0.0.1"
+    var host: String?
 
     @Option(help: "Port for client traffic (HERD_PORT).")
-    var port: Int = Environment.int("HERD_PORT") ?? 11435
+    var port: Int?
 
     @Option(help: "herd-control's Unix socket (HERD_CONTROL_SOCKET); default <data-dir>/control.sock.")
-    var controlSocket: String = Environment.string("HERD_CONTROL_SOCKET") ?? DataDirectory.resolve() + "/control.sock"
+    var controlSocket: String?
 
     @Option(help: "This proxy's name in logs and traces (HERD_PROXY_ID).")
-    var proxyId: String = Environment.string("HERD_PROXY_ID") ?? "proxy"
+    var proxyId: String?
 
-    @Option(help: "Seconds to wait for a model server's first byte (model loads included) (HERD_FIRST_BYTE_TIMEOUT).")
-    var firstByteTimeout: Double = Environment.string("HERD_FIRST_BYTE_TIMEOUT").flatMap(Double.init) ?? 300
+    @Option(help: "Time to wait for a model server's first byte, model loads included: seconds, or 500ms, 2s, 5m, 1h (HERD_FIRST_BYTE_TIMEOUT; 300).")
+    var firstByteTimeout: Seconds?
 
-    @Option(help: "Seconds herd-control has to answer a route before this proxy routes from its last snapshot (HERD_ROUTE_TIMEOUT).")
-    var routeTimeout: Double = Environment.string("HERD_ROUTE_TIMEOUT").flatMap(Double.init) ?? 1
+    @Option(help: "Time herd-control has to answer a route before this proxy routes from its last snapshot (HERD_ROUTE_TIMEOUT; 1).")
+    var routeTimeout: Seconds?
 
-    @Option(help: "Seconds a model server may go silent once its response began (mid-stream) before the request fails (HERD_UPSTREAM_IDLE_TIMEOUT).")
-    var upstreamIdleTimeout: Double = Environment.string("HERD_UPSTREAM_IDLE_TIMEOUT").flatMap(Double.init) ?? 60
+    @Option(help: "Time a model server may go silent once its response began (mid-stream) before the request fails (HERD_UPSTREAM_IDLE_TIMEOUT; 60).")
+    var upstreamIdleTimeout: Seconds?
 
-    @Option(help: "Seconds a whole request to a model server may take; 0 for no limit (HERD_UPSTREAM_TIMEOUT).")
-    var upstreamTimeout: Double = Environment.string("HERD_UPSTREAM_TIMEOUT").flatMap(Double.init) ?? 3600
+    @Option(help: "Time a whole request to a model server may take; 0 for no limit (HERD_UPSTREAM_TIMEOUT; 3600).")
+    var upstreamTimeout: Seconds?
 
-    @Option(help: "Seconds a client connection may sit idle between requests (HTTP/1.1 keep-alive and h2c) (HERD_CLIENT_IDLE_TIMEOUT).")
-    var clientIdleTimeout: Double = Environment.string("HERD_CLIENT_IDLE_TIMEOUT").flatMap(Double.init) ?? 60
+    @Option(help: "Time a client connection may sit idle between requests (HTTP/1.1 keep-alive and h2c) (HERD_CLIENT_IDLE_TIMEOUT; 60).")
+    var clientIdleTimeout: Seconds?
 
-    @Option(help: "Seconds to connect to a model server (HERD_CONNECT_TIMEOUT).")
-    var connectTimeout: Double = Environment.string("HERD_CONNECT_TIMEOUT").flatMap(Double.init) ?? 3
+    @Option(help: "Time to connect to a model server (HERD_CONNECT_TIMEOUT; 3).")
+    var connectTimeout: Seconds?
 
-    @Option(help: "Largest request body in MiB (HERD_MAX_BODY_MB).")
-    var maxBodyMb: Int = Environment.int("HERD_MAX_BODY_MB") ?? 64
+    @Option(help: "Largest request body in MiB, 1–1024 (HERD_MAX_BODY_MB; 64).")
+    var maxBodyMb: Int?
 
-    @Option(help: "Seconds in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT).")
-    var drainTimeout: Double = Environment.string("HERD_DRAIN_TIMEOUT").flatMap(Double.init) ?? 30
+    @Option(help: "Time in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT; 30).")
+    var drainTimeout: Seconds?
 
     @Option(name: .customLong("allowed-origins"), help: "Comma-separated browser origins allowed by CORS, or * (HERD_ALLOWED_ORIGINS); default: local pages and apps.")
-    var allowedOriginsFlag: String?
-    /// The flag, else its environment twin (an optional option takes no default value).
-    var allowedOrigins: String? { allowedOriginsFlag ?? Environment.string("HERD_ALLOWED_ORIGINS") }
+    var allowedOrigins: String?
 
     @Flag(help: "Exit (draining) when the parent process dies; herd-control sets it for its children.")
     var exitWithParent = false
 
-    func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0–65535") }
-        guard firstByteTimeout > 0, connectTimeout > 0, routeTimeout > 0, upstreamIdleTimeout > 0, upstreamTimeout >= 0, clientIdleTimeout > 0, drainTimeout >= 0 else { throw ValidationError("timeouts must be positive") }
-        guard maxBodyMb >= 1 else { throw ValidationError("--max-body-mb must be at least 1") }
+    mutating func validate() throws {
+        do { _ = try options() } catch { throw ValidationError(error.description) }
+    }
+
+    /// The settings from flags, their `HERD_*` twins and defaults, each
+    /// within its range (`SettingsReader`: a bad value stops the start).
+    func options(_ settings: SettingsReader = SettingsReader()) throws(SettingError) -> ProxyOptions {
+        var options = ProxyOptions()
+        options.host = settings.string(host, env: "HERD_HOST", default: "127.0.0.1")
+        options.port = try settings.int(port, "port", env: "HERD_PORT", default: 11435, in: 0...65535)
+        options.controlSocket = settings.string(controlSocket, env: "HERD_CONTROL_SOCKET", default: DataDirectory.resolve() + "/control.sock")
+        options.proxyID = settings.string(proxyId, env: "HERD_PROXY_ID", default: "proxy")
+        guard options.proxyID.utf8.count <= 64 else { throw SettingError("--proxy-id: at most 64 bytes") }
+        let day = 86_400.0
+        options.client.firstByteTimeoutMilliseconds = try settings.seconds(firstByteTimeout, "first-byte-timeout", env: "HERD_FIRST_BYTE_TIMEOUT",
+                                                                           default: 300, in: 0.001...day).milliseconds
+        options.client.connectTimeoutMilliseconds = try settings.seconds(connectTimeout, "connect-timeout", env: "HERD_CONNECT_TIMEOUT",
+                                                                         default: 3, in: 0.001...3_600).milliseconds
+        options.client.readIdleTimeoutMilliseconds = try settings.seconds(upstreamIdleTimeout, "upstream-idle-timeout", env: "HERD_UPSTREAM_IDLE_TIMEOUT",
+                                                                          default: 60, in: 0.001...day).milliseconds
+        options.client.totalTimeoutMilliseconds = try settings.seconds(upstreamTimeout, "upstream-timeout", env: "HERD_UPSTREAM_TIMEOUT",
+                                                                       default: 3_600, in: 0...(7 * day)).milliseconds
+        let maxBody = try settings.int(maxBodyMb, "max-body-mb", env: "HERD_MAX_BODY_MB", default: 64, in: 1...1_024)
+        options.server.maxBodyBytes = maxBody * 1024 * 1024
+        options.server.keepAliveTimeoutMilliseconds = try settings.seconds(clientIdleTimeout, "client-idle-timeout", env: "HERD_CLIENT_IDLE_TIMEOUT",
+                                                                           default: 60, in: 0.001...day).milliseconds
+        // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.
+        options.server.maxConnectionBodyBytes = options.server.maxBodyBytes
+        options.drainMilliseconds = try settings.seconds(drainTimeout, "drain-timeout", env: "HERD_DRAIN_TIMEOUT", default: 30, in: 0...day).milliseconds
+        options.routeTimeoutMilliseconds = try settings.seconds(routeTimeout, "route-timeout", env: "HERD_ROUTE_TIMEOUT", default: 1, in: 0.001...3_600).milliseconds
+        if let origins = settings.string(allowedOrigins, env: "HERD_ALLOWED_ORIGINS", default: "").nonEmpty {
+            options.allowedOrigins = origins.split(separator: ",").map { String($0.trimmingSpaces) }
+        }
+        return options
     }
 
     func run() throws {
-        var options = ProxyOptions()
-        options.host = host
-        options.port = port
-        options.controlSocket = controlSocket
-        options.proxyID = proxyId
-        options.client.firstByteTimeoutMilliseconds = UInt64(firstByteTimeout * 1000)
-        options.client.connectTimeoutMilliseconds = UInt64(connectTimeout * 1000)
-        options.client.readIdleTimeoutMilliseconds = max(1, UInt64(upstreamIdleTimeout * 1000))
-        options.client.totalTimeoutMilliseconds = UInt64(upstreamTimeout * 1000)
-        options.server.maxBodyBytes = maxBodyMb * 1024 * 1024
-        options.server.keepAliveTimeoutMilliseconds = max(1, UInt64(clientIdleTimeout * 1000))
-        // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.
-        options.server.maxConnectionBodyBytes = options.server.maxBodyBytes
-        options.drainMilliseconds = UInt64(drainTimeout * 1000)
-        options.routeTimeoutMilliseconds = max(1, UInt64(routeTimeout * 1000))
-        if let allowedOrigins {
-            options.allowedOrigins = allowedOrigins.split(separator: ",").map { String($0.trimmingSpaces) }
-        }
+        let options = try options()
         // A child of herd-control drains and exits when its parent dies.
         if exitWithParent { ParentProcess.signalOnDeath(SIGTERM) }
         let loop = try EventLoop()
         try ProxyApp(loop: loop, options: options).run()
     }
+}
+
+extension Seconds: ExpressibleByArgument {}
+
+extension String {
+    /// Self, or nil when empty.
+    var nonEmpty: String? { isEmpty ? nil : self }
 }

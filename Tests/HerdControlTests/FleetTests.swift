@@ -1,3 +1,4 @@
+import HerdHTTP
 import HerdJSON
 import HerdRuntime
 import HerdTestSupport
@@ -116,5 +117,57 @@ func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loa
         #expect(text.contains(#"herd_requests_total{api="unknown",node="other",model="other",outcome="ok"} 50"#))
         #expect(text.contains(#"herd_completion_tokens_total{model="other"} 50"#))
         #expect(!text.contains("n\(ControlMetrics.maxSeries + 1)\""))
+    }
+}
+
+/// The heartbeat interval has one owner, the node: control judges lateness by it.
+@Suite struct HeartbeatIntervalTests {
+    @Test func aSlowBeatingNodeIsNotLateByControlsClock() {
+        let registry = NodeRegistry(settings: .init(degradedAfterMilliseconds: 6_000, offlineAfterMilliseconds: 15_000))
+        var slow = Heartbeat(nodeID: "slow")
+        slow.intervalMilliseconds = 6_000
+        registry.accept(slow, now: 0)
+        registry.accept(Heartbeat(nodeID: "old"), now: 0)
+        registry.sweep(now: 7_000)
+        #expect(registry.nodes["slow"]?.status == .online, "6 s beats: not degraded before 18 s")
+        #expect(registry.nodes["old"]?.status == .degraded, "an agent that says nothing: control's setting")
+        registry.sweep(now: 19_000)
+        #expect(registry.nodes["slow"]?.status == .degraded)
+        registry.sweep(now: 46_000)
+        #expect(registry.nodes["slow"]?.status == .offline)
+    }
+}
+
+/// Host and cross-site checks in front of control's HTTP API.
+@Suite struct RequestGuardTests {
+    let guardian = RequestGuard(names: ["router", "router.local", "herd.example.org"])
+
+    func headers(_ pairs: [(String, String)]) -> HTTPHeaders {
+        var h = HTTPHeaders()
+        for (name, value) in pairs { h.add(name, value) }
+        return h
+    }
+
+    @Test func dnsRebindingReadsNothing() {
+        #expect(guardian.refusal(method: "GET", headers: headers([("Host", "evil.example.com:11436")]))?.status == 421)
+        #expect(guardian.refusal(method: "GET", headers: headers([("Host", "router.evil.example.com")]))?.status == 421)
+        for host in ["127.0.0.1:11436", "192.168.1.10:11436", "[::1]:11436", "localhost:11436", "router:11436", "ROUTER.local", "herd.example.org"] {
+            #expect(guardian.refusal(method: "GET", headers: headers([("Host", host)])) == nil, "\(host)")
+        }
+        #expect(RequestGuard(names: ["*"]).refusal(method: "GET", headers: headers([("Host", "anything")])) == nil)
+    }
+
+    @Test func crossSiteRequestsCannotChangeTheFleet() {
+        let host = ("Host", "192.168.1.10:11436")
+        // A form post from another page: no JSON type, or a foreign Origin / Sec-Fetch-Site.
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("Content-Type", "application/x-www-form-urlencoded")]))?.status == 415)
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("Content-Type", "text/plain")]))?.status == 415)
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("Content-Type", "application/json"), ("Origin", "http://evil.example.com")]))?.status == 403)
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("Content-Type", "application/json"), ("Sec-Fetch-Site", "cross-site")]))?.status == 403)
+        // The dashboard from its own origin, herd-node's signed heartbeat, a script with the fleet key.
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("Content-Type", "application/json"), ("Origin", "http://192.168.1.10:11436"),
+                                                                    ("Sec-Fetch-Site", "same-origin")])) == nil)
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("X-Herd-Signature", "ab")])) == nil)
+        #expect(guardian.refusal(method: "POST", headers: headers([host, ("Authorization", "Bearer k")])) == nil)
     }
 }

@@ -27,7 +27,7 @@ import Testing
         for i in 0..<nodes {
             let models = (0..<20).map { #"{"name":"forged-model-\#($0):7b","size":4000000000}"# }.joined(separator: ",")
             let body = #"{"schema":1,"node_id":"forged-\#(i)","backends":[{"kind":"ollama","url":"http://10.0.0.1:11434","address":"10.0.0.1:11434","reachable":true,"models":[\#(models)],"loaded":[]}]}"#
-            client.send("POST /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            client.send("POST /heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
             let response = try client.readResponse()
             if response.status == 200 { accepted += 1 } else if response.status == 503, response.text.contains("fleet is full") { full += 1 }
         }
@@ -91,7 +91,7 @@ import Testing
         let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 10)
         var refused = 0
         for i in 0..<2_000 {
-            let body = #"{"model":"unknown-\#(i)\n\"x","stream":false}"#
+            let body = #"{"model":"unknown-\#(i)-\#(String(repeating: "x", count: 200))","stream":false}"#
             client.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
             if try client.readResponse().status == 404 { refused += 1 }
         }
@@ -105,5 +105,50 @@ import Testing
         #expect(!metrics.contains("unknown-"), "no client string became a label")
         // The same series as after one unknown model (plus the ok request's, and digits of counts and sums).
         #expect(metrics.utf8.count < before + 1_024, "\(before) → \(metrics.utf8.count) bytes")
+    }
+
+    /// The faults of the hostile-input issue, tried as they were found: each
+    /// gets a clear 4xx, control and its proxies stay up, and a good request
+    /// right after is served.
+    @Test func absurdNumbersAndForgedTimestampsTakeNothingDown() throws {
+        let key = "hostile-fleet-key-0123456789"
+        let fleet = TestFleet(controlArguments: ["--fleet-key", key])
+        defer { fleet.shutdown() }
+        // llama3:70b is on disk and not loaded: the scorer's "does not fit" path.
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b,llama3:70b", "--loaded", "llama3:8b"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A", extra: ["--fleet-key", key])
+        try fleet.waitForNodes(1)
+        let good = #"{"model":"llama3:8b","stream":false}"#
+        for body in [#"{"model":"llama3:70b","stream":false,"options":{"num_ctx":1e14}}"#,
+                     #"{"model":"llama3:70b","stream":false,"options":{"num_ctx":-4096}}"#,
+                     #"{"model":"llama3:70b","stream":false,"options":{"num_ctx":4096.5,"num_predict":1e300}}"#,
+                     #"{"model":"\#(String(repeating: "m", count: 5_000_000))","stream":false}"#] {
+            let refused = fleet.post("/api/chat", body)
+            #expect(refused.status == 400, "\(refused.text.prefix(300))")
+            #expect(fleet.post("/api/chat", good).status == 200)
+        }
+        let openAI = fleet.post("/v1/chat/completions", #"{"model":"llama3:70b","max_tokens":1e300,"messages":[]}"#)
+        #expect(openAI.status == 400 && (try? JSONValue.parse(openAI.body))?["error"]?["type"]?.stringValue == "invalid_request_error")
+        // An unauthenticated heartbeat with a timestamp near Int64.min: 401, not a dead control.
+        let client = try RawClient(port: fleet.controlPort, timeoutSeconds: 10)
+        let beat = #"{"schema":1,"node_id":"forged"}"#
+        for stamp in ["-9223372036854775808", "9223372036854775807"] {
+            client.send("POST /heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Herd-Timestamp: \(stamp)\r\n"
+                + "X-Herd-Signature: \(String(repeating: "ab", count: 32))\r\nContent-Length: \(beat.utf8.count)\r\n\r\n\(beat)")
+            #expect(try client.readResponse().status == 401)
+            let action = "POST /api/v1/nodes/node-a/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Herd-Timestamp: \(stamp)\r\n"
+                + "X-Herd-Signature: \(String(repeating: "ab", count: 32))\r\nContent-Length: 2\r\n\r\n{}"
+            client.send(action)
+            #expect(try client.readResponse().status == 401)
+        }
+        // A page on another site, or reached by a rebound DNS name, changes and reads nothing.
+        client.send("POST /api/v1/nodes/node-a/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n")
+        #expect(try client.readResponse().status == 415)
+        client.send("GET /api/v1/traces HTTP/1.1\r\nHost: rebound.attacker.example\r\n\r\n")
+        #expect(try client.readResponse().status == 421)
+        #expect(fleet.getControl("/health").status == 200)
+        #expect(fleet.post("/api/chat", good).status == 200)
+        #expect(fleet.control?.isRunning == true)
     }
 }

@@ -122,7 +122,7 @@ import Testing
         defer { fleet.shutdown() }
         try fleet.startControl()
         let stream = try RawClient(port: fleet.controlPort, timeoutSeconds: 1)
-        stream.send("GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        stream.send("GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         func read(until text: String, seconds: Double) -> Bool {
             let deadline = monotonicSeconds() + seconds
             while monotonicSeconds() < deadline {
@@ -152,7 +152,7 @@ import Testing
         let fleet = TestFleet()
         defer { fleet.shutdown() }
         try fleet.startControl()
-        let request = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n"
+        let request = "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         // A reader that never reads, with a small receive buffer.
         let slow = try RawClient(port: fleet.controlPort, timeoutSeconds: 2, receiveBuffer: 4096)
         slow.send(request)
@@ -172,7 +172,7 @@ import Testing
         let dropped = waitUntil(seconds: 60) {
             for _ in 0..<200 {
                 beats += 1
-                let beat = #"{"schema":1,"node_id":"n\#(beats % 200)","telemetry":{"gpus":[{"name":"\#(String(repeating: "g", count: 400))"}]},"backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}],"loaded":[{"name":"m"}]}]}"#
+                let beat = #"{"schema":1,"node_id":"n\#(beats % 200)","telemetry":{"gpus":[{"name":"\#(String(repeating: "g", count: 250))"}]},"backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}],"loaded":[{"name":"m"}]}]}"#
                 _ = fleet.request("POST", "/heartbeat", body: beat, headers: [:], port: fleet.controlPort)
             }
             return fleet.control!.output.contains("dropped: it stopped reading")
@@ -234,7 +234,7 @@ import Testing
     /// A node that stops beating: node_offline fires (the API and the log
     /// say so), and clears when it is back.
     @Test func aHealthCheckFiresAndClearsOnALiveFleet() throws {
-        let fleet = try RouterTests.twoNodeFleet(control: ["--degraded-after", "0.6", "--offline-after", "1.2"])
+        let fleet = try RouterTests.twoNodeFleet(control: ["--degraded-after", "0.6", "--offline-after", "1.2"], node: ["--interval", "0.2"])
         defer { fleet.shutdown() }
         func state(_ id: String) -> String? {
             (try? JSONValue.parse(fleet.getControl("/api/v1/health").body))?["checks"]?.arrayValue?

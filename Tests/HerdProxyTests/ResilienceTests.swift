@@ -174,8 +174,9 @@ import Testing
         try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
         try fleet.addBackend("B", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
         try fleet.startControl()
-        try fleet.addNode("node-a", backend: "A")
-        try fleet.addNode("node-b", backend: "B")
+        // Nodes beating every 0.2 s: control judges lateness by each node's own interval.
+        try fleet.addNode("node-a", backend: "A", extra: ["--interval", "0.2"])
+        try fleet.addNode("node-b", backend: "B", extra: ["--interval", "0.2"])
         try fleet.waitForNodes(2)
         fleet.nodes["node-a"]!.kill(signal: SIGKILL)
         let offline = waitUntil(seconds: 5) {

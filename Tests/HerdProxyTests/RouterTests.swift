@@ -9,13 +9,13 @@ import Testing
 /// processes in front of fake backends, all on loopback.
 @Suite(.serialized) struct RouterTests {
     /// A: llama3:8b (loaded), qwen:7b. B: llama3:8b (loaded), mistral:7b (loaded).
-    static func twoNodeFleet(control: [String] = [], tokens: Int = 5) throws -> TestFleet {
+    static func twoNodeFleet(control: [String] = [], tokens: Int = 5, node: [String] = []) throws -> TestFleet {
         let fleet = TestFleet(controlArguments: control)
         try fleet.addBackend("A", arguments: ["--models", "llama3:8b,qwen:7b", "--loaded", "llama3:8b", "--tokens", String(tokens)])
         try fleet.addBackend("B", arguments: ["--models", "llama3:8b,mistral:7b", "--loaded", "llama3:8b,mistral:7b", "--tokens", String(tokens)])
         try fleet.startControl()
-        try fleet.addNode("node-a", backend: "A")
-        try fleet.addNode("node-b", backend: "B")
+        try fleet.addNode("node-a", backend: "A", extra: node)
+        try fleet.addNode("node-b", backend: "B", extra: node)
         try fleet.waitForNodes(2)
         return fleet
     }
@@ -215,9 +215,8 @@ import Testing
         #expect(bad.status == 400)
         // Found under attack: a model name with a newline forged a line in control's log; invalid UTF-8 was accepted.
         let forged = fleet.post("/api/chat", #"{"model":"x\n2026-11-22T00:00:00Z herd-control info forged=1"}"#)
-        #expect(forged.status == 404)
-        #expect(waitUntil(seconds: 5) { fleet.control?.output.contains(#"model="x\n2026-11-22T00:00:00Z herd-control info forged=1""#) == true },
-                "the name is escaped and quoted in its one line")
+        #expect(forged.status == 400, "a model name has no control characters")
+        #expect(String(decoding: forged.body, as: UTF8.self).contains("control characters"))
         #expect(fleet.control?.output.split(separator: "\n").contains { $0.hasPrefix("2026-11-22T00:00:00Z") } == false)
         let body: [UInt8] = Array(#"{"model":"bad"#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)
         let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 10)

@@ -68,6 +68,37 @@ import HerdRuntime
         #expect(try decoded(RouteRetry.self, [1, 2, 0xC3, 0x28, 0, 0]).get().node == "\u{FFFD}(")
     }
 
+    /// Control trusts a ROUTE only within `RequestLimits` (the proxy's
+    /// validator applies the same ones): anything past them is refused, and
+    /// a RESULT's numbers (a backend's) are clamped, not trusted.
+    @Test func framesOutsideTheLimitsAreRefusedOrClamped() throws {
+        let fine = RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m", stream: false)
+        var bad: [RouteRequest] = []
+        for change in [
+            { (r: inout RouteRequest) in r.numCtx = Int.min }, { $0.numCtx = 0 }, { $0.numCtx = 100_000_000_000_000 },
+            { $0.maxTokens = Int.max }, { $0.estimatedTokens = -3 }, { $0.model = "" },
+            { $0.model = String(repeating: "m", count: 257) }, { $0.model = "a\nb" }, { $0.path = "" },
+            { $0.fallbacks = Array(repeating: "f", count: 9) }, { $0.tags = Array(repeating: "t", count: 17) },
+            { $0.tags = [String(repeating: "t", count: 257)] }, { $0.client = String(repeating: "c", count: 129) },
+        ] as [(inout RouteRequest) -> Void] {
+            var r = fine
+            change(&r)
+            bad.append(r)
+        }
+        #expect(try decoded(RouteRequest.self, fine.binary).get() == fine)
+        for r in bad {
+            #expect(throws: ControlProtocolError.self, "\(r.json)") { try decoded(RouteRequest.self, r.binary).get() }
+        }
+        let wild = RouteResult(id: 9, node: "n", model: "m", outcome: .ok, status: 200, ttftMilliseconds: .nan, durationMilliseconds: 9e15,
+                               promptTokens: Int.max, completionTokens: -5, bytes: -1, retries: Int.max, error: nil, local: false,
+                               backendPromptMilliseconds: -.infinity, backendDecodeMilliseconds: .infinity)
+        let read = try decoded(RouteResult.self, wild.binary).get()
+        #expect(read.ttftMilliseconds == 0 && read.durationMilliseconds == ResultLimits.maxMilliseconds)
+        #expect(read.promptTokens == ResultLimits.tokens.upperBound && read.completionTokens == 0 && read.bytes == 0)
+        #expect(read.retries == ResultLimits.retries.upperBound)
+        #expect(read.backendPromptMilliseconds == 0 && read.backendDecodeMilliseconds == ResultLimits.maxMilliseconds)
+    }
+
     @Test func messagesRoundTrip() throws {
         func same<M: WireBinaryMessage & Equatable>(_ value: M) throws {
             #expect(try decoded(M.self, value.binary).get() == value)
@@ -75,10 +106,12 @@ import HerdRuntime
         try same(RouteRequest(id: 7, api: .openai, path: "/v1/chat/completions", model: "m", stream: true, fallbacks: ["f", "g"], tags: ["t"],
                               estimatedTokens: 12, numCtx: 4096, client: "10.0.0.2"))
         try same(RouteRequest(id: 8, api: .ollama, path: "/api/chat", model: "m", stream: false))
-        try same(RouteRequest(id: UInt64.max, api: .openai, path: "/v1/chat/completions", model: "ü", stream: true, estimatedTokens: -3,
-                              numCtx: Int.min, maxTokens: Int.max, think: false, session: ContentHash(UInt64.max - 1),
+        try same(RouteRequest(id: UInt64.max, api: .openai, path: "/v1/chat/completions", model: "ü", stream: true,
+                              estimatedTokens: RequestLimits.estimatedTokens.upperBound, numCtx: RequestLimits.numCtx.upperBound,
+                              maxTokens: RequestLimits.maxTokens.upperBound, think: false, session: ContentHash(UInt64.max - 1),
                               prefix: ContentHash(of: Array("system".utf8))))
-        try same(RouteRequest(id: 0, api: .ollama, path: "", model: "", stream: false, think: true))
+        try same(RouteRequest(id: 0, api: .ollama, path: "/api/chat", model: String(repeating: "m", count: 256), stream: false,
+                              fallbacks: Array(repeating: "f", count: 8), tags: Array(repeating: String(repeating: "t", count: 256), count: 16), think: true))
         try same(RouteAnswer(id: 3, node: "n", upstream: "[::1]:11434", backend: .openai, model: "m", queuedMilliseconds: 5, reason: "hot=1", retries: 2,
                              score: "ect_ms=1 wait=0 load=0 prefill=0 decode=1", stripNumCtx: true, reportStart: true))
         try same(RouteRefusal(id: 4, code: .queueTimeout, message: "busy", retryAfter: 5))
@@ -93,7 +126,7 @@ import HerdRuntime
         try same(RouteResult(id: 9, node: "", model: "m", outcome: .clientGone, status: 499, error: "gone", local: true, localReason: "control unreachable"))
         try same(RouteResult(id: 9, node: "n", model: "m", outcome: .timeout, status: 200, completionTokens: 40, backendPromptMilliseconds: 12.5,
                              backendDecodeMilliseconds: 800, backendLoadMilliseconds: 2300, upstreamTtftMilliseconds: 0.25,
-                             upstreamMilliseconds: .infinity))
+                             upstreamMilliseconds: 1_000))
         for outcome in RouteResult.Outcome.allCases { #expect(RouteResult.Outcome(wireCode: outcome.wireCode) == outcome) }
         for code in RouteRefusal.Code.allCases { #expect(RouteRefusal.Code(wireCode: code.wireCode) == code) }
         #expect(RouteResult.Outcome.wireOrder.count == RouteResult.Outcome.allCases.count)

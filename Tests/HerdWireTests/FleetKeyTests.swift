@@ -1,4 +1,5 @@
 import Testing
+import HerdJSON
 @testable import HerdWire
 
 @Suite struct FleetKeyTests {
@@ -60,5 +61,59 @@ import Testing
         #expect(throws: FleetKeyRefusal.malformed) {
             try verifier.verify(method: "POST", path: "/heartbeat", timestamp: "5000", signature: String(repeating: "zz", count: 32), body: body, now: 5_001)
         }
+    }
+}
+
+/// Found by trying: a timestamp near Int.min overflowed `abs(now - timestamp)`
+/// before the signature was checked, and one request killed control.
+@Suite struct FleetKeyHostileTests {
+    @Test func extremeTimestampsAreStaleNotACrash() throws {
+        let verifier = FleetKeyVerifier(key: try #require(FleetKey("correct horse battery staple")))
+        let signature = String(repeating: "ab", count: 32)
+        for stamp in [String(Int.min), String(Int.min + 1), String(Int.max), "-9223372036854775808", "9223372036854775807"] {
+            #expect(throws: FleetKeyRefusal.self) {
+                try verifier.verify(method: "POST", path: "/heartbeat", timestamp: stamp, signature: signature, body: [], now: 1_800_000_000_000)
+            }
+        }
+        #expect(throws: FleetKeyRefusal.malformed) {
+            try verifier.verify(method: "POST", path: "/heartbeat", timestamp: String(repeating: "9", count: 400), signature: signature, body: [], now: 0)
+        }
+        #expect(FleetKeyVerifier.skew(Int.max, Int.min) == Int.max && FleetKeyVerifier.skew(Int.min, Int.max) == Int.max)
+        #expect(FleetKeyVerifier.skew(5, 3) == 2 && FleetKeyVerifier.skew(3, 5) == 2)
+    }
+}
+
+/// Every number in a heartbeat has a range: outside it the heartbeat is refused, naming the field.
+@Suite struct HeartbeatRangeTests {
+    func refusal(_ json: String) -> String? {
+        do {
+            _ = try Heartbeat(json: try JSONValue.parse(json))
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func outOfRangeFieldsAreNamed() {
+        let backend = #""kind":"ollama","address":"127.0.0.1:9""#
+        let cases: [(String, String)] = [
+            (#"{"schema":1,"node_id":"n","memory":{"total_bytes":9000000000000000000}}"#, "memory.total_bytes"),
+            (#"{"schema":1,"node_id":"n","cpu":{"utilization":1e300}}"#, "cpu.utilization"),
+            (#"{"schema":1,"node_id":"n","cpu":{"cores":-1}}"#, "cpu.cores"),
+            (#"{"schema":1,"node_id":"n","interval_ms":1}"#, "interval_ms"),
+            (#"{"schema":1,"node_id":"n","sent_at_ms":-5}"#, "sent_at_ms"),
+            (#"{"schema":1,"node_id":"n","backends":[{\#(backend),"loaded":[{"name":"m","size":4000000000000000000,"context_length":1}]}]}"#, "loaded[0].size"),
+            (#"{"schema":1,"node_id":"n","backends":[{\#(backend),"loaded":[{"name":"m","context_length":1e14}]}]}"#, "context_length"),
+            (#"{"schema":1,"node_id":"n","backends":[{\#(backend),"models":[{"name":"m","size":-1}]}]}"#, "models[0].size"),
+            (#"{"schema":1,"node_id":"n","backends":[{\#(backend),"loaded":[{"name":""}]}]}"#, "loaded[0].name"),
+            (#"{"schema":1,"node_id":"n","telemetry":{"gpus":[{"temperature_c":5000}]}}"#, "temperature_c"),
+            (#"{"schema":1,"node_id":"n","telemetry":{"gpus":[{"memory_total_bytes":-7}]}}"#, "memory_total_bytes"),
+            (#"{"schema":1,"node_id":"n","backends":[{\#(backend),"error":"\#(String(repeating: "e", count: 2_000))"}]}"#, "error"),
+        ]
+        for (json, field) in cases {
+            let message = refusal(json)
+            #expect(message?.contains(field) == true, "\(field): \(message ?? "accepted")")
+        }
+        #expect(refusal(#"{"schema":1,"node_id":"n","interval_ms":6000,"memory":{"total_bytes":1125899906842624}}"#) == nil)
     }
 }

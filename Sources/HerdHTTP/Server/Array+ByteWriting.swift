@@ -8,7 +8,7 @@ extension Array where Element == UInt8 {
             return
         }
         if value < 10 {
-            append(UInt8(48 + value))
+            append(UInt8(truncatingIfNeeded: 48 + value))
             return
         }
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
@@ -18,7 +18,7 @@ extension Array where Element == UInt8 {
         var count = 0
         Swift.withUnsafeMutableBytes(of: &digits) { buffer in
             while n > 0 {
-                buffer[19 - count] = UInt8(48 + n % 10)
+                buffer[19 - count] = UInt8(truncatingIfNeeded: 48 + n % 10)
                 n /= 10
                 count += 1
             }

@@ -214,7 +214,7 @@ public final class HTTPParser {
             versionMinor: Int(p.http_minor),
             headers: headers,
             keepAlive: http_should_keep_alive(raw) != 0,
-            contentLength: hasLength ? Int(p.content_length) : (chunked ? nil : (kind == .request ? 0 : nil)),
+            contentLength: hasLength ? Int(clamping: p.content_length) : (chunked ? nil : (kind == .request ? 0 : nil)),
             isChunked: chunked)
         url.removeAll(keepingCapacity: true)
         completedTarget = head.target
@@ -251,7 +251,7 @@ public final class HTTPParser {
         return 0
     }
 
-    private static let methodNames: [String] = (0..<40).map { String(cString: http_method_str(http_method(rawValue: UInt32($0)))) }
+    private static let methodNames: [String] = (0..<40).map { String(cString: http_method_str(http_method(rawValue: UInt32(clamping: $0)))) }
 
     static func methodName(_ raw: Int) -> String {
         raw < methodNames.count ? methodNames[raw] : "UNKNOWN"

@@ -23,6 +23,10 @@ package struct FleetNode: Sendable {
     /// until resumed; requests in flight finish.
     package var hold: Hold?
     package var id: String { heartbeat.nodeID }
+    /// How often this node says it beats (ms; older agents say nothing: 2 s).
+    package var intervalMilliseconds: UInt64 { UInt64(clamping: heartbeat.interval) }
+    /// The interval when the node says it (what lateness is judged by).
+    package var statedIntervalMilliseconds: UInt64 { UInt64(clamping: heartbeat.intervalMilliseconds ?? 0) }
 
     package init(heartbeat: Heartbeat, lastSeenMilliseconds: UInt64, firstSeenMilliseconds: UInt64, status: NodeStatus) {
         self.heartbeat = heartbeat

@@ -1,3 +1,5 @@
+import HerdBounds
+
 /// How many requests one node:model should serve at once, learned from how
 /// its requests went, so that the queue lives in herd (where a request can
 /// still move to another node) and not inside the backend.
@@ -57,7 +59,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
     }
 
     /// Requests this node:model may serve at once.
-    var limit: Int { max(1, Int(estimate)) }
+    var limit: Int { max(1, Int(saturating: estimate)) }
 
     /// The first byte of a request that filled the limit, in slow start
     /// (`ok`: a 2xx head; `busy`: 503/429). Its end teaches nothing more.

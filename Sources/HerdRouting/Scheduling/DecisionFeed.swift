@@ -56,9 +56,9 @@ package struct DecisionFeed: Sendable {
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
             out.append(literal: #"{"seq":"#)
-            out.append(decimal: Int(d.sequence))
+            out.append(decimal: Int(clamping: d.sequence))
             out.append(literal: #","at_ms":"#)
-            out.append(decimal: Int(d.atMilliseconds))
+            out.append(decimal: Int(clamping: d.atMilliseconds))
             out.append(literal: #","request_id":"#)
             out.append(decimal: Int(truncatingIfNeeded: d.requestID))
             out.append(literal: #","model":"#)

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdJSON
 import HerdWire
 
@@ -37,7 +38,7 @@ extension Scheduler {
                 && load.count >= limit(slot) && (learners[slot]?.slowStart ?? true)
             let answer = RouteAnswer(
                 id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
-                model: candidate.model, queuedMilliseconds: Int(now - min(now, entry.arrivedAt)),
+                model: candidate.model, queuedMilliseconds: Int(clamping: now - min(now, entry.arrivedAt)),
                 reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header,
                 stripNumCtx: strip, reportStart: reportStart)
             entry.queueDeadline = nil
@@ -103,14 +104,14 @@ extension Scheduler {
         // Expected end: its own estimate without the wait (it starts now).
         let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
         entry.sentAt = now
-        entry.expectedEnd = now + UInt64(max(1, own.rounded()))
+        entry.expectedEnd = now + UInt64(saturating: max(1, own.rounded()))
         load.ends.append(entry.expectedEnd)
         slotLoads[slot] = load
         entry.concurrency = load.count
         nodeLoads[slot.node, default: 0] += 1
         entry.nodeBatch = nodeLoads[slot.node] ?? 1
         if candidate.temperature != .hot, loadingUntil[slot] == nil {
-            loadingUntil[slot] = now + UInt64(max(1, candidate.breakdown.load.rounded()))
+            loadingUntil[slot] = now + UInt64(saturating: max(1, candidate.breakdown.load.rounded()))
         }
         routeCounter += 1
         lastRoutedCounter[slot] = routeCounter

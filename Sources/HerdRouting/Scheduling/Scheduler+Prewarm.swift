@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdWire
 
 /// A model to load ahead of demand: an empty generate with `keep_alive` sent
@@ -38,14 +39,14 @@ extension Scheduler {
             let slot = SlotKey(candidate.node, candidate.canonicalModel)
             guard loadingUntil[slot] == nil, (prewarmedAt[slot].map { now >= $0 + settings.prewarmCooldownMilliseconds } ?? true)
             else { continue }
-            loadingUntil[slot] = now + UInt64(max(1, candidate.breakdown.load.rounded()))
+            loadingUntil[slot] = now + UInt64(saturating: max(1, candidate.breakdown.load.rounded()))
             prewarmedAt[slot] = now
             prewarming[slot] = candidate.modelBytes
             prewarmCount += 1
             feed.record(DecisionFeed.Decision(
                 sequence: 0, atMilliseconds: now, requestID: 0, model: candidate.model, client: "",
                 action: "prewarm", node: candidate.node, servedModel: candidate.model, score: candidate.breakdown.header,
-                reason: "queue for \(best.node) \(Int(best.breakdown.wait.rounded())) ms > load here \(Int(candidate.breakdown.load.rounded())) ms",
+                reason: "queue for \(best.node) \(Int(saturatingRounded: best.breakdown.wait)) ms > load here \(Int(saturatingRounded: candidate.breakdown.load)) ms",
                 card: ScoreCard()))
             actions.append(.prewarm(Prewarm(node: candidate.node, address: candidate.address, model: candidate.model,
                                             expectedLoadMs: candidate.breakdown.load)))

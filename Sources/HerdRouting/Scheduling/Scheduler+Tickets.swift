@@ -80,6 +80,22 @@ extension Scheduler {
         demand.template = request
         demands[key] = demand
         grantTickets(key, fleet: fleet, now: now, into: &actions)
+        // A demand lives while it has tickets out or names a model the fleet
+        // serves: a client's made-up model names leave nothing behind.
+        if let d = demands[key], d.out == 0, !Scheduler.fleetServes(request.model, fleet) { demands[key] = nil }
+        if demands.count > Scheduler.maxDemands { demands = demands.filter { $0.value.out > 0 } }
+    }
+
+    /// Demands kept at most (proxies × APIs × models: far above a real fleet's).
+    package static let maxDemands = 4_096
+
+    /// Whether some node has `model` on disk or loaded.
+    static func fleetServes(_ model: String, _ fleet: [FleetNode]) -> Bool {
+        fleet.contains { node in
+            node.heartbeat.backends.contains { backend in
+                backend.loaded.contains { ModelName.same($0.name, model) } || backend.models.contains { ModelName.same($0.name, model) }
+            }
+        }
     }
 
     /// Grants `key`'s proxy tickets up to its target, while they fit.
@@ -117,7 +133,7 @@ extension Scheduler {
         }
         demands[key] = demand
         guard !granted.isEmpty else { return }
-        ticketCounts.granted += UInt64(granted.count)
+        ticketCounts.granted += UInt64(clamping: granted.count)
         actions.append(.granted(key.proxy, granted))
     }
 
@@ -197,7 +213,7 @@ extension Scheduler {
         }
         for (proxy, ids) in byProxy {
             for id in ids { tickets[TicketKey(proxy: proxy, ticket: id)]?.revoked = true }
-            ticketCounts.revoked += UInt64(ids.count)
+            ticketCounts.revoked += UInt64(clamping: ids.count)
             actions.append(.revoked(proxy, ids.sorted()))
         }
     }

@@ -211,6 +211,8 @@ package struct Scheduler {
     // MARK: Reading
 
     package var queueLength: Int { queue.count }
+    /// Demands kept (proxies × APIs × models; bounded by `maxDemands`).
+    package var demandCount: Int { demands.count }
     package var inFlightCount: Int { slotLoads.values.reduce(0) { $0 + $1.count } }
     /// Tickets out (unspent, or spent and in flight).
     package var ticketsOut: Int { tickets.count }

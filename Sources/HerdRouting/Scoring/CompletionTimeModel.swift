@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdJSON
 
 /// # The completion-time model
@@ -256,7 +257,7 @@ package struct ScoreBreakdown: Equatable, Sendable {
         out.append(literal: " decode=")
         out.append(rounded: decode)
         if factor != 1 {
-            let hundredths = Int((factor * 100).rounded())
+            let hundredths = Int(saturatingRounded: factor * 100)
             out.append(literal: " factor=")
             out.append(decimal: hundredths / 100)
             out.append(UInt8(ascii: "."))

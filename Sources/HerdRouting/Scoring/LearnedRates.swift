@@ -152,6 +152,11 @@ package struct LearnedRates: Equatable, Sendable {
 
     package init() {}
 
+    /// Keys of each kind learned at most (node:model, node, model).
+    package static let maxEntries = 16_384
+    /// A KV cache per token larger than this is not believed (64 MiB; real models: KiB to a few MiB).
+    package static let maxKVBytesPerToken = 67_108_864.0
+
     package func slot(_ key: SlotKey) -> SlotRates? { slots[key] }
     package func node(_ id: String) -> NodeRates? { nodes[id] }
     package func model(_ canonical: String) -> ModelRates? { models[canonical] }
@@ -215,6 +220,10 @@ package struct LearnedRates: Equatable, Sendable {
 
     package mutating func observe(_ o: Observation) {
         guard o.ok else { return }
+        // Bounded: past `maxEntries` keys of a kind, new keys are not learned.
+        guard slots[o.slot] != nil || slots.count < Self.maxEntries,
+              nodes[o.slot.node] != nil || nodes.count < Self.maxEntries,
+              models[o.slot.model] != nil || models.count < Self.maxEntries else { return }
         let loadMs = o.backendLoadMs ?? 0
         observeLoad(o.slot, loadMs: loadMs, modelBytes: o.modelBytes)
         var slot = slots[o.slot] ?? SlotRates()
@@ -266,7 +275,9 @@ package struct LearnedRates: Equatable, Sendable {
     /// A model is loaded somewhere with `contextLength` tokens of context in
     /// `loadedBytes`, of which `weightBytes` are weights: the rest is its KV cache.
     package mutating func observeLoaded(model canonical: String, loadedBytes: Int, weightBytes: Int, contextLength: Int) {
-        guard contextLength > 0, weightBytes > 0, loadedBytes > weightBytes else { return }
-        models[canonical, default: ModelRates()].kvBytesPerToken = Double(loadedBytes - weightBytes) / Double(contextLength)
+        guard contextLength > 0, weightBytes > 0, loadedBytes > weightBytes, models[canonical] != nil || models.count < Self.maxEntries else { return }
+        let perToken = Double(loadedBytes) / Double(contextLength) - Double(weightBytes) / Double(contextLength)
+        guard perToken.isFinite, perToken > 0, perToken <= Self.maxKVBytesPerToken else { return }
+        models[canonical, default: ModelRates()].kvBytesPerToken = perToken
     }
 }

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdJSON
 import HerdWire
 
@@ -229,7 +230,7 @@ package struct Scorer: Sendable {
                 if telemetry.inMeeting, settings.meetingPolicy == .pause { eliminate("paused: in a meeting"); break }
                 let capacity = node.heartbeat.capacity
                 if let capacity, capacity.hourLearned, capacity.availability < Scorer.pausedBelowAvailability {
-                    eliminate("paused: its owner is using it (availability \(Int((capacity.availability * 100).rounded())) %)")
+                    eliminate("paused: its owner is using it (availability \(Int(saturatingRounded: capacity.availability * 100)) %)")
                     break
                 }
 
@@ -278,7 +279,7 @@ package struct Scorer: Sendable {
                     if weights > 0, needed > Double(usable) {
                         let busy = Scorer.busyBytes(node, except: canonical, load: load)
                         if needed > Double(usable + busy) {
-                            eliminate("does not fit: needs \(Scorer.gigabytes(Int(needed))) GB at \(context) context, \(Scorer.gigabytes(usable + busy)) GB usable")
+                            eliminate("does not fit: needs \(Scorer.gigabytes(Int(saturating: needed))) GB at \(context) context, \(Scorer.gigabytes(usable + busy)) GB usable")
                             break
                         }
                         // Fits once the busy models there finish.
@@ -302,12 +303,12 @@ package struct Scorer: Sendable {
                 if telemetry.pressure == .high { factor *= 1.5; penalties.append("memory pressure high") }
                 if telemetry.pressure == .critical { factor *= 2; penalties.append("memory pressure critical") }
                 let errors = inputs.node?.errors.value(at: now) ?? 0
-                if errors > 0.05 { factor *= 1 + errors; penalties.append("recent errors \(Int((errors * 10).rounded()) / 10)") }
+                if errors > 0.05 { factor *= 1 + errors; penalties.append("recent errors \(Int(saturatingRounded: errors * 10) / 10)") }
                 if node.status == .degraded { factor *= 2; penalties.append("heartbeats late") }
                 if telemetry.inMeeting, settings.meetingPolicy == .avoid { factor *= 4; penalties.append("in a meeting") }
                 if let a = capacity?.availability, a < 0.95 {
                     factor *= 1 + 2 * (1 - a)
-                    penalties.append("availability \(Int((a * 100).rounded())) %")
+                    penalties.append("availability \(Int(saturatingRounded: a * 100)) %")
                 }
                 inputs.factor = factor
 
@@ -396,7 +397,7 @@ package struct Scorer: Sendable {
     }
 
     static func gigabytes(_ bytes: Int) -> String {
-        let tenths = Int((Double(bytes) / 1e8).rounded())
+        let tenths = Int(saturatingRounded: Double(bytes) / 1e8)
         return "\(tenths / 10).\(tenths % 10)"
     }
 

@@ -138,7 +138,7 @@ public final class EventLoop: @unchecked Sendable {
     public static func wallClockMilliseconds() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+        return UInt64(clamping: now.tv_sec) * 1000 + UInt64(clamping: now.tv_nsec) / 1_000_000
     }
 
     /// A monotonic clock in nanoseconds.

@@ -17,13 +17,13 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         if bare == "localhost" { bare = "127.0.0.1" }
         if bare.contains(":") {
             var sin6 = sockaddr_in6()
-            try UVError.check(uv_ip6_addr(bare, Int32(port), &sin6), "uv_ip6_addr(\(host))")
+            try UVError.check(uv_ip6_addr(bare, Int32(clamping: port), &sin6), "uv_ip6_addr(\(host))")
             withUnsafeMutableBytes(of: &storage) { raw in
                 raw.storeBytes(of: sin6, as: sockaddr_in6.self)
             }
         } else {
             var sin = sockaddr_in()
-            try UVError.check(uv_ip4_addr(bare, Int32(port), &sin), "uv_ip4_addr(\(host))")
+            try UVError.check(uv_ip4_addr(bare, Int32(clamping: port), &sin), "uv_ip4_addr(\(host))")
             withUnsafeMutableBytes(of: &storage) { raw in
                 raw.storeBytes(of: sin, as: sockaddr_in.self)
             }
@@ -94,7 +94,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     var length: socklen_t {
-        socklen_t(isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        socklen_t(clamping: isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
     }
 
     /// `host:port`, with brackets around an IPv6 host.
@@ -121,7 +121,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         defer { Glibc.close(fd) }
         guard remote.connect(socket: fd) == 0 else { return nil }
         var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        var length = socklen_t(clamping: MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         guard rc == 0 else { return nil }
         return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress(sockaddr: $0) } }

@@ -89,7 +89,7 @@ public final class StreamConnection: LoopHandleOwner {
             delegate?.connection(self, didRead: UnsafeRawBufferPointer(start: buf.base, count: nread))
         } else if nread < 0 {
             stopReading()
-            let code = Int32(nread)
+            let code = Int32(clamping: nread)
             reportEnd(code == UVError.eofCode ? nil : UVError(code: code, operation: "read"))
         }
     }
@@ -131,7 +131,7 @@ public final class StreamConnection: LoopHandleOwner {
         if uv_stream_get_write_queue_size(stream) == 0 {
             var buf = uv_buf_t(base: UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), len: bytes.count)
             let written = uv_try_write(stream, &buf, 1)
-            if written == Int32(bytes.count) { return }
+            if written == Int32(clamping: bytes.count) { return }
             if written > 0 {
                 offset = Int(written)
             } else if written != UV_EAGAIN.rawValue {
@@ -236,7 +236,7 @@ public final class StreamConnection: LoopHandleOwner {
     private func address(peer: Bool) -> SocketAddress? {
         guard kind == .tcp, !isClosing else { return nil }
         var storage = sockaddr_storage()
-        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        var length = Int32(clamping: MemoryLayout<sockaddr_storage>.size)
         let tcp = handle.as(uv_tcp_t.self)
         let rc = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -28,8 +28,8 @@ public final class StreamListener: LoopHandleOwner {
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw UVError(code: -errno, operation: "socket") }
         var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if reusePort, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(clamping: MemoryLayout<Int32>.size))
+        if reusePort, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(clamping: MemoryLayout<Int32>.size)) != 0 {
             let code = -errno
             Glibc.close(fd)
             throw UVError(code: code, operation: "setsockopt(SO_REUSEPORT)")
@@ -102,7 +102,7 @@ public final class StreamListener: LoopHandleOwner {
     public var localAddress: SocketAddress? {
         guard kind == .tcp, !isClosed else { return nil }
         var storage = sockaddr_storage()
-        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        var length = Int32(clamping: MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 uv_tcp_getsockname(handle.as(uv_tcp_t.self), $0, &length)
@@ -138,7 +138,7 @@ public final class StreamListener: LoopHandleOwner {
         }
         let rc = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                Glibc.connect(fd, $0, socklen_t(clamping: MemoryLayout<sockaddr_un>.size))
             }
         }
         return rc == 0

@@ -38,7 +38,7 @@ public enum ControlFrame {
 
     @inline(__always)
     private static func finish(_ start: Int, _ out: inout [UInt8]) {
-        let length = UInt32(out.count - start - 4)
+        let length = UInt32(clamping: out.count - start - 4)
         out[start] = UInt8(length >> 24)
         out[start + 1] = UInt8((length >> 16) & 0xFF)
         out[start + 2] = UInt8((length >> 8) & 0xFF)

@@ -1,3 +1,5 @@
+import HerdBounds
+
 // The per-request control messages in protocol 2's compact encoding
 // (`WireBinary.swift`; field order in `ControlProtocol.md`). Their `Codable`
 // JSON form stays their readable description (and what errors are named
@@ -45,12 +47,12 @@ extension WireBinaryMessage {
 
 extension ContentHash: WireBinaryMessage {
     public func write(to out: inout [UInt8]) {
-        for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(truncatingIfNeeded: shift))) }
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(try r.byte()) << UInt64(i * 8) }
+        for i in 0..<8 { v |= UInt64(try r.byte()) << UInt64(truncatingIfNeeded: i * 8) }
         self.init(v)
     }
 }
@@ -65,7 +67,7 @@ extension Array where Element == UInt8 {
 
     /// A list of messages: a varint count, then each.
     mutating func wire(list messages: [some WireBinaryMessage]) {
-        wire(varint: UInt64(messages.count))
+        wire(varint: UInt64(clamping: messages.count))
         for message in messages { message.write(to: &self) }
     }
 }
@@ -107,6 +109,9 @@ extension RouteRequest: WireBinaryMessage {
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
                   session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self))
+        // Control trusts the proxy only as far as these bounds (the proxy's
+        // validator applies the same ones, so it never sends past them).
+        if let problem = RequestLimits.check(self) { throw r.fail(problem) }
     }
 }
 
@@ -185,6 +190,8 @@ extension RouteStarted: WireBinaryMessage {
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         self.init(id: try r.varint(), status: try r.int(), upstreamTtftMilliseconds: try r.double())
+        status = status.clamped(to: 0...999)
+        upstreamTtftMilliseconds = ResultLimits.milliseconds(upstreamTtftMilliseconds)
     }
 }
 
@@ -218,5 +225,6 @@ extension RouteResult: WireBinaryMessage {
                   local: try r.bool(), localReason: try r.optionalString(), backendPromptMilliseconds: try r.optionalDouble(),
                   backendDecodeMilliseconds: try r.optionalDouble(), backendLoadMilliseconds: try r.optionalDouble(),
                   upstreamTtftMilliseconds: try r.optionalDouble(), upstreamMilliseconds: try r.optionalDouble())
+        self = sanitized
     }
 }

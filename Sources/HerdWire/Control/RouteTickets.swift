@@ -86,7 +86,7 @@ public struct TicketList: Equatable, Sendable, WireBinaryMessage {
     public init(tickets: [UInt64]) { self.tickets = tickets }
 
     public func write(to out: inout [UInt8]) {
-        out.wire(varint: UInt64(tickets.count))
+        out.wire(varint: UInt64(clamping: tickets.count))
         for ticket in tickets { out.wire(varint: ticket) }
     }
 

@@ -34,7 +34,7 @@ extension Array where Element == UInt8 {
     public mutating func wire(string value: String) {
         var s = value
         s.withUTF8 { bytes in
-            wire(varint: UInt64(bytes.count))
+            wire(varint: UInt64(clamping: bytes.count))
             append(contentsOf: bytes)
         }
     }
@@ -42,7 +42,7 @@ extension Array where Element == UInt8 {
     @inlinable
     public mutating func wire(double value: Double) {
         let bits = value.bitPattern
-        for shift in stride(from: 0, to: 64, by: 8) { append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+        for shift in stride(from: 0, to: 64, by: 8) { append(UInt8(truncatingIfNeeded: bits >> UInt64(truncatingIfNeeded: shift))) }
     }
 
     @inlinable
@@ -85,7 +85,7 @@ extension Array where Element == UInt8 {
 
     @inlinable
     public mutating func wire(strings values: [String]) {
-        wire(varint: UInt64(values.count))
+        wire(varint: UInt64(clamping: values.count))
         for value in values { wire(string: value) }
     }
 }
@@ -140,8 +140,8 @@ public struct WireReader {
     @inlinable
     public mutating func count() throws(ControlProtocolError) -> Int {
         let n = try varint()
-        guard n <= UInt64(bytes.count - at) else { throw fail("count \(n) beyond the frame") }
-        return Int(n)
+        guard n <= UInt64(clamping: bytes.count - at) else { throw fail("count \(n) beyond the frame") }
+        return Int(clamping: n)
     }
 
     @inlinable
@@ -155,7 +155,7 @@ public struct WireReader {
     public mutating func double() throws(ControlProtocolError) -> Double {
         guard bytes.count - at >= 8 else { throw fail("ends early") }
         var bits: UInt64 = 0
-        for i in 0..<8 { bits |= UInt64(bytes[at + i]) << UInt64(i * 8) }
+        for i in 0..<8 { bits |= UInt64(bytes[at + i]) << UInt64(truncatingIfNeeded: i * 8) }
         at += 8
         return Double(bitPattern: bits)
     }
@@ -223,7 +223,7 @@ public protocol WireEnumeration: Equatable {
 
 extension WireEnumeration {
     @inlinable
-    public var wireCode: UInt8 { UInt8(Self.wireOrder.firstIndex(of: self) ?? 0) }
+    public var wireCode: UInt8 { UInt8(clamping: Self.wireOrder.firstIndex(of: self) ?? 0) }
 
     @inlinable
     public init?(wireCode: UInt8) {

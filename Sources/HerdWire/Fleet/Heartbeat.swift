@@ -172,6 +172,15 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
     @Defaulted<WireDefaults.Empty<Backend>> public var backends: [Backend]
     /// Learned capacity (absent when the node does not learn it).
     public var capacity: Capacity?
+    /// How often this node beats (ms; absent from older agents: 2,000). The
+    /// registry derives degraded and offline from it, so a node started with
+    /// `--interval 6` is not late by control's clock.
+    public var intervalMilliseconds: Int?
+    public static let defaultIntervalMilliseconds = 2_000
+    /// The interval a node may choose (ms).
+    public static let intervalRange = 100...600_000
+    /// The interval this heartbeat says, else the default.
+    public var interval: Int { intervalMilliseconds ?? Heartbeat.defaultIntervalMilliseconds }
 
     public init(nodeID: String, agentVersion: String = HerdVersion.current, sentAtMilliseconds: Int = 0, cpuCores: Int = 0,
                 cpuUtilization: Double = 0, memoryTotalBytes: Int = 0, memoryAvailableBytes: Int = 0, backends: [Backend] = [],
@@ -188,7 +197,7 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
 
     enum CodingKeys: String, CodingKey {
         case schema, nodeID = "node_id", agentVersion = "agent_version", sentAtMilliseconds = "sent_at_ms", cpu, memory, telemetry, backends,
-             capacity
+             capacity, intervalMilliseconds = "interval_ms"
     }
 
     public var cpuCores: Int { cpu.cores }
@@ -216,12 +225,13 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             throw JSONFieldError("heartbeat.node_id must be 1–128 characters of letters, digits, '.', '_', '-' or ':'")
         }
         guard backends.count <= 16 else { throw JSONFieldError("heartbeat.backends: at most 16") }
+        try HeartbeatRanges.check(self)
         if let capacity {
             guard capacity.availability.isFinite, (0...1).contains(capacity.availability) else {
                 throw JSONFieldError("heartbeat.capacity.availability must be 0–1")
             }
-            guard capacity.memoryCeilingBytes >= 0, (0...168).contains(capacity.learnedHours) else {
-                throw JSONFieldError("heartbeat.capacity: memory_ceiling_bytes ≥ 0, learned_hours 0–168")
+            guard HeartbeatRanges.bytes.contains(capacity.memoryCeilingBytes), (0...168).contains(capacity.learnedHours) else {
+                throw JSONFieldError("heartbeat.capacity: memory_ceiling_bytes 0–2^50, learned_hours 0–168")
             }
             if let week = capacity.week, week.count != 168 || !week.allSatisfy({ $0 == -1 || (0...1).contains($0) }) {
                 throw JSONFieldError("heartbeat.capacity.week must be 168 values, each 0–1 or -1")
@@ -238,6 +248,9 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             }
             for (j, model) in backend.models.enumerated() where model.name.isEmpty || model.name.utf8.count > 512 {
                 throw JSONFieldError("\(path).models[\(j)].name must be 1–512 bytes")
+            }
+            for (j, model) in backend.loaded.enumerated() where model.name.isEmpty || model.name.utf8.count > 512 {
+                throw JSONFieldError("\(path).loaded[\(j)].name must be 1–512 bytes")
             }
         }
         if telemetry.gpus.count > 16 { telemetry.gpus = Array(telemetry.gpus.prefix(16)) }

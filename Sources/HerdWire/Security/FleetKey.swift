@@ -49,7 +49,7 @@ public enum FleetKeyRefusal: Error, Equatable, CustomStringConvertible, Sendable
         switch self {
         case .missing: "this fleet requires signed requests (X-Herd-Timestamp and X-Herd-Signature): start herd-node with the same --fleet-key"
         case .malformed: "malformed X-Herd-Timestamp or X-Herd-Signature"
-        case let .stale(skew): "timestamp off by \(skew / 1000) s: check the clocks (NTP) of node and router"
+        case let .stale(skew): "timestamp off by \(skew == .max ? "more than 292 million years" : "\(skew / 1000) s"): check the clocks (NTP) of node and router"
         case .badSignature: "bad signature: the fleet keys differ"
         case .replayed: "this signed request was already used"
         }
@@ -73,13 +73,24 @@ public final class FleetKeyVerifier {
     /// (`signature`) against its method, path and body at `now` (ms since 1970).
     public func verify(method: String, path: String, timestamp stamp: String?, signature: String?, body: [UInt8], now: Int) throws(FleetKeyRefusal) {
         guard let stamp, let signature else { throw .missing }
-        guard let timestamp = Int(stamp), signature.utf8.count == 64, let given = SHA256.bytes(hex: signature) else { throw .malformed }
-        let skew = abs(now - timestamp)
+        guard stamp.utf8.count <= 20, let timestamp = Int(stamp), signature.utf8.count == 64, let given = SHA256.bytes(hex: signature) else {
+            throw .malformed
+        }
+        // A timestamp near Int.min or Int.max is the client's choice: the
+        // difference saturates instead of trapping.
+        let skew = FleetKeyVerifier.skew(now, timestamp)
         guard skew <= maxSkewMilliseconds else { throw .stale(skewMilliseconds: skew) }
         let expected = key.mac(timestamp: timestamp, method: method, path: path, body: body)
         guard SHA256.constantTimeEqual(expected, given) else { throw .badSignature }
         guard seen[expected] == nil else { throw .replayed }
         seen[expected] = timestamp
-        if seen.count > 10_000 { seen = seen.filter { abs(now - $0.value) <= maxSkewMilliseconds } }
+        if seen.count > 10_000 { seen = seen.filter { FleetKeyVerifier.skew(now, $0.value) <= maxSkewMilliseconds } }
+    }
+
+    /// |a − b|, saturating at `Int.max`.
+    static func skew(_ a: Int, _ b: Int) -> Int {
+        let (difference, overflow) = a.subtractingReportingOverflow(b)
+        if overflow || difference == .min { return .max }
+        return difference < 0 ? -difference : difference
     }
 }

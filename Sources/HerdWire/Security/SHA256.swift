@@ -20,7 +20,7 @@ public enum SHA256 {
         key.withUnsafeBufferPointer { k in
             message.withUnsafeBufferPointer { m in
                 digest.withUnsafeMutableBufferPointer { d in
-                    _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, d.baseAddress, &length)
+                    _ = HMAC(EVP_sha256(), k.baseAddress, Int32(clamping: k.count), m.baseAddress, m.count, d.baseAddress, &length)
                 }
             }
         }

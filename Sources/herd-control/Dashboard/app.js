@@ -254,13 +254,13 @@ const views = {
     const keyInput = keyed ? h("label", {}, "Fleet key", h("input", { type: "password", id: "fleet-key", autocomplete: "off", size: 28,
       value: sessionStorage.getItem("herd-fleet-key") || "" })) : null;
     const act = async (id, action) => {
-      const headers = {};
+      const headers = { "Content-Type": "application/json" };
       if (keyed) {
         const key = document.getElementById("fleet-key").value;
         sessionStorage.setItem("herd-fleet-key", key);
         headers.Authorization = "Bearer " + key;
       }
-      const r = await fetch(`/api/v1/nodes/${encodeURIComponent(id)}/${action}`, { method: "POST", headers });
+      const r = await fetch(`/api/v1/nodes/${encodeURIComponent(id)}/${action}`, { method: "POST", headers, body: "{}" });
       const body = await r.json().catch(() => ({}));
       const box = document.getElementById("action-status");
       box.textContent = r.ok ? `${id}: ${body.hold ? body.hold + (body.in_flight ? ` (${body.in_flight} in flight finish first)` : "") : "resumed"}` : `${id}: ${body.error || "HTTP " + r.status}`;

@@ -19,7 +19,7 @@ final class RouterAnnouncer {
         retryTimer = LoopTimer(loop: loop)
         makePublisher = {
             MDNSPublisher(
-                poll: poll, name: name, type: RouterAnnouncer.serviceType, port: UInt16(controlPort),
+                poll: poll, name: name, type: RouterAnnouncer.serviceType, port: UInt16(clamping: controlPort),
                 txt: [("version", HerdVersion.current), ("port", String(controlPort)), ("proxy_port", String(proxyPort)), ("fleet", fleetID)]
             ) { event in
                 switch event {

@@ -11,7 +11,7 @@ enum HoldFile {
         defer { fclose(file) }
         var holds: [String: Hold] = [:]
         var line = [CChar](repeating: 0, count: 512)
-        while fgets(&line, Int32(line.count), file) != nil {
+        while fgets(&line, Int32(clamping: line.count), file) != nil {
             let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
             guard parts.count == 2, Heartbeat.isValidNodeID(String(parts[0])), let hold = Hold(rawValue: String(parts[1])) else { continue }

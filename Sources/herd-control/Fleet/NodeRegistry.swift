@@ -15,6 +15,13 @@ final class NodeRegistry {
         /// cannot grow control without bound). A new node past it takes the
         /// place of the longest-offline one, else is refused.
         var maxNodes = 256
+
+        /// A node is degraded after `degradedAfterMilliseconds` or three of its
+        /// own intervals, whichever is longer (its interval is its own: a
+        /// node beating every 6 s is not late at 6 s).
+        func degradedAfter(_ node: FleetNode) -> UInt64 { max(degradedAfterMilliseconds, node.statedIntervalMilliseconds * 3) }
+        /// … and offline after `offlineAfterMilliseconds` or 7.5 intervals.
+        func offlineAfter(_ node: FleetNode) -> UInt64 { max(offlineAfterMilliseconds, node.statedIntervalMilliseconds * 15 / 2) }
     }
 
     /// What became of a heartbeat.
@@ -107,7 +114,7 @@ final class NodeRegistry {
                 changed = true
                 continue
             }
-            let status: NodeStatus = age > settings.offlineAfterMilliseconds ? .offline : age > settings.degradedAfterMilliseconds ? .degraded : .online
+            let status: NodeStatus = age > settings.offlineAfter(node) ? .offline : age > settings.degradedAfter(node) ? .degraded : .online
             if status != node.status {
                 node.status = status
                 nodes[id] = node

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdHTTP
 import HerdJSON
 import HerdRouting
@@ -34,7 +35,7 @@ final class Prewarmer {
         headers.add("Host", prewarm.address)
         headers.add("Content-Type", "application/json")
         let request = HTTPClientRequest(method: "POST", target: "/api/generate", headers: headers, body: body)
-        log.info("pre-warming \(Logger.escape(prewarm.model)) on \(Logger.escape(prewarm.node)) (expected load \(Int(prewarm.expectedLoadMs)) ms)")
+        log.info("pre-warming \(Logger.escape(prewarm.model)) on \(Logger.escape(prewarm.node)) (expected load \(Int(saturating: prewarm.expectedLoadMs)) ms)")
         client.collect(request, to: address, limit: 64 * 1024) { [log] result in
             switch result {
             case let .success(response) where response.status == 200:

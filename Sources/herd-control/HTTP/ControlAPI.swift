@@ -19,14 +19,18 @@ final class ControlAPI {
     let metrics: ControlMetrics
     /// Set when the fleet has a key: heartbeats must be signed with it.
     var verifier: FleetKeyVerifier?
-    let heartbeatIntervalMilliseconds = 2_000
     /// The trace store, for its health in /health and /metrics.
     var traces: TraceStore?
     /// Heartbeats of new nodes refused because the fleet was full (in /metrics).
     private(set) var refusedNewNodes = 0
     private var lastFullWarning: UInt64 = 0
 
-    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics = ControlMetrics()) {
+    /// Host and cross-site checks on every request.
+    let requestGuard: RequestGuard
+
+    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics = ControlMetrics(),
+         requestGuard: RequestGuard = RequestGuard(names: RequestGuard.ownNames(extra: []))) {
+        self.requestGuard = requestGuard
         self.metrics = metrics
         self.loop = loop
         self.registry = registry
@@ -41,6 +45,10 @@ final class ControlAPI {
 
     func handle(_ exchange: HTTPExchange) {
         let path = exchange.head.path
+        if let refusal = requestGuard.refusal(method: exchange.head.method, headers: exchange.head.headers) {
+            respond(exchange, refusal.status, ["error": .string(refusal.message)])
+            return
+        }
         if path.hasPrefix("/api/v1/"), let fleetAPI {
             fleetAPI.handle(exchange)
             return
@@ -50,7 +58,7 @@ final class ControlAPI {
             exchange.collectBody { [unowned self] body in self.heartbeat(exchange, body) }
         case ("GET", "/health"), ("HEAD", "/health"):
             // Degraded, not down: routing works; what fails is said.
-            let problems = [traces?.problem(now: Int(EventLoop.wallClockMilliseconds()))].compactMap { $0 }
+            let problems = [traces?.problem(now: Int(clamping: EventLoop.wallClockMilliseconds()))].compactMap { $0 }
             respond(exchange, 200, ["status": .string(problems.isEmpty ? "ok" : "degraded"), "version": .string(HerdVersion.current),
                                     "nodes": .int(registry.nodes.count), "proxies": .int(routes.proxyCount),
                                     "problems": .strings(problems)])
@@ -86,7 +94,7 @@ final class ControlAPI {
             do {
                 try verifier.verify(method: "POST", path: "/heartbeat", timestamp: exchange.head.headers[FleetKey.timestampHeader],
                                     signature: exchange.head.headers[FleetKey.signatureHeader], body: body,
-                                    now: Int(EventLoop.wallClockMilliseconds()))
+                                    now: Int(clamping: EventLoop.wallClockMilliseconds()))
             } catch {
                 log.warning("refused heartbeat from \(exchange.remoteAddress?.description ?? "?"): \(error)")
                 respond(exchange, 401, ["error": .string(error.description)])
@@ -102,7 +110,7 @@ final class ControlAPI {
             return
         }
         let known = registry.nodes[heartbeat.nodeID] != nil
-        defer { registry.noteClock(node: heartbeat.nodeID, sentAt: heartbeat.sentAtMilliseconds, wallNow: Int(EventLoop.wallClockMilliseconds())) }
+        defer { registry.noteClock(node: heartbeat.nodeID, sentAt: heartbeat.sentAtMilliseconds, wallNow: Int(clamping: EventLoop.wallClockMilliseconds())) }
         switch registry.admit(heartbeat, now: loop.nowMilliseconds) {
         case .accepted(changed: true):
             if !known { log.info("node \(heartbeat.nodeID) joined with \(heartbeat.backends.count) backend(s)") }
@@ -120,7 +128,7 @@ final class ControlAPI {
             return
         }
         onHeartbeat?(heartbeat.nodeID, !known)
-        respond(exchange, 200, ["ok": true, "node_id": .string(heartbeat.nodeID), "interval_ms": .int(heartbeatIntervalMilliseconds)])
+        respond(exchange, 200, ["ok": true, "node_id": .string(heartbeat.nodeID), "interval_ms": .int(heartbeat.interval)])
     }
 
     private func fleetJSON() -> JSONValue {
@@ -128,7 +136,7 @@ final class ControlAPI {
         return ["nodes": .array(registry.nodes.values.sorted { $0.id < $1.id }.map { node in
             let hb = node.heartbeat
             return ["id": .string(node.id), "status": .string(node.status.rawValue),
-                    "last_seen_ms_ago": .int(Int(now - min(now, node.lastSeenMilliseconds))),
+                    "last_seen_ms_ago": .int(Int(clamping: now - min(now, node.lastSeenMilliseconds))),
                     "agent_version": .string(hb.agentVersion),
                     "cpu": ["cores": .int(hb.cpuCores), "utilization": .number(hb.cpuUtilization)],
                     "memory": ["total_bytes": .int(hb.memoryTotalBytes), "available_bytes": .int(hb.memoryAvailableBytes)],

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdRouting
 import HerdWire
 
@@ -58,9 +59,9 @@ final class ControlMetrics {
         }
         requests[key, default: 0] += 1
         if completionTokens[model] == nil, completionTokens.count >= Self.maxSeries { model = "other" }
-        if result.completionTokens > 0 || completionTokens[model] != nil { completionTokens[model, default: 0] += result.completionTokens }
-        if result.promptTokens > 0 || promptTokens[model] != nil { promptTokens[model, default: 0] += result.promptTokens }
-        retries += result.retries
+        if result.completionTokens > 0 || completionTokens[model] != nil { completionTokens[model, default: 0] = completionTokens[model, default: 0].addingSaturated(result.completionTokens) }
+        if result.promptTokens > 0 || promptTokens[model] != nil { promptTokens[model, default: 0] = promptTokens[model, default: 0].addingSaturated(result.promptTokens) }
+        retries = retries.addingSaturated(result.retries)
         if finished.servedByFallback { fallbacks += 1 }
         if result.outcome != .rejected { duration.record(result.durationMilliseconds) }
         if result.ttftMilliseconds > 0, result.outcome == .ok || result.outcome == .clientGone { ttft.record(result.ttftMilliseconds) }
@@ -193,7 +194,7 @@ final class ControlMetrics {
     /// A sample value: integers without a fraction, others shortest-round-trip.
     private func number(_ x: Double) -> String {
         guard x.isFinite else { return x.isNaN ? "NaN" : x > 0 ? "+Inf" : "-Inf" }
-        if x == x.rounded(), abs(x) < 1e15 { return String(Int(x)) }
+        if x == x.rounded(), abs(x) < 1e15 { return String(Int(saturating: x)) }
         return "\(x)"
     }
 

@@ -118,7 +118,7 @@ final class EventHub {
             lastDecision = feed.decisions.last?.sequence ?? lastDecision
             for d in fresh.suffix(Self.maxPerFlush) {
                 text += Self.frame("decision", [
-                    "seq": .int(Int(d.sequence)), "request_id": .int(Int(truncatingIfNeeded: d.requestID)), "model": .string(d.model),
+                    "seq": .int(Int(clamping: d.sequence)), "request_id": .int(Int(truncatingIfNeeded: d.requestID)), "model": .string(d.model),
                     "action": .string(d.action), "node": .string(d.node), "served_model": .string(d.servedModel), "score": .string(d.score),
                     "reason": .string(d.reason),
                 ])

@@ -103,7 +103,7 @@ final class FleetAPI {
         let counts = Dictionary(grouping: registry.nodes.values, by: \.status).mapValues(\.count)
         let firing = health.firing
         return [
-            "router": ["version": .string(HerdVersion.current), "uptime_s": .int(Int((now - startedAt) / 1000)),
+            "router": ["version": .string(HerdVersion.current), "uptime_s": .int(Int(clamping: (now - startedAt) / 1000)),
                        "fleet_key": .bool(fleetKeySet()),
                        "proxies": ["expected": .int(options.proxies), "connected": .int(routes.proxyCount)]],
             "nodes": ["online": .int(counts[.online] ?? 0), "degraded": .int(counts[.degraded] ?? 0), "offline": .int(counts[.offline] ?? 0)],
@@ -139,7 +139,7 @@ final class FleetAPI {
         let scheduler = routes.scheduler
         return [
             "id": .string(n.id), "status": .string(n.status.rawValue), "hold": n.hold.map { .string($0.rawValue) } ?? .null,
-            "last_seen_ms_ago": .int(Int(now - min(now, n.lastSeenMilliseconds))),
+            "last_seen_ms_ago": .int(Int(clamping: now - min(now, n.lastSeenMilliseconds))),
             "agent_version": .string(hb.agentVersion), "clock_skew_ms": registry.clockSkew[n.id].map { .int($0) } ?? .null,
             "cpu": ["cores": .int(hb.cpuCores), "utilization": Self.number(hb.cpuUtilization), "load1": Self.number(t.load1),
                     "throttled": .bool(t.cpuThrottled)],
@@ -324,7 +324,7 @@ final class FleetAPI {
         guard by == "tag" || by == "client" else { return respond(exchange, 400, ["error": "by must be tag or client"]) }
         let hours = min(24 * 31, max(1, exchange.head.queryValue("hours").flatMap { Int($0) } ?? 24))
         let bucketMs = hours <= 48 ? 3_600_000 : 86_400_000
-        let wall = Int(EventLoop.wallClockMilliseconds())
+        let wall = Int(clamping: EventLoop.wallClockMilliseconds())
         let since = (wall - hours * 3_600_000) / bucketMs * bucketMs
         loop.offload({ try TraceStore.usage(path: tracePath, clients: by == "client", sinceMs: since, bucketMs: bucketMs) }) { [weak self] result in
             guard let self, exchange.isOpen else { return }
@@ -401,15 +401,15 @@ final class FleetAPI {
             "listen": ["api": .string("\(options.host):\(options.port)"), "proxy": .string("\(options.host):\(options.proxyPort)")],
             "proxies": .int(options.proxies), "data_dir": .string(options.dataDirectory), "control_socket": .string(options.socketPath),
             "fleet_key": .string(fleetKeySet() ? "set" : "not set"), "mdns": .bool(options.mdns), "fleet_id": .string(options.fleetID),
-            "trace_retention_s": .int(Int(options.traceRetentionMilliseconds / 1000)),
-            "nodes": ["degraded_after_ms": .int(Int(options.registry.degradedAfterMilliseconds)),
-                      "offline_after_ms": .int(Int(options.registry.offlineAfterMilliseconds)), "max_nodes": .int(options.registry.maxNodes)],
+            "trace_retention_s": .int(Int(clamping: options.traceRetentionMilliseconds / 1000)),
+            "nodes": ["degraded_after_ms": .int(Int(clamping: options.registry.degradedAfterMilliseconds)),
+                      "offline_after_ms": .int(Int(clamping: options.registry.offlineAfterMilliseconds)), "max_nodes": .int(options.registry.maxNodes)],
             "scheduler": [
                 "max_concurrency_per_model": s.maxConcurrencyPerModel.map { .int($0) } ?? .null,
-                "initial_concurrency": .int(s.initialConcurrency), "queue_timeout_ms": .int(Int(s.queueTimeoutMilliseconds)),
+                "initial_concurrency": .int(s.initialConcurrency), "queue_timeout_ms": .int(Int(clamping: s.queueTimeoutMilliseconds)),
                 "max_queue_length": .int(s.maxQueueLength), "max_retries": .int(s.maxRetries),
                 "num_ctx_policy": .string("\(s.numCtxPolicy)"), "max_in_flight_per_client": s.maxInFlightPerClient.map { .int($0) } ?? .null,
-                "prewarm": .bool(s.prewarm), "route_tickets": .int(s.maxTicketsPerModel), "ticket_ttl_ms": .int(Int(s.ticketTTLMilliseconds)),
+                "prewarm": .bool(s.prewarm), "route_tickets": .int(s.maxTicketsPerModel), "ticket_ttl_ms": .int(Int(clamping: s.ticketTTLMilliseconds)),
             ],
         ]
     }

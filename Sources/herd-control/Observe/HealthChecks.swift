@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdRuntime
 import HerdRouting
 import HerdWire
@@ -15,7 +16,6 @@ struct HealthInput {
     var now: UInt64
     var wallNow: Int
     var nodes: [FleetNode] = []
-    var heartbeatIntervalMilliseconds: UInt64 = 2_000
     var degradedAfterMilliseconds: UInt64 = 6_000
     var offlineAfterMilliseconds: UInt64 = 15_000
     var clockSkew: [String: Int] = [:]
@@ -119,12 +119,12 @@ enum HealthChecks {
     static func online(_ input: HealthInput) -> [FleetNode] { input.nodes.filter { $0.status != .offline } }
 
     static func pct(_ part: Int, _ whole: Int) -> String {
-        whole > 0 ? "\(Int((Double(part) * 100 / Double(whole)).rounded())) %" : "0 %"
+        whole > 0 ? "\(Int(saturatingRounded: Double(part) * 100 / Double(whole))) %" : "0 %"
     }
 
     static func gib(_ bytes: Int) -> String {
         let g = Double(bytes) / 1_073_741_824
-        return g >= 10 ? "\(Int(g.rounded())) GiB" : "\(Double(Int(g * 10)) / 10) GiB"
+        return g >= 10 ? "\(Int(saturatingRounded: g)) GiB" : "\(Double(Int(saturating: g * 10)) / 10) GiB"
     }
 
     /// A share over a minimum count: fires when `part / whole > limit` with `whole ≥ minimum`.
@@ -168,11 +168,11 @@ enum HealthChecks {
         },
         HealthCheck(
             id: "heartbeats_late", title: "Heartbeats arrive late", severity: .info,
-            condition: "an online node's last heartbeat is older than twice the interval", threshold: "> 2 × 2 s",
+            condition: "an online node's last heartbeat is older than twice its interval", threshold: "> 2 × the node's interval (2 s by default)",
             advice: "A busy or sleeping machine, or Wi-Fi power saving; if it persists the node turns degraded."
         ) { input in
             let late = input.nodes.filter {
-                $0.status == .online && input.now >= $0.lastSeenMilliseconds && input.now - $0.lastSeenMilliseconds > 2 * input.heartbeatIntervalMilliseconds
+                $0.status == .online && input.now >= $0.lastSeenMilliseconds && input.now - $0.lastSeenMilliseconds > 2 * $0.intervalMilliseconds
             }.map(\.id)
             return late.isEmpty ? nil : "late heartbeats from \(list(late))"
         },
@@ -318,7 +318,7 @@ enum HealthChecks {
             let slow = input.recent.compactMap { key, tally -> String? in
                 guard tally.ok >= 5, let now = tally.decodeRate, let hour = input.hour[key], hour.ok >= 10, let usual = hour.decodeRate,
                       now < 0.6 * usual else { return nil }
-                return "\(key) (\(Int(now)) vs \(Int(usual)) tok/s)"
+                return "\(key) (\(Int(saturating: now)) vs \(Int(saturating: usual)) tok/s)"
             }
             return slow.isEmpty ? nil : "slow: \(list(slow))"
         },
@@ -385,7 +385,7 @@ enum HealthChecks {
             var waits = Histogram(bounds: Histogram.latencyBounds)
             for tally in input.recent.values { waits.merge(tally.queueWait) }
             if let p95 = waits.quantile(0.95), waits.count >= 5, p95 > 5_000 {
-                return "p95 queue wait \(Double(Int(p95 / 100)) / 10) s over \(waits.count) queued requests"
+                return "p95 queue wait \(Double(Int(saturating: p95 / 100)) / 10) s over \(waits.count) queued requests"
             }
             return input.queueLength > 50 ? "\(input.queueLength) requests queued now" : nil
         },

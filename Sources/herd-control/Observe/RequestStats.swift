@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdRouting
 import HerdWire
 
@@ -52,7 +53,7 @@ struct RequestTally: Equatable, Sendable {
         case .timeout: timeouts += 1
         case .clientGone: clientGone += 1
         }
-        if r.retries > 0 { retried += 1; retries += r.retries }
+        if r.retries > 0 { retried += 1; retries = retries.addingSaturated(r.retries) }
         if finished.servedByFallback { fallbacks += 1 }
         let generates = finished.request.map { Scheduler.generates(path: $0.path) } ?? true
         if r.outcome == .ok, generates, r.completionTokens == 0 { emptyGenerations += 1 }
@@ -65,26 +66,26 @@ struct RequestTally: Equatable, Sendable {
             numCtxReloads += 1
         }
         if r.local { local += 1 }
-        promptTokens += r.promptTokens
-        completionTokens += r.completionTokens
+        promptTokens = promptTokens.addingSaturated(r.promptTokens)
+        completionTokens = completionTokens.addingSaturated(r.completionTokens)
         if finished.queuedMilliseconds > 0 { queued += 1; queueWait.record(finished.queuedMilliseconds) }
         if r.outcome == .ok || r.outcome == .clientGone, r.ttftMilliseconds > 0 { ttft.record(r.ttftMilliseconds) }
         if r.outcome != .rejected { duration.record(r.durationMilliseconds) }
         if let own = finished.overheadMilliseconds { overhead.record(own) }
         if r.outcome == .ok, let decode = r.backendDecodeMilliseconds, decode > 0, r.completionTokens > 0 {
-            decodeTokens += r.completionTokens
+            decodeTokens = decodeTokens.addingSaturated(r.completionTokens)
             decodeMilliseconds += decode
         }
     }
 
     mutating func merge(_ o: RequestTally) {
         requests += o.requests; ok += o.ok; upstreamErrors += o.upstreamErrors; rejected += o.rejected
-        timeouts += o.timeouts; clientGone += o.clientGone; retried += o.retried; retries += o.retries
+        timeouts += o.timeouts; clientGone += o.clientGone; retried += o.retried; retries = retries.addingSaturated(o.retries)
         fallbacks += o.fallbacks; emptyGenerations += o.emptyGenerations; incompleteStreams += o.incompleteStreams
         coldLoads += o.coldLoads; byTicket += o.byTicket; local += o.local; numCtxReloads += o.numCtxReloads
-        promptTokens += o.promptTokens; completionTokens += o.completionTokens; queued += o.queued
+        promptTokens = promptTokens.addingSaturated(o.promptTokens); completionTokens = completionTokens.addingSaturated(o.completionTokens); queued += o.queued
         queueWait.merge(o.queueWait); ttft.merge(o.ttft); duration.merge(o.duration); overhead.merge(o.overhead)
-        decodeTokens += o.decodeTokens; decodeMilliseconds += o.decodeMilliseconds
+        decodeTokens = decodeTokens.addingSaturated(o.decodeTokens); decodeMilliseconds += o.decodeMilliseconds
     }
 }
 
@@ -133,7 +134,7 @@ final class RequestStats {
 
     /// The minutes that overlap the last `minutes` minutes before `now`.
     private func recent(_ minutes: Int, now: UInt64) -> ArraySlice<Minute> {
-        let first = now / 60_000 >= UInt64(minutes) ? now / 60_000 - UInt64(minutes) + 1 : 0
+        let first = now / 60_000 >= UInt64(clamping: minutes) ? now / 60_000 - UInt64(clamping: minutes) + 1 : 0
         guard let start = ring.firstIndex(where: { $0.index >= first }) else { return [] }
         return ring[start...]
     }

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdJSON
 import HerdRuntime
 import HerdStorage
@@ -86,7 +87,7 @@ final class TraceStore {
         try SQLiteMigrator.migrate(database, TraceStore.migrations)
         let failure = self.failure
         writer = try SQLiteBatchWriter(path: path) { error in
-            let now = Int(EventLoop.wallClockMilliseconds())
+            let now = Int(clamping: EventLoop.wallClockMilliseconds())
             let line: String? = failure.withLock { state in
                 state.at = now
                 state.error = "\(error)"
@@ -116,7 +117,7 @@ final class TraceStore {
         let result = finished.result, request = finished.request, decision = finished.decision
         let chosen = finished.card?.candidates.first { $0.node == result.node && ModelName.same($0.model, result.model) }
         writer.enqueue(sql: TraceStore.insert, [
-            .integer(Int64(result.id)), .integer(Int64(now)), .text(request?.api.rawValue ?? ""), .text(request?.path ?? ""),
+            .integer(Int64(truncatingIfNeeded: result.id)), .integer(Int64(clamping: now)), .text(request?.api.rawValue ?? ""), .text(request?.path ?? ""),
             .text(request?.model ?? result.model), .text(result.model), .text(result.node), .text(result.outcome.rawValue),
             .integer(Int64(result.status)), .real(result.ttftMilliseconds), .real(result.durationMilliseconds),
             .integer(Int64(result.promptTokens)), .integer(Int64(result.completionTokens)), .integer(Int64(result.bytes)),
@@ -154,8 +155,8 @@ final class TraceStore {
             guard row.count == 13, case let .text(node) = row[0], case let .text(model) = row[1], case let .text(path) = row[2] else { return nil }
             let queued = row[8].double ?? 0
             return LearnedRates.Observation(
-                slot: SlotKey(node, model), ok: true, generates: Scheduler.generates(path: path), batch: Int(row[3].double ?? 1),
-                promptTokens: Int(row[4].double ?? 0), completionTokens: Int(row[5].double ?? 0),
+                slot: SlotKey(node, model), ok: true, generates: Scheduler.generates(path: path), batch: Int(saturating: row[3].double ?? 1),
+                promptTokens: Int(saturating: row[4].double ?? 0), completionTokens: Int(saturating: row[5].double ?? 0),
                 ttftMs: max(0, (row[6].double ?? 0) - queued), durationMs: max(0, (row[7].double ?? 0) - queued),
                 streamed: (row[9].double ?? 0) != 0, backendPromptMs: row[10].double, backendDecodeMs: row[11].double,
                 backendLoadMs: row[12].double)
@@ -209,7 +210,7 @@ final class TraceStore {
             + (clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")) + " ORDER BY id DESC LIMIT \(limit + 1)"
         let rows = try database.query(sql, values)
         let page = rows.prefix(limit).map { json($0, columns: listColumns) }
-        let next = rows.count > limit ? rows[limit - 1].first?.double.map { Int($0) } : nil
+        let next = rows.count > limit ? rows[limit - 1].first?.double.map { Int(saturating: $0) } : nil
         return (Array(page), next)
     }
 
@@ -228,7 +229,7 @@ final class TraceStore {
         var durationMsSum = 0.0
 
         mutating func add(_ o: UsageBucket) {
-            requests += o.requests; promptTokens += o.promptTokens; completionTokens += o.completionTokens
+            requests = requests.addingSaturated(o.requests); promptTokens = promptTokens.addingSaturated(o.promptTokens); completionTokens = completionTokens.addingSaturated(o.completionTokens)
             errors += o.errors; durationMsSum += o.durationMsSum
         }
     }
@@ -246,12 +247,12 @@ final class TraceStore {
         var out: [String: [Int: UsageBucket]] = [:]
         for row in rows {
             guard row.count == 7, case let .text(label) = row[0], let at = row[1].double else { continue }
-            let bucket = UsageBucket(requests: Int(row[2].double ?? 0), promptTokens: Int(row[3].double ?? 0),
-                                     completionTokens: Int(row[4].double ?? 0), errors: Int(row[5].double ?? 0),
+            let bucket = UsageBucket(requests: Int(saturating: row[2].double ?? 0), promptTokens: Int(saturating: row[3].double ?? 0),
+                                     completionTokens: Int(saturating: row[4].double ?? 0), errors: Int(saturating: row[5].double ?? 0),
                                      durationMsSum: row[6].double ?? 0)
             let labels = clients ? [label.isEmpty ? "unknown" : label]
                 : (label.isEmpty ? ["untagged"] : label.split(separator: ",").map(String.init))
-            for name in labels { out[name, default: [:]][Int(at), default: UsageBucket()].add(bucket) }
+            for name in labels { out[name, default: [:]][Int(saturating: at), default: UsageBucket()].add(bucket) }
         }
         return out
     }

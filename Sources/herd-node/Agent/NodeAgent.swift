@@ -149,7 +149,7 @@ final class NodeAgent {
         let now = loop.nowMilliseconds
         defer { lastBackendTicks = (usage.ticks, now) }
         guard let last = lastBackendTicks, now > last.atMilliseconds, usage.ticks >= last.ticks, sample.cores > 0 else { return }
-        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let ticksPerSecond = Double(sysconf(Int32(clamping: _SC_CLK_TCK)))
         let seconds = Double(now - last.atMilliseconds) / 1000
         let serversShare = Double(usage.ticks - last.ticks) / (seconds * ticksPerSecond * Double(sample.cores))
         let ownerCPU = max(0, sample.cpuUtilization - serversShare)
@@ -159,7 +159,7 @@ final class NodeAgent {
         let (slot, _) = Self.hourOfWeek()
         if let folded = capacity.add(slot: slot, ownerCPU: ownerCPU, ownerMemoryBytes: ownerMemoryNow, inMeeting: reading.telemetry.inMeeting),
            let store = capacityStore, let value = capacity.learned[folded] {
-            let at = Int(EventLoop.wallClockMilliseconds())
+            let at = Int(clamping: EventLoop.wallClockMilliseconds())
             loop.offload({ try store.save(slot: folded, value, at: at) }, then: { [log] result in
                 if case let .failure(error) = result { log.warning("capacity: cannot save hour \(folded): \(error)") }
             })
@@ -235,10 +235,11 @@ final class NodeAgent {
         }
         let reading = telemetry
         var heartbeat = Heartbeat(
-            nodeID: options.nodeID, sentAtMilliseconds: Int(EventLoop.wallClockMilliseconds()), cpuCores: sample.cores,
+            nodeID: options.nodeID, sentAtMilliseconds: Int(clamping: EventLoop.wallClockMilliseconds()), cpuCores: sample.cores,
             cpuUtilization: sample.cpuUtilization, memoryTotalBytes: reading?.memoryTotal ?? sample.memoryTotalBytes,
             memoryAvailableBytes: reading?.memoryAvailable ?? sample.memoryAvailableBytes, backends: backends,
             telemetry: reading?.telemetry ?? Telemetry())
+        heartbeat.intervalMilliseconds = Int(clamping: options.intervalMilliseconds)
         heartbeat.capacity = capacityReport(total: heartbeat.memoryTotalBytes, available: heartbeat.memoryAvailableBytes)
         fetchCapabilities(backends)
         guard let controlAddress else {
@@ -251,7 +252,7 @@ final class NodeAgent {
         let path = (options.control?.path ?? "") + "/heartbeat"
         var headers: HTTPHeaders = ["Content-Type": "application/json"]
         if let key = options.fleetKey {
-            for (name, value) in key.headers(method: "POST", path: "/heartbeat", body: body, now: Int(EventLoop.wallClockMilliseconds())) {
+            for (name, value) in key.headers(method: "POST", path: "/heartbeat", body: body, now: Int(clamping: EventLoop.wallClockMilliseconds())) {
                 headers.add(name, value)
             }
         }

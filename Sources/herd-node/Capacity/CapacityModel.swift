@@ -1,3 +1,5 @@
+import HerdBounds
+
 /// # Learned capacity: the owner's week
 ///
 /// A node is someone's machine. herd learns, per hour of the week (168
@@ -100,6 +102,6 @@ struct CapacityModel: Equatable, Sendable {
     /// Memory models may use at `slot`: total − the owner's (learned or now, the larger), at least `freeNow`.
     func memoryCeiling(slot: Int, totalBytes: Int, ownerNowBytes: Double, freeNow: Int) -> Int {
         let owner = max(learned[slot]?.memoryBytes ?? 0, ownerNowBytes)
-        return max(freeNow, totalBytes - Int(owner))
+        return max(freeNow, totalBytes.subtractingSaturated(Int(saturating: owner)))
     }
 }

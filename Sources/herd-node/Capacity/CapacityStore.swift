@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdStorage
 
 /// The learned week in SQLite (`<data-dir>/capacity.db`, table
@@ -18,9 +19,9 @@ final class CapacityStore: @unchecked Sendable {
     func load() throws -> [CapacityModel.Slot?] {
         var slots = [CapacityModel.Slot?](repeating: nil, count: CapacityModel.slots)
         for row in try database.query("SELECT slot, owner_cpu, owner_memory_bytes, weeks FROM capacity_slots") {
-            guard row.count == 4, let slot = row[0].double.map(Int.init), (0..<CapacityModel.slots).contains(slot),
+            guard row.count == 4, let slot = row[0].double.map { Int(saturating: $0) }, (0..<CapacityModel.slots).contains(slot),
                   let cpu = row[1].double, let memory = row[2].double, let weeks = row[3].double else { continue }
-            slots[slot] = CapacityModel.Slot(cpu: min(1, max(0, cpu)), memoryBytes: max(0, memory), weeks: Int(weeks))
+            slots[slot] = CapacityModel.Slot(cpu: min(1, max(0, cpu)), memoryBytes: max(0, memory), weeks: Int(saturating: weeks))
         }
         return slots
     }

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdHTTP
 import HerdWire
 
@@ -106,8 +107,8 @@ enum LinuxParsers {
                 let mask = fields[6].hasPrefix("0x") ? UInt64(fields[6].dropFirst(2), radix: 16) : UInt64(fields[6])
                 throttled = (mask ?? 0) & ~UInt64(1) != 0
             }
-            return Telemetry.GPU(vendor: "nvidia", name: String(fields[0]), memoryUsedBytes: Int(used * 1_048_576),
-                                 memoryTotalBytes: Int(total * 1_048_576), utilization: utilization, temperatureCelsius: temperature,
+            return Telemetry.GPU(vendor: "nvidia", name: String(fields[0]), memoryUsedBytes: Int(saturating: used * 1_048_576),
+                                 memoryTotalBytes: Int(saturating: total * 1_048_576), utilization: utilization, temperatureCelsius: temperature,
                                  powerWatts: power, throttled: throttled)
         }
     }

@@ -15,7 +15,7 @@ struct SystemSampler {
 
     /// Reads the current sample; CPU utilisation is over the time since the last call.
     mutating func sample() -> Sample {
-        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let cores = Int(sysconf(Int32(clamping: _SC_NPROCESSORS_ONLN)))
         var utilization = 0.0
         if let stat = SystemSampler.read("/proc/stat"), let (total, idle) = SystemSampler.parseCPU(stat) {
             if lastTotal > 0, total > lastTotal {

@@ -118,7 +118,7 @@ struct TelemetryReader: Sendable {
     func backendProcessUsage() -> (ticks: UInt64, residentBytes: Int) {
         var ticks: UInt64 = 0
         var resident = 0
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let page = Int(sysconf(Int32(clamping: _SC_PAGESIZE)))
         for pid in processIDs() {
             guard let comm = file("/proc/\(pid)/comm"), LinuxParsers.isModelServer(comm: comm),
                   let stat = file("/proc/\(pid)/stat"), let used = LinuxParsers.processTicks(stat) else { continue }
@@ -180,7 +180,7 @@ struct TelemetryReader: Sendable {
         }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
-        let deadline = EventLoop.monotonicNanoseconds() + UInt64(commandTimeoutMilliseconds) * 1_000_000
+        let deadline = EventLoop.monotonicNanoseconds() + UInt64(clamping: commandTimeoutMilliseconds) * 1_000_000
         var timedOut = false
         while output.count < 1 << 20 {
             let now = EventLoop.monotonicNanoseconds()
@@ -189,7 +189,7 @@ struct TelemetryReader: Sendable {
                 break
             }
             var ready = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-            let waited = poll(&ready, 1, Int32((deadline - now) / 1_000_000) + 1)
+            let waited = poll(&ready, 1, Int32(clamping: (deadline - now) / 1_000_000) + 1)
             if waited < 0, errno == EINTR { continue }
             if waited <= 0 { continue } // the deadline check above ends it
             let n = Glibc.read(fds[0], &chunk, chunk.count)

@@ -22,22 +22,25 @@ struct RouteFields: Equatable {
     var prefix: ContentHash?
 
     static let keys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
-                                    "max_completion_tokens", "think", "system"]
+                                    "max_completion_tokens", "think", "system", "keep_alive", "images"]
     /// Positions in `keys` (`JSONValue.Picked` is indexed, not hashed).
     private enum Key {
         static let model = 0, stream = 1, fallbacks = 2, options = 3, metadata = 4, user = 5, maxTokens = 6,
-                   maxCompletionTokens = 7, think = 8, system = 9
+                   maxCompletionTokens = 7, think = 8, system = 9, keepAlive = 10, images = 11
     }
     /// Members hashed, not decoded (positions: messages 0, tools 1).
     static let spans: JSONKeys = ["messages", "tools"]
 
-    /// Why a body cannot be routed (each a 400).
+    /// Why a body cannot be routed (each a 400 naming the field and its limit).
     struct Invalid: Error, Equatable {
         let message: String
     }
 
-    /// Reads the route fields of `body` for `endpoint`; `headerFallbacks` and
-    /// `headerTags` come from `X-Herd-Fallback-Models` / `X-Herd-Tags`.
+    /// Reads and checks the route fields of `body` for `endpoint`;
+    /// `headerFallbacks` and `headerTags` come from `X-Herd-Fallback-Models` /
+    /// `X-Herd-Tags`. Every field herd reads has a type, a range and a length
+    /// (`RequestLimits`, documented in `RequestLimits.md`); outside them the
+    /// request is refused here, before anything reaches control.
     static func read(_ body: [UInt8], endpoint: Endpoint, headerFallbacks: [String], headerTags: [String],
                      headerSession: String? = nil) throws(Invalid) -> RouteFields {
         if body.isEmpty { throw Invalid(message: "the request body is empty: expected a JSON object with a \"model\"") }
@@ -51,6 +54,7 @@ struct RouteFields: Equatable {
         }
         guard let modelValue = fields[Key.model] else { throw Invalid(message: "\"model\" is required") }
         guard let model = modelValue.stringValue, !model.isEmpty else { throw Invalid(message: "\"model\" must be a non-empty string") }
+        try checkModelName(model, field: "model")
         var stream = endpoint.streamsByDefault
         if let value = fields[Key.stream], value != .null {
             guard let flag = value.boolValue else { throw Invalid(message: "\"stream\" must be true or false") }
@@ -63,20 +67,108 @@ struct RouteFields: Equatable {
             }
             fallbacks = items.compactMap(\.stringValue) + fallbacks
         }
+        guard fallbacks.count <= RequestLimits.maxFallbacks else {
+            throw Invalid(message: "\"fallback_models\" (with X-Herd-Fallback-Models): at most \(RequestLimits.maxFallbacks) models, got \(fallbacks.count)")
+        }
+        for name in fallbacks { try checkModelName(name, field: "fallback_models") }
         var tags = headerTags
-        if let items = fields[Key.metadata]?["tags"]?.arrayValue { tags += items.compactMap(\.stringValue) }
-        let user = fields[Key.user]?.stringValue
-        if let user { tags.append("user:" + user) }
+        if let metadata = fields[Key.metadata], metadata != .null {
+            guard metadata.objectValue != nil else { throw Invalid(message: "\"metadata\" must be an object") }
+            if let value = metadata["tags"], value != .null {
+                guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else {
+                    throw Invalid(message: "\"metadata.tags\" must be an array of strings")
+                }
+                tags += items.compactMap(\.stringValue)
+            }
+        }
+        var user: String?
+        if let value = fields[Key.user], value != .null {
+            guard let text = value.stringValue else { throw Invalid(message: "\"user\" must be a string") }
+            guard RequestLimits.userBytes.contains(text.utf8.count) else {
+                throw Invalid(message: "\"user\" is \(text.utf8.count) bytes; at most \(RequestLimits.userBytes.upperBound)")
+            }
+            user = text
+            if !text.isEmpty { tags.append("user:" + text) }
+        }
+        guard tags.count <= RequestLimits.maxTags else {
+            throw Invalid(message: "tags (metadata.tags, X-Herd-Tags and user): at most \(RequestLimits.maxTags), got \(tags.count)")
+        }
+        for tag in tags where !RequestLimits.tagBytes.contains(tag.utf8.count) {
+            throw Invalid(message: "each tag must be \(RequestLimits.tagBytes.lowerBound)–\(RequestLimits.tagBytes.upperBound) bytes; one is \(tag.utf8.count)")
+        }
+        if let headerSession, !RequestLimits.sessionBytes.contains(headerSession.utf8.count) {
+            throw Invalid(message: "X-Herd-Session is \(headerSession.utf8.count) bytes; at most \(RequestLimits.sessionBytes.upperBound)")
+        }
         let options = fields[Key.options]
-        let numCtx = options?["num_ctx"]?.intValue
+        if let options, options != .null, options.objectValue == nil { throw Invalid(message: "\"options\" must be an object") }
+        let numCtx = try integer(options?["num_ctx"], field: "options.num_ctx", in: RequestLimits.numCtx)
         var result = RouteFields(model: model, stream: stream, fallbacks: fallbacks, tags: tags, numCtx: numCtx,
                                  hasFallbackField: fields[Key.fallbacks] != nil)
-        result.maxTokens = (options?["num_predict"] ?? fields[Key.maxCompletionTokens] ?? fields[Key.maxTokens])?.intValue
-            .flatMap { $0 > 0 ? $0 : nil }
-        result.think = fields[Key.think]?.boolValue
+        let numPredict = try integer(options?["num_predict"], field: "options.num_predict", in: RequestLimits.numPredict)
+        let maxCompletion = try integer(fields[Key.maxCompletionTokens], field: "max_completion_tokens", in: RequestLimits.maxTokens)
+        let maxTokens = try integer(fields[Key.maxTokens], field: "max_tokens", in: RequestLimits.maxTokens)
+        result.maxTokens = (numPredict ?? maxCompletion ?? maxTokens).flatMap { $0 > 0 ? $0 : nil }
+        result.think = try think(fields[Key.think])
+        try checkKeepAlive(fields[Key.keepAlive])
+        if let images = fields[Key.images], images != .null {
+            guard let items = images.arrayValue else { throw Invalid(message: "\"images\" must be an array") }
+            guard items.count <= RequestLimits.maxImages else {
+                throw Invalid(message: "\"images\": at most \(RequestLimits.maxImages), got \(items.count)")
+            }
+        }
         (result.session, result.prefix) = conversation(body, messages: fields.spans[0], tools: fields.spans[1],
                                                       system: fields[Key.system]?.stringValue, user: user, header: headerSession)
         return result
+    }
+
+    /// A model name within `RequestLimits.modelBytes`, without control characters.
+    static func checkModelName(_ name: String, field: String) throws(Invalid) {
+        let count = name.utf8.count
+        guard RequestLimits.modelBytes.contains(count) else {
+            throw Invalid(message: "\"\(field)\": a model name is \(RequestLimits.modelBytes.lowerBound)–\(RequestLimits.modelBytes.upperBound) bytes; got \(count)")
+        }
+        guard RequestLimits.isModelName(name) else { throw Invalid(message: "\"\(field)\": a model name has no control characters") }
+    }
+
+    /// An optional integer field within `range` (`null` and absent: none).
+    static func integer(_ value: JSONValue?, field: String, in range: ClosedRange<Int>) throws(Invalid) -> Int? {
+        guard let value, value != .null else { return nil }
+        guard let n = value.intValue, range.contains(n) else {
+            throw Invalid(message: "\"\(field)\" must be an integer from \(range.lowerBound) to \(range.upperBound)\(got(value))")
+        }
+        return n
+    }
+
+    /// `think`: a boolean, or a level (`low`, `medium`, `high`: thinking on).
+    static func think(_ value: JSONValue?) throws(Invalid) -> Bool? {
+        guard let value, value != .null else { return nil }
+        if let flag = value.boolValue { return flag }
+        if let level = value.stringValue, RequestLimits.thinkLevels.contains(level) { return true }
+        throw Invalid(message: "\"think\" must be true, false or one of \(RequestLimits.thinkLevels.joined(separator: ", "))")
+    }
+
+    /// `keep_alive`: seconds as a number, or a duration string (`"5m"`, `"-1"`, `"1h30m"`).
+    static func checkKeepAlive(_ value: JSONValue?) throws(Invalid) {
+        guard let value, value != .null else { return }
+        if let seconds = value.doubleValue {
+            guard RequestLimits.keepAliveSeconds.contains(seconds) else {
+                throw Invalid(message: "\"keep_alive\" in seconds must be from -1e10 to 1e10\(got(value))")
+            }
+            return
+        }
+        guard let text = value.stringValue else { throw Invalid(message: "\"keep_alive\" must be a number of seconds or a duration like \"5m\"") }
+        let durationBytes = Array("0123456789.-+hmsuµn".utf8)
+        guard RequestLimits.keepAliveBytes.contains(text.utf8.count), text.utf8.allSatisfy({ durationBytes.contains($0) }) else {
+            throw Invalid(message: "\"keep_alive\" must be a duration like \"5m\" or \"-1\" (at most \(RequestLimits.keepAliveBytes.upperBound) bytes)")
+        }
+    }
+
+    /// ` (got …)` for a number; nothing for other values (a client's string is not echoed).
+    private static func got(_ value: JSONValue) -> String {
+        guard let n = value.doubleValue else { return "" }
+        var out: [UInt8] = []
+        JSONValue.number(n).write(to: &out)
+        return " (got \(String(decoding: out, as: UTF8.self)))"
     }
 
     /// The conversation's hashes. Session: `X-Herd-Session`, else OpenAI's
