@@ -78,6 +78,47 @@ import Testing
                 "control decides again once it answers")
     }
 
+    /// A metric's value from `/metrics` (the first sample of that name).
+    static func metric(_ fleet: TestFleet, _ name: String) -> Double? {
+        fleet.getControl("/metrics").text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    /// Found by reading: a ticketed request that failed before its first byte
+    /// while control was not answering went to the local policy and dropped
+    /// its ticket; control kept the slot until the proxy reconnected. Now the
+    /// ticket goes back (a RETURN control reads when it wakes).
+    @Test func aTicketSpentBeforeControlStoppedComesBack() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"],
+                                         control: ["--max-concurrency", "8", "--proxy-arg=--route-timeout=0.3", "--proxy-arg=--first-byte-timeout=1.5"])
+        defer { fleet.shutdown() }
+        #expect(fleet.post("/api/chat", Self.chat).status == 200)
+        // The node stops answering. A first request goes by ROUTE (and the
+        // proxy is granted tickets); the next one spends a ticket.
+        try fleet.script("A", #"{"failure":"hang"}"#)
+        let routed = try RawClient(port: fleet.proxyPort, timeoutSeconds: 20)
+        routed.send(RouterTests.rawPost(Self.chat))
+        #expect(waitUntil(seconds: 5) { (Self.metric(fleet, "herd_route_tickets_out") ?? 0) > 0 }, "tickets granted")
+        let ticketed = try RawClient(port: fleet.proxyPort, timeoutSeconds: 20)
+        ticketed.send(RouterTests.rawPost(Self.chat))
+        #expect(waitUntil(seconds: 5) { fleet.backendRequests("A") >= 3 }, "both requests reached the node")
+        fleet.control!.kill(signal: SIGSTOP)
+        defer { fleet.control!.kill(signal: SIGCONT) }
+        // A request no ticket serves asks control, which does not answer: the
+        // proxy now knows control is unresponsive.
+        _ = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"options":{"num_ctx":2048}}"#)
+        // The ticketed request's node never answers: its retry cannot reach control.
+        let failed = try ticketed.readResponse()
+        #expect(failed.status >= 500, "\(failed.text)")
+        #expect(try routed.readResponse().status >= 500)
+        try fleet.script("A", #"{"failure":"none"}"#)
+        fleet.control!.kill(signal: SIGCONT)
+        #expect(waitUntil(seconds: 10) {
+            Self.metric(fleet, "herd_in_flight") == 0 && Self.metric(fleet, "herd_route_tickets_out") == 0
+        }, "slots held: in flight \(Self.metric(fleet, "herd_in_flight") ?? -1), tickets out \(Self.metric(fleet, "herd_route_tickets_out") ?? -1)")
+        #expect(fleet.post("/api/chat", Self.chat).status == 200)
+    }
+
     @Test func aProxyKilledWhileAnotherKeepsServing() throws {
         let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"], control: ["--proxies", "2"])
         defer { fleet.shutdown() }

@@ -230,6 +230,16 @@ final class ControlClient: LoopFlushable {
         ticketTimer?.follow(tickets.nextExpiry)
     }
 
+    /// Gives back a ticket the proxy spent but will not report in a RESULT or
+    /// a RETRY (its request went to the local policy): control frees its slot
+    /// when it reads this, however late. With no connection there is nothing
+    /// to give back: control freed this proxy's tickets when the link dropped,
+    /// and the ticket's number means nothing to the next connection.
+    func returnSpentTicket(_ ticket: UInt64) {
+        guard let channel else { return }
+        channel.send(.ticketReturn, TicketList(tickets: [ticket]))
+    }
+
     /// Reports a failed node and asks for another; false when control is away.
     /// `ticket`: the request spent a ticket (control has not heard of it).
     func retry(_ retry: RouteRetry, ticket: TicketUse?, waiter: any ControlWaiter) -> Bool {

@@ -105,6 +105,9 @@ final class RouteAttempt: ControlWaiter {
         let use = ticket
         ticket = nil
         if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), ticket: use, waiter: self) {
+            // Control hears of the ticket here or nowhere: the local policy
+            // routes the rest, and its RESULT carries no ticket.
+            if let use { source.control.returnSpentTicket(use.ticket) }
             retries += 1
             goLocal(reason: localReason ?? source.control.awayReason)
         }
