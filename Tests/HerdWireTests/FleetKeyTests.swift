@@ -116,4 +116,31 @@ import HerdJSON
         }
         #expect(refusal(#"{"schema":1,"node_id":"n","interval_ms":6000,"memory":{"total_bytes":1125899906842624}}"#) == nil)
     }
+
+    /// What herd-node sends is fitted to the ranges first: a backend that
+    /// reports nonsense costs that value, not the node's heartbeats.
+    @Test func aNodeFitsWhatItReportsToTheRanges() throws {
+        var gpu = Telemetry.GPU(vendor: String(repeating: "v", count: 999), name: "g", memoryUsedBytes: -5, memoryTotalBytes: Int.max)
+        gpu.temperatureCelsius = .nan
+        gpu.powerWatts = 1e300
+        var telemetry = Telemetry()
+        telemetry.gpus = Array(repeating: gpu, count: 20)
+        telemetry.load1 = .infinity
+        var backend = Heartbeat.Backend(kind: .ollama, url: String(repeating: "u", count: 5_000), address: "127.0.0.1:11434", reachable: true,
+                                        error: String(repeating: "e", count: 5_000),
+                                        models: [Heartbeat.Model(name: "m", sizeBytes: -1), Heartbeat.Model(name: ""),
+                                                 Heartbeat.Model(name: String(repeating: "n", count: 600))],
+                                        loaded: [Heartbeat.LoadedModel(name: "m", sizeBytes: Int.max, vramBytes: Int.min, contextLength: 1 << 40)],
+                                        parallel: 99_999)
+        backend.directClients = Array(repeating: "10.0.0.1", count: 20)
+        var beat = Heartbeat(nodeID: "n", sentAtMilliseconds: Int.max, cpuCores: -3, cpuUtilization: .nan, memoryTotalBytes: Int.max,
+                             memoryAvailableBytes: Int.min, backends: [backend], telemetry: telemetry)
+        beat.intervalMilliseconds = 1
+        var fitted = beat.fittedToRanges()
+        try fitted.validate()
+        let json = fitted.json
+        #expect(try Heartbeat(json: json).backends[0].models.map(\.name) == ["m"])
+        #expect(fitted.backends[0].loaded[0].contextLength == HeartbeatRanges.contextLength.upperBound)
+        #expect(fitted.backends[0].parallel == nil && fitted.telemetry.gpus.count == 16 && fitted.telemetry.gpus[0].temperatureCelsius == nil)
+    }
 }

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdJSON
 
 /// The range of every number and the length of every string a heartbeat
@@ -92,5 +93,78 @@ public enum HeartbeatRanges {
 
     static func length(_ value: String, _ maxBytes: Int, _ field: String) throws(JSONFieldError) {
         guard value.utf8.count <= maxBytes else { throw JSONFieldError("\(field): at most \(maxBytes) bytes") }
+    }
+}
+
+extension Heartbeat {
+    /// This heartbeat with every value brought within `HeartbeatRanges` and
+    /// `validate`'s counts: numbers clamped (a reading that is not a finite
+    /// number is left out), strings cut, models with unusable names dropped.
+    /// herd-node sends this, so a backend or a sensor that reports nonsense
+    /// costs that value, not the whole node's heartbeats.
+    public func fittedToRanges() -> Heartbeat {
+        var h = self
+        let bytes = HeartbeatRanges.bytes
+        h.sentAtMilliseconds = sentAtMilliseconds.clamped(to: HeartbeatRanges.sentAt)
+        h.intervalMilliseconds = intervalMilliseconds?.clamped(to: Heartbeat.intervalRange)
+        h.agentVersion = agentVersion.truncated(toBytes: HeartbeatRanges.shortText)
+        h.cpu.cores = cpu.cores.clamped(to: HeartbeatRanges.cores)
+        h.cpu.utilization = cpu.utilization.clamped(to: HeartbeatRanges.share)
+        h.memory.totalBytes = memory.totalBytes.clamped(to: bytes)
+        h.memory.availableBytes = memory.availableBytes.clamped(to: bytes)
+        h.telemetry.load1 = telemetry.load1.clamped(to: HeartbeatRanges.load)
+        h.telemetry.swapTotalBytes = telemetry.swapTotalBytes.clamped(to: bytes)
+        h.telemetry.swapFreeBytes = telemetry.swapFreeBytes.clamped(to: bytes)
+        h.telemetry.pressureStallPercent = telemetry.pressureStallPercent.flatMap { Self.fit($0, HeartbeatRanges.percent) }
+        h.telemetry.maxTemperatureCelsius = telemetry.maxTemperatureCelsius.flatMap { Self.fit($0, HeartbeatRanges.celsius) }
+        h.telemetry.gpus = telemetry.gpus.prefix(16).map { gpu in
+            var g = gpu
+            g.vendor = gpu.vendor.truncated(toBytes: HeartbeatRanges.shortText)
+            g.name = gpu.name.truncated(toBytes: HeartbeatRanges.shortText)
+            g.memoryUsedBytes = gpu.memoryUsedBytes.clamped(to: bytes)
+            g.memoryTotalBytes = gpu.memoryTotalBytes.clamped(to: bytes)
+            g.utilization = gpu.utilization.clamped(to: HeartbeatRanges.share)
+            g.temperatureCelsius = gpu.temperatureCelsius.flatMap { Self.fit($0, HeartbeatRanges.celsius) }
+            g.powerWatts = gpu.powerWatts.flatMap { Self.fit($0, HeartbeatRanges.watts) }
+            return g
+        }
+        h.backends = backends.prefix(16).map { backend in
+            var b = backend
+            b.url = backend.url.truncated(toBytes: HeartbeatRanges.text)
+            b.version = backend.version?.truncated(toBytes: HeartbeatRanges.shortText)
+            b.error = backend.error?.truncated(toBytes: HeartbeatRanges.text)
+            if let parallel = backend.parallel, !(1...1024).contains(parallel) { b.parallel = nil }
+            b.directClients = Array(backend.directClients.prefix(Backend.maxDirectClients))
+            b.models = backend.models.lazy.filter { !$0.name.isEmpty && $0.name.utf8.count <= 512 }.prefix(4096).map { model in
+                var m = model
+                m.sizeBytes = model.sizeBytes.clamped(to: bytes)
+                m.digest = model.digest.truncated(toBytes: HeartbeatRanges.shortText)
+                m.modifiedAt = model.modifiedAt.truncated(toBytes: HeartbeatRanges.shortText)
+                m.capabilities = Array(model.capabilities.filter { $0.utf8.count <= HeartbeatRanges.capabilities }.prefix(HeartbeatRanges.capabilities))
+                return m
+            }
+            b.loaded = backend.loaded.lazy.filter { !$0.name.isEmpty && $0.name.utf8.count <= 512 }.prefix(256).map { model in
+                var m = model
+                m.sizeBytes = model.sizeBytes.clamped(to: bytes)
+                m.vramBytes = model.vramBytes.clamped(to: bytes)
+                m.contextLength = model.contextLength.clamped(to: HeartbeatRanges.contextLength)
+                m.expiresAt = model.expiresAt.truncated(toBytes: HeartbeatRanges.shortText)
+                return m
+            }
+            return b
+        }
+        if var capacity {
+            capacity.availability = capacity.availability.clamped(to: 0...1)
+            capacity.memoryCeilingBytes = capacity.memoryCeilingBytes.clamped(to: bytes)
+            capacity.learnedHours = capacity.learnedHours.clamped(to: 0...168)
+            if let week = capacity.week, week.count != 168 || !week.allSatisfy({ $0 == -1 || (0...1).contains($0) }) { capacity.week = nil }
+            h.capacity = capacity
+        }
+        return h
+    }
+
+    /// `value` when finite, clamped to `range`; nil when not a number.
+    private static func fit(_ value: Double, _ range: ClosedRange<Double>) -> Double? {
+        value.isFinite ? value.clamped(to: range) : nil
     }
 }

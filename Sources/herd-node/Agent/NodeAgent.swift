@@ -248,7 +248,9 @@ final class NodeAgent {
             return
         }
         var body: [UInt8] = []
-        heartbeat.json.write(to: &body)
+        // What a backend or a sensor reported, within the ranges control
+        // accepts: nonsense costs a value, not the node's place in the fleet.
+        heartbeat.fittedToRanges().json.write(to: &body)
         let path = (options.control?.path ?? "") + "/heartbeat"
         var headers: HTTPHeaders = ["Content-Type": "application/json"]
         if let key = options.fleetKey {
