@@ -1,4 +1,4 @@
-import CCrypto
+internal import CCrypto
 
 /// SHA-256 and HMAC-SHA-256 for the fleet key, from OpenSSL's libcrypto
 /// (Debian's, kept up to date by the distribution), and its constant-time
