@@ -52,8 +52,12 @@ let package = Package(
         .target(name: "HerdHTTP", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2"], swiftSettings: hotPathSettings),
         // What the processes say to each other: the control protocol, heartbeats,
         // snapshots, model names, client errors, the fleet key.
-        .target(name: "HerdWire", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "CCrypto"], exclude: ["Control/ControlProtocol.md"],
+        .target(name: "HerdWire", dependencies: ["HerdBounds", "HerdJSON"], exclude: ["Control/ControlProtocol.md"],
                 swiftSettings: hotPathSettings),
+        // The control socket's driver: frames over a libuv stream, one write per loop iteration.
+        .target(name: "HerdLink", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "HerdWire"], swiftSettings: hotPathSettings),
+        // The fleet key: SHA-256, HMAC and constant-time compare (OpenSSL's libcrypto).
+        .target(name: "HerdSecurity", dependencies: ["HerdBounds", "CCrypto"], swiftSettings: hotPathSettings),
         // SQLite: connections, migrations, the batched writer (herd-control only).
         .target(name: "HerdStorage", dependencies: ["HerdBounds", "HerdRuntime", "CSQLite3", "CHerdLinux"]),
         // mDNS through Avahi on the loop (herd-control and herd-node only).
@@ -67,13 +71,14 @@ let package = Package(
 
         .executableTarget(
             name: "herd-proxy",
-            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", argumentParser],
+            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdLink", "HerdSecurity", argumentParser],
             exclude: ["API/RequestLimits.md"],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "herd-control",
-            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdRouting", "HerdStorage", "HerdDiscovery", argumentParser],
+            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdLink", "HerdSecurity", "HerdRouting", "HerdStorage",
+                           "HerdDiscovery", argumentParser],
             exclude: ["HTTP/ControlAPI.md", "Dashboard"],
             swiftSettings: hotPathSettings,
             plugins: ["EmbedDashboard"]
@@ -84,7 +89,7 @@ let package = Package(
         .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["herd-embed"], path: "Sources/EmbedDashboard"),
         .executableTarget(
             name: "herd-node",
-            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdDiscovery", argumentParser]
+            dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdSecurity", "HerdStorage", "HerdDiscovery", argumentParser]
         ),
 
         // Test support: the scriptable fake Ollama/OpenAI backend (library + a binary for
@@ -96,23 +101,23 @@ let package = Package(
             path: "Tests/FakeBackendMain"
         ),
 
-        .target(name: "HerdTestSupport", dependencies: ["HerdRuntime", "HerdJSON"], path: "Tests/HerdTestSupport"),
+        .target(name: "HerdTestSupport", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON"], path: "Tests/HerdTestSupport"),
 
         // The open-loop load generator of the benchmarks (Benchmarks/README.md).
         // Routing quality in virtual time: herd's scheduler against baselines (Benchmarks/routing/run.sh).
         .executableTarget(name: "herd-routesim", dependencies: ["HerdRouting", "HerdWire", "HerdRuntime"], path: "Benchmarks/RoutingSim"),
-        .executableTarget(name: "herd-loadgen", dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire"], path: "Benchmarks/LoadGen"),
+        .executableTarget(name: "herd-loadgen", dependencies: ["HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdLink"], path: "Benchmarks/LoadGen"),
 
         .testTarget(name: "HerdRuntimeTests", dependencies: ["HerdRuntime", "HerdTestSupport"]),
         .testTarget(name: "HerdJSONTests", dependencies: ["HerdJSON"]),
         .testTarget(name: "HerdHTTPTests", dependencies: ["HerdHTTP", "HerdRuntime", "HerdJSON", "HerdFakeBackend", "HerdTestSupport"]),
-        .testTarget(name: "HerdWireTests", dependencies: ["HerdWire", "HerdRuntime", "HerdJSON", "HerdTestSupport"]),
+        .testTarget(name: "HerdWireTests", dependencies: ["HerdWire", "HerdLink", "HerdSecurity", "HerdBounds", "HerdRuntime", "HerdJSON", "HerdTestSupport"]),
         .testTarget(name: "HerdStorageTests", dependencies: ["HerdStorage", "HerdRuntime"]),
-        .testTarget(name: "HerdDiscoveryTests", dependencies: ["HerdDiscovery", "HerdRuntime"]),
-        .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"]),
+        .testTarget(name: "HerdDiscoveryTests", dependencies: ["HerdDiscovery", "HerdRuntime", "HerdBounds"]),
+        .testTarget(name: "HerdProxyTests", dependencies: ["herd-proxy", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdSecurity", "HerdBounds", "HerdStorage", "HerdTestSupport"]),
         .testTarget(name: "HerdRoutingTests", dependencies: ["HerdRouting", "HerdWire", "HerdJSON"]),
-        .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
-        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdRuntime", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"],
+        .testTarget(name: "HerdControlTests", dependencies: ["herd-control", "HerdBounds", "HerdSecurity", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdTestSupport"]),
+        .testTarget(name: "HerdNodeTests", dependencies: ["herd-node", "HerdBounds", "HerdSecurity", "HerdRuntime", "HerdJSON", "HerdWire", "HerdStorage", "HerdTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import Glibc
 import HerdHTTP
 import HerdJSON
 import HerdRuntime
+import HerdLink
 import HerdWire
 
 // herd-loadgen: an open-loop load generator for herd's benchmarks (Benchmarks/README.md).

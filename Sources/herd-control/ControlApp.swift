@@ -4,6 +4,7 @@ import HerdHTTP
 import HerdJSON
 import HerdRuntime
 import HerdRouting
+import HerdSecurity
 import HerdWire
 
 /// herd-control's settings, from flags and `HERD_*` variables.

@@ -1,7 +1,9 @@
+import HerdBounds
 import ArgumentParser
 import HerdJSON
 import HerdRuntime
 import HerdRouting
+import HerdSecurity
 import HerdWire
 
 /// `herd-control`: the control plane (fleet registry, routing decisions,

@@ -1,7 +1,9 @@
+import HerdBounds
 import ArgumentParser
 import Glibc
 import HerdHTTP
 import HerdRuntime
+import HerdSecurity
 import HerdWire
 
 /// `herd-node`: the agent on each machine that serves models. Reports the

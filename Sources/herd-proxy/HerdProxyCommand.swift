@@ -1,3 +1,4 @@
+import HerdBounds
 import ArgumentParser
 import Glibc
 import HerdHTTP

@@ -1,3 +1,4 @@
+import HerdBounds
 import Glibc
 import Synchronization
 import Testing

@@ -1,6 +1,7 @@
 import Glibc
 import HerdJSON
 import HerdRuntime
+import HerdSecurity
 import HerdWire
 import HerdTestSupport
 import Testing

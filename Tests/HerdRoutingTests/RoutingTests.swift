@@ -1,5 +1,4 @@
 import HerdJSON
-import HerdRuntime
 import HerdWire
 import Testing
 @testable import HerdRouting

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdRuntime
 
 /// The checks every herd binary's command line passes (each test target runs

@@ -3,6 +3,7 @@ import Synchronization
 import HerdJSON
 import HerdRuntime
 import HerdTestSupport
+import HerdLink
 import HerdWire
 import Testing
 

@@ -1,5 +1,6 @@
 import Testing
 import HerdJSON
+@testable import HerdSecurity
 @testable import HerdWire
 
 @Suite struct FleetKeyTests {

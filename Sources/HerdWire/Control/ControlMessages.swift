@@ -1,5 +1,5 @@
 import HerdJSON
-import HerdRuntime
+import HerdBounds
 
 /// The proxy ↔ control messages (see `ControlProtocol.md`): `Codable` over
 /// `JSONValue`, each the JSON object carried in a `ControlFrame`. Field names

@@ -1,5 +1,5 @@
 import HerdJSON
-import HerdRuntime
+import HerdBounds
 
 /// What herd-node reports every ~2 s (`POST /heartbeat`), schema 1: `Codable`
 /// over `JSONValue`. Control validates it whole (`init(json:)` decodes, then
@@ -243,7 +243,7 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             guard backend.models.count <= 4096, backend.loaded.count <= 256 else { throw JSONFieldError("\(path): too many models") }
             if let parallel = backend.parallel, !(1...1024).contains(parallel) { throw JSONFieldError("\(path).parallel must be 1–1024") }
             guard backend.directClients.count <= Backend.maxDirectClients,
-                  backend.directClients.allSatisfy({ (try? SocketAddress(host: $0, port: 0)) != nil }) else {
+                  backend.directClients.allSatisfy(IPLiteral.isValid) else {
                 throw JSONFieldError("\(path).direct_clients: at most \(Backend.maxDirectClients) numeric addresses")
             }
             for (j, model) in backend.models.enumerated() where model.name.isEmpty || model.name.utf8.count > 512 {
@@ -266,7 +266,7 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
     /// A numeric `host:port` (`[v6]:port` for IPv6).
     public static func isValidAddress(_ address: String) -> Bool {
         guard let (host, port) = splitHostPort(address) else { return false }
-        return (try? SocketAddress(host: host, port: port)) != nil
+        return port > 0 && port < 65536 && IPLiteral.isValid(host)
     }
 }
 

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdRuntime
 import HerdDiscovery
 

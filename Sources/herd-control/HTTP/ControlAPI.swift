@@ -1,7 +1,9 @@
+import HerdBounds
 import HerdHTTP
 import HerdJSON
 import HerdRuntime
 import HerdRouting
+import HerdSecurity
 import HerdWire
 
 /// herd-control's HTTP endpoints on `:11436`: heartbeats from nodes, health,

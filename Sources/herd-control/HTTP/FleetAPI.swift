@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdHTTP
 import HerdJSON
 import HerdRuntime

@@ -1,6 +1,7 @@
 import HerdJSON
 import HerdRuntime
 import HerdRouting
+import HerdLink
 import HerdWire
 
 /// One connected herd-proxy: its framed channel, after a valid hello.

@@ -2,6 +2,7 @@ import Glibc
 import HerdHTTP
 import HerdJSON
 import HerdRuntime
+import HerdSecurity
 import HerdWire
 
 /// herd-node's settings.

@@ -1,4 +1,5 @@
 import HerdHTTP
+import HerdSecurity
 import HerdWire
 
 /// Who a request is from, for fair turns in the queue, the per-client cap and

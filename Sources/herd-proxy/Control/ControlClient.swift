@@ -1,5 +1,6 @@
 import HerdJSON
 import HerdRuntime
+import HerdLink
 import HerdWire
 
 /// A request waiting for control's routing answer.

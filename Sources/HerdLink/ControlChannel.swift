@@ -1,4 +1,5 @@
 import HerdRuntime
+import HerdWire
 import HerdJSON
 /// One framed control connection (either end): decodes frames as they arrive
 /// and coalesces outgoing frames into one write per loop iteration.
