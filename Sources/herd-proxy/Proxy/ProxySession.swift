@@ -90,8 +90,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: body.count / 4, numCtx: fields.numCtx,
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost), maxTokens: fields.maxTokens, think: fields.think,
                 session: fields.session, prefix: fields.prefix)
-            attempt = routes.begin(request, waiter: self)
-            if let answer = attempt?.ticketAnswer { routed(answer) }
+            let attempt = routes.attempt(request, waiter: self)
+            self.attempt = attempt
+            attempt.start()
         case let .askRetry(node, reason, status):
             attempt?.retry(failedNode: node, reason: reason, status: status)
         case let .sendUpstream(answer):

@@ -27,30 +27,22 @@ final class RouteSource {
         self.inFlight = inFlight
     }
 
-    /// Starts routing `request`: by a ticket at once (`RouteAttempt.ticketAnswer`,
-    /// for the caller to act on), else the answer goes to `waiter`, never inside this call.
-    func begin(_ request: RouteRequest, waiter: any RouteWaiter) -> RouteAttempt {
-        let attempt = RouteAttempt(source: self, request: request, waiter: waiter)
-        if let ticket = control.spendTicket(for: request) {
-            attempt.spent(ticket)
-        } else {
-            attempt.ask()
-        }
-        return attempt
+    /// A route attempt for `request`, its answers for `waiter`: `start` it
+    /// once the caller holds it (a ticket's route is delivered inside `start`).
+    func attempt(_ request: RouteRequest, waiter: any RouteWaiter) -> RouteAttempt {
+        RouteAttempt(source: self, request: request, waiter: waiter)
     }
 
     /// The local policy's answer for `attempt`, delivered on the next tick.
-    fileprivate func routeLocally(_ attempt: RouteAttempt) {
+    fileprivate func routeLocally(_ attempt: RouteAttempt, excluded: Set<String>, retries: Int) {
         let snapshot = control.snapshot
         let request = attempt.request
         let models = [request.model] + request.fallbacks
-        let outcome: RouteAttempt.Outcome
-        if attempt.retries > maxLocalRetries {
+        let outcome: RouteAttempt.LocalOutcome
+        if retries > maxLocalRetries {
             outcome = .refused(RouteRefusal(id: request.id, code: .retriesExhausted, message: "every node tried failed"))
-        } else if var answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models, excluded: attempt.excluded,
+        } else if let answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models, excluded: excluded,
                                                   inFlight: inFlight, id: request.id) {
-            answer.retries = attempt.retries
-            answer.reason = "local policy (\(attempt.localReason ?? "control unreachable"))"
             outcome = .routed(answer)
         } else {
             outcome = .refused(LocalPolicy.refusal(snapshot: snapshot, api: request.api, models: models, id: request.id))
@@ -59,116 +51,90 @@ final class RouteSource {
     }
 }
 
-/// One request's routing: control's (ROUTE, RETRY, CANCEL, RESULT by id) or,
-/// once control is away, the local policy's. The retry budget is counted on
-/// one side: by control for what it routes (its answers say how many retries
-/// came before), here for what the local policy routes.
+/// One request's routing: the driver of a `RouteMachine`, performing its
+/// actions on the control client, the local policy and the waiting session.
 final class RouteAttempt: ControlWaiter {
     private unowned let source: RouteSource
-    let request: RouteRequest
     private weak var waiter: (any RouteWaiter)?
-    /// Routed by the local policy (control was away).
-    private(set) var local = false
-    /// Why: control unreachable, gone, or not answering in time.
-    private(set) var localReason: String?
-    /// Nodes that failed this request.
-    private(set) var excluded: Set<String> = []
-    /// Retries so far: control's count from its last answer, or the local count.
-    private(set) var retries = 0
-    private var finished = false
-    /// The ticket it spent, until control hears of it (its RETRY or RESULT).
-    private(set) var ticket: TicketUse?
-    /// Its route, when a ticket gave it at once.
-    private(set) var ticketAnswer: RouteAnswer?
-    /// Its route came by a ticket.
-    private(set) var byTicket = false
+    private var machine: RouteMachine
+
+    var request: RouteRequest { machine.request }
+    /// Retries so far (control's count, or the local one).
+    var retries: Int { machine.retries }
+    /// Routed by the local policy.
+    var local: Bool { machine.local }
+    /// Its first route came by a ticket.
+    var byTicket: Bool { machine.byTicket }
 
     fileprivate init(source: RouteSource, request: RouteRequest, waiter: any RouteWaiter) {
         self.source = source
-        self.request = request
         self.waiter = waiter
+        machine = RouteMachine(request: request)
     }
 
-    fileprivate func ask() {
-        if !source.control.route(request, waiter: self) { goLocal(reason: source.control.awayReason) }
-    }
-
-    fileprivate func spent(_ ticket: RouteTicket) {
-        self.ticket = TicketUse(ticket: ticket.ticket, request: request)
-        ticketAnswer = ticket.answer(for: request.id)
-        byTicket = true
+    /// Starts routing: a ticket when the proxy holds one, else control, else the local policy.
+    func start() {
+        let control = source.control
+        let ticket = control.spendTicket(for: machine.request)
+        perform(machine.begin(ticket: ticket, controlAway: ticket == nil && !control.isConnected ? control.awayReason : nil))
     }
 
     /// `node` failed before any byte reached the client: ask for another.
     func retry(failedNode node: String, reason: String, status: Int?) {
-        excluded.insert(node)
-        let use = ticket
-        ticket = nil
-        if local || !source.control.retry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), ticket: use, waiter: self) {
-            // Control hears of the ticket here or nowhere: the local policy
-            // routes the rest, and its RESULT carries no ticket.
-            if let use { source.control.returnSpentTicket(use.ticket) }
-            retries += 1
-            goLocal(reason: localReason ?? source.control.awayReason)
-        }
+        let control = source.control
+        perform(machine.failed(node: node, reason: reason, status: status, controlAway: control.isConnected ? nil : control.awayReason))
     }
 
     /// The client left while the request was being routed or queued.
-    func cancel() {
-        finished = true
-        if !local { source.control.cancel(id: request.id) }
-    }
+    func cancel() { perform(machine.cancel()) }
 
     /// The node's first byte came (sent only when control asked for it).
     func started(status: Int, upstreamTtftMilliseconds: Double) {
-        guard !local else { return }
-        source.control.started(RouteStarted(id: request.id, status: status, upstreamTtftMilliseconds: upstreamTtftMilliseconds))
+        perform(machine.started(status: status, upstreamTtftMilliseconds: upstreamTtftMilliseconds))
     }
 
     /// Reports how the request ended (exactly once), with the routing's side of it.
-    func report(_ result: RouteResult) {
-        finished = true
-        var result = result
-        result.retries = retries
-        result.local = local
-        result.localReason = localReason
-        source.control.result(result, ticket: local ? nil : ticket)
-    }
-
-    private func goLocal(reason: String) {
-        local = true
-        localReason = reason
-        source.routeLocally(self)
-    }
+    func report(_ result: RouteResult) { perform(machine.finished(result)) }
 
     /// The local policy's answer.
-    enum Outcome {
+    enum LocalOutcome {
         case routed(RouteAnswer)
         case refused(RouteRefusal)
     }
 
-    fileprivate func deliver(_ outcome: Outcome) {
-        guard !finished else { return }
+    fileprivate func deliver(_ outcome: LocalOutcome) {
         switch outcome {
-        case let .routed(answer): routed(answer)
-        case let .refused(refusal): refused(refusal)
+        case let .routed(answer): perform(machine.localAnswer(answer))
+        case let .refused(refusal): perform(machine.localRefusal(refusal))
+        }
+    }
+
+    private func perform(_ actions: [RouteMachine.Action]) {
+        let control = source.control
+        for action in actions {
+            switch action {
+            case .sendRoute:
+                // Control can still turn out to be away: then the machine hears it lost.
+                if !control.route(machine.request, waiter: self) { perform(machine.controlLost(reason: control.awayReason)) }
+            case let .sendRetry(retry, ticket):
+                if !control.retry(retry, ticket: ticket, waiter: self) { perform(machine.retryNotSent(ticket: ticket, reason: control.awayReason)) }
+            case .sendCancel: control.cancel(id: machine.request.id)
+            case let .sendStarted(started): control.started(started)
+            case let .sendResult(result, ticket): control.result(result, ticket: ticket)
+            case let .returnTicket(ticket): control.returnSpentTicket(ticket)
+            case let .routeLocally(excluded, retries): source.routeLocally(self, excluded: excluded, retries: retries)
+            case let .deliver(answer): waiter?.routed(answer)
+            case let .refuse(refusal): waiter?.refused(refusal)
+            case let .remember(node): control.remember(machine.request, routedTo: node)
+            }
         }
     }
 
     // MARK: ControlWaiter
 
-    func routed(_ answer: RouteAnswer) {
-        if !local {
-            retries = answer.retries
-            source.control.remember(request, routedTo: answer.node)
-        }
-        waiter?.routed(answer)
-    }
+    func routed(_ answer: RouteAnswer) { perform(machine.answered(answer)) }
 
-    func refused(_ refusal: RouteRefusal) { waiter?.refused(refusal) }
+    func refused(_ refusal: RouteRefusal) { perform(machine.refusedByControl(refusal)) }
 
-    func controlLost(reason: String) {
-        guard !finished else { return }
-        goLocal(reason: reason)
-    }
+    func controlLost(reason: String) { perform(machine.controlLost(reason: reason)) }
 }
