@@ -60,7 +60,7 @@ struct HerdControlCommand: ParsableCommand {
     var fleetId: String?
 
     @Option(name: .customLong("max-concurrency"),
-            help: "Requests in flight per node and model before queuing, 1–4096 (HERD_MAX_CONCURRENCY); default: learned per node and model.")
+            help: "Requests in flight per node and model before queuing, 1–1000000 (HERD_MAX_CONCURRENCY); default: learned per node and model.")
     var maxConcurrency: Int?
 
     @Option(name: .customLong("num-ctx-policy"),
@@ -129,7 +129,7 @@ struct HerdControlCommand: ParsableCommand {
         options.mdns = !(try settings.bool(noMdns ? true : nil, env: "HERD_NO_MDNS", default: false))
         options.fleetID = settings.string(fleetId, env: "HERD_FLEET_ID", default: "herd")
         guard !options.fleetID.isEmpty, options.fleetID.utf8.count <= 63 else { throw SettingError("--fleet-id: 1–63 bytes") }
-        options.scheduler.maxConcurrencyPerModel = try settings.optionalInt(maxConcurrency, "max-concurrency", env: "HERD_MAX_CONCURRENCY", in: 1...4_096)
+        options.scheduler.maxConcurrencyPerModel = try settings.optionalInt(maxConcurrency, "max-concurrency", env: "HERD_MAX_CONCURRENCY", in: 1...1_000_000)
         options.scheduler.maxInFlightPerClient = try settings.optionalInt(maxClientInFlight, "max-client-in-flight", env: "HERD_MAX_CLIENT_IN_FLIGHT",
                                                                          in: 1...1_000_000)
         options.scheduler.prewarm = try settings.bool(prewarm, env: "HERD_PREWARM", default: true)

@@ -173,7 +173,9 @@ import Testing
         let dropped = waitUntil(seconds: 60) {
             for _ in 0..<200 {
                 beats += 1
-                let beat = #"{"schema":1,"node_id":"n\#(beats % 200)","telemetry":{"gpus":[{"name":"\#(String(repeating: "g", count: 250))"}]},"backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}],"loaded":[{"name":"m"}]}]}"#
+                // Big events (16 GPUs with names of the longest allowed) fill the slow reader's backlog fast.
+                let gpus = Array(repeating: #"{"name":"\#(String(repeating: "g", count: 250))"}"#, count: 16).joined(separator: ",")
+                let beat = #"{"schema":1,"node_id":"n\#(beats % 200)","telemetry":{"gpus":[\#(gpus)]},"backends":[{"kind":"ollama","address":"127.0.0.1:9","models":[{"name":"m"}],"loaded":[{"name":"m"}]}]}"#
                 _ = fleet.request("POST", "/heartbeat", body: beat, headers: [:], port: fleet.controlPort)
             }
             return fleet.control!.output.contains("dropped: it stopped reading")

@@ -30,22 +30,22 @@ struct RouteMachine {
         /// Send ROUTE.
         case sendRoute
         /// Send RETRY (with the ticket the request spent, if control has not heard of it).
-        case sendRetry(RouteRetry, ticket: TicketUse?)
+        indirect case sendRetry(RouteRetry, ticket: TicketUse?)
         /// Send CANCEL.
         case sendCancel
         /// Send STARTED.
-        case sendStarted(RouteStarted)
+        indirect case sendStarted(RouteStarted)
         /// Send RESULT (with the spent ticket, if control has not heard of it).
-        case sendResult(RouteResult, ticket: TicketUse?)
+        indirect case sendResult(RouteResult, ticket: TicketUse?)
         /// Give a spent ticket back: control will hear of it no other way.
         case returnTicket(UInt64)
         /// Ask the local policy (its answer comes back as `localAnswer`/`localRefusal`,
         /// on a later tick; past its retry budget it refuses).
-        case routeLocally(excluded: Set<String>, retries: Int)
+        indirect case routeLocally(excluded: Set<String>, retries: Int)
         /// Hand the route to the request.
         case deliver(RouteAnswer)
         /// Refuse the request.
-        case refuse(RouteRefusal)
+        indirect case refuse(RouteRefusal)
         /// The proxy's affinity memory: this conversation went to `node`.
         case remember(node: String)
     }
@@ -71,7 +71,7 @@ struct RouteMachine {
 
     /// Starts routing: by `ticket` when the proxy holds one, else by asking
     /// control, else (`controlAway`: why it is away) by the local policy.
-    mutating func begin(ticket spent: RouteTicket?, controlAway: String?) -> [Action] {
+    mutating func begin(ticket spent: RouteTicket?, controlAway: String?) -> Actions {
         guard phase == .idle else { return [] }
         if let spent {
             ticket = TicketUse(ticket: spent.ticket, request: request)
@@ -85,7 +85,7 @@ struct RouteMachine {
     }
 
     /// Control's answer (ROUTE_OK).
-    mutating func answered(_ answer: RouteAnswer) -> [Action] {
+    mutating func answered(_ answer: RouteAnswer) -> Actions {
         guard phase == .askingControl else { return [] }
         phase = .routed
         retries = answer.retries
@@ -93,20 +93,20 @@ struct RouteMachine {
     }
 
     /// Control refused (ROUTE_ERROR).
-    mutating func refusedByControl(_ refusal: RouteRefusal) -> [Action] {
+    mutating func refusedByControl(_ refusal: RouteRefusal) -> Actions {
         guard phase == .askingControl else { return [] }
         phase = .finished
         return [.refuse(refusal)]
     }
 
     /// Control went away or did not answer in time while it was asked.
-    mutating func controlLost(reason: String) -> [Action] {
+    mutating func controlLost(reason: String) -> Actions {
         guard phase == .askingControl else { return [] }
         return goLocal(reason)
     }
 
     /// The local policy's answer.
-    mutating func localAnswer(_ answer: RouteAnswer) -> [Action] {
+    mutating func localAnswer(_ answer: RouteAnswer) -> Actions {
         guard phase == .askingLocally else { return [] }
         phase = .routed
         var answer = answer
@@ -116,7 +116,7 @@ struct RouteMachine {
     }
 
     /// The local policy found no node.
-    mutating func localRefusal(_ refusal: RouteRefusal) -> [Action] {
+    mutating func localRefusal(_ refusal: RouteRefusal) -> Actions {
         guard phase == .askingLocally else { return [] }
         phase = .finished
         return [.refuse(refusal)]
@@ -124,7 +124,7 @@ struct RouteMachine {
 
     /// `node` failed before any byte reached the client: ask for another.
     /// `controlAway`: why control cannot be asked (nil: it can).
-    mutating func failed(node: String, reason: String, status: Int?, controlAway: String?) -> [Action] {
+    mutating func failed(node: String, reason: String, status: Int?, controlAway: String?) -> Actions {
         guard phase == .routed else { return [] }
         excluded.insert(node)
         if !local, controlAway == nil {
@@ -133,7 +133,7 @@ struct RouteMachine {
             phase = .askingControl
             return [.sendRetry(RouteRetry(id: request.id, node: node, reason: reason, upstreamStatus: status), ticket: spent)]
         }
-        var actions: [Action] = []
+        var actions = Actions()
         if let spent = ticket {
             // Control hears of the ticket here or nowhere: the local policy
             // routes the rest, and its RESULT carries no ticket.
@@ -141,32 +141,35 @@ struct RouteMachine {
             actions.append(.returnTicket(spent.ticket))
         }
         retries += 1
-        return actions + goLocal(localReason ?? controlAway ?? "control unreachable")
+        actions.append(contentsOf: goLocal(localReason ?? controlAway ?? "control unreachable"))
+        return actions
     }
 
     /// A RETRY could not be sent after all (control went away in between):
     /// the ticket it carried goes back, and the local policy takes over.
-    mutating func retryNotSent(ticket unsent: TicketUse?, reason: String) -> [Action] {
+    mutating func retryNotSent(ticket unsent: TicketUse?, reason: String) -> Actions {
         guard phase == .askingControl else { return [] }
         retries += 1
-        return (unsent.map { [.returnTicket($0.ticket)] } ?? []) + goLocal(reason)
+        var actions: Actions = unsent.map { [.returnTicket($0.ticket)] } ?? []
+        actions.append(contentsOf: goLocal(reason))
+        return actions
     }
 
     /// The client left while the request was being routed or queued.
-    mutating func cancel() -> [Action] {
+    mutating func cancel() -> Actions {
         guard phase != .finished else { return [] }
         phase = .finished
         return local ? [] : [.sendCancel]
     }
 
     /// The node's first byte came (reported only when control asked for it).
-    func started(status: Int, upstreamTtftMilliseconds: Double) -> [Action] {
+    func started(status: Int, upstreamTtftMilliseconds: Double) -> Actions {
         guard !local else { return [] }
         return [.sendStarted(RouteStarted(id: request.id, status: status, upstreamTtftMilliseconds: upstreamTtftMilliseconds))]
     }
 
     /// How the request ended (once), with the routing's side of it.
-    mutating func finished(_ result: RouteResult) -> [Action] {
+    mutating func finished(_ result: RouteResult) -> Actions {
         phase = .finished
         var result = result
         result.retries = retries
@@ -179,10 +182,13 @@ struct RouteMachine {
         return [.sendResult(result, ticket: spent)]
     }
 
-    private mutating func goLocal(_ reason: String) -> [Action] {
+    private mutating func goLocal(_ reason: String) -> Actions {
         local = true
         localReason = reason
         phase = .askingLocally
         return [.routeLocally(excluded: excluded, retries: retries)]
     }
 }
+
+/// What one event asks the driver to do, in order.
+typealias Actions = [RouteMachine.Action]

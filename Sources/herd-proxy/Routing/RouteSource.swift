@@ -109,7 +109,7 @@ final class RouteAttempt: ControlWaiter {
         }
     }
 
-    private func perform(_ actions: [RouteMachine.Action]) {
+    private func perform(_ actions: Actions) {
         let control = source.control
         for action in actions {
             switch action {
