@@ -342,13 +342,14 @@ class FullDisk:
                                        stderr=subprocess.DEVNULL) == 0
 
     def fill(self, f):
-        with open(os.path.join(self.mount, "filler"), "wb") as out:
-            try:
+        # Unbuffered: a buffered file's close() would flush what did not fit
+        # and raise ENOSPC again (seen once in CI).
+        try:
+            with open(os.path.join(self.mount, "filler"), "wb", buffering=0) as out:
                 while True:
                     out.write(b"\0" * 65536)
-                    out.flush()
-            except OSError:
-                pass
+        except OSError:
+            pass
         self.fleet = f
 
     def check(self):
