@@ -54,22 +54,8 @@ public struct SettingsReader {
 
     /// An optional integer within `range` (none given: nil).
     public func optionalInt(_ flag: Int?, _ name: String, env: String, in range: ClosedRange<Int>) throws(SettingError) -> Int? {
-        let given: Int?
-        let source: String
-        if let flag {
-            given = flag
-            source = "--\(name) \(flag)"
-        } else if let text = environment(env) {
-            guard let n = Int(text.trimmed) else { throw SettingError("\(env)=\(Self.quoted(text)): expected a whole number") }
-            given = n
-            source = "\(env)=\(n)"
-        } else {
-            return nil
-        }
-        guard let given, range.contains(given) else {
-            throw SettingError("\(source): must be from \(range.lowerBound) to \(range.upperBound)")
-        }
-        return given
+        try ranged(flag, name, env: env, expected: "a whole number", show: { String($0) }, parse: { Int($0) },
+                   within: { range.contains($0) }, range: "\(range.lowerBound) to \(range.upperBound)")
     }
 
     /// A duration within `range` (seconds).
@@ -79,43 +65,34 @@ public struct SettingsReader {
 
     /// An optional duration within `range` (seconds).
     public func optionalSeconds(_ flag: Seconds?, _ name: String, env: String, in range: ClosedRange<Double>) throws(SettingError) -> Seconds? {
-        let given: Seconds
-        let source: String
-        if let flag {
-            given = flag
-            source = "--\(name) \(Self.format(flag.value))"
-        } else if let text = environment(env) {
-            guard let s = Seconds(argument: text.trimmed) else {
-                throw SettingError("\(env)=\(Self.quoted(text)): expected a duration such as 30, 1.5, 500ms, 2s, 5m or 1h")
-            }
-            given = s
-            source = "\(env)=\(text)"
-        } else {
-            return nil
-        }
-        guard range.contains(given.value) else {
-            throw SettingError("\(source): must be from \(Self.format(range.lowerBound)) to \(Self.format(range.upperBound)) seconds")
-        }
-        return given
+        try ranged(flag, name, env: env, expected: "a duration such as 30, 1.5, 500ms, 2s, 5m or 1h", show: { Self.format($0.value) },
+                   parse: { Seconds(argument: $0) }, within: { range.contains($0.value) },
+                   range: "\(Self.format(range.lowerBound)) to \(Self.format(range.upperBound)) seconds")
     }
 
     /// A plain number (not a duration) within `range`.
     public func number(_ flag: Double?, _ name: String, env: String, default value: Double, in range: ClosedRange<Double>) throws(SettingError) -> Double {
-        let given: Double
+        try ranged(flag, name, env: env, expected: "a number", show: { Self.format($0) }, parse: { Double($0).flatMap { $0.isFinite ? $0 : nil } },
+                   within: { $0.isFinite && range.contains($0) }, range: "\(Self.format(range.lowerBound)) to \(Self.format(range.upperBound))") ?? value
+    }
+
+    /// The flag when given, else its twin parsed by `parse`, else nil; either
+    /// one outside `within` is an error naming where it came from.
+    private func ranged<T>(_ flag: T?, _ name: String, env: String, expected: String, show: (T) -> String, parse: (String) -> T?,
+                           within: (T) -> Bool, range: String) throws(SettingError) -> T? {
+        let given: T
         let source: String
         if let flag {
             given = flag
-            source = "--\(name) \(Self.format(flag))"
+            source = "--\(name) \(show(flag))"
         } else if let text = environment(env) {
-            guard let n = Double(text.trimmed), n.isFinite else { throw SettingError("\(env)=\(Self.quoted(text)): expected a number") }
-            given = n
-            source = "\(env)=\(text)"
+            guard let value = parse(text.trimmed) else { throw SettingError("\(env)=\(Self.quoted(text)): expected \(expected)") }
+            given = value
+            source = "\(env)=\(Self.quoted(text))"
         } else {
-            return value
+            return nil
         }
-        guard given.isFinite, range.contains(given) else {
-            throw SettingError("\(source): must be from \(Self.format(range.lowerBound)) to \(Self.format(range.upperBound))")
-        }
+        guard within(given) else { throw SettingError("\(source): must be from \(range)") }
         return given
     }
 
