@@ -1,90 +1,286 @@
+import Glibc
 import HerdWire
 import Testing
 @testable import HerdRouting
 
-/// The concurrency learner and the scheduler that uses it, in virtual time.
+/// A backend in virtual time, as the learner meets it: `slots` requests
+/// served at once, more waiting inside in order; a request alone costs
+/// `promptMs` per prompt token and `tokenMs` per output token; each other
+/// request in its batch slows it by `slowdown`. It reports nothing about
+/// itself: the learner sees only what herd measures (times, token counts).
+struct VirtualBackend {
+    struct Job {
+        var id: Int
+        var prompt: Int
+        var completion: Int
+        var streamed: Bool
+        var sentAt: Double
+        var concurrency: Int
+        var startedAt: Double?
+        var prefillLeft: Double
+        var decodeLeft: Double
+        var firstByteAt: Double?
+    }
+
+    let slots: Int
+    var tokenMs = 20.0
+    var promptMs = 0.5
+    var slowdown = 0.1
+    var jobs: [Job] = []
+    /// The most requests seen waiting inside at once.
+    private(set) var mostWaiting = 0
+
+    init(slots: Int, tokenMs: Double = 20, promptMs: Double = 0.5, slowdown: Double = 0.1) {
+        self.slots = slots
+        self.tokenMs = tokenMs
+        self.promptMs = promptMs
+        self.slowdown = slowdown
+    }
+
+    var inFlight: Int { jobs.count }
+
+    mutating func send(id: Int, prompt: Int, completion: Int, streamed: Bool, at now: Double) {
+        jobs.append(Job(id: id, prompt: prompt, completion: completion, streamed: streamed, sentAt: now, concurrency: jobs.count + 1,
+                        prefillLeft: Double(prompt) * promptMs, decodeLeft: Double(completion) * tokenMs))
+    }
+
+    /// Advances `dt` ms; returns what finished, as the learner's samples.
+    mutating func step(_ dt: Double, now: Double) -> [ConcurrencyLearner.Sample] {
+        for i in jobs.indices.prefix(slots) where jobs[i].startedAt == nil { jobs[i].startedAt = now }
+        mostWaiting = max(mostWaiting, max(0, jobs.count - slots))
+        let batch = min(slots, jobs.count)
+        guard batch > 0 else { return [] }
+        let progress = dt / (1 + slowdown * Double(batch - 1))
+        var done: [ConcurrencyLearner.Sample] = []
+        for i in 0..<batch {
+            if jobs[i].prefillLeft > 0 {
+                jobs[i].prefillLeft -= progress
+                if jobs[i].prefillLeft <= 0 { jobs[i].firstByteAt = now + dt }
+            } else {
+                jobs[i].decodeLeft -= progress
+            }
+        }
+        let end = now + dt
+        let before = jobs
+        jobs.removeAll { $0.prefillLeft <= 0 && $0.decodeLeft <= 0 }
+        for job in before where job.prefillLeft <= 0 && job.decodeLeft <= 0 {
+            let overtook = jobs.contains { $0.sentAt < job.sentAt }
+            done.append(ConcurrencyLearner.Sample(
+                concurrency: job.concurrency, streamed: job.streamed,
+                ttftMs: job.streamed ? (job.firstByteAt ?? end) - job.sentAt : end - job.sentAt, durationMs: end - job.sentAt,
+                promptTokens: job.prompt, completionTokens: job.completion, sentAt: job.sentAt, endedAt: end, overtook: overtook))
+        }
+        return done
+    }
+}
+
+/// Drives a learner against a virtual backend: requests arrive (open loop,
+/// seeded Poisson, or closed loop at a fixed concurrency), wait in herd's
+/// queue while the learned limit is full, and teach the learner as they end.
+struct LearnerRun {
+    var backend: VirtualBackend
+    var learner: ConcurrencyLearner
+    var now = 0.0
+    /// (time, limit) after every completion.
+    var limits: [(Double, Int)] = []
+    var completions = 0
+    var lowestLimit = Int.max
+    private var rng: UInt64
+    private var queue: [(prompt: Int, completion: Int)] = []
+    private var nextID = 0
+
+    init(backend: VirtualBackend, learner: ConcurrencyLearner, seed: UInt64 = 7) {
+        self.backend = backend
+        self.learner = learner
+        rng = seed
+    }
+
+    mutating func random() -> Double {
+        rng = rng &* 6364136223846793005 &+ 1442695040888963407
+        return Double(rng >> 11) / Double(1 << 53)
+    }
+
+    /// Prompt and answer lengths varying `spread`× (log-uniform).
+    mutating func lengths(prompt: Int = 150, answer: Int = 50, spread: Double = 4) -> (Int, Int) {
+        (Int(Double(prompt) * exp(random() * log(spread))), Int(Double(answer) * exp(random() * log(spread))))
+    }
+
+    private mutating func dispatch(streamed: Bool) {
+        while !queue.isEmpty, backend.inFlight < learner.limit {
+            let next = queue.removeFirst()
+            backend.send(id: nextID, prompt: next.prompt, completion: next.completion, streamed: streamed, at: now)
+            nextID += 1
+        }
+    }
+
+    private mutating func tick(streamed: Bool, step: Double) {
+        for sample in backend.step(step, now: now) {
+            learner.observe(sample)
+            completions += 1
+            limits.append((now, learner.limit))
+            lowestLimit = min(lowestLimit, learner.limit)
+        }
+        now += step
+        dispatch(streamed: streamed)
+    }
+
+    /// Open loop: `rate` requests per second for `seconds`.
+    mutating func open(rate: Double, seconds: Double, streamed: Bool = false, step: Double = 5) {
+        let end = now + seconds * 1000
+        var next = now - log(1 - random()) / rate * 1000
+        while now < end {
+            while next <= now {
+                queue.append(lengths())
+                next -= log(1 - random()) / rate * 1000
+            }
+            dispatch(streamed: streamed)
+            tick(streamed: streamed, step: step)
+        }
+    }
+
+    /// Closed loop: `concurrency` requests in flight, each replaced as it ends, `count` in all.
+    mutating func closed(concurrency: Int, count: Int, streamed: Bool = false, step: Double = 5) {
+        var sent = 0
+        let target = completions + count
+        while completions < target {
+            while backend.inFlight + queue.count < concurrency, sent < count {
+                queue.append(lengths())
+                sent += 1
+            }
+            dispatch(streamed: streamed)
+            tick(streamed: streamed, step: step)
+        }
+    }
+
+    /// Sends `n` requests one at a time (nothing else in flight): the fit's samples.
+    mutating func alone(_ n: Int, streamed: Bool = false) {
+        closed(concurrency: 1, count: n, streamed: streamed)
+    }
+}
+
+/// The concurrency learner, in virtual time.
 @Suite struct ConcurrencyLearnerTests {
-    @Test func slowStartRaisesTheLimitWhileItBindsAndTTFTHolds() {
-        var learner = ConcurrencyLearner(prior: 2)
+    @Test(arguments: [false, true])
+    func answersOfVariedLengthAtAConstantConcurrencyNeverCutTheLimit(streamed: Bool) {
+        // 4 slots, a real batch slowdown, prompts and answers varying 4×: never a wait inside.
+        var run = LearnerRun(backend: VirtualBackend(slots: 4, slowdown: 0.15), learner: ConcurrencyLearner(prior: 4))
+        run.alone(3, streamed: streamed)
+        run.closed(concurrency: 4, count: 400, streamed: streamed)
+        #expect(run.lowestLimit >= 4, "cut to \(run.lowestLimit) though nothing waited inside")
+        #expect(run.backend.mostWaiting == 0)
+    }
+
+    @Test(arguments: [false, true])
+    func moreRequestsThanSlotsAreFoundWithinAFewRequests(streamed: Bool) {
+        // One slot; the prior lets two in: the second waits inside, behind the first.
+        var run = LearnerRun(backend: VirtualBackend(slots: 1), learner: ConcurrencyLearner(prior: 2))
+        run.alone(3, streamed: streamed)
+        let start = run.limits.count
+        run.closed(concurrency: 2, count: 6, streamed: streamed)
+        let found = run.limits.dropFirst(start).firstIndex { $0.1 == 1 }.map { $0 - start + 1 }
+        #expect(found.map { $0 <= 3 } == true, "found after \(found.map(String.init) ?? "never") requests: \(run.limits.map(\.1))")
+    }
+
+    @Test func aFourSlotBackendThatReportsNothingIsFoundAndKept() {
+        // Open loop at about 90 % of what four slots serve: the limit must
+        // reach 4 ± 1 within 30 s of steady load and stay there.
+        var run = LearnerRun(backend: VirtualBackend(slots: 4, tokenMs: 12.5, slowdown: 0.06), learner: ConcurrencyLearner(prior: 2))
+        // Four slots serve about 4 / 1.18 × 80 tokens/s; answers average ~108 tokens, prompts ~325.
+        run.open(rate: 2.3, seconds: 240)
+        let settled = run.limits.filter { $0.0 >= 30_000 }.map(\.1)
+        #expect(!settled.isEmpty && settled.allSatisfy { (3...5).contains($0) }, "limits after 30 s: \(Set(settled).sorted())")
+        #expect(run.backend.mostWaiting <= 2, "slow start overshoots by at most two: \(run.backend.mostWaiting)")
+    }
+
+    @Test(arguments: [false, true])
+    func aOneSlotBackendNeverHoldsMoreThanOneWaiting(streamed: Bool) {
+        var run = LearnerRun(backend: VirtualBackend(slots: 1, tokenMs: 100), learner: ConcurrencyLearner(prior: 2))
+        // Overloaded: arrivals faster than one slot serves (~11 s per answer).
+        run.open(rate: 0.15, seconds: 600, streamed: streamed)
+        #expect(run.backend.mostWaiting <= 1)
+        let settled = run.limits.suffix(run.limits.count / 2).map(\.1)
+        #expect(Double(settled.filter { $0 == 1 }.count) >= 0.6 * Double(settled.count), "mostly 1: \(settled)")
+    }
+
+    @Test func aFastBatchingBackendOpensUp() {
+        // 16 slots, little slowdown: slow start finds it from a prior of 2.
+        var run = LearnerRun(backend: VirtualBackend(slots: 16, tokenMs: 10, slowdown: 0.02), learner: ConcurrencyLearner(prior: 2))
+        run.alone(3)
+        run.closed(concurrency: 14, count: 200)
+        #expect(run.learner.limit >= 14, "\(run.learner.limit)")
+    }
+
+    @Test func theBackendsOwnQueueTimeIsBelieved() {
+        var learner = ConcurrencyLearner(prior: 4)
+        // Ollama's total_duration 900 ms beyond its load, prompt and generation: it waited for a slot.
+        learner.observe(.init(concurrency: 3, ttftMs: 2_000, durationMs: 2_000, promptTokens: 100, completionTokens: 50, queuedInsideMs: 900))
         #expect(learner.limit == 2)
-        learner.completed(ttft: 100, concurrency: 1, ok: true, busy: false)
-        #expect(learner.limit == 2, "a request that did not fill the limit says nothing about it")
-        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
-        learner.completed(ttft: 105, concurrency: 3, ok: true, busy: false)
-        #expect(learner.limit == 4, "slow start: one more per request that found the limit binding")
-        #expect(learner.slowStart)
-    }
-
-    @Test func aRequestThatWaitedInsideTheBackendLowersTheLimit() {
-        var learner = ConcurrencyLearner(prior: 2)
-        learner.completed(ttft: 200, concurrency: 1, ok: true, busy: false)
-        // With a second one in flight it took a whole request longer: the backend queued it.
-        learner.completed(ttft: 600, concurrency: 2, ok: true, busy: false)
-        #expect(learner.limit == 1)
         #expect(!learner.slowStart)
-        // Then it grows back slowly: a quarter of a slot per request at the limit.
-        for _ in 0..<3 { learner.completed(ttft: 200, concurrency: 1, ok: true, busy: false) }
-        #expect(learner.limit == 1)
-        learner.completed(ttft: 200, concurrency: 1, ok: true, busy: false)
-        #expect(learner.limit == 2, "four good requests at limit 1 give one more slot")
+        var calm = ConcurrencyLearner(prior: 2)
+        // No wait by its own account: the limit binds and grows even before the fit.
+        calm.observe(.init(concurrency: 2, ttftMs: 3_000, durationMs: 3_000, promptTokens: 100, completionTokens: 50, queuedInsideMs: 0))
+        #expect(calm.limit == 3)
     }
 
-    @Test func aReportedParallelismIsKeptAndLeftOnlyWhileBusy() {
+    @Test func withoutAFitNothingGrows() {
+        var learner = ConcurrencyLearner(prior: 2)
+        for _ in 0..<2 { learner.observe(.init(concurrency: 2, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50)) }
+        #expect(learner.limit == 2, "two requests: nothing tells a wait from a long answer yet")
+        var untokened = ConcurrencyLearner(prior: 2)
+        for _ in 0..<5 { untokened.observe(.init(concurrency: 1, ttftMs: 100, durationMs: 100)) }
+        untokened.observe(.init(concurrency: 2, ttftMs: 9_000, durationMs: 9_000))
+        #expect(untokened.limit == 2, "no tokens counted: no judgement")
+    }
+
+    @Test func aReportedParallelismIsACeilingNotAPromise() {
         var learner = ConcurrencyLearner(prior: 4, reported: true)
-        learner.completed(ttft: 100, concurrency: 4, ok: true, busy: false)
-        learner.completed(ttft: 900, concurrency: 4, ok: true, busy: false)
-        #expect(learner.limit == 4, "a slower batch is priced by the scorer, not a reason to leave the backend's slots unused")
-        for _ in 0..<10 { learner.completed(ttft: 100, concurrency: 4, ok: true, busy: false) }
+        #expect(learner.limit == 4)
+        learner.observe(.init(concurrency: 4, ttftMs: 10, durationMs: 10, promptTokens: 10, completionTokens: 10, queuedInsideMs: 0))
         #expect(learner.limit == 4, "never above what the backend serves at once")
-        learner.completed(ttft: 0, concurrency: 4, ok: false, busy: true)
-        #expect(learner.limit == 2, "busy: halved")
-        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
-        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
-        learner.completed(ttft: 100, concurrency: 2, ok: true, busy: false)
-        #expect(learner.limit == 4, "and back up to the reported slots")
-    }
-
-    @Test func theSchedulerStartsFromTheNodesReport() {
-        var fleet = [node("a", models: ["m:1b"])]
-        fleet[0].heartbeat.backends[0].parallel = 3
-        var scheduler = Scheduler(settings: .perRequest)
-        var actions: [SchedulerAction] = []
-        scheduler.fleetChanged(fleet: fleet, now: 0, into: &actions)
-        #expect(scheduler.limit(node: "a", model: "m:1b") == 3)
-        fleet[0].heartbeat.backends[0].parallel = nil
-        scheduler.fleetChanged(fleet: fleet, now: 0, into: &actions)
-        #expect(scheduler.limit(node: "a", model: "m:1b") == 2, "no report: the safe 2")
-    }
-
-    @Test func jitterBelowTheToleranceIsNotQueueing() {
-        var learner = ConcurrencyLearner(prior: 8)
-        learner.completed(ttft: 0.3, concurrency: 1, ok: true, busy: false)
-        learner.completed(ttft: 15, concurrency: 8, ok: true, busy: false)
-        #expect(learner.limit == 9, "a fast backend's milliseconds of CPU jitter are not a queue")
+        learner.observe(.init(concurrency: 4, ttftMs: 900, durationMs: 900, promptTokens: 10, completionTokens: 10, queuedInsideMs: 500))
+        #expect(learner.limit == 3, "a request waited inside: below the report")
     }
 
     @Test func busyAnswersHalveFailuresSayNothing() {
         var learner = ConcurrencyLearner(prior: 8)
-        learner.completed(ttft: 0, concurrency: 8, ok: false, busy: true)
+        learner.observe(.init(concurrency: 8, ok: false, busy: true, ttftMs: 0, durationMs: 0))
         #expect(learner.limit == 4)
-        learner.completed(ttft: 0, concurrency: 4, ok: false, busy: false)
+        learner.observe(.init(concurrency: 4, ok: false, ttftMs: 0, durationMs: 0))
         #expect(learner.limit == 4)
         var floor = ConcurrencyLearner(prior: 1)
-        floor.completed(ttft: 0, concurrency: 1, ok: false, busy: true)
+        floor.observe(.init(concurrency: 1, ok: false, busy: true, ttftMs: 0, durationMs: 0))
         #expect(floor.limit == 1, "never below one")
-    }
-
-    @Test func theBaselineFollowsABackendThatGotSlower() {
-        var learner = ConcurrencyLearner(prior: 2)
-        learner.completed(ttft: 100, concurrency: 1, ok: true, busy: false)
-        for _ in 0..<200 { learner.completed(ttft: 1_000, concurrency: 1, ok: true, busy: false) }
-        #expect(learner.baseline.map { $0 > 500 } == true, "drifted toward what the backend does now")
     }
 
     @Test func theLimitHasACeiling() {
         var learner = ConcurrencyLearner(prior: 1_020)
-        for i in 0..<20 { learner.completed(ttft: 10, concurrency: 1_020 + i, ok: true, busy: false) }
+        for i in 0..<20 {
+            learner.observe(.init(concurrency: 1_020 + i, ttftMs: 10, durationMs: 10, promptTokens: 10, completionTokens: 10, queuedInsideMs: 0))
+        }
         #expect(learner.limit == Int(ConcurrencyLearner.ceiling))
+    }
+
+    @Test func theWorkFitSeparatesPromptFromAnswer() {
+        var fit = WorkFit()
+        for (p, c) in [(100, 50), (400, 50), (100, 200), (300, 120)] { fit.add(prompt: p, completion: c, ms: 0.5 * Double(p) + 20 * Double(c)) }
+        let (prompt, completion) = fit.coefficients!
+        #expect(abs(prompt - 0.5) < 1e-6 && abs(completion - 20) < 1e-6)
+        var single = WorkFit()
+        for _ in 0..<3 { single.add(prompt: 100, completion: 50, ms: 1_050) }
+        #expect(single.expectedMs(prompt: 100, completion: 50).map { abs($0 - 1_050) < 1e-6 } == true, "one ratio: the prior share, same total")
+    }
+
+    @Test func implausibleBackendTimingsAreNotBelieved() {
+        // Every duration 1 ns (some servers), against 2 s as herd measured it.
+        let absurd = BackendTimings(prompt: 1e-6, decode: 1e-6, load: 1e-6, total: 1e-6, promptTokens: 150, completionTokens: 100, durationMs: 2_000)
+        #expect(absurd.decodeMs == nil && absurd.promptMs == nil && absurd.queuedMs == nil)
+        // Longer than the request took: not believed either.
+        let long = BackendTimings(prompt: 10, decode: 9_000, load: 0, total: 9_100, promptTokens: 150, completionTokens: 100, durationMs: 2_000)
+        #expect(long.decodeMs == nil && long.queuedMs == nil)
+        // Honest figures: believed, and the rest of the total is time queued inside.
+        let honest = BackendTimings(prompt: 100, decode: 1_200, load: 0, total: 1_900, promptTokens: 150, completionTokens: 100, durationMs: 1_950)
+        #expect(honest.promptMs == 100 && honest.decodeMs == 1_200 && honest.queuedMs == 600)
+        #expect(BackendTimings(prompt: -5, decode: 0, load: nil, total: nil, promptTokens: 1, completionTokens: 1, durationMs: 10).decodeMs == nil)
     }
 }
 
@@ -96,63 +292,82 @@ import Testing
         return h
     }
 
-    func result(_ h: inout SchedulerHarness, _ id: UInt64, ttft: Double) -> [SchedulerAction] {
-        h.scheduler.result(RouteResult(id: id, node: "a", model: "m:1b", outcome: .ok, status: 200, ttftMilliseconds: ttft),
+    /// A result as the proxy reports it: 100 prompt and 50 output tokens,
+    /// `ttft` ms to the first byte, `duration` ms in all (a non-streaming
+    /// answer's first byte is its end).
+    func result(_ h: inout SchedulerHarness, _ id: UInt64, ttft: Double, duration: Double? = nil) -> [SchedulerAction] {
+        let end = duration ?? ttft
+        h.scheduler.result(RouteResult(id: id, node: "a", model: "m:1b", outcome: .ok, status: 200, ttftMilliseconds: ttft,
+                                       durationMilliseconds: end, promptTokens: 100, completionTokens: 50,
+                                       upstreamTtftMilliseconds: ttft, upstreamMilliseconds: end),
                            from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &h.actions)
         defer { h.actions.removeAll() }
         return h.actions
     }
 
+    /// Three requests sent alone, `ms` each: what the learner's cost fit needs.
+    func alone(_ h: inout SchedulerHarness, ids: ClosedRange<UInt64>, ms: Double, stream: Bool = false) {
+        for id in ids {
+            _ = h.route(id, stream: stream)
+            _ = result(&h, id, ttft: stream ? ms / 10 : ms, duration: ms)
+        }
+    }
+
     @Test func aFastBackendOpensUp() {
         var h = learning()
-        #expect(h.route(1).map(\.routedID) == [1])
-        #expect(h.route(2).map(\.routedID) == [2])
-        #expect(h.route(3).isEmpty, "the prior is 2")
-        // An answer that came fast while the limit bound (2 of 2): the limit grows and the queue drains.
-        let freed = result(&h, 2, ttft: 1)
-        #expect(freed.compactMap(\.routedID) == [3])
-        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 3)
+        alone(&h, ids: 1...3, ms: 1_000)
         #expect(h.route(4).map(\.routedID) == [4])
+        _ = h.advance(by: 10)
+        #expect(h.route(5).map(\.routedID) == [5])
+        #expect(h.route(6).isEmpty, "the prior is 2")
+        // An answer that took what its tokens take while the limit bound (2 of 2),
+        // and ended before the one sent ahead of it (served alongside): the limit grows and the queue drains.
+        let freed = result(&h, 5, ttft: 1_100)
+        #expect(freed.compactMap(\.routedID) == [6])
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 3)
+        #expect(h.route(7).map(\.routedID) == [7])
     }
 
     @Test func aOneSlotBackendIsLearnedAsOneSlot() {
         var h = learning()
-        _ = h.route(1)
-        _ = h.route(2)
-        _ = result(&h, 1, ttft: 500)
-        // The second waited inside the backend behind the first: a whole request longer.
-        _ = result(&h, 2, ttft: 1_000)
+        alone(&h, ids: 1...3, ms: 500)
+        _ = h.route(4)
+        _ = h.route(5)
+        _ = result(&h, 4, ttft: 500)
+        // The second waited inside the backend behind the first: twice its tokens' time.
+        _ = result(&h, 5, ttft: 1_000)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 1)
-        _ = h.route(3)
-        #expect(h.route(4).isEmpty, "the next one waits in herd's queue, not inside the backend")
+        _ = h.route(6)
+        #expect(h.route(7).isEmpty, "the next one waits in herd's queue, not inside the backend")
     }
 
     /// Long requests (10 s streams): slow start cannot wait for completions.
-    /// The request that fills the limit reports its first byte; a good one
+    /// The stream that fills the limit reports its first byte; a good one
     /// doubles the limit at once.
     @Test func firstBytesOpenUpALongRequestsBackendInRoundTrips() {
         var h = learning()
+        alone(&h, ids: 101...103, ms: 10_000, stream: true)
         func answers(_ actions: [SchedulerAction]) -> [RouteAnswer] {
             actions.compactMap { if case let .routed(_, answer) = $0 { answer } else { nil } }
         }
-        #expect(answers(h.route(1)).map(\.reportStart) == [false], "one of two: the limit does not bind")
-        #expect(answers(h.route(2)).map(\.reportStart) == [true], "it fills the limit: report its first byte")
-        for id in UInt64(3)...20 { #expect(h.route(id).isEmpty) }
-        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 2), from: SchedulerHarness.p1, fleet: h.fleet,
+        #expect(answers(h.route(1, stream: true)).map(\.reportStart) == [false], "one of two: the limit does not bind")
+        #expect(answers(h.route(2, stream: true)).map(\.reportStart) == [true], "it fills the limit: report its first byte")
+        for id in UInt64(3)...20 { #expect(h.route(id, stream: true).isEmpty) }
+        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
                             now: h.now, into: &h.actions)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 4)
         let next = answers(h.actions)
         h.actions.removeAll()
         #expect(next.map(\.id) == [3, 4] && next.map(\.reportStart) == [false, true])
-        h.scheduler.started(RouteStarted(id: 4, status: 200, upstreamTtftMilliseconds: 2), from: SchedulerHarness.p1, fleet: h.fleet,
+        h.scheduler.started(RouteStarted(id: 4, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
                             now: h.now, into: &h.actions)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 8)
         #expect(answers(h.actions).map(\.id) == [5, 6, 7, 8])
         h.actions.removeAll()
-        _ = result(&h, 2, ttft: 2)
+        _ = result(&h, 2, ttft: 1_000, duration: 10_000)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 8, "its end teaches nothing its first byte did not")
         // A first byte that came late (the request waited inside the backend) ends slow start.
-        h.scheduler.started(RouteStarted(id: 8, status: 200, upstreamTtftMilliseconds: 900), from: SchedulerHarness.p1, fleet: h.fleet,
+        h.scheduler.started(RouteStarted(id: 8, status: 200, upstreamTtftMilliseconds: 9_000), from: SchedulerHarness.p1, fleet: h.fleet,
                             now: h.now, into: &h.actions)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") < 8)
     }

@@ -34,8 +34,8 @@ struct SchedulerHarness {
     static let p1 = ProxyKey(raw: 1)
     static let p2 = ProxyKey(raw: 2)
 
-    mutating func route(_ id: UInt64, from proxy: ProxyKey = p1, model: String = "m:1b") -> [SchedulerAction] {
-        scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: false), from: proxy, fleet: fleet,
+    mutating func route(_ id: UInt64, from proxy: ProxyKey = p1, model: String = "m:1b", stream: Bool = false) -> [SchedulerAction] {
+        scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: stream, estimatedTokens: 100), from: proxy, fleet: fleet,
                         now: now, into: &actions)
         return take()
     }

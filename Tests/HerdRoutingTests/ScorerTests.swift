@@ -406,9 +406,9 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
 
     @Test func theScoreHeaderNamesEveryTerm() {
         let breakdown = ScoreBreakdown(wait: 300, load: 0, prefill: 12.4, decode: 500, factor: 1)
-        #expect(breakdown.header == "ect_ms=812 wait=300 load=0 prefill=12 decode=500")
+        #expect(breakdown.header == "ect_ms=812 wait=300 load=0 prefill=12 decode=500 rates=prior")
         let penalised = ScoreBreakdown(wait: 0, load: 0, prefill: 0, decode: 100, factor: 1.5, affinityGain: 20)
-        #expect(penalised.header == "ect_ms=130 wait=0 load=0 prefill=0 decode=100 factor=1.50 affinity=-20")
+        #expect(penalised.header == "ect_ms=130 wait=0 load=0 prefill=0 decode=100 factor=1.50 affinity=-20 rates=prior")
     }
 
     @Test func theCardListsCandidatesAndEliminations() throws {

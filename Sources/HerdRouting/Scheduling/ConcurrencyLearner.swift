@@ -1,57 +1,104 @@
+import Glibc
 import HerdBounds
 
 /// How many requests one node:model should serve at once, learned from how
 /// its requests went, so that the queue lives in herd (where a request can
 /// still move to another node) and not inside the backend.
 ///
-/// The model (AIMD on time to first byte, like TCP on round-trip time):
-/// - `baseline`: the lowest backend TTFT seen (ms), drifting up 1 % per later
-///   sample so that it follows a backend that became slower for good.
-/// - `tail`: how long requests go on after their first byte (a moving
-///   average of duration − TTFT; 0 for non-streaming answers).
-/// - A request *queued inside the backend* when it had company (another
-///   request in flight on the node:model) and its TTFT exceeds
-///   `1.5 × baseline + max(20 ms, tail / 2)`, a stream's tail taken as at
-///   least 500 ms until measured (a request that waited behind
-///   another takes about a whole request longer — for a non-streaming
-///   answer, whose first byte comes at its end, that doubles it; for a
-///   stream, it adds that stream's tail; the margin keeps a busy CPU's
-///   jitter from counting).
-///   Then the limit drops to at most the concurrency the request met, × 0.75
-///   (never below 1), and the learner leaves slow start — once per episode:
-///   a late request that met more than the limit now allows was sent before
-///   the cut, and is already answered by it (as TCP halves once per loss
-///   event, not per lost packet).
+/// The question it answers for each finished request: *did it wait inside
+/// the backend for a slot*, or was it only long (a longer answer takes
+/// longer; a non-streaming answer's first byte is its last)? In order of
+/// trust:
+/// 1. **The backend's own account** (`Sample.queuedInsideMs`: Ollama's
+///    `total_duration` − `load_duration` − `prompt_eval_duration` −
+///    `eval_duration`, when those are believable): it waited when that is
+///    more than 50 ms and a tenth of its time.
+/// 2. **herd's own measurement, by tokens** (every backend): a request's
+///    cost alone is `P·prompt tokens + D·output tokens`, `P` and `D` fitted
+///    (least squares with forgetting, `WorkFit`) to requests that were sent
+///    alone (concurrency 1: they cannot have waited). A request sent with
+///    `k − 1` others in flight is expected to take that × `1 + σ(k − 1)` —
+///    the batch's own slowdown, `σ` learned from the requests that did not
+///    wait (between 0 and 1; 0.25 before any). It *waited inside* when its
+///    time exceeds the expectation × 1.5 + 50 ms (a stream: when its time to
+///    first byte exceeds twice its expected prefill + 100 ms — a stream
+///    that waited shows the whole wait before its first byte). Per-token
+///    normalisation is what keeps answers of varied length at a constant
+///    concurrency from looking like queueing.
+///
+/// What follows (AIMD, like TCP):
+/// - A request that waited while sent at concurrency `k` (itself included)
+///   means fewer than `k` slots: the limit drops to `k − 1` (never below 1)
+///   and the learner leaves slow start. Once per episode: a request sent
+///   before the cut, at more than the new limit, says nothing new.
 /// - A backend that answers "busy" (503 / 429) halves the limit.
-/// - A request that went well *while the limit was binding* (it found the
-///   node:model full up to one below the limit) raises it: by 1 in slow
-///   start (the limit doubles per round of requests), else by 1/(4 × limit)
-///   (one more slot per four rounds).
+/// - A request that did not wait, sent while the limit was binding (it met
+///   the node:model full up to one below the limit), raises it: by 1 in slow
+///   start, else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
+///   concurrency where a request was last seen waiting (probing there costs
+///   a request waiting inside, so it is done rarely).
 /// - Requests that did not fill the limit say nothing about it.
-/// - In slow start a request that filled the limit reports its first byte
-///   (STARTED) without waiting for its end: a good one doubles the limit (at
-///   least +1), as TCP's window doubles per round trip, so a backend that
-///   serves 1,000 ten-second streams at once is found in ten first bytes,
-///   not in minutes of completions; a late one ends slow start as above.
+/// - Growth needs the fit (three requests sent alone): until then the limit
+///   stays at its prior, as nothing could tell a wait from a long answer.
+/// - In slow start a stream that filled the limit reports its first byte
+///   (STARTED) without waiting for its end: one that did not wait doubles
+///   the limit (at least +1), so a backend that serves 1,000 ten-second
+///   streams at once is found in ten first bytes, not minutes of completions.
 /// The prior: what the node reports (Ollama's `OLLAMA_NUM_PARALLEL`,
-/// llama.cpp's slots) when it does, else 2. A reported parallelism is the
-/// backend's own number of slots: more would only wait inside it, fewer
-/// only because of a slower batch — which the scorer already prices (its
-/// decode line grows with the batch). So a reported limit is kept, and left
-/// only while the backend answers "busy" (halved, then +1 per good answer
-/// back up to it). Pure: tested in isolation.
+/// llama.cpp's slots, vLLM's `max_num_seqs`) when it does, else 2. A
+/// reported parallelism is a ceiling, not a promise: the learner starts
+/// there and never goes above it, and still cuts below it when requests wait.
+/// Pure: tested in isolation, in virtual time.
 struct ConcurrencyLearner: Equatable, Sendable {
     /// The limit never grows past this.
     static let ceiling = 1024.0
+    /// Requests sent alone before the cost fit is trusted.
+    static let fitSamples = 3
+
+    /// What one finished request tells the learner.
+    struct Sample: Equatable, Sendable {
+        /// Requests in flight on the node:model when it was sent, itself included.
+        var concurrency: Int
+        var ok = true
+        /// The backend refused it for load (503, 429).
+        var busy = false
+        var streamed = false
+        /// The backend's time to first byte and its whole time (herd's queue excluded), ms.
+        var ttftMs: Double
+        var durationMs: Double
+        var promptTokens = 0
+        var completionTokens = 0
+        /// The backend's own account of time spent waiting inside it, when it gives one and it is believable.
+        var queuedInsideMs: Double?
+        /// When it was sent and when it ended, on control's clock (ms): to
+        /// line its end up with the ends of the requests ahead of it.
+        var sentAt: Double?
+        var endedAt: Double?
+        /// It ended while a request sent before it was still in flight: it
+        /// was served alongside that one (a backend's own queue is in order).
+        var overtook = false
+    }
 
     private(set) var estimate: Double
-    /// The lowest backend TTFT seen, in milliseconds (nil: no sample yet).
-    private(set) var baseline: Double?
     private(set) var slowStart = true
-    /// Duration − TTFT, a moving average (ms).
-    private(set) var tail = 0.0
-    /// The backend's own parallelism, when its node reports it.
+    /// The backend's own parallelism, when its node reports it: a ceiling.
     let reported: Int?
+    /// A request's cost alone, by its tokens.
+    private(set) var fit = WorkFit()
+    /// Each stream already running slows a request by this share (learned from requests that did not wait).
+    private(set) var batchSlowdown = MovingAverage(weight: 0.1)
+    /// The lowest concurrency at which a request was last seen waiting inside (nil: none since it was passed).
+    private(set) var waitedAt: Int?
+    private var goodSinceWait = 0
+    /// The last requests' (sent, ended) times on control's clock, oldest first (at most 64).
+    private var recentEnds: [EndPair] = []
+    struct EndPair: Equatable, Sendable {
+        var sent: Double
+        var end: Double
+    }
+    /// A batch slowdown above this per stream is not told apart from a wait
+    /// (a CPU that gains little from a second stream gets one slot: nothing is lost).
+    static let maxSlowdown = 0.5
 
     init(prior: Int, reported: Bool = false) {
         estimate = Double(max(1, prior))
@@ -61,45 +108,183 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// Requests this node:model may serve at once.
     var limit: Int { max(1, Int(saturating: estimate)) }
 
-    /// The first byte of a request that filled the limit, in slow start
+    /// The batch slowdown in use: learned, else the prior.
+    var sigma: Double { batchSlowdown.value ?? 0.25 }
+
+    /// The first byte of a stream that filled the limit, in slow start
     /// (`ok`: a 2xx head; `busy`: 503/429). Its end teaches nothing more.
-    mutating func started(ttft: Double, concurrency: Int, ok: Bool, busy: Bool, streamed: Bool = false) {
-        guard slowStart, reported == nil || busy else {
+    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool) {
+        guard slowStart else { return }
+        if busy {
+            observe(Sample(concurrency: concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0))
             return
         }
-        if busy || !ok {
-            completed(ttft: ttft, concurrency: concurrency, ok: ok, busy: busy, streamed: streamed)
+        guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return }
+        if ttft > 2 * expected + 100 {
+            waited(concurrency: concurrency)
             return
         }
-        let before = estimate
-        completed(ttft: ttft, concurrency: concurrency, ok: true, busy: false, streamed: streamed)
-        if slowStart, estimate > before { estimate = min(ConcurrencyLearner.ceiling, max(estimate, Double(concurrency) * 2)) }
+        guard concurrency >= limit else { return }
+        estimate = min(cap, max(estimate + 1, Double(concurrency) * 2))
     }
 
-    /// A request ended. `ttft`: milliseconds from sending it to the backend
-    /// to its first byte (herd's own queue wait excluded); `concurrency`: the
-    /// requests in flight on this node:model with it, itself included;
-    /// `busy`: the backend refused it for load (503, 429).
-    mutating func completed(ttft: Double, concurrency: Int, ok: Bool, busy: Bool, duration: Double? = nil, streamed: Bool = false) {
-        if busy {
+    /// A request ended; returns whether it waited inside the backend.
+    @discardableResult
+    mutating func observe(_ s: Sample) -> Bool {
+        if s.busy {
             estimate = max(1, estimate / 2)
             slowStart = false
-            return
+            return false
         }
-        if let reported {
-            if ok { estimate = min(Double(reported), estimate + 1) }
-            return
+        guard s.ok, s.durationMs.isFinite, s.durationMs >= 0, s.ttftMs.isFinite, s.ttftMs >= 0 else { return false }
+        let k = max(1, s.concurrency)
+        let lined = linedUp(s, concurrency: k)
+        if let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite {
+            if recentEnds.count >= 64 { recentEnds.removeFirst() }
+            recentEnds.append(EndPair(sent: sent, end: end))
         }
-        guard ok, ttft.isFinite, ttft >= 0 else { return }
-        if let duration, duration.isFinite, duration >= ttft { tail += (duration - ttft - tail) * 0.2 }
-        let reference = baseline ?? ttft
-        baseline = min(reference * 1.01, ttft)
-        if concurrency > 1, ttft > 1.5 * reference + max(20, (streamed ? max(tail, 500) : tail) / 2) {
-            if concurrency <= limit { estimate = max(1, min(estimate, Double(max(1, concurrency - 1))) * 0.75) }
-            slowStart = false
-            return
+        if lined || didWait(s, concurrency: k) {
+            waited(concurrency: k)
+            return true
         }
-        guard concurrency >= limit else { return } // the limit did not bind: no news about it
-        estimate = min(ConcurrencyLearner.ceiling, estimate + (slowStart ? 1 : 1 / (4 * Double(limit))))
+        // The cost fit learns from every request that did not wait, its time
+        // taken back to what it would have been alone (the batch's share
+        // removed); one sent alone weighs most, and one above the fit's
+        // expectation a quarter (the fit follows the lower edge: a wait the
+        // test missed, or noise, pulls it up little).
+        let batch = 1 + sigma * Double(k - 1)
+        let expected = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens)
+        let above = expected.map { s.durationMs / batch > $0 } ?? false
+        fit.add(prompt: s.promptTokens, completion: s.completionTokens, ms: s.durationMs / batch, weight: (above ? 0.25 : 1) / Double(k))
+        if k >= 2, let alone = expected, alone > 50 {
+            // What the batch cost it, from a request that did not wait.
+            batchSlowdown.add(min(ConcurrencyLearner.maxSlowdown, max(0, (s.durationMs / alone - 1) / Double(k - 1))))
+        }
+        if let at = waitedAt, k >= at {
+            // That concurrency went well again, eight times: forget the wait.
+            goodSinceWait += 1
+            if goodSinceWait >= 8 { waitedAt = nil }
+        }
+        // The limit did not bind, or nothing can tell a wait from a long answer yet.
+        guard k >= limit, fit.ready || s.queuedInsideMs != nil else { return false }
+        // Growth needs proof of service alongside the others: the backend's
+        // word, an overtaking, or a long overlap with a request ahead that
+        // did not line up as a wait (a request that met the last one nearly
+        // done proves nothing either way).
+        guard s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k) else { return false }
+        let near = waitedAt.map { limit + 1 >= $0 } ?? false
+        let step = slowStart ? 1 : 1 / ((near ? 16 : 4) * Double(limit))
+        estimate = min(cap, estimate + step)
+        return false
+    }
+
+    /// The largest the limit may be.
+    private var cap: Double { reported.map { Double($0) } ?? ConcurrencyLearner.ceiling }
+
+    private mutating func waited(concurrency k: Int) {
+        if k <= limit, k > 1 { estimate = max(1, min(estimate, Double(k - 1))) }
+        waitedAt = min(waitedAt ?? k, k)
+        goodSinceWait = 0
+        slowStart = false
+    }
+
+    /// Whether `s` waited inside the backend for a slot.
+    private func didWait(_ s: Sample, concurrency k: Int) -> Bool {
+        if let queued = s.queuedInsideMs { return queued > max(50, 0.1 * s.durationMs) }
+        guard k > 1, s.promptTokens + s.completionTokens > 0 else { return false }
+        let batch = 1 + sigma * Double(k - 1)
+        if s.streamed, let prefill = expectedPrefillMs(promptTokens: s.promptTokens, concurrency: k) {
+            if s.ttftMs > 2 * prefill + 100 { return true }
+        }
+        guard let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
+        return s.durationMs > alone * batch * 1.5 + 50
+    }
+
+    /// Whether `s`'s own work began only when a request ahead of it ended:
+    /// from some end of a request sent before it to its own end is its whole
+    /// time alone (85 %–130 % of it, × its batch), and that end came at least
+    /// (0.3 + σ(k − 1)) of its time alone (and 50 ms) after its send. A
+    /// request served alongside others makes progress during that overlap,
+    /// so its time after the end is at most its time alone × its batch less
+    /// the overlap — below 85 % of its time alone once the overlap is that
+    /// long: waiting in a backend's own queue lines up with the end of the
+    /// request it waited for; batching does not.
+    private func linedUp(_ s: Sample, concurrency k: Int) -> Bool {
+        guard s.queuedInsideMs == nil, k > 1, s.promptTokens + s.completionTokens > 0, let sent = s.sentAt, let end = s.endedAt,
+              let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens), alone > 20 else { return false }
+        let batch = 1 + sigma * Double(k - 1)
+        for other in recentEnds.reversed() where other.sent < sent && other.end > sent {
+            let overlap = other.end - sent, after = end - other.end
+            if overlap >= max(50, (0.3 + sigma * Double(k - 1)) * alone), after >= 0.85 * alone, after <= 1.3 * alone * batch + 50 { return true }
+        }
+        return false
+    }
+
+    /// Whether `s` made clear progress alongside a request ahead of it: that
+    /// one ended long after `s` was sent (the overlap `linedUp` needs), and
+    /// `s` then finished in at most 60 % of its time alone (a request that
+    /// waited for it needs its whole time alone after its end).
+    private func overlappedLong(_ s: Sample, concurrency k: Int) -> Bool {
+        guard let sent = s.sentAt, let end = s.endedAt,
+              let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
+        let needed = max(50, (0.3 + sigma * Double(k - 1)) * alone)
+        return recentEnds.dropLast().contains { $0.sent < sent && $0.end - sent >= needed && end - $0.end <= 0.6 * alone }
+    }
+
+    /// A stream's expected time to first byte at `concurrency`, once the fit is ready.
+    private func expectedPrefillMs(promptTokens: Int, concurrency: Int) -> Double? {
+        guard let perToken = fit.promptMsPerToken else { return nil }
+        return perToken * Double(max(1, promptTokens)) * (1 + sigma * Double(max(0, concurrency - 1)))
+    }
+}
+
+/// A request's time alone as `P·prompt + D·completion` (ms), fitted by
+/// weighted least squares with forgetting (a sample of weight w scales the
+/// old ones by 0.95^w). While the two cannot be told apart (prompts and
+/// answers in one ratio, or a fit with a negative term), `P` is taken as
+/// 1/20 of `D` — prefill reads tokens 8–50× faster than decoding makes them.
+struct WorkFit: Equatable, Sendable {
+    static let forgetting = 0.95
+    static let priorPromptShare = 0.05
+    private var spp = 0.0, spc = 0.0, scc = 0.0, spy = 0.0, scy = 0.0
+    private(set) var samples = 0
+
+    var ready: Bool { samples >= ConcurrencyLearner.fitSamples }
+
+    mutating func add(prompt: Int, completion: Int, ms: Double, weight: Double = 1) {
+        guard ms.isFinite, ms > 0, prompt >= 0, completion >= 0, prompt + completion > 0, weight > 0 else { return }
+        let p = Double(prompt), c = Double(completion), f = pow(WorkFit.forgetting, weight), w = weight
+        spp = spp * f + w * p * p
+        spc = spc * f + w * p * c
+        scc = scc * f + w * c * c
+        spy = spy * f + w * p * ms
+        scy = scy * f + w * c * ms
+        samples += 1
+    }
+
+    /// (ms per prompt token, ms per output token), or nil before the fit is ready.
+    var coefficients: (prompt: Double, completion: Double)? {
+        guard ready else { return nil }
+        let det = spp * scc - spc * spc
+        if det > 1e-9 * max(1, spp * scc) {
+            let p = (spy * scc - scy * spc) / det
+            let c = (scy * spp - spy * spc) / det
+            if p >= 0, c > 0, p.isFinite, c.isFinite { return (p, c) }
+        }
+        // One ratio only: the prior share of prompt to output cost.
+        let share = WorkFit.priorPromptShare
+        let denominator = share * share * spp + 2 * share * spc + scc
+        guard denominator > 0 else { return nil }
+        let c = (share * spy + scy) / denominator
+        guard c.isFinite, c > 0 else { return nil }
+        return (share * c, c)
+    }
+
+    var promptMsPerToken: Double? { coefficients.map { max($0.prompt, 0.001) } }
+
+    /// The expected time alone of a request of these tokens.
+    func expectedMs(prompt: Int, completion: Int) -> Double? {
+        guard let (p, c) = coefficients else { return nil }
+        return p * Double(max(0, prompt)) + c * Double(max(0, completion))
     }
 }

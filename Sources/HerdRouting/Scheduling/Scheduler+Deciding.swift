@@ -106,6 +106,7 @@ extension Scheduler {
         entry.sentAt = now
         entry.expectedEnd = now + UInt64(saturating: max(1, own.rounded()))
         load.ends.append(entry.expectedEnd)
+        load.sents.append(now)
         slotLoads[slot] = load
         entry.concurrency = load.count
         nodeLoads[slot.node, default: 0] += 1
@@ -284,6 +285,7 @@ extension Scheduler {
         guard var load = slotLoads[slot] else { return }
         load.count -= 1
         if let i = load.ends.firstIndex(of: entry.expectedEnd) { load.ends.remove(at: i) }
+        if let i = load.sents.firstIndex(of: entry.sentAt) { load.sents.remove(at: i) }
         slotLoads[slot] = load.count > 0 ? load : nil
         if let n = nodeLoads[slot.node] { nodeLoads[slot.node] = n > 1 ? n - 1 : nil }
     }

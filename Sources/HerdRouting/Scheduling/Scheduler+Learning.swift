@@ -13,18 +13,30 @@ extension Scheduler {
         let ttft = result.upstreamTtftMilliseconds ?? max(0, result.ttftMilliseconds - queued)
         let duration = result.upstreamMilliseconds ?? max(0, result.durationMilliseconds - queued)
         let busy = result.status == 503 || result.status == 429
+        // The backend's own figures, where believable; else herd's measurement stands.
+        let timings = BackendTimings(prompt: result.backendPromptMilliseconds, decode: result.backendDecodeMilliseconds,
+                                     load: result.backendLoadMilliseconds, total: result.backendTotalMilliseconds,
+                                     promptTokens: result.promptTokens, completionTokens: result.completionTokens, durationMs: duration)
+        var waited = false
         if entry.retries == 0, !entry.startCounted {
-            learn(slot) { $0.completed(ttft: ttft, concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy, duration: duration,
-                                        streamed: entry.request.stream) }
+            let sample = ConcurrencyLearner.Sample(
+                concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy, streamed: entry.request.stream,
+                ttftMs: max(0, ttft - (timings.loadMs ?? 0)), durationMs: max(0, duration - (timings.loadMs ?? 0)),
+                promptTokens: result.promptTokens, completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
+                sentAt: Double(entry.sentAt), endedAt: Double(now),
+                overtook: slotLoads[slot]?.sents.contains { $0 < entry.sentAt } ?? false)
+            learn(slot) { waited = $0.observe(sample) }
         }
         switch result.outcome {
         case .ok:
-            rates.observe(LearnedRates.Observation(
+            var observation = LearnedRates.Observation(
                 slot: slot, ok: true, generates: Scheduler.generates(path: entry.request.path), batch: entry.nodeBatch,
                 promptTokens: result.promptTokens, completionTokens: result.completionTokens, ttftMs: ttft, durationMs: duration,
-                streamed: entry.request.stream, backendPromptMs: result.backendPromptMilliseconds,
-                backendDecodeMs: result.backendDecodeMilliseconds, backendLoadMs: result.backendLoadMilliseconds,
-                modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry), weightBytes: weights(of: entry)))
+                streamed: entry.request.stream, backendPromptMs: timings.promptMs,
+                backendDecodeMs: timings.decodeMs, backendLoadMs: timings.loadMs,
+                modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry), weightBytes: weights(of: entry))
+            observation.waitedInside = waited
+            rates.observe(observation)
             loadingUntil[slot] = nil
         case .upstreamError, .timeout:
             if !busy { rates.failed(node: slot.node, at: now) }
@@ -42,6 +54,7 @@ extension Scheduler {
     /// Updates `slot`'s learner (created at the prior on first use).
     mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
         guard settings.maxConcurrencyPerModel == nil else { return }
+        guard learners[slot] != nil || learners.count < LearnedRates.maxEntries else { return }
         var learner = learners[slot] ?? ConcurrencyLearner(prior: prior(slot.node), reported: reportedParallel[slot.node] != nil)
         update(&learner)
         learners[slot] = learner

@@ -149,6 +149,9 @@ package struct Scheduler {
         var count = 0
         /// Their expected end times (ms), unordered.
         var ends: [UInt64] = []
+        /// When each was sent (ms), unordered: a request that ends while one
+        /// sent before it is still in flight overtook it (served alongside).
+        var sents: [UInt64] = []
     }
 
     package let settings: Settings
@@ -276,7 +279,7 @@ package struct Scheduler {
         guard var entry = entries.removeValue(forKey: key) else { return }
         if let slot = entry.slot {
             if let status = retry.upstreamStatus, status == 503 || status == 429 {
-                learn(slot) { $0.completed(ttft: 0, concurrency: entry.concurrency, ok: false, busy: true) }
+                learn(slot) { $0.observe(ConcurrencyLearner.Sample(concurrency: entry.concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0)) }
             } else {
                 rates.failed(node: slot.node, at: now)
             }
@@ -327,14 +330,15 @@ package struct Scheduler {
     package mutating func started(_ started: RouteStarted, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                                   into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: started.id)
-        guard var entry = entries[key], let slot = entry.slot, !entry.startCounted, entry.retries == 0 else { return }
+        // A non-streaming answer's first byte is its end: its RESULT teaches instead.
+        guard var entry = entries[key], let slot = entry.slot, !entry.startCounted, entry.retries == 0, entry.request.stream else { return }
         entry.startCounted = true
         entries[key] = entry
         let before = limit(slot)
         let busy = started.status == 503 || started.status == 429
         learn(slot) {
-            $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, ok: (200..<300).contains(started.status), busy: busy,
-                        streamed: entry.request.stream)
+            $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
+                       ok: (200..<300).contains(started.status), busy: busy)
         }
         if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
     }

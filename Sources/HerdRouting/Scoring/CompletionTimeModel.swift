@@ -169,11 +169,16 @@ package enum CompletionTimeModel {
 
     /// ms per generated token when joining `batch` requests.
     package static func decodeMsPerToken(_ inputs: Inputs, batch: Int) -> Double {
-        if let measured = inputs.slot?.decode.msPerToken(batch: batch) { return measured }
-        if let line = nodeDecodeLine(inputs) { return line.msPerToken(batch: batch) }
-        if inputs.inFlight == 0, let line = inputs.model?.fastestDecode { return line.msPerToken(batch: batch) }
+        decodeRate(inputs, batch: batch).ms
+    }
+
+    /// ms per generated token when joining `batch` requests, and where that figure came from.
+    package static func decodeRate(_ inputs: Inputs, batch: Int) -> (ms: Double, source: RateSource) {
+        if let slot = inputs.slot, let measured = slot.decode.msPerToken(batch: batch) { return (measured, slot.decodeSource) }
+        if let line = nodeDecodeLine(inputs) { return (line.msPerToken(batch: batch), .node) }
+        if inputs.inFlight == 0, let line = inputs.model?.fastestDecode { return (line.msPerToken(batch: batch), .fleet) }
         let a = priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
-        return a * (1 + Priors.batchSlowdown * Double(max(0, batch - 1)))
+        return (a * (1 + Priors.batchSlowdown * Double(max(0, batch - 1))), .prior)
     }
 
     /// ms per prompt token.
@@ -206,7 +211,8 @@ package enum CompletionTimeModel {
         let canStart = inputs.inFlight < inputs.limit && inputs.drainMs == nil
         let batch = inputs.drainMs != nil ? 1
             : canStart ? max(inputs.inFlight, inputs.nodeInFlight) + 1 : max(1, inputs.limit, inputs.nodeInFlight)
-        let decode = inputs.outputTokens * decodeMsPerToken(inputs, batch: batch)
+        let rate = decodeRate(inputs, batch: batch)
+        let decode = inputs.outputTokens * rate.ms
         let prefill = Double(inputs.promptTokens) * prefillMsPerToken(inputs)
         let load: Double = switch inputs.temperature {
         case .hot: 0
@@ -225,7 +231,7 @@ package enum CompletionTimeModel {
         if let affinity = inputs.affinity {
             gain = prefill * affinity.prefillSaved / (1 + Double(inputs.inFlight) / 2)
         }
-        return ScoreBreakdown(wait: wait, load: load, prefill: prefill, decode: decode, factor: inputs.factor, affinityGain: gain)
+        return ScoreBreakdown(wait: wait, load: load, prefill: prefill, decode: decode, factor: inputs.factor, affinityGain: gain, rates: rate.source)
     }
 }
 
@@ -237,12 +243,17 @@ package struct ScoreBreakdown: Equatable, Sendable {
     package var decode: Double
     package var factor: Double
     package var affinityGain: Double = 0
+    /// Where the decode rate came from (`rates=` in the header).
+    package var rates = RateSource.prior
 
     /// The expected time to complete: what candidates are ranked by.
     package var ectMs: Double { max(0, (wait + load + prefill + decode) * factor - affinityGain) }
 
     /// `ect_ms=812 wait=300 load=0 prefill=12 decode=500` (+ `factor=1.5`,
-    /// `affinity=-40` when they apply): the `X-Herd-Score` header.
+    /// `affinity=-40` when they apply) + `rates=herd` (where the decode rate
+    /// came from: `backend` figures believed, `herd`'s own measurement, the
+    /// `node`'s other models, the `fleet`'s fastest node, or the `prior`):
+    /// the `X-Herd-Score` header.
     package var header: String {
         var out: [UInt8] = []
         out.reserveCapacity(80)
@@ -268,6 +279,8 @@ package struct ScoreBreakdown: Equatable, Sendable {
             out.append(literal: " affinity=-")
             out.append(rounded: affinityGain)
         }
+        out.append(literal: " rates=")
+        out.append(contentsOf: rates.rawValue.utf8)
         return String(decoding: out, as: UTF8.self)
     }
 }

@@ -81,9 +81,69 @@ package struct DecodeLine: Equatable, Sendable {
     package func msPerToken(batch: Int) -> Double { intercept + slope * Double(max(0, batch - 1)) }
 }
 
+/// Where a rate came from: what the score breakdown names (`rates=`).
+package enum RateSource: String, Equatable, Sendable {
+    /// The backend's own timings (Ollama's `*_duration`, llama.cpp's `timings`), believed.
+    case backend
+    /// herd's own measurement: the time it saw, divided by the tokens it counted.
+    case herd
+    /// Another model measured on the same node, scaled by weights.
+    case node
+    /// The fastest node measured for this model (a node not yet measured).
+    case fleet
+    /// Nothing measured: the documented priors.
+    case prior
+}
+
+/// The backend's own figures of one request, kept only where believable:
+/// not zero or negative, not faster than any machine decodes (> 10,000
+/// tokens/s) or reads a prompt (> 1,000,000 tokens/s), not longer than the
+/// request took as herd measured it. A backend reporting nonsense (every
+/// duration 1 ns, say) leaves herd to its own measurement.
+package struct BackendTimings: Equatable, Sendable {
+    package var promptMs: Double?
+    package var decodeMs: Double?
+    package var loadMs: Double?
+    /// Time spent waiting inside the backend for a slot: its whole time less
+    /// load, prompt and generation (only when all four are believable).
+    package var queuedMs: Double?
+
+    /// Fastest believable decoding and prompt reading, tokens per second.
+    package static let maxDecodeTokensPerSecond = 10_000.0
+    package static let maxPromptTokensPerSecond = 1_000_000.0
+
+    package init(promptMs: Double? = nil, decodeMs: Double? = nil, loadMs: Double? = nil, queuedMs: Double? = nil) {
+        self.promptMs = promptMs
+        self.decodeMs = decodeMs
+        self.loadMs = loadMs
+        self.queuedMs = queuedMs
+    }
+
+    /// Sifts what the backend said against what herd measured (`durationMs`:
+    /// the backend's time, sent → last byte, as the proxy saw it).
+    package init(prompt: Double?, decode: Double?, load: Double?, total: Double?, promptTokens: Int, completionTokens: Int, durationMs: Double) {
+        let bound = durationMs.isFinite && durationMs > 0 ? durationMs * 1.1 + 50 : Double.infinity
+        func within(_ ms: Double?) -> Double? {
+            guard let ms, ms.isFinite, ms > 0, ms <= bound else { return nil }
+            return ms
+        }
+        if let ms = within(decode), completionTokens >= 1,
+           Double(completionTokens) / (ms / 1000) <= BackendTimings.maxDecodeTokensPerSecond { decodeMs = ms }
+        if let ms = within(prompt), promptTokens >= 1,
+           Double(promptTokens) / (ms / 1000) <= BackendTimings.maxPromptTokensPerSecond { promptMs = ms }
+        if let load, load.isFinite, load >= 0, load <= bound { loadMs = load }
+        if let total = within(total), let promptMs, let decodeMs {
+            let parts = promptMs + decodeMs + (loadMs ?? 0)
+            if total >= parts - 50 { queuedMs = max(0, total - parts) }
+        }
+    }
+}
+
 /// What herd has measured about one node:model.
 package struct SlotRates: Equatable, Sendable {
     package var decode = DecodeCurve(priorSlopeRatio: CompletionTimeModel.Priors.batchSlowdown)
+    /// Who measured the decode line last: the backend's figures or herd's own.
+    package var decodeSource = RateSource.herd
     /// Milliseconds per prompt token read.
     package var prefillMsPerToken = MovingAverage()
     /// Milliseconds a request held its slot (backend time: sent to last byte).
@@ -182,6 +242,9 @@ package struct LearnedRates: Equatable, Sendable {
         package var modelBytes: Int
         /// The model's weights, when known (for the node's speed), else 0.
         package var weightBytes = 0
+        /// The concurrency learner found it waited inside the backend for a
+        /// slot: its time is not a measure of its work.
+        package var waitedInside = false
 
         package init(slot: SlotKey, ok: Bool, generates: Bool, batch: Int, promptTokens: Int, completionTokens: Int, ttftMs: Double,
                      durationMs: Double, streamed: Bool, backendPromptMs: Double? = nil, backendDecodeMs: Double? = nil,
@@ -228,20 +291,32 @@ package struct LearnedRates: Equatable, Sendable {
         observeLoad(o.slot, loadMs: loadMs, modelBytes: o.modelBytes)
         var slot = slots[o.slot] ?? SlotRates()
         if o.durationMs > 0 { slot.serviceMs.add(o.durationMs) }
-        // Prefill: the backend's figure, else the time to the first byte of a stream (minus a load).
+        // Prefill: the backend's figure, else the time to the first byte of a
+        // stream (minus a load) that did not wait inside.
         if o.promptTokens >= 8 {
             if let ms = o.backendPromptMs, ms > 0 {
                 slot.prefillMsPerToken.add(ms / Double(o.promptTokens))
-            } else if o.streamed, o.ttftMs > 0 {
+            } else if o.streamed, o.ttftMs > 0, !o.waitedInside {
                 slot.prefillMsPerToken.add(max(0, o.ttftMs - loadMs) / Double(o.promptTokens))
             }
         }
-        // Decode: the backend's figure, else the stream's time after its first byte.
+        // Decode: the backend's figure, else herd's own: a stream's time
+        // after its first byte, or a whole answer's time less its expected
+        // prefill (and load) — when it did not wait inside the backend.
         if o.generates, o.completionTokens >= 2 {
             if let ms = o.backendDecodeMs, ms > 0 {
                 slot.decode.add(msPerToken: ms / Double(o.completionTokens), batch: o.batch)
-            } else if o.streamed, o.durationMs > o.ttftMs {
+                slot.decodeSource = .backend
+            } else if !o.waitedInside, o.streamed, o.durationMs > o.ttftMs {
                 slot.decode.add(msPerToken: (o.durationMs - o.ttftMs) / Double(o.completionTokens - 1), batch: o.batch)
+                slot.decodeSource = .herd
+            } else if !o.waitedInside, !o.streamed {
+                let prefill = Double(o.promptTokens) * (slot.prefillMsPerToken.value ?? 0)
+                let decodeMs = o.durationMs - loadMs - prefill
+                if decodeMs > 0 {
+                    slot.decode.add(msPerToken: decodeMs / Double(o.completionTokens), batch: o.batch)
+                    slot.decodeSource = .herd
+                }
             }
         }
         slots[o.slot] = slot

@@ -216,6 +216,7 @@ extension RouteResult: WireBinaryMessage {
         out.wire(optionalDouble: backendLoadMilliseconds)
         out.wire(optionalDouble: upstreamTtftMilliseconds)
         out.wire(optionalDouble: upstreamMilliseconds)
+        out.wire(optionalDouble: backendTotalMilliseconds)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
@@ -224,7 +225,8 @@ extension RouteResult: WireBinaryMessage {
                   completionTokens: try r.int(), bytes: try r.int(), retries: try r.int(), error: try r.optionalString(),
                   local: try r.bool(), localReason: try r.optionalString(), backendPromptMilliseconds: try r.optionalDouble(),
                   backendDecodeMilliseconds: try r.optionalDouble(), backendLoadMilliseconds: try r.optionalDouble(),
-                  upstreamTtftMilliseconds: try r.optionalDouble(), upstreamMilliseconds: try r.optionalDouble())
+                  upstreamTtftMilliseconds: try r.optionalDouble(), upstreamMilliseconds: try r.optionalDouble(),
+                  backendTotalMilliseconds: try r.optionalDouble())
         self = sanitized
     }
 }

@@ -26,7 +26,7 @@ public enum BackendKind: String, Sendable, Codable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 3
+    public static let protocolVersion = 4
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String
@@ -301,6 +301,10 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
     public var backendPromptMilliseconds: Double?
     public var backendDecodeMilliseconds: Double?
     public var backendLoadMilliseconds: Double?
+    /// The backend's whole time for the request (Ollama's `total_duration`):
+    /// beyond load + prompt + generation, it is time spent waiting inside
+    /// the backend for a slot.
+    public var backendTotalMilliseconds: Double?
     /// From the moment the proxy sent the request to the node that served it
     /// (its last attempt) to the first byte and to the end, in milliseconds:
     /// the backend's time as herd sees it, without herd's own (the client's
@@ -312,7 +316,7 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
                 durationMilliseconds: Double = 0, promptTokens: Int = 0, completionTokens: Int = 0, bytes: Int = 0,
                 retries: Int = 0, error: String? = nil, local: Bool = false, localReason: String? = nil, backendPromptMilliseconds: Double? = nil,
                 backendDecodeMilliseconds: Double? = nil, backendLoadMilliseconds: Double? = nil,
-                upstreamTtftMilliseconds: Double? = nil, upstreamMilliseconds: Double? = nil) {
+                upstreamTtftMilliseconds: Double? = nil, upstreamMilliseconds: Double? = nil, backendTotalMilliseconds: Double? = nil) {
         self.id = id
         self.node = node
         self.model = model
@@ -332,13 +336,14 @@ public struct RouteResult: Equatable, Sendable, WireCodable {
         self.backendLoadMilliseconds = backendLoadMilliseconds
         self.upstreamTtftMilliseconds = upstreamTtftMilliseconds
         self.upstreamMilliseconds = upstreamMilliseconds
+        self.backendTotalMilliseconds = backendTotalMilliseconds
     }
 
     enum CodingKeys: String, CodingKey {
         case id, node, model, outcome, status, ttftMilliseconds = "ttft_ms", durationMilliseconds = "duration_ms",
              promptTokens = "prompt_tokens", completionTokens = "completion_tokens", bytes, retries, error, local,
              localReason = "local_reason", backendPromptMilliseconds = "prompt_eval_ms", backendDecodeMilliseconds = "eval_ms", backendLoadMilliseconds = "load_ms",
-             upstreamTtftMilliseconds = "upstream_ttft_ms", upstreamMilliseconds = "upstream_ms"
+             upstreamTtftMilliseconds = "upstream_ttft_ms", upstreamMilliseconds = "upstream_ms", backendTotalMilliseconds = "total_ms"
     }
 }
 

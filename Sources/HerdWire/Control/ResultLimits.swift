@@ -36,6 +36,7 @@ extension RouteResult {
         r.backendLoadMilliseconds = ResultLimits.milliseconds(backendLoadMilliseconds)
         r.upstreamTtftMilliseconds = ResultLimits.milliseconds(upstreamTtftMilliseconds)
         r.upstreamMilliseconds = ResultLimits.milliseconds(upstreamMilliseconds)
+        r.backendTotalMilliseconds = ResultLimits.milliseconds(backendTotalMilliseconds)
         if node.utf8.count > 128 { r.node = node.truncated(toBytes: 128) }
         if model.utf8.count > RequestLimits.modelBytes.upperBound { r.model = model.truncated(toBytes: RequestLimits.modelBytes.upperBound) }
         if let error, error.utf8.count > 1_024 { r.error = error.truncated(toBytes: 1_024) }

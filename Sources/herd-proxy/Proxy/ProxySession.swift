@@ -244,7 +244,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             backendPromptMilliseconds: usage.promptMilliseconds, backendDecodeMilliseconds: usage.decodeMilliseconds,
             backendLoadMilliseconds: usage.loadMilliseconds,
             upstreamTtftMilliseconds: upstreamSentAt.flatMap { sent in upstreamFirstByteAt.map { Double($0 - sent) / 1e6 } },
-            upstreamMilliseconds: upstreamSentAt.map { Double(now - $0) / 1e6 })
+            upstreamMilliseconds: upstreamSentAt.map { Double(now - $0) / 1e6 }, backendTotalMilliseconds: usage.totalMilliseconds)
         attempt?.report(result)
     }
 }

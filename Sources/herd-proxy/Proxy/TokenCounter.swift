@@ -11,16 +11,18 @@ struct BackendUsage: Equatable {
     var decodeMilliseconds: Double?
     /// Milliseconds spent loading the model (Ollama `load_duration`).
     var loadMilliseconds: Double?
+    /// The backend's whole time, queueing inside it included (Ollama `total_duration`).
+    var totalMilliseconds: Double?
 }
 
 /// Reads `BackendUsage` from the end of a response: Ollama's last line
 /// (`prompt_eval_count`, `eval_count`, `*_duration` in nanoseconds), OpenAI's
 /// `usage`, llama.cpp's `timings`.
 enum TokenCounter {
-    static let keys: JSONKeys = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings"]
+    static let keys: JSONKeys = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings", "total_duration"]
     /// Positions in `keys` (`JSONValue.Picked` is indexed, not hashed).
     private enum Key {
-        static let evalCount = 0, promptEvalCount = 1, usage = 2, evalDuration = 3, promptEvalDuration = 4, loadDuration = 5, timings = 6
+        static let evalCount = 0, promptEvalCount = 1, usage = 2, evalDuration = 3, promptEvalDuration = 4, loadDuration = 5, timings = 6, totalDuration = 7
     }
 
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
@@ -62,7 +64,8 @@ enum TokenCounter {
             return BackendUsage(promptTokens: json[Key.promptEvalCount]?.intValue ?? 0, completionTokens: completion,
                                 promptMilliseconds: milliseconds(nanoseconds: json[Key.promptEvalDuration]),
                                 decodeMilliseconds: milliseconds(nanoseconds: json[Key.evalDuration]),
-                                loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]))
+                                loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]),
+                                totalMilliseconds: milliseconds(nanoseconds: json[Key.totalDuration]))
         }
         if let usage = json[Key.usage], usage != .null {
             var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0,

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The table of Benchmarks/routing-real/run.sh: per router, completion times
+and errors; herd's learned limits over time; the ratios against the best
+baseline."""
+import argparse
+import collections
+import json
+import os
+
+p = argparse.ArgumentParser()
+p.add_argument("--seed", required=True)
+p.add_argument("--rate", required=True)
+p.add_argument("--fleet", required=True)
+p.add_argument("--work", required=True)
+p.add_argument("--routers", required=True)
+args = p.parse_args()
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return float("nan")
+    index = max(0, min(len(sorted_values) - 1, int(-(-q * len(sorted_values) // 1)) - 1))
+    return sorted_values[index]
+
+
+rows = {}
+print(f"routing on real processes: seed {args.seed}, fleet {args.fleet} (slots:tokens/s:batch slowdown:timings), {args.rate} req/s")
+print(f"{'router':10}{'n':>5}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'errors':>8}   per machine")
+for router in args.routers.split():
+    path = os.path.join(args.work, f"result-{args.seed}-{router}.json")
+    if not os.path.exists(path):
+        continue
+    results = json.load(open(path))["results"]
+    ok = sorted(r["seconds"] for r in results if r["status"] == 200)
+    errors = [r for r in results if r["status"] != 200]
+    split = collections.Counter(r["machine"] or "?" for r in results if r["status"] == 200)
+    mean = sum(ok) / len(ok) if ok else float("nan")
+    rows[router] = (mean, percentile(ok, 0.5), percentile(ok, 0.95), percentile(ok, 0.99), len(errors))
+    print(f"{router:10}{len(results):>5}{mean:>8.2f}{percentile(ok, 0.5):>8.2f}{percentile(ok, 0.95):>8.2f}{percentile(ok, 0.99):>8.2f}"
+          f"{len(errors):>8}   " + " ".join(f"{k}:{v}" for k, v in sorted(split.items())))
+    for e in errors[:3]:
+        print(f"    error: status {e['status']} {e['error']}")
+
+limits = os.path.join(args.work, f"limits-{args.seed}.log")
+if os.path.exists(limits):
+    series = collections.defaultdict(list)
+    start = None
+    for line in open(limits):
+        stamp, _, text = line.partition(" ")
+        try:
+            snapshot = json.loads(text)
+        except ValueError:
+            continue
+        t = float(stamp)
+        start = start if start is not None else t
+        for slot in snapshot.get("slots", []):
+            series[slot["node"]].append((t - start, slot["limit"], slot["in_flight"]))
+    for node, points in sorted(series.items()):
+        limits_seen = [limit for _, limit, _ in points]
+        at = [f"{int(t)}s:{limit}" for t, limit, _ in points[:: max(1, len(points) // 12)]]
+        last_half = limits_seen[len(limits_seen) // 2:]
+        print(f"herd learned limit on {node}: " + " ".join(at) + f"   (second half: min {min(last_half)} max {max(last_half)})")
+
+baselines = [v for k, v in rows.items() if k != "herd"]
+if "herd" in rows and baselines:
+    herd = rows["herd"]
+    for index, name in ((2, "p95"), (1, "p50"), (0, "mean")):
+        best = min(b[index] for b in baselines)
+        print(f"herd {name} / best baseline {name} = {herd[index] / best:.2f}")

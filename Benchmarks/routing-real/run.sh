@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Routing on a fleet as users have it, with real processes: simulated GPU
+# servers (Benchmarks/routing-real/simgpu.py: slots, batch slowdown, prefill,
+# cold loads, honest HTTP, Ollama and OpenAI shapes) of very different speed,
+# which report neither their parallelism nor useful timings, each behind its
+# own herd-node; the same seeded open-loop workload (loadgen.py: Poisson
+# arrivals, prompts and answers varying SPREAD×, the answer's length unknown
+# to the router) through HAProxy `balance leastconn`, nginx round-robin and
+# herd (release, default flags) in the same run. Every router starts from a
+# fresh fleet (servers restarted: nothing learned, nothing loaded twice).
+#
+# Run:   bash Benchmarks/routing-real/run.sh
+#        SEEDS="1 2 3" bash Benchmarks/routing-real/run.sh
+# Knobs: REQUESTS (150), LOAD (0.65: arrival rate as a share of the fleet's
+#        decode capacity), SPREAD (4), STREAM_SHARE (0: share of streams),
+#        API (ollama | openai), ROUTERS ("haproxy nginx herd"),
+#        FLEET: one machine per word, slots:tokens_per_s:batch_slowdown:timings
+#          (timings: none | absurd | honest), default
+#          "4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none" (the issue's fleet).
+# Prints per router: mean, p50, p95, p99 (seconds, send → last byte), errors,
+# requests per machine; for herd, its learned limit per machine over time
+# (from /api/v1/queues every second); last lines:
+#   herd p95 / best baseline p95 = X
+#   herd p50 / best baseline p50 = Y
+#   herd mean / best baseline mean = Z
+# Needs: haproxy nginx python3 (apt-get install -y haproxy nginx).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=Benchmarks/routing-real
+REQUESTS=${REQUESTS:-150}
+LOAD=${LOAD:-0.65}
+SPREAD=${SPREAD:-4}
+STREAM_SHARE=${STREAM_SHARE:-0}
+API=${API:-ollama}
+ROUTERS=${ROUTERS:-haproxy nginx herd}
+FLEET=${FLEET:-4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none}
+SEEDS=${SEEDS:-1}
+ANSWER=${ANSWER:-50}
+PROMPT=${PROMPT:-150}
+command -v haproxy >/dev/null && command -v nginx >/dev/null || { echo "needs haproxy and nginx: apt-get install -y haproxy nginx"; exit 2; }
+swift build -c release --product herd-control >/dev/null
+swift build -c release --product herd-proxy >/dev/null
+swift build -c release --product herd-node >/dev/null
+B=.build/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ROUTER_PORT=18801; CONTROL_PORT=18802; SIM_BASE=18810
+
+# The arrival rate: LOAD × the fleet's decode capacity (tokens/s at each
+# machine's full batch) ÷ the mean answer length.
+RATE=$(python3 - "$FLEET" "$LOAD" "$ANSWER" "$SPREAD" <<'PY'
+import math, sys
+fleet, load, answer, spread = sys.argv[1].split(), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+capacity = 0.0
+for m in fleet:
+    slots, tps, slow, _ = m.split(":")
+    slots, tps, slow = int(slots), float(tps), float(slow)
+    capacity += slots * tps / (1 + slow * (slots - 1))
+mean_answer = answer * (spread - 1) / math.log(spread) if spread > 1 else answer
+print(f"{load * capacity / mean_answer:.4f}")
+PY
+)
+
+sims=()
+start_sims() {
+  sims=()
+  local i=0
+  for m in $FLEET; do
+    IFS=: read -r slots tps slow timings <<<"$m"
+    python3 $here/simgpu.py --port $((SIM_BASE + i)) --name "m$i-${slots}slot" --slots "$slots" --tps "$tps" \
+      --batch-slowdown "$slow" --timings "$timings" --model llama3.1:8b &
+    sims+=($!); pids+=($!)
+    i=$((i + 1))
+  done
+  for j in $(seq 0 $((i - 1))); do
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$((SIM_BASE + j))/api/tags" >/dev/null && break; sleep 0.05; done
+  done
+}
+stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+
+servers() { local i=0; for _ in $FLEET; do echo "127.0.0.1:$((SIM_BASE + i))"; i=$((i + 1)); done; }
+
+run_haproxy() {
+  { cat <<CONF
+global
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+frontend f
+  bind 127.0.0.1:$ROUTER_PORT
+  default_backend b
+backend b
+  balance leastconn
+CONF
+    local i=0; for s in $(servers); do echo "  server s$i $s"; i=$((i + 1)); done; } > "$work/haproxy.cfg"
+  haproxy -f "$work/haproxy.cfg" -db & local p=$!; pids+=($p)
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$ROUTER_PORT/" && break; sleep 0.05; done
+  loadgen "$1" haproxy
+  stop $p
+}
+
+run_nginx() {
+  { echo "worker_processes 1; error_log $work/nginx.err; pid $work/nginx.pid; events { worker_connections 8192; }"
+    echo "http { access_log off; client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf; uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;"
+    echo "  upstream be {"; for s in $(servers); do echo "    server $s;"; done; echo "    keepalive 64; }"
+    echo "  server { listen 127.0.0.1:$ROUTER_PORT; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_read_timeout 600s; proxy_buffering off; } } }"
+  } > "$work/nginx.conf"
+  nginx -c "$work/nginx.conf" -g 'daemon off;' & local p=$!; pids+=($p)
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$ROUTER_PORT/" && break; sleep 0.05; done
+  loadgen "$1" nginx
+  stop $p
+}
+
+run_herd() {
+  rm -rf "$work/herd"; mkdir -p "$work/herd"
+  $B/herd-control --port $CONTROL_PORT --proxy-port $ROUTER_PORT --data-dir "$work/herd/control" --no-mdns 2>"$work/herd/control.log" &
+  local control=$!; pids+=($control)
+  local nodes=() i=0
+  for s in $(servers); do
+    $B/herd-node --control http://127.0.0.1:$CONTROL_PORT --ollama "http://$s" --node-id "m$i" --data-dir "$work/herd/node$i" \
+      --no-meeting-detection 2>"$work/herd/node$i.log" &
+    nodes+=($!); pids+=($!)
+    i=$((i + 1))
+  done
+  local n=$i
+  for _ in $(seq 200); do
+    [ "$(curl -s -H 'Host: 127.0.0.1' "http://127.0.0.1:$CONTROL_PORT/api/v1/nodes" | grep -o '"status":"online"' | wc -l)" -ge "$n" ] && break
+    sleep 0.1
+  done
+  ( while true; do
+      printf '%s ' "$(date +%s.%N)"; curl -s -H 'Host: 127.0.0.1' "http://127.0.0.1:$CONTROL_PORT/api/v1/queues" || true; echo
+      sleep 1
+    done ) > "$work/limits-$1.log" 2>/dev/null &
+  local poller=$!; pids+=($poller)
+  loadgen "$1" herd
+  stop $poller "${nodes[@]}" $control
+  cp "$work/herd/control.log" "$work/herd-control-$1.log"
+}
+
+loadgen() { # seed router
+  python3 $here/loadgen.py --url "http://127.0.0.1:$ROUTER_PORT" --api "$API" --requests "$REQUESTS" --rate "$RATE" --seed "$1" \
+    --spread "$SPREAD" --stream-share "$STREAM_SHARE" --answer-tokens "$ANSWER" --prompt-tokens "$PROMPT" > "$work/result-$1-$2.json"
+}
+
+for seed in $SEEDS; do
+  for router in $ROUTERS; do
+    start_sims
+    "run_$router" "$seed"
+    stop "${sims[@]}"
+  done
+  python3 $here/report.py --seed "$seed" --rate "$RATE" --fleet "$FLEET" --work "$work" --routers "$ROUTERS"
+  echo
+done
