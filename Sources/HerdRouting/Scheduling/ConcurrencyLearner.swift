@@ -28,8 +28,8 @@ import HerdBounds
 ///
 /// What follows (AIMD, like TCP):
 /// - A request that waited while sent at concurrency `k` (itself included)
-///   means fewer than `k` slots: the limit drops to `k − 1` (never below 1)
-///   and the learner leaves slow start. Once per episode: a request sent
+///   means fewer than `k` slots: the limit drops to `k − 1`, by at most half
+///   (never below 1), and the learner leaves slow start. Once per episode: a request sent
 ///   before the cut, at more than the new limit, says nothing new.
 /// - A backend that answers "busy" (503 / 429) halves the limit.
 /// - A request that did not wait, sent while the limit was binding (it met
@@ -171,7 +171,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // word, an overtaking, or a long overlap with a request ahead that
         // did not line up as a wait (a request that met the last one nearly
         // done proves nothing either way).
-        guard s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k) else { return false }
+        // At a limit of 1 nothing can be served alongside: it probes (rarely, near a wait).
+        guard k == 1 || s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k) else { return false }
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
         let step = slowStart ? 1 : 1 / ((near ? 16 : 4) * Double(limit))
         estimate = min(cap, estimate + step)
@@ -182,7 +183,9 @@ struct ConcurrencyLearner: Equatable, Sendable {
     private var cap: Double { reported.map { Double($0) } ?? ConcurrencyLearner.ceiling }
 
     private mutating func waited(concurrency k: Int) {
-        if k <= limit, k > 1 { estimate = max(1, min(estimate, Double(k - 1))) }
+        // Fewer than k slots; one wait at most halves the limit (a wait the
+        // tests saw wrongly must not close a many-slot backend down to one).
+        if k <= limit, k > 1 { estimate = max(1, min(estimate, max(Double(k - 1), estimate / 2))) }
         waitedAt = min(waitedAt ?? k, k)
         goodSinceWait = 0
         slowStart = false

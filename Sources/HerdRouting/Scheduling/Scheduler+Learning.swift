@@ -23,7 +23,8 @@ extension Scheduler {
                 concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy, streamed: entry.request.stream,
                 ttftMs: max(0, ttft - (timings.loadMs ?? 0)), durationMs: max(0, duration - (timings.loadMs ?? 0)),
                 promptTokens: result.promptTokens, completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
-                sentAt: Double(entry.sentAt), endedAt: Double(now),
+                // Its send as the backend met it: a ticket is granted before it is spent.
+                sentAt: Double(now) - duration, endedAt: Double(now),
                 overtook: slotLoads[slot]?.sents.contains { $0 < entry.sentAt } ?? false)
             learn(slot) { waited = $0.observe(sample) }
         }

@@ -37,7 +37,12 @@ import HerdJSON
 ///   share its memory bandwidth and compute), + 1; the limit when it must
 ///   wait; 1 after a drain. The line
 ///   `ms(b) = a + c·(b − 1)` fitted to measured `eval_duration ÷ eval_count`
-///   at the batch each request ran in (`DecodeCurve`). Prior: decoding is
+///   at the batch each request ran in (`DecodeCurve`) — the backend's figure
+///   when believable (`BackendTimings`: not zero, not faster than 10,000
+///   tokens/s, not longer than the request), else herd's own: a stream's time
+///   after its first byte, or a whole answer's time less its expected
+///   prefill, from requests the concurrency learner found did not wait inside
+///   the backend. The header names the source (`rates=backend|herd|node|fleet|prior`). Prior: decoding is
 ///   memory-bound, so `a = weights ÷ bandwidth` with 300 GB/s on a GPU that
 ///   holds the model and 40 GB/s otherwise (33 ms when the size is unknown),
 ///   and `c = 0.25 a`. Expected output tokens: the measured mean for the

@@ -197,10 +197,11 @@ package struct Scorer: Sendable {
         return (.noNode, card)
     }
 
-    /// Ranking: expected time to complete; within 2 %, turns, then free memory.
+    /// Ranking: expected time to complete; within 2 % (or 5 ms: measurement
+    /// noise on a backend that answers in milliseconds), turns, then free memory.
     package static func better(_ a: ScoredCandidate, _ b: ScoredCandidate) -> Bool {
         let ea = a.ectMs, eb = b.ectMs
-        if abs(ea - eb) > 0.02 * max(ea, eb) { return ea < eb }
+        if abs(ea - eb) > max(5, 0.02 * max(ea, eb)) { return ea < eb }
         if a.canStart != b.canStart { return a.canStart }
         if a.lastRouted != b.lastRouted { return a.lastRouted < b.lastRouted }
         if a.memoryAvailableBytes != b.memoryAvailableBytes { return a.memoryAvailableBytes > b.memoryAvailableBytes }
