@@ -45,7 +45,19 @@ import Testing
         write("/proc/self/cmdline", "ollama\0serve\0")
         var reader = TelemetryReader()
         reader.root = root
-        #expect(reader.ollamaParallelism() == [11500: 3])
+        #expect(reader.ollamaParallelism() == [11500: .set(3), 11434: .unset])
+    }
+
+    @Test func anUnsetParallelismIsWhatThatOllamaVersionPicks() {
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "0.12.6") == 1, "explicit since 0.10.0: one at a time")
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "0.10.0-rc2") == 1)
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "1.0.0") == 1)
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "0.9.5") == 4, "picked by memory before: 4 at most")
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "0.2.0") == 4)
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "0.1.48") == 1)
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "0.0.0-sim") == 1)
+        #expect(LinuxParsers.ollamaDefaultParallel(version: "latest") == nil)
+        #expect(LinuxParsers.ollamaDefaultParallel(version: nil) == nil)
     }
 
     @Test func llamaCppPropsGiveItsSlots() throws {

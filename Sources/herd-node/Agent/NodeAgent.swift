@@ -44,7 +44,7 @@ final class NodeAgent {
     private var beats = 0
     private var capabilities: [String: [String]] = [:]
     /// `OLLAMA_NUM_PARALLEL` of the Ollama servers on this machine, by port (read every fifth beat).
-    private var ollamaParallel: [Int: Int] = [:]
+    private var ollamaParallel: [Int: OllamaParallel] = [:]
     private var warnedLocalOnly: Set<String> = []
     /// The owner's week, and the model servers' CPU ticks at the last sample (to tell their use from the owner's).
     private var capacity = CapacityModel()
@@ -112,7 +112,7 @@ final class NodeAgent {
         let previous = telemetry?.telemetry
         let localOllama = options.backends.contains { $0.kind == .ollama && Self.isLocal($0.url.host) }
         let learn = options.learnCapacity
-        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading, [Int: Int]?, (ticks: UInt64, residentBytes: Int)?) in
+        loop.offload({ () -> ([SocketAddress?], TelemetryReader.Reading, [Int: OllamaParallel]?, (ticks: UInt64, residentBytes: Int)?) in
             (urls.map { try? $0.resolve() }, reader.read(cpuBusy: sample.cpuUtilization, slow: slow, previous: previous),
              slow && localOllama ? reader.ollamaParallelism() : nil, slow && learn ? reader.backendProcessUsage() : nil)
         }, then: { [unowned self] result in
@@ -219,7 +219,12 @@ final class NodeAgent {
             }
             if backends[i].kind == .ollama, backends[i].parallel == nil, options.backends.indices.contains(i),
                Self.isLocal(options.backends[i].url.host) {
-                backends[i].parallel = ollamaParallel[options.backends[i].url.port]
+                switch ollamaParallel[options.backends[i].url.port] {
+                case let .set(n)?: backends[i].parallel = n
+                // Unset: what this Ollama version picks by itself (a ceiling to the router, not a promise).
+                case .unset?: backends[i].parallel = LinuxParsers.ollamaDefaultParallel(version: backends[i].version)
+                case nil: break
+                }
             }
             if options.backends.indices.contains(i), Self.isLocal(options.backends[i].url.host) {
                 backends[i].directClients = directClients(port: options.backends[i].url.port)

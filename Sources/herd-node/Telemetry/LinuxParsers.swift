@@ -158,6 +158,20 @@ enum LinuxParsers {
 
     // MARK: Backend parallelism
 
+    /// What Ollama serves at once per model when `OLLAMA_NUM_PARALLEL` is
+    /// unset, by its version: 1 from 0.10.0 (ollama/ollama#11330, July 2025:
+    /// "parallelism is explicit"); before, from 0.2.0, 4 when the model fits
+    /// in memory at 4 × its context (else 1: the router's learner finds that,
+    /// 4 being a ceiling); before 0.2.0, 1. Nil: a version not understood.
+    static func ollamaDefaultParallel(version: String?) -> Int? {
+        guard let version else { return nil }
+        let core = version.split(separator: "-").first ?? ""
+        let parts = core.split(separator: ".").map { Int($0) }
+        guard parts.count >= 2, let major = parts[0], let minor = parts[1] else { return nil }
+        if major > 0 || minor >= 10 { return 1 }
+        return minor >= 2 ? 4 : 1
+    }
+
     /// `/proc/<pid>/cmdline` (NUL-separated) of an `ollama serve` process.
     static func isOllamaServe(cmdline: String) -> Bool {
         let argv = cmdline.split(separator: "\0", omittingEmptySubsequences: false)

@@ -100,14 +100,16 @@ struct TelemetryReader: Sendable {
 
     /// `OLLAMA_NUM_PARALLEL` of each `ollama serve` process this user may
     /// read the environment of (its own, or any as root), by the port it
-    /// serves on. Unreadable or unset: absent (the router learns it instead).
-    func ollamaParallelism() -> [Int: Int] {
-        var byPort: [Int: Int] = [:]
+    /// serves on: set to a number, or unset (then Ollama picks it by its
+    /// version's rule, `LinuxParsers.ollamaDefaultParallel`). Unreadable:
+    /// absent (the router learns it instead).
+    func ollamaParallelism() -> [Int: OllamaParallel] {
+        var byPort: [Int: OllamaParallel] = [:]
         for pid in processIDs() {
             guard let cmdline = file("/proc/\(pid)/cmdline"), LinuxParsers.isOllamaServe(cmdline: cmdline),
                   let environ = file("/proc/\(pid)/environ") else { continue }
             let found = LinuxParsers.ollamaEnvironment(environ)
-            if let parallel = found.parallel { byPort[found.port] = parallel }
+            byPort[found.port] = found.parallel.map(OllamaParallel.set) ?? .unset
         }
         return byPort
     }
@@ -202,4 +204,11 @@ struct TelemetryReader: Sendable {
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
         return !timedOut && status == 0 ? String(decoding: output, as: UTF8.self) : nil
     }
+}
+
+/// An `ollama serve` process's `OLLAMA_NUM_PARALLEL`.
+enum OllamaParallel: Equatable, Sendable {
+    case set(Int)
+    /// Not in its environment: Ollama picks it (`LinuxParsers.ollamaDefaultParallel`).
+    case unset
 }
