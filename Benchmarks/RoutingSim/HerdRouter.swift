@@ -6,7 +6,20 @@ import HerdWire
 /// backend's Ollama-style timings, the fleet as heartbeats describe it every
 /// 2 s, `expire` at its deadlines.
 final class HerdRouter: SimRouter {
+    /// What the simulated backends tell herd about themselves.
+    enum Reports: String {
+        /// Their slots (parallelism) and Ollama's timings, as a configured Ollama or llama.cpp.
+        case all
+        /// Neither: no parallelism, no timings (most Ollama installs, vLLM, OpenAI-compatible servers).
+        case nothing
+        /// No parallelism, and every duration 1 ns (some servers).
+        case absurd
+    }
+
     let name = "herd"
+    let reports: Reports
+    /// Share of requests that stream (the rest: non-streaming, their first byte is their end).
+    let streamShare: Double
     let backends: SimBackends
     private var scheduler: Scheduler
     private var fleet: [FleetNode] = []
@@ -15,8 +28,10 @@ final class HerdRouter: SimRouter {
     private var queuedMs: [Int: Double] = [:]
     private var byNode: [String: SimMachine] = [:]
 
-    init(_ backends: SimBackends) {
+    init(_ backends: SimBackends, reports: Reports = .all, streamShare: Double = 1) {
         self.backends = backends
+        self.reports = reports
+        self.streamShare = streamShare
         var settings = Scheduler.Settings()
         settings.queueTimeoutMilliseconds = 600_000 // the comparison counts completion times, not refusals
         // Every request by ROUTE: the simulated proxy spends no tickets (a
@@ -28,7 +43,7 @@ final class HerdRouter: SimRouter {
     }
 
     /// A machine as herd-node reports it.
-    static func node(_ machine: SimMachine, now: Double) -> FleetNode {
+    static func node(_ machine: SimMachine, now: Double, reportsSlots: Bool = true) -> FleetNode {
         let spec = machine.spec.value
         let gb = 1_000_000_000.0
         var telemetry = Telemetry()
@@ -47,7 +62,7 @@ final class HerdRouter: SimRouter {
                                                        capabilities: $0.thinking ? ["completion", "thinking"] : ["completion"]) },
             loaded: machine.loaded.keys.map { Heartbeat.LoadedModel(name: $0.name, sizeBytes: Int($0.residentGB * gb),
                                                                      vramBytes: spec.hasGPU ? Int($0.residentGB * gb) : 0, contextLength: 8192) },
-            parallel: spec.slots)
+            parallel: reportsSlots ? spec.slots : nil)
         // A GPU box's memory for models is its VRAM (reported as the GPU's); RAM is not offered.
         let available = spec.hasGPU ? 0 : Int((spec.memoryGB - machine.usedGB) * gb)
         var node = FleetNode(heartbeat: Heartbeat(nodeID: spec.name, memoryTotalBytes: Int(spec.memoryGB * gb), memoryAvailableBytes: available,
@@ -58,7 +73,7 @@ final class HerdRouter: SimRouter {
     }
 
     func arrive(_ request: SimRequest, now: Double) {
-        let route = RouteRequest(id: UInt64(request.id), api: .ollama, path: "/api/chat", model: request.model, stream: true,
+        let route = RouteRequest(id: UInt64(request.id), api: .ollama, path: "/api/chat", model: request.model, stream: streams(request.id),
                                  estimatedTokens: request.promptTokens, session: request.session.map(ContentHash.init),
                                  prefix: ContentHash(request.systemPrompt))
         pending[request.id] = request
@@ -105,19 +120,36 @@ final class HerdRouter: SimRouter {
         }
     }
 
+    /// Whether request `id` streams: the first `streamShare` of every hundred.
+    func streams(_ id: Int) -> Bool { Double(id % 100) < streamShare * 100 }
+
     func finished(_ job: SimJob, machine: SimMachine, now: Double) {
         let queued = queuedMs.removeValue(forKey: job.request.id) ?? 0
-        let result = RouteResult(
+        let upstreamTtft = streams(job.request.id) ? (job.firstTokenAt ?? now) - job.sentAt : now - job.sentAt
+        var result = RouteResult(
             id: UInt64(job.request.id), node: machine.name, model: job.model.name, outcome: .ok, status: 200,
-            ttftMilliseconds: queued + ((job.firstTokenAt ?? now) - job.sentAt), durationMilliseconds: queued + (now - job.sentAt),
+            ttftMilliseconds: queued + upstreamTtft, durationMilliseconds: queued + (now - job.sentAt),
             promptTokens: job.promptTokens, completionTokens: job.request.outputTokens,
-            backendPromptMilliseconds: job.prefillMs, backendDecodeMilliseconds: job.decodeMs, backendLoadMilliseconds: job.loadMs)
+            backendPromptMilliseconds: job.prefillMs, backendDecodeMilliseconds: job.decodeMs, backendLoadMilliseconds: job.loadMs,
+            upstreamTtftMilliseconds: upstreamTtft, upstreamMilliseconds: now - job.sentAt)
+        switch reports {
+        case .all: break
+        case .nothing:
+            result.backendPromptMilliseconds = nil
+            result.backendDecodeMilliseconds = nil
+            result.backendLoadMilliseconds = nil
+        case .absurd:
+            result.backendPromptMilliseconds = 1e-6
+            result.backendDecodeMilliseconds = 1e-6
+            result.backendLoadMilliseconds = 1e-6
+            result.backendTotalMilliseconds = 1e-6
+        }
         scheduler.result(result, from: proxy, fleet: fleet, now: UInt64(now), into: &actions)
         perform(now: now)
     }
 
     func heartbeat(now: Double) {
-        fleet = backends.machines.map { HerdRouter.node($0, now: now) }
+        fleet = backends.machines.map { HerdRouter.node($0, now: now, reportsSlots: reports == .all) }
         scheduler.fleetChanged(fleet: fleet, now: UInt64(now), into: &actions)
         perform(now: now)
     }

@@ -14,6 +14,7 @@
 # Knobs: REQUESTS (150), LOAD (0.65: arrival rate as a share of the fleet's
 #        decode capacity), SPREAD (4), STREAM_SHARE (0: share of streams),
 #        API (ollama | openai), ROUTERS ("haproxy nginx herd"),
+#        KEEP=DIR keeps each request's result (result-SEED-ROUTER.json) and herd's limits there;
 #        FLEET: one machine per word, slots:tokens_per_s:batch_slowdown:timings
 #          (timings: none | absurd | honest), default
 #          "4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none" (the fleet).
@@ -44,7 +45,11 @@ swift build -c release --product herd-node >/dev/null
 B=.build/release
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/result-*.json "$work"/limits-*.log "$KEEP"/ 2>/dev/null || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 ROUTER_PORT=18801; CONTROL_PORT=18802; SIM_BASE=18810
 

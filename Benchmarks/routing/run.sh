@@ -6,11 +6,14 @@
 # same seeded workload. No sockets, no sleeping: the clock is the simulation's.
 #
 # Run:   bash Benchmarks/routing/run.sh [--seed N] [--minutes M] [--rate conversations-per-minute] [--verbose]
+#          [--reports all|nothing|absurd]  what the machines tell herd: their slots and Ollama's
+#              timings (all, the default), neither (most installs), or no slots and every duration 1 ns
+#          [--stream-share S]  share of requests that stream (1; the rest are non-streaming)
 #        SEEDS="1 2 3" bash Benchmarks/routing/run.sh   (one table per seed)
 # Prints: per router mean, p50, p95, p99 completion time (arrival → last
 # token), loads, loads started while a hot replica had room, needless loads
-# (that hot replica would have finished sooner), failures; last line:
-#   herd p95 / best baseline p95 = X
+# (that hot replica would have finished sooner), failures; last lines:
+#   herd p95 / best baseline p95 = X, then the same for p50 and the mean
 # The fleet, the workload and the events (a machine throttles at 30 % of the
 # run, a laptop's owner is in a meeting from 50 to 80 %) are in
 # Benchmarks/RoutingSim/main.swift.
