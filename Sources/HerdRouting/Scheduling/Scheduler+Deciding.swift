@@ -74,10 +74,10 @@ extension Scheduler {
             if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
             // A request waits for this node:model: tickets held for it come back (the queue goes first).
             revokeTickets(slot: slot, into: &actions)
-            let deadline = entry.arrivedAt + settings.queueTimeoutMilliseconds
+            let deadline = entry.arrivedAt.addingSaturated(settings.queueTimeoutMilliseconds)
             entry.queueDeadline = deadline
             queuedFor[slot, default: 0] += 1
-            if nextRescore == nil || queue.isEmpty { nextRescore = now + settings.rescoreIntervalMilliseconds }
+            if nextRescore == nil || queue.isEmpty { nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds) }
             queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
             entries[key] = entry
             actions.append(.queued(key.proxy, RouteQueued(id: entry.request.id, timeoutMilliseconds: deadline > now ? deadline - now : 0)))
@@ -104,7 +104,7 @@ extension Scheduler {
         // Expected end: its own estimate without the wait (it starts now).
         let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
         entry.sentAt = now
-        entry.expectedEnd = now + UInt64(saturating: max(1, own.rounded()))
+        entry.expectedEnd = now.addingSaturated(UInt64(saturating: max(1, own.rounded())))
         load.ends.append(entry.expectedEnd)
         load.sents.append(now)
         slotLoads[slot] = load
@@ -112,7 +112,7 @@ extension Scheduler {
         nodeLoads[slot.node, default: 0] += 1
         entry.nodeBatch = nodeLoads[slot.node] ?? 1
         if candidate.temperature != .hot, loadingUntil[slot] == nil {
-            loadingUntil[slot] = now + UInt64(saturating: max(1, candidate.breakdown.load.rounded()))
+            loadingUntil[slot] = now.addingSaturated(UInt64(saturating: max(1, candidate.breakdown.load.rounded())))
         }
         routeCounter += 1
         lastRoutedCounter[slot] = routeCounter
@@ -204,7 +204,7 @@ extension Scheduler {
             return
         }
         if everyone {
-            nextRescore = now + settings.rescoreIntervalMilliseconds
+            nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds)
             reservations.removeAll(keepingCapacity: true)
         }
         let order = queue.fairOrder()

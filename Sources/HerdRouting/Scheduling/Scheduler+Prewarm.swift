@@ -37,9 +37,9 @@ extension Scheduler {
                   candidate.canStart, !candidate.evicts, !candidate.drains,
                   candidate.breakdown.load < best.breakdown.wait else { continue }
             let slot = SlotKey(candidate.node, candidate.canonicalModel)
-            guard loadingUntil[slot] == nil, (prewarmedAt[slot].map { now >= $0 + settings.prewarmCooldownMilliseconds } ?? true)
+            guard loadingUntil[slot] == nil, (prewarmedAt[slot].map { now >= $0.addingSaturated(settings.prewarmCooldownMilliseconds) } ?? true)
             else { continue }
-            loadingUntil[slot] = now + UInt64(saturating: max(1, candidate.breakdown.load.rounded()))
+            loadingUntil[slot] = now.addingSaturated(UInt64(saturating: max(1, candidate.breakdown.load.rounded())))
             prewarmedAt[slot] = now
             prewarming[slot] = candidate.modelBytes
             prewarmCount += 1
@@ -75,7 +75,7 @@ extension Scheduler {
     /// Forgets pre-warms that heartbeats never confirmed.
     mutating func expireWarmed(now: UInt64) {
         guard !warmedAt.isEmpty else { return }
-        for (slot, at) in warmedAt where now >= at + Scheduler.prewarmTrustMilliseconds {
+        for (slot, at) in warmedAt where now >= at.addingSaturated(Scheduler.prewarmTrustMilliseconds) {
             warmedAt[slot] = nil
             if loadingUntil[slot] == at { loadingUntil[slot] = nil }
         }
