@@ -32,7 +32,9 @@ struct FakeLoad: RoutingLoad {
     var rates = LearnedRates()
     var drain: [String: Double] = [:]
     var reserved: [String: String] = [:]
+    var arrivals: [String: Double] = [:]
 
+    func arrivalsPerMs(_ slot: SlotKey, now: UInt64) -> Double { arrivals[slot.description] ?? 0 }
     func inFlight(_ slot: SlotKey) -> Int { inFlightBy[slot.description] ?? 0 }
     func nodeInFlight(_ node: String) -> Int { inFlightBy.filter { $0.key.hasPrefix(node + "/") }.values.reduce(0, +) }
     func drainMs(node: String, except model: String?, now: UInt64) -> Double { drain[node] ?? 0 }
@@ -108,6 +110,51 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         let (decision, _) = decide([machine("a", loaded: ["m:8b"])], load: load)
         guard case let .queue(c) = decision else { Issue.record("must wait"); return }
         #expect(c.breakdown.wait == 100 + 8 * 2_000 / 4, "soonest end + ahead × service ÷ limit")
+    }
+
+    @Test func crowdingIsWhatAQueuedRequestCostsTheOnesAfterIt() {
+        #expect(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: 0) == 0)
+        #expect(abs(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: 0.5) - 400) < 1e-9, "ρ ÷ (1 − ρ) = 1 later request delayed a slot's share")
+        #expect(abs(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: 0.8) - 1_600) < 1e-9)
+        #expect(abs(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: 1e14) - 3_600) < 1e-6, "ρ capped at 0.9: 9 later requests at most")
+        #expect(CompletionTimeModel.crowdMs(perSlot: 0, utilisation: 0.8) == 0)
+        #expect(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: -.infinity) == 0)
+        #expect(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: .nan) == 0)
+    }
+
+    /// A fast machine, full, 500 ms from a free slot; a slower one with room:
+    /// each request finishes sooner queued on the fast one, but when the fast one is given requests that fast, queueing
+    /// there delays the many that follow it: the request goes to the slower one.
+    @Test func aCrowdedQueueSendsTheRequestToAHotReplicaWithRoom() {
+        var load = FakeLoad()
+        load.measured("fast", msPerToken: 16)
+        load.measured("slow", msPerToken: 40)
+        load.inFlightBy["fast/m:8b"] = 4
+        load.limitBy["fast/m:8b"] = 4
+        load.soonest["fast/m:8b"] = 500
+        let fleet = [machine("fast", loaded: ["m:8b"]), machine("slow", loaded: ["m:8b"])]
+        guard case let .queue(q) = decide(fleet, load: load).0 else { Issue.record("calm: queue for the fast one"); return }
+        #expect(q.node == "fast" && q.breakdown.crowd == 0)
+        // Given 2 requests a second, each holding a slot 1.65 s: ρ ≈ 0.8, about four later requests each start 400 ms later.
+        load.arrivals["fast/m:8b"] = 0.002
+        let (decision, card) = decide(fleet, load: load)
+        guard case let .route(r) = decision else { Issue.record("crowded: the slower one with room"); return }
+        #expect(r.node == "slow")
+        let fast = card.candidates.first { $0.node == "fast" }
+        #expect(fast.map { $0.breakdown.crowd > 1_000 && $0.ectMs < r.ectMs } == true, "faster for itself, dearer for the rest")
+        #expect(fast?.breakdown.header.contains(" crowd=") == true)
+    }
+
+    @Test func crowdingNeverBuysAColdLoad() {
+        var load = FakeLoad()
+        load.inFlightBy["hot/m:8b"] = 1
+        load.limitBy["hot/m:8b"] = 1
+        load.soonest["hot/m:8b"] = 2_000
+        load.arrivals["hot/m:8b"] = 1
+        guard case let .queue(q) = decide([machine("cold", memory: 99_000_000_000), machine("hot", loaded: ["m:8b"])], load: load).0 else {
+            Issue.record("a 2 s wait beats a 5 s load, however crowded"); return
+        }
+        #expect(q.node == "hot" && q.breakdown.crowd > 0)
     }
 
     @Test func measuredDecodeSpeedPicksTheFasterMachine() {

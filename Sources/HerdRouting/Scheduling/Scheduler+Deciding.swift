@@ -115,7 +115,8 @@ extension Scheduler {
             loadingUntil[slot] = now.addingSaturated(UInt64(saturating: max(1, candidate.breakdown.load.rounded())))
         }
         routeCounter += 1
-        lastRoutedCounter[slot] = routeCounter
+        routed[slot, default: RouteHistory()].last = routeCounter
+        routed[slot, default: RouteHistory()].arrivals.add(at: now)
         entry.slot = slot
         entry.chosen = candidate
         return slot
@@ -148,7 +149,7 @@ extension Scheduler {
             out.append(literal: ", next ")
             out.append(contentsOf: next.node.utf8)
             out.append(literal: " +")
-            out.append(rounded: next.ectMs - chosen.ectMs)
+            out.append(rounded: next.breakdown.costMs - chosen.breakdown.costMs)
             out.append(literal: "ms")
         } else {
             out.append(literal: "; only candidate")
@@ -330,7 +331,12 @@ extension Scheduler: RoutingLoad {
         return until > now ? Double(until - now) : 0
     }
 
-    package func lastRouted(_ slot: SlotKey) -> UInt64 { lastRoutedCounter[slot] ?? 0 }
+    package func lastRouted(_ slot: SlotKey) -> UInt64 { routed[slot]?.last ?? 0 }
+
+    /// A count that halves every H and gains λ per ms settles at λ·H/ln 2.
+    package func arrivalsPerMs(_ slot: SlotKey, now: UInt64) -> Double {
+        (routed[slot]?.arrivals.value(at: now) ?? 0) * 0.693_147_180_559_945_3 / Scheduler.arrivalHalfLifeMilliseconds
+    }
 
     package func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
         affinities.affinity(node: node, model: model, session: session, prefix: prefix)

@@ -144,6 +144,17 @@ package struct Scheduler {
         var revoked = false
     }
 
+    /// How a node:model has been given requests.
+    struct RouteHistory {
+        /// The route counter when it last got one.
+        var last: UInt64 = 0
+        /// Requests given, halving every `arrivalHalfLifeMilliseconds`.
+        var arrivals = DecayingCount(halfLifeMilliseconds: Scheduler.arrivalHalfLifeMilliseconds)
+    }
+
+    /// The memory of the arrival rate a node:model's crowding is measured by.
+    static let arrivalHalfLifeMilliseconds = 20_000.0
+
     /// The requests in flight on one node:model.
     struct SlotLoad {
         var count = 0
@@ -168,8 +179,9 @@ package struct Scheduler {
     /// Queued requests per node:model they wait for: always the count of
     /// `queue`'s items per `slot`.
     var queuedFor: [SlotKey: Int] = [:]
-    /// When each node:model was last given a request: equal candidates take turns.
-    var lastRoutedCounter: [SlotKey: UInt64] = [:]
+    /// When each node:model was last given a request (equal candidates take
+    /// turns) and how often it is given one (its crowding).
+    var routed: [SlotKey: RouteHistory] = [:]
     /// Loads under way (a request sent to a cold model): when each should be done.
     var loadingUntil: [SlotKey: UInt64] = [:]
     /// Pre-warms: when each node:model was last pre-warmed, those under way

@@ -7,6 +7,7 @@ import HerdJSON
 /// *finish* it first. For each candidate:
 ///
 ///     ect = (wait + load + prefill + decode) × factor − affinity gain
+///     rank by ect (+ crowd, for a candidate that must queue)
 ///
 /// All terms are milliseconds. Each is a measurement where herd has one, and
 /// the prior named here until it has:
@@ -58,6 +59,17 @@ import HerdJSON
 ///   availability a < 0.95 (the share of the machine its owner leaves free
 ///   at this hour of the week, from herd-node's capacity learning)
 ///   × (1 + 2(1 − a)); below 0.1 the node is paused.
+/// - **crowd** (ranking only, not part of the request's own time) — a
+///   request that must queue on a full node:model delays each request that
+///   queues there after it by one slot's share of a service (`service ÷
+///   limit`). While every slot is busy the node:model drains like one server
+///   `limit`× as fast, so at its utilisation ρ — requests given to it
+///   recently (a count halving every 20 s) × service ÷ limit, at most 0.9 —
+///   about ρ ÷ (1 − ρ) come after it: `crowd = service ÷ limit × ρ ÷ (1 − ρ)`.
+///   Candidates rank by `ect + crowd` where a hot replica can start now (the
+///   crowd moves a request to another hot replica with room, never to a cold
+///   load); the greedy choice, each request for itself, crowds the fastest
+///   machine until everyone waits there.
 /// - **affinity gain** — a node that served this session holds the
 ///   conversation in its KV cache and reads only the new part of the prompt:
 ///   it gains 80 % of the prefill; one that holds the same system prompt and
@@ -108,6 +120,8 @@ package enum CompletionTimeModel {
         package static let kvShareOfWeightsPerToken = 1.0 / 32_768
         /// The context a cold load gets when the client names none (Ollama's default).
         package static let defaultContext = 4_096
+        /// The utilisation the crowding term counts at most (ρ ÷ (1 − ρ) ≤ 9).
+        package static let maxUtilisation = 0.9
     }
 
     /// Where the model is on the candidate.
@@ -156,6 +170,8 @@ package enum CompletionTimeModel {
         package var soonestEndMs = 0.0
         /// Requests queued ahead of this one for this node:model.
         package var queuedAhead = 0
+        /// Requests the node:model has been given per ms, recently (when full).
+        package var arrivalsPerMs = 0.0
         package var factor = 1.0
         package var affinity: Affinity?
         package var slot: SlotRates?
@@ -225,18 +241,33 @@ package enum CompletionTimeModel {
         case .warm: coldLoadMs(inputs) * Priors.warmShare
         case .cold: coldLoadMs(inputs)
         }
-        var wait = 0.0
+        var wait = 0.0, crowd = 0.0
         if let drain = inputs.drainMs {
             wait = max(0, drain)
         } else if !canStart {
             let service = inputs.slot?.serviceMs.value ?? (prefill + decode)
-            wait = max(0, inputs.soonestEndMs) + Double(inputs.queuedAhead) * service / Double(max(1, inputs.limit))
+            let perSlot = service / Double(max(1, inputs.limit))
+            wait = max(0, inputs.soonestEndMs) + Double(inputs.queuedAhead) * perSlot
+            crowd = crowdMs(perSlot: perSlot, utilisation: inputs.arrivalsPerMs * service / Double(max(1, inputs.limit)))
         }
         var gain = 0.0
         if let affinity = inputs.affinity {
             gain = prefill * affinity.prefillSaved / (1 + Double(inputs.inFlight) / 2)
         }
-        return ScoreBreakdown(wait: wait, load: load, prefill: prefill, decode: decode, factor: inputs.factor, affinityGain: gain, rates: rate.source)
+        return ScoreBreakdown(wait: wait, load: load, prefill: prefill, decode: decode, factor: inputs.factor, affinityGain: gain,
+                              crowd: crowd, rates: rate.source)
+    }
+
+    /// What one more request queued on a full node:model costs the requests
+    /// after it: each that queues there behind it before the queue empties
+    /// starts one slot's share of a service later. While every slot is busy
+    /// the node:model drains like one server of `limit`× the speed, so at
+    /// utilisation ρ (recent arrivals × service ÷ limit) about ρ ÷ (1 − ρ)
+    /// come after it; ρ is capped at `maxUtilisation`.
+    package static func crowdMs(perSlot: Double, utilisation: Double) -> Double {
+        guard perSlot > 0, utilisation > 0 else { return 0 }
+        let rho = min(utilisation, Priors.maxUtilisation)
+        return perSlot * rho / (1 - rho)
     }
 }
 
@@ -248,11 +279,17 @@ package struct ScoreBreakdown: Equatable, Sendable {
     package var decode: Double
     package var factor: Double
     package var affinityGain: Double = 0
+    /// What queueing here costs the requests that come after (not part of
+    /// this request's own time; `CompletionTimeModel.crowdMs`).
+    package var crowd: Double = 0
     /// Where the decode rate came from (`rates=` in the header).
     package var rates = RateSource.prior
 
-    /// The expected time to complete: what candidates are ranked by.
+    /// The expected time to complete.
     package var ectMs: Double { max(0, (wait + load + prefill + decode) * factor - affinityGain) }
+    /// What candidates are ranked by: the expected time to complete and, for
+    /// one that must queue, what that costs the requests after it.
+    package var costMs: Double { ectMs + crowd }
 
     /// `ect_ms=812 wait=300 load=0 prefill=12 decode=500` (+ `factor=1.5`,
     /// `affinity=-40` when they apply) + `rates=herd` (where the decode rate
@@ -283,6 +320,10 @@ package struct ScoreBreakdown: Equatable, Sendable {
         if affinityGain > 0 {
             out.append(literal: " affinity=-")
             out.append(rounded: affinityGain)
+        }
+        if crowd > 0 {
+            out.append(literal: " crowd=")
+            out.append(rounded: crowd)
         }
         out.append(literal: " rates=")
         out.append(contentsOf: rates.rawValue.utf8)

@@ -47,6 +47,8 @@ package protocol RoutingLoad {
     func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double?
     /// When it last got a request (a counter; 0: never): equal candidates take turns.
     func lastRouted(_ slot: SlotKey) -> UInt64
+    /// Requests it has been given per ms, recently (its crowding).
+    func arrivalsPerMs(_ slot: SlotKey, now: UInt64) -> Double
     /// Whether the node holds this session's or prefix's KV cache.
     func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity?
     var rates: LearnedRates { get }
@@ -176,31 +178,36 @@ package struct Scorer: Sendable {
         if !anyoneHasIt { return (.notFound(known: Scorer.knownModels(fleet, api: request.api)), card) }
 
         var competing: [ScoredCandidate]?
+        // Crowding counts only where a hot replica can start now: it moves a
+        // request off a crowded queue to another hot replica, never to a load.
+        var crowding = false
         if let index = perModel.firstIndex(where: { $0.candidates.contains { $0.hot && $0.available } }) {
             let all = perModel[index].candidates
             let bestHot = all.lazy.filter { $0.hot && $0.available }.map(\.ectMs).min() ?? .infinity
             competing = all.filter { $0.hot || $0.ectMs * Scorer.loadMustWin * ($0.evicts ? 2 : 1) < bestHot }
+            crowding = true
         } else if let index = perModel.firstIndex(where: { $0.candidates.contains(where: \.canStart) }) {
             competing = perModel[index].candidates
         }
         if var competing {
-            competing.sort(by: Scorer.better)
+            competing.sort { Scorer.better($0, $1, crowding: crowding) }
             card.candidates = competing + card.candidates.filter { c in !competing.contains { $0.node == c.node && $0.model == c.model } }
             let best = competing[0]
             return (best.canStart ? .route(best) : .queue(best), card)
         }
         if var first = perModel.first(where: { !$0.candidates.isEmpty })?.candidates {
-            first.sort(by: Scorer.better)
+            first.sort { Scorer.better($0, $1, crowding: false) }
             card.candidates = first + card.candidates.filter { c in !first.contains { $0.node == c.node && $0.model == c.model } }
             return (.queue(first[0]), card)
         }
         return (.noNode, card)
     }
 
-    /// Ranking: expected time to complete; within 2 % (or 5 ms: measurement
-    /// noise on a backend that answers in milliseconds), turns, then free memory.
-    package static func better(_ a: ScoredCandidate, _ b: ScoredCandidate) -> Bool {
-        let ea = a.ectMs, eb = b.ectMs
+    /// Ranking: expected time to complete (+ the crowding a queued one
+    /// causes, when `crowding`); within 2 % (or 5 ms: measurement noise on a
+    /// backend that answers in milliseconds), turns, then free memory.
+    package static func better(_ a: ScoredCandidate, _ b: ScoredCandidate, crowding: Bool = true) -> Bool {
+        let ea = crowding ? a.breakdown.costMs : a.ectMs, eb = crowding ? b.breakdown.costMs : b.ectMs
         if abs(ea - eb) > max(5, 0.02 * max(ea, eb)) { return ea < eb }
         if a.canStart != b.canStart { return a.canStart }
         if a.lastRouted != b.lastRouted { return a.lastRouted < b.lastRouted }
@@ -317,6 +324,7 @@ package struct Scorer: Sendable {
                 if inputs.inFlight >= inputs.limit, inputs.drainMs == nil {
                     inputs.soonestEndMs = load.soonestEndMs(slot, now: now)
                     inputs.queuedAhead = load.queuedAhead(slot)
+                    inputs.arrivalsPerMs = load.arrivalsPerMs(slot, now: now)
                 }
                 inputs.affinity = load.affinity(node: node.id, model: canonical, session: request.session, prefix: request.prefix)
 
@@ -443,6 +451,10 @@ extension ScoreCard {
             if c.breakdown.factor != 1 {
                 out.append(literal: #","factor":"#)
                 JSONValue.number(c.breakdown.factor).write(to: &out)
+            }
+            if c.breakdown.crowd > 0 {
+                out.append(literal: #","crowd":"#)
+                out.append(rounded: c.breakdown.crowd)
             }
             if c.drains { out.append(literal: #","drains":true"#) }
             out.append(literal: #","in_flight":"#)
