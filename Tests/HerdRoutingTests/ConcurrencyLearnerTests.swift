@@ -222,6 +222,18 @@ struct LearnerRun {
         #expect(calm.limit == 3)
     }
 
+    @Test func aWaitHerdOnlyInfersTakesOneSlotAtATime() {
+        var learner = ConcurrencyLearner(prior: 8)
+        learner.observe(.init(concurrency: 5, ttftMs: 2_000, durationMs: 2_000, promptTokens: 100, completionTokens: 50, queuedInsideMs: 900))
+        #expect(learner.limit == 4 && !learner.slowStart, "the backend's word: down to k − 1 at once")
+        for _ in 0..<3 { learner.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50)) }
+        // Far longer than its tokens predict at a concurrency of 3: a wait, or an answer that ran long.
+        learner.observe(.init(concurrency: 3, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50))
+        #expect(learner.limit == 3, "one inferred wait takes one slot, not half")
+        learner.observe(.init(concurrency: 3, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50))
+        #expect(learner.limit == 2, "a run of them goes all the way to k − 1")
+    }
+
     @Test func withoutAFitNothingGrows() {
         var learner = ConcurrencyLearner(prior: 2)
         for _ in 0..<2 { learner.observe(.init(concurrency: 2, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50)) }

@@ -30,7 +30,11 @@ import HerdBounds
 /// - A request that waited while sent at concurrency `k` (itself included)
 ///   means fewer than `k` slots: the limit drops to `k − 1`, by at most half
 ///   (never below 1), and the learner leaves slow start. Once per episode: a request sent
-///   before the cut, at more than the new limit, says nothing new.
+///   before the cut, at more than the new limit, says nothing new. Out of
+///   slow start, a wait herd only inferred (the backend did not say so) cuts
+///   one slot at a time: answers far longer than their tokens predict can
+///   look like a wait, and one such must not take half of a many-slot
+///   backend (real waits come in runs under load, and each cuts again).
 /// - A backend that answers "busy" (503 / 429) halves the limit.
 /// - A request that did not wait, sent while the limit was binding (it met
 ///   the node:model full up to one below the limit), raises it: by 1 in slow
@@ -121,7 +125,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return }
         if ttft > 2 * expected + 100 {
-            waited(concurrency: concurrency)
+            waited(concurrency: concurrency, told: false)
             return
         }
         guard concurrency >= limit else { return }
@@ -144,7 +148,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             recentEnds.append(EndPair(sent: sent, end: end))
         }
         if lined || didWait(s, concurrency: k) {
-            waited(concurrency: k)
+            waited(concurrency: k, told: s.queuedInsideMs != nil)
             return true
         }
         // The cost fit learns from every request that did not wait, its time
@@ -182,10 +186,15 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// The largest the limit may be.
     private var cap: Double { reported.map { Double($0) } ?? ConcurrencyLearner.ceiling }
 
-    private mutating func waited(concurrency k: Int) {
+    /// A wait at concurrency `k`; `told`: the backend's own account says so.
+    private mutating func waited(concurrency k: Int, told: Bool) {
         // Fewer than k slots; one wait at most halves the limit (a wait the
-        // tests saw wrongly must not close a many-slot backend down to one).
-        if k <= limit, k > 1 { estimate = max(1, min(estimate, max(Double(k - 1), estimate / 2))) }
+        // tests saw wrongly must not close a many-slot backend down to one),
+        // and one only inferred after slow start takes one slot.
+        if k <= limit, k > 1 {
+            let floor = slowStart || told ? estimate / 2 : estimate - 1
+            estimate = max(1, min(estimate, max(Double(k - 1), floor)))
+        }
         waitedAt = min(waitedAt ?? k, k)
         goodSinceWait = 0
         slowStart = false
