@@ -234,6 +234,22 @@ struct LearnerRun {
         #expect(learner.limit == 2, "a run of them goes all the way to k − 1")
     }
 
+    @Test func otherModelsOnTheNodeAreNotAWait() {
+        var learner = ConcurrencyLearner(prior: 4)
+        for _ in 0..<3 { learner.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50)) }
+        // Three times its time alone at a concurrency of 2, while two other models ran on the node:
+        // they share its bandwidth without batching with it — a slowdown, not a wait.
+        let waited = learner.observe(.init(concurrency: 2, ttftMs: 3_000, durationMs: 3_000, promptTokens: 100, completionTokens: 50, othersOnNode: 2))
+        #expect(!waited && learner.limit == 4)
+        var alone = learner
+        let aloneWaited = alone.observe(.init(concurrency: 2, ttftMs: 3_000, durationMs: 3_000, promptTokens: 100, completionTokens: 50))
+        #expect(aloneWaited, "the same time with nothing else on the node is a wait")
+        // The backend's own word counts beside other models too.
+        learner.observe(.init(concurrency: 3, ttftMs: 2_000, durationMs: 2_000, promptTokens: 100, completionTokens: 50, queuedInsideMs: 900,
+                              othersOnNode: 2))
+        #expect(learner.limit == 2)
+    }
+
     @Test func withoutAFitNothingGrows() {
         var learner = ConcurrencyLearner(prior: 2)
         for _ in 0..<2 { learner.observe(.init(concurrency: 2, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50)) }

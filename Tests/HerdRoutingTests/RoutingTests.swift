@@ -409,7 +409,7 @@ extension Scheduler.Settings {
         #expect(scheduler.rates.slot(SlotKey("slow", "m:8b"))?.lastLoadMs == 4_200, "the load time is learned")
         #expect(scheduler.loadingRemainingMs(SlotKey("slow", "m:8b"), now: 6_000) == 0, "as good as hot")
         // No heartbeat shows it loaded within the trust window: it is cold again.
-        scheduler.fleetChanged(fleet: Self.fleet(), now: 6_000 + Scheduler.prewarmTrustMilliseconds, into: &actions)
+        scheduler.fleetChanged(fleet: Self.fleet(), now: 6_000 + LoadsUnderWay.prewarmTrustMilliseconds, into: &actions)
         #expect(scheduler.loadingRemainingMs(SlotKey("slow", "m:8b"), now: 17_000) == nil)
     }
 

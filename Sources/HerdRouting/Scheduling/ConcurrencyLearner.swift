@@ -81,6 +81,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
         /// It ended while a request sent before it was still in flight: it
         /// was served alongside that one (a backend's own queue is in order).
         var overtook = false
+        /// Requests for other models in flight on the node when it was sent:
+        /// they share its memory bandwidth and compute without batching with
+        /// this one, a slowdown that cannot be told from a wait.
+        var othersOnNode = 0
     }
 
     private(set) var estimate: Double
@@ -117,7 +121,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
 
     /// The first byte of a stream that filled the limit, in slow start
     /// (`ok`: a 2xx head; `busy`: 503/429). Its end teaches nothing more.
-    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool) {
+    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0) {
         guard slowStart else { return }
         if busy {
             observe(Sample(concurrency: concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0))
@@ -125,6 +129,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return }
         if ttft > 2 * expected + 100 {
+            // Beside other models a slow first byte proves nothing (it does not open up either).
+            guard othersOnNode == 0 else { return }
             waited(concurrency: concurrency, told: false)
             return
         }
@@ -142,27 +148,31 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         guard s.ok, s.durationMs.isFinite, s.durationMs >= 0, s.ttftMs.isFinite, s.ttftMs >= 0 else { return false }
         let k = max(1, s.concurrency)
-        let lined = linedUp(s, concurrency: k)
+        // Beside other models, times say nothing certain: only the backend's word judges a wait, and nothing is fitted.
+        let mixed = s.othersOnNode > 0 && s.queuedInsideMs == nil
+        let lined = !mixed && linedUp(s, concurrency: k)
         if let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite {
             if recentEnds.count >= 64 { recentEnds.removeFirst() }
             recentEnds.append(EndPair(sent: sent, end: end))
         }
-        if lined || didWait(s, concurrency: k) {
+        if lined || (!mixed && didWait(s, concurrency: k)) {
             waited(concurrency: k, told: s.queuedInsideMs != nil)
             return true
         }
-        // The cost fit learns from every request that did not wait, its time
-        // taken back to what it would have been alone (the batch's share
-        // removed); one sent alone weighs most, and one above the fit's
-        // expectation a quarter (the fit follows the lower edge: a wait the
-        // test missed, or noise, pulls it up little).
-        let batch = 1 + sigma * Double(k - 1)
-        let expected = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens)
-        let above = expected.map { s.durationMs / batch > $0 } ?? false
-        fit.add(prompt: s.promptTokens, completion: s.completionTokens, ms: s.durationMs / batch, weight: (above ? 0.25 : 1) / Double(k))
-        if k >= 2, let alone = expected, alone > 50 {
-            // What the batch cost it, from a request that did not wait.
-            batchSlowdown.add(min(ConcurrencyLearner.maxSlowdown, max(0, (s.durationMs / alone - 1) / Double(k - 1))))
+        if !mixed {
+            // The cost fit learns from every request that did not wait, its time
+            // taken back to what it would have been alone (the batch's share
+            // removed); one sent alone weighs most, and one above the fit's
+            // expectation a quarter (the fit follows the lower edge: a wait the
+            // test missed, or noise, pulls it up little).
+            let batch = 1 + sigma * Double(k - 1)
+            let expected = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens)
+            let above = expected.map { s.durationMs / batch > $0 } ?? false
+            fit.add(prompt: s.promptTokens, completion: s.completionTokens, ms: s.durationMs / batch, weight: (above ? 0.25 : 1) / Double(k))
+            if k >= 2, let alone = expected, alone > 50 {
+                // What the batch cost it, from a request that did not wait.
+                batchSlowdown.add(min(ConcurrencyLearner.maxSlowdown, max(0, (s.durationMs / alone - 1) / Double(k - 1))))
+            }
         }
         if let at = waitedAt, k >= at {
             // That concurrency went well again, eight times: forget the wait.

@@ -26,7 +26,6 @@ extension Scheduler {
         switch decision {
         case let .route(candidate):
             let slot = occupy(candidate, &entry, now: now)
-            let load = slotLoads[slot] ?? SlotLoad()
             affinities.remember(session: entry.request.session, prefix: entry.request.prefix, slot: slot)
             var strip = false
             if let numCtx = entry.request.numCtx, candidate.hot, candidate.loadedContext > 0, numCtx <= candidate.loadedContext {
@@ -34,8 +33,7 @@ extension Scheduler {
                 numCtxEvents[strip ? "stripped" : settings.numCtxPolicy == .warn ? "warned" : "kept", default: 0] += 1
             }
             // While the limit is learned in slow start, the request that fills it reports its first byte.
-            let reportStart = settings.maxConcurrencyPerModel == nil && reportedParallel[slot.node] == nil
-                && load.count >= limit(slot) && (learners[slot]?.slowStart ?? true)
+            let reportStart = settings.maxConcurrencyPerModel == nil && learning.inSlowStart(slot) && occupancy.inFlight(slot) >= limit(slot)
             let answer = RouteAnswer(
                 id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
                 model: candidate.model, queuedMilliseconds: Int(clamping: now - min(now, entry.arrivedAt)),
@@ -56,12 +54,11 @@ extension Scheduler {
             if entry.queueDeadline != nil {
                 // Re-scored while queued: keeps its place and its deadline.
                 entry.waitingFor = slot
-                if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
-                queuedFor[slot, default: 0] += 1
+                waiting.waits(for: slot, reserves: best.drains)
                 entries[key] = entry
                 return .waits(slot, reserves: best.drains)
             }
-            guard queue.count < settings.maxQueueLength else {
+            guard waiting.queue.count < settings.maxQueueLength else {
                 refuse(key, entry, RouteRefusal(id: entry.request.id, code: .queueTimeout,
                                                 message: "the queue is full (\(settings.maxQueueLength) requests)", retryAfter: 5), into: &actions)
                 return .settled
@@ -71,14 +68,13 @@ extension Scheduler {
                 action: "queued", node: best.node, servedModel: best.model, score: best.breakdown.header,
                 reason: Scheduler.reason(best, card: card), card: card))
             entry.waitingFor = slot
-            if best.drains, reservations[best.node] == nil { reservations[best.node] = best.canonicalModel }
             // A request waits for this node:model: tickets held for it come back (the queue goes first).
             revokeTickets(slot: slot, into: &actions)
             let deadline = entry.arrivedAt.addingSaturated(settings.queueTimeoutMilliseconds)
             entry.queueDeadline = deadline
-            queuedFor[slot, default: 0] += 1
-            if nextRescore == nil || queue.isEmpty { nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds) }
-            queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
+            waiting.waits(for: slot, reserves: best.drains)
+            if waiting.nextRescore == nil || waiting.queue.isEmpty { waiting.nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds) }
+            waiting.queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
             entries[key] = entry
             actions.append(.queued(key.proxy, RouteQueued(id: entry.request.id, timeoutMilliseconds: deadline > now ? deadline - now : 0)))
         case let .notFound(known):
@@ -99,24 +95,12 @@ extension Scheduler {
     /// now, or a ticket granted now): counts it in flight with its expected end.
     mutating func occupy(_ candidate: ScoredCandidate, _ entry: inout Entry, now: UInt64) -> SlotKey {
         let slot = SlotKey(candidate.node, candidate.canonicalModel)
-        var load = slotLoads[slot] ?? SlotLoad()
-        load.count += 1
         // Expected end: its own estimate without the wait (it starts now).
         let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
         entry.sentAt = now
         entry.expectedEnd = now.addingSaturated(UInt64(saturating: max(1, own.rounded())))
-        load.ends.append(entry.expectedEnd)
-        load.sents.append(now)
-        slotLoads[slot] = load
-        entry.concurrency = load.count
-        nodeLoads[slot.node, default: 0] += 1
-        entry.nodeBatch = nodeLoads[slot.node] ?? 1
-        if candidate.temperature != .hot, loadingUntil[slot] == nil {
-            loadingUntil[slot] = now.addingSaturated(UInt64(saturating: max(1, candidate.breakdown.load.rounded())))
-        }
-        routeCounter += 1
-        routed[slot, default: RouteHistory()].last = routeCounter
-        routed[slot, default: RouteHistory()].arrivals.add(at: now)
+        (entry.concurrency, entry.nodeBatch) = occupancy.occupy(slot, now: now, expectedEnd: entry.expectedEnd)
+        if candidate.temperature != .hot { loads.started(slot, expectedMs: candidate.breakdown.load, now: now) }
         entry.slot = slot
         entry.chosen = candidate
         return slot
@@ -200,32 +184,32 @@ extension Scheduler {
     /// when only such requests are left: a long queue costs a few scorings
     /// per result, not one per queued request.
     mutating func dispatchWaiting(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction], everyone: Bool) {
-        guard !queue.isEmpty else {
-            nextRescore = nil
+        guard !waiting.queue.isEmpty else {
+            waiting.nextRescore = nil
             return
         }
         if everyone {
-            nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds)
-            reservations.removeAll(keepingCapacity: true)
+            waiting.nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds)
+            waiting.reservations.removeAll(keepingCapacity: true)
         }
-        let order = queue.fairOrder()
-        let total = queue.count
+        let order = waiting.queue.fairOrder()
+        let total = waiting.queue.count
         // Items not yet visited, per slot, and how many of them wait for a slot not known stuck.
-        var remaining = queuedFor
+        var remaining = waiting.perSlot
         var unstuck = total
-        queuedFor.removeAll(keepingCapacity: true)
+        waiting.perSlot.removeAll(keepingCapacity: true)
         var stuck: [SlotKey] = []
         var kept: [WaitQueue.Item] = []
         var left: [WaitQueue.Item] = []
         var visited = 0
         while visited < total, everyone || unstuck > 0 {
-            let item = queue.items[queue.index(visited, in: order)]
+            let item = waiting.queue.items[waiting.queue.index(visited, in: order)]
             visited += 1
             if let n = remaining[item.slot] { remaining[item.slot] = n > 1 ? n - 1 : nil }
             let known = stuck.contains(item.slot)
             if !known { unstuck -= 1 }
             if known, !everyone {
-                queuedFor[item.slot, default: 0] += 1
+                waiting.perSlot[item.slot, default: 0] += 1
                 kept.append(item)
                 continue
             }
@@ -233,7 +217,7 @@ extension Scheduler {
                 left.append(item)
                 continue
             }
-            if !everyone, item.reserves, reservations[item.slot.node] == item.slot.model { reservations[item.slot.node] = nil }
+            if !everyone { waiting.releaseHold(item) }
             switch decide(item.key, entry, fleet: fleet, now: now, into: &actions) {
             case .settled:
                 left.append(item)
@@ -248,23 +232,18 @@ extension Scheduler {
                 }
             }
         }
-        for (slot, n) in remaining { queuedFor[slot, default: 0] += n }
-        queue.finishPass(order: order, visited: visited, kept: kept, left: left)
-        if queue.isEmpty { nextRescore = nil }
+        for (slot, n) in remaining { waiting.perSlot[slot, default: 0] += n }
+        waiting.queue.finishPass(order: order, visited: visited, kept: kept, left: left)
+        if waiting.queue.isEmpty { waiting.nextRescore = nil }
     }
 
     /// Takes a queued entry out of the queue's books.
     mutating func unqueue(_ key: RequestKey, _ entry: inout Entry) {
         guard entry.queueDeadline != nil else { return }
-        if let item = queue.remove(key) { forgetQueued(item) }
+        if let item = waiting.queue.remove(key) { waiting.forget(item) }
         entry.waitingFor = nil
     }
 
-    /// Drops a queue item's counts (its slot's queue length, its hold on a node).
-    mutating func forgetQueued(_ item: WaitQueue.Item) {
-        if let n = queuedFor[item.slot] { queuedFor[item.slot] = n > 1 ? n - 1 : nil }
-        if item.reserves, reservations[item.slot.node] == item.slot.model { reservations[item.slot.node] = nil }
-    }
 
     /// Answers ROUTE_ERROR; the request is remembered until its RESULT.
     mutating func refuse(_ key: RequestKey, _ entry: consuming Entry, _ refusal: RouteRefusal, into actions: inout [SchedulerAction]) {
@@ -283,60 +262,47 @@ extension Scheduler {
     mutating func release(_ entry: inout Entry) {
         guard let slot = entry.slot else { return }
         entry.slot = nil
-        guard var load = slotLoads[slot] else { return }
-        load.count -= 1
-        if let i = load.ends.firstIndex(of: entry.expectedEnd) { load.ends.remove(at: i) }
-        if let i = load.sents.firstIndex(of: entry.sentAt) { load.sents.remove(at: i) }
-        slotLoads[slot] = load.count > 0 ? load : nil
-        if let n = nodeLoads[slot.node] { nodeLoads[slot.node] = n > 1 ? n - 1 : nil }
+        occupancy.release(slot, sentAt: entry.sentAt, expectedEnd: entry.expectedEnd)
     }
 
     package func limit(_ slot: SlotKey) -> Int {
-        settings.maxConcurrencyPerModel ?? learners[slot]?.limit ?? prior(slot.node)
+        settings.maxConcurrencyPerModel ?? learning.limit(slot)
     }
-
-    /// Where a node:model's learned concurrency starts: what the node reports, else the setting.
-    func prior(_ node: String) -> Int { reportedParallel[node] ?? settings.initialConcurrency }
 }
 
 extension Scheduler: RoutingLoad {
-    package func inFlight(_ slot: SlotKey) -> Int { slotLoads[slot]?.count ?? 0 }
+    package func inFlight(_ slot: SlotKey) -> Int { occupancy.inFlight(slot) }
 
     package func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double {
-        guard let soonest = slotLoads[slot]?.ends.min() else { return 0 }
+        guard let soonest = occupancy.soonestEnd(slot) else { return 0 }
         if soonest > now { return Double(soonest - now) }
         // Overdue: durations are heavy-tailed — a request that has run this much
         // past its estimate likely runs as much again (at least a quarter of a service time).
         return max(Double(now - soonest), (rates.slot(slot)?.serviceMs.value ?? 1_000) / 4)
     }
 
-    package func queuedAhead(_ slot: SlotKey) -> Int { queuedFor[slot] ?? 0 }
+    package func queuedAhead(_ slot: SlotKey) -> Int { waiting.perSlot[slot] ?? 0 }
 
-    package func nodeInFlight(_ node: String) -> Int { nodeLoads[node] ?? 0 }
+    package func nodeInFlight(_ node: String) -> Int { occupancy.inFlight(node: node) }
 
     package func drainMs(node: String, except model: String?, now: UInt64) -> Double {
         var latest = 0.0
-        for (slot, load) in slotLoads where slot.node == node && slot.model != model {
-            guard let last = load.ends.max() else { continue }
+        for (slot, last) in occupancy.lastEnds(node: node, except: model) {
             let remaining = last > now ? Double(last - now) : max(Double(now - last), (rates.slot(slot)?.serviceMs.value ?? 1_000) / 4)
             latest = max(latest, remaining)
         }
         return latest
     }
 
-    package func reservedModel(node: String) -> String? { reservations[node] }
+    package func reservedModel(node: String) -> String? { waiting.reservations[node] }
 
     package func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double? {
-        guard let until = loadingUntil[slot] else { return nil }
-        return until > now ? Double(until - now) : 0
+        loads.remainingMs(slot, now: now)
     }
 
-    package func lastRouted(_ slot: SlotKey) -> UInt64 { routed[slot]?.last ?? 0 }
+    package func lastRouted(_ slot: SlotKey) -> UInt64 { occupancy.lastRouted(slot) }
 
-    /// A count that halves every H and gains λ per ms settles at λ·H/ln 2.
-    package func arrivalsPerMs(_ slot: SlotKey, now: UInt64) -> Double {
-        (routed[slot]?.arrivals.value(at: now) ?? 0) * 0.693_147_180_559_945_3 / Scheduler.arrivalHalfLifeMilliseconds
-    }
+    package func arrivalsPerMs(_ slot: SlotKey, now: UInt64) -> Double { occupancy.arrivalsPerMs(slot, now: now) }
 
     package func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
         affinities.affinity(node: node, model: model, session: session, prefix: prefix)

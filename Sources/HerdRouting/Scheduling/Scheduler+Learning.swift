@@ -25,7 +25,7 @@ extension Scheduler {
                 promptTokens: result.promptTokens, completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
                 // Its send as the backend met it: a ticket is granted before it is spent.
                 sentAt: Double(now) - duration, endedAt: Double(now),
-                overtook: slotLoads[slot]?.sents.contains { $0 < entry.sentAt } ?? false)
+                overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: max(0, entry.nodeBatch - entry.concurrency))
             learn(slot) { waited = $0.observe(sample) }
         }
         switch result.outcome {
@@ -37,11 +37,11 @@ extension Scheduler {
                 backendDecodeMs: timings.decodeMs, backendLoadMs: timings.loadMs,
                 modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry), weightBytes: weights(of: entry))
             observation.waitedInside = waited
-            rates.observe(observation)
-            loadingUntil[slot] = nil
+            learning.rates.observe(observation)
+            loads.ended(slot)
         case .upstreamError, .timeout:
-            if !busy { rates.failed(node: slot.node, at: now) }
-            loadingUntil[slot] = nil
+            if !busy { learning.rates.failed(node: slot.node, at: now) }
+            loads.ended(slot)
         case .clientGone, .rejected:
             break
         }
@@ -55,29 +55,20 @@ extension Scheduler {
     /// Updates `slot`'s learner (created at the prior on first use).
     mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
         guard settings.maxConcurrencyPerModel == nil else { return }
-        guard learners[slot] != nil || learners.count < LearnedRates.maxEntries else { return }
-        var learner = learners[slot] ?? ConcurrencyLearner(prior: prior(slot.node), reported: reportedParallel[slot.node] != nil)
-        update(&learner)
-        learners[slot] = learner
+        learning.learn(slot, update)
     }
 
     /// What `/api/ps` shows: KV-cache size per context token of each loaded
     /// model, and loads that finished (the model is hot now).
     mutating func observe(fleet: [FleetNode]) {
         for node in fleet {
-            let parallel = node.heartbeat.backends.lazy.compactMap(\.parallel).first
-            if parallel != reportedParallel[node.id] {
-                // The backend restarted with another parallelism: learn afresh from it.
-                reportedParallel[node.id] = parallel
-                learners = learners.filter { $0.key.node != node.id }
-            }
+            learning.reported(node: node.id, parallel: node.heartbeat.backends.lazy.compactMap(\.parallel).first)
             for backend in node.heartbeat.backends {
                 for loaded in backend.loaded {
                     let canonical = ModelName.canonical(loaded.name)
-                    loadingUntil[SlotKey(node.id, canonical)] = nil
-                    warmedAt[SlotKey(node.id, canonical)] = nil
+                    loads.seenLoaded(SlotKey(node.id, canonical))
                     guard let weights = backend.models.first(where: { ModelName.same($0.name, loaded.name) })?.sizeBytes else { continue }
-                    rates.observeLoaded(model: canonical, loadedBytes: loaded.sizeBytes, weightBytes: weights, contextLength: loaded.contextLength)
+                    learning.rates.observeLoaded(model: canonical, loadedBytes: loaded.sizeBytes, weightBytes: weights, contextLength: loaded.contextLength)
                 }
             }
         }

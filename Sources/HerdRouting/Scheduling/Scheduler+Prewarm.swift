@@ -37,12 +37,8 @@ extension Scheduler {
                   candidate.canStart, !candidate.evicts, !candidate.drains,
                   candidate.breakdown.load < best.breakdown.wait else { continue }
             let slot = SlotKey(candidate.node, candidate.canonicalModel)
-            guard loadingUntil[slot] == nil, (prewarmedAt[slot].map { now >= $0.addingSaturated(settings.prewarmCooldownMilliseconds) } ?? true)
-            else { continue }
-            loadingUntil[slot] = now.addingSaturated(UInt64(saturating: max(1, candidate.breakdown.load.rounded())))
-            prewarmedAt[slot] = now
-            prewarming[slot] = candidate.modelBytes
-            prewarmCount += 1
+            guard loads.mayPrewarm(slot, now: now, cooldown: settings.prewarmCooldownMilliseconds) else { continue }
+            loads.prewarmStarted(slot, expectedMs: candidate.breakdown.load, weightBytes: candidate.modelBytes, now: now)
             feed.record(DecisionFeed.Decision(
                 sequence: 0, atMilliseconds: now, requestID: 0, model: candidate.model, client: "",
                 action: "prewarm", node: candidate.node, servedModel: candidate.model, score: candidate.breakdown.header,
@@ -57,30 +53,13 @@ extension Scheduler {
     /// A pre-warm ended: `loadMs` is the backend's `load_duration`, when it
     /// answered. A success leaves the model `loading` with nothing left (as
     /// good as hot) until a heartbeat shows it loaded (or, after
-    /// `prewarmTrustMilliseconds`, that it is not: then it is cold again).
+    /// `LoadsUnderWay.prewarmTrustMilliseconds`, that it is not: then it is cold again).
     package mutating func prewarmFinished(node: String, model: String, ok: Bool, loadMs: Double?, fleet: [FleetNode], now: UInt64,
                                           into actions: inout [SchedulerAction]) {
         let slot = SlotKey(node, model)
-        let bytes = prewarming.removeValue(forKey: slot) ?? 0
-        guard ok else {
-            loadingUntil[slot] = nil
-            return
-        }
-        if let loadMs { rates.observeLoad(slot, loadMs: loadMs, modelBytes: bytes) }
-        loadingUntil[slot] = now
-        warmedAt[slot] = now
+        let bytes = loads.prewarmFinished(slot, ok: ok, now: now)
+        guard ok else { return }
+        if let loadMs { learning.rates.observeLoad(slot, loadMs: loadMs, modelBytes: bytes) }
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
     }
-
-    /// Forgets pre-warms that heartbeats never confirmed.
-    mutating func expireWarmed(now: UInt64) {
-        guard !warmedAt.isEmpty else { return }
-        for (slot, at) in warmedAt where now >= at.addingSaturated(Scheduler.prewarmTrustMilliseconds) {
-            warmedAt[slot] = nil
-            if loadingUntil[slot] == at { loadingUntil[slot] = nil }
-        }
-    }
-
-    /// How long a finished pre-warm counts as loaded without a heartbeat showing it.
-    static let prewarmTrustMilliseconds: UInt64 = 10_000
 }

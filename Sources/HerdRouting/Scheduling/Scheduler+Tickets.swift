@@ -53,6 +53,99 @@ package struct TicketCounts: Equatable, Sendable {
     package init() {}
 }
 
+/// The route tickets' books: the tickets out (each holds its request's
+/// slot until it comes back), what each proxy serves and how many tickets to
+/// keep it in, and the counts. A value with one job; the scheduler decides
+/// where tickets go.
+struct TicketBook {
+    /// Granted and not yet come back (in a RESULT, a RETRY or a RETURN).
+    private(set) var out: [TicketKey: Scheduler.Entry] = [:]
+    /// What each proxy is serving, per API and model.
+    private(set) var demands: [DemandKey: Demand] = [:]
+    private var lastID: UInt64 = 0
+    /// Tickets granted, spent, returned unspent, revoked.
+    var counts = TicketCounts()
+
+    /// Demands kept at most (proxies × APIs × models: far above a real fleet's).
+    static let maxDemands = 4_096
+    /// Tickets start here, for a proxy's model (doubling while it runs out).
+    static let initialTickets = 4
+
+    var isEmpty: Bool { out.isEmpty }
+
+    func demand(_ key: DemandKey) -> Demand? { demands[key] }
+
+    /// A ROUTE came for a ticketable request: the proxy ran out (keep it in
+    /// twice as many, up to `max`) or had none yet.
+    mutating func asked(_ key: DemandKey, template: RouteRequest, max: Int) {
+        var demand = demands[key] ?? Demand(target: 0, template: template)
+        demand.target = min(max, Swift.max(TicketBook.initialTickets, demand.out >= demand.target ? demand.target * 2 : demand.target))
+        demand.template = template
+        demands[key] = demand
+    }
+
+    /// A demand lives while it has tickets out or names a model the fleet
+    /// serves (`serves`): a client's made-up model names leave nothing behind.
+    mutating func settle(_ key: DemandKey, serves: Bool) {
+        if let d = demands[key], d.out == 0, !serves { demands[key] = nil }
+        if demands.count > TicketBook.maxDemands { demands = demands.filter { $0.value.out > 0 } }
+    }
+
+    mutating func nextID() -> UInt64 {
+        lastID += 1
+        return lastID
+    }
+
+    /// `entry` holds a slot for the ticket `key` granted for `demand`.
+    mutating func granted(_ key: TicketKey, _ entry: Scheduler.Entry, for demand: DemandKey) {
+        out[key] = entry
+        demands[demand]?.out += 1
+        counts.granted += 1
+    }
+
+    /// Takes a ticket off the books (spent or returned): its demand has one fewer out.
+    mutating func take(_ key: TicketKey) -> Scheduler.Entry? {
+        guard let entry = out.removeValue(forKey: key) else { return nil }
+        demands[DemandKey(proxy: key.proxy, api: entry.request.api, model: entry.request.model)]?.out -= 1
+        return entry
+    }
+
+    /// A ticket came back unspent: a proxy that lets tickets expire is kept in
+    /// fewer (not for one control revoked).
+    mutating func expired(_ entry: Scheduler.Entry, of proxy: ProxyKey) {
+        guard !entry.revoked else { return }
+        let key = DemandKey(proxy: proxy, api: entry.request.api, model: entry.request.model)
+        if let d = demands[key] { demands[key]?.target = Swift.max(1, d.target / 2) }
+    }
+
+    /// Marks the tickets out for `slot` (every slot when nil) revoked, those
+    /// not revoked yet: per proxy, the ids to revoke.
+    mutating func revoke(slot: SlotKey?) -> [(ProxyKey, [UInt64])] {
+        guard !out.isEmpty else { return [] }
+        var byProxy: [ProxyKey: [UInt64]] = [:]
+        for (key, entry) in out where !entry.revoked && (slot == nil || entry.slot == slot) {
+            byProxy[key.proxy, default: []].append(key.ticket)
+        }
+        var revoked: [(ProxyKey, [UInt64])] = []
+        for (proxy, ids) in byProxy {
+            for id in ids { out[TicketKey(proxy: proxy, ticket: id)]?.revoked = true }
+            counts.revoked += UInt64(clamping: ids.count)
+            revoked.append((proxy, ids.sorted()))
+        }
+        return revoked
+    }
+
+    /// A proxy went away: its tickets (returned, to free their slots) and demands go.
+    mutating func forget(_ proxy: ProxyKey) -> [Scheduler.Entry] {
+        var entries: [Scheduler.Entry] = []
+        for key in out.keys where key.proxy == proxy {
+            if let entry = out.removeValue(forKey: key) { entries.append(entry) }
+        }
+        demands = demands.filter { $0.key.proxy != proxy }
+        return entries
+    }
+}
+
 /// Route tickets (`ControlProtocol.md`): decisions made ahead of requests,
 /// by the same scorer, each holding its slot from grant to return. A
 /// ticket is granted only where a ROUTE would be answered at once with the
@@ -60,9 +153,6 @@ package struct TicketCounts: Equatable, Sendable {
 /// queued, no concurrency being learned in slow start (that needs a
 /// request's first byte). Everything else goes by ROUTE.
 extension Scheduler {
-    /// Tickets start here, for a proxy's model (doubling while it runs out).
-    static let initialTickets = 4
-
     /// Whether a request's shape lets tickets serve its kind: no tags, no
     /// `num_ctx`, no per-client cap to count.
     func ticketable(_ request: RouteRequest) -> Bool {
@@ -75,19 +165,10 @@ extension Scheduler {
                              into actions: inout [SchedulerAction]) {
         guard ticketable(request) else { return }
         let key = DemandKey(proxy: proxy, api: request.api, model: request.model)
-        var demand = demands[key] ?? Demand(target: 0, template: request)
-        demand.target = min(settings.maxTicketsPerModel, max(Scheduler.initialTickets, demand.out >= demand.target ? demand.target * 2 : demand.target))
-        demand.template = request
-        demands[key] = demand
+        tickets.asked(key, template: request, max: settings.maxTicketsPerModel)
         grantTickets(key, fleet: fleet, now: now, into: &actions)
-        // A demand lives while it has tickets out or names a model the fleet
-        // serves: a client's made-up model names leave nothing behind.
-        if let d = demands[key], d.out == 0, !Scheduler.fleetServes(request.model, fleet) { demands[key] = nil }
-        if demands.count > Scheduler.maxDemands { demands = demands.filter { $0.value.out > 0 } }
+        tickets.settle(key, serves: Scheduler.fleetServes(request.model, fleet))
     }
-
-    /// Demands kept at most (proxies × APIs × models: far above a real fleet's).
-    package static let maxDemands = 4_096
 
     /// Whether some node has `model` on disk or loaded.
     static func fleetServes(_ model: String, _ fleet: [FleetNode]) -> Bool {
@@ -100,11 +181,10 @@ extension Scheduler {
 
     /// Grants `key`'s proxy tickets up to its target, while they fit.
     mutating func grantTickets(_ key: DemandKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
-        guard var demand = demands[key], demand.out < demand.target, queue.isEmpty else { return }
+        guard let demand = tickets.demand(key), demand.out < demand.target, waiting.queue.isEmpty else { return }
         var granted: [RouteTicket] = []
-        while demand.out < demand.target {
-            nextTicket += 1
-            let id = nextTicket
+        while granted.count < demand.target - demand.out {
+            let id = tickets.nextID()
             var template = demand.template
             template.id = id
             template.client = ""
@@ -117,9 +197,7 @@ extension Scheduler {
             guard case let .route(candidate) = decision, candidate.hot, !candidate.drains, ModelName.same(candidate.model, key.model) else { break }
             let slot = SlotKey(candidate.node, candidate.canonicalModel)
             // The request that fills a limit still being learned reports its first byte: that one goes by ROUTE.
-            let learning = settings.maxConcurrencyPerModel == nil && reportedParallel[slot.node] == nil
-                && inFlight(slot) + 1 >= limit(slot) && (learners[slot]?.slowStart ?? true)
-            if learning { break }
+            if settings.maxConcurrencyPerModel == nil, learning.inSlowStart(slot), inFlight(slot) + 1 >= limit(slot) { break }
             _ = occupy(candidate, &entry, now: now)
             let ticket = RouteTicket(
                 ticket: id, api: key.api, model: key.model, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
@@ -127,25 +205,11 @@ extension Scheduler {
                 ttlMilliseconds: settings.ticketTTLMilliseconds, exclusive: card.candidates.count == 1)
             entry.card = card
             entry.decision = ticket.answer(for: id)
-            tickets[TicketKey(proxy: key.proxy, ticket: id)] = entry
-            demand.out += 1
+            tickets.granted(TicketKey(proxy: key.proxy, ticket: id), entry, for: key)
             granted.append(ticket)
         }
-        demands[key] = demand
         guard !granted.isEmpty else { return }
-        ticketCounts.granted += UInt64(clamping: granted.count)
         actions.append(.granted(key.proxy, granted))
-    }
-
-    /// Takes a ticket back from the books (spent or returned): its demand has one fewer out.
-    private mutating func takeTicket(_ key: TicketKey) -> Entry? {
-        guard let entry = tickets.removeValue(forKey: key) else { return nil }
-        let demand = DemandKey(proxy: key.proxy, api: entry.request.api, model: entry.request.model)
-        if var d = demands[demand] {
-            d.out -= 1
-            demands[demand] = d
-        }
-        return entry
     }
 
     /// A RESULT of a request that spent a ticket: as a RESULT of a routed
@@ -153,12 +217,12 @@ extension Scheduler {
     package mutating func ticketResult(_ use: TicketUse, _ result: RouteResult, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                                        into actions: inout [SchedulerAction]) {
         let key = TicketKey(proxy: proxy, ticket: use.ticket)
-        guard var entry = takeTicket(key) else {
+        guard var entry = tickets.take(key) else {
             // Not a ticket this control granted (it restarted): traced as told.
             actions.append(.finished(FinishedRequest(result: result, request: use.request, ticket: true)))
             return
         }
-        ticketCounts.spent += 1
+        tickets.counts.spent += 1
         let template = entry.request
         entry.request = use.request
         entry.decision?.id = use.request.id
@@ -175,8 +239,8 @@ extension Scheduler {
     /// control routes (its ticket's slot is its slot until the retry frees it).
     package mutating func ticketRetry(_ use: TicketUse, _ retry: RouteRetry, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                                       into actions: inout [SchedulerAction]) {
-        var entry = takeTicket(TicketKey(proxy: proxy, ticket: use.ticket)) ?? Entry(request: use.request, arrivedAt: now)
-        ticketCounts.spent += 1
+        var entry = tickets.take(TicketKey(proxy: proxy, ticket: use.ticket)) ?? Entry(request: use.request, arrivedAt: now)
+        tickets.counts.spent += 1
         entry.request = use.request
         entry.decision?.id = use.request.id
         entries[RequestKey(proxy: proxy, id: use.request.id)] = entry
@@ -190,13 +254,9 @@ extension Scheduler {
                                           into actions: inout [SchedulerAction]) {
         var freed = false
         for id in ids {
-            guard var entry = takeTicket(TicketKey(proxy: proxy, ticket: id)) else { continue }
-            ticketCounts.returned += 1
-            let demand = DemandKey(proxy: proxy, api: entry.request.api, model: entry.request.model)
-            if !entry.revoked, var d = demands[demand] {
-                d.target = max(1, d.target / 2)
-                demands[demand] = d
-            }
+            guard var entry = tickets.take(TicketKey(proxy: proxy, ticket: id)) else { continue }
+            tickets.counts.returned += 1
+            tickets.expired(entry, of: proxy)
             release(&entry)
             freed = true
         }
@@ -206,24 +266,11 @@ extension Scheduler {
     /// Revokes the tickets out for `slot` (every slot when nil) that were not
     /// revoked yet: the proxies return those they have not spent.
     mutating func revokeTickets(slot: SlotKey?, into actions: inout [SchedulerAction]) {
-        guard !tickets.isEmpty else { return }
-        var byProxy: [ProxyKey: [UInt64]] = [:]
-        for (key, entry) in tickets where !entry.revoked && (slot == nil || entry.slot == slot) {
-            byProxy[key.proxy, default: []].append(key.ticket)
-        }
-        for (proxy, ids) in byProxy {
-            for id in ids { tickets[TicketKey(proxy: proxy, ticket: id)]?.revoked = true }
-            ticketCounts.revoked += UInt64(clamping: ids.count)
-            actions.append(.revoked(proxy, ids.sorted()))
-        }
+        for (proxy, ids) in tickets.revoke(slot: slot) { actions.append(.revoked(proxy, ids)) }
     }
 
     /// A proxy went away: its tickets and demands go with it.
     mutating func forgetTickets(of proxy: ProxyKey) {
-        for key in tickets.keys where key.proxy == proxy {
-            guard var entry = tickets.removeValue(forKey: key) else { continue }
-            release(&entry)
-        }
-        demands = demands.filter { $0.key.proxy != proxy }
+        for var entry in tickets.forget(proxy) { release(&entry) }
     }
 }

@@ -144,128 +144,86 @@ package struct Scheduler {
         var revoked = false
     }
 
-    /// How a node:model has been given requests.
-    struct RouteHistory {
-        /// The route counter when it last got one.
-        var last: UInt64 = 0
-        /// Requests given, halving every `arrivalHalfLifeMilliseconds`.
-        var arrivals = DecayingCount(halfLifeMilliseconds: Scheduler.arrivalHalfLifeMilliseconds)
-    }
-
-    /// The memory of the arrival rate a node:model's crowding is measured by.
-    static let arrivalHalfLifeMilliseconds = 20_000.0
-
-    /// The requests in flight on one node:model.
-    struct SlotLoad {
-        var count = 0
-        /// Their expected end times (ms), unordered.
-        var ends: [UInt64] = []
-        /// When each was sent (ms), unordered: a request that ends while one
-        /// sent before it is still in flight overtook it (served alongside).
-        var sents: [UInt64] = []
-    }
-
     package let settings: Settings
     let scorer: Scorer
     var entries: [RequestKey: Entry] = [:]
-    var queue = WaitQueue()
-    var slotLoads: [SlotKey: SlotLoad] = [:]
-    /// Requests in flight per node, all models.
-    var nodeLoads: [String: Int] = [:]
-    /// Nodes held for a queued request whose model fits there only once the
-    /// node's other models drain: node → that model (first in the queue wins;
-    /// rebuilt as the whole queue is re-scored). Other models start nothing there meanwhile.
-    var reservations: [String: String] = [:]
-    /// Queued requests per node:model they wait for: always the count of
-    /// `queue`'s items per `slot`.
-    var queuedFor: [SlotKey: Int] = [:]
-    /// When each node:model was last given a request (equal candidates take
-    /// turns) and how often it is given one (its crowding).
-    var routed: [SlotKey: RouteHistory] = [:]
-    /// Loads under way (a request sent to a cold model): when each should be done.
-    var loadingUntil: [SlotKey: UInt64] = [:]
-    /// Pre-warms: when each node:model was last pre-warmed, those under way
-    /// (their weights' size, for load time per GB), and those done but not yet
-    /// seen loaded in a heartbeat.
-    var prewarmedAt: [SlotKey: UInt64] = [:]
-    var prewarming: [SlotKey: Int] = [:]
-    var warmedAt: [SlotKey: UInt64] = [:]
+    /// The queue.
+    var waiting = Waiting()
+    /// The requests in flight.
+    var occupancy = Occupancy()
+    /// Loads under way and the pre-warms' books.
+    var loads = LoadsUnderWay()
     /// Pre-warms started.
-    package internal(set) var prewarmCount: UInt64 = 0
-    /// Each node:model's learned concurrency.
-    var learners: [SlotKey: ConcurrencyLearner] = [:]
-    /// What each node says its backend serves at once per model (the learners' prior).
-    var reportedParallel: [String: Int] = [:]
-    package internal(set) var rates = LearnedRates()
+    package var prewarmCount: UInt64 { loads.prewarmCount }
+    /// Each node:model's learned concurrency and rates.
+    var learning: Learning
+    package var rates: LearnedRates { learning.rates }
     /// `num_ctx` at or below the loaded context, by what was done: stripped, kept, warned.
     package internal(set) var numCtxEvents: [String: Int] = [:]
     /// The most recent decisions, for the dashboard.
     package internal(set) var feed = DecisionFeed()
     /// Where conversations and prompt prefixes were last served (their KV caches).
     var affinities = AffinityMemory(capacity: 4096)
-    var routeCounter: UInt64 = 0
     /// Times the scorer ran (a request scored on arrival, on a retry, or re-scored while queued).
     package internal(set) var scorings: UInt64 = 0
-    var nextRescore: UInt64?
     /// Requests refused by control, kept until the proxy's RESULT names them.
     var recentlyRefused: [RequestKey: Entry] = [:]
-    /// Tickets granted and not yet come back (in a RESULT, a RETRY or a
-    /// RETURN): each holds its slot.
-    var tickets: [TicketKey: Entry] = [:]
-    /// What each proxy is serving, per API and model: how many tickets to keep it in.
-    var demands: [DemandKey: Demand] = [:]
-    var nextTicket: UInt64 = 0
+    /// Route tickets out and what each proxy is kept in.
+    var tickets = TicketBook()
     /// Tickets granted, spent (their RESULT or RETRY came), returned unspent.
-    package internal(set) var ticketCounts = TicketCounts()
+    package var ticketCounts: TicketCounts { tickets.counts }
 
     package init(settings: Settings = Settings()) {
         self.settings = settings
         scorer = Scorer(settings: settings.scoring)
+        learning = Learning(initialConcurrency: settings.initialConcurrency)
     }
 
     // MARK: Reading
 
-    package var queueLength: Int { queue.count }
+    package var queueLength: Int { waiting.queue.count }
     /// Demands kept (proxies × APIs × models; bounded by `maxDemands`).
-    package var demandCount: Int { demands.count }
-    package var inFlightCount: Int { slotLoads.values.reduce(0) { $0 + $1.count } }
+    package var demandCount: Int { tickets.demands.count }
+    /// Demands kept at most (proxies × APIs × models: far above a real fleet's).
+    package static let maxDemands = TicketBook.maxDemands
+    package var inFlightCount: Int { occupancy.total }
     /// Tickets out (unspent, or spent and in flight).
-    package var ticketsOut: Int { tickets.count }
+    package var ticketsOut: Int { tickets.out.count }
 
     /// Requests in flight on `node` for `model`.
-    package func inFlight(node: String, model: String) -> Int { slotLoads[SlotKey(node, model)]?.count ?? 0 }
+    package func inFlight(node: String, model: String) -> Int { occupancy.inFlight(SlotKey(node, model)) }
 
     /// Requests in flight on `node`, all models.
-    package func inFlight(node: String) -> Int { nodeLoads[node] ?? 0 }
+    package func inFlight(node: String) -> Int { occupancy.inFlight(node: node) }
 
     /// How many requests `node` may serve of `model` at once: the override,
     /// else what was learned.
     package func limit(node: String, model: String) -> Int { limit(SlotKey(node, model)) }
 
     /// Requests queued for `node`:`model` (waiting for that slot).
-    package func queued(node: String, model: String) -> Int { queuedFor[SlotKey(node, model)] ?? 0 }
+    package func queued(node: String, model: String) -> Int { waiting.perSlot[SlotKey(node, model)] ?? 0 }
 
     /// Every node:model with requests in flight or queued, or a learned
     /// limit: in flight, limit, queued (for the queues API).
     package var slotSummary: [(node: String, model: String, inFlight: Int, limit: Int, queued: Int)] {
-        var keys = Set(learners.keys)
-        for (key, load) in slotLoads where load.count > 0 { keys.insert(key) }
-        for (key, n) in queuedFor where n > 0 { keys.insert(key) }
-        return keys.map { ($0.node, $0.model, slotLoads[$0]?.count ?? 0, limit($0), queuedFor[$0] ?? 0) }
+        var keys = Set(learning.learners.keys)
+        for (key, load) in occupancy.slots where load.count > 0 { keys.insert(key) }
+        for (key, n) in waiting.perSlot where n > 0 { keys.insert(key) }
+        return keys.map { ($0.node, $0.model, occupancy.inFlight($0), limit($0), waiting.perSlot[$0] ?? 0) }
             .sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
     /// The learned limits, per node and model (for the fleet API).
     package var learnedLimits: [(node: String, model: String, limit: Int)] {
-        learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
+        learning.learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
     /// The next time the driver must call `expire`: the earliest queue
     /// deadline, or the next re-scoring of the queue.
     package var nextDeadline: UInt64? {
-        guard !queue.isEmpty else { return nil }
-        guard let hint = queue.deadlineHint else { return nextRescore }
-        return min(hint, nextRescore ?? hint)
+        guard !waiting.queue.isEmpty else { return nil }
+        guard let hint = waiting.queue.deadlineHint else { return waiting.nextRescore }
+        return min(hint, waiting.nextRescore ?? hint)
     }
 
     // MARK: Events
@@ -293,9 +251,9 @@ package struct Scheduler {
             if let status = retry.upstreamStatus, status == 503 || status == 429 {
                 learn(slot) { $0.observe(ConcurrencyLearner.Sample(concurrency: entry.concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0)) }
             } else {
-                rates.failed(node: slot.node, at: now)
+                learning.rates.failed(node: slot.node, at: now)
             }
-            loadingUntil[slot] = nil
+            loads.ended(slot)
         }
         release(&entry)
         entry.excluded.insert(retry.node)
@@ -310,7 +268,7 @@ package struct Scheduler {
 
     /// Rates learned before a restart (from the trace rows), replayed in order.
     package mutating func restore(_ observations: [LearnedRates.Observation]) {
-        for observation in observations { rates.observe(observation) }
+        for observation in observations { learning.rates.observe(observation) }
     }
 
     /// A RESULT: the request ended; its slot frees, herd learns from it, and the queue moves.
@@ -350,7 +308,7 @@ package struct Scheduler {
         let busy = started.status == 503 || started.status == 429
         learn(slot) {
             $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
-                       ok: (200..<300).contains(started.status), busy: busy)
+                       ok: (200..<300).contains(started.status), busy: busy, othersOnNode: max(0, entry.nodeBatch - entry.concurrency))
         }
         if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
     }
@@ -382,7 +340,7 @@ package struct Scheduler {
     /// `/api/ps` shows and re-score the queue.
     package mutating func fleetChanged(fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         observe(fleet: fleet)
-        expireWarmed(now: now)
+        loads.expireWarmed(now: now)
         // Decisions made ahead were made for the fleet as it was.
         revokeTickets(slot: nil, into: &actions)
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
@@ -391,8 +349,8 @@ package struct Scheduler {
     /// Time passed: queued requests whose deadline is `now` or earlier are
     /// refused, and the rest re-scored when their re-scoring is due.
     package mutating func expire(now: UInt64, fleet: [FleetNode], into actions: inout [SchedulerAction]) {
-        for item in queue.removeExpired(now: now) {
-            forgetQueued(item)
+        for item in waiting.queue.removeExpired(now: now) {
+            waiting.forget(item)
             guard var entry = entries.removeValue(forKey: item.key) else { continue }
             entry.waitingFor = nil
             refuse(item.key, entry, RouteRefusal(
@@ -400,7 +358,7 @@ package struct Scheduler {
                     message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
                     retryAfter: 5), into: &actions)
         }
-        if let due = nextRescore, due <= now {
+        if let due = waiting.nextRescore, due <= now {
             dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true)
         }
     }

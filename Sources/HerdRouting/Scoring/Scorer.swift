@@ -224,22 +224,15 @@ package struct Scorer: Sendable {
         let canonical = ModelName.canonical(model)
         let modelRates = load.rates.model(canonical)
         for node in fleet {
-            for backend in node.heartbeat.backends where backend.kind.serves(request.api) {
+            backends: for backend in node.heartbeat.backends where backend.kind.serves(request.api) {
                 let onDisk = backend.models.first { ModelName.same($0.name, model) }
                 let loaded = backend.loaded.first { ModelName.same($0.name, model) }
                 guard let name = onDisk?.name ?? loaded?.name else { continue }
                 found = true
                 func eliminate(_ reason: String) { card.eliminated.append(Elimination(node: node.id, model: name, reason: reason)) }
-                if node.status == .offline { eliminate("offline"); break }
-                if let hold = node.hold { eliminate("\(hold.label) by the operator"); break }
-                if request.excluded.contains(node.id) { eliminate("already tried"); break }
-                if !backend.reachable { eliminate("backend unreachable"); continue }
-                let telemetry = node.heartbeat.telemetry
-                if telemetry.inMeeting, settings.meetingPolicy == .pause { eliminate("paused: in a meeting"); break }
-                let capacity = node.heartbeat.capacity
-                if let capacity, capacity.hourLearned, capacity.availability < Scorer.pausedBelowAvailability {
-                    eliminate("paused: its owner is using it (availability \(Int(saturatingRounded: capacity.availability * 100)) %)")
-                    break
+                if let (reason, otherBackends) = unavailable(node, reachable: backend.reachable, request) {
+                    eliminate(reason)
+                    if otherBackends { continue } else { break }
                 }
 
                 let slot = SlotKey(node.id, canonical)
@@ -254,44 +247,16 @@ package struct Scorer: Sendable {
                 inputs.nodeInFlight = load.nodeInFlight(node.id)
                 inputs.promptTokens = request.promptTokens
                 inputs.outputTokens = expectedOutputTokens(request, model: onDisk, rates: modelRates, name: name)
-                var penalties: [String] = []
-                var factor = 1.0
 
-                // Where the model is, and whether a cold load fits.
-                var temperature: CompletionTimeModel.Temperature
-                if let loaded {
-                    temperature = .hot
-                    if loaded.contextLength > 0, request.promptTokens > loaded.contextLength {
-                        if let numCtx = request.numCtx, numCtx > loaded.contextLength {
-                            temperature = .cold // Ollama reloads it at the larger context
-                        } else {
-                            factor *= 4
-                            penalties.append("context \(loaded.contextLength) < prompt \(request.promptTokens)")
-                        }
-                    }
-                } else if let remaining = load.loadingRemainingMs(slot, now: now) {
-                    temperature = .loading(remainingMs: remaining)
-                } else if let at = node.recentlyUnloaded[canonical], now >= at, now - at < CompletionTimeModel.Priors.warmWindowMs {
-                    temperature = .warm
-                } else {
-                    temperature = .cold
-                }
+                let (temperature, contextPenalty) = Scorer.temperature(node, slot: slot, loaded: loaded, request, load: load, now: now)
                 let usable = Scorer.usableBytes(node, forLoading: canonical, load: load)
                 var evicts = false
                 if temperature == .cold || temperature == .warm {
-                    if telemetry.pressure == .critical { eliminate("memory pressure critical: no cold load"); break }
-                    let context = request.numCtx ?? CompletionTimeModel.Priors.defaultContext
-                    let kvPerToken = modelRates?.kvBytesPerToken ?? Double(weights) * CompletionTimeModel.Priors.kvShareOfWeightsPerToken
-                    let needed = Double(weights) + kvPerToken * Double(context)
-                    evicts = needed > Double(Scorer.freeBytes(node))
-                    if weights > 0, needed > Double(usable) {
-                        let busy = Scorer.busyBytes(node, except: canonical, load: load)
-                        if needed > Double(usable + busy) {
-                            eliminate("does not fit: needs \(Scorer.gigabytes(Int(saturating: needed))) GB at \(context) context, \(Scorer.gigabytes(usable + busy)) GB usable")
-                            break
-                        }
-                        // Fits once the busy models there finish.
-                        inputs.drainMs = load.drainMs(node: node.id, except: canonical, now: now)
+                    switch Scorer.coldLoad(node, canonical: canonical, weights: weights, usable: usable, rates: modelRates, request, load: load, now: now) {
+                    case let .eliminated(reason): eliminate(reason); break backends
+                    case let .fits(evicting, drainMs):
+                        evicts = evicting
+                        inputs.drainMs = drainMs
                     }
                 }
                 if let reserved = load.reservedModel(node: node.id), reserved != canonical {
@@ -300,23 +265,10 @@ package struct Scorer: Sendable {
                 }
                 inputs.temperature = temperature
                 inputs.onGPU = Scorer.gpuHolds(node, weights: weights, loaded: loaded)
-
-                // Penalties.
-                switch telemetry.thermal {
-                case .serious: factor *= 1.5; penalties.append("thermal serious")
-                case .critical: factor *= 3; penalties.append("thermal critical")
-                default: break
-                }
-                if telemetry.cpuThrottled || telemetry.gpus.contains(where: \.throttled) { factor *= 1.5; penalties.append("throttled") }
-                if telemetry.pressure == .high { factor *= 1.5; penalties.append("memory pressure high") }
-                if telemetry.pressure == .critical { factor *= 2; penalties.append("memory pressure critical") }
-                let errors = inputs.node?.errors.value(at: now) ?? 0
-                if errors > 0.05 { factor *= 1 + errors; penalties.append("recent errors \(Int(saturatingRounded: errors * 10) / 10)") }
-                if node.status == .degraded { factor *= 2; penalties.append("heartbeats late") }
-                if telemetry.inMeeting, settings.meetingPolicy == .avoid { factor *= 4; penalties.append("in a meeting") }
-                if let a = capacity?.availability, a < 0.95 {
-                    factor *= 1 + 2 * (1 - a)
-                    penalties.append("availability \(Int(saturatingRounded: a * 100)) %")
+                var (factor, penalties) = penaltyFactor(node, errors: inputs.node?.errors.value(at: now) ?? 0)
+                if let contextPenalty {
+                    factor *= 4
+                    penalties.insert(contextPenalty, at: 0)
                 }
                 inputs.factor = factor
 
@@ -337,6 +289,87 @@ package struct Scorer: Sendable {
             }
         }
         return (candidates, found)
+    }
+
+    /// Why `node` cannot take the request at all, if it cannot;
+    /// `otherBackends`: another backend of the node still may.
+    func unavailable(_ node: FleetNode, reachable: Bool, _ request: ScoringRequest) -> (reason: String, otherBackends: Bool)? {
+        if node.status == .offline { return ("offline", false) }
+        if let hold = node.hold { return ("\(hold.label) by the operator", false) }
+        if request.excluded.contains(node.id) { return ("already tried", false) }
+        if !reachable { return ("backend unreachable", true) }
+        if node.heartbeat.telemetry.inMeeting, settings.meetingPolicy == .pause { return ("paused: in a meeting", false) }
+        if let capacity = node.heartbeat.capacity, capacity.hourLearned, capacity.availability < Scorer.pausedBelowAvailability {
+            return ("paused: its owner is using it (availability \(Int(saturatingRounded: capacity.availability * 100)) %)", false)
+        }
+        return nil
+    }
+
+    /// Where the model is on `node`: hot (in its `/api/ps`), loading (a load
+    /// under way), warm (unloaded within the warm window: weights in the page
+    /// cache) or cold; and, for a hot model loaded with a context shorter
+    /// than the prompt, the penalty's label (× 4) — unless the client asked
+    /// for a larger `num_ctx`, when Ollama reloads it: cold.
+    static func temperature(_ node: FleetNode, slot: SlotKey, loaded: Heartbeat.LoadedModel?, _ request: ScoringRequest,
+                            load: some RoutingLoad, now: UInt64) -> (CompletionTimeModel.Temperature, contextPenalty: String?) {
+        if let loaded {
+            guard loaded.contextLength > 0, request.promptTokens > loaded.contextLength else { return (.hot, nil) }
+            if let numCtx = request.numCtx, numCtx > loaded.contextLength { return (.cold, nil) }
+            return (.hot, "context \(loaded.contextLength) < prompt \(request.promptTokens)")
+        }
+        if let remaining = load.loadingRemainingMs(slot, now: now) { return (.loading(remainingMs: remaining), nil) }
+        if let at = node.recentlyUnloaded[slot.model], now >= at, now - at < CompletionTimeModel.Priors.warmWindowMs { return (.warm, nil) }
+        return (.cold, nil)
+    }
+
+    /// Whether a cold or warm load can happen on a node.
+    enum ColdLoad: Equatable {
+        case eliminated(String)
+        /// It fits; `evicts`: only by evicting loaded models; `drainMs`: only
+        /// once the node's busy models finish (their memory freed), this long from now.
+        case fits(evicts: Bool, drainMs: Double?)
+    }
+
+    /// A load needs the weights plus the KV cache at the context the request
+    /// asks (else Ollama's default) within the memory it can use; with memory
+    /// pressure critical, none starts.
+    static func coldLoad(_ node: FleetNode, canonical: String, weights: Int, usable: Int, rates: ModelRates?, _ request: ScoringRequest,
+                         load: some RoutingLoad, now: UInt64) -> ColdLoad {
+        if node.heartbeat.telemetry.pressure == .critical { return .eliminated("memory pressure critical: no cold load") }
+        let context = request.numCtx ?? CompletionTimeModel.Priors.defaultContext
+        let kvPerToken = rates?.kvBytesPerToken ?? Double(weights) * CompletionTimeModel.Priors.kvShareOfWeightsPerToken
+        let needed = Double(weights) + kvPerToken * Double(context)
+        let evicts = needed > Double(Scorer.freeBytes(node))
+        guard weights > 0, needed > Double(usable) else { return .fits(evicts: evicts, drainMs: nil) }
+        let busy = Scorer.busyBytes(node, except: canonical, load: load)
+        if needed > Double(usable + busy) {
+            return .eliminated("does not fit: needs \(Scorer.gigabytes(Int(saturating: needed))) GB at \(context) context, \(Scorer.gigabytes(usable + busy)) GB usable")
+        }
+        // Fits once the busy models there finish.
+        return .fits(evicts: evicts, drainMs: load.drainMs(node: node.id, except: canonical, now: now))
+    }
+
+    /// The penalties (`CompletionTimeModel`'s factor term), multiplied, and their labels.
+    func penaltyFactor(_ node: FleetNode, errors: Double) -> (Double, [String]) {
+        let telemetry = node.heartbeat.telemetry
+        var factor = 1.0
+        var penalties: [String] = []
+        switch telemetry.thermal {
+        case .serious: factor *= 1.5; penalties.append("thermal serious")
+        case .critical: factor *= 3; penalties.append("thermal critical")
+        default: break
+        }
+        if telemetry.cpuThrottled || telemetry.gpus.contains(where: \.throttled) { factor *= 1.5; penalties.append("throttled") }
+        if telemetry.pressure == .high { factor *= 1.5; penalties.append("memory pressure high") }
+        if telemetry.pressure == .critical { factor *= 2; penalties.append("memory pressure critical") }
+        if errors > 0.05 { factor *= 1 + errors; penalties.append("recent errors \(Int(saturatingRounded: errors * 10) / 10)") }
+        if node.status == .degraded { factor *= 2; penalties.append("heartbeats late") }
+        if telemetry.inMeeting, settings.meetingPolicy == .avoid { factor *= 4; penalties.append("in a meeting") }
+        if let a = node.heartbeat.capacity?.availability, a < 0.95 {
+            factor *= 1 + 2 * (1 - a)
+            penalties.append("availability \(Int(saturatingRounded: a * 100)) %")
+        }
+        return (factor, penalties)
     }
 
     /// Expected output tokens: measured mean (fleet-wide) or the prior
