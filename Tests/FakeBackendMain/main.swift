@@ -7,7 +7,7 @@ import HerdRuntime
 // whole-process tests and benchmarks.
 //   herd-fake-backend [--host 127.0.0.1] [--port 0] [--name N] [--models a,b]
 //                     [--loaded a] [--tokens N] [--token-delay-ms N]
-//                     [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N] [--slots N]
+//                     [--first-byte-delay-ms N] [--failure none|refuse|500|501|hang|reset:N] [--slots N]
 // Prints "listening on HOST:PORT" once it accepts connections.
 
 var configuration = FakeBackendConfiguration()
@@ -49,7 +49,7 @@ while !arguments.isEmpty {
         // straight from herd's HTTP server (no routing, no JSON).
         fixed200 = true
     case "--help", "-h":
-        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|hang|reset:N] [--slots N]")
+        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|501|hang|reset:N] [--slots N]")
         exit(0)
     default:
         print("herd-fake-backend: unknown flag \(flag)")

@@ -132,6 +132,11 @@ public final class FakeBackend {
                 respondJSON(exchange, 500, ["error": "fake backend failure"])
                 release(exchange)
                 return
+            case .status501:
+                respondJSON(exchange, 501, ["error": ["code": 501, "message": "This server does not support embeddings. Start it with `--embeddings`",
+                                                      "type": "not_supported_error"]])
+                release(exchange)
+                return
             case .hang:
                 exchange.onCancel = { [unowned self] in self.cancelledStreams += 1 }
                 return

@@ -37,6 +37,9 @@ public enum FakeFailure: Sendable, Equatable {
     case refuse
     /// Every inference request is answered `500`.
     case status500
+    /// Every inference request is answered `501`, as llama.cpp answers
+    /// embeddings when not started with `--embeddings`.
+    case status501
     /// Requests are read and never answered.
     case hang
     /// Streams `n` chunks, then resets the connection.
@@ -44,12 +47,13 @@ public enum FakeFailure: Sendable, Equatable {
     /// Streams `n` chunks, then sends nothing more (the connection stays open).
     case stallAfterChunks(Int)
 
-    /// Parses `none`, `refuse`, `500`, `hang`, `reset:N`, `stall:N`.
+    /// Parses `none`, `refuse`, `500`, `501`, `hang`, `reset:N`, `stall:N`.
     public init?(_ text: String) {
         switch text {
         case "none": self = .none
         case "refuse": self = .refuse
         case "500": self = .status500
+        case "501": self = .status501
         case "hang": self = .hang
         default:
             if text.hasPrefix("stall:"), let n = Int(text.dropFirst(6)) {

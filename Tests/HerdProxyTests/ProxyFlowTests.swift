@@ -28,6 +28,14 @@ import Testing
         #expect(flow.upstreamHead(status: 503) == [.cancelUpstream, .askRetry(node: "b", reason: "status 503", status: 503)])
     }
 
+    @Test func aBackendsOwnNotImplementedReachesTheClient() {
+        var flow = ProxyFlow()
+        _ = flow.start()
+        _ = flow.routed(answerA)
+        #expect(flow.upstreamHead(status: 501) == [.relayHead], "\"start it with --embeddings\" is the client's to read, not a failed node")
+        #expect(flow.upstreamFinished(status: 501) == [.endClient, .report(outcome: .ok, status: 501, error: nil)])
+    }
+
     @Test func exhaustedRetriesAfterTimeoutsAre504() {
         var flow = ProxyFlow()
         _ = flow.start()
@@ -158,6 +166,9 @@ import Testing
         #expect(openAI["error"]?["code"]?.stringValue == "model_not_found")
         #expect(openAI["error"]?["type"]?.stringValue == "invalid_request_error")
         #expect(openAI["error"]?["param"]?.stringValue == "model")
+        let path = try JSONValue.parse(ClientError.unknownEndpoint(method: "GET", path: "/v1/nope").body(for: .openai))
+        #expect(path["error"]?["code"] == .null && path["error"]?["type"]?.stringValue == "invalid_request_error",
+                "an unknown path is no model_not_found")
         #expect(ClientError.streamError(contentType: "application/x-ndjson", message: "x").map { String(decoding: $0, as: UTF8.self) } == "{\"error\":\"x\"}\n")
         #expect(ClientError.streamError(contentType: "text/event-stream", message: "x")?.starts(with: Array("data: {\"error\":".utf8)) == true)
         #expect(ClientError.streamError(contentType: "application/json", message: "x") == nil)

@@ -84,6 +84,23 @@ import Testing
             .flatMap { Double($0.split(separator: " ").last ?? "") }
     }
 
+    /// Found by a user: llama.cpp answers embeddings `501` ("start it with
+    /// --embeddings") and herd said `503 no other node can serve …`.
+    @Test func aBackendsNotImplementedReachesTheClientWithItsMessage() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        defer { fleet.shutdown() }
+        try fleet.script("A", #"{"failure":"501"}"#)
+        let answer = fleet.post("/v1/embeddings", #"{"model":"llama3:8b","input":"hello"}"#)
+        #expect(answer.status == 501, "\(answer.status) \(answer.text)")
+        #expect(answer.text.contains("--embeddings"), "\(answer.text)")
+        #expect(fleet.backendRequests("A", path: "/v1/embeddings") == 1, "not retried: the backend said what it serves")
+        try fleet.script("A", #"{"failure":"none"}"#)
+        #expect(fleet.post("/api/chat", Self.chat).status == 200, "and the node is not penalised out of the fleet")
+        let unknown = fleet.request("GET", "/v1/nothing-here", body: nil, headers: [:], port: fleet.proxyPort)
+        #expect(unknown.status == 404)
+        #expect((try? JSONValue.parse(unknown.body))?["error"]?["code"] == .null, "an unknown path is no model_not_found: \(unknown.text)")
+    }
+
     /// Found by reading: a ticketed request that failed before its first byte
     /// while control was not answering went to the local policy and dropped
     /// its ticket; control kept the slot until the proxy reconnected. Now the

@@ -55,7 +55,7 @@ import Testing
         let actions = h.route(1)
         #expect(actions.map(\.kind) == ["routed", "granted"])
         let tickets = try #require(actions.granted)
-        #expect(tickets.count == TicketBook.initialTickets)
+        #expect(tickets.count == TicketLedger.initialTickets)
         #expect(tickets.allSatisfy { $0.node == "a" && $0.servedModel == "m:1b" && $0.model == "m:1b" && $0.exclusive && $0.ttlMilliseconds == 250 })
         #expect(Set(tickets.map(\.ticket)).count == tickets.count, "each ticket its own number")
         #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 1 + tickets.count, "a ticket holds a slot from its grant")
@@ -91,10 +91,10 @@ import Testing
         _ = h.giveBack(tickets.map(\.ticket), from: TicketTests.p2)
         #expect(h.scheduler.inFlight(node: "a", model: "m:1b") == 1)
         // Next time it runs out it gets the initial number again (halved, then at least the start).
-        #expect(h.route(2).granted?.count == TicketBook.initialTickets)
+        #expect(h.route(2).granted?.count == TicketLedger.initialTickets)
         // A proxy that keeps running out is kept in more.
-        #expect(h.route(3).granted?.count == TicketBook.initialTickets, "doubled: 4 out, 8 wanted")
-        #expect(h.scheduler.ticketsOut == 2 * TicketBook.initialTickets)
+        #expect(h.route(3).granted?.count == TicketLedger.initialTickets, "doubled: 4 out, 8 wanted")
+        #expect(h.scheduler.ticketsOut == 2 * TicketLedger.initialTickets)
     }
 
     @Test func aRequestThatMustQueueRevokesTheTicketsHeldForItsSlot() throws {
@@ -121,7 +121,7 @@ import Testing
         #expect(revoked.ids == tickets.map(\.ticket).sorted())
         // Revoked tickets that come back do not shrink the proxy's share (it did not leave them idle).
         _ = h.giveBack(revoked.ids)
-        #expect(h.route(2).granted?.count == 2 * TicketBook.initialTickets - 1 || h.scheduler.ticketsOut > 0)
+        #expect(h.route(2).granted?.count == 2 * TicketLedger.initialTickets - 1 || h.scheduler.ticketsOut > 0)
     }
 
     @Test func noTicketsForTaggedRequestsColdModelsOrALimitStillBeingLearned() throws {

@@ -57,7 +57,7 @@ package struct TicketCounts: Equatable, Sendable {
 /// slot until it comes back), what each proxy serves and how many tickets to
 /// keep it in, and the counts. A value with one job; the scheduler decides
 /// where tickets go.
-struct TicketBook {
+struct TicketLedger {
     /// Granted and not yet come back (in a RESULT, a RETRY or a RETURN).
     private(set) var out: [TicketKey: Scheduler.Entry] = [:]
     /// What each proxy is serving, per API and model.
@@ -79,7 +79,7 @@ struct TicketBook {
     /// twice as many, up to `max`) or had none yet.
     mutating func asked(_ key: DemandKey, template: RouteRequest, max: Int) {
         var demand = demands[key] ?? Demand(target: 0, template: template)
-        demand.target = min(max, Swift.max(TicketBook.initialTickets, demand.out >= demand.target ? demand.target * 2 : demand.target))
+        demand.target = min(max, Swift.max(TicketLedger.initialTickets, demand.out >= demand.target ? demand.target * 2 : demand.target))
         demand.template = template
         demands[key] = demand
     }
@@ -88,7 +88,7 @@ struct TicketBook {
     /// serves (`serves`): a client's made-up model names leave nothing behind.
     mutating func settle(_ key: DemandKey, serves: Bool) {
         if let d = demands[key], d.out == 0, !serves { demands[key] = nil }
-        if demands.count > TicketBook.maxDemands { demands = demands.filter { $0.value.out > 0 } }
+        if demands.count > TicketLedger.maxDemands { demands = demands.filter { $0.value.out > 0 } }
     }
 
     mutating func nextID() -> UInt64 {

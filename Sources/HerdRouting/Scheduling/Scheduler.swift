@@ -169,7 +169,7 @@ package struct Scheduler {
     /// Requests refused by control, kept until the proxy's RESULT names them.
     var recentlyRefused: [RequestKey: Entry] = [:]
     /// Route tickets out and what each proxy is kept in.
-    var tickets = TicketBook()
+    var tickets = TicketLedger()
     /// Tickets granted, spent (their RESULT or RETRY came), returned unspent.
     package var ticketCounts: TicketCounts { tickets.counts }
 
@@ -185,7 +185,7 @@ package struct Scheduler {
     /// Demands kept (proxies × APIs × models; bounded by `maxDemands`).
     package var demandCount: Int { tickets.demands.count }
     /// Demands kept at most (proxies × APIs × models: far above a real fleet's).
-    package static let maxDemands = TicketBook.maxDemands
+    package static let maxDemands = TicketLedger.maxDemands
     package var inFlightCount: Int { occupancy.total }
     /// Tickets out (unspent, or spent and in flight).
     package var ticketsOut: Int { tickets.out.count }

@@ -15,11 +15,13 @@ struct ClientError: Equatable {
     var models: [String] = []
     /// Seconds to wait before trying again (503).
     var retryAfter: Int?
+    /// A 404 for a path herd does not serve (not for a model): OpenAI says no `model_not_found`.
+    var unknownPath = false
 
     static func badRequest(_ message: String) -> ClientError { ClientError(status: 400, message: message) }
 
     static func unknownEndpoint(method: String, path: some StringProtocol) -> ClientError {
-        ClientError(status: 404, message: "herd does not serve \(method) \(path)")
+        ClientError(status: 404, message: "herd does not serve \(method) \(path)", unknownPath: true)
     }
 
     static func methodNotAllowed(method: String, path: some StringProtocol) -> ClientError {
@@ -57,7 +59,7 @@ struct ClientError: Equatable {
             if !models.isEmpty { members.append(("models", .strings(models))) }
             JSONValue.object(members).write(to: &out)
         case .openai:
-            let (type, code) = ClientError.openAIKind(status)
+            let (type, code) = unknownPath ? ("invalid_request_error", nil) : ClientError.openAIKind(status)
             var error: [(String, JSONValue)] = [("message", .string(message)), ("type", .string(type)),
                                                 ("param", status == 404 && !models.isEmpty ? "model" : .null), ("code", code.map { .string($0) } ?? .null)]
             if !models.isEmpty { error.append(("available_models", .strings(models))) }

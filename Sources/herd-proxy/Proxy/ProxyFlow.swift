@@ -64,10 +64,13 @@ struct ProxyFlow: Equatable {
         return [.failClient(error), .report(outcome: outcome, status: error.status, error: error.message)]
     }
 
-    /// The upstream's response head arrived.
+    /// The upstream's response head arrived. A 5xx is the node's failure:
+    /// another node is tried. But 501 is the backend's own answer about
+    /// what it serves ("start it with --embeddings"): the client gets it,
+    /// with its message, as a 4xx would.
     mutating func upstreamHead(status: Int) -> [Action] {
         guard case let .upstream(node) = phase else { return [] }
-        if status >= 500 {
+        if status >= 500, status != 501 {
             lastFailureStatus = status
             lastFailure = nil
             return retry(node, reason: "status \(status)", status: status, cancel: true)
