@@ -1,6 +1,7 @@
 import Glibc
 import HerdJSON
 import HerdTestSupport
+import HerdWire
 import Testing
 @testable import herd_node
 
@@ -82,5 +83,37 @@ import Testing
             return nodes.first?["backends"]?.arrayValue?.first?["parallel"]?.intValue == 3
         }
         #expect(reported, "\(fleet.getControl("/api/fleet").text)")
+    }
+}
+
+/// Found by a user: llama-cpp-python's server answers nothing to a probe
+/// during a long answer; the node reported the backend with no models and
+/// every request got `404 not found in the fleet` until it recovered.
+@Suite struct LastKnownModelsTests {
+    static func report(reachable: Bool, models: [String] = [], loaded: [String] = []) -> Heartbeat.Backend {
+        Heartbeat.Backend(kind: .openai, url: "http://127.0.0.1:8000", address: "127.0.0.1:8000", reachable: reachable,
+                          error: reachable ? nil : "timed out", models: models.map { Heartbeat.Model(name: $0) },
+                          loaded: loaded.map { Heartbeat.LoadedModel(name: $0) })
+    }
+
+    @Test func aFailedProbeKeepsTheModelsLastAnswered() {
+        var known = LastKnownModels()
+        var up = Self.report(reachable: true, models: ["gemma3:270m"], loaded: ["gemma3:270m"])
+        known.fill(&up, index: 0, now: 1_000)
+        var down = Self.report(reachable: false)
+        known.fill(&down, index: 0, now: 3_000)
+        #expect(!down.reachable && down.error == "timed out", "still said unreachable: the router answers 503, not 404")
+        #expect(down.models.map(\.name) == ["gemma3:270m"] && down.loaded.map(\.name) == ["gemma3:270m"])
+        var other = Self.report(reachable: false)
+        known.fill(&other, index: 1, now: 3_000)
+        #expect(other.models.isEmpty, "per backend: one never seen answering lists nothing")
+        var late = Self.report(reachable: false)
+        known.fill(&late, index: 0, now: 1_000 + LastKnownModels.keepMilliseconds + 1)
+        #expect(late.models.isEmpty, "a backend gone for longer than the memory lists nothing")
+        var back = Self.report(reachable: true, models: [])
+        known.fill(&back, index: 0, now: 4_000)
+        var again = Self.report(reachable: false)
+        known.fill(&again, index: 0, now: 5_000)
+        #expect(again.models.isEmpty, "what it answered last counts, even nothing")
     }
 }

@@ -101,6 +101,31 @@ import Testing
         #expect((try? JSONValue.parse(unknown.body))?["error"]?["code"] == .null, "an unknown path is no model_not_found: \(unknown.text)")
     }
 
+    /// Found by a user: a backend too busy to answer the node's probe was
+    /// reported with no models, and every request got `404 not found in the
+    /// fleet` until it answered again. Now it is unreachable *with* its
+    /// models: requests get 503 with `Retry-After`, and it serves again when back.
+    @Test func aBackendThatStopsAnsweringIsBusyNotGone() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        defer { fleet.shutdown() }
+        #expect(fleet.post("/api/chat", Self.chat).status == 200)
+        let backend = fleet.backends["A"]!
+        backend.kill(signal: SIGSTOP)
+        defer { backend.kill(signal: SIGCONT) }
+        func reachable() -> Bool? {
+            (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue?.first?["backends"]?.arrayValue?.first?["reachable"]?.boolValue
+        }
+        #expect(waitUntil(seconds: 30) { reachable() == false }, "the probe timed out")
+        let models = (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue?.first?["backends"]?.arrayValue?.first?["models"]?.arrayValue
+        #expect(models?.count == 1, "its models are kept")
+        let answer = fleet.post("/api/chat", Self.chat)
+        #expect(answer.status == 503, "\(answer.status) \(answer.text)")
+        #expect(answer.header("Retry-After") != nil)
+        backend.kill(signal: SIGCONT)
+        #expect(waitUntil(seconds: 30) { reachable() == true })
+        #expect(fleet.post("/api/chat", Self.chat).status == 200)
+    }
+
     /// Found by reading: a ticketed request that failed before its first byte
     /// while control was not answering went to the local policy and dropped
     /// its ticket; control kept the slot until the proxy reconnected. Now the

@@ -117,3 +117,26 @@ enum BackendProbe {
 struct ProbeFailure: Error {
     let message: String
 }
+
+/// What each backend last answered it serves, kept through failed probes
+/// for `keepMilliseconds`: a backend busy with a long answer (or briefly
+/// gone) is reported unreachable *with* its models, so the router answers
+/// 503 with `Retry-After` for them rather than a false 404 "not in the
+/// fleet". A value; times are the agent's milliseconds.
+struct LastKnownModels {
+    static let keepMilliseconds: UInt64 = 10 * 60_000
+
+    private var last: [Int: (models: [Heartbeat.Model], loaded: [Heartbeat.LoadedModel], at: UInt64)] = [:]
+
+    /// Remembers a report that answered; gives one that did not the models last answered (while recent).
+    mutating func fill(_ backend: inout Heartbeat.Backend, index: Int, now: UInt64) {
+        if backend.reachable {
+            last[index] = (backend.models, backend.loaded, now)
+            return
+        }
+        guard backend.models.isEmpty, backend.loaded.isEmpty, let known = last[index],
+              now >= known.at, now - known.at <= LastKnownModels.keepMilliseconds else { return }
+        backend.models = known.models
+        backend.loaded = known.loaded
+    }
+}

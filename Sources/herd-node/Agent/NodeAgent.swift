@@ -46,6 +46,7 @@ final class NodeAgent {
     /// `OLLAMA_NUM_PARALLEL` of the Ollama servers on this machine, by port (read every fifth beat).
     private var ollamaParallel: [Int: OllamaParallel] = [:]
     private var warnedLocalOnly: Set<String> = []
+    private var lastKnown = LastKnownModels()
     /// The owner's week, and the model servers' CPU ticks at the last sample (to tell their use from the owner's).
     private var capacity = CapacityModel()
     private var capacityStore: CapacityStore?
@@ -212,7 +213,9 @@ final class NodeAgent {
     private func send(_ backends: [Heartbeat.Backend]) {
         let sample = cpu ?? sampler.sample()
         var backends = backends
+        let now = loop.nowMilliseconds
         for i in backends.indices {
+            lastKnown.fill(&backends[i], index: i, now: now)
             for j in backends[i].models.indices {
                 let model = backends[i].models[j]
                 backends[i].models[j].capabilities = capabilities[model.name + "@" + model.digest] ?? []
