@@ -61,6 +61,12 @@ package enum SchedulerAction: Equatable {
 /// (`ControlServer`) sends the answers and arms one timer at `nextDeadline`.
 /// No I/O and no clock of its own: every path is tested in virtual time.
 ///
+/// Its state is values with one job each: `Waiting` (the queue),
+/// `Occupancy` (the requests in flight, turns, arrival rates),
+/// `TicketLedger` (route tickets), `LoadsUnderWay` (loads and pre-warms),
+/// `Learning` (concurrency learners and rates); the scheduler's own code
+/// is the events that move them.
+///
 /// A queued request is bound to no node: it is re-scored whenever a slot
 /// frees, the fleet changes, or `rescoreIntervalMilliseconds` pass, and goes
 /// wherever is best first. The retry budget lives here while control routes:
