@@ -44,10 +44,20 @@ if ! avahi-daemon -c 2>/dev/null; then
   avahi-daemon -c
 fi
 
+# A hung test must fail the run with its phase named, not stall CI: each
+# `swift test` gets a watchdog (the suites take 1–3 min; minutes of nothing is a hang).
+watchdog() {
+  local seconds="$1"; shift
+  local rc=0
+  timeout --kill-after=30 "$seconds" "$@" || rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "!! hung: '$*' still running after ${seconds} s"; fi
+  return "$rc"
+}
+
 echo "== swift build --build-tests"
 swift build --build-tests
 echo "== swift test"
-swift test
+watchdog "${HERD_TEST_WATCHDOG:-900}" swift test
 echo "== no trapping conversion of an outside value (.ci/check-conversions.sh)"
 bash .ci/check-conversions.sh
 echo "== fault table (Tests/faults)"
@@ -59,11 +69,15 @@ bash .ci/verify-deploy.sh "$(swift build --show-bin-path)"
 if [ -z "${HERD_SKIP_ASAN:-}" ]; then
   # The same tests under AddressSanitizer (manual memory: libuv handles, buffers).
   echo "== swift test --sanitize=address"
-  LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" swift test --sanitize=address --scratch-path .build-asan
+  swift build --build-tests --sanitize=address --scratch-path .build-asan
+  watchdog "${HERD_TEST_WATCHDOG:-900}" env LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" \
+    swift test --skip-build --sanitize=address --scratch-path .build-asan
 fi
 if [ -z "${HERD_SKIP_TSAN:-}" ]; then
   # The suites that share state between threads (loop threads, the SQLite
   # writer, offload) under ThreadSanitizer; a report fails the run (exit 66).
   echo "== swift test --sanitize=thread (threaded suites)"
-  swift test --sanitize=thread --scratch-path .build-tsan --filter "HerdStorageTests|HerdRuntimeTests|HerdHTTPTests|ControlChannelTests"
+  swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+  watchdog "${HERD_TEST_WATCHDOG:-900}" swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
+    --filter "HerdStorageTests|HerdRuntimeTests|HerdHTTPTests|ControlChannelTests"
 fi

@@ -58,14 +58,17 @@ public final class RawClient {
         return buffer
     }
 
-    /// Whether the server closed the connection (EOF) within the timeout.
-    public func isClosedByPeer() -> Bool {
+    /// Whether the server closed the connection (EOF) within `seconds` (reading
+    /// and discarding what still arrives: a stream that keeps sending is not closed).
+    public func isClosedByPeer(seconds: Double = 30) -> Bool {
+        let deadline = monotonicSeconds() + seconds
         var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
+        while monotonicSeconds() < deadline {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n == 0 { return true }
             if n < 0 { return errno == ECONNRESET }
         }
+        return false
     }
 
     /// Reads one complete response (Content-Length, chunked or close-delimited).

@@ -464,6 +464,9 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         (stream(for: exchange)?.buffered ?? 0) + stream.pendingWriteBytes
     }
 
+    /// The connection's socket is shared by its streams: no per-stream cap.
+    func exchange(_ exchange: HTTPExchange, limitSendBuffer bytes: Int) {}
+
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool) {
         // h2 flow control windows bound the body; nghttp2 acknowledges data as read.
     }

@@ -340,6 +340,11 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         stream.reset()
     }
 
+    func exchange(_ exchange: HTTPExchange, limitSendBuffer bytes: Int) {
+        guard exchange === self.exchange else { return }
+        try? stream.setSendBuffer(bytes: bytes)
+    }
+
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool) {
         guard exchange === self.exchange, !flow.requestComplete else { return }
         flow.setBodyPaused(paused, now: clock.now)

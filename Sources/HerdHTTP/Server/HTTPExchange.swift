@@ -8,6 +8,7 @@ protocol HTTPExchangeTransport: AnyObject {
     func exchangePendingBytes(_ exchange: HTTPExchange) -> Int
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool)
     func exchangeAbort(_ exchange: HTTPExchange)
+    func exchange(_ exchange: HTTPExchange, limitSendBuffer bytes: Int)
 }
 
 /// One request and its response, as a handler sees it, whatever the protocol
@@ -120,6 +121,11 @@ public final class HTTPExchange {
 
     /// Response bytes accepted but not yet written to the client.
     public var pendingResponseBytes: Int { transport?.exchangePendingBytes(self) ?? 0 }
+
+    /// Caps the kernel's send buffer under a long-lived response (an event
+    /// stream) so that a reader that stops reading shows in
+    /// `pendingResponseBytes` soon. HTTP/1.1 only: an h2 connection is shared.
+    public func limitSendBuffer(bytes: Int) { transport?.exchange(self, limitSendBuffer: bytes) }
 
     /// Stops (or resumes) reading the request body: backpressure toward the client.
     public func pauseRequestBody() { transport?.exchange(self, setBodyPaused: true) }

@@ -228,6 +228,15 @@ public final class StreamConnection: LoopHandleOwner {
         try UVError.check(uv_tcp_nodelay(handle.as(uv_tcp_t.self), enabled ? 1 : 0), "uv_tcp_nodelay")
     }
 
+    /// Caps the kernel's send buffer (SO_SNDBUF; TCP only). A long-lived stream
+    /// to a reader that may stop reading then backs up into `pendingWriteBytes`,
+    /// where its owner bounds it, instead of into megabytes of kernel memory.
+    public func setSendBuffer(bytes: Int) throws(UVError) {
+        guard kind == .tcp, !isClosing else { return }
+        var value = Int32(clamping: max(bytes, 4096))
+        try UVError.check(uv_send_buffer_size(handle.as(uv_handle_t.self), &value), "uv_send_buffer_size")
+    }
+
     /// The peer's address (TCP only).
     public var peerAddress: SocketAddress? { address(peer: true) }
     /// The local address (TCP only).

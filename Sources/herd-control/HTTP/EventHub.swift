@@ -14,6 +14,10 @@ import HerdRouting
 final class EventHub {
     static let maxClients = 64
     static let maxPendingBytes = 512 * 1024
+    /// The kernel's send buffer under each stream (SO_SNDBUF): without a cap,
+    /// Linux grows it to megabytes (tcp_wmem) before a stalled reader shows
+    /// in `pendingResponseBytes`: 64 streams could pin hundreds of MB.
+    static let socketSendBuffer = 64 * 1024
     static let maxPerFlush = 10
     static let flushMilliseconds: UInt64 = 250
 
@@ -45,6 +49,7 @@ final class EventHub {
         }
         exchange.startResponse(status: 200, headers: ["Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
                                                       "X-Accel-Buffering": "no"])
+        exchange.limitSendBuffer(bytes: Self.socketSendBuffer)
         let id = ObjectIdentifier(exchange)
         clients[id] = exchange
         exchange.onCancel = { [weak self] in self?.clients[id] = nil }
