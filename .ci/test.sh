@@ -62,6 +62,8 @@ echo "== no trapping conversion of an outside value (.ci/check-conversions.sh)"
 bash .ci/check-conversions.sh
 echo "== fault table (Tests/faults)"
 bash Tests/faults/run.sh
+echo "== client SDKs through herd beside the backend (Tests/clients)"
+bash Tests/clients/run.sh
 echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-60} s (Fuzz/run.sh)"
 bash Fuzz/run.sh "${HERD_FUZZ_SECONDS:-60}"
 echo "== deploy: install.sh into a scratch root, systemd-analyze verify, uninstall.sh"

@@ -29,6 +29,8 @@ public final class FakeBackend {
     private var waiting: [(HTTPExchange, () -> Void)] = []
     /// The most inference requests that ever waited inside the backend at once.
     public private(set) var maxWaiting = 0
+    /// The last `/v1/messages` or `/v1/responses` body (passthrough checks).
+    private var lastBody: JSONValue = nil
     /// Generates without a prompt (model loads) received.
     public private(set) var prewarms = 0
 
@@ -79,6 +81,10 @@ public final class FakeBackend {
         let path = String(exchange.head.path)
         let method = exchange.head.method
         switch (method, path) {
+        case ("GET", "/_fake/last"):
+            // The last Anthropic / Responses body, as the backend received it.
+            respondJSON(exchange, 200, lastBody)
+            return
         case ("GET", "/_fake/stats"):
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams)),
@@ -201,7 +207,9 @@ public final class FakeBackend {
     private func post(_ exchange: HTTPExchange, path: String, request: JSONValue) {
         let modelName = request["model"]?.stringValue ?? ""
         guard let model = configuration.model(named: modelName) else {
-            if path.hasPrefix("/v1/") {
+            if path.hasPrefix("/v1/messages") {
+                respondJSON(exchange, 404, FakeAnthropic.error("model '\(modelName)' not found", type: "not_found_error"))
+            } else if path.hasPrefix("/v1/") {
                 respondJSON(exchange, 404, FakeOpenAI.error("model '\(modelName)' not found", type: "invalid_request_error", code: "model_not_found"))
             } else {
                 respondJSON(exchange, 404, ["error": .string("model '\(modelName)' not found")])
@@ -242,6 +250,25 @@ public final class FakeBackend {
         case "/v1/embeddings":
             let count = request["input"]?.arrayValue?.count ?? 1
             respondJSON(exchange, 200, FakeOpenAI.embeddings(model: model, inputs: count))
+        case "/v1/messages":
+            lastBody = request
+            if request["stream"]?.boolValue ?? false {
+                streamLines(exchange, contentType: "text/event-stream", lines: FakeAnthropic.streamEvents(model: model, request: request, configuration: configuration))
+            } else {
+                respondJSON(exchange, 200, FakeAnthropic.whole(model: model, request: request, configuration: configuration))
+            }
+        case "/v1/responses":
+            lastBody = request
+            if request["stream"]?.boolValue ?? false {
+                streamLines(exchange, contentType: "text/event-stream", lines: FakeResponses.streamEvents(model: model, configuration: configuration))
+            } else {
+                respondJSON(exchange, 200, FakeResponses.whole(model: model, configuration: configuration))
+            }
+        case "/v1/rerank", "/rerank", "/v1/reranking":
+            let documents = request["documents"]?.arrayValue?.count ?? 0
+            respondJSON(exchange, 200, ["model": .string(model.name), "object": "list",
+                                        "results": .array((0..<documents).map { ["index": .int($0), "relevance_score": .number(1 / Double($0 + 1))] }),
+                                        "usage": ["prompt_tokens": .int(documents * 8), "total_tokens": .int(documents * 8)]])
         default:
             respondJSON(exchange, 404, ["error": "404 page not found"])
         }

@@ -36,6 +36,25 @@ import Testing
         #expect(flow.upstreamFinished(status: 501) == [.endClient, .report(outcome: .ok, status: 501, error: nil)])
     }
 
+    /// Anthropic's `count_tokens` on a backend without it: herd answers its estimate.
+    @Test func anEndpointTheBackendLacksIsAnsweredByHerdWhereHerdCan() {
+        for status in [404, 405, 501] {
+            var flow = ProxyFlow(answersWhenUnsupported: true)
+            _ = flow.start()
+            _ = flow.routed(answerA)
+            #expect(flow.upstreamHead(status: status) == [.cancelUpstream, .answerItself, .report(outcome: .ok, status: 200, error: nil)])
+            #expect(flow.phase == .finished)
+        }
+        var served = ProxyFlow(answersWhenUnsupported: true)
+        _ = served.start()
+        _ = served.routed(answerA)
+        #expect(served.upstreamHead(status: 200) == [.relayHead], "a backend that counts tokens itself is relayed")
+        var plain = ProxyFlow()
+        _ = plain.start()
+        _ = plain.routed(answerA)
+        #expect(plain.upstreamHead(status: 404) == [.relayHead], "elsewhere a backend's 404 is the client's")
+    }
+
     @Test func exhaustedRetriesAfterTimeoutsAre504() {
         var flow = ProxyFlow()
         _ = flow.start()
@@ -150,6 +169,12 @@ import Testing
         let llamaCpp = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7},\"timings\":{\"prompt_n\":5,\"prompt_ms\":3.5,\"predicted_n\":7,\"predicted_ms\":70.0}}\n\ndata: [DONE]\n\n"
         #expect(TokenCounter.read(Array(llamaCpp.utf8)) == BackendUsage(promptTokens: 5, completionTokens: 7, promptMilliseconds: 3.5,
                                                                         decodeMilliseconds: 70))
+        // Anthropic Messages (whole, and a stream's message_delta) and OpenAI Responses (inside `response`).
+        #expect(TokenCounter.count(Array(#"{"type":"message","usage":{"input_tokens":9,"output_tokens":4}}"#.utf8)) == (9, 4))
+        let anthropic = "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        #expect(TokenCounter.count(Array(anthropic.utf8)) == (0, 15))
+        let responses = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":5}}}\n\n"
+        #expect(TokenCounter.count(Array(responses.utf8)) == (3, 5))
         let bad = #"{"done":true,"eval_count":3,"eval_duration":-5,"prompt_eval_duration":"x"}"#
         #expect(TokenCounter.read(Array(bad.utf8)) == BackendUsage(completionTokens: 3), "nonsense timings are dropped, not trusted")
     }
@@ -172,6 +197,14 @@ import Testing
         #expect(ClientError.streamError(contentType: "application/x-ndjson", message: "x").map { String(decoding: $0, as: UTF8.self) } == "{\"error\":\"x\"}\n")
         #expect(ClientError.streamError(contentType: "text/event-stream", message: "x")?.starts(with: Array("data: {\"error\":".utf8)) == true)
         #expect(ClientError.streamError(contentType: "application/json", message: "x") == nil)
+        let anthropic = try JSONValue.parse(unknown.body(for: .anthropic))
+        #expect(anthropic["type"]?.stringValue == "error" && anthropic["error"]?["type"]?.stringValue == "not_found_error", "\(anthropic)")
+        #expect(anthropic["error"]?["message"]?.stringValue == "model 'x' not found")
+        #expect(ClientError.anthropicType(529) == "overloaded_error" && ClientError.anthropicType(400) == "invalid_request_error")
+        let event = ClientError.streamError(contentType: "text/event-stream", message: "x", api: .anthropic).map { String(decoding: $0, as: UTF8.self) }
+        #expect(event?.hasPrefix("event: error\ndata: {\"type\":\"error\"") == true, "\(event ?? "")")
+        #expect(ClientAPI(target: "/v1/messages/count_tokens") == .anthropic && ClientAPI(target: "/rerank") == .openai
+                && ClientAPI(target: "/v1/responses") == .openai && ClientAPI(target: "/api/chat") == .ollama)
     }
 
     @Test func refusalsMapToTheirStatus() {

@@ -172,7 +172,7 @@ import HerdRuntime
         func message(_ body: () throws -> Void) -> String? {
             do { try body(); return nil } catch { return (error as? JSONFieldError)?.message ?? "\(error)" }
         }
-        #expect(message { _ = try RouteRequest(json: ["id": 1, "api": "grpc", "path": "/", "model": "m"]) } == "route.api must be ollama or openai (not 'grpc')")
+        #expect(message { _ = try RouteRequest(json: ["id": 1, "api": "grpc", "path": "/", "model": "m"]) } == "route.api must be one of ollama, openai, anthropic (not 'grpc')")
         #expect(message { _ = try RouteRequest(json: ["id": 1, "api": "ollama", "path": "/"]) } == "route.model must be a string")
         #expect(message { _ = try RouteRequest(json: ["id": -1, "api": "ollama", "path": "/", "model": "m"]) }?.hasPrefix("route.id must be an integer") == true)
         #expect(message { _ = try RouteResult(json: ["id": 1, "node": "n", "model": "m", "outcome": "ok", "status": "200"]) } == "result.status must be an integer")

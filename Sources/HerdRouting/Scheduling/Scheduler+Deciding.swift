@@ -146,10 +146,12 @@ extension Scheduler {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Whether a request to `path` generates tokens (not embeddings, not `/api/show`).
+    /// Whether a request to `path` generates tokens (not embeddings, rerank,
+    /// token counts or `/api/show`).
     package static func generates(path: String) -> Bool {
         switch path {
-        case "/api/embed", "/api/embeddings", "/v1/embeddings", "/api/show": false
+        case "/api/embed", "/api/embeddings", "/v1/embeddings", "/api/show", "/v1/messages/count_tokens", "/v1/rerank", "/rerank",
+             "/v1/reranking": false
         default: true
         }
     }

@@ -10,6 +10,9 @@ import HerdBounds
 public enum ClientAPI: String, Sendable, Codable, CaseIterable {
     case ollama
     case openai
+    /// Anthropic Messages (`/v1/messages`): served natively by Ollama ≥ 0.14
+    /// and llama.cpp's server, passed through to them.
+    case anthropic
 }
 
 /// What a backend serves.
@@ -19,8 +22,9 @@ public enum BackendKind: String, Sendable, Codable, CaseIterable {
     /// An OpenAI-compatible server (llama.cpp, vLLM, LM Studio): `/v1/*` only.
     case openai
 
-    /// Whether a request in `api` may go to this kind of backend.
-    public func serves(_ api: ClientAPI) -> Bool { self == .ollama || api == .openai }
+    /// Whether a request in `api` may go to this kind of backend (Ollama
+    /// serves all three; an OpenAI-compatible server all but Ollama's own).
+    public func serves(_ api: ClientAPI) -> Bool { self == .ollama || api != .ollama }
 }
 
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.

@@ -58,6 +58,10 @@ struct ClientError: Equatable {
             var members: [(String, JSONValue)] = [("error", .string(message))]
             if !models.isEmpty { members.append(("models", .strings(models))) }
             JSONValue.object(members).write(to: &out)
+        case .anthropic:
+            var error: [(String, JSONValue)] = [("type", .string(ClientError.anthropicType(status))), ("message", .string(message))]
+            if !models.isEmpty { error.append(("available_models", .strings(models))) }
+            JSONValue.object([("type", "error"), ("error", .object(error))]).write(to: &out)
         case .openai:
             let (type, code) = unknownPath ? ("invalid_request_error", nil) : ClientError.openAIKind(status)
             var error: [(String, JSONValue)] = [("message", .string(message)), ("type", .string(type)),
@@ -83,6 +87,20 @@ struct ClientError: Equatable {
         }
     }
 
+    /// Anthropic's error `type` for a status.
+    static func anthropicType(_ status: Int) -> String {
+        switch status {
+        case 401: "authentication_error"
+        case 403: "permission_error"
+        case 404: "not_found_error"
+        case 413: "request_too_large"
+        case 429: "rate_limit_error"
+        case 503, 529: "overloaded_error"
+        case 400..<500: "invalid_request_error"
+        default: "api_error"
+        }
+    }
+
     /// Answers `exchange` with this error (nothing of a response has been sent).
     func respond(_ exchange: HTTPExchange, api: ClientAPI, headers extra: HTTPHeaders = HTTPHeaders()) {
         var headers = extra
@@ -100,12 +118,19 @@ struct ClientError: Equatable {
 
     /// The bytes that end a broken stream in the client's framing; `nil` when the
     /// response is not a stream this can be said in (then the connection is cut).
-    static func streamError(contentType: String?, message: String) -> [UInt8]? {
+    static func streamError(contentType: String?, message: String, api: ClientAPI = .openai) -> [UInt8]? {
         let type = contentType?.lowercased() ?? ""
         var out: [UInt8] = []
         if type.hasPrefix("application/x-ndjson") {
             JSONValue.object([("error", .string(message))]).write(to: &out)
             out.append(10)
+            return out
+        }
+        if type.hasPrefix("text/event-stream"), api == .anthropic {
+            // Anthropic's stream ends with an `error` event.
+            out.append(contentsOf: "event: error\ndata: ".utf8)
+            JSONValue.object([("type", "error"), ("error", .object([("type", "api_error"), ("message", .string(message))]))]).write(to: &out)
+            out.append(contentsOf: [10, 10])
             return out
         }
         if type.hasPrefix("text/event-stream") {
@@ -119,8 +144,13 @@ struct ClientError: Equatable {
 }
 
 extension ClientAPI {
-    /// The API a request target belongs to: `/v1/…` is OpenAI's, the rest Ollama's.
+    /// The API a request target belongs to: `/v1/messages…` is Anthropic's,
+    /// the rest of `/v1/…` (and `/rerank`) OpenAI's, the rest Ollama's.
     init(target: some StringProtocol) {
-        self = target.hasPrefix("/v1/") ? .openai : .ollama
+        if target.hasPrefix("/v1/messages") {
+            self = .anthropic
+        } else {
+            self = target.hasPrefix("/v1/") || target.hasPrefix("/rerank") ? .openai : .ollama
+        }
     }
 }

@@ -239,8 +239,18 @@ enum Endpoint: String, CaseIterable {
     case openAIChat = "/v1/chat/completions"
     case openAICompletions = "/v1/completions"
     case openAIEmbeddings = "/v1/embeddings"
+    /// OpenAI Responses, stateless (passed through).
+    case openAIResponses = "/v1/responses"
+    /// Anthropic Messages and its token count (passed through; a backend
+    /// without `count_tokens` gets herd's estimate).
+    case anthropicMessages = "/v1/messages"
+    case anthropicCountTokens = "/v1/messages/count_tokens"
+    /// Rerank, by model, under the three names servers use (llama.cpp, vLLM, Jina/Cohere style).
+    case rerank = "/v1/rerank"
+    case rerankBare = "/rerank"
+    case reranking = "/v1/reranking"
 
-    var api: ClientAPI { rawValue.hasPrefix("/v1/") ? .openai : .ollama }
+    var api: ClientAPI { ClientAPI(target: rawValue) }
 
     /// Ollama streams chat and generate unless told not to; OpenAI does not.
     var streamsByDefault: Bool { self == .chat || self == .generate }

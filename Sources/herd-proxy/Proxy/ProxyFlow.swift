@@ -38,14 +38,22 @@ struct ProxyFlow: Equatable {
         case endClient
         /// Report the outcome to control.
         case report(outcome: RouteResult.Outcome, status: Int, error: String?)
+        /// Answer the client with herd's own answer (the backend does not serve
+        /// the endpoint, and herd can answer it: Anthropic's `count_tokens`).
+        case answerItself
     }
 
     private(set) var phase = Phase.routing
     /// Why the last upstream attempt failed (shapes the final error).
     private(set) var lastFailure: HTTPClientError?
     private(set) var lastFailureStatus: Int?
+    /// When the backend says it does not serve the endpoint (404, 405, 501),
+    /// herd answers itself instead of relaying that.
+    var answersWhenUnsupported = false
 
-    init() {}
+    init(answersWhenUnsupported: Bool = false) {
+        self.answersWhenUnsupported = answersWhenUnsupported
+    }
 
     mutating func start() -> [Action] { [.askRoute] }
 
@@ -70,6 +78,10 @@ struct ProxyFlow: Equatable {
     /// with its message, as a 4xx would.
     mutating func upstreamHead(status: Int) -> [Action] {
         guard case let .upstream(node) = phase else { return [] }
+        if answersWhenUnsupported, status == 404 || status == 405 || status == 501 {
+            phase = .finished
+            return [.cancelUpstream, .answerItself, .report(outcome: .ok, status: 200, error: nil)]
+        }
         if status >= 500, status != 501 {
             lastFailureStatus = status
             lastFailure = nil

@@ -27,7 +27,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private let settings: Settings
     /// CORS headers for this request's origin (empty when it has none allowed).
     private let cors: HTTPHeaders
-    private var flow = ProxyFlow()
+    private var flow: ProxyFlow
     private var attempt: RouteAttempt?
     private var answer: RouteAnswer?
     private var task: HTTPClientTask?
@@ -58,6 +58,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         self.upstreams = upstreams
         self.cors = cors
         self.settings = settings
+        flow = ProxyFlow(answersWhenUnsupported: endpoint == .anthropicCountTokens)
     }
 
     func start() {
@@ -107,7 +108,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         case let .failClient(error):
             error.respond(exchange, api: endpoint.api, headers: cors)
         case let .failStream(message):
-            if let bytes = ClientError.streamError(contentType: upstreamHead?.headers["Content-Type"], message: message),
+            if let bytes = ClientError.streamError(contentType: upstreamHead?.headers["Content-Type"], message: message, api: endpoint.api),
                upstreamHead.map(ProxySession.isChunked) ?? false {
                 exchange.write(bytes)
                 exchange.end()
@@ -120,7 +121,23 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             releaseUpstream()
         case let .report(outcome, status, error):
             report(outcome, status: status, error: error)
+        case .answerItself:
+            answerItself()
         }
+    }
+
+    /// herd's own answer where the backend has none: Anthropic's
+    /// `count_tokens` estimated at about 4 bytes of the request per token
+    /// (said in `X-Herd-Token-Count: estimate`).
+    private func answerItself() {
+        releaseUpstream()
+        var out: [UInt8] = []
+        JSONValue.object([("input_tokens", .int(max(1, body.count / 4)))]).write(to: &out)
+        var headers = cors
+        headers.add("Content-Type", ClientError.contentType)
+        headers.add("X-Herd-Token-Count", "estimate")
+        if let answer { headers.addSafely("X-Herd-Node", answer.node) }
+        exchange.respond(status: 200, headers: headers, body: out)
     }
 
     // MARK: Routing

@@ -19,10 +19,12 @@ struct BackendUsage: Equatable {
 /// (`prompt_eval_count`, `eval_count`, `*_duration` in nanoseconds), OpenAI's
 /// `usage`, llama.cpp's `timings`.
 enum TokenCounter {
-    static let keys: JSONKeys = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings", "total_duration"]
+    static let keys: JSONKeys = ["eval_count", "prompt_eval_count", "usage", "eval_duration", "prompt_eval_duration", "load_duration", "timings",
+                                 "total_duration", "response"]
     /// Positions in `keys` (`JSONValue.Picked` is indexed, not hashed).
     private enum Key {
-        static let evalCount = 0, promptEvalCount = 1, usage = 2, evalDuration = 3, promptEvalDuration = 4, loadDuration = 5, timings = 6, totalDuration = 7
+        static let evalCount = 0, promptEvalCount = 1, usage = 2, evalDuration = 3, promptEvalDuration = 4, loadDuration = 5, timings = 6,
+                   totalDuration = 7, response = 8
     }
 
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
@@ -67,9 +69,12 @@ enum TokenCounter {
                                 loadMilliseconds: milliseconds(nanoseconds: json[Key.loadDuration]),
                                 totalMilliseconds: milliseconds(nanoseconds: json[Key.totalDuration]))
         }
-        if let usage = json[Key.usage], usage != .null {
-            var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0,
-                                      completionTokens: usage["completion_tokens"]?.intValue ?? 0)
+        // OpenAI `usage` (chat: prompt/completion tokens; Anthropic Messages and
+        // OpenAI Responses: input/output tokens; a Responses stream's last
+        // event carries it inside `response`).
+        if let usage = json[Key.usage] ?? json[Key.response]?["usage"], usage != .null {
+            var result = BackendUsage(promptTokens: usage["prompt_tokens"]?.intValue ?? usage["input_tokens"]?.intValue ?? 0,
+                                      completionTokens: usage["completion_tokens"]?.intValue ?? usage["output_tokens"]?.intValue ?? 0)
             if let timings = json[Key.timings] { result.add(timings: timings) }
             return result
         }

@@ -1,0 +1,114 @@
+import HerdJSON
+import HerdTestSupport
+import Testing
+
+/// The APIs beyond Ollama's and OpenAI chat, through the real router to a fake
+/// backend that speaks them: Anthropic Messages, OpenAI Responses, rerank,
+/// `count_tokens`, `GET /v1/models/{model}`. Passed through untouched: what
+/// reaches the backend is what the client sent, what comes back is the backend's.
+@Suite(.serialized) struct ClientAPIsTests {
+    static let messages = #"""
+    {"model":"llama3:8b","max_tokens":64,"system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],
+     "thinking":{"type":"enabled","budget_tokens":1024},
+     "tools":[{"name":"get_weather","description":"Weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}],
+     "messages":[{"role":"user","content":[{"type":"text","text":"Weather in Paris?"},
+       {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}}]}]}
+    """#
+
+    static func fleet() throws -> TestFleet {
+        try TestFleet.single("A", backend: ["--models", "llama3:8b,bge-reranker", "--loaded", "llama3:8b"])
+    }
+
+    @Test func anthropicMessagesPassThroughWithEverythingTheyCarry() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let answer = fleet.post("/v1/messages", Self.messages, headers: ["x-api-key": "sk-ant-local", "anthropic-version": "2023-06-01"])
+        #expect(answer.status == 200, "\(answer.text)")
+        #expect(answer.header("X-Herd-Node") == "node-a")
+        let message = try JSONValue.parse(answer.body)
+        #expect(message["type"]?.stringValue == "message")
+        #expect(message["stop_reason"]?.stringValue == "tool_use")
+        #expect(message["content"]?.arrayValue?.last?["name"]?.stringValue == "get_weather")
+        // The backend got the body as sent: system blocks, thinking, tools, the image.
+        let received = try JSONValue.parse(fleet.request("GET", "/_fake/last", body: nil, headers: [:], port: fleet.backendPorts["A"]!).body)
+        #expect(received == (try JSONValue.parse(Array(Self.messages.utf8))))
+        // Its usage counts as any other API's.
+        #expect(waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"herd_completion_tokens_total{model="llama3:8b"} 8"#) },
+                "\(fleet.getControl("/metrics").text.split(separator: "\n").filter { $0.contains("tokens_total") })")
+    }
+
+    @Test func anthropicStreamsArriveEventByEvent() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let body = #"{"model":"llama3:8b","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#
+        let answer = fleet.post("/v1/messages", body)
+        #expect(answer.status == 200)
+        #expect(answer.header("Content-Type")?.hasPrefix("text/event-stream") == true)
+        let events = answer.text.split(separator: "\n").filter { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) }
+        #expect(events.first == "message_start" && events.last == "message_stop", "\(events)")
+        #expect(events.contains("ping") && events.filter { $0 == "content_block_delta" }.count == 8)
+    }
+
+    /// Errors in Anthropic's shape: an unknown model, a bad body.
+    @Test func anthropicErrorsAreAnthropicShaped() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let unknown = fleet.post("/v1/messages", #"{"model":"claude-nope","max_tokens":8,"messages":[]}"#)
+        #expect(unknown.status == 404)
+        let error = try JSONValue.parse(unknown.body)
+        #expect(error["type"]?.stringValue == "error" && error["error"]?["type"]?.stringValue == "not_found_error", "\(unknown.text)")
+        let bad = fleet.post("/v1/messages", #"{"model":"llama3:8b","max_tokens":1e14}"#)
+        #expect(bad.status == 400)
+        #expect(try JSONValue.parse(bad.body)["error"]?["type"]?.stringValue == "invalid_request_error", "\(bad.text)")
+    }
+
+    /// The fake, like Ollama, has no `count_tokens`: herd answers its estimate and says so.
+    @Test func countTokensIsEstimatedWhereTheBackendHasNoTokenizer() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let answer = fleet.post("/v1/messages/count_tokens", Self.messages)
+        #expect(answer.status == 200, "\(answer.text)")
+        #expect(answer.header("X-Herd-Token-Count") == "estimate")
+        let tokens = try JSONValue.parse(answer.body)["input_tokens"]?.intValue ?? 0
+        #expect(tokens > 50 && tokens < 500, "\(tokens)")
+        #expect(fleet.backendRequests("A", path: "/v1/messages/count_tokens") == 1, "the backend was asked first")
+    }
+
+    @Test func openAIResponsesPassThroughPlainAndStreamed() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let body = #"{"model":"llama3:8b","input":"Say hi","instructions":"Be brief","reasoning":{"effort":"low"},"store":false}"#
+        let plain = fleet.post("/v1/responses", body)
+        #expect(plain.status == 200, "\(plain.text)")
+        #expect(try JSONValue.parse(plain.body)["output"]?.arrayValue?.first?["content"]?.arrayValue?.first?["type"]?.stringValue == "output_text")
+        let received = try JSONValue.parse(fleet.request("GET", "/_fake/last", body: nil, headers: [:], port: fleet.backendPorts["A"]!).body)
+        #expect(received == (try JSONValue.parse(Array(body.utf8))))
+        let streamed = fleet.post("/v1/responses", #"{"model":"llama3:8b","input":"Say hi","stream":true}"#)
+        #expect(streamed.status == 200)
+        let events = streamed.text.split(separator: "\n").filter { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) }
+        #expect(events.first == "response.created" && events.last == "response.completed", "\(events)")
+    }
+
+    @Test func rerankIsRoutedByModelUnderEachName() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        for path in ["/v1/rerank", "/rerank", "/v1/reranking"] {
+            let answer = fleet.post(path, #"{"model":"bge-reranker","query":"q","documents":["a","b","c"]}"#)
+            #expect(answer.status == 200, "\(path): \(answer.text)")
+            #expect(try JSONValue.parse(answer.body)["results"]?.arrayValue?.count == 3)
+        }
+        #expect(fleet.post("/v1/rerank", #"{"model":"nope","query":"q","documents":["a"]}"#).status == 404)
+    }
+
+    @Test func oneModelIsListedByName() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let known = fleet.get("/v1/models/llama3:8b")
+        #expect(known.status == 200)
+        #expect(try JSONValue.parse(known.body)["id"]?.stringValue == "llama3:8b")
+        #expect(try JSONValue.parse(fleet.get("/v1/models/llama3%3A8b").body)["id"]?.stringValue == "llama3:8b", "percent-encoded")
+        let unknown = fleet.get("/v1/models/nope")
+        #expect(unknown.status == 404)
+        #expect(try JSONValue.parse(unknown.body)["error"]?["code"]?.stringValue == "model_not_found")
+    }
+}
