@@ -77,9 +77,19 @@ struct HerdNodeCommand: ParsableCommand {
         get throws(SettingError) { try SettingsReader().seconds(commandTimeoutFlag, "command-timeout", env: "HERD_COMMAND_TIMEOUT", default: 5, in: 0.001...600) }
     }
 
+    @Option(name: .customLong("model-probe-interval"),
+            help: "How often an OpenAI-compatible backend is asked for its models (/v1/models, /props), 1 s–1 h, and never while the router has requests on this node: llama-cpp-python's server ends a running stream when /v1/models is asked. Between, only /health (HERD_MODEL_PROBE_INTERVAL; 30).")
+    var modelProbeIntervalFlag: Seconds?
+    var modelProbeInterval: Seconds {
+        get throws(SettingError) {
+            try SettingsReader().seconds(modelProbeIntervalFlag, "model-probe-interval", env: "HERD_MODEL_PROBE_INTERVAL", default: 30, in: 1...3600)
+        }
+    }
+
     func validate() throws {
         do {
             _ = try interval
+            _ = try modelProbeInterval
             _ = try commandTimeout
             _ = try learnCapacity
             _ = try noMeetingDetection
@@ -116,6 +126,7 @@ struct HerdNodeCommand: ParsableCommand {
         let loop = try EventLoop()
         var options = NodeOptions(control: controlURL, fleetID: fleetId, backends: try targets(), nodeID: nodeId,
                                   intervalMilliseconds: try interval.milliseconds, fleetKey: fleetKey.flatMap(FleetKey.init))
+        options.modelProbeMilliseconds = try modelProbeInterval.milliseconds
         options.telemetry.meetingDetection = !(try noMeetingDetection)
         options.telemetry.commandTimeoutMilliseconds = Int32(clamping: max(1, try commandTimeout.milliseconds))
         let learnCapacity = try learnCapacity

@@ -117,3 +117,63 @@ import Testing
         #expect(again.models.isEmpty, "what it answered last counts, even nothing")
     }
 }
+
+@Suite struct ModelProbeScheduleTests {
+    static func report(reachable: Bool, models: [String] = [], parallel: Int? = nil) -> Heartbeat.Backend {
+        var backend = Heartbeat.Backend(kind: .openai, url: "http://127.0.0.1:8000", address: "127.0.0.1:8000", reachable: reachable,
+                                        models: models.map { Heartbeat.Model(name: $0) })
+        backend.parallel = parallel
+        return backend
+    }
+
+    /// llama-cpp-python's server ends a running stream to answer /v1/models:
+    /// the models are asked for every interval, never while the router has
+    /// requests on the node; the beats between only ask /health.
+    @Test func modelsAreAskedForRarelyAndNeverUnderLoad() {
+        var schedule = ModelProbeSchedule()
+        #expect(schedule.due(index: 0, now: 0, interval: 30_000, routerInFlight: 3), "the first ask cannot wait")
+        var full = Self.report(reachable: true, models: ["qwen"], parallel: 4)
+        schedule.probed(index: 0, full: true, report: &full, now: 1_000)
+        #expect(!schedule.due(index: 0, now: 3_000, interval: 30_000, routerInFlight: 0))
+        var health = Self.report(reachable: true)
+        schedule.probed(index: 0, full: false, report: &health, now: 3_000)
+        #expect(health.models.map(\.name) == ["qwen"] && health.parallel == 4, "a /health beat reports what was found")
+        #expect(!schedule.due(index: 0, now: 40_000, interval: 30_000, routerInFlight: 1), "not while requests run there")
+        #expect(schedule.due(index: 0, now: 40_000, interval: 30_000, routerInFlight: 0))
+        var down = Self.report(reachable: false)
+        schedule.probed(index: 0, full: false, report: &down, now: 41_000)
+        #expect(schedule.due(index: 0, now: 42_000, interval: 30_000, routerInFlight: 0), "back after failing: it may have restarted with other models")
+        #expect(!schedule.due(index: 0, now: 42_000, interval: 30_000, routerInFlight: 2))
+        #expect(schedule.due(index: 1, now: 42_000, interval: 30_000, routerInFlight: 2), "per backend")
+        #expect(!schedule.due(index: 0, now: 500, interval: 30_000, routerInFlight: 1), "a clock that went back waits for quiet")
+    }
+}
+
+/// The node's probes do not disturb an OpenAI-compatible server: /v1/models
+/// once in a while and never while herd streams from it; /health between.
+@Suite(.serialized) struct ProbeProcessTests {
+    @Test func anOpenAIBackendIsNotAskedForItsModelsEveryBeat() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        let port = try fleet.addBackend("L", arguments: ["--models", "qwen:7b", "--loaded", "qwen:7b", "--tokens", "150", "--token-delay-ms", "20"])
+        try fleet.startControl()
+        try fleet.addNode("node-l", backend: "L", extra: ["--ollama", "none", "--backend", "openai=http://127.0.0.1:\(port)",
+                                                          "--interval", "0.1", "--model-probe-interval", "1"])
+        try fleet.waitForNodes(1)
+        // A 3-second stream through herd: no /v1/models while it runs.
+        let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 20)
+        let body = #"{"model":"qwen:7b","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(client.fill(), "the stream started")
+        #expect(waitUntil(seconds: 5) { fleet.backendRequests("L", path: "/v1/chat/completions") == 1 })
+        let before = fleet.backendRequests("L", path: "/v1/models")
+        let healthBefore = fleet.backendRequests("L", path: "/health")
+        let answer = try client.readResponse()
+        #expect(answer.status == 200 && answer.text.contains("[DONE]"))
+        let during = fleet.backendRequests("L", path: "/v1/models") - before
+        #expect(during <= 1, "at most one ask already under way when the stream began; got \(during)")
+        #expect(fleet.backendRequests("L", path: "/health") - healthBefore >= 10, "liveness is still checked every beat")
+        // Quiet again: the models are asked for within the interval.
+        #expect(waitUntil(seconds: 5) { fleet.backendRequests("L", path: "/v1/models") > before + during })
+    }
+}

@@ -10,9 +10,12 @@ struct BackendTarget {
 }
 
 /// Reads a backend's state: Ollama `/api/version`, `/api/tags`, `/api/ps`; an
-/// OpenAI-compatible server's `/v1/models`. Loop-thread only.
+/// OpenAI-compatible server's `/v1/models` and `/props` when `models`, else
+/// only `/health` (which takes no model lock: llama-cpp-python's server ends a
+/// running stream to answer `/v1/models`). Loop-thread only.
 enum BackendProbe {
-    static func probe(_ target: BackendTarget, address: SocketAddress?, client: HTTPClient, completion: @escaping (Heartbeat.Backend) -> Void) {
+    static func probe(_ target: BackendTarget, address: SocketAddress?, client: HTTPClient, models: Bool = true,
+                      completion: @escaping (Heartbeat.Backend) -> Void) {
         let reported = address.map(\.description) ?? "\(target.url.host):\(target.url.port)"
         var backend = Heartbeat.Backend(kind: target.kind, url: target.url.description, address: reported, reachable: false)
         guard let address else {
@@ -52,6 +55,20 @@ enum BackendProbe {
                 case let .failure(error): failure = error.message
                 }
                 done()
+            }
+        case .openai where !models:
+            // Alive is any HTTP answer (llama-cpp-python has no /health: 404),
+            // but llama.cpp's 503 "Loading model".
+            client.collect(HTTPClientRequest(method: "GET", target: prefix + "/health"), to: address, limit: 64 * 1024) { result in
+                switch result {
+                case let .success(response) where response.status == 503:
+                    backend.error = "GET \(prefix)/health: status 503 (loading)"
+                case .success:
+                    backend.reachable = true
+                case let .failure(error):
+                    backend.error = "GET \(prefix)/health: \(error)"
+                }
+                completion(backend)
             }
         case .openai:
             get(prefix + "/v1/models", address, client) { result in
@@ -109,6 +126,40 @@ enum BackendProbe {
             case let .failure(error):
                 completion(.failure(ProbeFailure(message: "GET \(path): \(error)")))
             }
+        }
+    }
+}
+
+/// When each OpenAI-compatible backend's models are asked for again: every
+/// `interval`, never while the router has requests on the node (asking can
+/// interrupt them), at once when a backend answers again after failing (it
+/// may have restarted with other models), and on every beat until an ask
+/// succeeds. A value; times are the agent's milliseconds.
+struct ModelProbeSchedule {
+    private var lastFull: [Int: UInt64] = [:]
+    private var failed: Set<Int> = []
+    /// What the last full probe found, reported on the beats between.
+    private var found: [Int: (models: [Heartbeat.Model], parallel: Int?)] = [:]
+
+    func due(index: Int, now: UInt64, interval: UInt64, routerInFlight: Int) -> Bool {
+        guard let last = lastFull[index] else { return true }
+        if failed.contains(index) { return routerInFlight == 0 }
+        return routerInFlight == 0 && (now < last || now - last >= interval)
+    }
+
+    /// Notes a probe's report; a `/health`-only one that answered gets the models last found.
+    mutating func probed(index: Int, full: Bool, report: inout Heartbeat.Backend, now: UInt64) {
+        guard report.reachable else {
+            failed.insert(index)
+            return
+        }
+        if full {
+            lastFull[index] = now
+            failed.remove(index)
+            found[index] = (report.models, report.parallel)
+        } else if let known = found[index] {
+            report.models = known.models
+            report.parallel = known.parallel
         }
     }
 }

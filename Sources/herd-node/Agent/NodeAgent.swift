@@ -14,6 +14,8 @@ struct NodeOptions: Sendable {
     var backends: [BackendTarget]
     var nodeID: String
     var intervalMilliseconds: UInt64 = 2_000
+    /// How often an OpenAI-compatible backend's models are asked for (`--model-probe-interval`).
+    var modelProbeMilliseconds: UInt64 = 30_000
     /// Signs heartbeats when the fleet has a key.
     var fleetKey: FleetKey?
     var telemetry = TelemetryReader()
@@ -47,6 +49,10 @@ final class NodeAgent {
     private var ollamaParallel: [Int: OllamaParallel] = [:]
     private var warnedLocalOnly: Set<String> = []
     private var lastKnown = LastKnownModels()
+    /// When each OpenAI-compatible backend's models were last asked for.
+    private var modelSchedule = ModelProbeSchedule()
+    /// Requests the router has in flight on this node (its answer to the last heartbeat).
+    private var routerInFlight = 0
     /// The owner's week, and the model servers' CPU ticks at the last sample (to tell their use from the owner's).
     private var capacity = CapacityModel()
     private var capacityStore: CapacityStore?
@@ -134,8 +140,13 @@ final class NodeAgent {
         var reports = [Heartbeat.Backend?](repeating: nil, count: options.backends.count)
         var pending = options.backends.count
         if pending == 0 { return send([]) }
+        let now = loop.nowMilliseconds
         for (i, target) in options.backends.enumerated() {
-            BackendProbe.probe(target, address: addresses[i], client: client) { [unowned self] report in
+            let full = target.kind != .openai
+                || modelSchedule.due(index: i, now: now, interval: options.modelProbeMilliseconds, routerInFlight: routerInFlight)
+            BackendProbe.probe(target, address: addresses[i], client: client, models: full) { [unowned self] report in
+                var report = report
+                if target.kind == .openai { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
                 reports[i] = report
                 pending -= 1
                 if pending == 0 { self.send(reports.compactMap { $0 }) }
@@ -273,6 +284,8 @@ final class NodeAgent {
             switch result {
             case let .success(response) where response.status == 200:
                 self.noteControl(true, "")
+                let reply = try? JSONValue.parse(response.body)
+                self.routerInFlight = min(max(reply?["in_flight"]?.intValue ?? 0, 0), 1_000_000)
             case let .success(response):
                 self.noteControl(false, "heartbeat refused (\(response.status)): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
             case let .failure(error):
