@@ -49,7 +49,11 @@ def wait_for(condition, seconds=20.0):
 
 
 class Fleet:
-    def __init__(self):
+    """kind: how herd-node registers the fake backend: `ollama`, or `openai`
+    (then Ollama-API requests reach it translated to OpenAI's)."""
+
+    def __init__(self, kind="ollama"):
+        self.kind = kind
         self.dir = tempfile.mkdtemp(prefix="herd-clients-")
         self.procs = []
         self.backend_port, self.control_port, self.proxy_port = free_port(), free_port(), free_port()
@@ -63,9 +67,10 @@ class Fleet:
                                "--models", f"{MODEL},{EMBED}", "--loaded", MODEL])
         self.spawn("control", [f"{BIN}/herd-control", "--port", str(self.control_port), "--proxy-port", str(self.proxy_port),
                                "--data-dir", os.path.join(self.dir, "data"), "--no-mdns"])
-        self.spawn("node", [f"{BIN}/herd-node", "--control", f"http://127.0.0.1:{self.control_port}",
-                            "--ollama", f"http://127.0.0.1:{self.backend_port}", "--node-id", "node-a", "--interval", "0.5",
-                            "--data-dir", os.path.join(self.dir, "node")])
+        backend = f"http://127.0.0.1:{self.backend_port}"
+        registered = ["--ollama", backend] if self.kind == "ollama" else ["--ollama", "none", "--backend", f"openai={backend}"]
+        self.spawn("node", [f"{BIN}/herd-node", "--control", f"http://127.0.0.1:{self.control_port}", *registered,
+                            "--node-id", "node-a", "--interval", "0.5", "--data-dir", os.path.join(self.dir, "node")])
 
         def listed():
             with urllib.request.urlopen(f"http://127.0.0.1:{self.proxy_port}/api/tags", timeout=2) as r:
@@ -249,16 +254,17 @@ def run(call, base):
         return False, detail[:100]
 
 
-def main():
-    fleet = Fleet()
+def table(title, kind, calls):
+    """Runs `calls` directly and through herd; returns the failures herd adds."""
+    fleet = Fleet(kind)
     fleet.start()
     failures = 0
     try:
         direct_base = f"http://127.0.0.1:{fleet.backend_port}"
         herd_base = f"http://127.0.0.1:{fleet.proxy_port}"
-        print(f"{'call':34} {'direct':40} herd")
+        print(f"\n{title}\n{'call':34} {'direct':40} herd")
         works_direct = works_herd = 0
-        for name, call in CALLS:
+        for name, call in calls:
             d_ok, d = run(call, direct_base)
             h_ok, h = run(call, herd_base)
             works_direct += d_ok
@@ -266,11 +272,18 @@ def main():
             mark = "" if h_ok or not d_ok else "   <-- works directly, fails through herd"
             failures += 0 if mark == "" else 1
             print(f"{name:34} {('ok ' if d_ok else 'no ') + d:40.40} {('ok ' if h_ok else 'no ') + h}{mark}")
-        print(f"\n{works_direct}/{len(CALLS)} calls work directly, {works_herd}/{len(CALLS)} through herd")
+        print(f"{works_direct}/{len(calls)} calls work directly, {works_herd}/{len(calls)} through herd")
         if failures:
             print(fleet.logs())
     finally:
         fleet.stop()
+    return failures
+
+
+def main():
+    failures = table("Every SDK, backend registered as Ollama (passed through)", "ollama", CALLS)
+    ollama_calls = [(name, call) for name, call in CALLS if name.startswith("ollama")]
+    failures += table("Ollama SDK, backend registered as OpenAI-compatible (translated by herd)", "openai", ollama_calls)
     sys.exit(1 if failures else 0)
 
 

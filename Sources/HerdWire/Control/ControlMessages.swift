@@ -22,9 +22,10 @@ public enum BackendKind: String, Sendable, Codable, CaseIterable {
     /// An OpenAI-compatible server (llama.cpp, vLLM, LM Studio): `/v1/*` only.
     case openai
 
-    /// Whether a request in `api` may go to this kind of backend (Ollama
-    /// serves all three; an OpenAI-compatible server all but Ollama's own).
-    public func serves(_ api: ClientAPI) -> Bool { self == .ollama || api != .ollama }
+    /// Whether a request in `api` may go to this kind of backend: either
+    /// serves all three (Ollama-API requests reach an OpenAI-compatible
+    /// server translated, by the proxy).
+    public func serves(_ api: ClientAPI) -> Bool { true }
 }
 
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.

@@ -24,20 +24,25 @@ enum SnapshotBuilder {
                 }
                 for model in backend.models {
                     let key = ModelName.canonical(model.name)
-                    if backend.kind == .ollama, tags[key] == nil {
-                        tags[key] = ["name": .string(model.name), "model": .string(model.name), "modified_at": .string(model.modifiedAt),
-                                            "size": .int(model.sizeBytes), "digest": .string(model.digest), "details": model.details]
+                    if tags[key] == nil {
+                        // An OpenAI-compatible server's model is listed too (the proxy translates Ollama-API requests to it).
+                        tags[key] = ["name": .string(model.name), "model": .string(model.name),
+                                     "modified_at": .string(model.modifiedAt.isEmpty ? "1970-01-01T00:00:00Z" : model.modifiedAt),
+                                     "size": .int(model.sizeBytes), "digest": .string(model.digest),
+                                     "details": backend.kind == .ollama ? model.details : SnapshotBuilder.openAIDetails]
                     }
                     if openAI[key] == nil {
                         openAI[key] = ["id": .string(model.name), "object": "model", "created": .int(0), "owned_by": .string(node.id)]
                     }
                 }
-                for model in backend.loaded where backend.kind == .ollama && ps[ModelName.canonical(model.name)] == nil {
+                // An OpenAI-compatible server's models are all loaded (its node says so), with no expiry.
+                for model in backend.loaded where ps[ModelName.canonical(model.name)] == nil {
                     let details = backend.models.first { ModelName.same($0.name, model.name) }
+                    let ollama = backend.kind == .ollama
                     ps[ModelName.canonical(model.name)] = ["name": .string(model.name), "model": .string(model.name), "size": .int(model.sizeBytes),
-                                      "digest": .string(details?.digest ?? ""), "details": details?.details ?? [:],
-                                      "expires_at": .string(model.expiresAt), "size_vram": .int(model.vramBytes),
-                                      "context_length": .int(model.contextLength)]
+                                      "digest": .string(details?.digest ?? ""), "details": ollama ? details?.details ?? [:] : SnapshotBuilder.openAIDetails,
+                                      "expires_at": .string(ollama || !model.expiresAt.isEmpty ? model.expiresAt : "2999-01-01T00:00:00Z"),
+                                      "size_vram": .int(model.vramBytes), "context_length": .int(model.contextLength)]
                 }
             }
         }
@@ -48,6 +53,10 @@ enum SnapshotBuilder {
             openAIModels: ["object": "list", "data": .array(openAI.keys.sorted().map { openAI[$0]! })],
             ollamaVersion: ollamaVersion)
     }
+
+    /// What `/api/tags` says of a model an OpenAI-compatible server serves (it says nothing of it).
+    static let openAIDetails: JSONValue = ["parent_model": "", "format": "gguf", "family": "", "families": nil, "parameter_size": "",
+                                           "quantization_level": ""]
 
     /// Compares dotted versions numerically (`0.12.10` > `0.12.9`).
     static func versionIsNewer(_ a: String, than b: String) -> Bool {

@@ -76,6 +76,8 @@ enum BackendProbe {
                 case let .success(json):
                     backend.reachable = true
                     backend.models = (json["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }.map { Heartbeat.Model(name: $0) }
+                    // An OpenAI-compatible server serves what it has in memory: its models are hot.
+                    backend.loaded = backend.models.map { Heartbeat.LoadedModel(name: $0.name) }
                 case let .failure(error):
                     backend.error = error.message
                     return completion(backend)
@@ -139,7 +141,7 @@ struct ModelProbeSchedule {
     private var lastFull: [Int: UInt64] = [:]
     private var failed: Set<Int> = []
     /// What the last full probe found, reported on the beats between.
-    private var found: [Int: (models: [Heartbeat.Model], parallel: Int?)] = [:]
+    private var found: [Int: (models: [Heartbeat.Model], loaded: [Heartbeat.LoadedModel], parallel: Int?)] = [:]
 
     func due(index: Int, now: UInt64, interval: UInt64, routerInFlight: Int) -> Bool {
         guard let last = lastFull[index] else { return true }
@@ -156,9 +158,10 @@ struct ModelProbeSchedule {
         if full {
             lastFull[index] = now
             failed.remove(index)
-            found[index] = (report.models, report.parallel)
+            found[index] = (report.models, report.loaded, report.parallel)
         } else if let known = found[index] {
             report.models = known.models
+            report.loaded = known.loaded
             report.parallel = known.parallel
         }
     }

@@ -91,6 +91,15 @@ struct ProxyFlow: Equatable {
         return [.relayHead]
     }
 
+    /// herd answers the request itself on the routed node's behalf (Ollama's
+    /// `/api/show` for an OpenAI-compatible server), or refuses it there.
+    mutating func answeredByHerd(_ error: ClientError? = nil) -> [Action] {
+        guard case .upstream = phase else { return [] }
+        phase = .finished
+        if let error { return [.failClient(error), .report(outcome: .rejected, status: error.status, error: error.message)] }
+        return [.answerItself, .report(outcome: .ok, status: 200, error: nil)]
+    }
+
     mutating func upstreamFinished(status: Int) -> [Action] {
         guard case .streaming = phase else { return [] }
         phase = .finished

@@ -42,6 +42,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var tail: [UInt8] = []
     private static let tailLimit = 16 * 1024
     private var relayPaused = false
+    /// Turns an OpenAI answer into Ollama's when an Ollama-API request went to an OpenAI-compatible backend.
+    private var translator: OllamaAnswerTranslator?
     static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto]
     static let responseDrops: KnownHeaderSet = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
@@ -108,8 +110,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         case let .failClient(error):
             error.respond(exchange, api: endpoint.api, headers: cors)
         case let .failStream(message):
-            if let bytes = ClientError.streamError(contentType: upstreamHead?.headers["Content-Type"], message: message, api: endpoint.api),
-               upstreamHead.map(ProxySession.isChunked) ?? false {
+            if let bytes = ClientError.streamError(contentType: translator?.contentType ?? upstreamHead?.headers["Content-Type"], message: message,
+                                                   api: endpoint.api),
+               translator != nil || (upstreamHead.map(ProxySession.isChunked) ?? false) {
                 exchange.write(bytes)
                 exchange.end()
             } else {
@@ -128,15 +131,22 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     /// herd's own answer where the backend has none: Anthropic's
     /// `count_tokens` estimated at about 4 bytes of the request per token
-    /// (said in `X-Herd-Token-Count: estimate`).
+    /// (said in `X-Herd-Token-Count: estimate`); Ollama's `/api/show` for a
+    /// model an OpenAI-compatible server serves.
     private func answerItself() {
         releaseUpstream()
-        var out: [UInt8] = []
-        JSONValue.object([("input_tokens", .int(max(1, body.count / 4)))]).write(to: &out)
         var headers = cors
         headers.add("Content-Type", ClientError.contentType)
+        if let answer {
+            headers.addSafely("X-Herd-Node", answer.node)
+            headers.addSafely("X-Herd-Model", answer.model)
+        }
+        if endpoint == .show {
+            return exchange.respond(status: 200, headers: headers, body: OllamaOverOpenAI.show(model: answer?.model ?? fields.model))
+        }
+        var out: [UInt8] = []
+        JSONValue.object([("input_tokens", .int(max(1, body.count / 4)))]).write(to: &out)
         headers.add("X-Herd-Token-Count", "estimate")
-        if let answer { headers.addSafely("X-Herd-Node", answer.node) }
         exchange.respond(status: 200, headers: headers, body: out)
     }
 
@@ -154,9 +164,22 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         let forwardedFor = exchange.head.headers[.xForwardedFor].map { $0 + ", " } ?? ""
         headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteHost ?? "unknown"))
         headers.add("X-Forwarded-Proto", exchange.head.headers[.xForwardedProto] ?? "http")
-        let upstreamBody = answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx
+        var upstreamBody = answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx
             ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
-        let request = HTTPClientRequest(method: exchange.head.method, target: exchange.head.target, headers: headers, body: upstreamBody)
+        var target = exchange.head.target
+        translator = nil
+        if endpoint.api == .ollama, answer.backend == .openai {
+            // An Ollama-API request to an OpenAI-compatible server: translated both ways.
+            if endpoint == .show { return perform(flow.answeredByHerd()) }
+            guard let translated = OllamaOverOpenAI.request(endpoint, body: body, model: answer.model, stream: fields.stream) else {
+                return perform(flow.answeredByHerd(ClientError.badRequest("the request body must be a JSON object")))
+            }
+            target = translated.path
+            upstreamBody = translated.body
+            headers.remove("Accept-Encoding")
+            translator = OllamaAnswerTranslator(endpoint: endpoint, model: fields.model, stream: fields.stream)
+        }
+        let request = HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody)
         upstreamHead = nil
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
@@ -209,13 +232,19 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private func relayHead() {
         guard let head = upstreamHead, let answer else { return }
         var headers = ProxyHeaders.endToEnd(head.headers, dropping: ProxySession.responseDrops)
+        if let translator {
+            translator.head(status: head.status)
+            headers.remove("Content-Type")
+            headers.remove("Content-Encoding")
+            headers.add("Content-Type", translator.contentType)
+        }
         headers.addSafely("X-Herd-Node", answer.node)
         headers.addSafely("X-Herd-Model", answer.model)
         headers.add("X-Herd-Retries", String(attempt?.retries ?? 0))
         if !answer.score.isEmpty { headers.addSafely("X-Herd-Score", answer.score) }
         if !answer.reason.isEmpty { headers.addSafely("X-Herd-Reason", answer.reason) }
         for (name, value) in cors { headers.add(name, value) }
-        let length = ProxySession.isChunked(head) ? nil : head.headers[.contentLength].flatMap { Int($0.trimmingSpaces) }
+        let length = ProxySession.isChunked(head) || translator != nil ? nil : head.headers[.contentLength].flatMap { Int($0.trimmingSpaces) }
         exchange.startResponse(status: head.status, headers: headers, contentLength: length)
     }
 
@@ -226,6 +255,21 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     func task(_ task: HTTPClientTask, didReceiveBody bytes: UnsafeRawBufferPointer) {
         guard case .streaming = flow.phase else { return }
+        if let translator {
+            let out = translator.feed(bytes)
+            out.withUnsafeBytes { relay($0) }
+        } else {
+            relay(bytes)
+        }
+        if exchange.pendingResponseBytes > settings.relayHighWatermark, !relayPaused {
+            relayPaused = true
+            task.pauseReading()
+        }
+    }
+
+    /// Writes bytes to the client, keeping the last of them for the token counts.
+    private func relay(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
         exchange.write(bytes)
         bytesRelayed += bytes.count
         if bytes.count >= ProxySession.tailLimit {
@@ -234,13 +278,12 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             tail.append(contentsOf: bytes)
             if tail.count > 2 * ProxySession.tailLimit { tail.removeFirst(tail.count - ProxySession.tailLimit) }
         }
-        if exchange.pendingResponseBytes > settings.relayHighWatermark, !relayPaused {
-            relayPaused = true
-            task.pauseReading()
-        }
     }
 
     func taskDidFinish(_ task: HTTPClientTask) {
+        if let translator, case .streaming = flow.phase {
+            translator.finish().withUnsafeBytes { relay($0) }
+        }
         perform(flow.upstreamFinished(status: upstreamHead?.status ?? 200))
     }
 
