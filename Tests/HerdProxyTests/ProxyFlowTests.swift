@@ -203,6 +203,7 @@ import Testing
         #expect(ClientError.anthropicType(529) == "overloaded_error" && ClientError.anthropicType(400) == "invalid_request_error")
         let event = ClientError.streamError(contentType: "text/event-stream", message: "x", api: .anthropic).map { String(decoding: $0, as: UTF8.self) }
         #expect(event?.hasPrefix("event: error\ndata: {\"type\":\"error\"") == true, "\(event ?? "")")
+        for endpoint in Endpoint.allCases { #expect(endpoint.api == ClientAPI(target: endpoint.rawValue), "\(endpoint)") }
         #expect(ClientAPI(target: "/v1/messages/count_tokens") == .anthropic && ClientAPI(target: "/rerank") == .openai
                 && ClientAPI(target: "/v1/responses") == .openai && ClientAPI(target: "/api/chat") == .ollama)
     }

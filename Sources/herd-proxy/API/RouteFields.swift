@@ -250,7 +250,13 @@ enum Endpoint: String, CaseIterable {
     case rerankBare = "/rerank"
     case reranking = "/v1/reranking"
 
-    var api: ClientAPI { ClientAPI(target: rawValue) }
+    var api: ClientAPI {
+        switch self {
+        case .chat, .generate, .embed, .embeddings, .show: .ollama
+        case .anthropicMessages, .anthropicCountTokens: .anthropic
+        case .openAIChat, .openAICompletions, .openAIEmbeddings, .openAIResponses, .rerank, .rerankBare, .reranking: .openai
+        }
+    }
 
     /// Ollama streams chat and generate unless told not to; OpenAI does not.
     var streamsByDefault: Bool { self == .chat || self == .generate }
