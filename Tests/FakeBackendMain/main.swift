@@ -15,6 +15,8 @@ var host = "127.0.0.1"
 var port = 0
 var arguments = Array(CommandLine.arguments.dropFirst())
 var loaded: [String]?
+var vision: [String] = []
+var embedding: [String] = []
 var fixed200 = false
 
 @MainActor func value(_ flag: String) -> String {
@@ -37,6 +39,13 @@ while !arguments.isEmpty {
     case "--token-delay-ms": configuration.tokenDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
+    case "--vision":
+        // These models can see (their /api/show capabilities say vision).
+        let names = value(flag).split(separator: ",").map(String.init)
+        vision = names
+    case "--embedding":
+        // These models only embed (their /api/show capabilities say embedding).
+        embedding = value(flag).split(separator: ",").map(String.init)
     case "--failure":
         let text = value(flag)
         guard let failure = FakeFailure(text) else {
@@ -55,6 +64,10 @@ while !arguments.isEmpty {
         print("herd-fake-backend: unknown flag \(flag)")
         exit(2)
     }
+}
+for i in configuration.models.indices {
+    if vision.contains(configuration.models[i].name) { configuration.models[i].capabilities = ["completion", "vision"] }
+    if embedding.contains(configuration.models[i].name) { configuration.models[i].capabilities = ["embedding"] }
 }
 if let loaded {
     for i in configuration.models.indices { configuration.models[i].loaded = loaded.contains(configuration.models[i].name) }

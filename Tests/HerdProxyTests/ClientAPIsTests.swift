@@ -100,6 +100,34 @@ import Testing
         #expect(fleet.post("/v1/rerank", #"{"model":"nope","query":"q","documents":["a"]}"#).status == 404)
     }
 
+    /// A request with an image goes to a model that can see; where none of
+    /// the models it names can, a clear 400 in the client's API.
+    @Test func imagesGoOnlyToAModelThatSees() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.addBackend("T", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.addBackend("V", arguments: ["--models", "llava:7b", "--loaded", "llava:7b", "--vision", "llava:7b"])
+        try fleet.startControl()
+        try fleet.addNode("node-t", backend: "T")
+        try fleet.addNode("node-v", backend: "V")
+        try fleet.waitForNodes(2)
+        let image = #"{"model":"llama3:8b","stream":false,"messages":[{"role":"user","content":"What is this?","images":["iVBORw0KGgo="]}]}"#
+        // Capabilities arrive with the node's next heartbeats (it asks /api/show once per model).
+        var refused = fleet.post("/api/chat", image)
+        #expect(waitUntil(seconds: 10) {
+            refused = fleet.post("/api/chat", image)
+            return refused.status == 400
+        }, "\(refused.status) \(refused.text)")
+        #expect(refused.text.contains("no vision capability"), "\(refused.text)")
+        let openAI = fleet.post("/v1/chat/completions", #"{"model":"llama3:8b","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBOR"}}]}]}"#)
+        #expect(openAI.status == 400)
+        #expect(try JSONValue.parse(openAI.body)["error"]?["type"]?.stringValue == "invalid_request_error")
+        let fallback = fleet.post("/api/chat", image, headers: ["X-Herd-Fallback-Models": "llava:7b"])
+        #expect(fallback.status == 200 && fallback.header("X-Herd-Node") == "node-v", "\(fallback.status) \(fallback.text)")
+        let plain = fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(plain.status == 200 && plain.header("X-Herd-Node") == "node-t")
+    }
+
     @Test func oneModelIsListedByName() throws {
         let fleet = try Self.fleet()
         defer { fleet.shutdown() }

@@ -267,3 +267,21 @@ import Testing
         #expect(ClientIdentity.of(["X-Herd-Client": String(repeating: "a", count: 65)], address: nil).hasPrefix("c#"))
     }
 }
+
+/// Which requests carry images (vision-safe routing).
+@Suite struct VisionDetectionTests {
+    func vision(_ body: String, _ endpoint: Endpoint) throws -> Bool {
+        try RouteFields.read(Array(body.utf8), endpoint: endpoint, headerFallbacks: [], headerTags: []).vision
+    }
+
+    @Test func imagesInEveryAPIAreSeen() throws {
+        #expect(try vision(#"{"model":"m","messages":[{"role":"user","content":"hi","images":["iVBOR"]}]}"#, .chat))
+        #expect(try vision(#"{"model":"m","prompt":"what","images":["iVBOR"]}"#, .generate))
+        #expect(try vision(#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url","image_url":{"url":"data:,"}}]}]}"#, .openAIChat))
+        #expect(try vision(#"{"model":"m","max_tokens":8,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"x"}}]}]}"#, .anthropicMessages))
+        #expect(try vision(#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:,"}]}]}"#, .openAIResponses))
+        #expect(try !vision(#"{"model":"m","messages":[{"role":"user","content":"describe an image of a cat","images":[]}]}"#, .chat))
+        #expect(try !vision(#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#, .chat))
+        #expect(try !vision(#"{"model":"m","prompt":"hi","images":[]}"#, .generate))
+    }
+}

@@ -285,6 +285,28 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(reasons(card) == ["off": "offline", "tried": "already tried", "down": "backend unreachable"])
     }
 
+    /// Images go only to a model that can see: a blind fallback is skipped,
+    /// a model whose capabilities are unknown is not refused, and a request
+    /// only blind models could take is a 400, not a wait.
+    @Test func imagesGoOnlyToModelsThatSee() {
+        func seeing(_ id: String, _ model: String, _ capabilities: [String]) -> FleetNode {
+            var node = machine(id, models: [(model, 4_000_000_000)], loaded: [model])
+            node.heartbeat.backends[0].models[0].capabilities = capabilities
+            return node
+        }
+        let fleet = [seeing("text", "llama3:8b", ["completion", "tools"]), seeing("eyes", "llava:7b", ["completion", "vision"])]
+        let (decision, card) = decide(fleet, ["llama3:8b", "llava:7b"]) { $0.vision = true }
+        #expect(routedNode((decision, card)) == "eyes", "the blind first choice is skipped for the fallback that sees")
+        #expect(reasons(card)["text"] == Scorer.blind)
+        #expect(routedNode(decide(fleet, ["llama3:8b", "llava:7b"])) == "text", "without images the first choice stands")
+        #expect(decide([fleet[0]], ["llama3:8b"]) { $0.vision = true }.0 == .cannotSee)
+        #expect(routedNode(decide([seeing("unknown", "llama3:8b", [])], ["llama3:8b"]) { $0.vision = true }) == "unknown",
+                "capabilities not known: not a no")
+        var offline = seeing("off", "llava:7b", ["vision"])
+        offline.status = .offline
+        #expect(decide([fleet[0], offline], ["llama3:8b", "llava:7b"]) { $0.vision = true }.0 == .noNode, "a seeing node exists, offline: 503")
+    }
+
     @Test func modelNowhereIsNotFoundWithTheModelsThatExist() {
         #expect(decide([machine("a")], ["zzz"]).0 == .notFound(known: ["m:8b"]))
         // An OpenAI-only backend takes Ollama-API requests too (the proxy translates them).

@@ -48,8 +48,12 @@ import HerdRuntime
         }
         let route = RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m", stream: false, client: "c").binary
         #expect(refused(RouteRequest.self, route) == nil)
-        // Every truncation of a valid body.
-        for n in 0..<route.count { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
+        // Every truncation of a valid body (but of its last field, `vision`, added in protocol 5: absent is false).
+        for n in 0..<(route.count - 1) { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
+        #expect(try decoded(RouteRequest.self, Array(route.dropLast())).get().vision == false)
+        var seeing = RouteRequest(id: 1, api: .anthropic, path: "/v1/messages", model: "m", stream: false, client: "c")
+        seeing.vision = true
+        #expect(try decoded(RouteRequest.self, seeing.binary).get() == seeing)
         #expect(refused(RouteRequest.self, route + [0])?.contains("left over") == true)
         // An unknown api code, a bool that is not 0/1, a string longer than the frame, an overlong varint.
         var badAPI = route

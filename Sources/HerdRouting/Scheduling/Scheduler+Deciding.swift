@@ -87,6 +87,11 @@ extension Scheduler {
                 message += " (\(first.node): \(first.reason))"
             }
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .noNode, message: message, retryAfter: 5), into: &actions)
+        case .cannotSee:
+            let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .incapable,
+                                            message: "the request carries images and no model it names can see them (\(names): no vision capability)"),
+                   into: &actions)
         }
         return .settled
     }
@@ -171,6 +176,7 @@ extension Scheduler {
         request.session = entry.request.session
         request.prefix = entry.request.prefix
         request.excluded = entry.excluded
+        request.vision = entry.request.vision
         return request
     }
 

@@ -22,6 +22,8 @@ package struct ScoringRequest: Sendable {
     package var prefix: ContentHash?
     /// Nodes already tried for this request.
     package var excluded: Set<String> = []
+    /// The request carries images: models known not to see are left out.
+    package var vision = false
 
     package init(api: ClientAPI, models: [String]) {
         self.api = api
@@ -115,6 +117,8 @@ package enum RouteDecision: Equatable, Sendable {
     case notFound(known: [String])
     /// Nodes have the model but none can take it (offline, excluded, eliminated).
     case noNode
+    /// The request carries images and every model it names is known not to see.
+    case cannotSee
 }
 
 /// The scoring engine: a pure function of the fleet, the live load, the
@@ -158,6 +162,8 @@ package struct Scorer: Sendable {
     /// A node whose owner leaves less than this share of it (learned capacity,
     /// for an hour learned in an earlier week: one busy minute never pauses a node) is paused.
     package static let pausedBelowAvailability = 0.1
+    /// Why a model that cannot see is left out of a request with images.
+    package static let blind = "cannot see images (no vision capability)"
     /// A load competes with a hot replica that has room only when expected to finish this many times sooner.
     package static let loadMustWin = 2.0
 
@@ -176,6 +182,9 @@ package struct Scorer: Sendable {
         }
         card.candidates = perModel.flatMap(\.candidates)
         if !anyoneHasIt { return (.notFound(known: Scorer.knownModels(fleet, api: request.api)), card) }
+        if request.vision, card.candidates.isEmpty, !card.eliminated.isEmpty, card.eliminated.allSatisfy({ $0.reason == Scorer.blind }) {
+            return (.cannotSee, card)
+        }
 
         var competing: [ScoredCandidate]?
         // Crowding counts only where a hot replica can start now: it moves a
@@ -230,6 +239,12 @@ package struct Scorer: Sendable {
                 guard let name = onDisk?.name ?? loaded?.name else { continue }
                 found = true
                 func eliminate(_ reason: String) { card.eliminated.append(Elimination(node: node.id, model: name, reason: reason)) }
+                // Images go only to a model that can see. What a backend does not
+                // say (an OpenAI-compatible server, capabilities not yet read) is not a no.
+                if request.vision, let capabilities = onDisk?.capabilities, !capabilities.isEmpty, !capabilities.contains("vision") {
+                    eliminate(Scorer.blind)
+                    continue
+                }
                 if let (reason, otherBackends) = unavailable(node, reachable: backend.reachable, request) {
                     eliminate(reason)
                     if otherBackends { continue } else { break }

@@ -6,7 +6,7 @@ import HerdBounds
 // after); on the socket they travel in this form.
 
 extension ClientAPI: WireEnumeration {
-    public static let wireOrder: [ClientAPI] = [.ollama, .openai]
+    public static let wireOrder: [ClientAPI] = [.ollama, .openai, .anthropic]
 }
 
 extension BackendKind: WireEnumeration {
@@ -18,7 +18,7 @@ extension RouteResult.Outcome: WireEnumeration {
 }
 
 extension RouteRefusal.Code: WireEnumeration {
-    public static let wireOrder: [RouteRefusal.Code] = [.modelNotFound, .queueTimeout, .noNode, .retriesExhausted, .clientLimit]
+    public static let wireOrder: [RouteRefusal.Code] = [.modelNotFound, .queueTimeout, .noNode, .retriesExhausted, .clientLimit, .incapable]
 }
 
 /// A message in the compact encoding.
@@ -102,13 +102,15 @@ extension RouteRequest: WireBinaryMessage {
         out.wire(optionalBool: think)
         out.wire(optional: session)
         out.wire(optional: prefix)
+        out.wire(bool: vision)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         self.init(id: try r.varint(), api: try r.code(ClientAPI.self), path: try r.string(), model: try r.string(), stream: try r.bool(),
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
-                  session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self))
+                  session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self),
+                  vision: r.isAtEnd ? false : try r.bool())
         // Control trusts the proxy only as far as these bounds (the proxy's
         // validator applies the same ones, so it never sends past them).
         if let problem = RequestLimits.check(self) { throw r.fail(problem) }

@@ -31,7 +31,7 @@ public enum BackendKind: String, Sendable, Codable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 4
+    public static let protocolVersion = 5
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String
@@ -90,10 +90,12 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     /// first messages) and of its system prompt + tools: whose KV cache can serve it.
     public var session: ContentHash?
     public var prefix: ContentHash?
+    /// The request carries images: only a model that can see may take it.
+    @Defaulted<WireDefaults.False> public var vision: Bool
 
     public init(id: UInt64, api: ClientAPI, path: String, model: String, stream: Bool, fallbacks: [String] = [], tags: [String] = [],
                 estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "", maxTokens: Int? = nil, think: Bool? = nil,
-                session: ContentHash? = nil, prefix: ContentHash? = nil) {
+                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false) {
         self.id = id
         self.api = api
         self.path = path
@@ -108,11 +110,12 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
         self.think = think
         self.session = session
         self.prefix = prefix
+        self.vision = vision
     }
 
     enum CodingKeys: String, CodingKey {
         case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client,
-             maxTokens = "max_tokens", think, session, prefix
+             maxTokens = "max_tokens", think, session, prefix, vision
     }
 }
 
@@ -176,6 +179,8 @@ public struct RouteRefusal: Equatable, Sendable, WireCodable {
         case retriesExhausted = "retries_exhausted"
         /// The client already has its share of requests queued or in flight (`--max-client-in-flight`): 429.
         case clientLimit = "client_limit"
+        /// The request needs what no model it names can do (images to a model without vision): 400.
+        case incapable
     }
 
     public var id: UInt64

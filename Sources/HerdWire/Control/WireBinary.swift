@@ -99,6 +99,9 @@ public struct WireReader {
     /// Names the message in errors.
     public let context: String
 
+    /// Whether every byte has been read (a field added at a message's end is optional).
+    public var isAtEnd: Bool { at == bytes.count }
+
     /// `bytes` must outlive the reader (a frame's bytes, during its callback).
     public init(_ bytes: UnsafeRawBufferPointer, context: String) {
         self.bytes = bytes

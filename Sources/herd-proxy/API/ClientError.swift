@@ -37,6 +37,8 @@ struct ClientError: Equatable {
             return ClientError(status: 404, message: refusal.message, models: refusal.models)
         case .queueTimeout, .noNode:
             return ClientError(status: 503, message: refusal.message, retryAfter: refusal.retryAfter)
+        case .incapable:
+            return ClientError(status: 400, message: refusal.message)
         case .clientLimit:
             return ClientError(status: 429, message: refusal.message, retryAfter: refusal.retryAfter)
         case .retriesExhausted:

@@ -20,6 +20,9 @@ struct RouteFields: Equatable {
     /// with: where a KV cache can serve it (`ContentHash`es).
     var session: ContentHash?
     var prefix: ContentHash?
+    /// The request carries images (Ollama `images`, OpenAI `image_url` parts,
+    /// Anthropic `image` blocks, Responses `input_image`): only a model that can see may take it.
+    var vision = false
 
     static let keys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
                                     "max_completion_tokens", "think", "system", "keep_alive", "images"]
@@ -28,8 +31,8 @@ struct RouteFields: Equatable {
         static let model = 0, stream = 1, fallbacks = 2, options = 3, metadata = 4, user = 5, maxTokens = 6,
                    maxCompletionTokens = 7, think = 8, system = 9, keepAlive = 10, images = 11
     }
-    /// Members hashed, not decoded (positions: messages 0, tools 1).
-    static let spans: JSONKeys = ["messages", "tools"]
+    /// Members hashed or searched, not decoded (positions: messages 0, tools 1, input 2).
+    static let spans: JSONKeys = ["messages", "tools", "input"]
 
     /// Why a body cannot be routed (each a 400 naming the field and its limit).
     struct Invalid: Error, Equatable {
@@ -115,10 +118,38 @@ struct RouteFields: Equatable {
             guard items.count <= RequestLimits.maxImages else {
                 throw Invalid(message: "\"images\": at most \(RequestLimits.maxImages), got \(items.count)")
             }
+            result.vision = !items.isEmpty
+        }
+        if !result.vision {
+            result.vision = carriesImages(body, fields.spans[0]) || carriesImages(body, fields.spans[2])
         }
         (result.session, result.prefix) = conversation(body, messages: fields.spans[0], tools: fields.spans[1],
                                                       system: fields[Key.system]?.stringValue, user: user, header: headerSession)
         return result
+    }
+
+    /// Whether a messages (or Responses `input`) array carries an image. The
+    /// bytes are searched for `image` first; only a body that has the word is
+    /// parsed (a plain chat pays one scan).
+    static func carriesImages(_ body: [UInt8], _ range: Range<Int>?) -> Bool {
+        guard let range, range.count >= 7 else { return false }
+        let word = Array("image".utf8)
+        var found = false
+        var i = range.lowerBound
+        while i + word.count <= range.upperBound {
+            if body[i] == word[0], body[i + 1] == word[1], body[i + 2] == word[2], body[i + 3] == word[3], body[i + 4] == word[4] {
+                found = true
+                break
+            }
+            i += 1
+        }
+        guard found, let items = (try? JSONValue.parse(Array(body[range])))?.arrayValue else { return false }
+        let imageParts: Set<String> = ["image_url", "image", "input_image"]
+        return items.contains { message in
+            if let images = message["images"]?.arrayValue, !images.isEmpty { return true }
+            if imageParts.contains(message["type"]?.stringValue ?? "") { return true }
+            return message["content"]?.arrayValue?.contains { imageParts.contains($0["type"]?.stringValue ?? "") } ?? false
+        }
     }
 
     /// A model name within `RequestLimits.modelBytes`, without control characters.

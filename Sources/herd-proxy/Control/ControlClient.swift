@@ -213,7 +213,9 @@ final class ControlClient: LoopFlushable {
 
     /// A ticket `request` may spend (no round trip), when control is here and one fits.
     func spendTicket(for request: RouteRequest) -> RouteTicket? {
-        guard connected, !unresponsive, tickets.count > 0 else { return nil }
+        // A ticket is for any request to its model; one with images needs control's
+        // choice among the models that can see.
+        guard connected, !unresponsive, tickets.count > 0, !request.vision else { return nil }
         let ticket = tickets.spend(for: request, now: loop.now)
         if let ticket { tickets.routed(request, to: ticket.node) }
         return ticket

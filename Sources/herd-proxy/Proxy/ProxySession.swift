@@ -92,7 +92,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: body.count / 4, numCtx: fields.numCtx,
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost), maxTokens: fields.maxTokens, think: fields.think,
-                session: fields.session, prefix: fields.prefix)
+                session: fields.session, prefix: fields.prefix, vision: fields.vision)
             let attempt = routes.attempt(request, waiter: self)
             self.attempt = attempt
             attempt.start()
