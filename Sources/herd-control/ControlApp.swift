@@ -120,6 +120,7 @@ final class ControlApp {
         if let fleetKey {
             guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
             api.verifier = FleetKeyVerifier(key: key)
+            routes.adminKeyHash = SHA256.hex(SHA256.hash(Array(fleetKey.utf8)))
         }
         let fleetChanged = { routes.fleetChanged() }
         api.onFleetChange = fleetChanged

@@ -58,6 +58,10 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(name: .customLong("allowed-origins"), help: "Comma-separated browser origins allowed by CORS, or * (HERD_ALLOWED_ORIGINS); default: local pages and apps.")
     var allowedOrigins: String?
 
+    @Flag(name: .customLong("allow-remote-admin"),
+          help: "Without a fleet key, accept model management (/api/pull, /api/delete, /api/copy, /api/create, /api/push, /api/blobs) from other machines too (HERD_ALLOW_REMOTE_ADMIN=1). With a key, it is needed instead.")
+    var allowRemoteAdminFlag = false
+
     @Flag(help: "Exit (draining) when the parent process dies; herd-control sets it for its children.")
     var exitWithParent = false
 
@@ -94,6 +98,7 @@ struct HerdProxyCommand: ParsableCommand {
         if let origins = settings.string(allowedOrigins, env: "HERD_ALLOWED_ORIGINS", default: "").nonEmpty {
             options.allowedOrigins = origins.split(separator: ",").map { String($0.trimmingSpaces) }
         }
+        options.allowRemoteAdmin = try settings.bool(allowRemoteAdminFlag ? true : nil, env: "HERD_ALLOW_REMOTE_ADMIN", default: false)
         return options
     }
 

@@ -22,6 +22,8 @@ struct ProxyOptions: Sendable {
     var drainMilliseconds: UInt64 = 30_000
     /// Browser origins allowed by CORS (`*` for any).
     var allowedOrigins = ProxyOptions.defaultOrigins
+    /// Model management (`/api/pull`, `/api/delete`, …) from other machines without a fleet key (`--allow-remote-admin`).
+    var allowRemoteAdmin = false
 
     /// Like Ollama's defaults: local pages, desktop apps and browser extensions.
     static let defaultOrigins = ["http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
@@ -39,6 +41,7 @@ final class ProxyApp {
     let control: ControlClient
     let upstreams: Upstreams
     let routes: RouteSource
+    let admin: ModelAdmin
     private var server: HTTPServer!
     private var nextID: UInt64 = 0
     private var listings = Listings()
@@ -60,6 +63,7 @@ final class ProxyApp {
         let upstreams = Upstreams(client: HTTPClient(loop: loop, configuration: options.client))
         self.upstreams = upstreams
         routes = RouteSource(loop: loop, control: control, maxLocalRetries: options.maxLocalRetries, inFlight: { upstreams.load($0) })
+        admin = ModelAdmin(control: control, upstreams: upstreams, allowRemote: options.allowRemoteAdmin)
     }
 
     func run() throws {
@@ -112,6 +116,7 @@ final class ProxyApp {
             return
         }
         let cors = corsHeaders(for: exchange)
+        if ModelAdmin.manages(method: method, path: path) { return admin.handle(exchange, cors: cors) }
         switch (method, path) {
         case ("GET", "/"), ("HEAD", "/"):
             exchange.respond(status: 200, headers: cors + ["Content-Type": "text/plain; charset=utf-8"], body: ProxyApp.running)

@@ -97,6 +97,7 @@ public final class FakeBackend {
         default: break
         }
         requestCounts[path, default: 0] += 1
+        if let handled = manage(exchange, method: method, path: path, body: body), handled { return }
         let isInference = method == "POST" && path != "/api/show"
         guard isInference, configuration.slots > 0 else { return serve(exchange, method: method, path: path, body: body, isInference: isInference) }
         // Like a real server with N parallel slots: the rest waits inside, in order.
@@ -271,6 +272,77 @@ public final class FakeBackend {
                                         "usage": ["prompt_tokens": .int(documents * 8), "total_tokens": .int(documents * 8)]])
         default:
             respondJSON(exchange, 404, ["error": "404 page not found"])
+        }
+    }
+
+    // MARK: Model management (as Ollama answers it)
+
+    /// Blobs uploaded (`POST /api/blobs/:digest`), by digest.
+    private var blobs: Set<String> = []
+
+    /// `/api/pull` (progress streamed, one line per token delay), `/api/delete`,
+    /// `/api/copy`, `/api/create`, `/api/push`, `/api/blobs/:digest`. Nil: not a management request.
+    private func manage(_ exchange: HTTPExchange, method: String, path: String, body: [UInt8]) -> Bool? {
+        let request = (try? JSONValue.parse(body)) ?? [:]
+        let name = request["model"]?.stringValue ?? request["name"]?.stringValue ?? ""
+        switch (method, path) {
+        case ("POST", "/api/pull"):
+            let stream = request["stream"]?.boolValue ?? true
+            let steps = ["pulling manifest", "pulling 6a0746a1ec1a", "verifying sha256 digest", "writing manifest", "success"]
+            let add = { [unowned self] in
+                if self.configuration.model(named: name) == nil { self.configuration.models.append(FakeModel(name: name, loaded: false)) }
+            }
+            guard stream else {
+                add()
+                respondJSON(exchange, 200, ["status": "success"])
+                return true
+            }
+            streamLines(exchange, contentType: "application/x-ndjson", lines: FakeLineSource(count: steps.count) { i in
+                if i == steps.count - 1 { add() }
+                var line: [UInt8] = []
+                let members: [(String, JSONValue)] = i == 1
+                    ? [("status", .string(steps[i])), ("digest", "sha256:6a0746a1ec1a"), ("total", 2_000_000), ("completed", 2_000_000)]
+                    : [("status", .string(steps[i]))]
+                JSONValue.object(members).write(to: &line)
+                line.append(10)
+                return line
+            })
+            return true
+        case ("DELETE", "/api/delete"):
+            guard configuration.model(named: name) != nil else {
+                respondJSON(exchange, 404, ["error": .string("model '\(name)' not found")])
+                return true
+            }
+            configuration.models.removeAll { $0.name == name || $0.name == name + ":latest" }
+            exchange.respond(status: 200, headers: ["X-Fake-Backend": configuration.name], body: [])
+            return true
+        case ("POST", "/api/copy"):
+            let source = request["source"]?.stringValue ?? ""
+            guard var model = configuration.model(named: source), let destination = request["destination"]?.stringValue else {
+                respondJSON(exchange, 404, ["error": .string("model '\(source)' not found")])
+                return true
+            }
+            model.name = destination
+            model.loaded = false
+            configuration.models.append(model)
+            exchange.respond(status: 200, headers: ["X-Fake-Backend": configuration.name], body: [])
+            return true
+        case ("POST", "/api/create"):
+            configuration.models.append(FakeModel(name: name, loaded: false))
+            respondJSON(exchange, 200, ["status": "success"])
+            return true
+        case ("POST", "/api/push"):
+            respondJSON(exchange, 200, ["status": "success"])
+            return true
+        case ("HEAD", _) where path.hasPrefix("/api/blobs/"):
+            exchange.respond(status: blobs.contains(String(path.dropFirst(11))) ? 200 : 404, headers: ["X-Fake-Backend": configuration.name], body: [])
+            return true
+        case ("POST", _) where path.hasPrefix("/api/blobs/"):
+            blobs.insert(String(path.dropFirst(11)))
+            exchange.respond(status: 201, headers: ["X-Fake-Backend": configuration.name], body: [])
+            return true
+        default:
+            return nil
         }
     }
 

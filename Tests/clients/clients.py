@@ -232,6 +232,15 @@ def l_list_ps_show(base):
     return f"{len(names)} listed, {len(loaded)} loaded"
 
 
+def l_manage(base):
+    client = ollama_client(base)
+    progress = list(client.pull("qwen2.5:0.5b", stream=True))
+    assert progress[-1].status == "success", progress[-1]
+    client.copy(MODEL, "my-llama")
+    client.delete("my-llama")  # right after the copy: before a heartbeat lists it
+    return f"pull ({len(progress)} progress lines), copy, delete"
+
+
 CALLS = [
     ("anthropic messages.create", a_create), ("anthropic messages.create tools", a_tools),
     ("anthropic messages.stream", a_stream), ("anthropic messages.stream tools", a_stream_tools),
@@ -240,7 +249,7 @@ CALLS = [
     ("openai responses.create", o_responses), ("openai responses.create stream", o_responses_stream),
     ("openai embeddings.create", o_embed), ("openai models.list/retrieve", o_models),
     ("ollama chat", l_chat), ("ollama chat stream", l_chat_stream), ("ollama generate", l_generate),
-    ("ollama embed", l_embed), ("ollama list/ps/show", l_list_ps_show),
+    ("ollama embed", l_embed), ("ollama list/ps/show", l_list_ps_show), ("ollama pull/copy/delete", l_manage),
 ]
 
 
@@ -282,7 +291,7 @@ def table(title, kind, calls):
 
 def main():
     failures = table("Every SDK, backend registered as Ollama (passed through)", "ollama", CALLS)
-    ollama_calls = [(name, call) for name, call in CALLS if name.startswith("ollama")]
+    ollama_calls = [(name, call) for name, call in CALLS if name.startswith("ollama") and call is not l_manage]
     failures += table("Ollama SDK, backend registered as OpenAI-compatible (translated by herd)", "openai", ollama_calls)
     sys.exit(1 if failures else 0)
 

@@ -52,14 +52,18 @@ public struct ControlHelloOK: Equatable, Sendable, WireCodable {
     public static let context = "hello_ok"
     public var protocolVersion: Int
     public var version: String
+    /// SHA-256 (hex) of the fleet key when one is set: the proxy checks the
+    /// key model-management requests carry against it (no round trip).
+    public var adminKeyHash: String?
 
-    public init(protocolVersion: Int = ControlHello.protocolVersion, version: String = HerdVersion.current) {
+    public init(protocolVersion: Int = ControlHello.protocolVersion, version: String = HerdVersion.current, adminKeyHash: String? = nil) {
         self.protocolVersion = protocolVersion
         self.version = version
+        self.adminKeyHash = adminKeyHash
     }
 
     enum CodingKeys: String, CodingKey {
-        case protocolVersion = "protocol", version
+        case protocolVersion = "protocol", version, adminKeyHash = "admin_key_sha256"
     }
 }
 

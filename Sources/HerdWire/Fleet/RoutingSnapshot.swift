@@ -24,11 +24,16 @@ public struct RoutingSnapshot: Equatable, Sendable, WireCodable {
         /// `online`, `degraded` or `offline`; `drained` or `paused` when an operator holds it (not routed to).
         public var status: String
         public var backends: [Backend]
+        /// The memory models load into: the GPUs' total, else RAM (a fixed
+        /// figure, so the snapshot does not change with it). Where a pull
+        /// without `X-Herd-Node` goes.
+        @Defaulted<WireDefaults.Zero> public var memoryBytes: Int
 
-        public init(id: String, status: String, backends: [Backend]) {
+        public init(id: String, status: String, backends: [Backend], memoryBytes: Int = 0) {
             self.id = id
             self.status = status
             self.backends = backends
+            self.memoryBytes = memoryBytes
         }
     }
 

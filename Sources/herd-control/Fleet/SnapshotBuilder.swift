@@ -14,9 +14,10 @@ enum SnapshotBuilder {
         var ollamaVersion = "0.0.0"
         for node in nodes.sorted(by: { $0.id < $1.id }) {
             // A held node is not routed to by a proxy on its own either.
+            let gpuBytes = node.heartbeat.telemetry.gpus.reduce(0) { $0.addingSaturated($1.memoryTotalBytes) }
             snapshotNodes.append(RoutingSnapshot.Node(id: node.id, status: node.hold?.label ?? node.status.rawValue, backends: node.heartbeat.backends.map { b in
                 RoutingSnapshot.Backend(kind: b.kind, address: b.address, models: b.models.map(\.name), loaded: b.loaded.map(\.name))
-            }))
+            }, memoryBytes: gpuBytes > 0 ? gpuBytes : node.heartbeat.memoryTotalBytes))
             guard node.status != .offline else { continue }
             for backend in node.heartbeat.backends where backend.reachable {
                 if backend.kind == .ollama, let version = backend.version, versionIsNewer(version, than: ollamaVersion) {

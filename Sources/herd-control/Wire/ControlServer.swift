@@ -50,6 +50,9 @@ final class ControlServer {
     var onFinished: ((FinishedRequest) -> Void)?
     let log: Logger
 
+    /// SHA-256 (hex) of the fleet key, told to each proxy in its hello (model management needs the key).
+    var adminKeyHash: String?
+
     init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger,
          snapshot: @escaping () -> RoutingSnapshot) {
         self.loop = loop
@@ -122,7 +125,7 @@ final class ControlServer {
                 }
                 link.proxyID = hello.proxyID
                 link.greeted = true
-                link.channel.send(.helloOK, ControlHelloOK().json)
+                link.channel.send(.helloOK, ControlHelloOK(adminKeyHash: adminKeyHash).json)
                 push(to: link)
                 log.info("proxy \(hello.proxyID) connected (herd \(hello.version))")
                 return

@@ -8,7 +8,7 @@ import HerdWire
 /// error line or an SSE error event. The proxy's own refusals, control's
 /// refusals, upstream failures and the HTTP server's own 400/408/413/431 (for
 /// HTTP/1.1 and h2 alike, by the request target) all come through here.
-struct ClientError: Equatable {
+struct ClientError: Error, Equatable {
     var status: Int
     var message: String
     /// The models that do exist (404 for an unknown model).

@@ -41,13 +41,15 @@ final class ControlClient: LoopFlushable {
     private var backoff: UInt64 = 50
     private let retryTimer: LoopTimer
     private var stopped = false
-    private var everConnected = false
+    private(set) var everConnected = false
     private var deadlines: RouteDeadlines
     private var deadlineTimer: DeadlineTimer?
     /// Connected, but a request's route timeout ran out since control last spoke.
     private var unresponsive = false
     /// The latest routing snapshot (kept across reconnects).
     private(set) var snapshot = RoutingSnapshot()
+    /// SHA-256 (hex) of the fleet key, from control's hello (nil: no key set).
+    private(set) var adminKeyHash: String?
     var onSnapshot: ((RoutingSnapshot) -> Void)?
 
     init(loop: EventLoop, path: String, proxyID: String, routeTimeoutMilliseconds: UInt64, log: Logger) {
@@ -160,6 +162,7 @@ final class ControlClient: LoopFlushable {
                 guard hello.protocolVersion == ControlHello.protocolVersion else {
                     throw ControlProtocolError("control speaks protocol \(hello.protocolVersion), this proxy \(ControlHello.protocolVersion)")
                 }
+                adminKeyHash = hello.adminKeyHash
                 connected = true
                 everConnected = true
                 backoff = 50
