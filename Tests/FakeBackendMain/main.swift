@@ -39,6 +39,7 @@ while !arguments.isEmpty {
     case "--token-delay-ms": configuration.tokenDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
+    case "--no-anthropic": configuration.anthropic = false
     case "--vision":
         // These models can see (their /api/show capabilities say vision).
         let names = value(flag).split(separator: ",").map(String.init)

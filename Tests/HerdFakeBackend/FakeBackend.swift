@@ -244,13 +244,16 @@ public final class FakeBackend {
             let chat = path == "/v1/chat/completions"
             if stream {
                 let usage = request["stream_options"]?["include_usage"]?.boolValue ?? false
-                streamLines(exchange, contentType: "text/event-stream", lines: FakeOpenAI.streamEvents(model: model, chat: chat, includeUsage: usage, configuration: configuration))
+                streamLines(exchange, contentType: "text/event-stream", lines: FakeOpenAI.streamEvents(model: model, chat: chat, includeUsage: usage, configuration: configuration,
+                                                                                                      tool: FakeOpenAI.toolCall(request)))
             } else {
-                respondJSON(exchange, 200, FakeOpenAI.whole(model: model, chat: chat, configuration: configuration))
+                respondJSON(exchange, 200, FakeOpenAI.whole(model: model, chat: chat, configuration: configuration, tool: FakeOpenAI.toolCall(request)))
             }
         case "/v1/embeddings":
             let count = request["input"]?.arrayValue?.count ?? 1
             respondJSON(exchange, 200, FakeOpenAI.embeddings(model: model, inputs: count))
+        case "/v1/messages" where !configuration.anthropic:
+            exchange.respond(status: 404, headers: ["Content-Type": "text/plain", "X-Fake-Backend": configuration.name], body: "404 page not found")
         case "/v1/messages":
             lastBody = request
             if request["stream"]?.boolValue ?? false {

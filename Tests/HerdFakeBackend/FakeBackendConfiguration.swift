@@ -84,6 +84,8 @@ public struct FakeBackendConfiguration: Sendable {
     /// Inference requests served at once, like Ollama's `OLLAMA_NUM_PARALLEL`
     /// (0: no limit); more wait inside the backend, in order.
     public var slots = 0
+    /// Serves Anthropic Messages (`/v1/messages`) as Ollama ≥ 0.14 does; off: 404, as older servers.
+    public var anthropic = true
 
     public init() {}
 

@@ -16,17 +16,27 @@ enum FakeOpenAI {
         ["prompt_tokens": 12, "completion_tokens": .number(Double(configuration.tokens)), "total_tokens": .number(Double(12 + configuration.tokens))]
     }
 
-    static func whole(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration) -> JSONValue {
+    /// The tool a chat request's answer calls: its first tool, unless the last message is already a tool's result.
+    static func toolCall(_ request: JSONValue) -> String? {
+        guard let name = request["tools"]?.arrayValue?.first?["function"]?["name"]?.stringValue else { return nil }
+        return request["messages"]?.arrayValue?.last?["role"]?.stringValue == "tool" ? nil : name
+    }
+
+    static func whole(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration, tool: String? = nil) -> JSONValue {
         let text = JSONValue.string((0..<configuration.tokens).map { FakeOllama.token($0, configuration) }.joined())
+        var message: [(String, JSONValue)] = [("role", "assistant"), ("content", text)]
+        if let tool {
+            message.append(("tool_calls", [["id": "call_fake", "type": "function", "function": ["name": .string(tool), "arguments": #"{"city": "Paris"}"#]]]))
+        }
         let choice: JSONValue = chat
-            ? ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": "stop"]
+            ? ["index": 0, "message": .object(message), "finish_reason": tool == nil ? "stop" : "tool_calls"]
             : ["text": text, "index": 0, "finish_reason": "stop"]
         return ["id": chat ? "chatcmpl-fake" : "cmpl-fake", "object": chat ? "chat.completion" : "text_completion",
                 "created": .number(Double(FakeClock.unixSeconds())), "model": .string(model.name),
                 "system_fingerprint": "fp_ollama", "choices": [choice], "usage": usage(configuration)]
     }
 
-    static func streamEvents(model: FakeModel, chat: Bool, includeUsage: Bool, configuration: FakeBackendConfiguration) -> FakeLineSource {
+    static func streamEvents(model: FakeModel, chat: Bool, includeUsage: Bool, configuration: FakeBackendConfiguration, tool: String? = nil) -> FakeLineSource {
         let count = configuration.tokens
         let id: JSONValue = chat ? "chatcmpl-fakestream" : "cmpl-fakestream"
         let created = JSONValue.number(Double(FakeClock.unixSeconds()))
@@ -44,6 +54,12 @@ enum FakeOpenAI {
                 choice = chat ? ["index": 0, "delta": ["role": "assistant", "content": text], "finish_reason": nil]
                               : ["text": text, "index": 0, "finish_reason": nil]
                 choices = [choice]
+            } else if i == count, chat, let tool {
+                // The call's arguments in two fragments, then the finish.
+                choices = [["index": 0, "delta": ["tool_calls": [
+                    ["index": 0, "id": "call_fake", "type": "function", "function": ["name": .string(tool), "arguments": #"{"city": "#]],
+                    ["index": 0, "function": ["arguments": #""Paris"}"#]],
+                ]], "finish_reason": "tool_calls"]]
             } else if i == count {
                 choice = chat ? ["index": 0, "delta": ["role": "assistant", "content": ""], "finish_reason": "stop"]
                               : ["text": "", "index": 0, "finish_reason": "stop"]

@@ -49,6 +49,28 @@ import Testing
         #expect(events.contains("ping") && events.filter { $0 == "content_block_delta" }.count == 8)
     }
 
+    /// A backend without /v1/messages (Ollama before 0.14, llama-cpp-python)
+    /// answers 404: herd sends the request again as a chat completion and
+    /// translates the answer; later requests to it are translated at once.
+    @Test func anthropicMessagesAreTranslatedForABackendWithoutThem() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--no-anthropic"])
+        defer { fleet.shutdown() }
+        let answer = fleet.post("/v1/messages", Self.messages)
+        #expect(answer.status == 200, "\(answer.text)")
+        let message = try JSONValue.parse(answer.body)
+        #expect(message["type"]?.stringValue == "message" && message["stop_reason"]?.stringValue == "tool_use", "\(message)")
+        #expect(message["content"]?.arrayValue?.last?["input"]?["city"]?.stringValue == "Paris")
+        let body = #"{"model":"llama3:8b","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#
+        let streamed = fleet.post("/v1/messages", body)
+        #expect(streamed.header("Content-Type")?.hasPrefix("text/event-stream") == true)
+        let events = streamed.text.split(separator: "\n").filter { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) }
+        #expect(events.first == "message_start" && events.last == "message_stop" && events.filter { $0 == "content_block_delta" }.count == 8,
+                "\(events)")
+        #expect(fleet.backendRequests("A", path: "/v1/messages") == 1, "asked natively once, then translated at once")
+        #expect(fleet.backendRequests("A", path: "/v1/chat/completions") == 2)
+        #expect(waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"herd_completion_tokens_total{model="llama3:8b"} 16"#) })
+    }
+
     /// Errors in Anthropic's shape: an unknown model, a bad body.
     @Test func anthropicErrorsAreAnthropicShaped() throws {
         let fleet = try Self.fleet()

@@ -55,6 +55,17 @@ import Testing
         #expect(plain.upstreamHead(status: 404) == [.relayHead], "elsewhere a backend's 404 is the client's")
     }
 
+    /// Anthropic Messages to a backend that has no /v1/messages: sent again translated, once.
+    @Test func anEndpointTheBackendLacksIsSentAgainTranslatedOnce() {
+        var flow = ProxyFlow()
+        flow.mayTranslate = true
+        _ = flow.start()
+        _ = flow.routed(answerA)
+        #expect(flow.upstreamHead(status: 404) == [.cancelUpstream, .resendTranslated])
+        #expect(flow.phase == .upstream(node: "a"))
+        #expect(flow.upstreamHead(status: 404) == [.relayHead], "the translated request's own 404 is the client's")
+    }
+
     @Test func exhaustedRetriesAfterTimeoutsAre504() {
         var flow = ProxyFlow()
         _ = flow.start()

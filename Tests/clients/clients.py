@@ -52,8 +52,9 @@ class Fleet:
     """kind: how herd-node registers the fake backend: `ollama`, or `openai`
     (then Ollama-API requests reach it translated to OpenAI's)."""
 
-    def __init__(self, kind="ollama"):
+    def __init__(self, kind="ollama", backend_args=()):
         self.kind = kind
+        self.backend_args = list(backend_args)
         self.dir = tempfile.mkdtemp(prefix="herd-clients-")
         self.procs = []
         self.backend_port, self.control_port, self.proxy_port = free_port(), free_port(), free_port()
@@ -64,7 +65,7 @@ class Fleet:
 
     def start(self):
         self.spawn("backend", [f"{BIN}/herd-fake-backend", "--port", str(self.backend_port), "--name", "A",
-                               "--models", f"{MODEL},{EMBED}", "--loaded", MODEL])
+                               "--models", f"{MODEL},{EMBED}", "--loaded", MODEL, *self.backend_args])
         self.spawn("control", [f"{BIN}/herd-control", "--port", str(self.control_port), "--proxy-port", str(self.proxy_port),
                                "--data-dir", os.path.join(self.dir, "data"), "--no-mdns"])
         backend = f"http://127.0.0.1:{self.backend_port}"
@@ -263,9 +264,9 @@ def run(call, base):
         return False, detail[:100]
 
 
-def table(title, kind, calls):
+def table(title, kind, calls, backend_args=()):
     """Runs `calls` directly and through herd; returns the failures herd adds."""
-    fleet = Fleet(kind)
+    fleet = Fleet(kind, backend_args)
     fleet.start()
     failures = 0
     try:
@@ -293,6 +294,9 @@ def main():
     failures = table("Every SDK, backend registered as Ollama (passed through)", "ollama", CALLS)
     ollama_calls = [(name, call) for name, call in CALLS if name.startswith("ollama") and call is not l_manage]
     failures += table("Ollama SDK, backend registered as OpenAI-compatible (translated by herd)", "openai", ollama_calls)
+    anthropic_calls = [(name, call) for name, call in CALLS if name.startswith("anthropic")]
+    failures += table("Anthropic SDK, backend without /v1/messages (older Ollama; translated by herd)", "ollama", anthropic_calls,
+                      ["--no-anthropic"])
     sys.exit(1 if failures else 0)
 
 

@@ -41,6 +41,8 @@ struct ProxyFlow: Equatable {
         /// Answer the client with herd's own answer (the backend does not serve
         /// the endpoint, and herd can answer it: Anthropic's `count_tokens`).
         case answerItself
+        /// Send the request again to the same node, translated (it does not serve the endpoint).
+        case resendTranslated
     }
 
     private(set) var phase = Phase.routing
@@ -50,6 +52,9 @@ struct ProxyFlow: Equatable {
     /// When the backend says it does not serve the endpoint (404, 405, 501),
     /// herd answers itself instead of relaying that.
     var answersWhenUnsupported = false
+    /// When the backend says it does not serve the endpoint, the request goes
+    /// to it again in a form it serves (Anthropic Messages as a chat completion), once.
+    var mayTranslate = false
 
     init(answersWhenUnsupported: Bool = false) {
         self.answersWhenUnsupported = answersWhenUnsupported
@@ -78,6 +83,10 @@ struct ProxyFlow: Equatable {
     /// with its message, as a 4xx would.
     mutating func upstreamHead(status: Int) -> [Action] {
         guard case let .upstream(node) = phase else { return [] }
+        if mayTranslate, status == 404 || status == 405 || status == 501 {
+            mayTranslate = false
+            return [.cancelUpstream, .resendTranslated]
+        }
         if answersWhenUnsupported, status == 404 || status == 405 || status == 501 {
             phase = .finished
             return [.cancelUpstream, .answerItself, .report(outcome: .ok, status: 200, error: nil)]

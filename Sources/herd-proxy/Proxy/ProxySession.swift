@@ -43,7 +43,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private static let tailLimit = 16 * 1024
     private var relayPaused = false
     /// Turns an OpenAI answer into Ollama's when an Ollama-API request went to an OpenAI-compatible backend.
-    private var translator: OllamaAnswerTranslator?
+    private var translator: (any AnswerTranslator)?
     static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto]
     static let responseDrops: KnownHeaderSet = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
@@ -61,6 +61,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         self.cors = cors
         self.settings = settings
         flow = ProxyFlow(answersWhenUnsupported: endpoint == .anthropicCountTokens)
+        flow.mayTranslate = endpoint == .anthropicMessages
     }
 
     func start() {
@@ -126,6 +127,10 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             report(outcome, status: status, error: error)
         case .answerItself:
             answerItself()
+        case .resendTranslated:
+            guard let answer else { return }
+            upstreams.noteLacksAnthropic(answer.upstream)
+            sendUpstream(answer)
         }
     }
 
@@ -178,6 +183,16 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             upstreamBody = translated.body
             headers.remove("Accept-Encoding")
             translator = OllamaAnswerTranslator(endpoint: endpoint, model: fields.model, stream: fields.stream)
+        } else if endpoint == .anthropicMessages, upstreams.lacksAnthropic(answer.upstream) {
+            // A backend without /v1/messages (it answered 404 to one): an OpenAI chat completion, translated both ways.
+            guard let translated = AnthropicOverOpenAI.request(body: upstreamBody, model: answer.model, stream: fields.stream) else {
+                return perform(flow.answeredByHerd(ClientError.badRequest("the request body must be a JSON object")))
+            }
+            flow.mayTranslate = false
+            target = "/v1/chat/completions"
+            upstreamBody = translated
+            headers.remove("Accept-Encoding")
+            translator = AnthropicAnswerTranslator(model: fields.model, stream: fields.stream)
         }
         let request = HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody)
         upstreamHead = nil

@@ -25,6 +25,16 @@ final class Upstreams {
         self.client = client
     }
 
+    /// Upstreams that answered 404 to Anthropic Messages: later ones are translated at once (bounded).
+    private var withoutAnthropic: Set<String> = []
+
+    func lacksAnthropic(_ upstream: String) -> Bool { withoutAnthropic.contains(upstream) }
+
+    func noteLacksAnthropic(_ upstream: String) {
+        if withoutAnthropic.count >= Upstreams.keepIdle { withoutAnthropic.removeAll() }
+        withoutAnthropic.insert(upstream)
+    }
+
     /// This proxy's requests in flight to `upstream` (`host:port`).
     func load(_ upstream: String) -> Int { known[upstream]?.inFlight ?? 0 }
 
