@@ -40,6 +40,7 @@ while !arguments.isEmpty {
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
     case "--no-anthropic": configuration.anthropic = false
+    case "--no-responses": configuration.responses = false
     case "--vision":
         // These models can see (their /api/show capabilities say vision).
         let names = value(flag).split(separator: ",").map(String.init)

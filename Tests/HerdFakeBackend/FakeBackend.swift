@@ -261,6 +261,8 @@ public final class FakeBackend {
             } else {
                 respondJSON(exchange, 200, FakeAnthropic.whole(model: model, request: request, configuration: configuration))
             }
+        case "/v1/responses" where !configuration.responses:
+            exchange.respond(status: 404, headers: ["Content-Type": "text/plain", "X-Fake-Backend": configuration.name], body: "404 page not found")
         case "/v1/responses":
             lastBody = request
             if request["stream"]?.boolValue ?? false {

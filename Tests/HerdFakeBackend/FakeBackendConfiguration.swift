@@ -86,6 +86,8 @@ public struct FakeBackendConfiguration: Sendable {
     public var slots = 0
     /// Serves Anthropic Messages (`/v1/messages`) as Ollama ≥ 0.14 does; off: 404, as older servers.
     public var anthropic = true
+    /// Serves OpenAI Responses (`/v1/responses`) as Ollama ≥ 0.13.3 does; off: 404.
+    public var responses = true
 
     public init() {}
 

@@ -71,6 +71,21 @@ import Testing
         #expect(waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"herd_completion_tokens_total{model="llama3:8b"} 16"#) })
     }
 
+    @Test func openAIResponsesAreTranslatedForABackendWithoutThem() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--no-responses"])
+        defer { fleet.shutdown() }
+        let plain = fleet.post("/v1/responses", #"{"model":"llama3:8b","input":"Say hi","instructions":"Be brief"}"#)
+        #expect(plain.status == 200, "\(plain.text)")
+        let response = try JSONValue.parse(plain.body)
+        #expect(response["output"]?.arrayValue?.first?["content"]?.arrayValue?.first?["text"]?.stringValue?.hasPrefix("tok0") == true, "\(response)")
+        let streamed = fleet.post("/v1/responses", #"{"model":"llama3:8b","input":"Say hi","stream":true}"#)
+        let events = streamed.text.split(separator: "\n").filter { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) }
+        #expect(events.first == "response.created" && events.last == "response.completed", "\(events)")
+        let refused = fleet.post("/v1/responses", #"{"model":"llama3:8b","input":"more","previous_response_id":"resp_1"}"#)
+        #expect(refused.status == 400 && refused.text.contains("previous_response_id"), "\(refused.text)")
+        #expect(fleet.backendRequests("A", path: "/v1/responses") == 1 && fleet.backendRequests("A", path: "/v1/chat/completions") == 2)
+    }
+
     /// Errors in Anthropic's shape: an unknown model, a bad body.
     @Test func anthropicErrorsAreAnthropicShaped() throws {
         let fleet = try Self.fleet()

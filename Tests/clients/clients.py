@@ -297,6 +297,8 @@ def main():
     anthropic_calls = [(name, call) for name, call in CALLS if name.startswith("anthropic")]
     failures += table("Anthropic SDK, backend without /v1/messages (older Ollama; translated by herd)", "ollama", anthropic_calls,
                       ["--no-anthropic"])
+    responses_calls = [(name, call) for name, call in CALLS if name.startswith("openai responses")]
+    failures += table("OpenAI SDK Responses, backend without /v1/responses (translated by herd)", "ollama", responses_calls, ["--no-responses"])
     sys.exit(1 if failures else 0)
 
 

@@ -61,7 +61,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         self.cors = cors
         self.settings = settings
         flow = ProxyFlow(answersWhenUnsupported: endpoint == .anthropicCountTokens)
-        flow.mayTranslate = endpoint == .anthropicMessages
+        flow.mayTranslate = endpoint == .anthropicMessages || endpoint == .openAIResponses
     }
 
     func start() {
@@ -129,7 +129,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             answerItself()
         case .resendTranslated:
             guard let answer else { return }
-            upstreams.noteLacksAnthropic(answer.upstream)
+            upstreams.noteLacks(endpoint.rawValue, at: answer.upstream)
             sendUpstream(answer)
         }
     }
@@ -183,16 +183,28 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             upstreamBody = translated.body
             headers.remove("Accept-Encoding")
             translator = OllamaAnswerTranslator(endpoint: endpoint, model: fields.model, stream: fields.stream)
-        } else if endpoint == .anthropicMessages, upstreams.lacksAnthropic(answer.upstream) {
-            // A backend without /v1/messages (it answered 404 to one): an OpenAI chat completion, translated both ways.
-            guard let translated = AnthropicOverOpenAI.request(body: upstreamBody, model: answer.model, stream: fields.stream) else {
-                return perform(flow.answeredByHerd(ClientError.badRequest("the request body must be a JSON object")))
+        } else if endpoint == .anthropicMessages || endpoint == .openAIResponses, upstreams.lacks(endpoint.rawValue, at: answer.upstream) {
+            // A backend without /v1/messages or /v1/responses (it answered 404 to one):
+            // an OpenAI chat completion, translated both ways.
+            let translated: [UInt8]
+            if endpoint == .anthropicMessages {
+                guard let request = AnthropicOverOpenAI.request(body: upstreamBody, model: answer.model, stream: fields.stream) else {
+                    return perform(flow.answeredByHerd(ClientError.badRequest("the request body must be a JSON object")))
+                }
+                translated = request
+                translator = AnthropicAnswerTranslator(model: fields.model, stream: fields.stream)
+            } else {
+                do {
+                    translated = try ResponsesOverOpenAI.request(body: upstreamBody, model: answer.model, stream: fields.stream)
+                } catch {
+                    return perform(flow.answeredByHerd(ClientError.badRequest(error.message)))
+                }
+                translator = ResponsesAnswerTranslator(model: fields.model, stream: fields.stream)
             }
             flow.mayTranslate = false
             target = "/v1/chat/completions"
             upstreamBody = translated
             headers.remove("Accept-Encoding")
-            translator = AnthropicAnswerTranslator(model: fields.model, stream: fields.stream)
         }
         let request = HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody)
         upstreamHead = nil

@@ -25,14 +25,15 @@ final class Upstreams {
         self.client = client
     }
 
-    /// Upstreams that answered 404 to Anthropic Messages: later ones are translated at once (bounded).
-    private var withoutAnthropic: Set<String> = []
+    /// `path upstream` pairs that answered 404 (Anthropic Messages, OpenAI
+    /// Responses): later requests there are translated at once (bounded).
+    private var lacking: Set<String> = []
 
-    func lacksAnthropic(_ upstream: String) -> Bool { withoutAnthropic.contains(upstream) }
+    func lacks(_ path: String, at upstream: String) -> Bool { lacking.contains(path + " " + upstream) }
 
-    func noteLacksAnthropic(_ upstream: String) {
-        if withoutAnthropic.count >= Upstreams.keepIdle { withoutAnthropic.removeAll() }
-        withoutAnthropic.insert(upstream)
+    func noteLacks(_ path: String, at upstream: String) {
+        if lacking.count >= Upstreams.keepIdle { lacking.removeAll() }
+        lacking.insert(path + " " + upstream)
     }
 
     /// This proxy's requests in flight to `upstream` (`host:port`).
