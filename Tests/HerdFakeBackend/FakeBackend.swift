@@ -31,6 +31,7 @@ public final class FakeBackend {
     public private(set) var maxWaiting = 0
     /// The last `/v1/messages` or `/v1/responses` body (passthrough checks).
     private var lastBody: JSONValue = nil
+    private var lastRaw: [UInt8] = []
     /// Generates without a prompt (model loads) received.
     public private(set) var prewarms = 0
 
@@ -81,6 +82,10 @@ public final class FakeBackend {
         let path = String(exchange.head.path)
         let method = exchange.head.method
         switch (method, path) {
+        case ("GET", "/_fake/last_raw"):
+            // The last POST body, byte for byte.
+            exchange.respond(status: 200, headers: ["Content-Type": "application/octet-stream"], body: lastRaw)
+            return
         case ("GET", "/_fake/last"):
             // The last Anthropic / Responses body, as the backend received it.
             respondJSON(exchange, 200, lastBody)
@@ -97,6 +102,7 @@ public final class FakeBackend {
         default: break
         }
         requestCounts[path, default: 0] += 1
+        if method == "POST" { lastRaw = body }
         if let handled = manage(exchange, method: method, path: path, body: body), handled { return }
         let isInference = method == "POST" && path != "/api/show"
         guard isInference, configuration.slots > 0 else { return serve(exchange, method: method, path: path, body: body, isInference: isInference) }

@@ -177,3 +177,41 @@ import Testing
         #expect(try JSONValue.parse(unknown.body)["error"]?["code"]?.stringValue == "model_not_found")
     }
 }
+
+/// Everything a client sends reaches the backend byte for byte, and its answer
+/// comes back as the backend gave it: tools, `format` with a schema, `think`
+/// (bool and level), `logprobs`, `stream_options.include_usage`, `keep_alive`,
+/// `/api/generate` with `images`, `suffix`, `raw`, `context`.
+@Suite(.serialized) struct PassthroughTests {
+    static let bodies: [(String, String)] = [
+        ("/api/chat", #"{"model":"llama3:8b","stream":false,"think":"high","keep_alive":"10m","format":{"type":"object","properties":{"a":{"type":"integer"}}},"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},{"role":"tool","content":"1","tool_name":"f"}],"options":{"temperature":0,"seed":42}}"#),
+        ("/api/generate", #"{"model":"llama3:8b","stream":false,"prompt":"def f(","suffix":"  return 1","raw":true,"context":[1,2,3],"images":["iVBORw0KGgo="],"think":false,"keep_alive":0}"#),
+        ("/v1/chat/completions", #"{"model":"llama3:8b","stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":2,"response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"object"}}},"reasoning_effort":"low","messages":[{"role":"user","content":"x"}]}"#),
+    ]
+
+    @Test func bodiesReachTheBackendByteForByteAndAnswersComeBack() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--vision", "llama3:8b"])
+        defer { fleet.shutdown() }
+        let port = fleet.backendPorts["A"]!
+        for (path, body) in Self.bodies {
+            let viaHerd = fleet.post(path, body)
+            #expect(viaHerd.status == 200, "\(path): \(viaHerd.text)")
+            let received = fleet.request("GET", "/_fake/last_raw", body: nil, headers: [:], port: port)
+            #expect(received.body == Array(body.utf8), "\(path): the backend got \(received.text)")
+            let direct = fleet.request("POST", path, body: body, headers: [:], port: port)
+            #expect(withoutTimes(viaHerd.text) == withoutTimes(direct.text), "\(path)")
+        }
+    }
+}
+
+/// Each line of an answer as JSON without its time fields (`created_at`,
+/// `created`: two answers differ there), or as text when it is not JSON.
+func withoutTimes(_ text: String) -> [String] {
+    text.split(separator: "\n").map { line in
+        let json = line.hasPrefix("data: ") ? line.dropFirst(6) : line[...]
+        guard case let .object(members)? = try? JSONValue.parse(Array(json.utf8)) else { return String(line) }
+        var out: [UInt8] = []
+        JSONValue.object(members.filter { $0.0 != "created_at" && $0.0 != "created" }).write(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+}
