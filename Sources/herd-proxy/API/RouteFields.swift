@@ -1,3 +1,4 @@
+import Glibc
 import HerdHTTP
 import HerdJSON
 import HerdWire
@@ -133,15 +134,17 @@ struct RouteFields: Equatable {
     /// parsed (a plain chat pays one scan).
     static func carriesImages(_ body: [UInt8], _ range: Range<Int>?) -> Bool {
         guard let range, range.count >= 7 else { return false }
-        let word = Array("image".utf8)
-        var found = false
-        var i = range.lowerBound
-        while i + word.count <= range.upperBound {
-            if body[i] == word[0], body[i + 1] == word[1], body[i + 2] == word[2], body[i + 3] == word[3], body[i + 4] == word[4] {
-                found = true
-                break
+        // memchr for each `i` (vectorised in libc), then the rest of the word.
+        let found = body.withUnsafeBytes { raw -> Bool in
+            guard let base = raw.baseAddress else { return false }
+            var at = base + range.lowerBound
+            let end = base + range.upperBound
+            while end - at >= 5, let found = memchr(at, Int32(UInt8(ascii: "i")), end - at) {
+                let hit = UnsafeRawPointer(found)
+                if end - hit >= 5, memcmp(hit, "image", 5) == 0 { return true }
+                at = hit + 1
             }
-            i += 1
+            return false
         }
         guard found, let items = (try? JSONValue.parse(Array(body[range])))?.arrayValue else { return false }
         let imageParts: Set<String> = ["image_url", "image", "input_image"]
