@@ -47,6 +47,18 @@ import Testing
         #expect(browser.waitFor("document.querySelectorAll('main tbody tr.clickable').length >= 7"))
         _ = try browser.evaluate("document.querySelector('main tbody tr.clickable').click()")
         #expect(browser.waitFor("document.querySelector('#trace-detail pre') !== null"))
+        // Models: pull a model to node-b with the form, its progress shown; delete one with its button.
+        try browser.navigate(base + "#models")
+        #expect(browser.waitFor("document.getElementById('pull-button') !== null"))
+        _ = try browser.evaluate("document.getElementById('pull-node').value = 'node-b'; document.getElementById('pull-model').value = 'qwen3:0.6b'; document.getElementById('pull-button').click()")
+        #expect(browser.waitFor("document.getElementById('model-status').textContent === 'node-b: qwen3:0.6b pulled'"),
+                "\((try? browser.evaluate("document.getElementById('model-status').textContent")) ?? .null)")
+        #expect(fleet.backendRequests("B", path: "/api/pull") == 1 && fleet.backendRequests("A", path: "/api/pull") == 0)
+        #expect(browser.waitFor("[...document.querySelectorAll('main button')].some(b => b.getAttribute('aria-label') === 'delete mistral:7b from node-b')", seconds: 15))
+        _ = try browser.evaluate("window.confirm = () => true; [...document.querySelectorAll('main button')].find(b => b.getAttribute('aria-label') === 'delete mistral:7b from node-b').click()")
+        #expect(browser.waitFor("document.getElementById('model-status').textContent === 'node-b: mistral:7b deleted'"))
+        #expect(fleet.backendRequests("B", path: "/api/delete") == 1)
+        try browser.screenshot(to: screens + "/models-managed.png")
         // Settings: drain a node with its button, then resume it.
         try browser.navigate(base + "#settings")
         #expect(browser.waitFor("[...document.querySelectorAll('button')].some(b => b.textContent === 'Drain')"))

@@ -141,12 +141,13 @@ const views = {
     renderFleet();
   },
   async models(put = mount) {
-    const data = await api("models");
-    if (!data.models.length) return put(h("h2", {}, "Models"), empty("No node reports a model yet."));
+    const [data, nodes] = await Promise.all([api("models"), api("nodes")]);
+    const manage = modelManager(nodes.nodes);
+    if (!data.models.length) return put(h("h2", {}, "Models"), manage.toolbar, empty("No node reports a model yet."));
     const rows = [];
     for (const m of data.models) {
       const lh = m.last_hour;
-      rows.push(h("tr", {}, h("td", { colspan: 10 }, h("h3", {}, m.name), h("span", { class: "muted" },
+      rows.push(h("tr", {}, h("td", { colspan: 11 }, h("h3", {}, m.name), h("span", { class: "muted" },
         ` ${num(lh.requests)} requests · ${num(lh.completion_tokens)} tokens out in the last hour · TTFT p50 ${ms(lh.ttft_p50_ms)}`))));
       for (const p of m.nodes) {
         const t = p.last_hour;
@@ -160,11 +161,12 @@ const views = {
           h("td", { class: "num" }, num(t.requests)),
           h("td", { class: "num hide-sm" }, num(t.completion_tokens)),
           h("td", { class: "num" }, `${ms(t.ttft_p50_ms)} / ${ms(t.ttft_p95_ms)}`),
-          h("td", { class: "num" }, num(t.decode_tokens_per_s, 1))));
+          h("td", { class: "num" }, num(t.decode_tokens_per_s, 1)),
+          h("td", {}, p.on_disk ? h("button", { onclick: () => manage.remove(p.node, m.name), "aria-label": `delete ${m.name} from ${p.node}` }, "Delete") : "")));
       }
     }
-    put(h("h2", {}, "Models"), table([["Node"], ["State"], ["VRAM / size", "num hide-sm"], ["Context", "num hide-sm"],
-      ["In flight / limit", "num"], ["Queued", "num"], ["Req/h", "num"], ["Tokens/h", "num hide-sm"], ["TTFT p50 / p95", "num"], ["Tok/s", "num"]], rows));
+    put(h("h2", {}, "Models"), manage.toolbar, table([["Node"], ["State"], ["VRAM / size", "num hide-sm"], ["Context", "num hide-sm"],
+      ["In flight / limit", "num"], ["Queued", "num"], ["Req/h", "num"], ["Tokens/h", "num hide-sm"], ["TTFT p50 / p95", "num"], ["Tok/s", "num"], [""]], rows));
   },
   async routing(put = mount) {
     const [data, queues] = await Promise.all([api("decisions?limit=100"), api("queues")]);
@@ -281,6 +283,62 @@ const views = {
       table([["Setting"], ["Value"]], rows));
   },
 };
+// Pull a model to a node (Ollama's progress shown as it streams) or delete one
+// from it: POST /api/v1/nodes/{id}/pull|delete, with the fleet key of the
+// Settings view when the router has one.
+function modelManager(nodes) {
+  const status = h("span", { class: "muted", id: "model-status", role: "status" }, "");
+  const say = (text, bad) => { status.textContent = text; status.className = bad ? "err" : "muted"; };
+  const headers = () => {
+    const out = { "Content-Type": "application/json" };
+    const key = sessionStorage.getItem("herd-fleet-key");
+    if (key) out.Authorization = "Bearer " + key;
+    return out;
+  };
+  const call = async (node, action, model) => {
+    const r = await fetch(`/api/v1/nodes/${encodeURIComponent(node)}/${action}`, { method: "POST", headers: headers(), body: JSON.stringify({ model }) });
+    if (r.status === 401) { say(`${action}: this router has a fleet key: enter it in Settings first`, true); return null; }
+    return r;
+  };
+  const select = h("select", { id: "pull-node", "aria-label": "node" }, nodes.map(n => h("option", { value: n.id }, n.id)));
+  const input = h("input", { id: "pull-model", placeholder: "model, e.g. llama3.2:3b", size: 24, "aria-label": "model to pull" });
+  const pull = async () => {
+    const node = select.value, model = input.value.trim();
+    if (!node || !model) return say("Pick a node and name a model.", true);
+    say(`${node}: pulling ${model}…`);
+    const r = await call(node, "pull", model);
+    if (!r) return;
+    const reader = r.body.getReader(), decoder = new TextDecoder();
+    let rest = "", last = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += decoder.decode(value, { stream: true });
+      const lines = rest.split("\n");
+      rest = lines.pop();
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        try { last = JSON.parse(line); } catch { continue; }
+        if (last.error) return say(`${node}: ${last.error}`, true);
+        const pct = last.total ? ` ${Math.floor(100 * (last.completed || 0) / last.total)} %` : "";
+        say(`${node}: ${last.status}${pct}`);
+      }
+    }
+    if (!r.ok) return say(`${node}: pull failed (HTTP ${r.status})`, true);
+    if (last && last.status === "success") { say(`${node}: ${model} pulled`); setTimeout(() => { if (state.view === "models") show("models"); }, 2500); }
+  };
+  const remove = async (node, model) => {
+    if (!confirm(`Delete ${model} from ${node}?`)) return;
+    const r = await call(node, "delete", model);
+    if (!r) return;
+    if (r.ok) { say(`${node}: ${model} deleted`); setTimeout(() => { if (state.view === "models") show("models"); }, 2500); }
+    else say(`${node}: ${(await r.json().catch(() => ({}))).error || "delete failed (HTTP " + r.status + ")"}`, true);
+  };
+  const toolbar = h("div", { class: "toolbar" }, h("label", {}, "Pull to", select), input,
+    h("button", { class: "primary", onclick: pull, id: "pull-button" }, "Pull"), status);
+  return { toolbar, remove };
+}
+
 function sev(s) { return s === "critical" ? 3 : s === "warning" ? 2 : 1; }
 
 function nodeCard(n) {

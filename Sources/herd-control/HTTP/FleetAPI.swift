@@ -26,6 +26,8 @@ final class FleetAPI {
     var onHoldChange: ((String, Hold?) -> Void)?
     var log: Logger?
     private let startedAt: UInt64
+    /// Pull and delete on a node, for the Models view.
+    private lazy var modelActions = ModelActions(loop: loop)
 
     init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor, options: ControlOptions) {
         self.loop = loop
@@ -216,12 +218,17 @@ final class FleetAPI {
             exchange.respond(status: 401, headers: headers, body: bytes)
             return
         }
+        if action == "pull" || action == "delete" {
+            guard let node = registry.nodes[id] else { return notFound(exchange, "node") }
+            log?.info("operator: \(action) on node \(id) (from \(exchange.remoteAddress?.description ?? "?"))")
+            return modelActions.perform(exchange, action: action, node: node, body: body)
+        }
         let hold: Hold?
         switch action {
         case "drain": hold = .drain
         case "pause": hold = .pause
         case "resume": hold = nil
-        default: return respond(exchange, 404, ["error": "no such action: drain, pause or resume"])
+        default: return respond(exchange, 404, ["error": "no such action: drain, pause, resume, pull or delete"])
         }
         guard registry.setHold(hold, node: id) else { return notFound(exchange, "node") }
         log?.info("operator: node \(id) \(hold?.label ?? "resumed") (from \(exchange.remoteAddress?.description ?? "?"))")
