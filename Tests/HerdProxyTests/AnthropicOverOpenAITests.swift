@@ -85,3 +85,42 @@ import Testing
                 && parsed["error"]?["message"]?.stringValue == "too long")
     }
 }
+
+/// A backend's answer is outside input: whatever it sends, each translator
+/// ends with a well-formed answer or error, and holds a bounded buffer.
+@Suite struct TranslatorHostileInputTests {
+    static func translators(stream: Bool) -> [any AnswerTranslator] {
+        [OllamaAnswerTranslator(endpoint: .chat, model: "m", stream: stream), AnthropicAnswerTranslator(model: "m", stream: stream),
+         ResponsesAnswerTranslator(model: "m", stream: stream)]
+    }
+
+    @Test func garbageNonsenseAndTruncationEndCleanly() {
+        var generator = SystemRandomNumberGenerator()
+        let nasty = [
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1e300,\"function\":{\"arguments\":5}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":-7}]},\"finish_reason\":17}],\"usage\":{\"prompt_tokens\":1e19,\"completion_tokens\":-4}}\n\n",
+            "data: " + String(repeating: "[", count: 5000) + "\n\n",
+            "data: {\"choices\":\"no\"}\n\ndata: [DONE]\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"after done\"}}]}\n\n",
+            "data: {\"error\":{\"message\":\"boom\"}}\n\n",
+            "{\"not\":\"sse\"}\n", "\u{0}\u{1}\u{2}\r\n\r\n",
+        ]
+        for stream in [true, false] {
+            for piece in nasty + [String(decoding: (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }, as: UTF8.self)] {
+                for translator in Self.translators(stream: stream) {
+                    translator.head(status: 200)
+                    var out = Array(piece.utf8).withUnsafeBytes { translator.feed($0) }
+                    out += translator.finish()
+                    #expect(!out.isEmpty, "\(type(of: translator)) ended with nothing on \(piece.prefix(60))")
+                }
+            }
+        }
+        // A line that never ends is cut at the bound, said as an error.
+        for translator in Self.translators(stream: true) {
+            translator.head(status: 200)
+            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+            for _ in 0..<17 { _ = chunk.withUnsafeBytes { translator.feed($0) } }
+            let end = String(decoding: translator.finish(), as: UTF8.self)
+            #expect(end.contains("too large"), "\(type(of: translator)): \(end.prefix(200))")
+        }
+    }
+}

@@ -127,6 +127,8 @@ final class AnthropicAnswerTranslator: AnswerTranslator {
     let stream: Bool
     private var status = 200
     private var buffer: [UInt8] = []
+    /// How much of `buffer` has been searched for a line end.
+    private var scanned = 0
     private var overflow = false
     private var started = false
     private var finished = false
@@ -157,12 +159,16 @@ final class AnthropicAnswerTranslator: AnswerTranslator {
             return []
         }
         var out: [UInt8] = []
+        // Only the bytes not searched before (a long line arriving in many reads is searched once).
         var start = 0
-        while let newline = buffer[start...].firstIndex(of: 10) {
+        var from = scanned
+        while let newline = buffer[from...].firstIndex(of: 10) {
             line(buffer[start..<newline], into: &out)
             start = newline + 1
+            from = start
         }
         buffer.removeFirst(start)
+        scanned = buffer.count
         if buffer.count > Self.maxLineBytes { overflow = true; buffer = [] }
         return out
     }

@@ -160,6 +160,8 @@ final class OllamaAnswerTranslator {
     let stream: Bool
     private(set) var status = 200
     private var buffer: [UInt8] = []
+    /// How much of `buffer` has been searched for a line end.
+    private var scanned = 0
     private var overflow = false
     private var finished = false
     private var promptTokens = 0
@@ -191,12 +193,16 @@ final class OllamaAnswerTranslator {
             return []
         }
         var out: [UInt8] = []
+        // Only the bytes not searched before (a long line arriving in many reads is searched once).
         var start = 0
-        while let newline = buffer[start...].firstIndex(of: 10) {
+        var from = scanned
+        while let newline = buffer[from...].firstIndex(of: 10) {
             line(buffer[start..<newline], into: &out)
             start = newline + 1
+            from = start
         }
         buffer.removeFirst(start)
+        scanned = buffer.count
         if buffer.count > Self.maxLineBytes { overflow = true; buffer = [] }
         return out
     }
