@@ -55,7 +55,7 @@ def main():
         procs.append(subprocess.Popen(args, stdout=open(os.path.join(work, name + ".log"), "w"), stderr=subprocess.STDOUT))
 
     spawn("llama", [sys.executable, "-m", "llama_cpp.server", "--model", GGUF, "--model_alias", MODEL, "--host", "127.0.0.1",
-                    "--port", str(llama), "--n_ctx", "2048", "--n_threads", "2"])
+                    "--port", str(llama), "--n_ctx", "2048", "--n_threads", "2", "--chat_format", "gemma"])
     spawn("control", [f"{BIN}/herd-control", "--port", str(control), "--proxy-port", str(proxy), "--data-dir", work + "/data", "--no-mdns"])
     spawn("node", [f"{BIN}/herd-node", "--control", f"http://127.0.0.1:{control}", "--ollama", "none", "--backend",
                    f"openai=http://127.0.0.1:{llama}", "--node-id", "cpu", "--interval", "0.5", "--data-dir", work + "/node"])
@@ -65,7 +65,11 @@ def main():
             raise SystemExit("the fleet did not come up")
         herd = f"http://127.0.0.1:{proxy}"
         direct = f"http://127.0.0.1:{llama}"
-        hi = [{"role": "user", "content": "Say hello in five words."}]
+        hi = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+        def text(value):
+            assert value and value.strip(), "empty answer"
+            return value.strip()[:40].replace("\n", " ")
 
         def check(name, call):
             nonlocal failures
@@ -86,19 +90,19 @@ def main():
         check("openai chat.completions stream (temperature 0): as many chunks through herd, its node probing, as directly",
               lambda: (lambda d, h: f"direct {d}, herd {h}" if h == d else (_ for _ in ()).throw(AssertionError(f"direct {d}, herd {h}")))(
                   stream_chunks(od), stream_chunks(oc)))
-        check("ollama chat (translated)", lambda: ol.chat(model=MODEL, messages=hi).message.content[:40])
-        check("ollama chat stream (translated)", lambda: f"{len(list(ol.chat(model=MODEL, messages=hi, stream=True)))} parts")
-        check("ollama generate (translated)", lambda: ol.generate(model=MODEL, prompt="The sky is").response[:40])
+        check("ollama chat (translated)", lambda: text(ol.chat(model=MODEL, messages=hi, options={"num_predict": 40}).message.content))
+        check("ollama chat stream (translated)", lambda: f"{len(list(ol.chat(model=MODEL, messages=hi, stream=True, options={'num_predict': 40})))} parts")
+        check("ollama generate (translated)", lambda: text(ol.generate(model=MODEL, prompt="The sky is", options={"num_predict": 40}).response))
         check("ollama list/show", lambda: f"{[m.model for m in ol.list().models]} {ol.show(MODEL).capabilities}")
-        check("anthropic messages.create (translated)", lambda: an.messages.create(model=MODEL, max_tokens=40, messages=hi).content[0].text[:40])
+        check("anthropic messages.create (translated)", lambda: text(an.messages.create(model=MODEL, max_tokens=40, messages=hi).content[0].text))
 
         def a_stream():
             with an.messages.stream(model=MODEL, max_tokens=40, messages=hi) as s:
-                return "".join(s.text_stream)[:40]
+                return text("".join(s.text_stream))
         check("anthropic messages.stream (translated)", a_stream)
-        check("openai responses.create (translated)", lambda: oc.responses.create(model=MODEL, input="Say hello in five words.").output_text[:40])
+        check("openai responses.create (translated)", lambda: text(oc.responses.create(model=MODEL, input="Write a short poem about the sea.", max_output_tokens=40).output_text))
         check("openai responses stream (translated)",
-              lambda: f"{len(list(oc.responses.create(model=MODEL, input='Say hello.', stream=True)))} events")
+              lambda: f"{len(list(oc.responses.create(model=MODEL, input='Write a short poem about the sea.', stream=True, max_output_tokens=40)))} events")
     finally:
         for p in procs:
             p.terminate()
