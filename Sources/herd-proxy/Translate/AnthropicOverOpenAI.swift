@@ -120,16 +120,11 @@ enum AnthropicOverOpenAI {
 
 /// An OpenAI chat completion (whole, or streamed) turned into Anthropic's message and events.
 final class AnthropicAnswerTranslator: AnswerTranslator {
-    static let maxWholeBytes = 64 * 1024 * 1024
-    static let maxLineBytes = 16 * 1024 * 1024
 
     let model: String
     let stream: Bool
     private var status = 200
-    private var buffer: [UInt8] = []
-    /// How much of `buffer` has been searched for a line end.
-    private var scanned = 0
-    private var overflow = false
+    private var answer = AnswerBuffer()
     private var started = false
     private var finished = false
     private let id = "msg_herd\(UInt32.random(in: 0...UInt32.max))"
@@ -152,30 +147,18 @@ final class AnthropicAnswerTranslator: AnswerTranslator {
     var contentType: String { stream && status == 200 ? "text/event-stream; charset=utf-8" : "application/json; charset=utf-8" }
 
     func feed(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        guard !overflow else { return [] }
-        buffer.append(contentsOf: bytes)
         guard stream, status == 200 else {
-            if buffer.count > Self.maxWholeBytes { overflow = true; buffer = [] }
+            answer.collect(bytes)
             return []
         }
         var out: [UInt8] = []
-        // Only the bytes not searched before (a long line arriving in many reads is searched once).
-        var start = 0
-        var from = scanned
-        while let newline = buffer[from...].firstIndex(of: 10) {
-            line(buffer[start..<newline], into: &out)
-            start = newline + 1
-            from = start
-        }
-        buffer.removeFirst(start)
-        scanned = buffer.count
-        if buffer.count > Self.maxLineBytes { overflow = true; buffer = [] }
+        answer.split(bytes) { handle($0, into: &out) }
         return out
     }
 
     func finish() -> [UInt8] {
         var out: [UInt8] = []
-        if overflow {
+        if answer.overflow {
             if stream, status == 200 {
                 event("error", ["type": "error", "error": ["type": "api_error", "message": "the model server's answer was too large to translate"]], into: &out)
             } else {
@@ -184,7 +167,7 @@ final class AnthropicAnswerTranslator: AnswerTranslator {
             return out
         }
         guard stream, status == 200 else { return whole() }
-        if !buffer.isEmpty { line(buffer[...], into: &out) }
+        answer.finishStream { handle($0, into: &out) }
         if !finished { end(into: &out) }
         return out
     }
@@ -225,15 +208,9 @@ final class AnthropicAnswerTranslator: AnswerTranslator {
         return index
     }
 
-    private func line(_ raw: ArraySlice<UInt8>, into out: inout [UInt8]) {
+    private func handle(_ line: AnswerBuffer.Event, into out: inout [UInt8]) {
         guard !finished else { return }
-        var text = raw
-        while let last = text.last, last == 13 || last == 32 { text.removeLast() }
-        guard text.starts(with: Array("data:".utf8)) else { return }
-        text.removeFirst(5)
-        while text.first == 32 { text.removeFirst() }
-        if text.elementsEqual(Array("[DONE]".utf8)) { return end(into: &out) }
-        guard let chunk = try? JSONValue.parse(Array(text)) else { return }
+        guard case let .chunk(chunk) = line else { return end(into: &out) }
         if let message = chunk["error"]?["message"]?.stringValue ?? chunk["error"]?.stringValue {
             event("error", ["type": "error", "error": ["type": "api_error", "message": .string(message)]], into: &out)
             finished = true
@@ -287,8 +264,8 @@ final class AnthropicAnswerTranslator: AnswerTranslator {
 
     private func whole() -> [UInt8] {
         var out: [UInt8] = []
-        guard let answer = try? JSONValue.parse(buffer) else {
-            let text = String(decoding: buffer.prefix(300), as: UTF8.self)
+        guard let answer = try? JSONValue.parse(answer.bytes) else {
+            let text = String(decoding: answer.bytes.prefix(300), as: UTF8.self)
             error(status == 200 ? 502 : status, status == 200 ? "the model server's answer was not JSON" : "the model server answered \(status): \(text)")
                 .write(to: &out)
             return out

@@ -152,17 +152,12 @@ enum OllamaOverOpenAI {
 /// (collected, bounded), or an SSE stream turned into NDJSON lines. Tool-call
 /// arguments, streamed in fragments, are sent whole with the last line.
 final class OllamaAnswerTranslator {
-    static let maxWholeBytes = 64 * 1024 * 1024
-    static let maxLineBytes = 16 * 1024 * 1024
 
     let endpoint: Endpoint
     let model: String
     let stream: Bool
     private(set) var status = 200
-    private var buffer: [UInt8] = []
-    /// How much of `buffer` has been searched for a line end.
-    private var scanned = 0
-    private var overflow = false
+    private var answer = AnswerBuffer()
     private var finished = false
     private var promptTokens = 0
     private var completionTokens = 0
@@ -186,54 +181,36 @@ final class OllamaAnswerTranslator {
 
     /// Bytes from the backend in, bytes for the client out.
     func feed(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        guard !overflow else { return [] }
-        buffer.append(contentsOf: bytes)
         guard stream, status == 200 else {
-            if buffer.count > Self.maxWholeBytes { overflow = true; buffer = [] }
+            answer.collect(bytes)
             return []
         }
         var out: [UInt8] = []
-        // Only the bytes not searched before (a long line arriving in many reads is searched once).
-        var start = 0
-        var from = scanned
-        while let newline = buffer[from...].firstIndex(of: 10) {
-            line(buffer[start..<newline], into: &out)
-            start = newline + 1
-            from = start
-        }
-        buffer.removeFirst(start)
-        scanned = buffer.count
-        if buffer.count > Self.maxLineBytes { overflow = true; buffer = [] }
+        answer.split(bytes) { handle($0, into: &out) }
         return out
     }
 
     /// The rest, once the backend's answer has ended.
     func finish() -> [UInt8] {
         var out: [UInt8] = []
-        if overflow {
+        if answer.overflow {
             JSONValue.object([("error", .string("the model server's answer was too large to translate"))]).write(to: &out)
             out.append(10)
             return out
         }
         guard stream, status == 200 else { return whole() }
-        if !buffer.isEmpty { line(buffer[...], into: &out) }
+        answer.finishStream { handle($0, into: &out) }
         if !finished { final(into: &out) }
         return out
     }
 
     // MARK: Streams
 
-    private func line(_ raw: ArraySlice<UInt8>, into out: inout [UInt8]) {
-        var text = raw
-        while let last = text.last, last == 13 || last == 32 { text.removeLast() }
-        guard text.starts(with: Array("data:".utf8)) else { return }
-        text.removeFirst(5)
-        while text.first == 32 { text.removeFirst() }
-        if text.elementsEqual(Array("[DONE]".utf8)) {
+    private func handle(_ event: AnswerBuffer.Event, into out: inout [UInt8]) {
+        guard case let .chunk(chunk) = event else {
             if !finished { final(into: &out) }
             return
         }
-        guard let chunk = try? JSONValue.parse(Array(text)) else { return }
         if let message = chunk["error"]?["message"]?.stringValue ?? chunk["error"]?.stringValue {
             JSONValue.object([("error", .string(message))]).write(to: &out)
             out.append(10)
@@ -309,8 +286,8 @@ final class OllamaAnswerTranslator {
 
     private func whole() -> [UInt8] {
         var out: [UInt8] = []
-        guard let answer = try? JSONValue.parse(buffer) else {
-            let text = String(decoding: buffer.prefix(300), as: UTF8.self)
+        guard let answer = try? JSONValue.parse(answer.bytes) else {
+            let text = String(decoding: answer.bytes.prefix(300), as: UTF8.self)
             JSONValue.object([("error", .string(status == 200 ? "the model server's answer was not JSON" : "the model server answered \(status): \(text)"))])
                 .write(to: &out)
             return out

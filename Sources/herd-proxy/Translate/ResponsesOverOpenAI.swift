@@ -128,16 +128,11 @@ enum ResponsesOverOpenAI {
 
 /// An OpenAI chat completion (whole, or streamed) turned into a Responses object and its events.
 final class ResponsesAnswerTranslator: AnswerTranslator {
-    static let maxWholeBytes = 64 * 1024 * 1024
-    static let maxLineBytes = 16 * 1024 * 1024
 
     let model: String
     let stream: Bool
     private var status = 200
-    private var buffer: [UInt8] = []
-    /// How much of `buffer` has been searched for a line end.
-    private var scanned = 0
-    private var overflow = false
+    private var answer = AnswerBuffer()
     private var started = false
     private var finished = false
     private var sequence = 0
@@ -161,35 +156,23 @@ final class ResponsesAnswerTranslator: AnswerTranslator {
     var contentType: String { stream && status == 200 ? "text/event-stream; charset=utf-8" : "application/json; charset=utf-8" }
 
     func feed(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        guard !overflow else { return [] }
-        buffer.append(contentsOf: bytes)
         guard stream, status == 200 else {
-            if buffer.count > Self.maxWholeBytes { overflow = true; buffer = [] }
+            answer.collect(bytes)
             return []
         }
         var out: [UInt8] = []
-        // Only the bytes not searched before (a long line arriving in many reads is searched once).
-        var start = 0
-        var from = scanned
-        while let newline = buffer[from...].firstIndex(of: 10) {
-            line(buffer[start..<newline], into: &out)
-            start = newline + 1
-            from = start
-        }
-        buffer.removeFirst(start)
-        scanned = buffer.count
-        if buffer.count > Self.maxLineBytes { overflow = true; buffer = [] }
+        answer.split(bytes) { handle($0, into: &out) }
         return out
     }
 
     func finish() -> [UInt8] {
         var out: [UInt8] = []
-        if overflow {
+        if answer.overflow {
             error("the model server's answer was too large to translate").write(to: &out)
             return out
         }
         guard stream, status == 200 else { return whole() }
-        if !buffer.isEmpty { line(buffer[...], into: &out) }
+        answer.finishStream { handle($0, into: &out) }
         if !finished { end(into: &out) }
         return out
     }
@@ -262,15 +245,9 @@ final class ResponsesAnswerTranslator: AnswerTranslator {
         }
     }
 
-    private func line(_ raw: ArraySlice<UInt8>, into out: inout [UInt8]) {
+    private func handle(_ line: AnswerBuffer.Event, into out: inout [UInt8]) {
         guard !finished else { return }
-        var text = raw
-        while let last = text.last, last == 13 || last == 32 { text.removeLast() }
-        guard text.starts(with: Array("data:".utf8)) else { return }
-        text.removeFirst(5)
-        while text.first == 32 { text.removeFirst() }
-        if text.elementsEqual(Array("[DONE]".utf8)) { return end(into: &out) }
-        guard let chunk = try? JSONValue.parse(Array(text)) else { return }
+        guard case let .chunk(chunk) = line else { return end(into: &out) }
         begin(into: &out)
         if let message = chunk["error"]?["message"]?.stringValue ?? chunk["error"]?.stringValue {
             event("error", [("code", "server_error"), ("message", .string(message)), ("param", nil)], into: &out)
@@ -324,13 +301,13 @@ final class ResponsesAnswerTranslator: AnswerTranslator {
 
     private func whole() -> [UInt8] {
         var out: [UInt8] = []
-        guard let answer = try? JSONValue.parse(buffer) else {
-            error(status == 200 ? "the model server's answer was not JSON" : "the model server answered \(status): \(String(decoding: buffer.prefix(300), as: UTF8.self))")
+        guard let answer = try? JSONValue.parse(answer.bytes) else {
+            error(status == 200 ? "the model server's answer was not JSON" : "the model server answered \(status): \(String(decoding: answer.bytes.prefix(300), as: UTF8.self))")
                 .write(to: &out)
             return out
         }
         guard status == 200 else {
-            if answer["error"]?["message"] != nil { return buffer }
+            if answer["error"]?["message"] != nil { return self.answer.bytes }
             error(answer["error"]?.stringValue ?? answer["detail"]?.stringValue ?? "the model server answered \(status)").write(to: &out)
             return out
         }
