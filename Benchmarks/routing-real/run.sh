@@ -15,8 +15,10 @@
 #        decode capacity), SPREAD (4), STREAM_SHARE (0: share of streams),
 #        API (ollama | openai), ROUTERS ("haproxy nginx herd"),
 #        KEEP=DIR keeps each request's result (result-SEED-ROUTER.json) and herd's limits there;
-#        FLEET: one machine per word, slots:tokens_per_s:batch_slowdown:timings
-#          (timings: none | absurd | honest), default
+#        FLEET: one machine per word, slots:tokens_per_s:batch_slowdown:timings[:gauges]
+#          (timings: none | absurd | honest; gauges: none | vllm | llamacpp — a
+#          machine with gauges serves its queue at /metrics and is registered
+#          with its herd-node as an OpenAI-compatible server), default
 #          "4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none" (the issue's fleet).
 # Prints per router: mean, p50, p95, p99 (seconds, send → last byte), errors,
 # requests per machine; for herd, its learned limit per machine over time
@@ -60,7 +62,7 @@ import math, sys
 fleet, load, answer, spread = sys.argv[1].split(), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 capacity = 0.0
 for m in fleet:
-    slots, tps, slow, _ = m.split(":")
+    slots, tps, slow = m.split(":")[:3]
     slots, tps, slow = int(slots), float(tps), float(slow)
     capacity += slots * tps / (1 + slow * (slots - 1))
 mean_answer = answer * (spread - 1) / math.log(spread) if spread > 1 else answer
@@ -73,9 +75,9 @@ start_sims() {
   sims=()
   local i=0
   for m in $FLEET; do
-    IFS=: read -r slots tps slow timings <<<"$m"
+    IFS=: read -r slots tps slow timings gauges <<<"$m"
     python3 $here/simgpu.py --port $((SIM_BASE + i)) --name "m$i-${slots}slot" --slots "$slots" --tps "$tps" \
-      --batch-slowdown "$slow" --timings "$timings" --model llama3.1:8b &
+      --batch-slowdown "$slow" --timings "$timings" --gauges "${gauges:-none}" --model llama3.1:8b &
     sims+=($!); pids+=($!)
     i=$((i + 1))
   done
@@ -126,8 +128,12 @@ run_herd() {
   $B/herd-control --port $CONTROL_PORT --proxy-port $ROUTER_PORT --data-dir "$work/herd/control" --no-mdns 2>"$work/herd/control.log" &
   local control=$!; pids+=($control)
   local nodes=() i=0
+  local machines=($FLEET)
   for s in $(servers); do
-    $B/herd-node --control http://127.0.0.1:$CONTROL_PORT --ollama "http://$s" --node-id "m$i" --data-dir "$work/herd/node$i" \
+    local backend=(--ollama "http://$s")
+    IFS=: read -r _ _ _ _ gauges <<<"${machines[$i]}"
+    [ "${gauges:-none}" = none ] || backend=(--ollama none --backend "openai=http://$s")
+    $B/herd-node --control http://127.0.0.1:$CONTROL_PORT "${backend[@]}" --node-id "m$i" --data-dir "$work/herd/node$i" \
       --no-meeting-detection 2>"$work/herd/node$i.log" &
     nodes+=($!); pids+=($!)
     i=$((i + 1))

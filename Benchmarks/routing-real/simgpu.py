@@ -18,6 +18,9 @@ The machine it simulates:
   as a real Ollama), `none` (counts only, as vLLM and most OpenAI-compatible
   servers), `absurd` (every duration 1 ns, as some servers do). It never
   reports its parallelism (no /props, no OLLAMA_NUM_PARALLEL).
+- Its queue, `--gauges`: `none` (Ollama, llama-cpp-python), `vllm` or
+  `llamacpp` (`/metrics` with the requests it serves and the requests
+  waiting, under vLLM's or llama.cpp's server's names).
 
 Simulation: a tick every 5 ms advances every request in a slot; a stream
 gets one chunk per token as it is made. Standard library only.
@@ -40,6 +43,7 @@ p.add_argument("--cold", action="append", default=[])
 p.add_argument("--load-ms", type=float, default=3000.0)
 p.add_argument("--timings", choices=["honest", "none", "absurd"], default="none")
 p.add_argument("--default-tokens", type=int, default=100)
+p.add_argument("--gauges", choices=["none", "vllm", "llamacpp"], default="none")
 args = p.parse_args()
 models = args.model or ["llama3.1:8b"]
 loaded = {m for m in models if m not in args.cold}
@@ -244,6 +248,14 @@ async def handle(reader, writer):
                 await write_json(writer, 200, {"version": "0.0.0-sim"})
             elif method == "GET" and path == "/v1/models":
                 await write_json(writer, 200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "sim"} for m in models]})
+            elif method == "GET" and path == "/metrics" and args.gauges != "none":
+                if args.gauges == "vllm":
+                    names = ('vllm:num_requests_running{model_name="%s"}' % models[0], 'vllm:num_requests_waiting{model_name="%s"}' % models[0])
+                else:
+                    names = ("llamacpp:requests_processing", "llamacpp:requests_deferred")
+                text = "%s %d\n%s %d\n" % (names[0], len(active), names[1], len(waiting))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(text) + text.encode())
+                await writer.drain()
             elif method in ("GET", "HEAD") and path == "/":
                 await write_json(writer, 200, {"status": "ok", "name": args.name})
             elif method == "POST" and path in ("/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"):

@@ -39,6 +39,8 @@ while !arguments.isEmpty {
     case "--token-delay-ms": configuration.tokenDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
+    case "--no-props": configuration.props = false
+    case "--metrics": configuration.metrics = value(flag)
     case "--no-anthropic": configuration.anthropic = false
     case "--no-responses": configuration.responses = false
     case "--vision":

@@ -186,7 +186,14 @@ public final class FakeBackend {
             respondJSON(exchange, 200, FakeOllama.tags(configuration))
         case ("GET", "/api/ps"):
             respondJSON(exchange, 200, FakeOllama.ps(configuration))
-        case ("GET", "/props") where configuration.slots > 0:
+        case ("GET", "/metrics") where configuration.metrics != nil:
+            // Its queue as vLLM or llama.cpp's server report it (Prometheus text).
+            let (runningName, waitingName) = configuration.metrics == "llamacpp"
+                ? ("llamacpp:requests_processing", "llamacpp:requests_deferred")
+                : ("vllm:num_requests_running{model_name=\"m\"}", "vllm:num_requests_waiting{model_name=\"m\"}")
+            let text = "# HELP queue gauges\n# TYPE x gauge\n\(runningName) \(Double(serving.count))\n\(waitingName) \(Double(waiting.count))\n"
+            exchange.respond(status: 200, headers: headers + ["Content-Type": "text/plain; version=0.0.4"], body: Array(text.utf8))
+        case ("GET", "/props") where configuration.slots > 0 && configuration.props:
             // llama.cpp's server: how many requests it serves at once.
             respondJSON(exchange, 200, ["total_slots": .int(configuration.slots), "n_ctx": 8192])
         case ("GET", "/v1/models"):

@@ -84,6 +84,10 @@ public struct FakeBackendConfiguration: Sendable {
     /// Inference requests served at once, like Ollama's `OLLAMA_NUM_PARALLEL`
     /// (0: no limit); more wait inside the backend, in order.
     public var slots = 0
+    /// Says its slots at `/props` (llama.cpp's server); off: it reports nothing of its parallelism.
+    public var props = true
+    /// Serves its queue at `/metrics` under this server's names (`vllm`, `llamacpp`); nil: no `/metrics`.
+    public var metrics: String?
     /// Serves Anthropic Messages (`/v1/messages`) as Ollama ≥ 0.14 does; off: 404, as older servers.
     public var anthropic = true
     /// Serves OpenAI Responses (`/v1/responses`) as Ollama ≥ 0.13.3 does; off: 404.

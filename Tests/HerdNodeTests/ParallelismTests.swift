@@ -177,3 +177,111 @@ import Testing
         #expect(waitUntil(seconds: 5) { fleet.backendRequests("L", path: "/v1/models") > before + during })
     }
 }
+
+/// A backend's own queue gauges (`/metrics`), read as outside input.
+@Suite struct QueueGaugeReaderTests {
+    func parse(_ text: String) -> Heartbeat.QueueGauges? { QueueGaugeReader.parse(Array(text.utf8)) }
+
+    @Test func eachServersNamesAreRead() {
+        let vllm = """
+            # HELP vllm:num_requests_running Number of requests in model execution batches.
+            # TYPE vllm:num_requests_running gauge
+            vllm:num_requests_running{engine="0",model_name="qwen"} 3.0
+            vllm:num_requests_running{engine="1",model_name="llama"} 1.0
+            vllm:num_requests_waiting{engine="0",model_name="qwen"} 2.0
+            vllm:num_requests_waiting{engine="1",model_name="llama"} 0.0
+            vllm:gpu_cache_usage_perc{model_name="qwen"} 0.4
+            """
+        #expect(parse(vllm) == Heartbeat.QueueGauges(running: 4, waiting: 2, source: "vllm"))
+        let llama = "llamacpp:prompt_tokens_total 120\nllamacpp:requests_processing 2\nllamacpp:requests_deferred 5\n"
+        #expect(parse(llama) == Heartbeat.QueueGauges(running: 2, waiting: 5, source: "llamacpp"))
+        #expect(parse("sglang:num_running_reqs{name=\"a\"} 8\r\nsglang:num_queue_reqs{name=\"a\"} 0\r\n")
+                == Heartbeat.QueueGauges(running: 8, waiting: 0, source: "sglang"))
+        #expect(parse("tgi_queue_size 1\ntgi_batch_current_size 4 1700000000000\n") == Heartbeat.QueueGauges(running: 4, waiting: 1, source: "tgi"))
+        // A label value holding '}' and spaces.
+        #expect(parse("vllm:num_requests_running{model_name=\"a} b\"} 2\nvllm:num_requests_waiting{model_name=\"a} b\"} 1\n")?.waiting == 1)
+    }
+
+    @Test func nonsenseIsIgnoredNotBelieved() {
+        // One gauge of a pair only, none at all, an HTML page: no gauges.
+        #expect(parse("vllm:num_requests_running 3\n") == nil)
+        #expect(parse("") == nil)
+        #expect(parse("<html><body>404 page not found</body></html>") == nil)
+        // Values that are no count: skipped, the rest kept.
+        let bad = """
+            vllm:num_requests_running{a="1"} NaN
+            vllm:num_requests_running{a="2"} -3
+            vllm:num_requests_running{a="3"} +Inf
+            vllm:num_requests_running{a="4"} 1e300
+            vllm:num_requests_running{a="5"} lots
+            vllm:num_requests_running{a="6"} 2
+            vllm:num_requests_waiting 0x10
+            vllm:num_requests_waiting 1
+            """
+        #expect(parse(bad) == Heartbeat.QueueGauges(running: 2, waiting: 1, source: "vllm"))
+        // Sums saturate at the wire's bound.
+        let many = (0..<5).map { "llamacpp:requests_processing{i=\"\($0)\"} 900000\n" }.joined() + "llamacpp:requests_deferred 0\n"
+        #expect(parse(many)?.running == Heartbeat.QueueGauges.maxCount)
+        // An endless line or an unclosed label set is skipped whole.
+        let long = "vllm:num_requests_running{x=\"" + String(repeating: "a", count: 100_000) + "\"} 9\nvllm:num_requests_running 1\nvllm:num_requests_waiting 0\n"
+        #expect(parse(long)?.running == 1)
+        #expect(parse("vllm:num_requests_running{x=\"} 9\nvllm:num_requests_waiting 0\n") == nil)
+        // Random bytes never trap.
+        var seed: UInt64 = 0x9e3779b97f4a7c15
+        for _ in 0..<200 {
+            var bytes: [UInt8] = []
+            for _ in 0..<512 {
+                seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                bytes.append(UInt8(truncatingIfNeeded: seed >> 56))
+            }
+            _ = QueueGaugeReader.parse(bytes + Array("\nllamacpp:requests_processing 1\nllamacpp:requests_deferred 0".utf8))
+        }
+    }
+
+    @Test func aHeartbeatWithGaugesOutOfRangeIsFittedOrRefused() throws {
+        var backend = Heartbeat.Backend(kind: .openai, url: "http://127.0.0.1:8000", address: "127.0.0.1:8000", reachable: true)
+        backend.queue = Heartbeat.QueueGauges(running: -1, waiting: 2_000_000, source: "vllm")
+        let beat = Heartbeat(nodeID: "n1", sentAtMilliseconds: 1, cpuCores: 2, cpuUtilization: 0, memoryTotalBytes: 1 << 30,
+                             memoryAvailableBytes: 1 << 29, backends: [backend], telemetry: Telemetry())
+        #expect(beat.fittedToRanges().backends.first?.queue == nil)
+        var body: [UInt8] = []
+        beat.json.write(to: &body)
+        #expect(throws: (any Error).self) { try Heartbeat(json: try JSONValue.parse(body)) }
+    }
+}
+
+/// The whole path: a vLLM-like server with 3 slots that says nothing of
+/// them but its queue at `/metrics` → herd-node reads the gauges while the
+/// router has requests there → control's learner finds 3 and keeps it.
+@Suite(.serialized) struct QueueGaugeProcessTests {
+    @Test(arguments: ["vllm", "llamacpp"])
+    func aBackendsQueueGaugesTeachTheRouterItsSlots(names: String) throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        let port = try fleet.addBackend("V", arguments: ["--models", "qwen:7b", "--loaded", "qwen:7b", "--slots", "3", "--no-props",
+                                                         "--metrics", names, "--first-byte-delay-ms", "400"])
+        try fleet.startControl()
+        try fleet.addNode("node-v", backend: "V", extra: ["--ollama", "none", "--backend", "openai=http://127.0.0.1:\(port)",
+                                                          "--interval", "0.2"])
+        try fleet.waitForNodes(1)
+        func limit() -> Int? {
+            let nodes = (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue ?? []
+            return nodes.first?["concurrency"]?["qwen:7b"]?.intValue
+        }
+        // Five clients at once, each sending again as its answer (0.4 s) ends, for up to 40 rounds.
+        let body = #"{"model":"qwen:7b","messages":[{"role":"user","content":"hi"}]}"#
+        let request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        var limits: [Int] = []
+        var failures = 0
+        for _ in 0..<40 {
+            let clients = try (0..<5).map { _ in try RawClient(port: fleet.proxyPort, timeoutSeconds: 30) }
+            for client in clients { client.send(request) }
+            for client in clients where (try? client.readResponse())?.status != 200 { failures += 1 }
+            if let l = limit() { limits.append(l) }
+            if limits.suffix(5).count == 5, limits.suffix(5).allSatisfy({ $0 == 3 }) { break }
+        }
+        #expect(failures == 0)
+        #expect(limits.suffix(5) == [3, 3, 3, 3, 3], "learned limits by round: \(limits)")
+        #expect(fleet.backendRequests("V", path: "/metrics") > 0)
+    }
+}

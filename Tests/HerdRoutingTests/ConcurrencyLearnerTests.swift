@@ -39,6 +39,9 @@ struct VirtualBackend {
 
     var inFlight: Int { jobs.count }
 
+    /// What its `/metrics` would say now: requests served, requests waiting for a slot.
+    var gauges: (running: Int, waiting: Int) { (min(slots, jobs.count), max(0, jobs.count - slots)) }
+
     mutating func send(id: Int, prompt: Int, completion: Int, streamed: Bool, at now: Double) {
         jobs.append(Job(id: id, prompt: prompt, completion: completion, streamed: streamed, sentAt: now, concurrency: jobs.count + 1,
                         prefillLeft: Double(prompt) * promptMs, decodeLeft: Double(completion) * tokenMs))
@@ -85,6 +88,9 @@ struct LearnerRun {
     var limits: [(Double, Int)] = []
     var completions = 0
     var lowestLimit = Int.max
+    /// Read the backend's queue gauges this often (ms) while requests are in flight, as herd-node does (nil: it has none).
+    var gaugeEveryMs: Double?
+    private var lastGauge = 0.0
     private var rng: UInt64
     private var queue: [(prompt: Int, completion: Int)] = []
     private var nextID = 0
@@ -121,6 +127,14 @@ struct LearnerRun {
             lowestLimit = min(lowestLimit, learner.limit)
         }
         now += step
+        if let every = gaugeEveryMs, now - lastGauge >= every {
+            lastGauge = now
+            if backend.inFlight > 0 {
+                learner.gauged(running: backend.gauges.running, waiting: backend.gauges.waiting, inFlight: backend.inFlight)
+                limits.append((now, learner.limit))
+                lowestLimit = min(lowestLimit, learner.limit)
+            }
+        }
         dispatch(streamed: streamed)
     }
 
@@ -278,6 +292,85 @@ struct LearnerRun {
         var floor = ConcurrencyLearner(prior: 1)
         floor.observe(.init(concurrency: 1, ok: false, busy: true, ttftMs: 0, durationMs: 0))
         #expect(floor.limit == 1, "never below one")
+    }
+
+    @Test(arguments: [2, 4, 8])
+    func aBackendsQueueGaugesFindItsSlotsAndKeepThem(slots: Int) {
+        // Gauges read every 2 s while herd has requests there (herd-node's
+        // beat); open loop at ~90 % of what the slots serve, prior 2.
+        var run = LearnerRun(backend: VirtualBackend(slots: slots, tokenMs: 12.5, slowdown: 0.06), learner: ConcurrencyLearner(prior: 2))
+        run.gaugeEveryMs = 2_000
+        run.open(rate: 0.58 * Double(slots) / (1 + 0.06 * Double(slots - 1)), seconds: 240)
+        let settled = run.limits.filter { $0.0 >= 30_000 }.map(\.1)
+        #expect(!settled.isEmpty && settled.allSatisfy { (slots...slots + 1).contains($0) }, "limits after 30 s: \(Set(settled).sorted())")
+        #expect(run.learner.gauges)
+    }
+
+    @Test func gaugesOutrankWhatTimingsSuggest() {
+        // An answer three times slower than its tokens predict, at a
+        // concurrency of 4: inferred as a wait without gauges; a backend
+        // whose gauges show nothing waiting is believed.
+        var learner = ConcurrencyLearner(prior: 4)
+        for i in 0..<3 { learner.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50 + i)) }
+        var told = learner
+        told.gauged(running: 4, waiting: 0, inFlight: 4)
+        let slow = ConcurrencyLearner.Sample(concurrency: 4, ttftMs: 4_000, durationMs: 4_000, promptTokens: 100, completionTokens: 50)
+        let inferred = learner.observe(slow)
+        #expect(inferred)
+        #expect(learner.limit == 3)
+        let believed = told.observe(slow)
+        #expect(!believed)
+        #expect(told.limit >= 4)
+        // A slow first byte in slow start is not a wait either.
+        var starting = ConcurrencyLearner(prior: 4)
+        for i in 0..<3 { starting.observe(.init(concurrency: 1, ttftMs: 100, durationMs: 1_000, promptTokens: 100, completionTokens: 50 + i)) }
+        starting.gauged(running: 1, waiting: 0, inFlight: 1)
+        starting.started(ttft: 5_000, concurrency: 4, promptTokens: 100, ok: true, busy: false)
+        #expect(starting.limit == 4 && starting.slowStart)
+    }
+
+    @Test func requestsWaitingInTwoReadingsInARowCutToWhatIsServed() {
+        var learner = ConcurrencyLearner(prior: 8)
+        // One reading: a request may have just arrived, between two steps of the engine.
+        learner.gauged(running: 3, waiting: 2, inFlight: 5)
+        #expect(learner.limit == 8)
+        learner.gauged(running: 3, waiting: 2, inFlight: 5)
+        #expect(learner.limit == 3 && !learner.slowStart)
+        // A reading with none waiting in between starts the count again.
+        var again = ConcurrencyLearner(prior: 8)
+        again.gauged(running: 3, waiting: 1, inFlight: 4)
+        again.gauged(running: 4, waiting: 0, inFlight: 4)
+        again.gauged(running: 3, waiting: 1, inFlight: 4)
+        #expect(again.limit == 8)
+        // Waiting that is another client's: at most what the backend serves; never below 1.
+        var shared = ConcurrencyLearner(prior: 8)
+        shared.gauged(running: 5, waiting: 3, inFlight: 2)
+        shared.gauged(running: 5, waiting: 3, inFlight: 2)
+        #expect(shared.limit == 5)
+        var nonsense = ConcurrencyLearner(prior: 8)
+        nonsense.gauged(running: -4, waiting: 7, inFlight: -1)
+        nonsense.gauged(running: 0, waiting: Int.max, inFlight: 0)
+        #expect(nonsense.limit == 1)
+        var huge = ConcurrencyLearner(prior: 8)
+        huge.gauged(running: Int.max, waiting: 1, inFlight: Int.max)
+        huge.gauged(running: Int.max, waiting: 1, inFlight: Int.min)
+        #expect(huge.limit == 8)
+        // Serving all herd sends, none waiting: the limit grows, up to a reported ceiling.
+        var room = ConcurrencyLearner(prior: 2)
+        for _ in 0..<4 { room.gauged(running: room.limit, waiting: 0, inFlight: room.limit) }
+        #expect(room.limit == 32, "slow start doubles")
+        room.gauged(running: 20, waiting: 0, inFlight: 20)
+        #expect(room.limit == 32, "a limit that does not bind says nothing")
+        // Completions that look like service alongside do not open it: only the gauges do.
+        var quiet = ConcurrencyLearner(prior: 2)
+        for i in 0..<3 { quiet.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50 + i)) }
+        quiet.gauged(running: 1, waiting: 0, inFlight: 1)
+        quiet.observe(.init(concurrency: 2, ttftMs: 600, durationMs: 600, promptTokens: 100, completionTokens: 30, overtook: true))
+        quiet.started(ttft: 50, concurrency: 2, promptTokens: 100, ok: true, busy: false)
+        #expect(quiet.limit == 2)
+        var ceiling = ConcurrencyLearner(prior: 4, reported: true)
+        for _ in 0..<10 { ceiling.gauged(running: 4, waiting: 0, inFlight: 4) }
+        #expect(ceiling.limit == 4)
     }
 
     @Test func theLimitHasACeiling() {

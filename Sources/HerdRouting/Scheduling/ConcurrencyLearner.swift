@@ -48,6 +48,15 @@ import HerdBounds
 ///   (STARTED) without waiting for its end: one that did not wait doubles
 ///   the limit (at least +1), so a backend that serves 1,000 ten-second
 ///   streams at once is found in ten first bytes, not minutes of completions.
+/// **The backend's queue gauges** (llama.cpp, vLLM, SGLang and TGI say in
+/// their `/metrics` how many requests they serve and how many wait; the
+/// node reads them every beat while herd has requests there) outrank all
+/// inference: once a backend has them, only they (and its own account)
+/// judge a wait and only they open the limit (`gauged`). Requests waiting in
+/// two readings in a row (a request just arrived waits a moment for the
+/// next step of any engine) cut the limit to what the backend served of
+/// herd's; none waiting while it serves all the limit lets herd send more
+/// (doubling in slow start, else the steps above).
 /// The prior: what the node reports (Ollama's `OLLAMA_NUM_PARALLEL`,
 /// llama.cpp's slots, vLLM's `max_num_seqs`) when it does, else 2. A
 /// reported parallelism is a ceiling, not a promise: the learner starts
@@ -98,6 +107,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// The lowest concurrency at which a request was last seen waiting inside (nil: none since it was passed).
     private(set) var waitedAt: Int?
     private var goodSinceWait = 0
+    /// The backend reports its queue (`gauged`): its word replaces inference from timings.
+    private(set) var gauges = false
+    /// Herd's requests the backend served at the last reading, when requests waited in it.
+    private var gaugedWait: Int?
     /// The last requests' (sent, ended) times on control's clock, oldest first (at most 64).
     private var recentEnds: [EndPair] = []
     struct EndPair: Equatable, Sendable {
@@ -129,12 +142,15 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return }
         if ttft > 2 * expected + 100 {
-            // Beside other models a slow first byte proves nothing (it does not open up either).
-            guard othersOnNode == 0 else { return }
+            // Beside other models a slow first byte proves nothing (it does not
+            // open up either); a backend with queue gauges says itself.
+            guard othersOnNode == 0, !gauges else { return }
             waited(concurrency: concurrency, told: false)
             return
         }
-        guard concurrency >= limit else { return }
+        // Requests waiting at the backend's last reading: no more until one shows none.
+        // A backend with queue gauges opens up by what they say alone.
+        guard concurrency >= limit, !gauges else { return }
         estimate = min(cap, max(estimate + 1, Double(concurrency) * 2))
     }
 
@@ -150,12 +166,14 @@ struct ConcurrencyLearner: Equatable, Sendable {
         let k = max(1, s.concurrency)
         // Beside other models, times say nothing certain: only the backend's word judges a wait, and nothing is fitted.
         let mixed = s.othersOnNode > 0 && s.queuedInsideMs == nil
-        let lined = !mixed && linedUp(s, concurrency: k)
+        // A backend that reports its queue is not second-guessed from timings.
+        let inferred = !mixed && !gauges
+        let lined = inferred && linedUp(s, concurrency: k)
         if let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite {
             if recentEnds.count >= 64 { recentEnds.removeFirst() }
             recentEnds.append(EndPair(sent: sent, end: end))
         }
-        if lined || (!mixed && didWait(s, concurrency: k)) {
+        if lined || ((inferred || s.queuedInsideMs != nil) && didWait(s, concurrency: k)) {
             waited(concurrency: k, told: s.queuedInsideMs != nil)
             return true
         }
@@ -180,7 +198,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             if goodSinceWait >= 8 { waitedAt = nil }
         }
         // The limit did not bind, or nothing can tell a wait from a long answer yet.
-        guard k >= limit, fit.ready || s.queuedInsideMs != nil else { return false }
+        guard k >= limit, fit.ready || s.queuedInsideMs != nil, !gauges else { return false }
         // Growth needs proof of service alongside the others: the backend's
         // word, an overtaking, or a long overlap with a request ahead that
         // did not line up as a wait (a request that met the last one nearly
@@ -191,6 +209,40 @@ struct ConcurrencyLearner: Equatable, Sendable {
         let step = slowStart ? 1 : 1 / ((near ? 16 : 4) * Double(limit))
         estimate = min(cap, estimate + step)
         return false
+    }
+
+    /// The backend's own queue gauges, read at one instant while herd had
+    /// `inFlight` requests on it: `running` served, `waiting` held for a slot
+    /// (all its clients', herd's and others').
+    mutating func gauged(running: Int, waiting: Int, inFlight: Int) {
+        gauges = true
+        // Counts from outside: bounded before any arithmetic.
+        let bound = { (n: Int) in Swift.min(Swift.max(0, n), 1 << 20) }
+        let running = bound(running), waiting = bound(waiting), inFlight = bound(inFlight)
+        if waiting > 0 {
+            // What it served of herd's: all herd sent less what waits (the
+            // waiting may be another client's: then at most what it serves).
+            let served = max(1, inFlight > waiting ? min(running, inFlight - waiting) : running)
+            defer { gaugedWait = served }
+            guard let previous = gaugedWait else { return }
+            // Waiting in two readings in a row: fewer slots than herd sends.
+            let slots = max(served, previous)
+            if Double(slots) < estimate { estimate = max(1, Double(slots)) }
+            waitedAt = min(waitedAt ?? slots + 1, slots + 1)
+            goodSinceWait = 0
+            slowStart = false
+            return
+        }
+        gaugedWait = nil
+        // It serves all that herd's limit lets it send, none waiting: room may be above.
+        guard inFlight >= limit, running >= limit else { return }
+        if let at = waitedAt, inFlight >= at {
+            goodSinceWait += 1
+            if goodSinceWait >= 8 { waitedAt = nil }
+        }
+        // Slow start doubles (a batching server of hundreds is found in a few beats).
+        let near = waitedAt.map { limit + 1 >= $0 } ?? false
+        estimate = min(cap, slowStart ? max(estimate + 1, 2 * estimate) : estimate + 1 / ((near ? 16 : 4) * Double(limit)))
     }
 
     /// The largest the limit may be.

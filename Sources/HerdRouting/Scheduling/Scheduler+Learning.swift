@@ -58,6 +58,31 @@ extension Scheduler {
         learning.learn(slot, update)
     }
 
+    /// A node's heartbeat with its backends' queue gauges: each gauge goes to
+    /// the learner of the one model herd has requests on in that backend (a
+    /// backend serving several at once cannot say whose requests wait). A
+    /// limit that grew lets the queue move.
+    package mutating func gauges(node: String, backends: [Heartbeat.Backend], fleet: [FleetNode], now: UInt64,
+                                 into actions: inout [SchedulerAction]) {
+        guard settings.maxConcurrencyPerModel == nil else { return }
+        var grew = false
+        for backend in backends {
+            guard let queue = backend.queue else { continue }
+            var busy: [SlotKey] = []
+            for model in backend.models.prefix(4096) {
+                let slot = SlotKey(node, ModelName.canonical(model.name))
+                if occupancy.inFlight(slot) > 0, !busy.contains(slot) { busy.append(slot) }
+                if busy.count > 1 { break }
+            }
+            guard busy.count == 1, let slot = busy.first else { continue }
+            let before = learning.limit(slot)
+            let inFlight = occupancy.inFlight(slot)
+            learn(slot) { $0.gauged(running: queue.running, waiting: queue.waiting, inFlight: inFlight) }
+            if learning.limit(slot) > before { grew = true }
+        }
+        if grew { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: true) }
+    }
+
     /// What `/api/ps` shows: KV-cache size per context token of each loaded
     /// model, and loads that finished (the model is hot now).
     mutating func observe(fleet: [FleetNode]) {

@@ -77,10 +77,12 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
         /// (they bypass the router; at most `maxDirectClients`).
         @Defaulted<WireDefaults.Empty<String>> public var directClients: [String] = []
         public static let maxDirectClients = 8
+        /// The backend's own queue gauges (its `/metrics`), read while the router has requests on it.
+        public var queue: QueueGauges?
 
         enum CodingKeys: String, CodingKey {
             case kind, url, address, reachable, version, error, models, loaded, parallel
-            case localOnly = "local_only", directClients = "direct_clients"
+            case localOnly = "local_only", directClients = "direct_clients", queue
         }
 
         public init(kind: BackendKind, url: String, address: String, reachable: Bool, version: String? = nil, error: String? = nil,
@@ -94,6 +96,26 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             self.models = models
             self.loaded = loaded
             self.parallel = parallel
+        }
+    }
+
+    /// What a backend's own metrics say of its queue at one instant, summed
+    /// over its models: requests it is serving (`running`) and requests it
+    /// holds waiting for a slot (`waiting`). From llama.cpp's server
+    /// (`llamacpp:requests_processing`, `llamacpp:requests_deferred`), vLLM
+    /// (`vllm:num_requests_running`, `vllm:num_requests_waiting`), SGLang and
+    /// TGI. Each 0–`maxCount`.
+    public struct QueueGauges: Equatable, Sendable, Codable {
+        public static let maxCount = 1_000_000
+        public var running: Int
+        public var waiting: Int
+        /// Which server's names they were read from (`llamacpp`, `vllm`, `sglang`, `tgi`).
+        @Defaulted<WireDefaults.EmptyString> public var source: String
+
+        public init(running: Int, waiting: Int, source: String = "") {
+            self.running = running
+            self.waiting = waiting
+            self.source = source
         }
     }
 
@@ -242,6 +264,11 @@ public struct Heartbeat: Equatable, Sendable, WireCodable {
             guard Heartbeat.isValidAddress(backend.address) else { throw JSONFieldError("\(path).address must be a numeric host:port") }
             guard backend.models.count <= 4096, backend.loaded.count <= 256 else { throw JSONFieldError("\(path): too many models") }
             if let parallel = backend.parallel, !(1...1024).contains(parallel) { throw JSONFieldError("\(path).parallel must be 1–1024") }
+            if let queue = backend.queue {
+                guard (0...QueueGauges.maxCount).contains(queue.running), (0...QueueGauges.maxCount).contains(queue.waiting), queue.source.utf8.count <= 16 else {
+                    throw JSONFieldError("\(path).queue counts must be 0–\(QueueGauges.maxCount), its source at most 16 bytes")
+                }
+            }
             guard backend.directClients.count <= Backend.maxDirectClients,
                   backend.directClients.allSatisfy(IPLiteral.isValid) else {
                 throw JSONFieldError("\(path).direct_clients: at most \(Backend.maxDirectClients) numeric addresses")

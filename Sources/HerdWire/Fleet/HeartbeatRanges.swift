@@ -134,6 +134,10 @@ extension Heartbeat {
             b.version = backend.version?.truncated(toBytes: HeartbeatRanges.shortText)
             b.error = backend.error?.truncated(toBytes: HeartbeatRanges.text)
             if let parallel = backend.parallel, !(1...1024).contains(parallel) { b.parallel = nil }
+            if let queue = backend.queue {
+                let range = 0...QueueGauges.maxCount
+                b.queue = range.contains(queue.running) && range.contains(queue.waiting) && queue.source.utf8.count <= 16 ? queue : nil
+            }
             b.directClients = Array(backend.directClients.prefix(Backend.maxDirectClients))
             b.models = backend.models.lazy.filter { !$0.name.isEmpty && $0.name.utf8.count <= 512 }.prefix(4096).map { model in
                 var m = model

@@ -130,6 +130,7 @@ final class ControlAPI {
             return
         }
         onHeartbeat?(heartbeat.nodeID, !known)
+        routes.gauges(heartbeat)
         // The requests in flight on the node: its agent does not ask a backend
         // anything that could disturb them (llama-cpp-python's /v1/models).
         respond(exchange, 200, ["ok": true, "node_id": .string(heartbeat.nodeID), "interval_ms": .int(heartbeat.interval),

@@ -166,6 +166,7 @@ final class FleetAPI {
                     "version": b.version.map { .string($0) } ?? .null, "error": b.error.map { .string($0) } ?? .null,
                     "parallel": b.parallel.map { .int($0) } ?? .null, "local_only": .bool(b.localOnly),
                     "direct_clients": .strings(b.directClients), "models": .strings(b.models.map(\.name)),
+                    "queue": b.queue.map { ["running": .int($0.running), "waiting": .int($0.waiting), "source": .string($0.source)] } ?? .null,
                     "loaded": .array(b.loaded.map { m in
                         [
                             "name": .string(m.name), "size_bytes": .int(m.sizeBytes), "vram_bytes": .int(m.vramBytes),

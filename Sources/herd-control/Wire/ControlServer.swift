@@ -90,6 +90,15 @@ final class ControlServer {
     }
 
     /// The fleet changed: queued requests may now find a node.
+    /// A heartbeat carried a backend's queue gauges: the learners read them.
+    func gauges(_ heartbeat: Heartbeat) {
+        guard heartbeat.backends.contains(where: { $0.queue != nil }) else { return }
+        scheduler.gauges(node: heartbeat.nodeID, backends: heartbeat.backends, fleet: registry.list, now: clock.now, into: &actions)
+        if !actions.isEmpty { performActions() }
+        // A limit may have moved: the proxies' tickets follow it.
+        pushSnapshots()
+    }
+
     func fleetChanged() {
         scheduler.fleetChanged(fleet: registry.list, now: clock.now, into: &actions)
         performActions()

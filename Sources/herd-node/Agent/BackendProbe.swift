@@ -91,6 +91,17 @@ enum BackendProbe {
         }
     }
 
+    /// The backend's queue gauges from its `/metrics` (llama.cpp's server
+    /// with `--metrics`, vLLM, SGLang, TGI): nil when it has none (404, no
+    /// known names) or the answer is not usable. The text is bounded (1 MiB).
+    static func queueGauges(_ target: BackendTarget, address: SocketAddress, client: HTTPClient,
+                            completion: @escaping (Heartbeat.QueueGauges?) -> Void) {
+        client.collect(HTTPClientRequest(method: "GET", target: target.url.path + "/metrics"), to: address, limit: 1024 * 1024) { result in
+            guard case let .success(response) = result, response.status == 200 else { return completion(nil) }
+            completion(QueueGaugeReader.parse(response.body))
+        }
+    }
+
     /// `/api/tags` → models on disk.
     static func parseTags(_ json: JSONValue) -> [Heartbeat.Model] {
         (json["models"]?.arrayValue ?? []).compactMap { m in

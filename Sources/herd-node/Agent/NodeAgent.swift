@@ -53,6 +53,8 @@ final class NodeAgent {
     private var modelSchedule = ModelProbeSchedule()
     /// Requests the router has in flight on this node (its answer to the last heartbeat).
     private var routerInFlight = 0
+    /// OpenAI-compatible backends whose `/metrics` has queue gauges (found at a full probe), by index.
+    private var gaugeBackends: Set<Int> = []
     /// The owner's week, and the model servers' CPU ticks at the last sample (to tell their use from the owner's).
     private var capacity = CapacityModel()
     private var capacityStore: CapacityStore?
@@ -147,9 +149,23 @@ final class NodeAgent {
             BackendProbe.probe(target, address: addresses[i], client: client, models: full) { [unowned self] report in
                 var report = report
                 if target.kind == .openai { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
-                reports[i] = report
-                pending -= 1
-                if pending == 0 { self.send(reports.compactMap { $0 }) }
+                let finish = { (report: Heartbeat.Backend) in
+                    reports[i] = report
+                    pending -= 1
+                    if pending == 0 { self.send(reports.compactMap { $0 }) }
+                }
+                // Queue gauges: looked for at each full probe (the router idle
+                // here), then read on every beat while the router has requests
+                // on the node — when they teach something.
+                guard target.kind == .openai, report.reachable, let address = self.addresses[i],
+                      full || (self.gaugeBackends.contains(i) && self.routerInFlight > 0) else { return finish(report) }
+                BackendProbe.queueGauges(target, address: address, client: self.client) { gauges in
+                    if full {
+                        if gauges == nil { self.gaugeBackends.remove(i) } else { self.gaugeBackends.insert(i) }
+                    }
+                    report.queue = gauges
+                    finish(report)
+                }
             }
         }
     }
