@@ -96,7 +96,7 @@ if [ "$node" = 1 ] && [ ! -e "$root/etc/default/herd-node" ]; then
 # and report the Ollama on 127.0.0.1:11434.
 #HERD_CONTROL=http://ROUTER:11436
 #HERD_FLEET_KEY=
-#HERD_BACKENDS=openai=http://127.0.0.1:8080
+#HERD_BACKENDS="openai=http://127.0.0.1:8080 stt=http://127.0.0.1:8000#Systran/faster-whisper-tiny.en"
 EOF
     chmod 0640 "$root/etc/default/herd-node"
 fi

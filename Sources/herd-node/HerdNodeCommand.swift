@@ -29,8 +29,15 @@ struct HerdNodeCommand: ParsableCommand {
     @Option(help: "The local Ollama (HERD_OLLAMA); 'none' for no Ollama.")
     var ollama: String = Environment.string("HERD_OLLAMA") ?? "http://127.0.0.1:11434"
 
-    @Option(help: "An extra backend as KIND=URL, e.g. openai=http://127.0.0.1:8080 (repeatable; HERD_BACKENDS, comma-separated).")
-    var backend: [String] = Environment.string("HERD_BACKENDS")?.split(separator: ",").map(String.init) ?? []
+    @Option(help: "A backend as KIND=URL[#model,…] (repeatable; HERD_BACKENDS, separated by spaces). KIND: ollama, openai (any OpenAI-compatible server), or a server of one kind of work: stt (speech-to-text), tts (text-to-speech), image, embed, rerank. Its models come from its /v1/models, or are named after #, e.g. stt=http://127.0.0.1:8000#Systran/faster-whisper-tiny.en.")
+    var backend: [String] = Environment.string("HERD_BACKENDS").map(HerdNodeCommand.backendList) ?? []
+
+    /// `HERD_BACKENDS`: entries separated by spaces; an entry without `#models` may also be split by commas (as before).
+    static func backendList(_ text: String) -> [String] {
+        text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).flatMap { word in
+            word.contains("#") ? [String(word)] : word.split(separator: ",").map(String.init)
+        }
+    }
 
     @Option(help: "This node's id (HERD_NODE_ID); default: the host name.")
     var nodeId: String = Environment.string("HERD_NODE_ID") ?? NodeIdentity.hostname()
@@ -110,10 +117,21 @@ struct HerdNodeCommand: ParsableCommand {
             do { targets.append(BackendTarget(kind: .ollama, url: try HTTPURL(ollama, defaultPort: 11434))) } catch { throw ValidationError("--ollama: \(error)") }
         }
         for entry in backend {
-            guard let eq = entry.firstIndex(of: "="), let kind = BackendKind(rawValue: String(entry[..<eq])) else {
-                throw ValidationError("--backend must be KIND=URL with KIND ollama or openai (got '\(entry)')")
+            let kinds = BackendKind.allCases.map(\.rawValue).joined(separator: ", ")
+            guard entry.utf8.count <= 4096, let eq = entry.firstIndex(of: "="), let kind = BackendKind(rawValue: String(entry[..<eq])) else {
+                throw ValidationError("--backend must be KIND=URL[#model,…] with KIND one of \(kinds) (got '\(entry.prefix(200))')")
             }
-            do { targets.append(BackendTarget(kind: kind, url: try HTTPURL(String(entry[entry.index(after: eq)...])))) } catch {
+            var rest = entry[entry.index(after: eq)...]
+            var models: [String] = []
+            if let hash = rest.firstIndex(of: "#") {
+                models = rest[rest.index(after: hash)...].split(separator: ",").map { String($0.trimmingSpaces) }
+                rest = rest[..<hash]
+                guard !models.isEmpty, models.count <= 64,
+                      models.allSatisfy({ RequestLimits.modelBytes.contains($0.utf8.count) && RequestLimits.isModelName($0) }) else {
+                    throw ValidationError("--backend \(kind.rawValue)=URL#models: 1–64 model names, each 1–\(RequestLimits.modelBytes.upperBound) bytes")
+                }
+            }
+            do { targets.append(BackendTarget(kind: kind, url: try HTTPURL(String(rest)), models: models)) } catch {
                 throw ValidationError("--backend: \(error)")
             }
         }

@@ -52,6 +52,9 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "Largest request body in MiB, 1–1024 (HERD_MAX_BODY_MB; 64).")
     var maxBodyMb: Int?
 
+    @Option(help: "Largest upload in MiB (audio to transcribe, images to edit: multipart forms), 1–1024 and at most --max-body-mb (HERD_MAX_UPLOAD_MB; 25, OpenAI's limit).")
+    var maxUploadMb: Int?
+
     @Option(help: "Time in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT; 30).")
     var drainTimeout: Seconds?
 
@@ -89,6 +92,9 @@ struct HerdProxyCommand: ParsableCommand {
                                                                        default: 3_600, in: 0...(7 * day)).milliseconds
         let maxBody = try settings.int(maxBodyMb, "max-body-mb", env: "HERD_MAX_BODY_MB", default: 64, in: 1...1_024)
         options.server.maxBodyBytes = maxBody * 1024 * 1024
+        let maxUpload = try settings.int(maxUploadMb, "max-upload-mb", env: "HERD_MAX_UPLOAD_MB", default: min(25, maxBody), in: 1...1_024)
+        guard maxUpload <= maxBody else { throw SettingError("--max-upload-mb (\(maxUpload)) must not be over --max-body-mb (\(maxBody))") }
+        options.maxUploadBytes = maxUpload * 1024 * 1024
         options.server.keepAliveTimeoutMilliseconds = try settings.seconds(clientIdleTimeout, "client-idle-timeout", env: "HERD_CLIENT_IDLE_TIMEOUT",
                                                                            default: 60, in: 0.001...day).milliseconds
         // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.

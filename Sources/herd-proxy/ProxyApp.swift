@@ -24,6 +24,8 @@ struct ProxyOptions: Sendable {
     var allowedOrigins = ProxyOptions.defaultOrigins
     /// Model management (`/api/pull`, `/api/delete`, …) from other machines without a fleet key (`--allow-remote-admin`).
     var allowRemoteAdmin = false
+    /// Largest multipart upload (audio to transcribe, images to edit): 413 past it (`--max-upload-mb`).
+    var maxUploadBytes = 25 * 1024 * 1024
 
     /// Like Ollama's defaults: local pages, desktop apps and browser extensions.
     static let defaultOrigins = ["http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
@@ -112,6 +114,15 @@ final class ProxyApp {
             guard method == "POST" else {
                 return ClientError.methodNotAllowed(method: method, path: path).respond(exchange, api: endpoint.api, headers: ["Allow": "POST"])
             }
+            if endpoint.isForm {
+                // Uploads (audio, images) have their own limit, in OpenAI's error shape.
+                let limit = options.maxUploadBytes
+                exchange.collectBody(limit: limit, tooLarge: { [unowned self] in
+                    ClientError(status: 413, message: "the upload is over the limit of \(limit / (1024 * 1024)) MiB (--max-upload-mb)")
+                        .respond(exchange, api: endpoint.api, headers: self.corsHeaders(for: exchange))
+                }) { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
+                return
+            }
             exchange.collectBody { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
             return
         }
@@ -142,7 +153,11 @@ final class ProxyApp {
     private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8]) {
         let fields: RouteFields
         do {
-            fields = try RouteFields.read(body, endpoint: endpoint,
+            fields = endpoint.isForm
+                ? try RouteFields.readForm(body, contentType: exchange.head.headers["Content-Type"],
+                                           headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
+                                           headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]))
+                : try RouteFields.read(body, endpoint: endpoint,
                                           headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
                                           headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]),
                                           headerSession: exchange.head.headers[.xHerdSession])

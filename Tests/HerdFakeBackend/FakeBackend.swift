@@ -198,6 +198,19 @@ public final class FakeBackend {
             respondJSON(exchange, 200, ["total_slots": .int(configuration.slots), "n_ctx": 8192])
         case ("GET", "/v1/models"):
             respondJSON(exchange, 200, FakeOpenAI.models(configuration))
+        case ("POST", "/v1/audio/transcriptions"), ("POST", "/v1/audio/translations"), ("POST", "/v1/images/edits"):
+            // A form: says which backend read how many bytes for which model (the upload arrived whole).
+            let model = FakeMedia.formField("model", in: body) ?? ""
+            guard configuration.model(named: model) != nil else {
+                return respondJSON(exchange, 404, FakeOpenAI.error("model '\(model)' not found", type: "invalid_request_error", code: "model_not_found"))
+            }
+            if path.hasPrefix("/v1/images") {
+                respondJSON(exchange, 200, ["created": 1, "data": [["b64_json": .string("ZmFrZQ==")]], "herd_fake": ["backend": .string(configuration.name),
+                                            "model": .string(model), "bytes": .int(body.count)]])
+            } else {
+                respondJSON(exchange, 200, ["text": .string("fake words from \(configuration.name)"),
+                                            "herd_fake": ["backend": .string(configuration.name), "model": .string(model), "bytes": .int(body.count)]])
+            }
         case ("POST", _):
             let request: JSONValue
             do {
@@ -283,6 +296,13 @@ public final class FakeBackend {
             } else {
                 respondJSON(exchange, 200, FakeResponses.whole(model: model, configuration: configuration))
             }
+        case "/v1/audio/speech":
+            // Audio bytes, streamed as they are made: a WAV header, then samples.
+            let characters = request["input"]?.stringValue?.count ?? 0
+            streamLines(exchange, contentType: "audio/wav", lines: FakeMedia.speech(characters: characters, chunks: 8))
+        case "/v1/images/generations":
+            respondJSON(exchange, 200, ["created": 1, "data": [["b64_json": .string("ZmFrZQ==")]],
+                                        "herd_fake": ["backend": .string(configuration.name), "model": .string(model.name)]])
         case "/v1/rerank", "/rerank", "/v1/reranking":
             let documents = request["documents"]?.arrayValue?.count ?? 0
             respondJSON(exchange, 200, ["model": .string(model.name), "object": "list",

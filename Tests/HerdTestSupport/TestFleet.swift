@@ -100,7 +100,8 @@ public final class TestFleet: @unchecked Sendable {
             let known = Set(((try? JSONValue.parse(self.getControl("/api/fleet").body))?["nodes"]?.arrayValue ?? [])
                 .filter { $0["status"]?.stringValue == "online" }
                 .flatMap { ($0["backends"]?.arrayValue ?? []).flatMap { ($0["models"]?.arrayValue ?? []).compactMap(\.stringValue) } })
-            let listed = Set(((try? JSONValue.parse(self.get("/api/tags").body))?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
+            // /v1/models lists every kind (speech and image models are not in /api/tags).
+            let listed = Set(((try? JSONValue.parse(self.get("/v1/models").body))?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue })
             return !listed.isEmpty && known.isSubset(of: listed)
         }
     }

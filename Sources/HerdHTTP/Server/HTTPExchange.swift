@@ -144,6 +144,31 @@ public final class HTTPExchange {
         onEnd = { completion(body) }
     }
 
+    /// Buffers the request body up to `limit` bytes: past it, `tooLarge` is
+    /// called once (answer it; the rest of the body is discarded) and
+    /// `completion` never is.
+    public func collectBody(limit: Int, tooLarge: @escaping () -> Void, _ completion: @escaping ([UInt8]) -> Void) {
+        if let length = head.contentLength, length > limit { return tooLarge() }
+        var body: [UInt8] = []
+        if let length = head.contentLength { body.reserveCapacity(length) }
+        if isRequestComplete {
+            completion(body)
+            return
+        }
+        var over = false
+        onBody = { bytes in
+            guard !over else { return }
+            if body.count + bytes.count > limit {
+                over = true
+                body = []
+                tooLarge()
+                return
+            }
+            body.append(contentsOf: bytes)
+        }
+        onEnd = { if !over { completion(body) } }
+    }
+
     // MARK: Transport side
 
     func deliverBody(_ bytes: UnsafeRawBufferPointer) {

@@ -92,6 +92,13 @@ extension Scheduler {
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .incapable,
                                             message: "the request carries images and no model it names can see them (\(names): no vision capability)"),
                    into: &actions)
+        case .wrongWork:
+            let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
+            let work = WorkKind(path: entry.request.path)
+            let served = Set(card.eliminated.map { $0.reason }).sorted().prefix(3).joined(separator: "; ")
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .incapable,
+                                            message: "no node serves \(names) for \(work.label) (\(entry.request.path)): \(served)"),
+                   into: &actions)
         }
         return .settled
     }
@@ -152,12 +159,11 @@ extension Scheduler {
     }
 
     /// Whether a request to `path` generates tokens (not embeddings, rerank,
-    /// token counts or `/api/show`).
+    /// speech, images, token counts or `/api/show`).
     package static func generates(path: String) -> Bool {
         switch path {
-        case "/api/embed", "/api/embeddings", "/v1/embeddings", "/api/show", "/v1/messages/count_tokens", "/v1/rerank", "/rerank",
-             "/v1/reranking": false
-        default: true
+        case "/api/show", "/v1/messages/count_tokens": false
+        default: WorkKind(path: path) == .chat
         }
     }
 
@@ -177,6 +183,7 @@ extension Scheduler {
         request.prefix = entry.request.prefix
         request.excluded = entry.excluded
         request.vision = entry.request.vision
+        request.work = WorkKind(path: entry.request.path)
         return request
     }
 

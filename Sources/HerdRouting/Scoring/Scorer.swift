@@ -24,6 +24,8 @@ package struct ScoringRequest: Sendable {
     package var excluded: Set<String> = []
     /// The request carries images: models known not to see are left out.
     package var vision = false
+    /// The kind of work (from the path): only backends that do it are candidates.
+    package var work = WorkKind.chat
 
     package init(api: ClientAPI, models: [String]) {
         self.api = api
@@ -119,6 +121,8 @@ package enum RouteDecision: Equatable, Sendable {
     case noNode
     /// The request carries images and every model it names is known not to see.
     case cannotSee
+    /// Every backend with the model does another kind of work (a chat sent to a speech model).
+    case wrongWork
 }
 
 /// The scoring engine: a pure function of the fleet, the live load, the
@@ -164,6 +168,11 @@ package struct Scorer: Sendable {
     package static let pausedBelowAvailability = 0.1
     /// Why a model that cannot see is left out of a request with images.
     package static let blind = "cannot see images (no vision capability)"
+    /// Why a backend is left out of a kind of work it does not do.
+    package static func doesNot(_ work: WorkKind, _ kind: BackendKind) -> String {
+        "does not do \(work.label) (a backend of kind \(kind.rawValue))"
+    }
+    static let doesNotPrefix = "does not do "
     /// A load competes with a hot replica that has room only when expected to finish this many times sooner.
     package static let loadMustWin = 2.0
 
@@ -184,6 +193,9 @@ package struct Scorer: Sendable {
         if !anyoneHasIt { return (.notFound(known: Scorer.knownModels(fleet, api: request.api)), card) }
         if request.vision, card.candidates.isEmpty, !card.eliminated.isEmpty, card.eliminated.allSatisfy({ $0.reason == Scorer.blind }) {
             return (.cannotSee, card)
+        }
+        if card.candidates.isEmpty, !card.eliminated.isEmpty, card.eliminated.allSatisfy({ $0.reason.hasPrefix(Scorer.doesNotPrefix) }) {
+            return (.wrongWork, card)
         }
 
         var competing: [ScoredCandidate]?
@@ -243,6 +255,14 @@ package struct Scorer: Sendable {
                 // say (an OpenAI-compatible server, capabilities not yet read) is not a no.
                 if request.vision, let capabilities = onDisk?.capabilities, !capabilities.isEmpty, !capabilities.contains("vision") {
                     eliminate(Scorer.blind)
+                    continue
+                }
+                // The work goes only to a backend that does it (a speech server's
+                // model is not a chat model); Ollama transcribes with audio models only.
+                let capabilities = onDisk?.capabilities ?? []
+                if !backend.kind.serves(request.work)
+                    || (request.work == .stt && backend.kind == .ollama && !capabilities.isEmpty && !capabilities.contains("audio")) {
+                    eliminate(Scorer.doesNot(request.work, backend.kind))
                     continue
                 }
                 if let (reason, otherBackends) = unavailable(node, reachable: backend.reachable, request) {

@@ -10,7 +10,7 @@ extension ClientAPI: WireEnumeration {
 }
 
 extension BackendKind: WireEnumeration {
-    public static let wireOrder: [BackendKind] = [.ollama, .openai]
+    public static let wireOrder: [BackendKind] = [.ollama, .openai, .stt, .tts, .image, .embed, .rerank]
 }
 
 extension RouteResult.Outcome: WireEnumeration {

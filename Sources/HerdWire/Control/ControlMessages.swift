@@ -19,19 +19,72 @@ public enum ClientAPI: String, Sendable, Codable, CaseIterable {
 public enum BackendKind: String, Sendable, Codable, CaseIterable {
     /// An Ollama server (serves the Ollama API and `/v1/*`).
     case ollama
-    /// An OpenAI-compatible server (llama.cpp, vLLM, LM Studio): `/v1/*` only.
+    /// An OpenAI-compatible server (llama.cpp, vLLM, LM Studio, LocalAI): `/v1/*` only.
     case openai
+    /// Servers of one kind of work, on OpenAI's paths: speech-to-text
+    /// (`/v1/audio/transcriptions`, faster-whisper-server, whisper.cpp),
+    /// text-to-speech (`/v1/audio/speech`), images (`/v1/images/*`),
+    /// embeddings (`/v1/embeddings`) and rerank (`/v1/rerank`).
+    case stt, tts, image, embed, rerank
 
     /// Whether a request in `api` may go to this kind of backend: either
     /// serves all three (Ollama-API requests reach an OpenAI-compatible
     /// server translated, by the proxy).
     public func serves(_ api: ClientAPI) -> Bool { true }
+
+    /// Whether this kind of backend does `work`: Ollama chats, embeds,
+    /// reranks (where its build serves it: the model decides) and transcribes
+    /// (audio models), but speaks and draws nothing; a general
+    /// OpenAI-compatible server may do anything (its models decide); a server
+    /// of one kind does only that.
+    public func serves(_ work: WorkKind) -> Bool {
+        switch self {
+        case .ollama: work != .tts && work != .image
+        case .openai: true
+        case .stt: work == .stt
+        case .tts: work == .tts
+        case .image: work == .image
+        case .embed: work == .embed
+        case .rerank: work == .rerank
+        }
+    }
+
+    /// Everything but Ollama speaks OpenAI's API only.
+    public var speaksOpenAIOnly: Bool { self != .ollama }
+}
+
+/// The kind of work a request asks for, from its path.
+public enum WorkKind: String, Sendable, CaseIterable {
+    case chat, embed, rerank, stt, tts, image
+
+    public init(path: some StringProtocol) {
+        switch path {
+        case "/api/embed", "/api/embeddings", "/v1/embeddings": self = .embed
+        case "/v1/rerank", "/rerank", "/v1/reranking": self = .rerank
+        case "/v1/audio/transcriptions", "/v1/audio/translations": self = .stt
+        case "/v1/audio/speech": self = .tts
+        case "/v1/images/generations", "/v1/images/edits": self = .image
+        default: self = .chat
+        }
+    }
+
+    /// How a person says it (error messages).
+    public var label: String {
+        switch self {
+        case .chat: "chat and text generation"
+        case .embed: "embeddings"
+        case .rerank: "rerank"
+        case .stt: "speech-to-text"
+        case .tts: "text-to-speech"
+        case .image: "image generation"
+        }
+    }
 }
 
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 5
+    public static let protocolVersion = 6
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String

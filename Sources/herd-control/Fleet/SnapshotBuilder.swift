@@ -23,9 +23,11 @@ enum SnapshotBuilder {
                 if backend.kind == .ollama, let version = backend.version, versionIsNewer(version, than: ollamaVersion) {
                     ollamaVersion = version
                 }
+                // Speech, image and rerank servers' models are not Ollama models: only in /v1/models.
+                let ollamaListed = backend.kind == .ollama || backend.kind == .openai || backend.kind == .embed
                 for model in backend.models {
                     let key = ModelName.canonical(model.name)
-                    if tags[key] == nil {
+                    if ollamaListed, tags[key] == nil {
                         // An OpenAI-compatible server's model is listed too (the proxy translates Ollama-API requests to it).
                         tags[key] = ["name": .string(model.name), "model": .string(model.name),
                                      "modified_at": .string(model.modifiedAt.isEmpty ? "1970-01-01T00:00:00Z" : model.modifiedAt),
@@ -33,11 +35,12 @@ enum SnapshotBuilder {
                                      "details": backend.kind == .ollama ? model.details : SnapshotBuilder.openAIDetails]
                     }
                     if openAI[key] == nil {
-                        openAI[key] = ["id": .string(model.name), "object": "model", "created": .int(0), "owned_by": .string(node.id)]
+                        openAI[key] = ["id": .string(model.name), "object": "model", "created": .int(0), "owned_by": .string(node.id),
+                                       "herd_kind": .string(SnapshotBuilder.work(backend.kind, model).rawValue)]
                     }
                 }
                 // An OpenAI-compatible server's models are all loaded (its node says so), with no expiry.
-                for model in backend.loaded where ps[ModelName.canonical(model.name)] == nil {
+                for model in backend.loaded where ollamaListed && ps[ModelName.canonical(model.name)] == nil {
                     let details = backend.models.first { ModelName.same($0.name, model.name) }
                     let ollama = backend.kind == .ollama
                     ps[ModelName.canonical(model.name)] = ["name": .string(model.name), "model": .string(model.name), "size": .int(model.sizeBytes),
@@ -53,6 +56,22 @@ enum SnapshotBuilder {
             ps: ["models": .array(ps.keys.sorted().map { ps[$0]! })],
             openAIModels: ["object": "list", "data": .array(openAI.keys.sorted().map { openAI[$0]! })],
             ollamaVersion: ollamaVersion)
+    }
+
+    /// The kind of work a model does, for listings: its backend's kind, or for
+    /// Ollama and general OpenAI-compatible servers what the model says it can
+    /// (Ollama `capabilities`: an embedding model without `completion` embeds).
+    static func work(_ kind: BackendKind, _ model: Heartbeat.Model) -> WorkKind {
+        switch kind {
+        case .stt: .stt
+        case .tts: .tts
+        case .image: .image
+        case .embed: .embed
+        case .rerank: .rerank
+        case .ollama, .openai:
+            model.capabilities.contains("embedding") && !model.capabilities.contains("completion") ? .embed
+                : model.capabilities.contains("audio") && !model.capabilities.contains("completion") ? .stt : .chat
+        }
     }
 
     /// What `/api/tags` says of a model an OpenAI-compatible server serves (it says nothing of it).

@@ -7,6 +7,9 @@ import HerdWire
 struct BackendTarget {
     var kind: BackendKind
     var url: HTTPURL
+    /// Models named on the command line (`KIND=URL#model1,model2`): the
+    /// server's own list is not asked (many speech and image servers have none).
+    var models: [String] = []
 }
 
 /// Reads a backend's state: Ollama `/api/version`, `/api/tags`, `/api/ps`; an
@@ -56,9 +59,13 @@ enum BackendProbe {
                 }
                 done()
             }
-        case .openai where !models:
+        case _ where !models || !target.models.isEmpty:
             // Alive is any HTTP answer (llama-cpp-python has no /health: 404),
-            // but llama.cpp's 503 "Loading model".
+            // but llama.cpp's 503 "Loading model". Named models are the backend's.
+            if !target.models.isEmpty {
+                backend.models = target.models.map { Heartbeat.Model(name: $0) }
+                backend.loaded = target.models.map { Heartbeat.LoadedModel(name: $0) }
+            }
             client.collect(HTTPClientRequest(method: "GET", target: prefix + "/health"), to: address, limit: 64 * 1024) { result in
                 switch result {
                 case let .success(response) where response.status == 503:
@@ -70,7 +77,7 @@ enum BackendProbe {
                 }
                 completion(backend)
             }
-        case .openai:
+        default:
             get(prefix + "/v1/models", address, client) { result in
                 switch result {
                 case let .success(json):

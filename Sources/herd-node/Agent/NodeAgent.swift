@@ -144,11 +144,11 @@ final class NodeAgent {
         if pending == 0 { return send([]) }
         let now = loop.nowMilliseconds
         for (i, target) in options.backends.enumerated() {
-            let full = target.kind != .openai
+            let full = target.kind == .ollama || !target.models.isEmpty
                 || modelSchedule.due(index: i, now: now, interval: options.modelProbeMilliseconds, routerInFlight: routerInFlight)
             BackendProbe.probe(target, address: addresses[i], client: client, models: full) { [unowned self] report in
                 var report = report
-                if target.kind == .openai { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
+                if target.kind.speaksOpenAIOnly, target.models.isEmpty { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
                 let finish = { (report: Heartbeat.Backend) in
                     reports[i] = report
                     pending -= 1
@@ -157,7 +157,7 @@ final class NodeAgent {
                 // Queue gauges: looked for at each full probe (the router idle
                 // here), then read on every beat while the router has requests
                 // on the node — when they teach something.
-                guard target.kind == .openai, report.reachable, let address = self.addresses[i],
+                guard target.kind.speaksOpenAIOnly, report.reachable, let address = self.addresses[i],
                       full || (self.gaugeBackends.contains(i) && self.routerInFlight > 0) else { return finish(report) }
                 BackendProbe.queueGauges(target, address: address, client: self.client) { gauges in
                     if full {

@@ -1,3 +1,4 @@
+import HerdBounds
 import HerdWire
 
 /// Reads a backend's own queue gauges from its Prometheus `/metrics` text:
@@ -70,7 +71,7 @@ enum QueueGaugeReader {
         let number = line[i..<end].allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }
         guard end > i, end - i <= 64, number, let value = Double(String(decoding: line[i..<end], as: UTF8.self)),
               value.isFinite, value >= 0, value <= Double(Heartbeat.QueueGauges.maxCount) else { return nil }
-        return (name, Int(value.rounded()))
+        return (name, Int(saturatingRounded: value))
     }
 }
 

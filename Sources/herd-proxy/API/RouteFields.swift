@@ -235,6 +235,114 @@ struct RouteFields: Equatable {
         return (session, prefix)
     }
 
+    /// Reads the route fields of a `multipart/form-data` upload: the small
+    /// fields `model` and `stream` wherever they are in the form (before or
+    /// after the file). The form is scanned, not copied: each part's headers
+    /// (at most 8 KiB), then a search for the next boundary; at most 256 parts.
+    static func readForm(_ body: [UInt8], contentType: String?, headerFallbacks: [String], headerTags: [String]) throws(Invalid) -> RouteFields {
+        guard let contentType, let boundary = formBoundary(contentType) else {
+            throw Invalid(message: "expected a multipart/form-data body with a boundary (Content-Type: multipart/form-data; boundary=…)")
+        }
+        let delimiter = Array("--".utf8) + boundary
+        let scanned = body.withUnsafeBytes { scanForm($0, delimiter: delimiter) }
+        guard case let .success((model, stream)) = scanned else {
+            if case let .failure(error) = scanned { throw error }
+            throw Invalid(message: "the form cannot be read")
+        }
+        guard let model, !model.isEmpty else { throw Invalid(message: "the form has no \"model\" field") }
+        try checkModelName(model, field: "model")
+        for name in headerFallbacks { try checkModelName(name, field: "X-Herd-Fallback-Models") }
+        guard headerFallbacks.count <= RequestLimits.maxFallbacks, headerTags.count <= RequestLimits.maxTags else {
+            throw Invalid(message: "at most \(RequestLimits.maxFallbacks) fallbacks and \(RequestLimits.maxTags) tags")
+        }
+        for tag in headerTags where !RequestLimits.tagBytes.contains(tag.utf8.count) {
+            throw Invalid(message: "each tag must be \(RequestLimits.tagBytes.lowerBound)–\(RequestLimits.tagBytes.upperBound) bytes; one is \(tag.utf8.count)")
+        }
+        return RouteFields(model: model, stream: stream, fallbacks: headerFallbacks, tags: headerTags, numCtx: nil, hasFallbackField: false)
+    }
+
+    /// The `model` and `stream` fields of a form whose parts begin with `delimiter`.
+    static func scanForm(_ raw: UnsafeRawBufferPointer, delimiter: [UInt8]) -> Result<(model: String?, stream: Bool), Invalid> {
+        var model: String?
+        var stream = false
+        guard var at = find(delimiter, in: raw, from: 0) else { return .failure(Invalid(message: "the form has no part (no boundary line)")) }
+        let crlf2: [UInt8] = [13, 10, 13, 10]
+        let next = [13, 10] + delimiter
+        var parts = 0
+        while true {
+            at += delimiter.count
+            // "--" after a boundary ends the form.
+            if at + 2 <= raw.count, raw[at] == 0x2D, raw[at + 1] == 0x2D { break }
+            parts += 1
+            guard parts <= 256 else { return .failure(Invalid(message: "the form has more than 256 parts")) }
+            guard let headersEnd = find(crlf2, in: raw, from: at), headersEnd - at <= 8192 else {
+                return .failure(Invalid(message: "a form part's headers are missing their end or over 8 KiB"))
+            }
+            let headers = String(decoding: UnsafeRawBufferPointer(rebasing: raw[at..<headersEnd]), as: UTF8.self)
+            let valueStart = headersEnd + 4
+            guard let end = find(next, in: raw, from: valueStart) else {
+                return .failure(Invalid(message: "the form ends without its closing boundary"))
+            }
+            switch formFieldName(headers) {
+            case "model":
+                guard end - valueStart <= RequestLimits.modelBytes.upperBound else {
+                    return .failure(Invalid(message: "\"model\" is \(end - valueStart) bytes; at most \(RequestLimits.modelBytes.upperBound)"))
+                }
+                model = String(decoding: UnsafeRawBufferPointer(rebasing: raw[valueStart..<end]), as: UTF8.self)
+            case "stream":
+                stream = String(decoding: UnsafeRawBufferPointer(rebasing: raw[valueStart..<min(end, valueStart + 8)]), as: UTF8.self)
+                    .trimmingSpaces.lowercased() == "true"
+            default: break
+            }
+            at = end + 2
+        }
+        return .success((model, stream))
+    }
+
+    /// Where `needle` first occurs in `raw` at or after `start`: memchr for its
+    /// first byte, then a compare (linear in the form).
+    static func find(_ needle: [UInt8], in raw: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard let base = raw.baseAddress, !needle.isEmpty, start >= 0 else { return nil }
+        var at = start
+        while at + needle.count <= raw.count {
+            guard let hit = memchr(base + at, Int32(needle[0]), raw.count - needle.count + 1 - at) else { return nil }
+            let i = base.distance(to: UnsafeRawPointer(hit))
+            let same = needle.withUnsafeBytes { n in memcmp(base + i, n.baseAddress!, n.count) == 0 }
+            if same { return i }
+            at = i + 1
+        }
+        return nil
+    }
+
+    /// The `boundary` parameter of a `multipart/form-data` Content-Type (1–70 bytes, RFC 2046), quoted or not.
+    static func formBoundary(_ contentType: String) -> [UInt8]? {
+        let parts = contentType.split(separator: ";").map { $0.trimmingSpaces }
+        guard let first = parts.first, first.lowercased() == "multipart/form-data" else { return nil }
+        for part in parts.dropFirst() {
+            guard let eq = part.firstIndex(of: "="), part[..<eq].trimmingSpaces.lowercased() == "boundary" else { continue }
+            var value = part[part.index(after: eq)...].trimmingSpaces
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = value.dropFirst().dropLast() }
+            guard (1...70).contains(value.utf8.count) else { return nil }
+            return Array(value.utf8)
+        }
+        return nil
+    }
+
+    /// The `name` of a form part, from its `Content-Disposition: form-data; name="…"` header.
+    static func formFieldName(_ headers: String) -> Substring? {
+        for line in headers.split(separator: "\r\n") {
+            guard let colon = line.firstIndex(of: ":"), line[..<colon].trimmingSpaces.lowercased() == "content-disposition" else { continue }
+            for parameter in line[line.index(after: colon)...].split(separator: ";") {
+                let p = parameter.trimmingSpaces
+                guard let eq = p.firstIndex(of: "="), p[..<eq].trimmingSpaces.lowercased() == "name" else { continue }
+                var value = p[p.index(after: eq)...].trimmingSpaces
+                if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = value.dropFirst().dropLast() }
+                return value
+            }
+        }
+        return nil
+    }
+
     /// Whether a message object's `role` is `system`: a scan of its bytes for
     /// the key `"role"` (an unescaped quote pair can only be a key or a whole
     /// string value) followed by `:` and `"system"`.
@@ -283,14 +391,30 @@ enum Endpoint: String, CaseIterable {
     case rerank = "/v1/rerank"
     case rerankBare = "/rerank"
     case reranking = "/v1/reranking"
+    /// Speech and images, on OpenAI's paths (to backends of kind stt, tts, image,
+    /// or an OpenAI-compatible server with the model). Transcriptions,
+    /// translations and image edits are multipart forms.
+    case transcriptions = "/v1/audio/transcriptions"
+    case translations = "/v1/audio/translations"
+    case speech = "/v1/audio/speech"
+    case imageGenerations = "/v1/images/generations"
+    case imageEdits = "/v1/images/edits"
 
     var api: ClientAPI {
         switch self {
         case .chat, .generate, .embed, .embeddings, .show: .ollama
         case .anthropicMessages, .anthropicCountTokens: .anthropic
-        case .openAIChat, .openAICompletions, .openAIEmbeddings, .openAIResponses, .rerank, .rerankBare, .reranking: .openai
+        case .openAIChat, .openAICompletions, .openAIEmbeddings, .openAIResponses, .rerank, .rerankBare, .reranking,
+             .transcriptions, .translations, .speech, .imageGenerations, .imageEdits: .openai
         }
     }
+
+    /// The body is a `multipart/form-data` upload, not JSON.
+    var isForm: Bool { self == .transcriptions || self == .translations || self == .imageEdits }
+
+    /// The body is text the model reads (its size estimates prompt tokens); not
+    /// for audio, images or the text a voice reads.
+    var bodyIsPrompt: Bool { !isForm && self != .speech && self != .imageGenerations }
 
     /// Ollama streams chat and generate unless told not to; OpenAI does not.
     var streamsByDefault: Bool { self == .chat || self == .generate }

@@ -91,7 +91,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         case .askRoute:
             let request = RouteRequest(
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
-                fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: body.count / 4, numCtx: fields.numCtx,
+                fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: endpoint.bodyIsPrompt ? body.count / 4 : 0, numCtx: fields.numCtx,
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost), maxTokens: fields.maxTokens, think: fields.think,
                 session: fields.session, prefix: fields.prefix, vision: fields.vision)
             let attempt = routes.attempt(request, waiter: self)
@@ -169,11 +169,12 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         let forwardedFor = exchange.head.headers[.xForwardedFor].map { $0 + ", " } ?? ""
         headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteHost ?? "unknown"))
         headers.add("X-Forwarded-Proto", exchange.head.headers[.xForwardedProto] ?? "http")
-        var upstreamBody = answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx
+        // A form goes as it came (its model named as the client named it).
+        var upstreamBody = !endpoint.isForm && (answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx)
             ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
         var target = exchange.head.target
         translator = nil
-        if endpoint.api == .ollama, answer.backend == .openai {
+        if endpoint.api == .ollama, answer.backend.speaksOpenAIOnly {
             // An Ollama-API request to an OpenAI-compatible server: translated both ways.
             if endpoint == .show { return perform(flow.answeredByHerd()) }
             guard let translated = OllamaOverOpenAI.request(endpoint, body: body, model: answer.model, stream: fields.stream) else {

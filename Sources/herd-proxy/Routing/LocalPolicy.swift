@@ -6,12 +6,13 @@ import HerdWire
 /// models first. No queuing. Pure.
 enum LocalPolicy {
     static func choose(
-        snapshot: RoutingSnapshot, api: ClientAPI, models: [String], excluded: Set<String>, inFlight: (String) -> Int, id: UInt64
+        snapshot: RoutingSnapshot, api: ClientAPI, models: [String], excluded: Set<String>, inFlight: (String) -> Int, id: UInt64,
+        work: WorkKind = .chat
     ) -> RouteAnswer? {
         for model in models {
             var best: (node: RoutingSnapshot.Node, backend: RoutingSnapshot.Backend, name: String, rank: (Int, Int, Int))?
             for node in snapshot.nodes where (node.status == "online" || node.status == "degraded") && !excluded.contains(node.id) {
-                for backend in node.backends where backend.kind.serves(api) {
+                for backend in node.backends where backend.kind.serves(api) && backend.kind.serves(work) {
                     guard let name = backend.models.first(where: { ModelName.same($0, model) }) ?? backend.loaded.first(where: { ModelName.same($0, model) }) else { continue }
                     let hot = backend.loaded.contains { ModelName.same($0, model) }
                     let rank = (node.status == "online" ? 0 : 1, hot ? 0 : 1, inFlight(backend.address))

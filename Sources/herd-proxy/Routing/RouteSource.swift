@@ -42,7 +42,7 @@ final class RouteSource {
         if retries > maxLocalRetries {
             outcome = .refused(RouteRefusal(id: request.id, code: .retriesExhausted, message: "every node tried failed"))
         } else if let answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models, excluded: excluded,
-                                                  inFlight: inFlight, id: request.id) {
+                                                  inFlight: inFlight, id: request.id, work: WorkKind(path: request.path)) {
             outcome = .routed(answer)
         } else {
             outcome = .refused(LocalPolicy.refusal(snapshot: snapshot, api: request.api, models: models, id: request.id))

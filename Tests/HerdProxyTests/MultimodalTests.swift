@@ -1,0 +1,170 @@
+import HerdJSON
+import HerdTestSupport
+import HerdWire
+import Testing
+@testable import herd_proxy
+
+/// A multipart form as clients send it: `fields` in order, the file where `fileAt` says.
+func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], fileAt: Int) -> [UInt8] {
+    var out: [UInt8] = []
+    func field(_ name: String, _ value: String) {
+        out += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+    }
+    for (i, (name, value)) in fields.enumerated() {
+        if i == fileAt { out += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n".utf8) + file + [13, 10] }
+        field(name, value)
+    }
+    if fileAt >= fields.count { out += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n".utf8) + file + [13, 10] }
+    out += Array("--\(boundary)--\r\n".utf8)
+    return out
+}
+
+/// The proxy reads a form's `model` (before or after the file) without decoding the file.
+@Suite struct MultipartFieldsTests {
+    let type = "multipart/form-data; boundary=XyZ123"
+    func read(_ body: [UInt8], _ contentType: String? = "multipart/form-data; boundary=XyZ123") throws(RouteFields.Invalid) -> RouteFields {
+        try RouteFields.readForm(body, contentType: contentType, headerFallbacks: [], headerTags: [])
+    }
+
+    @Test func modelBeforeOrAfterTheFile() throws {
+        // The file holds things that look like a boundary and a field, but are not one.
+        let file = Array("--XyZ12 name=\"model\"\r\n\r\nnot-me\r\n".utf8) + [UInt8](repeating: 0xFF, count: 100_000)
+        for at in 0...2 {
+            let form = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny"), ("stream", "true")], file: file, fileAt: at)
+            let fields = try read(form)
+            #expect(fields.model == "whisper-tiny", "file at \(at)")
+            #expect(fields.stream)
+        }
+        let quoted = multipartForm(boundary: "a b", fields: [("model", "m")], file: [1, 2, 3], fileAt: 1)
+        #expect(try read(quoted, #"Multipart/Form-Data; charset=utf-8; boundary="a b""#).model == "m")
+    }
+
+    @Test func badFormsAreClear400s() {
+        func message(_ body: [UInt8], _ contentType: String? = "multipart/form-data; boundary=XyZ123") -> String {
+            do { _ = try read(body, contentType); return "accepted" } catch { return error.message }
+        }
+        let good = multipartForm(boundary: "XyZ123", fields: [("model", "m")], file: [1], fileAt: 0)
+        #expect(message(good, nil).contains("multipart/form-data"))
+        #expect(message(good, "application/json").contains("multipart/form-data"))
+        #expect(message(good, "multipart/form-data; boundary=" + String(repeating: "b", count: 71)).contains("boundary"))
+        #expect(message(multipartForm(boundary: "XyZ123", fields: [("language", "en")], file: [1], fileAt: 0)).contains("no \"model\""))
+        #expect(message(Array(good.dropLast(12))).contains("closing boundary"))
+        #expect(message(Array("garbage".utf8)).contains("no part"))
+        #expect(message(multipartForm(boundary: "XyZ123", fields: [("model", String(repeating: "m", count: 5_000))], file: [], fileAt: 1))
+            .contains("at most"))
+        let many = multipartForm(boundary: "XyZ123", fields: (0..<300).map { ("f\($0)", "v") } + [("model", "m")], file: [], fileAt: 999)
+        #expect(message(many).contains("256 parts"))
+        var endless = Array("--XyZ123\r\nContent-Disposition: form-data; name=\"model\"".utf8)
+        endless += [UInt8](repeating: 0x20, count: 20_000)
+        #expect(message(endless).contains("8 KiB"))
+    }
+
+    @Test func randomBytesNeverTrap() {
+        var generator = SystemRandomNumberGenerator()
+        let pieces: [[UInt8]] = [Array("--XyZ123".utf8), [13, 10], [13, 10, 13, 10], Array("--".utf8),
+                                 Array("Content-Disposition: form-data; name=\"model\"".utf8), Array("m".utf8), [0, 255]]
+        for _ in 0..<2_000 {
+            var body: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...12, using: &generator) { body += pieces.randomElement(using: &generator)! }
+            _ = try? read(body)
+        }
+    }
+
+    @Test func workKindsByPath() {
+        #expect(WorkKind(path: "/v1/audio/transcriptions") == .stt)
+        #expect(WorkKind(path: "/v1/audio/speech") == .tts)
+        #expect(WorkKind(path: "/v1/images/edits") == .image)
+        #expect(WorkKind(path: "/api/embed") == .embed)
+        #expect(WorkKind(path: "/v1/chat/completions") == .chat)
+        #expect(BackendKind.stt.serves(.stt) && !BackendKind.stt.serves(.chat) && BackendKind.openai.serves(.image))
+        #expect(!BackendKind.ollama.serves(.tts) && BackendKind.ollama.serves(.embed))
+        #expect(Endpoint.transcriptions.isForm && !Endpoint.speech.isForm && !Endpoint.speech.bodyIsPrompt)
+    }
+}
+
+/// A fleet where each kind of work lives on its own backend: speech-to-text,
+/// text-to-speech and images each reach the backend that does them, whole.
+@Suite(.serialized) struct MultimodalFleetTests {
+    @Test func eachJobLandsOnTheBackendThatDoesIt() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        fleet.controlEnvironment = ["HERD_MAX_UPLOAD_MB": "2"]
+        try fleet.addBackend("CHAT", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        let stt = try fleet.addBackend("STT", arguments: ["--models", "whisper-tiny"])
+        let tts = try fleet.addBackend("TTS", arguments: ["--models", "voice-a"])
+        let image = try fleet.addBackend("IMG", arguments: ["--models", "sd-turbo"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "CHAT", extra: ["--backend", "stt=http://127.0.0.1:\(stt)#whisper-tiny"])
+        try fleet.addNode("node-b", backend: "TTS", extra: ["--ollama", "none", "--backend", "tts=http://127.0.0.1:\(tts)#voice-a",
+                                                            "--backend", "image=http://127.0.0.1:\(image)#sd-turbo"])
+        try fleet.waitForNodes(2)
+
+        func upload(_ path: String, _ form: [UInt8], boundary: String = "XyZ123", chunked: Bool = false) throws -> RawResponse {
+            let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 30)
+            let framing = chunked ? "Transfer-Encoding: chunked" : "Content-Length: \(form.count)"
+            client.send("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=\(boundary)\r\n\(framing)\r\n\r\n")
+            if chunked {
+                var at = 0
+                while at < form.count {
+                    let piece = form[at..<min(form.count, at + 65_536)]
+                    client.send(Array(String(piece.count, radix: 16).utf8) + [13, 10] + Array(piece) + [13, 10])
+                    at += piece.count
+                }
+                client.send("0\r\n\r\n")
+            } else {
+                client.send(form)
+            }
+            return try client.readResponse()
+        }
+        let audio = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        for fileAt in [0, 1] {
+            let form = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny"), ("language", "en")], file: audio, fileAt: fileAt)
+            let response = try upload("/v1/audio/transcriptions", form)
+            #expect(response.status == 200, "\(response.text.prefix(300))")
+            #expect(response.header("X-Fake-Backend") == "STT")
+            #expect(response.header("X-Herd-Node") == "node-a")
+            let json = try JSONValue.parse(response.body)
+            #expect(json["herd_fake"]?["bytes"]?.intValue == form.count, "the upload arrives whole")
+        }
+        let chunkedForm = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny")], file: audio, fileAt: 0)
+        let chunked = try upload("/v1/audio/translations", chunkedForm, chunked: true)
+        #expect(chunked.status == 200 && chunked.header("X-Fake-Backend") == "STT", "\(chunked.text.prefix(300))")
+
+        let speech = fleet.post("/v1/audio/speech", #"{"model":"voice-a","input":"Hello from the fleet.","voice":"alloy"}"#)
+        #expect(speech.status == 200, "\(speech.text.prefix(300))")
+        #expect(speech.header("X-Fake-Backend") == "TTS" && speech.header("X-Herd-Node") == "node-b")
+        #expect(speech.header("Content-Type") == "audio/wav")
+        #expect(Array(speech.body.prefix(4)) == Array("RIFF".utf8) && speech.body.count == 44 + (21 * 100 / 8) * 8 * 2, "\(speech.body.count) bytes")
+
+        let picture = fleet.post("/v1/images/generations", #"{"model":"sd-turbo","prompt":"a red fox","size":"256x256"}"#)
+        #expect(picture.status == 200 && picture.header("X-Fake-Backend") == "IMG", "\(picture.text.prefix(300))")
+        let edit = try upload("/v1/images/edits", multipartForm(boundary: "XyZ123", fields: [("model", "sd-turbo"), ("prompt", "bluer")],
+                                                                 file: Array(audio.prefix(1000)), fileAt: 0))
+        #expect(edit.status == 200 && edit.header("X-Fake-Backend") == "IMG", "\(edit.text.prefix(300))")
+
+        // A chat sent to a speech model, or a speech job to a chat model: a clear 400, nothing sent.
+        let chat = fleet.post("/v1/chat/completions", #"{"model":"whisper-tiny","messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(chat.status == 400 && chat.text.contains("chat and text generation") && chat.text.contains("stt"), "\(chat.text)")
+        let wrong = fleet.post("/v1/audio/speech", #"{"model":"llama3:8b","input":"hi"}"#)
+        #expect(wrong.status == 400 && wrong.text.contains("text-to-speech"), "\(wrong.text)")
+        #expect(fleet.backendRequests("STT", path: "/v1/chat/completions") == 0)
+        #expect(fleet.backendRequests("CHAT", path: "/v1/audio/speech") == 0)
+
+        // Over --max-upload-mb: 413 in OpenAI's shape, announced or chunked.
+        let big = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny")], file: [UInt8](repeating: 7, count: 3 * 1024 * 1024), fileAt: 1)
+        for chunked in [false, true] {
+            let response = try upload("/v1/audio/transcriptions", big, chunked: chunked)
+            #expect(response.status == 413, "chunked \(chunked): \(response.status) \(response.text.prefix(200))")
+            #expect((try? JSONValue.parse(response.body))?["error"]?["message"]?.stringValue?.contains("--max-upload-mb") == true)
+        }
+        let noModel = try upload("/v1/audio/transcriptions", multipartForm(boundary: "XyZ123", fields: [("language", "en")], file: [1, 2], fileAt: 0))
+        #expect(noModel.status == 400 && noModel.text.contains("model"))
+
+        // The listings: every model with its kind; speech and image models are not Ollama models.
+        let models = (try JSONValue.parse(fleet.get("/v1/models").body))["data"]?.arrayValue ?? []
+        let kinds = Dictionary(uniqueKeysWithValues: models.compactMap { m in m["id"]?.stringValue.map { ($0, m["herd_kind"]?.stringValue ?? "") } })
+        #expect(kinds == ["llama3:8b": "chat", "whisper-tiny": "stt", "voice-a": "tts", "sd-turbo": "image"])
+        let tags = (try JSONValue.parse(fleet.get("/api/tags").body))["models"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        #expect(tags == ["llama3:8b"])
+    }
+}
