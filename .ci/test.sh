@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libuv1-dev libhttp-parser-dev libnghttp2-dev libsqlite3-dev libavahi-client-dev libssl-dev
-              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client systemd prometheus chromium)
+              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client systemd prometheus chromium espeak-ng)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -64,6 +64,8 @@ echo "== fault table (Tests/faults)"
 bash Tests/faults/run.sh
 echo "== client SDKs through herd beside the backend (Tests/clients)"
 bash Tests/clients/run.sh
+echo "== a multimodal fleet of real CPU engines: whisper, piper, sentence-transformers (Tests/media)"
+watchdog "${HERD_MEDIA_WATCHDOG:-600}" bash Tests/media/run.sh
 echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-60} s (Fuzz/run.sh)"
 bash Fuzz/run.sh "${HERD_FUZZ_SECONDS:-60}"
 echo "== deploy: install.sh into a scratch root, systemd-analyze verify, uninstall.sh"

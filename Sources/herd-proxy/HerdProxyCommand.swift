@@ -46,6 +46,9 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "Time a client connection may sit idle between requests (HTTP/1.1 keep-alive and h2c) (HERD_CLIENT_IDLE_TIMEOUT; 60).")
     var clientIdleTimeout: Seconds?
 
+    @Option(help: "Time a client may pause while sending a request body (a stalled upload is cut) (HERD_CLIENT_BODY_TIMEOUT; 30).")
+    var clientBodyTimeout: Seconds?
+
     @Option(help: "Time to connect to a model server (HERD_CONNECT_TIMEOUT; 3).")
     var connectTimeout: Seconds?
 
@@ -97,6 +100,8 @@ struct HerdProxyCommand: ParsableCommand {
         options.maxUploadBytes = maxUpload * 1024 * 1024
         options.server.keepAliveTimeoutMilliseconds = try settings.seconds(clientIdleTimeout, "client-idle-timeout", env: "HERD_CLIENT_IDLE_TIMEOUT",
                                                                            default: 60, in: 0.001...day).milliseconds
+        options.server.bodyIdleTimeoutMilliseconds = try settings.seconds(clientBodyTimeout, "client-body-timeout", env: "HERD_CLIENT_BODY_TIMEOUT",
+                                                                          default: 30, in: 0.001...day).milliseconds
         // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.
         options.server.maxConnectionBodyBytes = options.server.maxBodyBytes
         options.drainMilliseconds = try settings.seconds(drainTimeout, "drain-timeout", env: "HERD_DRAIN_TIMEOUT", default: 30, in: 0...day).milliseconds

@@ -110,19 +110,11 @@ final class ProxyApp {
             preflight(exchange)
             return
         }
-        if let endpoint = Endpoint(rawValue: String(path)) {
+        if let endpoint = Endpoint.at(path) {
             guard method == "POST" else {
                 return ClientError.methodNotAllowed(method: method, path: path).respond(exchange, api: endpoint.api, headers: ["Allow": "POST"])
             }
-            if endpoint.isForm {
-                // Uploads (audio, images) have their own limit, in OpenAI's error shape.
-                let limit = options.maxUploadBytes
-                exchange.collectBody(limit: limit, tooLarge: { [unowned self] in
-                    ClientError(status: 413, message: "the upload is over the limit of \(limit / (1024 * 1024)) MiB (--max-upload-mb)")
-                        .respond(exchange, api: endpoint.api, headers: self.corsHeaders(for: exchange))
-                }) { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
-                return
-            }
+            if endpoint.isForm { return upload(exchange, endpoint: endpoint) }
             exchange.collectBody { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
             return
         }
@@ -150,14 +142,28 @@ final class ProxyApp {
         }
     }
 
+    /// A multipart upload: routed once its `model` is read, relayed as it
+    /// arrives (`UploadRelay`), within its own limit (413 in OpenAI's shape).
+    private func upload(_ exchange: HTTPExchange, endpoint: Endpoint) {
+        let relay = UploadRelay(exchange: exchange, limit: options.maxUploadBytes)
+        let contentType = exchange.head.headers["Content-Type"]
+        let fallbacks = RouteFields.list(exchange.head.headers[.xHerdFallbackModels])
+        let tags = RouteFields.list(exchange.head.headers[.xHerdTags])
+        relay.start(scan: { (held, whole) throws(RouteFields.Invalid) -> RouteFields? in
+            try RouteFields.readForm(held, contentType: contentType, headerFallbacks: fallbacks, headerTags: tags, partial: !whole)
+        }, routable: { [unowned self] fields in
+            self.nextID &+= 1
+            ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: [], upload: relay, id: self.nextID, routes: self.routes,
+                         upstreams: self.upstreams, cors: self.corsHeaders(for: exchange), settings: self.options.session).start()
+        }, invalid: { [unowned self] error in
+            ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: self.corsHeaders(for: exchange))
+        })
+    }
+
     private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8]) {
         let fields: RouteFields
         do {
-            fields = endpoint.isForm
-                ? try RouteFields.readForm(body, contentType: exchange.head.headers["Content-Type"],
-                                           headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
-                                           headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]))
-                : try RouteFields.read(body, endpoint: endpoint,
+            fields = try RouteFields.read(body, endpoint: endpoint,
                                           headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
                                           headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]),
                                           headerSession: exchange.head.headers[.xHerdSession])

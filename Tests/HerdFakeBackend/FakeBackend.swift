@@ -17,6 +17,8 @@ public final class FakeBackend {
     public private(set) var port = 0
     /// Inference requests received, by path.
     public private(set) var requestCounts: [String: Int] = [:]
+    /// Requests whose head arrived, by path (an upload relayed as it comes shows here before its body ends).
+    public private(set) var headCounts: [String: Int] = [:]
     /// Streams cancelled by the client going away.
     public private(set) var cancelledStreams = 0
     /// The largest number of unwritten bytes any response had (backpressure check).
@@ -75,6 +77,7 @@ public final class FakeBackend {
     // MARK: Routing
 
     private func handle(_ exchange: HTTPExchange) {
+        headCounts[String(exchange.head.path), default: 0] += 1
         exchange.collectBody { [unowned self] body in self.route(exchange, body: body) }
     }
 
@@ -92,7 +95,8 @@ public final class FakeBackend {
             return
         case ("GET", "/_fake/stats"):
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
-            respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "cancelled": .number(Double(cancelledStreams)),
+            let heads = JSONValue.object(headCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
+            respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "heads_by_path": heads, "cancelled": .number(Double(cancelledStreams)),
                                         "max_waiting": .number(Double(maxWaiting)), "prewarms": .number(Double(prewarms)), "waiting": .number(Double(waiting.count)),
                                         "num_ctx_requests": .number(Double(numCtxRequests))])
             return

@@ -1,3 +1,4 @@
+import Glibc
 import HerdJSON
 import HerdTestSupport
 import HerdWire
@@ -23,7 +24,8 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
 @Suite struct MultipartFieldsTests {
     let type = "multipart/form-data; boundary=XyZ123"
     func read(_ body: [UInt8], _ contentType: String? = "multipart/form-data; boundary=XyZ123") throws(RouteFields.Invalid) -> RouteFields {
-        try RouteFields.readForm(body, contentType: contentType, headerFallbacks: [], headerTags: [])
+        // Not partial: a whole form gives its fields or an error, never nil.
+        try RouteFields.readForm(body, contentType: contentType, headerFallbacks: [], headerTags: [])!
     }
 
     @Test func modelBeforeOrAfterTheFile() throws {
@@ -68,6 +70,54 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
             for _ in 0..<Int.random(in: 0...12, using: &generator) { body += pieces.randomElement(using: &generator)! }
             _ = try? read(body)
         }
+    }
+
+    @Test func aFormStillArrivingGivesItsModelOnceWhole() throws {
+        func partial(_ body: [UInt8]) throws(RouteFields.Invalid) -> RouteFields? {
+            try RouteFields.readForm(body, contentType: type, headerFallbacks: [], headerTags: [], partial: true)
+        }
+        let form = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny"), ("stream", "true")],
+                                 file: [UInt8](repeating: 9, count: 50_000), fileAt: 2)
+        let modelEnd = form.count - 25_000 // inside the file, well after the model part
+        // Cut anywhere before the model part is whole: read more; after: the model.
+        for cut in stride(from: 0, to: 60, by: 1) {
+            #expect(try partial(Array(form.prefix(cut))) == nil, "cut at \(cut)")
+        }
+        #expect(try partial(Array(form.prefix(modelEnd)))?.model == "whisper-tiny")
+        #expect(try partial(Array(form.prefix(modelEnd)))?.stream == true)
+        // The model after the file: nothing until the form is whole.
+        let late = multipartForm(boundary: "XyZ123", fields: [("model", "m")], file: [UInt8](repeating: 9, count: 50_000), fileAt: 0)
+        #expect(try partial(Array(late.prefix(40_000))) == nil)
+        #expect(try partial(late)?.model == "m")
+        // Headers that never end are refused once past 8 KiB, partial or not.
+        var endless = Array("--XyZ123\r\nContent-Disposition: form-data; name=\"model\"".utf8)
+        #expect(try partial(endless) == nil)
+        endless += [UInt8](repeating: 0x20, count: 20_000)
+        #expect(throws: RouteFields.Invalid.self) { try partial(endless) }
+    }
+
+    @Test func aRelayedUploadIsNotSentTwice() {
+        var flow = ProxyFlow()
+        _ = flow.start()
+        let answer = RouteAnswer(id: 1, node: "n1", upstream: "127.0.0.1:1", backend: .openai, model: "m")
+        _ = flow.routed(answer)
+        flow.retryable = false
+        let actions = flow.upstreamFailed(.connectionLost(nil, afterResponseStarted: false), status: 0)
+        guard case let .failClient(error)? = actions.first else { Issue.record("\(actions)"); return }
+        #expect(error.status == 502 && error.message.contains("send it again"))
+        #expect(flow.phase == .finished)
+        // A 5xx is relayed, not retried elsewhere.
+        var second = ProxyFlow()
+        _ = second.start()
+        _ = second.routed(answer)
+        second.retryable = false
+        #expect(second.upstreamHead(status: 503) == [.relayHead])
+        // Over the limit mid-relay: 413 before the response, an explicit end after.
+        var third = ProxyFlow()
+        _ = third.start()
+        _ = third.routed(answer)
+        #expect(third.uploadTooLarge("too big").contains(.cancelUpstream))
+        #expect(third.phase == .finished)
     }
 
     @Test func workKindsByPath() {
@@ -166,5 +216,55 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
         #expect(kinds == ["llama3:8b": "chat", "whisper-tiny": "stt", "voice-a": "tts", "sd-turbo": "image"])
         let tags = (try JSONValue.parse(fleet.get("/api/tags").body))["models"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
         #expect(tags == ["llama3:8b"])
+    }
+
+    /// An upload goes to its backend while it arrives (the backend has the
+    /// request before the client has sent its file), arrives whole, and a
+    /// client that stalls mid-upload is cut by the body timeout.
+    @Test func uploadsAreRelayedAsTheyArrive() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        fleet.controlEnvironment = ["HERD_MAX_UPLOAD_MB": "8", "HERD_CLIENT_BODY_TIMEOUT": "1"]
+        let stt = try fleet.addBackend("STT", arguments: ["--models", "whisper-tiny"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "STT", extra: ["--ollama", "none", "--backend", "stt=http://127.0.0.1:\(stt)#whisper-tiny"])
+        try fleet.waitForNodes(1)
+        func heads() -> Int {
+            let stats = fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: stt)
+            return (try? JSONValue.parse(stats.body))?["heads_by_path"]?["/v1/audio/transcriptions"]?.intValue ?? 0
+        }
+        func waitFor(_ condition: () -> Bool) -> Bool {
+            for _ in 0..<300 { if condition() { return true }; usleep(20_000) }
+            return false
+        }
+        let audio = (0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let form = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny")], file: audio, fileAt: 1)
+        for chunked in [false, true] {
+            let before = heads()
+            let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 30)
+            let framing = chunked ? "Transfer-Encoding: chunked" : "Content-Length: \(form.count)"
+            client.send("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ123\r\n\(framing)\r\n\r\n")
+            func piece(_ range: Range<Int>) {
+                let bytes = Array(form[range])
+                client.send(chunked ? Array(String(bytes.count, radix: 16).utf8) + [13, 10] + bytes + [13, 10] : bytes)
+            }
+            piece(0..<300_000)
+            #expect(waitFor { heads() == before + 1 }, "the backend has the request before the upload ends (chunked \(chunked))")
+            piece(300_000..<form.count)
+            if chunked { client.send("0\r\n\r\n") }
+            let response = try client.readResponse()
+            #expect(response.status == 200, "\(response.text.prefix(300))")
+            #expect((try? JSONValue.parse(response.body))?["herd_fake"]?["bytes"]?.intValue == form.count, "arrives whole (chunked \(chunked))")
+        }
+        // A client that stops mid-upload is cut; the proxy goes on serving.
+        let stalled = try RawClient(port: fleet.proxyPort, timeoutSeconds: 30)
+        stalled.send("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ123\r\nContent-Length: \(form.count)\r\n\r\n")
+        stalled.send(Array(form.prefix(200_000)))
+        #expect(stalled.isClosedByPeer(seconds: 20), "a stalled upload is cut by the body timeout")
+        let small = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny")], file: [1, 2, 3], fileAt: 1)
+        let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 30)
+        client.send("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ123\r\nContent-Length: \(small.count)\r\n\r\n")
+        client.send(small)
+        #expect(try client.readResponse().status == 200)
     }
 }

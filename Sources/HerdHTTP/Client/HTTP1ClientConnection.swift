@@ -4,7 +4,7 @@ import HerdRuntime
 /// driver of an `HTTP1ClientFlow`. It writes requests, feeds the flow and the
 /// parser what the socket reports, delivers the response to the request's
 /// task, and keeps one timer armed at the flow's deadline. Loop-thread only.
-final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate {
+final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate, HTTPBodySink {
     private let pool: UpstreamPool
     private let stream: StreamConnection
     private let parser: HTTPParser
@@ -15,6 +15,11 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     private var keepAlive = true
     private var isHeadRequest = false
     private var scratch: [UInt8] = []
+    /// The request body being relayed from its source (an upload), and
+    /// whether it goes chunked.
+    private var source: (any HTTPBodySource)?
+    private var sourceChunked = false
+    private var sourceEnded = true
 
     init(pool: UpstreamPool) {
         self.pool = pool
@@ -67,10 +72,62 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         serialize(task.request)
         task.sentAt = EventLoop.monotonicNanoseconds()
         stream.write(scratch)
+        if scratch.capacity > 2 * HTTP1ClientConnection.scratchKeep { scratch = [] } // not kept large per pooled connection
+        if task.request.bodySource == nil, task.request.body.count > HTTP1ClientConnection.scratchKeep {
+            task.request.body.withUnsafeBytes { stream.write($0) }
+        }
         flow.requestSent(now: clock.now)
         flow.setPaused(task.isPaused, now: clock.now)
         syncTimer()
         if task.isPaused { stream.stopReading() } else { stream.startReading() }
+        if let source = task.request.bodySource {
+            self.source = source
+            sourceChunked = source.totalLength == nil
+            sourceEnded = false
+            source.attach(self)
+        }
+    }
+
+    // MARK: A relayed body (HTTPBodySink)
+
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard source != nil, !sourceEnded, bytes.count > 0 else { return }
+        if sourceChunked {
+            var line = Array(String(bytes.count, radix: 16).utf8)
+            line.appendCRLF()
+            stream.write(line)
+            stream.write(bytes)
+            stream.write(HTTP1ClientConnection.crlf)
+        } else {
+            stream.write(bytes)
+        }
+    }
+
+    func end() {
+        guard source != nil, !sourceEnded else { return }
+        sourceEnded = true
+        if sourceChunked { stream.write(HTTP1ClientConnection.lastChunk) }
+        // The upstream's time to answer starts when it has the whole upload.
+        if flow.phase == .busy, task?.isResponseStarted == false {
+            flow.requestSent(now: clock.now)
+            syncTimer()
+        }
+    }
+
+    var pendingBytes: Int { stream.pendingWriteBytes }
+
+    func connectionDidDrain(_ connection: StreamConnection) {
+        source?.sinkDrained()
+    }
+
+    /// The source may write no more here; a connection whose request body
+    /// was cut cannot carry another request.
+    private func detachSource() {
+        guard let current = source else { return }
+        source = nil
+        if !sourceEnded { keepAlive = false }
+        sourceEnded = true
+        current.detach(self)
     }
 
     private func serialize(_ request: HTTPClientRequest) {
@@ -88,13 +145,24 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         }
         if !hasHost { scratch.append(contentsOf: "Host: \(pool.address)\r\n".utf8) }
         let method = request.method
-        if !request.body.isEmpty || method == "POST" || method == "PUT" || method == "PATCH" {
+        if let source = request.bodySource {
+            if let length = source.totalLength {
+                scratch.append(contentsOf: HTTP1ClientConnection.contentLengthPrefix)
+                scratch.appendDecimal(length)
+                scratch.appendCRLF()
+            } else {
+                scratch.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+            }
+        } else if !request.body.isEmpty || method == "POST" || method == "PUT" || method == "PATCH" {
             scratch.append(contentsOf: HTTP1ClientConnection.contentLengthPrefix)
             scratch.appendDecimal(request.body.count)
             scratch.appendCRLF()
         }
         scratch.appendCRLF()
-        scratch.append(contentsOf: request.body)
+        // Small bodies go in the same write as the head; large ones are written from their own buffer.
+        if request.bodySource == nil, request.body.count <= HTTP1ClientConnection.scratchKeep {
+            scratch.append(contentsOf: request.body)
+        }
     }
 
     /// Parks the connection in the pool: reading on, idle timer armed.
@@ -120,6 +188,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     }
 
     func close() {
+        detachSource()
         guard flow.phase != .closed else { return }
         flow.closed()
         timer?.close()
@@ -162,6 +231,10 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
         }
         switch flow.connectionEnded(cleanly: error == nil, reused: task.reusedConnection, alreadyRetried: task.retriedOnFreshConnection) {
         case .retryOnFreshConnection:
+            // A relayed upload cannot be sent again once some of it went.
+            guard task.request.bodySource?.isSpent != true else {
+                return fail(.connectionLost(error, afterResponseStarted: task.isResponseStarted))
+            }
             task.retriedOnFreshConnection = true
             self.task = nil
             close()
@@ -179,6 +252,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     }
 
     func connectionDidClose(_ connection: StreamConnection) {
+        detachSource()
         flow.closed()
         timer?.close()
         timer = nil
@@ -192,6 +266,7 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     private func finishResponse() {
         guard let finished = task else { return }
         task = nil
+        detachSource() // an answer before the whole upload: the connection is not reused
         flow.responseFinished()
         if keepAlive, flow.phase == .busy {
             pool.connectionBecameIdle(self)
@@ -220,4 +295,8 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate 
     func parserDidCompleteMessage(_ parser: HTTPParser) {}
 
     static let contentLengthPrefix = Array("Content-Length: ".utf8)
+    static let crlf: [UInt8] = [13, 10]
+    static let lastChunk = Array("0\r\n\r\n".utf8)
+    /// Bodies up to this size are copied into the head's buffer (one write).
+    static let scratchKeep = 64 * 1024
 }

@@ -20,19 +20,51 @@ public struct HTTPClientConfiguration: Sendable {
 }
 
 /// A request for an upstream. The body is sent whole (herd reads a request's
-/// body before it routes it).
-public struct HTTPClientRequest: Sendable {
+/// body before it routes it), or, for an upload, relayed from a `bodySource`
+/// as it arrives.
+public struct HTTPClientRequest: @unchecked Sendable {
     public var method: String
     public var target: String
     public var headers: HTTPHeaders
     public var body: [UInt8]
+    /// The body, relayed as it arrives (then `body` is unused): loop-thread only.
+    public var bodySource: (any HTTPBodySource)?
 
-    public init(method: String, target: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+    public init(method: String, target: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
+                bodySource: (any HTTPBodySource)? = nil) {
         self.method = method
         self.target = target
         self.headers = headers
         self.body = body
+        self.bodySource = bodySource
     }
+}
+
+/// A request body that is sent while it arrives (an upload relayed from the
+/// client). The connection writes the request head, then `attach`es itself:
+/// the source writes what it holds and what comes, then ends the sink. It is
+/// sent at most once: after `attach` it cannot be sent again (`isSpent`).
+/// Loop-thread only.
+public protocol HTTPBodySource: AnyObject {
+    /// The whole body's length when known (sent as Content-Length; else chunked).
+    var totalLength: Int? { get }
+    /// Some of the body went to a connection: it cannot be sent again.
+    var isSpent: Bool { get }
+    func attach(_ sink: any HTTPBodySink)
+    /// The sink is gone (the connection failed or closed, or its response
+    /// ended): nothing more may be written to it.
+    func detach(_ sink: any HTTPBodySink)
+    /// The sink's unsent bytes went out: the source may write more.
+    func sinkDrained()
+}
+
+/// Where an `HTTPBodySource` writes. Loop-thread only.
+public protocol HTTPBodySink: AnyObject {
+    func write(_ bytes: UnsafeRawBufferPointer)
+    /// The body is complete.
+    func end()
+    /// Bytes written but not yet sent (the source pauses its own input above a watermark).
+    var pendingBytes: Int { get }
 }
 
 /// Why an upstream request failed.

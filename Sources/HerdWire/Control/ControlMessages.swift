@@ -57,13 +57,17 @@ public enum BackendKind: String, Sendable, Codable, CaseIterable {
 public enum WorkKind: String, Sendable, CaseIterable {
     case chat, embed, rerank, stt, tts, image
 
-    public init(path: some StringProtocol) {
+    /// Not generic, and the chat paths first: this runs on every proxied
+    /// request (a generic `StringProtocol` switch cost ~2,000 instructions).
+    public init(path: String) {
         switch path {
+        case "/api/chat", "/v1/chat/completions", "/api/generate", "/v1/messages", "/v1/completions", "/v1/responses":
+            self = .chat
         case "/api/embed", "/api/embeddings", "/v1/embeddings": self = .embed
         case "/v1/rerank", "/rerank", "/v1/reranking": self = .rerank
-        case "/v1/audio/transcriptions", "/v1/audio/translations": self = .stt
+        case "/v1/audio/transcriptions", "/v1/audio/translations", "/api/transcribe": self = .stt
         case "/v1/audio/speech": self = .tts
-        case "/v1/images/generations", "/v1/images/edits": self = .image
+        case "/v1/images/generations", "/v1/images/edits", "/api/generate-image": self = .image
         default: self = .chat
         }
     }

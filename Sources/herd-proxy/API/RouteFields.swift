@@ -239,16 +239,22 @@ struct RouteFields: Equatable {
     /// fields `model` and `stream` wherever they are in the form (before or
     /// after the file). The form is scanned, not copied: each part's headers
     /// (at most 8 KiB), then a search for the next boundary; at most 256 parts.
-    static func readForm(_ body: [UInt8], contentType: String?, headerFallbacks: [String], headerTags: [String]) throws(Invalid) -> RouteFields {
+    ///
+    /// `partial`: `body` is the start of a form still arriving. The fields are
+    /// returned once a whole `model` part has been read; nil while the form
+    /// may still bring it (the caller bounds how long it waits).
+    static func readForm(_ body: [UInt8], contentType: String?, headerFallbacks: [String], headerTags: [String],
+                         partial: Bool = false) throws(Invalid) -> RouteFields? {
         guard let contentType, let boundary = formBoundary(contentType) else {
             throw Invalid(message: "expected a multipart/form-data body with a boundary (Content-Type: multipart/form-data; boundary=…)")
         }
         let delimiter = Array("--".utf8) + boundary
-        let scanned = body.withUnsafeBytes { scanForm($0, delimiter: delimiter) }
-        guard case let .success((model, stream)) = scanned else {
+        let scanned = body.withUnsafeBytes { scanForm($0, delimiter: delimiter, partial: partial) }
+        guard case let .success((model, stream, complete)) = scanned else {
             if case let .failure(error) = scanned { throw error }
             throw Invalid(message: "the form cannot be read")
         }
+        if partial, !complete, model == nil { return nil }
         guard let model, !model.isEmpty else { throw Invalid(message: "the form has no \"model\" field") }
         try checkModelName(model, field: "model")
         for name in headerFallbacks { try checkModelName(name, field: "X-Herd-Fallback-Models") }
@@ -261,11 +267,17 @@ struct RouteFields: Equatable {
         return RouteFields(model: model, stream: stream, fallbacks: headerFallbacks, tags: headerTags, numCtx: nil, hasFallbackField: false)
     }
 
-    /// The `model` and `stream` fields of a form whose parts begin with `delimiter`.
-    static func scanForm(_ raw: UnsafeRawBufferPointer, delimiter: [UInt8]) -> Result<(model: String?, stream: Bool), Invalid> {
+    /// The `model` and `stream` fields of a form whose parts begin with
+    /// `delimiter`. `partial`: the form may be cut short; `complete` says
+    /// whether it was read to its closing boundary.
+    static func scanForm(_ raw: UnsafeRawBufferPointer, delimiter: [UInt8],
+                         partial: Bool = false) -> Result<(model: String?, stream: Bool, complete: Bool), Invalid> {
         var model: String?
         var stream = false
-        guard var at = find(delimiter, in: raw, from: 0) else { return .failure(Invalid(message: "the form has no part (no boundary line)")) }
+        guard var at = find(delimiter, in: raw, from: 0) else {
+            if partial { return .success((nil, false, false)) }
+            return .failure(Invalid(message: "the form has no part (no boundary line)"))
+        }
         let crlf2: [UInt8] = [13, 10, 13, 10]
         let next = [13, 10] + delimiter
         var parts = 0
@@ -275,12 +287,15 @@ struct RouteFields: Equatable {
             if at + 2 <= raw.count, raw[at] == 0x2D, raw[at + 1] == 0x2D { break }
             parts += 1
             guard parts <= 256 else { return .failure(Invalid(message: "the form has more than 256 parts")) }
+            if partial, at + 2 > raw.count { return .success((model, stream, false)) }
             guard let headersEnd = find(crlf2, in: raw, from: at), headersEnd - at <= 8192 else {
+                if partial, raw.count - at <= 8192 { return .success((model, stream, false)) }
                 return .failure(Invalid(message: "a form part's headers are missing their end or over 8 KiB"))
             }
             let headers = String(decoding: UnsafeRawBufferPointer(rebasing: raw[at..<headersEnd]), as: UTF8.self)
             let valueStart = headersEnd + 4
             guard let end = find(next, in: raw, from: valueStart) else {
+                if partial { return .success((model, stream, false)) }
                 return .failure(Invalid(message: "the form ends without its closing boundary"))
             }
             switch formFieldName(headers) {
@@ -296,7 +311,7 @@ struct RouteFields: Equatable {
             }
             at = end + 2
         }
-        return .success((model, stream))
+        return .success((model, stream, true))
     }
 
     /// Where `needle` first occurs in `raw` at or after `start`: memchr for its
@@ -400,6 +415,25 @@ enum Endpoint: String, CaseIterable {
     case imageGenerations = "/v1/images/generations"
     case imageEdits = "/v1/images/edits"
 
+    /// The endpoint at `path`: by length, then bytes (a string switch over
+    /// this many cases becomes a hashed lookup, ~500 instructions a request).
+    static func at(_ path: Substring) -> Endpoint? {
+        path.utf8.withContiguousStorageIfAvailable { bytes -> Endpoint? in
+            guard bytes.count < byLength.count else { return nil }
+            for (candidate, endpoint) in byLength[bytes.count]
+                where candidate.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
+                return endpoint
+            }
+            return nil
+        } ?? Endpoint(rawValue: String(path))
+    }
+
+    private static let byLength: [[([UInt8], Endpoint)]] = {
+        var table = [[([UInt8], Endpoint)]](repeating: [], count: 1 + Endpoint.allCases.map(\.rawValue.utf8.count).max()!)
+        for endpoint in Endpoint.allCases { table[endpoint.rawValue.utf8.count].append((Array(endpoint.rawValue.utf8), endpoint)) }
+        return table
+    }()
+
     var api: ClientAPI {
         switch self {
         case .chat, .generate, .embed, .embeddings, .show: .ollama
@@ -410,7 +444,12 @@ enum Endpoint: String, CaseIterable {
     }
 
     /// The body is a `multipart/form-data` upload, not JSON.
-    var isForm: Bool { self == .transcriptions || self == .translations || self == .imageEdits }
+    var isForm: Bool {
+        switch self {
+        case .transcriptions, .translations, .imageEdits: true
+        default: false
+        }
+    }
 
     /// The body is text the model reads (its size estimates prompt tokens); not
     /// for audio, images or the text a voice reads.

@@ -55,6 +55,9 @@ struct ProxyFlow: Equatable {
     /// When the backend says it does not serve the endpoint, the request goes
     /// to it again in a form it serves (Anthropic Messages as a chat completion), once.
     var mayTranslate = false
+    /// The request can go to another node after a failure (false once part of
+    /// a relayed upload went to this one: it cannot be sent again).
+    var retryable = true
 
     init(answersWhenUnsupported: Bool = false) {
         self.answersWhenUnsupported = answersWhenUnsupported
@@ -91,7 +94,7 @@ struct ProxyFlow: Equatable {
             phase = .finished
             return [.cancelUpstream, .answerItself, .report(outcome: .ok, status: 200, error: nil)]
         }
-        if status >= 500, status != 501 {
+        if status >= 500, status != 501, retryable {
             lastFailureStatus = status
             lastFailure = nil
             return retry(node, reason: "status \(status)", status: status, cancel: true)
@@ -120,12 +123,35 @@ struct ProxyFlow: Equatable {
         case let .upstream(node):
             lastFailure = error
             lastFailureStatus = nil
+            guard retryable else {
+                phase = .finished
+                let message = "node \(node) failed while the upload was sent to it (\(error)); it cannot be sent elsewhere: send it again"
+                return [.failClient(ClientError(status: 502, message: message)), .report(outcome: .upstreamError, status: 502, error: message)]
+            }
             return retry(node, reason: error.description, status: nil, cancel: false)
         case .streaming:
             phase = .finished
             let message = "the model server failed mid-response: \(error)"
             return [.failStream(message: message), .report(outcome: .upstreamError, status: status, error: message)]
         case .routing, .finished:
+            return []
+        }
+    }
+
+    /// The client's upload went over the limit while it was relayed.
+    mutating func uploadTooLarge(_ message: String) -> [Action] {
+        let error = ClientError(status: 413, message: message)
+        switch phase {
+        case .routing:
+            phase = .finished
+            return [.cancelRoute, .failClient(error), .report(outcome: .rejected, status: 413, error: message)]
+        case .upstream:
+            phase = .finished
+            return [.cancelUpstream, .failClient(error), .report(outcome: .rejected, status: 413, error: message)]
+        case .streaming:
+            phase = .finished
+            return [.cancelUpstream, .failStream(message: message), .report(outcome: .rejected, status: 413, error: message)]
+        case .finished:
             return []
         }
     }

@@ -21,6 +21,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private let endpoint: Endpoint
     private let fields: RouteFields
     private let body: [UInt8]
+    /// A multipart upload relayed as it arrives (then `body` is empty).
+    private let upload: UploadRelay?
     let id: UInt64
     private let routes: RouteSource
     private let upstreams: Upstreams
@@ -49,12 +51,13 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?
 
-    init(exchange: HTTPExchange, endpoint: Endpoint, fields: RouteFields, body: [UInt8], id: UInt64,
+    init(exchange: HTTPExchange, endpoint: Endpoint, fields: RouteFields, body: [UInt8], upload: UploadRelay? = nil, id: UInt64,
          routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings) {
         self.exchange = exchange
         self.endpoint = endpoint
         self.fields = fields
         self.body = body
+        self.upload = upload
         self.id = id
         self.routes = routes
         self.upstreams = upstreams
@@ -73,6 +76,12 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             guard self.relayPaused else { return }
             self.relayPaused = false
             self.task?.resumeReading()
+        }
+        if let upload {
+            upload.onTooLarge = { [weak self] in
+                guard let self else { return }
+                self.perform(self.flow.uploadTooLarge("the upload is over the limit of \(upload.limit / (1024 * 1024)) MiB (--max-upload-mb)"))
+            }
         }
         perform(flow.start())
     }
@@ -207,7 +216,19 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             upstreamBody = translated
             headers.remove("Accept-Encoding")
         }
-        let request = HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody)
+        var source: (any HTTPBodySource)?
+        if let upload {
+            // Held whole (it can go again after a failure), or relayed as it comes (once).
+            if upload.isWhole {
+                upstreamBody = upload.held
+            } else if upload.isSpent || upload.phase == .dropped {
+                flow.retryable = false
+                return perform(flow.upstreamFailed(.connectionLost(nil, afterResponseStarted: false), status: 0))
+            } else {
+                source = upload
+            }
+        }
+        let request = HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody, bodySource: source)
         upstreamHead = nil
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
@@ -254,6 +275,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             attempt?.started(status: head.status, upstreamTtftMilliseconds: Double(now - sent) / 1e6)
         }
         upstreamHead = head
+        if let upload { flow.retryable = !upload.isSpent }
         perform(flow.upstreamHead(status: head.status))
     }
 
@@ -316,6 +338,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     }
 
     func task(_ task: HTTPClientTask, didFail error: HTTPClientError) {
+        if let upload { flow.retryable = !upload.isSpent }
         perform(flow.upstreamFailed(error, status: upstreamHead?.status ?? 502))
     }
 
