@@ -140,6 +140,7 @@ final class ControlApp {
             input.modelChanges = registry.modelChanges
             input.recent = stats.bySlot(minutes: 5, now: now)
             input.hour = stats.bySlot(minutes: 60, now: now)
+            input.recentByWork = stats.byWork(minutes: 5, now: now)
             input.queueLength = routes.scheduler.queueLength
             input.queueTimeoutMilliseconds = options.scheduler.queueTimeoutMilliseconds
             // Proxies get a few seconds to connect after a start.

@@ -144,14 +144,35 @@ final class ProxyApp {
 
     /// A multipart upload: routed once its `model` is read, relayed as it
     /// arrives (`UploadRelay`), within its own limit (413 in OpenAI's shape).
+    ///
+    /// Ollama Herd's `/api/transcribe` is held whole (its form is rewritten:
+    /// `audio` becomes `file`, and the fleet's speech-to-text model is named
+    /// when the form names none).
     private func upload(_ exchange: HTTPExchange, endpoint: Endpoint) {
-        let relay = UploadRelay(exchange: exchange, limit: options.maxUploadBytes)
+        let legacy = endpoint == .legacyTranscribe
+        let relay = UploadRelay(exchange: exchange, limit: options.maxUploadBytes, scanLimit: legacy ? 0 : 1024 * 1024)
         let contentType = exchange.head.headers["Content-Type"]
         let fallbacks = RouteFields.list(exchange.head.headers[.xHerdFallbackModels])
         let tags = RouteFields.list(exchange.head.headers[.xHerdTags])
         relay.start(scan: { (held, whole) throws(RouteFields.Invalid) -> RouteFields? in
-            try RouteFields.readForm(held, contentType: contentType, headerFallbacks: fallbacks, headerTags: tags, partial: !whole)
-        }, routable: { [unowned self] fields in
+            guard var fields = try RouteFields.readForm(held, contentType: contentType, headerFallbacks: fallbacks, headerTags: tags,
+                                                        partial: !whole, modelRequired: !legacy) else { return nil }
+            if endpoint != .imageEdits {
+                // The audio's length, from its WAV header: wait for the file's first bytes (not past 64 KiB).
+                let seconds = WorkUnits.audioSeconds(form: held, contentType: contentType, totalLength: relay.totalLength)
+                if seconds == nil, !whole, held.count < 64 * 1024 { return nil }
+                fields.workUnits = seconds ?? 0
+            }
+            return fields
+        }, routable: { [unowned self] named in
+            var fields = named
+            if fields.model.isEmpty {
+                guard let model = self.fleetModel(kind: WorkKind.stt.rawValue) else {
+                    return ClientError(status: 404, message: "no speech-to-text model in the fleet (a node with --backend stt=URL serves one)")
+                        .respond(exchange, api: endpoint.api, headers: self.corsHeaders(for: exchange))
+                }
+                fields.model = model
+            }
             self.nextID &+= 1
             ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: [], upload: relay, id: self.nextID, routes: self.routes,
                          upstreams: self.upstreams, cors: self.corsHeaders(for: exchange), settings: self.options.session).start()
@@ -161,7 +182,7 @@ final class ProxyApp {
     }
 
     private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8]) {
-        let fields: RouteFields
+        var fields: RouteFields
         do {
             fields = try RouteFields.read(body, endpoint: endpoint,
                                           headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
@@ -171,9 +192,15 @@ final class ProxyApp {
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return
         }
+        if WorkUnits.measures(endpoint) { fields.workUnits = WorkUnits.json(body, endpoint: endpoint) }
         nextID &+= 1
         ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: nextID, routes: routes, upstreams: upstreams,
                      cors: corsHeaders(for: exchange), settings: options.session).start()
+    }
+
+    /// The first model of the fleet that does `kind` of work (`herd_kind` in `/v1/models`).
+    private func fleetModel(kind: String) -> String? {
+        control.snapshot.openAIModels["data"]?.arrayValue?.first { $0["herd_kind"]?.stringValue == kind }?["id"]?.stringValue
     }
 
     /// `GET /v1/models/{model}`: the fleet's entry for one model, or a 404 naming the ones it has.

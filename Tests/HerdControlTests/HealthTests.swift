@@ -51,6 +51,7 @@ import Testing
             input.modelChanges = (0..<6).map { (node: "a", model: "m\($0 % 2)", loaded: $0 % 2 == 0, at: now - UInt64($0) * 60_000) }
         },
         "model_loaded_nowhere": { $0.recent[SlotKey("b", "qwen:7b")] = RequestTally(requests: 4, ok: 4) },
+        "work_served_nowhere": { $0.recentByWork[.stt] = RequestTally(requests: 2, rejected: 2) },
         "cold_loads": { $0.recent[SlotKey("a", "llama3:8b")]!.coldLoads = 3 },
         "slow_decode": { $0.recent[SlotKey("a", "llama3:8b")]!.decodeMilliseconds = 400_000 },
         "num_ctx_reloads": { $0.recent[SlotKey("a", "llama3:8b")]!.numCtxReloads = 3 },
@@ -102,6 +103,24 @@ import Testing
             #expect(cleared.contains { $0.check.id == check.id && !$0.state.firing }, "\(check.id) did not clear")
             #expect(monitor.firing.isEmpty)
         }
+    }
+
+    @Test func workNoNodeDoesIsNamedUntilANodeDoesIt() {
+        let check = HealthChecks.all.first { $0.id == "work_served_nowhere" }!
+        var input = Self.healthy()
+        input.recentByWork[.stt] = RequestTally(requests: 3, rejected: 3)
+        input.recentByWork[.chat] = RequestTally(requests: 9, rejected: 9)
+        #expect(check.evaluate(input) == "asked for, and no node does it: speech-to-text (3 refused)")
+        // An Ollama model that hears does it; one that does not, does not.
+        var ollama = fleetNode("c", models: ["gemma3n"])
+        input.nodes.append(ollama)
+        #expect(check.evaluate(input) != nil)
+        ollama.heartbeat.backends[0].models[0].capabilities = ["completion", "audio"]
+        input.nodes[input.nodes.count - 1] = ollama
+        #expect(check.evaluate(input) == nil)
+        input.nodes.removeLast()
+        input.nodes.append(fleetNode("s", models: ["whisper"], kind: .stt))
+        #expect(check.evaluate(input) == nil)
     }
 
     @Test func messagesAreBounded() {

@@ -208,6 +208,11 @@ public final class FakeBackend {
             guard configuration.model(named: model) != nil else {
                 return respondJSON(exchange, 404, FakeOpenAI.error("model '\(model)' not found", type: "invalid_request_error", code: "model_not_found"))
             }
+            // OpenAI's audio endpoints take the audio in a part named `file`.
+            let filePart = Array(#"name="file""#.utf8)
+            if path.hasPrefix("/v1/audio"), !body.indices.contains(where: { body[$0...].starts(with: filePart) }) {
+                return respondJSON(exchange, 400, FakeOpenAI.error("the form has no 'file' part", type: "invalid_request_error"))
+            }
             if path.hasPrefix("/v1/images") {
                 respondJSON(exchange, 200, ["created": 1, "data": [["b64_json": .string("ZmFrZQ==")]], "herd_fake": ["backend": .string(configuration.name),
                                             "model": .string(model), "bytes": .int(body.count)]])

@@ -120,7 +120,18 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
         #expect(third.phase == .finished)
     }
 
+    @Test func base64DecodesWhatOpenAISends() {
+        #expect(herd_proxy.Base64.decode("ZmFrZQ==") == Array("fake".utf8))
+        #expect(herd_proxy.Base64.decode("aGVyZA") == Array("herd".utf8))
+        #expect(herd_proxy.Base64.decode("") == [])
+        #expect(herd_proxy.Base64.decode("a b") == nil)
+        #expect(herd_proxy.Base64.decode(String(repeating: "/", count: 4000))?.count == 3000)
+    }
+
     @Test func workKindsByPath() {
+        #expect(Endpoint.at("/api/transcribe") == .legacyTranscribe && Endpoint.at("/v1/chat/completions") == .openAIChat)
+        #expect(Endpoint.at("/v1/chat/completionz") == nil && Endpoint.at("") == nil && Endpoint.at(String(repeating: "x", count: 99)[...]) == nil)
+        #expect(WorkKind(path: "/api/transcribe") == .stt && WorkKind(path: "/api/generate-image") == .image)
         #expect(WorkKind(path: "/v1/audio/transcriptions") == .stt)
         #expect(WorkKind(path: "/v1/audio/speech") == .tts)
         #expect(WorkKind(path: "/v1/images/edits") == .image)
@@ -192,6 +203,22 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
                                                                  file: Array(audio.prefix(1000)), fileAt: 0))
         #expect(edit.status == 200 && edit.header("X-Fake-Backend") == "IMG", "\(edit.text.prefix(300))")
 
+        // Ollama Herd's own paths: /api/transcribe (audio in `audio`, no model) and /api/generate-image (PNG bytes back).
+        var legacyForm = Array("--XyZ123\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n\r\n".utf8)
+        legacyForm += Array(audio.prefix(5000)) + Array("\r\n--XyZ123--\r\n".utf8)
+        let legacy = try upload("/api/transcribe", legacyForm)
+        #expect(legacy.status == 200 && legacy.header("X-Fake-Backend") == "STT", "\(legacy.text.prefix(300))")
+        let legacyJSON = try JSONValue.parse(legacy.body)
+        #expect(legacyJSON["herd_fake"]?["model"]?.stringValue == "whisper-tiny", "the fleet's speech-to-text model is named")
+        #expect(legacyJSON["text"]?.stringValue?.isEmpty == false)
+        let noAudio = try upload("/api/transcribe", multipartForm(boundary: "XyZ123", fields: [("language", "en")], file: [], fileAt: 9))
+        #expect(noAudio.status == 400 && noAudio.text.contains("audio"), "\(noAudio.text)")
+        let png = fleet.post("/api/generate-image", #"{"model":"sd-turbo","prompt":"a red fox","width":256,"height":256}"#)
+        #expect(png.status == 200 && png.header("X-Fake-Backend") == "IMG" && png.header("Content-Type") == "image/png", "\(png.text.prefix(300))")
+        #expect(png.text == "fake", "the image's bytes, decoded from b64_json")
+        let noPrompt = fleet.post("/api/generate-image", #"{"model":"sd-turbo"}"#)
+        #expect(noPrompt.status == 400 && noPrompt.text.contains("prompt"), "\(noPrompt.text)")
+
         // A chat sent to a speech model, or a speech job to a chat model: a clear 400, nothing sent.
         let chat = fleet.post("/v1/chat/completions", #"{"model":"whisper-tiny","messages":[{"role":"user","content":"hi"}]}"#)
         #expect(chat.status == 400 && chat.text.contains("chat and text generation") && chat.text.contains("stt"), "\(chat.text)")
@@ -209,6 +236,17 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
         }
         let noModel = try upload("/v1/audio/transcriptions", multipartForm(boundary: "XyZ123", fields: [("language", "en")], file: [1, 2], fileAt: 0))
         #expect(noModel.status == 400 && noModel.text.contains("model"))
+
+        // Seeing it: the score says the work, traces its kind and size, /metrics counts by kind.
+        #expect(speech.header("X-Herd-Score")?.contains("work=") == true, "\(speech.header("X-Herd-Score") ?? "")")
+        #expect(waitUntil(seconds: 10) {
+            let traces = (try? JSONValue.parse(fleet.getControl("/api/v1/traces?model=voice-a").body))?["traces"]?.arrayValue ?? []
+            return traces.contains { $0["work"]?.stringValue == "tts" && $0["work_units"]?.doubleValue == 21 }
+        }, "the speech trace says 21 characters")
+        let metrics = fleet.getControl("/metrics").text
+        #expect(metrics.contains(#"herd_work_requests_total{work="stt",outcome="ok"}"#), "\(metrics.prefix(500))")
+        #expect(metrics.contains(#"herd_work_units_total{work="tts",unit="characters"} "#))
+        #expect(metrics.contains(#"herd_work_requests_total{work="chat",outcome="rejected"}"#))
 
         // The listings: every model with its kind; speech and image models are not Ollama models.
         let models = (try JSONValue.parse(fleet.get("/v1/models").body))["data"]?.arrayValue ?? []
@@ -266,5 +304,53 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
         client.send("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ123\r\nContent-Length: \(small.count)\r\n\r\n")
         client.send(small)
         #expect(try client.readResponse().status == 200)
+    }
+}
+
+/// What a job's size is, read from the request.
+@Suite struct WorkUnitsTests {
+    /// A PCM WAV header: `seconds` at 16 kHz mono 16-bit (data size as given, or the streaming 0xFFFFFFFF).
+    func wav(seconds: Double, streamingSize: Bool = false) -> [UInt8] {
+        func le32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 24)] }
+        func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+        let data = UInt32(seconds * 32_000)
+        var out = Array("RIFF".utf8) + le32(36 + data) + Array("WAVE".utf8)
+        out += Array("fmt ".utf8) + le32(16) + le16(1) + le16(1) + le32(16_000) + le32(32_000) + le16(2) + le16(16)
+        out += Array("LIST".utf8) + le32(3) + [1, 2, 3, 0] // an odd chunk before the data, padded
+        out += Array("data".utf8) + le32(streamingSize ? 0xFFFF_FFFF : data)
+        return out + [UInt8](repeating: 0, count: Int(data))
+    }
+
+    @Test func audioSecondsOfAWAVUpload() {
+        let type = "multipart/form-data; boundary=XyZ123"
+        let form = multipartForm(boundary: "XyZ123", fields: [("model", "w")], file: wav(seconds: 2.5), fileAt: 1)
+        #expect(abs((WorkUnits.audioSeconds(form: form, contentType: type, totalLength: form.count) ?? 0) - 2.5) < 0.001)
+        // Only the start of the upload has arrived: the header says it all.
+        #expect(abs((WorkUnits.audioSeconds(form: Array(form.prefix(600)), contentType: type, totalLength: form.count) ?? 0) - 2.5) < 0.001)
+        // Not yet: the file's header has not arrived (the proxy waits for it, up to 64 KiB).
+        #expect(WorkUnits.audioSeconds(form: Array(form.prefix(120)), contentType: type, totalLength: form.count) == nil)
+        // A streamed WAV (size unknown in its header): from the upload's length.
+        let streamed = multipartForm(boundary: "XyZ123", fields: [("model", "w")], file: wav(seconds: 3, streamingSize: true), fileAt: 1)
+        let seconds = WorkUnits.audioSeconds(form: Array(streamed.prefix(600)), contentType: type, totalLength: streamed.count) ?? 0
+        #expect(seconds > 2.99 && seconds < 3.01, "\(seconds)")
+        // Not a WAV, or no length to go by: not known.
+        let mp3 = multipartForm(boundary: "XyZ123", fields: [("model", "w")], file: Array("ID3\u{3}garbage".utf8) + [UInt8](repeating: 1, count: 100), fileAt: 1)
+        #expect(WorkUnits.audioSeconds(form: mp3, contentType: type, totalLength: mp3.count) == 0)
+        #expect(WorkUnits.audioSeconds(form: Array(streamed.prefix(600)), contentType: type, totalLength: nil) == 0)
+        #expect(WorkUnits.audioSeconds(form: form, contentType: nil, totalLength: form.count) == 0)
+    }
+
+    @Test func unitsOfJSONJobs() {
+        func units(_ body: String, _ endpoint: Endpoint) -> Double { WorkUnits.json(Array(body.utf8), endpoint: endpoint) }
+        #expect(units(#"{"model":"v","input":"Hello there."}"#, .speech) == 12)
+        #expect(units(#"{"model":"sd","prompt":"x","n":2,"size":"512x512"}"#, .imageGenerations) == 0.5)
+        #expect(units(#"{"model":"sd","prompt":"x"}"#, .imageGenerations) == 1)
+        #expect(units(#"{"model":"sd","prompt":"x","width":2048,"height":1024}"#, .legacyGenerateImage) == 2)
+        #expect(units(#"{"model":"sd","prompt":"x","n":1e300,"size":"99999x1"}"#, .imageGenerations) == 1, "absurd numbers are bounded")
+        #expect(units(#"{"model":"e","input":["a","b","c"]}"#, .openAIEmbeddings) == 3)
+        #expect(units(#"{"model":"e","input":"a"}"#, .embed) == 1)
+        #expect(units(#"{"model":"r","query":"q","documents":["a","b"]}"#, .rerank) == 2)
+        #expect(units("not json", .speech) == 0)
+        #expect(WorkUnits.measures(.speech) && !WorkUnits.measures(.chat) && !WorkUnits.measures(.openAIChat))
     }
 }

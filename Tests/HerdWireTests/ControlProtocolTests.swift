@@ -54,7 +54,15 @@ import HerdRuntime
         var seeing = RouteRequest(id: 1, api: .anthropic, path: "/v1/messages", model: "m", stream: false, client: "c")
         seeing.vision = true
         #expect(try decoded(RouteRequest.self, seeing.binary).get() == seeing)
-        #expect(refused(RouteRequest.self, route + [0])?.contains("left over") == true)
+        // `work_units` (protocol 6) follows only when not 0; a partial one is refused, bytes past it are left over.
+        var speech = RouteRequest(id: 1, api: .openai, path: "/v1/audio/speech", model: "m", stream: false, client: "c")
+        speech.workUnits = 42.5
+        #expect(try decoded(RouteRequest.self, speech.binary).get() == speech)
+        #expect(speech.binary.count == RouteRequest(id: 1, api: .openai, path: "/v1/audio/speech", model: "m", stream: false, client: "c").binary.count + 8)
+        #expect(refused(RouteRequest.self, route + [0]) != nil)
+        #expect(refused(RouteRequest.self, route + [UInt8](repeating: 0, count: 9))?.contains("left over") == true)
+        speech.workUnits = -1
+        #expect(refused(RouteRequest.self, speech.binary)?.contains("work_units") == true)
         // An unknown api code, a bool that is not 0/1, a string longer than the frame, an overlong varint.
         var badAPI = route
         badAPI[1] = 9

@@ -182,6 +182,19 @@ def main():
         return f"node-stt: {text.strip()!r}"
     check("openai SDK: audio.transcriptions (espeak-ng speech)", transcribe_sdk)
 
+    def traced_seconds():
+        with wave.open(spoken) as w:
+            seconds = w.getnframes() / w.getframerate()
+        def traced():
+            with urllib.request.urlopen(fleet.url("control") + f"/api/v1/traces?model={STT}", timeout=5) as r:
+                rows = json.load(r)["traces"]
+            return [t for t in rows if t.get("work") == "stt" and t.get("work_units")]
+        assert wait_for(lambda: traced(), 10), "no speech-to-text trace with its audio seconds"
+        units = traced()[0]["work_units"]
+        assert abs(units - seconds) < 0.05, (units, seconds)
+        return f"trace: {units:.2f} audio seconds (the WAV says {seconds:.2f})"
+    check("the job's size: audio seconds in the trace", traced_seconds)
+
     speech = {}
 
     def speech_sdk():
@@ -250,6 +263,15 @@ def main():
         assert status == "200" and "fox" in words(json.loads(body)["text"]), out.stdout[:300]
         return "200"
     check("curl -F model -F file=@speech.wav", curl_upload)
+
+    def legacy_transcribe():
+        # Ollama Herd's own path: the audio in `audio`, no model (the fleet's speech-to-text model).
+        out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", base + "/api/transcribe", "-F", f"audio=@{spoken}"],
+                             capture_output=True, text=True, timeout=120)
+        body, status = out.stdout.rsplit("\n", 1)
+        assert status == "200" and "fox" in words(json.loads(body)["text"]), out.stdout[:300]
+        return "200: " + json.loads(body)["text"].strip()
+    check("curl -F audio=@speech.wav /api/transcribe (Ollama Herd's path)", legacy_transcribe)
 
     def over_limit():
         big = os.path.join(fleet.dir, "big.bin")

@@ -184,6 +184,7 @@ extension Scheduler {
         request.excluded = entry.excluded
         request.vision = entry.request.vision
         request.work = WorkKind(path: entry.request.path)
+        request.workUnits = entry.request.workUnits
         return request
     }
 

@@ -37,6 +37,7 @@ extension Scheduler {
                 backendDecodeMs: timings.decodeMs, backendLoadMs: timings.loadMs,
                 modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry), weightBytes: weights(of: entry))
             observation.waitedInside = waited
+            if WorkKind(path: entry.request.path) != .chat { observation.workUnits = entry.request.workUnits }
             learning.rates.observe(observation)
             loads.ended(slot)
         case .upstreamError, .timeout:

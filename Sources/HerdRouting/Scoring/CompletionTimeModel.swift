@@ -1,5 +1,6 @@
 import HerdBounds
 import HerdJSON
+import HerdWire
 
 /// # The completion-time model
 ///
@@ -50,6 +51,17 @@ import HerdJSON
 ///   model (fleet-wide), lowered to the client's own limit (`num_predict`,
 ///   `max_tokens`); prior 256, × 4 (a setting) for a thinking model until
 ///   measured; 0 for embeddings.
+/// - **work** (speech-to-text, speech, images, embeddings, rerank: in place
+///   of prefill and decode) — the job's size in its kind's unit, as the proxy
+///   reads it from the request (seconds of a WAV upload, characters to speak,
+///   images × megapixels, inputs, documents), × the ms per unit measured on
+///   the node:model (backend time ÷ units, from jobs that did not wait inside
+///   for a slot), else the fastest node's for the model, else the prior
+///   (`priorMsPerUnit`: 100 ms per audio second, 15 per character, 20 000
+///   per megapixel image, 20 per input, 10 per document). A job whose size
+///   cannot be told (an mp3): the node:model's mean service time, else
+///   `priorJobMs`. Image servers that serve one at a time get a limit of 1
+///   from the same concurrency learner as chat. The header says `work=`.
 /// - **factor** — penalties, multiplied: thermal state serious × 1.5,
 ///   critical × 3; CPU or GPU throttled × 1.5; memory pressure high × 1.5
 ///   (critical × 2, and a cold load there is eliminated); recent failures
@@ -178,8 +190,53 @@ package enum CompletionTimeModel {
         package var node: NodeRates?
         /// The model's rates fleet-wide (the fastest node's, for a node not yet measured).
         package var model: ModelRates?
+        /// The kind of work; for all but chat the time is its size × the rate per unit.
+        package var work = WorkKind.chat
+        package var workUnits = 0.0
 
         package init() {}
+    }
+
+    /// ms per unit of work before measurement (a CPU-class server; the first
+    /// jobs measure the real rate): Whisper-class speech-to-text 0.1 s per
+    /// audio second, speech 15 ms per character, 20 s per megapixel image,
+    /// 20 ms per input embedded, 10 ms per document reranked.
+    package static func priorMsPerUnit(_ work: WorkKind) -> Double {
+        switch work {
+        case .stt: 100
+        case .tts: 15
+        case .image: 20_000
+        case .embed: 20
+        case .rerank: 10
+        case .chat: 0
+        }
+    }
+
+    /// A job of unknown size before any is measured, ms.
+    package static func priorJobMs(_ work: WorkKind) -> Double {
+        switch work {
+        case .stt: 3_000
+        case .tts: 1_500
+        case .image: 20_000
+        case .embed: 50
+        case .rerank: 100
+        case .chat: 0
+        }
+    }
+
+    /// The time of a speech, image, embedding or rerank job and where the
+    /// figure came from: its units × the ms per unit measured on this
+    /// node:model (`herd`), else the fastest node's for the model (`fleet`),
+    /// else the prior; a job of unknown size: the node:model's mean service
+    /// time, else the prior for a job.
+    package static func workMs(_ inputs: Inputs) -> (ms: Double, source: RateSource) {
+        if inputs.workUnits > 0 {
+            if let measured = inputs.slot?.msPerUnit.value { return (inputs.workUnits * measured, .herd) }
+            if inputs.inFlight == 0, let fastest = inputs.model?.fastestMsPerUnit { return (inputs.workUnits * fastest, .fleet) }
+            return (inputs.workUnits * priorMsPerUnit(inputs.work), .prior)
+        }
+        if let service = inputs.slot?.serviceMs.value { return (service, .herd) }
+        return (priorJobMs(inputs.work), .prior)
     }
 
     /// Single-stream ms per token before measurement.
@@ -232,9 +289,16 @@ package enum CompletionTimeModel {
         let canStart = inputs.inFlight < inputs.limit && inputs.drainMs == nil
         let batch = inputs.drainMs != nil ? 1
             : canStart ? max(inputs.inFlight, inputs.nodeInFlight) + 1 : max(1, inputs.limit, inputs.nodeInFlight)
-        let rate = decodeRate(inputs, batch: batch)
-        let decode = inputs.outputTokens * rate.ms
-        let prefill = Double(inputs.promptTokens) * prefillMsPerToken(inputs)
+        var rate = decodeRate(inputs, batch: batch)
+        var decode = inputs.outputTokens * rate.ms
+        var prefill = Double(inputs.promptTokens) * prefillMsPerToken(inputs)
+        if inputs.work != .chat {
+            // Speech, images, embeddings, rerank: the job's size at its measured rate.
+            let work = workMs(inputs)
+            decode = work.ms
+            prefill = 0
+            rate = (work.ms, work.source)
+        }
         let load: Double = switch inputs.temperature {
         case .hot: 0
         case let .loading(remaining): max(0, remaining)
@@ -255,7 +319,7 @@ package enum CompletionTimeModel {
             gain = prefill * affinity.prefillSaved / (1 + Double(inputs.inFlight) / 2)
         }
         return ScoreBreakdown(wait: wait, load: load, prefill: prefill, decode: decode, factor: inputs.factor, affinityGain: gain,
-                              crowd: crowd, rates: rate.source)
+                              crowd: crowd, rates: rate.source, work: inputs.work)
     }
 
     /// What one more request queued on a full node:model costs the requests
@@ -284,6 +348,8 @@ package struct ScoreBreakdown: Equatable, Sendable {
     package var crowd: Double = 0
     /// Where the decode rate came from (`rates=` in the header).
     package var rates = RateSource.prior
+    /// A speech, image, embedding or rerank job: `decode` holds its work (`work=` in the header).
+    package var work = WorkKind.chat
 
     /// The expected time to complete.
     package var ectMs: Double { max(0, (wait + load + prefill + decode) * factor - affinityGain) }
@@ -305,10 +371,15 @@ package struct ScoreBreakdown: Equatable, Sendable {
         out.append(rounded: wait)
         out.append(literal: " load=")
         out.append(rounded: load)
-        out.append(literal: " prefill=")
-        out.append(rounded: prefill)
-        out.append(literal: " decode=")
-        out.append(rounded: decode)
+        if work == .chat {
+            out.append(literal: " prefill=")
+            out.append(rounded: prefill)
+            out.append(literal: " decode=")
+            out.append(rounded: decode)
+        } else {
+            out.append(literal: " work=")
+            out.append(rounded: decode)
+        }
         if factor != 1 {
             let hundredths = Int(saturatingRounded: factor * 100)
             out.append(literal: " factor=")

@@ -150,6 +150,10 @@ package struct SlotRates: Equatable, Sendable {
     package var serviceMs = MovingAverage()
     /// The last full load of this model on this node, in milliseconds.
     package var lastLoadMs: Double?
+    /// Milliseconds per unit of work (an audio second, a character spoken, a
+    /// megapixel image, an input embedded, a document reranked) for the
+    /// speech, image, embedding and rerank jobs that said their size.
+    package var msPerUnit = MovingAverage()
 }
 
 /// What herd has measured about one node.
@@ -180,6 +184,8 @@ package struct ModelRates: Equatable, Sendable {
     /// every node get tried, and so measured).
     package var fastestDecode: DecodeLine?
     package var fastestPrefillMsPerToken: Double?
+    /// The fastest node's ms per unit of work (speech, images, embeddings, rerank).
+    package var fastestMsPerUnit: Double?
 }
 
 /// A count of events that halves every `halfLife`: recent failures weigh, old ones fade.
@@ -245,6 +251,8 @@ package struct LearnedRates: Equatable, Sendable {
         /// The concurrency learner found it waited inside the backend for a
         /// slot: its time is not a measure of its work.
         package var waitedInside = false
+        /// A speech, image, embedding or rerank job's size in its kind's unit (0: not known).
+        package var workUnits = 0.0
 
         package init(slot: SlotKey, ok: Bool, generates: Bool, batch: Int, promptTokens: Int, completionTokens: Int, ttftMs: Double,
                      durationMs: Double, streamed: Bool, backendPromptMs: Double? = nil, backendDecodeMs: Double? = nil,
@@ -291,6 +299,11 @@ package struct LearnedRates: Equatable, Sendable {
         observeLoad(o.slot, loadMs: loadMs, modelBytes: o.modelBytes)
         var slot = slots[o.slot] ?? SlotRates()
         if o.durationMs > 0 { slot.serviceMs.add(o.durationMs) }
+        // Work measured in units: its time per unit (not one that waited inside for a slot).
+        if o.workUnits > 0, o.durationMs > 0, !o.waitedInside {
+            let perUnit = max(0, o.durationMs - loadMs) / o.workUnits
+            slot.msPerUnit.add(perUnit)
+        }
         // Prefill: the backend's figure, else the time to the first byte of a
         // stream (minus a load) that did not wait inside.
         if o.promptTokens >= 8 {
@@ -333,12 +346,15 @@ package struct LearnedRates: Equatable, Sendable {
         // The fastest measured node for this model (a handful of nodes: a scan is cheap).
         var fastestDecode: DecodeLine?
         var fastestPrefill: Double?
+        var fastestPerUnit: Double?
         for (key, rates) in slots where key.model == o.slot.model {
             if let line = rates.decode.line, line.intercept < fastestDecode?.intercept ?? .infinity { fastestDecode = line }
             if let prefill = rates.prefillMsPerToken.value, prefill < fastestPrefill ?? .infinity { fastestPrefill = prefill }
+            if let perUnit = rates.msPerUnit.value, perUnit < fastestPerUnit ?? .infinity { fastestPerUnit = perUnit }
         }
         model.fastestDecode = fastestDecode
         model.fastestPrefillMsPerToken = fastestPrefill
+        model.fastestMsPerUnit = fastestPerUnit
         models[o.slot.model] = model
     }
 

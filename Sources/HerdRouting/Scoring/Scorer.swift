@@ -26,6 +26,8 @@ package struct ScoringRequest: Sendable {
     package var vision = false
     /// The kind of work (from the path): only backends that do it are candidates.
     package var work = WorkKind.chat
+    /// The job's size in its kind's unit (0: not known).
+    package var workUnits = 0.0
 
     package init(api: ClientAPI, models: [String]) {
         self.api = api
@@ -282,6 +284,8 @@ package struct Scorer: Sendable {
                 inputs.nodeInFlight = load.nodeInFlight(node.id)
                 inputs.promptTokens = request.promptTokens
                 inputs.outputTokens = expectedOutputTokens(request, model: onDisk, rates: modelRates, name: name)
+                inputs.work = request.work
+                inputs.workUnits = request.workUnits
 
                 let (temperature, contextPenalty) = Scorer.temperature(node, slot: slot, loaded: loaded, request, load: load, now: now)
                 let usable = Scorer.usableBytes(node, forLoading: canonical, load: load)

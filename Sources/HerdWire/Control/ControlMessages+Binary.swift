@@ -103,6 +103,8 @@ extension RouteRequest: WireBinaryMessage {
         out.wire(optional: session)
         out.wire(optional: prefix)
         out.wire(bool: vision)
+        // Only speech, image, embedding and rerank jobs carry a size: a chat's frame does not grow.
+        if workUnits != 0 { out.wire(double: workUnits) }
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
@@ -110,7 +112,7 @@ extension RouteRequest: WireBinaryMessage {
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
                   session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self),
-                  vision: r.isAtEnd ? false : try r.bool())
+                  vision: r.isAtEnd ? false : try r.bool(), workUnits: r.isAtEnd ? 0 : try r.double())
         // Control trusts the proxy only as far as these bounds (the proxy's
         // validator applies the same ones, so it never sends past them).
         if let problem = RequestLimits.check(self) { throw r.fail(problem) }

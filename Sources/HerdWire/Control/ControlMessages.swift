@@ -72,6 +72,18 @@ public enum WorkKind: String, Sendable, CaseIterable {
         }
     }
 
+    /// What a job of this kind is measured in (`RouteRequest.workUnits`).
+    public var unit: String {
+        switch self {
+        case .chat: "tokens"
+        case .embed: "inputs"
+        case .rerank: "documents"
+        case .stt: "audio seconds"
+        case .tts: "characters"
+        case .image: "megapixel images"
+        }
+    }
+
     /// How a person says it (error messages).
     public var label: String {
         switch self {
@@ -153,10 +165,14 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     public var prefix: ContentHash?
     /// The request carries images: only a model that can see may take it.
     @Defaulted<WireDefaults.False> public var vision: Bool
+    /// How much work a speech, image, embedding or rerank job is, in its
+    /// kind's unit (`WorkKind.unit`): seconds of audio, characters to speak,
+    /// megapixel images, inputs, documents; 0 when not known.
+    @Defaulted<WireDefaults.ZeroNumber> public var workUnits: Double
 
     public init(id: UInt64, api: ClientAPI, path: String, model: String, stream: Bool, fallbacks: [String] = [], tags: [String] = [],
                 estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "", maxTokens: Int? = nil, think: Bool? = nil,
-                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false) {
+                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0) {
         self.id = id
         self.api = api
         self.path = path
@@ -172,11 +188,12 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
         self.session = session
         self.prefix = prefix
         self.vision = vision
+        self.workUnits = workUnits
     }
 
     enum CodingKeys: String, CodingKey {
         case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client,
-             maxTokens = "max_tokens", think, session, prefix, vision
+             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units"
     }
 }
 

@@ -36,6 +36,8 @@ public enum RequestLimits {
     public static let pathBytes = 1...128
     /// Estimated prompt tokens (body bytes / 4 of a body at most 1 GiB).
     public static let estimatedTokens = 0...(1 << 28)
+    /// A job's size in its kind's unit (hours of audio, a book to speak, a batch of inputs).
+    public static let maxWorkUnits = 10_000_000.0
 
     /// Whether `name` may be a model name: 1–256 bytes, no control characters.
     public static func isModelName(_ name: String) -> Bool {
@@ -53,6 +55,7 @@ public enum RequestLimits {
         if let n = r.numCtx, !numCtx.contains(n) { return "num_ctx must be \(numCtx.lowerBound)–\(numCtx.upperBound)" }
         if let n = r.maxTokens, !(1...maxTokens.upperBound).contains(n) { return "max_tokens must be 1–\(maxTokens.upperBound)" }
         if !estimatedTokens.contains(r.estimatedTokens) { return "est_tokens out of range" }
+        if !(r.workUnits >= 0 && r.workUnits <= maxWorkUnits) { return "work_units must be 0–\(Int(maxWorkUnits))" }
         if !clientBytes.contains(r.client.utf8.count) { return "client: at most \(clientBytes.upperBound) bytes" }
         if !pathBytes.contains(r.path.utf8.count) { return "path: 1–\(pathBytes.upperBound) bytes" }
         return nil

@@ -147,7 +147,8 @@ const views = {
     const rows = [];
     for (const m of data.models) {
       const lh = m.last_hour;
-      rows.push(h("tr", {}, h("td", { colspan: 11 }, h("h3", {}, m.name), h("span", { class: "muted" },
+      const kind = { chat: "chat", embed: "embeddings", rerank: "rerank", stt: "speech-to-text", tts: "text-to-speech", image: "images" }[m.kind] || m.kind;
+      rows.push(h("tr", {}, h("td", { colspan: 11 }, h("h3", {}, m.name, " ", h("span", { class: "tag", title: "the kind of work it does" }, kind)), h("span", { class: "muted" },
         ` ${num(lh.requests)} requests · ${num(lh.completion_tokens)} tokens out in the last hour · TTFT p50 ${ms(lh.ttft_p50_ms)}`))));
       for (const p of m.nodes) {
         const t = p.last_hour;

@@ -41,6 +41,10 @@ final class ControlMetrics {
     private var queueWait = Histogram(bounds: Histogram.latencyBounds)
     private var overhead = Histogram(bounds: Histogram.overheadBounds)
 
+    /// By kind of work (6 kinds × the outcomes: bounded by the enums).
+    private var workRequests: [String: Int] = [:]
+    private var workUnits: [WorkKind: Double] = [:]
+
     /// Most label combinations kept per metric; past it, new ones count as `other`.
     static let maxSeries = 1_024
 
@@ -58,6 +62,9 @@ final class ControlMetrics {
             key = Key(api: api, node: "other", model: "other", outcome: result.outcome.rawValue)
         }
         requests[key, default: 0] += 1
+        let work = finished.request.map { WorkKind(path: $0.path) } ?? .chat
+        workRequests[work.rawValue + "\u{0}" + result.outcome.rawValue, default: 0] += 1
+        if result.outcome == .ok, let units = finished.request?.workUnits, units > 0, work != .chat { workUnits[work, default: 0] += units }
         if completionTokens[model] == nil, completionTokens.count >= Self.maxSeries { model = "other" }
         if result.completionTokens > 0 || completionTokens[model] != nil { completionTokens[model, default: 0] = completionTokens[model, default: 0].addingSaturated(result.completionTokens) }
         if result.promptTokens > 0 || promptTokens[model] != nil { promptTokens[model, default: 0] = promptTokens[model, default: 0].addingSaturated(result.promptTokens) }
@@ -94,6 +101,17 @@ final class ControlMetrics {
         header("herd_requests_total", "counter", "Requests that reached an outcome, by client API, node, model (as served) and outcome.")
         for (key, count) in requests.sorted(by: { ($0.key.api, $0.key.node, $0.key.model, $0.key.outcome) < ($1.key.api, $1.key.node, $1.key.model, $1.key.outcome) }) {
             sample("herd_requests_total", [("api", key.api), ("node", key.node), ("model", key.model), ("outcome", key.outcome)], "\(count)")
+        }
+        header("herd_work_requests_total", "counter",
+               "Requests that reached an outcome, by kind of work (chat, embed, rerank, stt, tts, image) and outcome.")
+        for (key, count) in workRequests.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
+            sample("herd_work_requests_total", [("work", String(parts[0])), ("outcome", String(parts.count > 1 ? parts[1] : ""))], "\(count)")
+        }
+        header("herd_work_units_total", "counter",
+               "Work served, in each kind's unit: stt audio seconds (WAV uploads), tts characters, image megapixel images, embed inputs, rerank documents.")
+        for (work, units) in workUnits.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            sample("herd_work_units_total", [("work", work.rawValue), ("unit", work.unit)], String(units))
         }
         header("herd_prompt_tokens_total", "counter", "Prompt tokens read, by model.")
         for (model, count) in promptTokens.sorted(by: { $0.key < $1.key }) { sample("herd_prompt_tokens_total", [("model", model)], "\(count)") }

@@ -244,9 +244,13 @@ final class FleetAPI {
         let hour = stats.bySlot(minutes: 60, now: now)
         struct Place { var node: FleetNode; var onDisk: Heartbeat.Model?; var loaded: Heartbeat.LoadedModel? }
         var places: [String: [String: Place]] = [:]
+        var kinds: [String: WorkKind] = [:]
         for n in registry.nodes.values {
             for b in n.heartbeat.backends {
-                for m in b.models { places[ModelName.canonical(m.name), default: [:]][n.id, default: Place(node: n)].onDisk = m }
+                for m in b.models {
+                    places[ModelName.canonical(m.name), default: [:]][n.id, default: Place(node: n)].onDisk = m
+                    kinds[ModelName.canonical(m.name)] = kinds[ModelName.canonical(m.name)] ?? SnapshotBuilder.work(b.kind, m)
+                }
                 for m in b.loaded { places[ModelName.canonical(m.name), default: [:]][n.id, default: Place(node: n)].loaded = m }
             }
         }
@@ -268,7 +272,8 @@ final class FleetAPI {
                     "last_hour": tallyJSON(t, seconds: 3600),
                 ]
             }
-            return ["name": .string(model), "nodes": .array(nodes), "last_hour": tallyJSON(total, seconds: 3600)]
+            return ["name": .string(model), "kind": .string((kinds[model] ?? .chat).rawValue), "nodes": .array(nodes),
+                    "last_hour": tallyJSON(total, seconds: 3600)]
         })]
     }
 

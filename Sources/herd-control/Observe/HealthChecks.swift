@@ -23,6 +23,8 @@ struct HealthInput {
     /// Per node:model over the last 5 and 60 minutes.
     var recent: [SlotKey: RequestTally] = [:]
     var hour: [SlotKey: RequestTally] = [:]
+    /// Per kind of work over the last 5 minutes.
+    var recentByWork: [WorkKind: RequestTally] = [:]
     var queueLength = 0
     var queueTimeoutMilliseconds: UInt64 = 30_000
     var proxiesExpected = 1
@@ -289,6 +291,24 @@ enum HealthChecks {
             for change in input.modelChanges where input.now - min(input.now, change.at) <= 600_000 { counts[change.node, default: 0] += 1 }
             let churning = counts.filter { $0.value >= 6 }.map { "\($0.key) (\($0.value))" }
             return churning.isEmpty ? nil : "loads/unloads in 10 min: \(list(churning))"
+        },
+        HealthCheck(
+            id: "work_served_nowhere", title: "Work no node does", severity: .warning,
+            condition: "speech-to-text, speech, images, embeddings or rerank were asked for and refused, and no online node has a backend that does that work",
+            threshold: "≥ 1 refused request in 5 minutes",
+            advice: "Start a node with a backend of that kind (herd-node --backend stt=URL, tts=URL, image=URL, embed=URL, rerank=URL, or an OpenAI-compatible server with the model; Ollama transcribes with audio-capable models)."
+        ) { input in
+            let online = input.nodes.filter { $0.status != .offline }
+            let missing = input.recentByWork.filter { work, tally in
+                work != .chat && tally.rejected > 0 && !online.contains { node in
+                    node.heartbeat.backends.contains { backend in
+                        backend.kind.serves(work) && (work != .stt || backend.kind != .ollama
+                            || backend.models.contains { $0.capabilities.contains("audio") })
+                    }
+                }
+            }
+            let named = missing.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.label) (\($0.value.rejected) refused)" }
+            return named.isEmpty ? nil : "asked for, and no node does it: \(list(named))"
         },
         HealthCheck(
             id: "model_loaded_nowhere", title: "Requested model loaded nowhere", severity: .warning,

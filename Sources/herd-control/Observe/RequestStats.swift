@@ -99,6 +99,8 @@ final class RequestStats {
         var bySlot: [SlotKey: RequestTally] = [:]
         var byTag: [String: RequestTally] = [:]
         var byClient: [String: RequestTally] = [:]
+        /// By kind of work (six at most).
+        var byWork: [WorkKind: RequestTally] = [:]
     }
 
     static let minutes = 60
@@ -122,6 +124,7 @@ final class RequestStats {
         let last = ring.count - 1
         if ring[last].bySlot[slot] == nil, ring[last].bySlot.count >= Self.maxKeys { slot = SlotKey("other", "other") }
         ring[last].bySlot[slot, default: RequestTally()].record(finished)
+        ring[last].byWork[finished.request.map { WorkKind(path: $0.path) } ?? .chat, default: RequestTally()].record(finished)
         for tag in finished.request?.tags ?? [] {
             let key = ring[last].byTag[tag] != nil || ring[last].byTag.count < Self.maxKeys ? tag : "other"
             ring[last].byTag[key, default: RequestTally()].record(finished)
@@ -144,6 +147,15 @@ final class RequestStats {
         var out: [SlotKey: RequestTally] = [:]
         for minute in recent(minutes, now: now) {
             for (key, tally) in minute.bySlot { out[key, default: RequestTally()].merge(tally) }
+        }
+        return out
+    }
+
+    /// Per kind of work, over the last `minutes` minutes.
+    func byWork(minutes: Int, now: UInt64) -> [WorkKind: RequestTally] {
+        var out: [WorkKind: RequestTally] = [:]
+        for minute in recent(minutes, now: now) {
+            for (key, tally) in minute.byWork { out[key, default: RequestTally()].merge(tally) }
         }
         return out
     }

@@ -63,14 +63,18 @@ final class TraceStore {
         SQLiteMigration(version: 5, name: "how the route came: by a ticket (decided ahead) or by a ROUTE", sql: """
             ALTER TABLE request_traces ADD COLUMN ticket INTEGER NOT NULL DEFAULT 0;
             """),
+        SQLiteMigration(version: 6, name: "the kind of work and its size: audio seconds, characters, images, inputs", sql: """
+            ALTER TABLE request_traces ADD COLUMN work TEXT;
+            ALTER TABLE request_traces ADD COLUMN work_units REAL;
+            """),
     ]
 
     private static let insert = """
         INSERT INTO request_traces (request_id, at_ms, api, path, model, served_model, node_id, outcome, status, ttft_ms,
             duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error,
             stream, est_tokens, num_ctx, queued_ms, local, reason, score, candidates, fallback_used, affinity,
-            concurrency, prompt_eval_ms, eval_ms, load_ms, ticket)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            concurrency, prompt_eval_ms, eval_ms, load_ms, ticket, work, work_units)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     let path: String
@@ -131,6 +135,8 @@ final class TraceStore {
             finished.concurrency.map { .integer(Int64($0)) } ?? .null, result.backendPromptMilliseconds.map { .real($0) } ?? .null,
             result.backendDecodeMilliseconds.map { .real($0) } ?? .null, result.backendLoadMilliseconds.map { .real($0) } ?? .null,
             .integer(finished.ticket ? 1 : 0),
+            request.map { .text(WorkKind(path: $0.path).rawValue) } ?? .null,
+            request.flatMap { $0.workUnits > 0 ? .real($0.workUnits) : nil } ?? .null,
         ])
     }
 
@@ -186,7 +192,7 @@ final class TraceStore {
     /// The columns of a trace's list entry, then those only its whole record has.
     static let listColumns = ["id", "request_id", "at_ms", "api", "path", "model", "served_model", "node_id", "outcome", "status",
                               "ttft_ms", "duration_ms", "prompt_tokens", "completion_tokens", "retries", "client", "tags", "error",
-                              "stream", "queued_ms", "local", "reason", "fallback_used", "ticket"]
+                              "stream", "queued_ms", "local", "reason", "fallback_used", "ticket", "work", "work_units"]
     static let recordColumns = listColumns + ["bytes", "est_tokens", "num_ctx", "score", "affinity", "concurrency", "prompt_eval_ms",
                                               "eval_ms", "load_ms", "candidates"]
 

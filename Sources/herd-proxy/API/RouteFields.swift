@@ -24,6 +24,8 @@ struct RouteFields: Equatable {
     /// The request carries images (Ollama `images`, OpenAI `image_url` parts,
     /// Anthropic `image` blocks, Responses `input_image`): only a model that can see may take it.
     var vision = false
+    /// A speech, image, embedding or rerank job's size in its kind's unit (`WorkUnits`).
+    var workUnits = 0.0
 
     static let keys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
                                     "max_completion_tokens", "think", "system", "keep_alive", "images"]
@@ -244,7 +246,7 @@ struct RouteFields: Equatable {
     /// returned once a whole `model` part has been read; nil while the form
     /// may still bring it (the caller bounds how long it waits).
     static func readForm(_ body: [UInt8], contentType: String?, headerFallbacks: [String], headerTags: [String],
-                         partial: Bool = false) throws(Invalid) -> RouteFields? {
+                         partial: Bool = false, modelRequired: Bool = true) throws(Invalid) -> RouteFields? {
         guard let contentType, let boundary = formBoundary(contentType) else {
             throw Invalid(message: "expected a multipart/form-data body with a boundary (Content-Type: multipart/form-data; boundary=…)")
         }
@@ -255,8 +257,11 @@ struct RouteFields: Equatable {
             throw Invalid(message: "the form cannot be read")
         }
         if partial, !complete, model == nil { return nil }
-        guard let model, !model.isEmpty else { throw Invalid(message: "the form has no \"model\" field") }
-        try checkModelName(model, field: "model")
+        let named = model ?? ""
+        if modelRequired || !named.isEmpty {
+            guard !named.isEmpty else { throw Invalid(message: "the form has no \"model\" field") }
+            try checkModelName(named, field: "model")
+        }
         for name in headerFallbacks { try checkModelName(name, field: "X-Herd-Fallback-Models") }
         guard headerFallbacks.count <= RequestLimits.maxFallbacks, headerTags.count <= RequestLimits.maxTags else {
             throw Invalid(message: "at most \(RequestLimits.maxFallbacks) fallbacks and \(RequestLimits.maxTags) tags")
@@ -264,14 +269,44 @@ struct RouteFields: Equatable {
         for tag in headerTags where !RequestLimits.tagBytes.contains(tag.utf8.count) {
             throw Invalid(message: "each tag must be \(RequestLimits.tagBytes.lowerBound)–\(RequestLimits.tagBytes.upperBound) bytes; one is \(tag.utf8.count)")
         }
-        return RouteFields(model: model, stream: stream, fallbacks: headerFallbacks, tags: headerTags, numCtx: nil, hasFallbackField: false)
+        return RouteFields(model: named, stream: stream, fallbacks: headerFallbacks, tags: headerTags, numCtx: nil, hasFallbackField: false)
+    }
+
+    /// Ollama Herd's `/api/transcribe` form as OpenAI's transcription form: the
+    /// part named `audio` renamed `file`, and a `model` part first when the
+    /// form has none. Nil when the form has no `audio` part.
+    static func transcriptionForm(fromLegacy body: [UInt8], contentType: String?, model: String) -> [UInt8]? {
+        guard let contentType, let boundary = formBoundary(contentType) else { return nil }
+        let delimiter = Array("--".utf8) + boundary
+        var audioHeaders: Range<Int>?
+        var hasModel = false
+        let scanned = body.withUnsafeBytes { raw in
+            scanForm(raw, delimiter: delimiter) { name, headers in
+                if name == "audio", audioHeaders == nil { audioHeaders = headers }
+                if name == "model" { hasModel = true }
+            }
+        }
+        guard case .success = scanned, let audioHeaders else { return nil }
+        let headers = String(decoding: body[audioHeaders], as: UTF8.self)
+        let renamed = headers.replacingFirst(#"name="audio""#, with: #"name="file""#) ?? headers.replacingFirst("name=audio", with: "name=file")
+        guard let renamed else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + 128)
+        if !hasModel {
+            out += delimiter
+            out += Array("\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n\(model)\r\n".utf8)
+        }
+        out += body[..<audioHeaders.lowerBound]
+        out += Array(renamed.utf8)
+        out += body[audioHeaders.upperBound...]
+        return out
     }
 
     /// The `model` and `stream` fields of a form whose parts begin with
     /// `delimiter`. `partial`: the form may be cut short; `complete` says
     /// whether it was read to its closing boundary.
-    static func scanForm(_ raw: UnsafeRawBufferPointer, delimiter: [UInt8],
-                         partial: Bool = false) -> Result<(model: String?, stream: Bool, complete: Bool), Invalid> {
+    static func scanForm(_ raw: UnsafeRawBufferPointer, delimiter: [UInt8], partial: Bool = false,
+                         visit: ((Substring?, Range<Int>) -> Void)? = nil) -> Result<(model: String?, stream: Bool, complete: Bool), Invalid> {
         var model: String?
         var stream = false
         guard var at = find(delimiter, in: raw, from: 0) else {
@@ -294,11 +329,13 @@ struct RouteFields: Equatable {
             }
             let headers = String(decoding: UnsafeRawBufferPointer(rebasing: raw[at..<headersEnd]), as: UTF8.self)
             let valueStart = headersEnd + 4
+            let name = formFieldName(headers)
+            visit?(name, at..<headersEnd)
             guard let end = find(next, in: raw, from: valueStart) else {
                 if partial { return .success((model, stream, false)) }
                 return .failure(Invalid(message: "the form ends without its closing boundary"))
             }
-            switch formFieldName(headers) {
+            switch name {
             case "model":
                 guard end - valueStart <= RequestLimits.modelBytes.upperBound else {
                     return .failure(Invalid(message: "\"model\" is \(end - valueStart) bytes; at most \(RequestLimits.modelBytes.upperBound)"))
@@ -414,6 +451,13 @@ enum Endpoint: String, CaseIterable {
     case speech = "/v1/audio/speech"
     case imageGenerations = "/v1/images/generations"
     case imageEdits = "/v1/images/edits"
+    /// Ollama Herd's own paths, so that its users' clients work unchanged: a
+    /// form with the audio in `audio` (`model` optional: the fleet's
+    /// speech-to-text model), sent on as `/v1/audio/transcriptions`; and
+    /// `{"model","prompt","width","height"}` answered with the PNG's bytes,
+    /// sent on as `/v1/images/generations`.
+    case legacyTranscribe = "/api/transcribe"
+    case legacyGenerateImage = "/api/generate-image"
 
     /// The endpoint at `path`: by length, then bytes (a string switch over
     /// this many cases becomes a hashed lookup, ~500 instructions a request).
@@ -436,7 +480,7 @@ enum Endpoint: String, CaseIterable {
 
     var api: ClientAPI {
         switch self {
-        case .chat, .generate, .embed, .embeddings, .show: .ollama
+        case .chat, .generate, .embed, .embeddings, .show, .legacyTranscribe, .legacyGenerateImage: .ollama
         case .anthropicMessages, .anthropicCountTokens: .anthropic
         case .openAIChat, .openAICompletions, .openAIEmbeddings, .openAIResponses, .rerank, .rerankBare, .reranking,
              .transcriptions, .translations, .speech, .imageGenerations, .imageEdits: .openai
@@ -446,15 +490,38 @@ enum Endpoint: String, CaseIterable {
     /// The body is a `multipart/form-data` upload, not JSON.
     var isForm: Bool {
         switch self {
-        case .transcriptions, .translations, .imageEdits: true
+        case .transcriptions, .translations, .imageEdits, .legacyTranscribe: true
         default: false
+        }
+    }
+
+    /// The path the request goes to on its backend (the legacy paths are sent on as OpenAI's).
+    var upstreamPath: String? {
+        switch self {
+        case .legacyTranscribe: "/v1/audio/transcriptions"
+        case .legacyGenerateImage: "/v1/images/generations"
+        default: nil
         }
     }
 
     /// The body is text the model reads (its size estimates prompt tokens); not
     /// for audio, images or the text a voice reads.
-    var bodyIsPrompt: Bool { !isForm && self != .speech && self != .imageGenerations }
+    var bodyIsPrompt: Bool {
+        switch self {
+        case .transcriptions, .translations, .imageEdits, .legacyTranscribe, .speech, .imageGenerations, .legacyGenerateImage: false
+        default: true
+        }
+    }
 
     /// Ollama streams chat and generate unless told not to; OpenAI does not.
     var streamsByDefault: Bool { self == .chat || self == .generate }
+}
+
+extension String {
+    /// `self` with the first occurrence of `target` replaced; nil when it has none.
+    func replacingFirst(_ target: String, with replacement: String) -> String? {
+        let bytes = Array(utf8), needle = Array(target.utf8)
+        guard let at = bytes.withUnsafeBytes({ RouteFields.find(needle, in: $0, from: 0) }) else { return nil }
+        return String(decoding: bytes[..<at] + Array(replacement.utf8) + bytes[(at + needle.count)...], as: UTF8.self)
+    }
 }

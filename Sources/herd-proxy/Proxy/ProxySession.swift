@@ -102,7 +102,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: endpoint.bodyIsPrompt ? body.count / 4 : 0, numCtx: fields.numCtx,
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost), maxTokens: fields.maxTokens, think: fields.think,
-                session: fields.session, prefix: fields.prefix, vision: fields.vision)
+                session: fields.session, prefix: fields.prefix, vision: fields.vision, workUnits: fields.workUnits)
             let attempt = routes.attempt(request, waiter: self)
             self.attempt = attempt
             attempt.start()
@@ -183,6 +183,23 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
         var target = exchange.head.target
         translator = nil
+        if let path = endpoint.upstreamPath {
+            // Ollama Herd's own paths, sent on as OpenAI's.
+            target = path
+            if endpoint == .legacyTranscribe {
+                guard let held = upload?.held, upload?.isWhole == true,
+                      let form = RouteFields.transcriptionForm(fromLegacy: held, contentType: exchange.head.headers["Content-Type"], model: answer.model) else {
+                    return perform(flow.answeredByHerd(ClientError.badRequest("the form has no \"audio\" part (the audio to transcribe)")))
+                }
+                return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: form))
+            }
+            guard let request = LegacyImage.request(body: body, model: answer.model) else {
+                return perform(flow.answeredByHerd(ClientError.badRequest("expected {\"model\", \"prompt\"} with an optional \"width\" and \"height\"")))
+            }
+            headers.remove("Accept-Encoding")
+            translator = LegacyImage.AnswerTranslator()
+            return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: request))
+        }
         if endpoint.api == .ollama, answer.backend.speaksOpenAIOnly {
             // An Ollama-API request to an OpenAI-compatible server: translated both ways.
             if endpoint == .show { return perform(flow.answeredByHerd()) }
@@ -228,7 +245,11 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 source = upload
             }
         }
-        let request = HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody, bodySource: source)
+        send(HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody, bodySource: source))
+    }
+
+    private func send(_ request: HTTPClientRequest) {
+        guard let answer else { return }
         upstreamHead = nil
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
