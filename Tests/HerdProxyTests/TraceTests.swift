@@ -127,6 +127,17 @@ import Testing
             #expect(Self.text(row[4])?.hasPrefix("hot") == true, "the decision's reason, as for a ROUTE")
             #expect((Self.int(row[6]) ?? 0) > 0, "the request's own size, not the ticket's template")
         }
+        // Many at once: their RESULTs reach control in one frame, each with its
+        // ticket's request inside; every one is read (the proxy is never dropped).
+        let body = #"{"model":"llama3:8b","stream":false,"messages":[{"role":"user","content":"hi"}]}"#
+        for _ in 0..<6 {
+            let clients = try (0..<8).map { _ in try RawClient(port: fleet.proxyPort, timeoutSeconds: 10) }
+            for c in clients {
+                c.send("POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            }
+            for c in clients { #expect(try c.readResponse().status == 200) }
+        }
+        #expect(!fleet.logs.contains("dropped"), "\(fleet.logs.split(separator: "\n").filter { $0.contains("dropped") }.prefix(3))")
     }
 
     static func metric(_ fleet: TestFleet, _ name: String) -> Double? {

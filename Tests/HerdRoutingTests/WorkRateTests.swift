@@ -79,5 +79,19 @@ import Testing
         #expect(rates.slot(SlotKey("a", "sd"))?.msPerUnit.value == 9_000)
         #expect(rates.model(SlotKey("a", "sd").model)?.fastestMsPerUnit == 9_000)
     }
-}
 
+    @Test func anEmbeddingModelTakesNoChat() {
+        var node = machine("o", models: [("nomic-embed-text", 300_000_000)], loaded: ["nomic-embed-text"])
+        node.heartbeat.backends[0].models[0].capabilities = ["embedding"]
+        let chat = decide([node], ["nomic-embed-text"])
+        guard case .wrongWork = chat.0 else { Issue.record("\(chat.0)"); return }
+        #expect(chat.1.eliminated.first?.reason.contains("the model can: embedding") == true)
+        let embed = decide([node], ["nomic-embed-text"]) { request in
+            request.work = .embed
+            request.generates = false
+        }
+        #expect(routedNode(embed) == "o")
+        let show = decide([node], ["nomic-embed-text"]) { $0.generates = false }
+        #expect(routedNode(show) == "o", "/api/show of it still goes there")
+    }
+}

@@ -48,9 +48,11 @@ import HerdRuntime
         }
         let route = RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m", stream: false, client: "c").binary
         #expect(refused(RouteRequest.self, route) == nil)
-        // Every truncation of a valid body (but of its last field, `vision`, added in protocol 5: absent is false).
-        for n in 0..<(route.count - 1) { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
-        #expect(try decoded(RouteRequest.self, Array(route.dropLast())).get().vision == false)
+        // Every truncation of a valid body (but of its last fields, `vision` (protocol 5) and
+        // `work_units` (6): absent at the end of a frame is false and 0).
+        for n in 0..<(route.count - 2) { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
+        #expect(try decoded(RouteRequest.self, Array(route.dropLast(2))).get().vision == false)
+        #expect(try decoded(RouteRequest.self, Array(route.dropLast())).get().workUnits == 0)
         var seeing = RouteRequest(id: 1, api: .anthropic, path: "/v1/messages", model: "m", stream: false, client: "c")
         seeing.vision = true
         #expect(try decoded(RouteRequest.self, seeing.binary).get() == seeing)
@@ -59,8 +61,15 @@ import HerdRuntime
         speech.workUnits = 42.5
         #expect(try decoded(RouteRequest.self, speech.binary).get() == speech)
         #expect(speech.binary.count == RouteRequest(id: 1, api: .openai, path: "/v1/audio/speech", model: "m", stream: false, client: "c").binary.count + 8)
-        #expect(refused(RouteRequest.self, route + [0]) != nil)
-        #expect(refused(RouteRequest.self, route + [UInt8](repeating: 0, count: 9))?.contains("left over") == true)
+        #expect(refused(RouteRequest.self, route + [0])?.contains("left over") == true)
+        // Inside a RESULT (a ticket's request), results follow it: each is read whole, with or without units.
+        let chat = RouteRequest(id: 2, api: .ollama, path: "/api/chat", model: "m", stream: false, client: "c")
+        let batch = ResultBatch([
+            ReportedResult(RouteResult(id: 2, node: "n", model: "m", outcome: .ok, status: 200), ticket: TicketUse(ticket: 7, request: chat)),
+            ReportedResult(RouteResult(id: 1, node: "n", model: "m", outcome: .ok, status: 200), ticket: TicketUse(ticket: 8, request: speech)),
+            ReportedResult(RouteResult(id: 3, node: "n", model: "m", outcome: .ok, status: 200), ticket: TicketUse(ticket: 9, request: chat)),
+        ])
+        #expect(try decoded(ResultBatch.self, batch.binary).get() == batch)
         speech.workUnits = -1
         #expect(refused(RouteRequest.self, speech.binary)?.contains("work_units") == true)
         // An unknown api code, a bool that is not 0/1, a string longer than the frame, an overlong varint.

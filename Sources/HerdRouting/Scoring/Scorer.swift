@@ -267,6 +267,11 @@ package struct Scorer: Sendable {
                     eliminate(Scorer.doesNot(request.work, backend.kind))
                     continue
                 }
+                // A model that says what it can and cannot complete text (an embedding model) takes no generation.
+                if request.work == .chat, request.generates, !capabilities.isEmpty, !capabilities.contains("completion") {
+                    eliminate(Scorer.doesNotPrefix + "\(WorkKind.chat.label) (the model can: \(capabilities.prefix(4).joined(separator: ", ")))")
+                    continue
+                }
                 if let (reason, otherBackends) = unavailable(node, reachable: backend.reachable, request) {
                     eliminate(reason)
                     if otherBackends { continue } else { break }

@@ -103,8 +103,9 @@ extension RouteRequest: WireBinaryMessage {
         out.wire(optional: session)
         out.wire(optional: prefix)
         out.wire(bool: vision)
-        // Only speech, image, embedding and rerank jobs carry a size: a chat's frame does not grow.
-        if workUnits != 0 { out.wire(double: workUnits) }
+        // Always present (one byte for a chat): a request is also written inside
+        // RESULT and RETRY frames (a ticket's), where more follows it.
+        out.wire(optionalDouble: workUnits != 0 ? workUnits : nil)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
@@ -112,7 +113,7 @@ extension RouteRequest: WireBinaryMessage {
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
                   session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self),
-                  vision: r.isAtEnd ? false : try r.bool(), workUnits: r.isAtEnd ? 0 : try r.double())
+                  vision: r.isAtEnd ? false : try r.bool(), workUnits: r.isAtEnd ? 0 : try r.optionalDouble() ?? 0)
         // Control trusts the proxy only as far as these bounds (the proxy's
         // validator applies the same ones, so it never sends past them).
         if let problem = RequestLimits.check(self) { throw r.fail(problem) }
