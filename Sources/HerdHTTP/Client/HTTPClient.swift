@@ -24,13 +24,13 @@ public final class HTTPClient {
 
     /// Sends `request` to `upstream`; the response goes to `delegate`.
     @discardableResult
-    public func execute(_ request: HTTPClientRequest, to upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask {
+    public func execute(_ request: consuming HTTPClientRequest, to upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask {
         execute(request, in: pool(for: upstream), delegate: delegate)
     }
 
     /// Sends `request` on `pool` (one this client made: `pool(for:)`).
     @discardableResult
-    public func execute(_ request: HTTPClientRequest, in pool: UpstreamPool, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask {
+    public func execute(_ request: consuming HTTPClientRequest, in pool: UpstreamPool, delegate: any HTTPClientResponseDelegate) -> HTTPClientTask {
         let task = HTTPClientTask(request: request, upstream: pool.address, delegate: delegate)
         pool.enqueue(task)
         return task

@@ -20,7 +20,7 @@ public final class HTTPClientTask {
     var isPaused = false
     weak var connection: HTTP1ClientConnection?
 
-    init(request: HTTPClientRequest, upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) {
+    init(request: consuming HTTPClientRequest, upstream: SocketAddress, delegate: any HTTPClientResponseDelegate) {
         self.request = request
         self.upstream = upstream
         self.delegate = delegate

@@ -462,14 +462,15 @@ enum Endpoint: String, CaseIterable {
     /// The endpoint at `path`: by length, then bytes (a string switch over
     /// this many cases becomes a hashed lookup, ~500 instructions a request).
     static func at(_ path: Substring) -> Endpoint? {
-        path.utf8.withContiguousStorageIfAvailable { bytes -> Endpoint? in
-            guard bytes.count < byLength.count else { return nil }
+        var path = path
+        return path.withUTF8 { bytes -> Endpoint? in
+            guard bytes.count < byLength.count, let base = bytes.baseAddress else { return nil }
             for (candidate, endpoint) in byLength[bytes.count]
-                where candidate.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
+                where candidate.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, bytes.count) == 0 }) {
                 return endpoint
             }
             return nil
-        } ?? Endpoint(rawValue: String(path))
+        }
     }
 
     private static let byLength: [[([UInt8], Endpoint)]] = {

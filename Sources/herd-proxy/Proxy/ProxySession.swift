@@ -191,14 +191,14 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                       let form = RouteFields.transcriptionForm(fromLegacy: held, contentType: exchange.head.headers["Content-Type"], model: answer.model) else {
                     return perform(flow.answeredByHerd(ClientError.badRequest("the form has no \"audio\" part (the audio to transcribe)")))
                 }
-                return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: form))
+                return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: form), to: answer.upstream)
             }
             guard let request = LegacyImage.request(body: body, model: answer.model) else {
                 return perform(flow.answeredByHerd(ClientError.badRequest("expected {\"model\", \"prompt\"} with an optional \"width\" and \"height\"")))
             }
             headers.remove("Accept-Encoding")
             translator = LegacyImage.AnswerTranslator()
-            return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: request))
+            return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: request), to: answer.upstream)
         }
         if endpoint.api == .ollama, answer.backend.speaksOpenAIOnly {
             // An Ollama-API request to an OpenAI-compatible server: translated both ways.
@@ -245,16 +245,16 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 source = upload
             }
         }
-        send(HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody, bodySource: source))
+        send(HTTPClientRequest(method: exchange.head.method, target: target, headers: headers, body: upstreamBody, bodySource: source),
+             to: answer.upstream)
     }
 
-    private func send(_ request: HTTPClientRequest) {
-        guard let answer else { return }
+    private func send(_ request: consuming HTTPClientRequest, to upstreamAddress: String) {
         upstreamHead = nil
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
-        guard let (task, upstream) = upstreams.send(request, to: answer.upstream, delegate: self) else {
-            perform(flow.upstreamFailed(.invalidResponse("bad upstream address \(answer.upstream)"), status: 0))
+        guard let (task, upstream) = upstreams.send(request, to: upstreamAddress, delegate: self) else {
+            perform(flow.upstreamFailed(.invalidResponse("bad upstream address \(upstreamAddress)"), status: 0))
             return
         }
         self.upstream = upstream

@@ -42,7 +42,7 @@ final class Upstreams {
     /// Sends `request` to `upstream` (`host:port`, numeric); the response goes
     /// to `delegate`. `nil` when the address is not valid. The caller passes
     /// the returned upstream to `release` once the exchange is over.
-    func send(_ request: HTTPClientRequest, to upstream: String, delegate: any HTTPClientResponseDelegate) -> (HTTPClientTask, Upstream)? {
+    func send(_ request: consuming HTTPClientRequest, to upstream: String, delegate: any HTTPClientResponseDelegate) -> (HTTPClientTask, Upstream)? {
         let entry: Upstream
         if let found = known[upstream] {
             entry = found
