@@ -31,8 +31,8 @@ struct ControlOptions: Sendable {
     var socketPath: String { controlSocket ?? dataDirectory + "/control.sock" }
 }
 
-/// The composition root of herd-control: builds every part, wires them, runs
-/// the loop until SIGTERM/SIGINT, then stops the proxies and flushes SQLite.
+/// herd-control's process: builds its parts (`ControlParts`), starts them,
+/// runs the loop until SIGTERM/SIGINT, then stops the proxies and flushes SQLite.
 final class ControlApp {
     let options: ControlOptions
     let log = Logger(label: "herd-control")
@@ -44,133 +44,143 @@ final class ControlApp {
     func run() throws {
         let loop = try EventLoop()
         try makeDirectories(options.dataDirectory)
+        let parts = try ControlParts(options: options, loop: loop, log: log)
+        let bound = try parts.listen()
+        let timers = parts.startTimers()
+        let supervisor = parts.startProxies()
+        let announcer = parts.announce(on: bound)
+        log.info("listening on \(bound) (heartbeats, API); control socket \(options.socketPath); data in \(options.dataDirectory)")
+
+        var stopping = false
+        let stop: (Int32) -> Void = { [log] signal in
+            guard !stopping else { return }
+            stopping = true
+            log.info("signal \(signal): stopping proxies, then exiting")
+            supervisor.stop(deadline: 15_000) {
+                announcer?.stop()
+                for timer in timers { timer.close() }
+                parts.close()
+                loop.stop()
+            }
+        }
+        let term = try SignalWatcher(loop: loop, signal: SIGTERM, stop)
+        let interrupt = try SignalWatcher(loop: loop, signal: SIGINT, stop)
+        // SIGHUP (systemctl reload): re-reads the fleet key file (rotating or adding a key drops no request).
+        let hangUp = try SignalWatcher(loop: loop, signal: SIGHUP) { _ in parts.reloadFleetKey() }
+        loop.run()
+        term.close()
+        interrupt.close()
+        hangUp.close()
+        parts.flush()
+        log.info("stopped")
+    }
+}
+
+/// The composition root of herd-control: every part, built in order, each
+/// given its collaborators in `init` (closures that point back up the graph
+/// capture unowned: it stays acyclic, and every part lives until `run`
+/// returns; LeakSanitizer checks at exit). Loop-thread only.
+final class ControlParts {
+    let options: ControlOptions
+    let loop: EventLoop
+    let log: Logger
+    let traces: TraceStore
+    let registry: NodeRegistry
+    let requestLog: RequestLog
+    let metrics = ControlMetrics()
+    let stats = RequestStats()
+    let health = HealthMonitor()
+    let routes: ControlServer
+    let events: EventHub
+    let finished: FinishedRequests
+    let gate: FleetKeyGate
+    let fleetAPI: FleetAPI
+    let api: ControlAPI
+    let http: HTTPServer
+    private let startedAt: UInt64
+
+    init(options: ControlOptions, loop: EventLoop, log: Logger) throws {
+        self.options = options
+        self.loop = loop
+        self.log = log
+        startedAt = loop.nowMilliseconds
         let traces = try TraceStore(path: options.dataDirectory + "/herd.db", log: log)
+        self.traces = traces
         let registry = NodeRegistry(settings: options.registry)
-        let requestLog = RequestLog(loop: loop)
-        let metrics = ControlMetrics()
+        self.registry = registry
+        registry.restoreHolds(HoldFile.read(options.dataDirectory + "/holds"))
+        requestLog = RequestLog(loop: loop)
 
         var snapshot = RoutingSnapshot()
-        let currentSnapshot = { () -> RoutingSnapshot in
-            if snapshot.version != registry.version {
-                snapshot = SnapshotBuilder.build(version: registry.version, nodes: registry.list)
-            }
+        let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log) {
+            if snapshot.version != registry.version { snapshot = SnapshotBuilder.build(version: registry.version, nodes: registry.list) }
             return snapshot
         }
-        let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log, snapshot: currentSnapshot)
+        self.routes = routes
         // What the last run learned: rates come back from the trace rows of the last week.
-        let now = Int(clamping: EventLoop.wallClockMilliseconds())
-        let learned = try TraceStore.recentObservations(path: traces.path, since: now - 7 * 86_400_000, limit: 20_000)
+        let learned = try TraceStore.recentObservations(path: traces.path, since: Int(clamping: EventLoop.wallClockMilliseconds()) - 7 * 86_400_000,
+                                                        limit: 20_000)
         routes.restore(learned)
         if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
-        let stats = RequestStats()
-        let health = HealthMonitor()
-        let events = EventHub(loop: loop)
-        routes.onFinished = { finished in
-            events.finished(finished)
-            traces.record(finished, now: Int(clamping: EventLoop.wallClockMilliseconds()))
-            requestLog.record(finished.result, request: finished.request)
-            metrics.record(finished)
-            stats.record(finished, now: loop.nowMilliseconds)
-        }
-        try routes.listen(path: options.socketPath)
 
-        let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics,
-                             requestGuard: RequestGuard(names: RequestGuard.ownNames(extra: options.allowedHosts)))
-        api.traces = traces
-        let fleetAPI = FleetAPI(loop: loop, registry: registry, routes: routes, stats: stats, health: health, options: options)
-        fleetAPI.tracePath = traces.path
-        // Closures that point back up the graph capture unowned: it stays acyclic
-        // (every part lives until run() returns; LeakSanitizer checks at exit).
-        fleetAPI.fleetKeySet = { [unowned api] in api.verifier != nil }
-        api.fleetAPI = fleetAPI
-        fleetAPI.events = events
-        events.log = log
-        fleetAPI.log = log
-        fleetAPI.authorize = { [unowned api] exchange, body in
-            guard let verifier = api.verifier else { return nil }
-            if let auth = exchange.head.headers["Authorization"], auth.hasPrefix("Bearer "),
-               verifier.key.matches(String(auth.dropFirst(7)).trimmingCharacters(in: [" "])) {
-                return nil
-            }
-            do {
-                try verifier.verify(method: exchange.head.method, path: String(exchange.head.path),
-                                    timestamp: exchange.head.headers[FleetKey.timestampHeader],
-                                    signature: exchange.head.headers[FleetKey.signatureHeader], body: body,
-                                    now: Int(clamping: EventLoop.wallClockMilliseconds()))
-                return nil
-            } catch {
-                return "this router has a fleet key: send it as Authorization: Bearer <key> (or sign the request as herd-node does): \(error)"
-            }
+        let (stats, health) = (self.stats, self.health)
+        let events = EventHub(loop: loop, log: log, decisions: { [unowned routes] in routes.scheduler.feed },
+                              stats: { [unowned routes] in FleetAPI.statsEvent(stats: stats, routes: routes, health: health, now: loop.nowMilliseconds) })
+        self.events = events
+        finished = FinishedRequests(loop: loop, events: events, traces: traces, requestLog: requestLog, metrics: metrics, stats: stats)
+
+        let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
+        var verifier: FleetKeyVerifier?
+        if let fleetKey {
+            guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
+            verifier = FleetKeyVerifier(key: key)
+            routes.adminKeyHash = SHA256.hex(SHA256.hash(Array(fleetKey.utf8)))
+        } else {
+            log.warning("no fleet key: any machine that can reach \(options.host):\(options.port) can join the fleet (set --fleet-key or HERD_FLEET_KEY)")
         }
+        let gate = FleetKeyGate(verifier: verifier)
+        self.gate = gate
+
         let holdPath = options.dataDirectory + "/holds"
-        registry.restoreHolds(HoldFile.read(holdPath))
-        fleetAPI.onHoldChange = { [unowned routes, unowned events, log] id, hold in
+        let fleetAPI = FleetAPI(loop: loop, registry: registry, routes: routes, stats: stats, health: health, options: options,
+                                tracePath: traces.path, gate: gate, events: events, log: log) { [unowned routes, unowned events, log] id, hold in
             routes.fleetChanged()
             do { try HoldFile.write(registry.holds, to: holdPath) } catch { log.error("\(error); the hold lasts until herd-control restarts") }
             events.publish("fleet", ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null, "change": "hold"])
         }
-        events.decisions = { [unowned routes] in routes.scheduler.feed }
-        events.stats = { [unowned fleetAPI] in fleetAPI.statsEvent() }
-        api.onHeartbeat = { id, joined in
-            guard events.clientCount > 0 else { return }
-            if joined, let node = registry.nodes[id] { events.publish("fleet", ["node": .string(id), "status": .string(node.status.rawValue), "change": "joined"]) }
-            if let event = fleetAPI.nodeEvent(id) { events.publish("node", event) }
-        }
-        let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
-        if let fleetKey {
-            guard let key = FleetKey(fleetKey) else { throw ControlError("the fleet key must be at least 16 characters") }
-            api.verifier = FleetKeyVerifier(key: key)
-            routes.adminKeyHash = SHA256.hex(SHA256.hash(Array(fleetKey.utf8)))
-        }
-        let fleetChanged = { routes.fleetChanged() }
-        api.onFleetChange = fleetChanged
+        self.fleetAPI = fleetAPI
+        let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics,
+                             requestGuard: RequestGuard(names: RequestGuard.ownNames(extra: options.allowedHosts)), gate: gate, traces: traces,
+                             fleetAPI: fleetAPI, onFleetChange: { [unowned routes] in routes.fleetChanged() },
+                             onHeartbeat: { [unowned events, unowned fleetAPI] id, joined in
+                                 guard events.clientCount > 0 else { return }
+                                 if joined, let node = registry.nodes[id] {
+                                     events.publish("fleet", ["node": .string(id), "status": .string(node.status.rawValue), "change": "joined"])
+                                 }
+                                 if let event = fleetAPI.nodeEvent(id) { events.publish("node", event) }
+                             })
+        self.api = api
         var httpConfiguration = HTTPServerConfiguration()
         httpConfiguration.maxBodyBytes = 4 * 1024 * 1024
-        let http = HTTPServer(loop: loop, configuration: httpConfiguration) { api.handle($0) }
-        let bound = try http.listen(host: options.host, port: options.port)
+        http = HTTPServer(loop: loop, configuration: httpConfiguration) { [unowned api] in api.handle($0) }
+        routes.onFinished = { [unowned finished] in finished.record($0) }
+    }
 
-        let startedAt = loop.nowMilliseconds
-        let gatherHealth = { [options] () -> HealthInput in
-            let now = loop.nowMilliseconds
-            var input = HealthInput(now: now, wallNow: Int(clamping: EventLoop.wallClockMilliseconds()))
-            input.nodes = registry.list
-            input.degradedAfterMilliseconds = options.registry.degradedAfterMilliseconds
-            input.offlineAfterMilliseconds = options.registry.offlineAfterMilliseconds
-            input.clockSkew = registry.clockSkew
-            input.modelChanges = registry.modelChanges
-            input.recent = stats.bySlot(minutes: 5, now: now)
-            input.hour = stats.bySlot(minutes: 60, now: now)
-            input.recentByWork = stats.byWork(minutes: 5, now: now)
-            input.queueLength = routes.scheduler.queueLength
-            input.queueTimeoutMilliseconds = options.scheduler.queueTimeoutMilliseconds
-            // Proxies get a few seconds to connect after a start.
-            input.proxiesExpected = now - startedAt > 10_000 ? max(options.proxies, 1) : 0
-            input.proxiesConnected = routes.proxyCount
-            input.fleetKeySet = api.verifier != nil
-            input.listenHosts = [options.host]
-            input.traceProblem = traces.problem(now: input.wallNow)
-            input.dataDirectory = options.dataDirectory
-            (input.diskFreeBytes, input.diskTotalBytes) = DiskSpace.of(options.dataDirectory)
-            return input
-        }
-        let evaluateHealth = { [log] in
-            for (check, state) in health.evaluate(gatherHealth()) {
-                events.publish("health", ["id": .string(check.id), "state": .string(state.firing ? "firing" : "ok"),
-                                          "severity": .string(check.severity.rawValue), "message": .string(state.message),
-                                          "since_ms": .int(state.since)])
-                if state.firing {
-                    log.warning("health: \(check.id) (\(check.severity.rawValue)): \(state.message)")
-                } else {
-                    log.info("health: \(check.id) cleared")
-                }
-            }
-        }
+    /// Opens the control socket (proxies) and the HTTP port (nodes, API, dashboard).
+    func listen() throws -> SocketAddress {
+        try routes.listen(path: options.socketPath)
+        return try http.listen(host: options.host, port: options.port)
+    }
+
+    /// Every second: the registry's sweep (late and gone nodes; their
+    /// events), and every 5 s the health checks. Hourly: trace retention.
+    func startTimers() -> [LoopTimer] {
         let sweep = LoopTimer(loop: loop)
         var ticks = 0
-        sweep.start(after: 1_000, repeating: 1_000) {
+        sweep.start(after: 1_000, repeating: 1_000) { [unowned self] in
             let before = events.clientCount > 0 ? registry.nodes.mapValues(\.status) : [:]
             if registry.sweep(now: loop.nowMilliseconds) {
-                fleetChanged()
+                routes.fleetChanged()
                 for (id, status) in before where registry.nodes[id]?.status != status {
                     events.publish("fleet", ["node": .string(id), "status": .string(registry.nodes[id]?.status.rawValue ?? "forgotten"),
                                              "change": "status"])
@@ -182,78 +192,104 @@ final class ControlApp {
         let retention = LoopTimer(loop: loop)
         if options.traceRetentionMilliseconds > 0 {
             let keep = Int(clamping: options.traceRetentionMilliseconds)
-            retention.start(after: 0, repeating: 3_600_000) {
+            retention.start(after: 0, repeating: 3_600_000) { [unowned traces] in
                 traces.prune(before: Int(clamping: EventLoop.wallClockMilliseconds()).subtractingSaturated(keep))
             }
         }
+        return [sweep, retention]
+    }
 
+    /// What the health checks read, gathered at one instant.
+    func healthInput() -> HealthInput {
+        let now = loop.nowMilliseconds
+        var input = HealthInput(now: now, wallNow: Int(clamping: EventLoop.wallClockMilliseconds()))
+        input.nodes = registry.list
+        input.degradedAfterMilliseconds = options.registry.degradedAfterMilliseconds
+        input.offlineAfterMilliseconds = options.registry.offlineAfterMilliseconds
+        input.clockSkew = registry.clockSkew
+        input.modelChanges = registry.modelChanges
+        input.recent = stats.bySlot(minutes: 5, now: now)
+        input.hour = stats.bySlot(minutes: 60, now: now)
+        input.recentByWork = stats.byWork(minutes: 5, now: now)
+        input.queueLength = routes.scheduler.queueLength
+        input.queueTimeoutMilliseconds = options.scheduler.queueTimeoutMilliseconds
+        // Proxies get a few seconds to connect after a start.
+        input.proxiesExpected = now - startedAt > 10_000 ? max(options.proxies, 1) : 0
+        input.proxiesConnected = routes.proxyCount
+        input.fleetKeySet = gate.isSet
+        input.listenHosts = [options.host]
+        input.traceProblem = traces.problem(now: input.wallNow)
+        input.dataDirectory = options.dataDirectory
+        (input.diskFreeBytes, input.diskTotalBytes) = DiskSpace.of(options.dataDirectory)
+        return input
+    }
+
+    /// Runs the health checks; a check that starts or stops firing is published and logged.
+    func evaluateHealth() {
+        for (check, state) in health.evaluate(healthInput()) {
+            events.publish("health", ["id": .string(check.id), "state": .string(state.firing ? "firing" : "ok"),
+                                      "severity": .string(check.severity.rawValue), "message": .string(state.message),
+                                      "since_ms": .int(state.since)])
+            if state.firing {
+                log.warning("health: \(check.id) (\(check.severity.rawValue)): \(state.message)")
+            } else {
+                log.info("health: \(check.id) cleared")
+            }
+        }
+    }
+
+    /// The proxies, as child processes (restarted alone when one dies).
+    func startProxies() -> ProxySupervisor {
         let supervisor = ProxySupervisor(loop: loop, settings: ProxySupervisor.Settings(
             count: options.proxies, executable: executableDirectory() + "/herd-proxy", host: options.host,
             port: options.proxyPort, controlSocket: options.socketPath, extraArguments: options.proxyArguments), log: log)
         supervisor.start()
+        return supervisor
+    }
 
-        if fleetKey == nil {
-            log.warning("no fleet key: any machine that can reach \(bound) can join the fleet (set --fleet-key or HERD_FLEET_KEY)")
-        }
-        var announcer: RouterAnnouncer?
-        if options.mdns {
-            let name = "herd on \(Hostname.current())" + (options.port == 11436 ? "" : " :\(bound.port)")
-            announcer = RouterAnnouncer(loop: loop, name: name, controlPort: bound.port, proxyPort: options.proxyPort,
+    /// The router on mDNS, unless `--no-mdns`.
+    func announce(on bound: SocketAddress) -> RouterAnnouncer? {
+        guard options.mdns else { return nil }
+        let name = "herd on \(Hostname.current())" + (options.port == 11436 ? "" : " :\(bound.port)")
+        let announcer = RouterAnnouncer(loop: loop, name: name, controlPort: bound.port, proxyPort: options.proxyPort,
                                         fleetID: options.fleetID, log: log)
-            announcer?.start(log: log)
-        }
-        log.info("listening on \(bound) (heartbeats, API); control socket \(options.socketPath); data in \(options.dataDirectory)")
+        announcer.start(log: log)
+        return announcer
+    }
 
-        var stopping = false
-        let stop: (Int32) -> Void = { [log] signal in
-            guard !stopping else { return }
-            stopping = true
-            log.info("signal \(signal): stopping proxies, then exiting")
-            supervisor.stop(deadline: 15_000) {
-                announcer?.stop()
-                sweep.close()
-                events.close()
-                retention.close()
-                routes.close()
-                http.close()
-                loop.stop()
-            }
-        }
-        // SIGHUP (systemctl reload): re-reads what changes without a restart —
-        // the fleet key file (rotating or adding a key drops no request).
+    /// SIGHUP: the fleet key file again (a key given by flag or variable stays).
+    func reloadFleetKey() {
         let keyPath = options.dataDirectory + "/fleet.key"
-        let reload: (Int32) -> Void = { [log, options] _ in
-            guard options.fleetKey == nil else {
-                log.info("SIGHUP: the fleet key comes from --fleet-key/HERD_FLEET_KEY; nothing else to reload")
+        guard options.fleetKey == nil else {
+            log.info("SIGHUP: the fleet key comes from --fleet-key/HERD_FLEET_KEY; nothing else to reload")
+            return
+        }
+        do {
+            guard let text = try FleetKeyFile.read(keyPath) else {
+                gate.verifier = nil
+                log.warning("SIGHUP: no \(keyPath): heartbeats need no key now")
                 return
             }
-            do {
-                let text = try FleetKeyFile.read(keyPath)
-                guard let text else {
-                    api.verifier = nil
-                    log.warning("SIGHUP: no \(keyPath): heartbeats need no key now")
-                    return
-                }
-                guard let key = FleetKey(text) else {
-                    log.error("SIGHUP: \(keyPath) holds a key shorter than 16 characters; the previous key stays")
-                    return
-                }
-                api.verifier = FleetKeyVerifier(key: key)
-                log.info("SIGHUP: fleet key reloaded from \(keyPath)")
-            } catch {
-                log.error("SIGHUP: cannot read \(keyPath) (\(error)); the previous key stays")
+            guard let key = FleetKey(text) else {
+                log.error("SIGHUP: \(keyPath) holds a key shorter than 16 characters; the previous key stays")
+                return
             }
+            gate.verifier = FleetKeyVerifier(key: key)
+            log.info("SIGHUP: fleet key reloaded from \(keyPath)")
+        } catch {
+            log.error("SIGHUP: cannot read \(keyPath) (\(error)); the previous key stays")
         }
-        let term = try SignalWatcher(loop: loop, signal: SIGTERM, stop)
-        let interrupt = try SignalWatcher(loop: loop, signal: SIGINT, stop)
-        let hangUp = try SignalWatcher(loop: loop, signal: SIGHUP, reload)
-        loop.run()
-        term.close()
-        interrupt.close()
-        hangUp.close()
+    }
+
+    func close() {
+        events.close()
+        routes.close()
+        http.close()
+    }
+
+    func flush() {
         requestLog.flushOutput()
         traces.close()
-        log.info("stopped")
     }
 }
 

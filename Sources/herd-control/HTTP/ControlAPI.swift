@@ -14,15 +14,15 @@ final class ControlAPI {
     private let loop: EventLoop
     private let log: Logger
     /// Called when a heartbeat changed what routing sees.
-    var onFleetChange: (() -> Void)?
+    private let onFleetChange: () -> Void
     /// Called after every accepted heartbeat, with the node's id and whether it is new.
-    var onHeartbeat: ((String, Bool) -> Void)?
+    private let onHeartbeat: (String, Bool) -> Void
     /// Request counters for `/metrics`.
     let metrics: ControlMetrics
-    /// Set when the fleet has a key: heartbeats must be signed with it.
-    var verifier: FleetKeyVerifier?
+    /// The fleet key: when one is set, heartbeats must be signed with it.
+    private let gate: FleetKeyGate
     /// The trace store, for its health in /health and /metrics.
-    var traces: TraceStore?
+    private let traces: TraceStore?
     /// Heartbeats of new nodes refused because the fleet was full (in /metrics).
     private(set) var refusedNewNodes = 0
     private var lastFullWarning: UInt64 = 0
@@ -30,18 +30,24 @@ final class ControlAPI {
     /// Host and cross-site checks on every request.
     let requestGuard: RequestGuard
 
-    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics = ControlMetrics(),
-         requestGuard: RequestGuard = RequestGuard(names: RequestGuard.ownNames(extra: []))) {
+    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics, requestGuard: RequestGuard,
+         gate: FleetKeyGate, traces: TraceStore?, fleetAPI: FleetAPI, onFleetChange: @escaping () -> Void,
+         onHeartbeat: @escaping (String, Bool) -> Void) {
         self.requestGuard = requestGuard
         self.metrics = metrics
         self.loop = loop
         self.registry = registry
         self.routes = routes
         self.log = log
+        self.gate = gate
+        self.traces = traces
+        self.fleetAPI = fleetAPI
+        self.onFleetChange = onFleetChange
+        self.onHeartbeat = onHeartbeat
     }
 
     /// `/api/v1/…`.
-    var fleetAPI: FleetAPI?
+    private let fleetAPI: FleetAPI
     /// `/`, `/app.js`, …
     let dashboard = Dashboard()
 
@@ -51,7 +57,7 @@ final class ControlAPI {
             respond(exchange, refusal.status, ["error": .string(refusal.message)])
             return
         }
-        if path.hasPrefix("/api/v1/"), let fleetAPI {
+        if path.hasPrefix("/api/v1/") {
             fleetAPI.handle(exchange)
             return
         }
@@ -78,9 +84,7 @@ final class ControlAPI {
                 nodes: registry.list, inFlight: scheduler.inFlightCount, queueLength: scheduler.queueLength, proxies: routes.proxyCount,
                 numCtx: scheduler.numCtxEvents, prewarms: scheduler.prewarmCount, scorings: scheduler.scorings, tickets: scheduler.ticketCounts,
                 ticketsOut: scheduler.ticketsOut, traces: traces?.counts, learned: scheduler.learnedLimits,
-                health: fleetAPI.map { api in
-                    api.health.checks.map { ($0.id, $0.severity.rawValue, api.health.states[$0.id]?.firing ?? false) }
-                } ?? [])
+                health: fleetAPI.health.checks.map { ($0.id, $0.severity.rawValue, fleetAPI.health.states[$0.id]?.firing ?? false) })
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(state))
         case ("GET", _) where dashboard.serve(exchange, path: path), ("HEAD", _) where dashboard.serve(exchange, path: path):
             break
@@ -92,7 +96,7 @@ final class ControlAPI {
     }
 
     private func heartbeat(_ exchange: HTTPExchange, _ body: [UInt8]) {
-        if let verifier {
+        if let verifier = gate.verifier {
             do {
                 try verifier.verify(method: "POST", path: "/heartbeat", timestamp: exchange.head.headers[FleetKey.timestampHeader],
                                     signature: exchange.head.headers[FleetKey.signatureHeader], body: body,
@@ -116,7 +120,7 @@ final class ControlAPI {
         switch registry.admit(heartbeat, now: loop.nowMilliseconds) {
         case .accepted(changed: true):
             if !known { log.info("node \(heartbeat.nodeID) joined with \(heartbeat.backends.count) backend(s)") }
-            onFleetChange?()
+            onFleetChange()
         case .accepted(changed: false):
             break
         case .fleetFull:
@@ -129,7 +133,7 @@ final class ControlAPI {
             respond(exchange, 503, ["error": .string("the fleet is full (\(registry.settings.maxNodes) nodes, none offline); raise --max-nodes on the router")])
             return
         }
-        onHeartbeat?(heartbeat.nodeID, !known)
+        onHeartbeat(heartbeat.nodeID, !known)
         routes.gauges(heartbeat)
         // The requests in flight on the node: its agent does not ask a backend
         // anything that could disturb them (llama-cpp-python's /v1/models).

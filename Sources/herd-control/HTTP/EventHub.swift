@@ -29,13 +29,16 @@ final class EventHub {
     private var droppedRequests = 0
     private var ticks = 0
     /// Totals for the `stats` event, read at each flush.
-    var stats: (() -> JSONValue)?
+    private let stats: () -> JSONValue
     /// The decision feed to follow.
-    var decisions: (() -> DecisionFeed)?
-    var log: Logger?
+    private let decisions: () -> DecisionFeed
+    private let log: Logger
 
-    init(loop: EventLoop) {
+    init(loop: EventLoop, log: Logger, decisions: @escaping () -> DecisionFeed, stats: @escaping () -> JSONValue) {
         self.loop = loop
+        self.log = log
+        self.decisions = decisions
+        self.stats = stats
     }
 
     var clientCount: Int { clients.count }
@@ -55,7 +58,7 @@ final class EventHub {
         exchange.onCancel = { [weak self] in self?.clients[id] = nil }
         exchange.write("retry: 2000\n\n" + Self.frame("hello", hello))
         if timer == nil {
-            lastDecision = decisions?().decisions.last?.sequence ?? 0
+            lastDecision = decisions().decisions.last?.sequence ?? 0
             let t = LoopTimer(loop: loop)
             t.start(after: Self.flushMilliseconds, repeating: Self.flushMilliseconds) { [weak self] in self?.flush() }
             timer = t
@@ -101,7 +104,7 @@ final class EventHub {
             }
             if exchange.pendingResponseBytes > Self.maxPendingBytes {
                 clients[id] = nil
-                log?.warning("event stream to \(exchange.remoteAddress?.description ?? "?") dropped: it stopped reading (\(Self.maxPendingBytes / 1024) KiB waiting)")
+                log.warning("event stream to \(exchange.remoteAddress?.description ?? "?") dropped: it stopped reading (\(Self.maxPendingBytes / 1024) KiB waiting)")
                 exchange.abort()
                 continue
             }
@@ -118,7 +121,8 @@ final class EventHub {
             return
         }
         var text = ""
-        if let feed = decisions?() {
+        do {
+            let feed = decisions()
             let fresh = feed.decisions.filter { $0.sequence > lastDecision }
             lastDecision = feed.decisions.last?.sequence ?? lastDecision
             for d in fresh.suffix(Self.maxPerFlush) {
@@ -135,7 +139,7 @@ final class EventHub {
         requests.removeAll(keepingCapacity: true)
         droppedRequests = 0
         ticks += 1
-        if ticks % 4 == 0, let stats { text += Self.frame("stats", stats()) }
+        if ticks % 4 == 0 { text += Self.frame("stats", stats()) }
         // A comment line every 15 s keeps idle streams open through proxies.
         if text.isEmpty, ticks % 60 == 0 { text = ": ping\n\n" }
         if !text.isEmpty { send(text) }

@@ -16,27 +16,42 @@ final class FleetAPI {
     let health: HealthMonitor
     private let options: ControlOptions
     /// The trace database (nil: traces off).
-    var tracePath: String?
-    var fleetKeySet: () -> Bool = { false }
+    private let tracePath: String?
+    /// The fleet key: state-changing requests need it when one is set.
+    private let gate: FleetKeyGate
     /// `GET /api/v1/events`.
-    var events: EventHub?
-    /// Checks a state-changing request (nil: allowed; else why not).
-    var authorize: ((HTTPExchange, [UInt8]) -> String?)?
+    private let events: EventHub
     /// A node's hold changed (routing must hear of it).
-    var onHoldChange: ((String, Hold?) -> Void)?
-    var log: Logger?
+    private let onHoldChange: (String, Hold?) -> Void
+    private let log: Logger
     private let startedAt: UInt64
     /// Pull and delete on a node, for the Models view.
     private lazy var modelActions = ModelActions(loop: loop)
 
-    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor, options: ControlOptions) {
+    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor, options: ControlOptions,
+         tracePath: String?, gate: FleetKeyGate, events: EventHub, log: Logger, onHoldChange: @escaping (String, Hold?) -> Void) {
         self.loop = loop
         self.registry = registry
         self.routes = routes
         self.stats = stats
         self.health = health
         self.options = options
+        self.tracePath = tracePath
+        self.gate = gate
+        self.events = events
+        self.log = log
+        self.onHoldChange = onHoldChange
         startedAt = loop.nowMilliseconds
+    }
+
+    /// The totals of the `stats` event (the last minute, what is in flight and queued, checks firing).
+    static func statsEvent(stats: RequestStats, routes: ControlServer, health: HealthMonitor, now: UInt64) -> JSONValue {
+        let minute = stats.total(minutes: 1, now: now)
+        return [
+            "in_flight": .int(routes.scheduler.inFlightCount), "queue_length": .int(routes.scheduler.queueLength),
+            "requests_per_s": number(Double(minute.requests) / 60), "tokens_per_s": number(Double(minute.completionTokens) / 60),
+            "errors_last_minute": .int(minute.errors), "health_firing": .int(health.firing.count),
+        ]
     }
 
     func handle(_ exchange: HTTPExchange) {
@@ -73,7 +88,6 @@ final class FleetAPI {
         case "health" where parts.count == 1: respond(exchange, 200, healthJSON())
         case "settings" where parts.count == 1: respond(exchange, 200, settings())
         case "events" where parts.count == 1:
-            guard let events else { return respond(exchange, 503, ["error": "no event stream"]) }
             events.subscribe(exchange, hello: fleet())
         default: respond(exchange, 404, ["error": .string("no endpoint \(Logger.escape(String(path), limit: 100)); see GET /api/v1/ in ControlAPI.md")])
         }
@@ -107,7 +121,7 @@ final class FleetAPI {
         let firing = health.firing
         return [
             "router": ["version": .string(HerdVersion.current), "uptime_s": .int(Int(clamping: (now - startedAt) / 1000)),
-                       "fleet_key": .bool(fleetKeySet()),
+                       "fleet_key": .bool(gate.isSet),
                        "proxies": ["expected": .int(options.proxies), "connected": .int(routes.proxyCount)]],
             "nodes": ["online": .int(counts[.online] ?? 0), "degraded": .int(counts[.degraded] ?? 0), "offline": .int(counts[.offline] ?? 0)],
             "models_loaded": .int(Set(registry.nodes.values.filter { $0.status != .offline }
@@ -201,17 +215,12 @@ final class FleetAPI {
 
     /// The `stats` event: totals of the last minute and now.
     func statsEvent() -> JSONValue {
-        let minute = stats.total(minutes: 1, now: now)
-        return [
-            "in_flight": .int(routes.scheduler.inFlightCount), "queue_length": .int(routes.scheduler.queueLength),
-            "requests_per_s": Self.number(Double(minute.requests) / 60), "tokens_per_s": Self.number(Double(minute.completionTokens) / 60),
-            "errors_last_minute": .int(minute.errors), "health_firing": .int(health.firing.count),
-        ]
+        Self.statsEvent(stats: stats, routes: routes, health: health, now: now)
     }
 
     /// `POST /api/v1/nodes/{id}/drain|pause|resume`: with the fleet key when one is set.
     private func nodeAction(_ exchange: HTTPExchange, node id: String, action: String, body: [UInt8]) {
-        if let refusal = authorize?(exchange, body) {
+        if let refusal = gate.refusal(exchange, body: body) {
             var headers = Self.jsonHeaders
             headers.add("WWW-Authenticate", "Bearer realm=\"herd\"")
             var bytes: [UInt8] = []
@@ -221,7 +230,7 @@ final class FleetAPI {
         }
         if action == "pull" || action == "delete" {
             guard let node = registry.nodes[id] else { return notFound(exchange, "node") }
-            log?.info("operator: \(action) on node \(id) (from \(exchange.remoteAddress?.description ?? "?"))")
+            log.info("operator: \(action) on node \(id) (from \(exchange.remoteAddress?.description ?? "?"))")
             return modelActions.perform(exchange, action: action, node: node, body: body)
         }
         let hold: Hold?
@@ -232,8 +241,8 @@ final class FleetAPI {
         default: return respond(exchange, 404, ["error": "no such action: drain, pause, resume, pull or delete"])
         }
         guard registry.setHold(hold, node: id) else { return notFound(exchange, "node") }
-        log?.info("operator: node \(id) \(hold?.label ?? "resumed") (from \(exchange.remoteAddress?.description ?? "?"))")
-        onHoldChange?(id, hold)
+        log.info("operator: node \(id) \(hold?.label ?? "resumed") (from \(exchange.remoteAddress?.description ?? "?"))")
+        onHoldChange(id, hold)
         respond(exchange, 200, ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null,
                                 "in_flight": .int(routes.scheduler.inFlight(node: id))])
     }
@@ -414,7 +423,7 @@ final class FleetAPI {
             "version": .string(HerdVersion.current),
             "listen": ["api": .string("\(options.host):\(options.port)"), "proxy": .string("\(options.host):\(options.proxyPort)")],
             "proxies": .int(options.proxies), "data_dir": .string(options.dataDirectory), "control_socket": .string(options.socketPath),
-            "fleet_key": .string(fleetKeySet() ? "set" : "not set"), "mdns": .bool(options.mdns), "fleet_id": .string(options.fleetID),
+            "fleet_key": .string(gate.isSet ? "set" : "not set"), "mdns": .bool(options.mdns), "fleet_id": .string(options.fleetID),
             "trace_retention_s": .int(Int(clamping: options.traceRetentionMilliseconds / 1000)),
             "nodes": ["degraded_after_ms": .int(Int(clamping: options.registry.degradedAfterMilliseconds)),
                       "offline_after_ms": .int(Int(clamping: options.registry.offlineAfterMilliseconds)), "max_nodes": .int(options.registry.maxNodes)],
