@@ -83,6 +83,8 @@ final class ControlApp {
 final class ControlParts {
     let options: ControlOptions
     let loop: EventLoop
+    /// The loop's clock; a test's `ManualClock` in the in-process tests.
+    let clock: any LoopClock
     let log: Logger
     let traces: TraceStore
     let registry: NodeRegistry
@@ -99,11 +101,13 @@ final class ControlParts {
     let http: HTTPServer
     private let startedAt: UInt64
 
-    init(options: ControlOptions, loop: EventLoop, log: Logger) throws {
+    init(options: ControlOptions, loop: EventLoop, log: Logger, clock: (any LoopClock)? = nil) throws {
         self.options = options
         self.loop = loop
+        let clock = clock ?? loop
+        self.clock = clock
         self.log = log
-        startedAt = loop.nowMilliseconds
+        startedAt = clock.now
         let traces = try TraceStore(path: options.dataDirectory + "/herd.db", log: log)
         self.traces = traces
         let registry = NodeRegistry(settings: options.registry)
@@ -112,7 +116,7 @@ final class ControlParts {
         requestLog = RequestLog(loop: loop)
 
         var snapshot = RoutingSnapshot()
-        let routes = ControlServer(loop: loop, clock: loop, registry: registry, settings: options.scheduler, log: log) {
+        let routes = ControlServer(loop: loop, clock: clock, registry: registry, settings: options.scheduler, log: log) {
             if snapshot.version != registry.version { snapshot = SnapshotBuilder.build(version: registry.version, nodes: registry.list) }
             return snapshot
         }
@@ -125,9 +129,9 @@ final class ControlParts {
 
         let (stats, health) = (self.stats, self.health)
         let events = EventHub(loop: loop, log: log, decisions: { [unowned routes] in routes.scheduler.feed },
-                              stats: { [unowned routes] in FleetAPI.statsEvent(stats: stats, routes: routes, health: health, now: loop.nowMilliseconds) })
+                              stats: { [unowned routes] in FleetAPI.statsEvent(stats: stats, routes: routes, health: health, now: clock.now) })
         self.events = events
-        finished = FinishedRequests(loop: loop, events: events, traces: traces, requestLog: requestLog, metrics: metrics, stats: stats)
+        finished = FinishedRequests(clock: clock, events: events, traces: traces, requestLog: requestLog, metrics: metrics, stats: stats)
 
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         var verifier: FleetKeyVerifier?
@@ -142,14 +146,14 @@ final class ControlParts {
         self.gate = gate
 
         let holdPath = options.dataDirectory + "/holds"
-        let fleetAPI = FleetAPI(loop: loop, registry: registry, routes: routes, stats: stats, health: health, options: options,
+        let fleetAPI = FleetAPI(loop: loop, clock: clock, registry: registry, routes: routes, stats: stats, health: health, options: options,
                                 tracePath: traces.path, gate: gate, events: events, log: log) { [unowned routes, unowned events, log] id, hold in
             routes.fleetChanged()
             do { try HoldFile.write(registry.holds, to: holdPath) } catch { log.error("\(error); the hold lasts until herd-control restarts") }
             events.publish("fleet", ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null, "change": "hold"])
         }
         self.fleetAPI = fleetAPI
-        let api = ControlAPI(loop: loop, registry: registry, routes: routes, log: log, metrics: metrics,
+        let api = ControlAPI(loop: loop, clock: clock, registry: registry, routes: routes, log: log, metrics: metrics,
                              requestGuard: RequestGuard(names: RequestGuard.ownNames(extra: options.allowedHosts)), gate: gate, traces: traces,
                              fleetAPI: fleetAPI, onFleetChange: { [unowned routes] in routes.fleetChanged() },
                              onHeartbeat: { [unowned events, unowned fleetAPI] id, joined in
@@ -178,14 +182,7 @@ final class ControlParts {
         let sweep = LoopTimer(loop: loop)
         var ticks = 0
         sweep.start(after: 1_000, repeating: 1_000) { [unowned self] in
-            let before = events.clientCount > 0 ? registry.nodes.mapValues(\.status) : [:]
-            if registry.sweep(now: loop.nowMilliseconds) {
-                routes.fleetChanged()
-                for (id, status) in before where registry.nodes[id]?.status != status {
-                    events.publish("fleet", ["node": .string(id), "status": .string(registry.nodes[id]?.status.rawValue ?? "forgotten"),
-                                             "change": "status"])
-                }
-            }
+            sweepNodes()
             ticks += 1
             if ticks % 5 == 1 { evaluateHealth() }
         }
@@ -199,9 +196,20 @@ final class ControlParts {
         return [sweep, retention]
     }
 
+    /// Late and gone nodes: their status moves on (routing and the event stream hear of it).
+    func sweepNodes() {
+        let before = events.clientCount > 0 ? registry.nodes.mapValues(\.status) : [:]
+        guard registry.sweep(now: clock.now) else { return }
+        routes.fleetChanged()
+        for (id, status) in before where registry.nodes[id]?.status != status {
+            events.publish("fleet", ["node": .string(id), "status": .string(registry.nodes[id]?.status.rawValue ?? "forgotten"),
+                                     "change": "status"])
+        }
+    }
+
     /// What the health checks read, gathered at one instant.
     func healthInput() -> HealthInput {
-        let now = loop.nowMilliseconds
+        let now = clock.now
         var input = HealthInput(now: now, wallNow: Int(clamping: EventLoop.wallClockMilliseconds()))
         input.nodes = registry.list
         input.degradedAfterMilliseconds = options.registry.degradedAfterMilliseconds

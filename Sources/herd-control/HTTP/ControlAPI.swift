@@ -12,6 +12,8 @@ final class ControlAPI {
     private let registry: NodeRegistry
     private let routes: ControlServer
     private let loop: EventLoop
+    /// The loop's clock, or a test's.
+    private let clock: any LoopClock
     private let log: Logger
     /// Called when a heartbeat changed what routing sees.
     private let onFleetChange: () -> Void
@@ -30,12 +32,14 @@ final class ControlAPI {
     /// Host and cross-site checks on every request.
     let requestGuard: RequestGuard
 
-    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics, requestGuard: RequestGuard,
+    init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics,
+         requestGuard: RequestGuard,
          gate: FleetKeyGate, traces: TraceStore?, fleetAPI: FleetAPI, onFleetChange: @escaping () -> Void,
          onHeartbeat: @escaping (String, Bool) -> Void) {
         self.requestGuard = requestGuard
         self.metrics = metrics
         self.loop = loop
+        self.clock = clock
         self.registry = registry
         self.routes = routes
         self.log = log
@@ -117,7 +121,7 @@ final class ControlAPI {
         }
         let known = registry.nodes[heartbeat.nodeID] != nil
         defer { registry.noteClock(node: heartbeat.nodeID, sentAt: heartbeat.sentAtMilliseconds, wallNow: Int(clamping: EventLoop.wallClockMilliseconds())) }
-        switch registry.admit(heartbeat, now: loop.nowMilliseconds) {
+        switch registry.admit(heartbeat, now: clock.now) {
         case .accepted(changed: true):
             if !known { log.info("node \(heartbeat.nodeID) joined with \(heartbeat.backends.count) backend(s)") }
             onFleetChange()
@@ -125,7 +129,7 @@ final class ControlAPI {
             break
         case .fleetFull:
             refusedNewNodes += 1
-            let now = loop.nowMilliseconds
+            let now = clock.now
             if now >= lastFullWarning + 60_000 || lastFullWarning == 0 {
                 lastFullWarning = now
                 log.warning("refused new node \(heartbeat.nodeID) from \(exchange.remoteAddress?.description ?? "?"): the fleet has \(registry.settings.maxNodes) nodes (--max-nodes); \(refusedNewNodes) refused so far")
@@ -142,7 +146,7 @@ final class ControlAPI {
     }
 
     private func fleetJSON() -> JSONValue {
-        let now = loop.nowMilliseconds
+        let now = clock.now
         return ["nodes": .array(registry.nodes.values.sorted { $0.id < $1.id }.map { node in
             let hb = node.heartbeat
             return ["id": .string(node.id), "status": .string(node.status.rawValue),

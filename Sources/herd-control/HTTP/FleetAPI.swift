@@ -10,6 +10,8 @@ import HerdWire
 /// SQLite, read on a worker thread. Loop-thread only.
 final class FleetAPI {
     private let loop: EventLoop
+    /// The loop's clock, or a test's.
+    private let clock: any LoopClock
     private let registry: NodeRegistry
     private let routes: ControlServer
     let stats: RequestStats
@@ -28,9 +30,11 @@ final class FleetAPI {
     /// Pull and delete on a node, for the Models view.
     private lazy var modelActions = ModelActions(loop: loop)
 
-    init(loop: EventLoop, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor, options: ControlOptions,
+    init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor,
+         options: ControlOptions,
          tracePath: String?, gate: FleetKeyGate, events: EventHub, log: Logger, onHoldChange: @escaping (String, Hold?) -> Void) {
         self.loop = loop
+        self.clock = clock
         self.registry = registry
         self.routes = routes
         self.stats = stats
@@ -41,7 +45,7 @@ final class FleetAPI {
         self.events = events
         self.log = log
         self.onHoldChange = onHoldChange
-        startedAt = loop.nowMilliseconds
+        startedAt = clock.now
     }
 
     /// The totals of the `stats` event (the last minute, what is in flight and queued, checks firing).
@@ -106,7 +110,7 @@ final class FleetAPI {
     }
 
     private var sortedNodes: [FleetNode] { registry.nodes.values.sorted { $0.id < $1.id } }
-    private var now: UInt64 { loop.nowMilliseconds }
+    private var now: UInt64 { clock.now }
 
     private static func number(_ value: Double?) -> JSONValue {
         guard let value, value.isFinite else { return .null }

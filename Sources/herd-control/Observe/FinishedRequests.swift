@@ -6,15 +6,15 @@ import HerdRuntime
 /// views and the health checks read them). A new destination is added here,
 /// not in the composition root. Loop-thread only.
 final class FinishedRequests {
-    private let loop: EventLoop
+    private let clock: any LoopClock
     private let events: EventHub
     private let traces: TraceStore
     private let requestLog: RequestLog
     private let metrics: ControlMetrics
     private let stats: RequestStats
 
-    init(loop: EventLoop, events: EventHub, traces: TraceStore, requestLog: RequestLog, metrics: ControlMetrics, stats: RequestStats) {
-        self.loop = loop
+    init(clock: any LoopClock, events: EventHub, traces: TraceStore, requestLog: RequestLog, metrics: ControlMetrics, stats: RequestStats) {
+        self.clock = clock
         self.events = events
         self.traces = traces
         self.requestLog = requestLog
@@ -27,6 +27,6 @@ final class FinishedRequests {
         traces.record(finished, now: Int(clamping: EventLoop.wallClockMilliseconds()))
         requestLog.record(finished.result, request: finished.request)
         metrics.record(finished)
-        stats.record(finished, now: loop.nowMilliseconds)
+        stats.record(finished, now: clock.now)
     }
 }
