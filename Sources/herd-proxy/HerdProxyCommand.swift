@@ -58,6 +58,12 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "Largest upload in MiB (audio to transcribe, images to edit: multipart forms), 1–1024 and at most --max-body-mb (HERD_MAX_UPLOAD_MB; 25, OpenAI's limit).")
     var maxUploadMb: Int?
 
+    @Option(help: "Size of the exact response cache in MiB, 0–4096; 0 (the default) is off (HERD_CACHE_MB). Deterministic requests (embeddings, rerank; temperature 0 or a seed) and those that send X-Herd-Cache: on are answered from it.")
+    var cacheMb: Int?
+
+    @Option(help: "How long a cached answer is served (HERD_CACHE_TTL; 600).")
+    var cacheTtl: Seconds?
+
     @Option(help: "Time in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT; 30).")
     var drainTimeout: Seconds?
 
@@ -102,6 +108,8 @@ struct HerdProxyCommand: ParsableCommand {
                                                                            default: 60, in: 0.001...day).milliseconds
         options.server.bodyIdleTimeoutMilliseconds = try settings.seconds(clientBodyTimeout, "client-body-timeout", env: "HERD_CLIENT_BODY_TIMEOUT",
                                                                           default: 30, in: 0.001...day).milliseconds
+        options.cacheBytes = try settings.int(cacheMb, "cache-mb", env: "HERD_CACHE_MB", default: 0, in: 0...4_096) * 1024 * 1024
+        options.cacheTTLMilliseconds = try settings.seconds(cacheTtl, "cache-ttl", env: "HERD_CACHE_TTL", default: 600, in: 1...(30 * day)).milliseconds
         // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.
         options.server.maxConnectionBodyBytes = options.server.maxBodyBytes
         options.drainMilliseconds = try settings.seconds(drainTimeout, "drain-timeout", env: "HERD_DRAIN_TIMEOUT", default: 30, in: 0...day).milliseconds

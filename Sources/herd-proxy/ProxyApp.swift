@@ -26,6 +26,9 @@ struct ProxyOptions: Sendable {
     var allowRemoteAdmin = false
     /// Largest multipart upload (audio to transcribe, images to edit): 413 past it (`--max-upload-mb`).
     var maxUploadBytes = 25 * 1024 * 1024
+    /// The exact response cache's size (0: off) and how long an answer is kept.
+    var cacheBytes = 0
+    var cacheTTLMilliseconds: UInt64 = 600_000
 
     /// Like Ollama's defaults: local pages, desktop apps and browser extensions.
     static let defaultOrigins = ["http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
@@ -47,6 +50,9 @@ final class ProxyApp {
     private var server: HTTPServer!
     private var nextID: UInt64 = 0
     private var listings = Listings()
+    /// The exact response cache (nil: off), and the fleet's model digests it keys on.
+    let cache: ResponseCache?
+    private var digests: (version: Int, byModel: [String: String]) = (-1, [:])
 
     /// Serialised fleet listings for the current snapshot.
     private struct Listings {
@@ -66,6 +72,7 @@ final class ProxyApp {
         self.upstreams = upstreams
         routes = RouteSource(loop: loop, control: control, maxLocalRetries: options.maxLocalRetries, inFlight: { upstreams.load($0) })
         admin = ModelAdmin(control: control, upstreams: upstreams, allowRemote: options.allowRemoteAdmin)
+        cache = options.cacheBytes > 0 ? ResponseCache(capacityBytes: options.cacheBytes, ttlMilliseconds: options.cacheTTLMilliseconds) : nil
     }
 
     func run() throws {
@@ -193,9 +200,44 @@ final class ProxyApp {
             return
         }
         if WorkUnits.measures(endpoint) { fields.workUnits = WorkUnits.json(body, endpoint: endpoint) }
+        var caching: ProxySession.Caching?
+        if let cache {
+            // Answered from the cache, or kept once answered (`ResponseCache`).
+            let ask = ResponseCache.ask(exchange.head.headers["X-Herd-Cache"])
+            if ask != .off, ask == .on || ResponseCache.deterministic(endpoint, body: body),
+               let key = ResponseCache.key(path: endpoint.rawValue, body: body, modelDigest: modelDigest(fields.model)) {
+                if let hit = cache.lookup(key, now: loop.nowMilliseconds) { return replay(hit, exchange) }
+                caching = ProxySession.Caching(cache: cache, key: key)
+            } else {
+                caching = ProxySession.Caching(cache: cache, key: nil)
+            }
+        }
         nextID &+= 1
         ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: nextID, routes: routes, upstreams: upstreams,
-                     cors: corsHeaders(for: exchange), settings: options.session).start()
+                     cors: corsHeaders(for: exchange), settings: options.session, caching: caching).start()
+    }
+
+    /// A cached answer, as it was first given (a stream's bytes as a stream).
+    private func replay(_ hit: ResponseCache.Entry, _ exchange: HTTPExchange) {
+        var headers = corsHeaders(for: exchange)
+        headers.add("Content-Type", hit.contentType)
+        headers.add("X-Herd-Cache", "hit")
+        headers.addSafely("X-Herd-Node", hit.node)
+        headers.addSafely("X-Herd-Model", hit.model)
+        exchange.respond(status: 200, headers: headers, body: hit.body)
+    }
+
+    /// The fleet's digest of `model` (`/api/tags`; empty when its server gives none): a re-pulled model misses the cache.
+    private func modelDigest(_ model: String) -> String {
+        let snapshot = control.snapshot
+        if digests.version != snapshot.version {
+            var byModel: [String: String] = [:]
+            for entry in snapshot.tags["models"]?.arrayValue ?? [] {
+                if let name = entry["name"]?.stringValue, let digest = entry["digest"]?.stringValue { byModel[ModelName.canonical(name)] = digest }
+            }
+            digests = (snapshot.version, byModel)
+        }
+        return digests.byModel[ModelName.canonical(model)] ?? ""
     }
 
     /// The first model of the fleet that does `kind` of work (`herd_kind` in `/v1/models`).

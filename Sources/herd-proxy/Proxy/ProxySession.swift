@@ -17,6 +17,13 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         var relayHighWatermark = 256 * 1024
     }
 
+    /// The response cache's part in this request: `key` when its answer is to
+    /// be kept (`X-Herd-Cache: miss`), nil when it bypasses the cache.
+    struct Caching {
+        let cache: ResponseCache
+        let key: ResponseCache.Key?
+    }
+
     private let exchange: HTTPExchange
     private let endpoint: Endpoint
     private let fields: RouteFields
@@ -50,9 +57,13 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     static let responseDrops: KnownHeaderSet = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?
+    private let caching: Caching?
+    /// The answer as relayed, while it may still be kept (nil once too large, or not to be kept).
+    private var cacheBody: [UInt8]?
 
     init(exchange: HTTPExchange, endpoint: Endpoint, fields: RouteFields, body: [UInt8], upload: UploadRelay? = nil, id: UInt64,
-         routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings) {
+         routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings, caching: Caching? = nil) {
+        self.caching = caching
         self.exchange = exchange
         self.endpoint = endpoint
         self.fields = fields
@@ -132,6 +143,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         case .endClient:
             exchange.end()
             releaseUpstream()
+            keepInCache()
         case let .report(outcome, status, error):
             report(outcome, status: status, error: error)
         case .answerItself:
@@ -315,8 +327,20 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         if !answer.score.isEmpty { headers.addSafely("X-Herd-Score", answer.score) }
         if !answer.reason.isEmpty { headers.addSafely("X-Herd-Reason", answer.reason) }
         for (name, value) in cors { headers.add(name, value) }
+        if let caching {
+            headers.add("X-Herd-Cache", caching.key == nil ? "bypass" : "miss")
+            if caching.key != nil, head.status == 200 { cacheBody = [] }
+        }
         let length = ProxySession.isChunked(head) || translator != nil ? nil : head.headers[.contentLength].flatMap { Int($0.trimmingSpaces) }
         exchange.startResponse(status: head.status, headers: headers, contentLength: length)
+    }
+
+    /// A whole 200 answer to a request whose answer is to be kept goes into the cache.
+    private func keepInCache() {
+        guard let caching, let key = caching.key, let body = cacheBody, upstreamHead?.status == 200, let answer else { return }
+        cacheBody = nil
+        let contentType = translator?.contentType ?? upstreamHead?.headers["Content-Type"] ?? "application/json"
+        caching.cache.store(key, contentType: contentType, body: body, node: answer.node, model: answer.model, now: exchange.loop.nowMilliseconds)
     }
 
     /// Whether an upstream response is chunked (a stream that can carry an error line).
@@ -343,6 +367,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         guard bytes.count > 0 else { return }
         exchange.write(bytes)
         bytesRelayed += bytes.count
+        if cacheBody != nil, let caching {
+            if bytesRelayed <= caching.cache.maxEntryBytes { cacheBody?.append(contentsOf: bytes) } else { cacheBody = nil }
+        }
         if bytes.count >= ProxySession.tailLimit {
             tail = Array(bytes.suffix(ProxySession.tailLimit))
         } else {
