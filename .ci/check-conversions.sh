@@ -21,7 +21,8 @@ for dir in Sources/*/; do
     case "$name" in C*|EmbedDashboard|herd-embed) continue ;; esac
     targets+=("$dir")
 done
-cleanup() { for dir in "${targets[@]}"; do rm -f "$dir$guard_name"; done; }
+guard_file="$(mktemp --suffix=.swift)"
+cleanup() { for dir in "${targets[@]}"; do rm -f "$dir$guard_name"; done; rm -f "$guard_file"; }
 trap cleanup EXIT
 message="herd-trapping-conversion"
 {
@@ -37,8 +38,13 @@ message="herd-trapping-conversion"
         set -- $pair
         echo "extension $1 { @available(*, deprecated, message: \"$message\") @usableFromInline init(_ value: $2) { self.init(exactly: value)! } }"
     done
-} > /tmp/herd-conversion-guard.swift
-for dir in "${targets[@]}"; do cp /tmp/herd-conversion-guard.swift "$dir$guard_name"; done
+} > "$guard_file"
+for dir in "${targets[@]}"; do cp "$guard_file" "$dir$guard_name"; done
+# Every project module is compiled again: an incremental build warns only
+# for the files it recompiles, and would miss what an earlier run compiled.
+if [ -d .build-conversions ]; then
+    find .build-conversions -mindepth 1 -maxdepth 1 ! -name checkouts ! -name repositories -exec rm -rf {} +
+fi
 log="$(mktemp)"
 if ! swift build --scratch-path .build-conversions >"$log" 2>&1; then
     cat "$log"; echo "check-conversions: the build failed"; exit 1

@@ -55,7 +55,7 @@ public enum RequestLimits {
         if let n = r.numCtx, !numCtx.contains(n) { return "num_ctx must be \(numCtx.lowerBound)–\(numCtx.upperBound)" }
         if let n = r.maxTokens, !(1...maxTokens.upperBound).contains(n) { return "max_tokens must be 1–\(maxTokens.upperBound)" }
         if !estimatedTokens.contains(r.estimatedTokens) { return "est_tokens out of range" }
-        if !(r.workUnits >= 0 && r.workUnits <= maxWorkUnits) { return "work_units must be 0–\(Int(maxWorkUnits))" }
+        if !(r.workUnits >= 0 && r.workUnits <= maxWorkUnits) { return "work_units must be 0–10,000,000" }
         if !clientBytes.contains(r.client.utf8.count) { return "client: at most \(clientBytes.upperBound) bytes" }
         if !pathBytes.contains(r.path.utf8.count) { return "path: 1–\(pathBytes.upperBound) bytes" }
         return nil

@@ -72,8 +72,8 @@ enum Base64 {
             bits += 6
             if bits >= 8 {
                 bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-                accumulator &= (1 << UInt32(bits)) - 1
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(truncatingIfNeeded: bits)))
+                accumulator &= (1 << UInt32(truncatingIfNeeded: bits)) - 1
             }
         }
         return out
