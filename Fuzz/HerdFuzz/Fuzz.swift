@@ -85,6 +85,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             case .cancel: _ = try? frame.decode(RouteCancel.self)
             case .started: _ = try? frame.decode(RouteStarted.self)
             case .queued: _ = try? frame.decode(RouteQueued.self)
+            case .cacheStats: _ = try? frame.decode(CacheStats.self)
             }
             return true
         }

@@ -98,12 +98,24 @@ final class ProxyApp {
                 self.loop.stop()
             }
         }
+        // The cache's counts go to control every 2 s while they change (its /metrics).
+        let cacheReport = LoopTimer(loop: loop)
+        if let cache {
+            var last = CacheStats()
+            cacheReport.start(after: 2_000, repeating: 2_000) { [unowned self] in
+                let now = cache.stats
+                guard now != last, self.control.isConnected else { return }
+                last = now
+                self.control.reportCache(now)
+            }
+        }
         let term = try SignalWatcher(loop: loop, signal: SIGTERM, drain)
         let interrupt = try SignalWatcher(loop: loop, signal: SIGINT, drain)
         signal(SIGPIPE, SIG_IGN)
         loop.run()
         term.close()
         interrupt.close()
+        cacheReport.close()
         control.stop()
         upstreams.close()
     }

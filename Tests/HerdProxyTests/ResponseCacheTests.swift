@@ -91,5 +91,13 @@ import Testing
         #expect(fleet.backendRequests("A", path: "/api/chat") == before + 2)
         #expect(fleet.post("/api/chat", sampled, headers: ["X-Herd-Cache": "on"]).header("X-Herd-Cache") == "miss")
         #expect(fleet.post("/api/chat", sampled, headers: ["X-Herd-Cache": "on"]).header("X-Herd-Cache") == "hit")
+        // The proxy reports its cache to control (CACHE_STATS), which shows it in /metrics.
+        var metrics = ""
+        let reported = waitUntil(seconds: 10) {
+            metrics = fleet.getControl("/metrics").text
+            return metrics.split(separator: "\n").contains { $0.hasPrefix("herd_cache_hits_total{proxy=") && $0.hasSuffix(" 3") }
+        }
+        #expect(reported, "\(metrics.split(separator: "\n").filter { $0.hasPrefix("herd_cache") })")
+        #expect(metrics.contains("herd_cache_entries{proxy="))
     }
 }

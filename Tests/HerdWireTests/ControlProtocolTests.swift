@@ -70,6 +70,9 @@ import HerdRuntime
             ReportedResult(RouteResult(id: 3, node: "n", model: "m", outcome: .ok, status: 200), ticket: TicketUse(ticket: 9, request: chat)),
         ])
         #expect(try decoded(ResultBatch.self, batch.binary).get() == batch)
+        let cache = CacheStats(hits: 3, misses: 2, stores: 2, evictions: 0, bytes: 1 << 40, entries: 2)
+        #expect(try decoded(CacheStats.self, cache.binary).get() == cache)
+        #expect(refused(CacheStats.self, Array(cache.binary.dropLast())) != nil)
         speech.workUnits = -1
         #expect(refused(RouteRequest.self, speech.binary)?.contains("work_units") == true)
         // An unknown api code, a bool that is not 0/1, a string longer than the frame, an overlong varint.
@@ -251,6 +254,7 @@ func decoded<M: WireBinaryMessage>(_: M.Type, _ bytes: [UInt8]) -> Result<M, Con
                 case .cancel: ok = (try? decoded(RouteCancel.self, body).get()) != nil
                 case .started: ok = (try? decoded(RouteStarted.self, body).get()) != nil
                 case .queued: ok = (try? decoded(RouteQueued.self, body).get()) != nil
+                case .cacheStats: ok = (try? decoded(CacheStats.self, body).get()) != nil
                 }
                 #expect(ok, "\(seed): \(type) does not decode")
             }

@@ -63,6 +63,7 @@ public enum ControlMessageType: UInt8, Sendable {
     case ticketReturn = 13
     case revoke = 14
     case snapshotDelta = 15
+    case cacheStats = 16
 
     /// Its name in errors (literals: decoding a frame builds no string).
     public var name: String {
@@ -82,6 +83,7 @@ public enum ControlMessageType: UInt8, Sendable {
         case .ticketReturn: "RETURN"
         case .revoke: "REVOKE"
         case .snapshotDelta: "SNAPSHOT_DELTA"
+        case .cacheStats: "CACHE_STATS"
         }
     }
 }

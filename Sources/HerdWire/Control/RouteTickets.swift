@@ -173,3 +173,33 @@ public struct RetryMessage: Equatable, Sendable, WireBinaryMessage {
         self.init(try RouteRetry(reading: &r), ticket: try r.optional(TicketUse.self))
     }
 }
+
+/// CACHE_STATS (proxy → control): the proxy's response cache, as counted
+/// since the proxy started (sent every few seconds while it changes), for
+/// control's `/metrics`.
+public struct CacheStats: Equatable, Sendable, WireBinaryMessage {
+    public var hits: UInt64
+    public var misses: UInt64
+    public var stores: UInt64
+    public var evictions: UInt64
+    public var bytes: UInt64
+    public var entries: UInt64
+
+    public init(hits: UInt64 = 0, misses: UInt64 = 0, stores: UInt64 = 0, evictions: UInt64 = 0, bytes: UInt64 = 0, entries: UInt64 = 0) {
+        self.hits = hits
+        self.misses = misses
+        self.stores = stores
+        self.evictions = evictions
+        self.bytes = bytes
+        self.entries = entries
+    }
+
+    public func write(to out: inout [UInt8]) {
+        for value in [hits, misses, stores, evictions, bytes, entries] { out.wire(varint: value) }
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(hits: try r.varint(), misses: try r.varint(), stores: try r.varint(), evictions: try r.varint(),
+                  bytes: try r.varint(), entries: try r.varint())
+    }
+}

@@ -88,7 +88,8 @@ final class ControlAPI {
                 nodes: registry.list, inFlight: scheduler.inFlightCount, queueLength: scheduler.queueLength, proxies: routes.proxyCount,
                 numCtx: scheduler.numCtxEvents, prewarms: scheduler.prewarmCount, scorings: scheduler.scorings, tickets: scheduler.ticketCounts,
                 ticketsOut: scheduler.ticketsOut, traces: traces?.counts, learned: scheduler.learnedLimits,
-                health: fleetAPI.health.checks.map { ($0.id, $0.severity.rawValue, fleetAPI.health.states[$0.id]?.firing ?? false) })
+                health: fleetAPI.health.checks.map { ($0.id, $0.severity.rawValue, fleetAPI.health.states[$0.id]?.firing ?? false) },
+                cache: routes.cacheStats)
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(state))
         case ("GET", _) where dashboard.serve(exchange, path: path), ("HEAD", _) where dashboard.serve(exchange, path: path):
             break

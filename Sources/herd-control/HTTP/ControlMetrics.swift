@@ -17,6 +17,8 @@ struct MetricsState {
     var traces: (rows: Int, failures: Int, dropped: Int)?
     var learned: [(node: String, model: String, limit: Int)] = []
     var health: [(id: String, severity: String, firing: Bool)] = []
+    /// Each proxy's response cache (proxies with `--cache-mb` only).
+    var cache: [(proxy: String, stats: CacheStats)] = []
 }
 
 /// `GET /metrics` in the Prometheus text format (0.0.4), by the
@@ -121,6 +123,21 @@ final class ControlMetrics {
         sample("herd_retries_total", [], "\(retries)")
         header("herd_fallbacks_total", "counter", "Requests served by a fallback model instead of the one asked for.")
         sample("herd_fallbacks_total", [], "\(fallbacks)")
+        if !state.cache.isEmpty {
+            // Per proxy (each keeps its own cache; a proxy's restart resets its series).
+            let series: [(String, String, String, KeyPath<CacheStats, UInt64>)] = [
+                ("herd_cache_hits_total", "counter", "Requests answered from a proxy's response cache.", \.hits),
+                ("herd_cache_misses_total", "counter", "Cacheable requests the cache did not hold (sent to a node; their answer kept).", \.misses),
+                ("herd_cache_stores_total", "counter", "Answers kept in a proxy's response cache.", \.stores),
+                ("herd_cache_evictions_total", "counter", "Answers dropped to make room (least recently used first).", \.evictions),
+                ("herd_cache_bytes", "gauge", "Bytes a proxy's response cache holds.", \.bytes),
+                ("herd_cache_entries", "gauge", "Answers a proxy's response cache holds.", \.entries),
+            ]
+            for (name, type, help, field) in series {
+                header(name, type, help)
+                for (proxy, stats) in state.cache { sample(name, [("proxy", proxy)], "\(stats[keyPath: field])") }
+            }
+        }
         histogram("herd_request_duration_seconds", "Time from the proxy's route request to the end of the response.", duration)
         histogram("herd_time_to_first_token_seconds", "Time from the proxy's route request to the response's first byte.", ttft)
         histogram("herd_queue_wait_seconds", "Time routed requests waited in herd's queue for a free node (0 for most).", queueWait)

@@ -10,6 +10,8 @@ final class ProxyLink {
     let channel: ControlChannel
     var proxyID = ""
     var greeted = false
+    /// Its response cache, as it last reported it (CACHE_STATS).
+    var cache: CacheStats?
     /// The last snapshot this proxy was sent (the next goes as a delta from it).
     var lastSnapshot: RoutingSnapshot?
     /// A snapshot is due but the proxy has not read the last writes: it gets
@@ -105,6 +107,11 @@ final class ControlServer {
         pushSnapshots()
     }
 
+    /// Each connected proxy's response cache, as it last reported it.
+    var cacheStats: [(proxy: String, stats: CacheStats)] {
+        links.values.compactMap { link in link.cache.map { (link.proxyID, $0) } }.sorted { $0.proxy < $1.proxy }
+    }
+
     private func accept(_ stream: StreamConnection) {
         nextKey += 1
         let channel = ControlChannel(stream: stream)
@@ -163,6 +170,9 @@ final class ControlServer {
             case .started: scheduler.started(try frame.decode(RouteStarted.self), from: link.key, fleet: registry.list, now: now, into: &actions)
             case .cancel:
                 scheduler.cancel(id: try frame.decode(RouteCancel.self).id, from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .cacheStats:
+                link.cache = try frame.decode(CacheStats.self)
+                return
             case .hello, .helloOK, .routeOK, .routeError, .snapshot, .snapshotDelta, .queued, .grant, .revoke:
                 throw ControlProtocolError("a proxy does not send \(frame.type)")
             }

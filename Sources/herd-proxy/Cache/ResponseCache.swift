@@ -1,5 +1,6 @@
 import HerdJSON
 import HerdSecurity
+import HerdWire
 
 /// An exact response cache, per proxy, off unless `--cache-mb` sets its size.
 ///
@@ -62,6 +63,12 @@ final class ResponseCache {
     }
 
     var count: Int { entries.count }
+
+    /// Its counts, as CACHE_STATS carries them.
+    var stats: CacheStats {
+        CacheStats(hits: UInt64(clamping: hits), misses: UInt64(clamping: misses), stores: UInt64(clamping: stores),
+                   evictions: UInt64(clamping: evictions), bytes: UInt64(clamping: bytes), entries: UInt64(clamping: entries.count))
+    }
 
     /// The answer for `key`, if one is kept and fresh (it becomes the most recently used).
     func lookup(_ key: Key, now: UInt64) -> Entry? {

@@ -193,7 +193,7 @@ final class ControlClient: LoopFlushable {
             case .revoke:
                 let returned = tickets.revoke(try frame.decode(TicketList.self).tickets)
                 if !returned.isEmpty { channel?.send(.ticketReturn, TicketList(tickets: returned)) }
-            case .hello, .route, .retry, .result, .cancel, .started, .ticketReturn:
+            case .hello, .route, .retry, .result, .cancel, .started, .ticketReturn, .cacheStats:
                 throw ControlProtocolError("control does not send \(frame.type)")
             }
         } catch let error as JSONFieldError {
@@ -245,6 +245,12 @@ final class ControlClient: LoopFlushable {
     func returnSpentTicket(_ ticket: UInt64) {
         guard let channel else { return }
         channel.send(.ticketReturn, TicketList(tickets: [ticket]))
+    }
+
+    /// The response cache's counts, for control's `/metrics` (dropped while control is away).
+    func reportCache(_ stats: CacheStats) {
+        guard connected, let channel else { return }
+        channel.send(.cacheStats, stats)
     }
 
     /// Reports a failed node and asks for another; false when control is away.
