@@ -294,6 +294,22 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
             #expect(response.status == 200, "\(response.text.prefix(300))")
             #expect((try? JSONValue.parse(response.body))?["herd_fake"]?["bytes"]?.intValue == form.count, "arrives whole (chunked \(chunked))")
         }
+        // Over h2c (curl --http2-prior-knowledge -F): relayed whole, as over HTTP/1.1.
+        let file = temporaryDirectory("herd-upload") + "/audio.bin"
+        let written = audio.withUnsafeBytes { raw -> Bool in
+            guard let f = fopen(file, "w") else { return false }
+            defer { fclose(f) }
+            return fwrite(raw.baseAddress, 1, raw.count, f) == raw.count
+        }
+        #expect(written)
+        func curlBytes(_ extra: [String]) -> Int? {
+            let result = ProcessRunner.run("/usr/bin/curl", ["-s"] + extra + ["-F", "model=whisper-tiny", "-F", "file=@\(file)",
+                                                                           "http://127.0.0.1:\(fleet.proxyPort)/v1/audio/transcriptions"])
+            return (try? JSONValue.parse(Array(result.output.utf8)))?["herd_fake"]?["bytes"]?.intValue
+        }
+        let overHTTP1 = curlBytes([]), overH2 = curlBytes(["--http2-prior-knowledge"])
+        #expect(overHTTP1 != nil && overHTTP1 == overH2 && (overH2 ?? 0) > audio.count, "\(String(describing: overHTTP1)) \(String(describing: overH2))")
+
         // A client that stops mid-upload is cut; the proxy goes on serving.
         let stalled = try RawClient(port: fleet.proxyPort, timeoutSeconds: 30)
         stalled.send("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ123\r\nContent-Length: \(form.count)\r\n\r\n")

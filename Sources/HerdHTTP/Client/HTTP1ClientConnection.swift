@@ -14,6 +14,8 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private var task: HTTPClientTask?
     private var keepAlive = true
     private var isHeadRequest = false
+    /// The response being parsed is a 1xx (`100 Continue`): not delivered.
+    private var informational = false
     private var scratch: [UInt8] = []
     /// The request body being relayed from its source (an upload), and
     /// whether it goes chunked.
@@ -213,14 +215,26 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
         }
         flow.bytesReceived(now: clock.now)
         syncTimer()
-        switch parser.feed(bytes) {
-        case .needMore:
-            break
-        case let .messageComplete(consumed):
-            if consumed < bytes.count { keepAlive = false } // bytes past the response: do not reuse
-            finishResponse()
-        case let .failed(failure):
-            fail(.invalidResponse("\(failure)"))
+        var rest = bytes
+        while true {
+            switch parser.feed(rest) {
+            case .needMore:
+                return
+            case let .messageComplete(consumed):
+                if informational {
+                    // `100 Continue` and the like: the answer is still to come.
+                    informational = false
+                    guard consumed < rest.count else { return }
+                    rest = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+                    continue
+                }
+                if consumed < rest.count { keepAlive = false } // bytes past the response: do not reuse
+                finishResponse()
+                return
+            case let .failed(failure):
+                fail(.invalidResponse("\(failure)"))
+                return
+            }
         }
     }
 
@@ -280,6 +294,10 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
     // MARK: Parser events
 
     func parser(_ parser: HTTPParser, didParseHead head: HTTPParsedHead) -> HTTPHeadDisposition {
+        if (100...199).contains(head.status), head.status != 101 {
+            informational = true // not the answer: skipped
+            return .readBody
+        }
         keepAlive = head.keepAlive
         task?.deliverHead(HTTPResponseHead(
             status: head.status, headers: head.headers, versionMajor: head.versionMajor,

@@ -38,6 +38,10 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         var heldBytes = 0
         /// Every DATA byte received on this stream (counted in the connection's budget).
         var receivedBytes = 0
+        /// The handler paused the body (an upload relayed to a backend that has
+        /// not taken the last bytes): nothing is acknowledged, so the client's
+        /// stream window closes until it resumes.
+        var bodyPaused = false
         /// END_STREAM arrived (or the request was given up on).
         var requestComplete = false
         init(id: Int32) { self.id = id }
@@ -319,7 +323,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         // until a stream closes.
         s.receivedBytes += length
         bodyBytesInMemory += length
-        if bodyBytesInMemory <= bodyBudget, s.heldBytes == 0 { consume(id, length) } else { s.heldBytes += length }
+        if !s.bodyPaused, bodyBytesInMemory <= bodyBudget, s.heldBytes == 0 { consume(id, length) } else { s.heldBytes += length }
         guard let exchange = s.exchange else { return 0 }
         s.bodyBytes += length
         if s.bodyBytes > server.configuration.maxBodyBytes {
@@ -358,7 +362,7 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
         closed.heldBytes = 0
         // Nearly always nothing is held: no sort per closed stream then.
         guard bodyBytesInMemory <= bodyBudget, streams.values.contains(where: { $0.heldBytes > 0 }) else { return }
-        for s in streams.values.sorted(by: { $0.id < $1.id }) where s.heldBytes > 0 {
+        for s in streams.values.sorted(by: { $0.id < $1.id }) where s.heldBytes > 0 && !s.bodyPaused {
             consume(s.id, s.heldBytes)
             s.heldBytes = 0
         }
@@ -467,8 +471,17 @@ final class H2ServerConnection: StreamConnectionDelegate, HTTPExchangeTransport,
     /// The connection's socket is shared by its streams: no per-stream cap.
     func exchange(_ exchange: HTTPExchange, limitSendBuffer bytes: Int) {}
 
+    /// Backpressure on one stream's body: while paused its DATA is not
+    /// acknowledged (the client's window closes); on resume what it held is.
     func exchange(_ exchange: HTTPExchange, setBodyPaused paused: Bool) {
-        // h2 flow control windows bound the body; nghttp2 acknowledges data as read.
+        guard let s = stream(for: exchange), s.bodyPaused != paused else { return }
+        s.bodyPaused = paused
+        guard !paused, s.heldBytes > 0, bodyBytesInMemory <= bodyBudget else { return }
+        consume(s.id, s.heldBytes)
+        s.heldBytes = 0
+        // The WINDOW_UPDATE goes out after this tick: this may run inside an
+        // nghttp2 callback (a body's end), where the session must not send.
+        server.loop.deferToNextTick { [weak self] in self?.flush() }
     }
 
     // MARK: Draining

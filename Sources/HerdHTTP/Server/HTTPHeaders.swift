@@ -5,6 +5,8 @@ public enum KnownHeader: UInt8, Sendable {
     case contentLength, transferEncoding, connection, keepAlive, date, host, proxyConnection, te, trailer, upgrade
     case xHerdFallbackModels, xForwardedFor, xForwardedProto
     case xHerdTags, xHerdSession, xHerdClient, authorization, origin, contentType, accessControlRequestHeaders
+    /// `Expect: 100-continue`: the server that reads the body answers it (a proxy does not pass it on).
+    case expect
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by a proxy.
     public var isHopByHop: Bool {
@@ -52,6 +54,7 @@ public enum KnownHeader: UInt8, Sendable {
         case (6, 0x6F): ("Origin", .origin)
         case (12, 0x63): ("Content-Type", .contentType)
         case (30, 0x61): ("Access-Control-Request-Headers", .accessControlRequestHeaders)
+        case (6, 0x65): ("Expect", .expect)
         default: nil
         }
         guard let (known, kind) = candidate else { return nil }

@@ -53,7 +53,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var relayPaused = false
     /// Turns an OpenAI answer into Ollama's when an Ollama-API request went to an OpenAI-compatible backend.
     private var translator: (any AnswerTranslator)?
-    static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto]
+    /// Not passed on: framing, herd's own, and `Expect` (herd's server already
+    /// answered 100 Continue; a backend's would reach the client as the answer).
+    static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto, .expect]
     static let responseDrops: KnownHeaderSet = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?

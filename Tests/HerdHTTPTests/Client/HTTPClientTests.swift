@@ -171,6 +171,21 @@ import HerdRuntime
         #expect(response.text.split(separator: "\n").count == 3)
     }
 
+    /// A server that answers `100 Continue` before its answer (asked with
+    /// `Expect`, or not): the client skips the interim response.
+    @Test func interimContinueIsSkipped() throws {
+        let fixture = try LoopFixture(backend: FakeBackendConfiguration())
+        defer { fixture.shutdown() }
+        var request = chatRequest()
+        request.headers.add("Expect", "100-continue")
+        let response = try fixture.send(request)
+        #expect(response.error == nil && response.head?.status == 200, "\(String(describing: response.error)) \(String(describing: response.head?.status))")
+        #expect(response.text.contains("\"done\":true"))
+        // The connection is reused cleanly after it.
+        let again = try fixture.send(chatRequest())
+        #expect(again.head?.status == 200 && again.text.contains("\"done\":true"))
+    }
+
     @Test func poolLimitQueuesRequests() throws {
         var client = HTTPClientConfiguration()
         client.maxConnectionsPerUpstream = 2
