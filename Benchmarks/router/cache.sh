@@ -28,8 +28,8 @@ measure() { # name, url, extra header
   out=$(hey -n "$REQUESTS" -c 8 -m POST -T application/json ${3:+-H "$3"} -d "$body" "$2")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '/ 50%% in/ {print $3*1000}' <<<"$out")
-  p99=$(awk '/ 99%% in/ {print $3*1000}' <<<"$out")
+  p50=$(awk '/ 50% in/ {print $3*1000}' <<<"$out")
+  p99=$(awk '/ 99% in/ {print $3*1000}' <<<"$out")
   printf "%-34s %10.0f req/s   p50 %6.3f ms   p99 %6.3f ms   %s\n" "$1" "$rps" "$p50" "$p99" "$(grep -E '^\s+\[' <<<"$out" | tr -s ' ' | tr '\n' ' ')"
 }
 measure "direct to the backend" "http://127.0.0.1:$BACKEND/api/embed"
