@@ -27,6 +27,24 @@ import Testing
         #expect(book.count == 0)
     }
 
+    @Test func aTicketServesOnlyTheWorkItWasDecidedFor() {
+        var book = TicketBook()
+        var embed = Self.ticket(1)
+        embed.work = .embed
+        book.grant([embed, Self.ticket(2)], now: 0)
+        var transcription = Self.request(10)
+        transcription.path = "/v1/audio/transcriptions"
+        #expect(book.spend(for: transcription, now: 1) == nil, "no speech-to-text ticket")
+        var embedding = Self.request(11)
+        embedding.path = "/api/embed"
+        #expect(book.spend(for: embedding, now: 1)?.ticket == 1)
+        #expect(book.spend(for: embedding, now: 1) == nil, "the chat's ticket is not an embedding's")
+        #expect(book.spend(for: Self.request(12), now: 1)?.ticket == 2)
+        // On the wire: the kind travels with the ticket.
+        let decoded = embed.binary.withUnsafeBytes { raw in try? ControlFrameBody(type: .grant, bytes: raw).decode(RouteTicket.self) }
+        #expect(decoded?.work == .embed && decoded == embed)
+    }
+
     @Test func ticketsExpireAtTheirTimeAndAreReturnedNotSpent() {
         var book = TicketBook()
         book.grant([Self.ticket(1, ttl: 250), Self.ticket(2, ttl: 500)], now: 1_000)

@@ -11,22 +11,26 @@ struct DemandKey: Hashable {
     let proxy: ProxyKey
     let api: ClientAPI
     let model: String
+    /// The kind of work (from the path): a ticket serves requests of its kind only.
+    let work: WorkKind
     /// Made once (see `SlotKey`).
     private let hash: Int
 
-    init(proxy: ProxyKey, api: ClientAPI, model: String) {
+    init(proxy: ProxyKey, api: ClientAPI, model: String, path: String) {
         self.proxy = proxy
         self.api = api
         self.model = model
+        work = WorkKind(path: path)
         var hasher = Hasher()
         hasher.combine(proxy)
         hasher.combine(api)
         hasher.combine(model)
+        hasher.combine(work)
         hash = hasher.finalize()
     }
 
     static func == (a: DemandKey, b: DemandKey) -> Bool {
-        a.hash == b.hash && a.proxy == b.proxy && a.api == b.api && a.model == b.model
+        a.hash == b.hash && a.proxy == b.proxy && a.api == b.api && a.model == b.model && a.work == b.work
     }
 
     func hash(into hasher: inout Hasher) { hasher.combine(hash) }
@@ -106,7 +110,7 @@ struct TicketLedger {
     /// Takes a ticket off the books (spent or returned): its demand has one fewer out.
     mutating func take(_ key: TicketKey) -> Scheduler.Entry? {
         guard let entry = out.removeValue(forKey: key) else { return nil }
-        demands[DemandKey(proxy: key.proxy, api: entry.request.api, model: entry.request.model)]?.out -= 1
+        demands[DemandKey(proxy: key.proxy, api: entry.request.api, model: entry.request.model, path: entry.request.path)]?.out -= 1
         return entry
     }
 
@@ -114,7 +118,7 @@ struct TicketLedger {
     /// fewer (not for one control revoked).
     mutating func expired(_ entry: Scheduler.Entry, of proxy: ProxyKey) {
         guard !entry.revoked else { return }
-        let key = DemandKey(proxy: proxy, api: entry.request.api, model: entry.request.model)
+        let key = DemandKey(proxy: proxy, api: entry.request.api, model: entry.request.model, path: entry.request.path)
         if let d = demands[key] { demands[key]?.target = Swift.max(1, d.target / 2) }
     }
 
@@ -164,7 +168,7 @@ extension Scheduler {
     mutating func noteDemand(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
                              into actions: inout [SchedulerAction]) {
         guard ticketable(request) else { return }
-        let key = DemandKey(proxy: proxy, api: request.api, model: request.model)
+        let key = DemandKey(proxy: proxy, api: request.api, model: request.model, path: request.path)
         tickets.asked(key, template: request, max: settings.maxTicketsPerModel)
         grantTickets(key, fleet: fleet, now: now, into: &actions)
         tickets.settle(key, serves: Scheduler.fleetServes(request.model, fleet))
@@ -202,7 +206,7 @@ extension Scheduler {
             let ticket = RouteTicket(
                 ticket: id, api: key.api, model: key.model, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
                 servedModel: candidate.model, reason: Scheduler.reason(candidate, card: card), score: candidate.breakdown.header,
-                ttlMilliseconds: settings.ticketTTLMilliseconds, exclusive: card.candidates.count == 1)
+                ttlMilliseconds: settings.ticketTTLMilliseconds, exclusive: card.candidates.count == 1, work: key.work)
             entry.card = card
             entry.decision = ticket.answer(for: id)
             tickets.granted(TicketKey(proxy: key.proxy, ticket: id), entry, for: key)
@@ -232,7 +236,7 @@ extension Scheduler {
         actions.append(.finished(FinishedRequest(result: result, request: use.request, decision: entry.decision, card: entry.card,
                                                  concurrency: entry.nodeBatch, ticket: true)))
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false)
-        grantTickets(DemandKey(proxy: proxy, api: template.api, model: template.model), fleet: fleet, now: now, into: &actions)
+        grantTickets(DemandKey(proxy: proxy, api: template.api, model: template.model, path: template.path), fleet: fleet, now: now, into: &actions)
     }
 
     /// A RETRY of a request that spent a ticket: from here on it is a request

@@ -9,6 +9,10 @@ extension ClientAPI: WireEnumeration {
     public static let wireOrder: [ClientAPI] = [.ollama, .openai, .anthropic]
 }
 
+extension WorkKind: WireEnumeration {
+    public static let wireOrder: [WorkKind] = [.chat, .embed, .rerank, .stt, .tts, .image]
+}
+
 extension BackendKind: WireEnumeration {
     public static let wireOrder: [BackendKind] = [.ollama, .openai, .stt, .tts, .image, .embed, .rerank]
 }

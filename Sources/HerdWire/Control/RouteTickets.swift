@@ -25,9 +25,12 @@ public struct RouteTicket: Equatable, Sendable, WireBinaryMessage {
     /// Only one node can serve the model now: no request's affinity could
     /// choose another, so any request for it may spend this ticket.
     public var exclusive: Bool
+    /// The kind of work it was decided for: only a request of that kind may
+    /// spend it (a chat's ticket never sends an embedding or a transcription).
+    public var work: WorkKind
 
     public init(ticket: UInt64, api: ClientAPI, model: String, node: String, upstream: String, backend: BackendKind, servedModel: String,
-                reason: String, score: String, ttlMilliseconds: UInt64, exclusive: Bool) {
+                reason: String, score: String, ttlMilliseconds: UInt64, exclusive: Bool, work: WorkKind = .chat) {
         self.ticket = ticket
         self.api = api
         self.model = model
@@ -39,6 +42,7 @@ public struct RouteTicket: Equatable, Sendable, WireBinaryMessage {
         self.score = score
         self.ttlMilliseconds = ttlMilliseconds
         self.exclusive = exclusive
+        self.work = work
     }
 
     /// The routing answer it stands for, for request `id`.
@@ -58,12 +62,13 @@ public struct RouteTicket: Equatable, Sendable, WireBinaryMessage {
         out.wire(string: score)
         out.wire(varint: ttlMilliseconds)
         out.wire(bool: exclusive)
+        out.append(work.wireCode)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         self.init(ticket: try r.varint(), api: try r.code(ClientAPI.self), model: try r.string(), node: try r.string(), upstream: try r.string(),
                   backend: try r.code(BackendKind.self), servedModel: try r.string(), reason: try r.string(), score: try r.string(),
-                  ttlMilliseconds: try r.varint(), exclusive: try r.bool())
+                  ttlMilliseconds: try r.varint(), exclusive: try r.bool(), work: try r.code(WorkKind.self))
     }
 }
 

@@ -218,8 +218,8 @@ final class ControlClient: LoopFlushable {
     func spendTicket(for request: RouteRequest) -> RouteTicket? {
         // A ticket is for any request to its model; one with images needs control's
         // choice among the models that can see.
-        // Tickets are granted for chats (by api and model): other work asks control.
-        guard connected, !unresponsive, tickets.count > 0, !request.vision, WorkKind(path: request.path) == .chat else { return nil }
+        // Tickets are granted by api, model and kind of work: an embedding spends only an embedding's.
+        guard connected, !unresponsive, tickets.count > 0, !request.vision else { return nil }
         let ticket = tickets.spend(for: request, now: loop.now)
         if let ticket { tickets.routed(request, to: ticket.node) }
         return ticket

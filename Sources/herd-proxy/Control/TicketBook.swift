@@ -17,6 +17,8 @@ struct TicketBook {
     struct Key: Hashable {
         let api: ClientAPI
         let model: String
+        /// The kind of work a ticket was decided for (a chat's ticket serves chats only).
+        let work: WorkKind
     }
 
     /// One model's tickets, oldest first. Spending the oldest (the usual
@@ -59,7 +61,7 @@ struct TicketBook {
     /// Tickets granted at `now`.
     mutating func grant(_ tickets: [RouteTicket], now: UInt64) {
         for ticket in tickets {
-            held[Key(api: ticket.api, model: ticket.model), default: Queue()].items.append(Held(ticket: ticket, expiresAt: now + ticket.ttlMilliseconds))
+            held[Key(api: ticket.api, model: ticket.model, work: ticket.work), default: Queue()].items.append(Held(ticket: ticket, expiresAt: now + ticket.ttlMilliseconds))
             count += 1
         }
     }
@@ -67,7 +69,7 @@ struct TicketBook {
     /// A ticket `request` may spend, taken out of the book; nil: ask control.
     mutating func spend(for request: RouteRequest, now: UInt64) -> RouteTicket? {
         guard count > 0, request.tags.isEmpty, request.numCtx == nil else { return nil }
-        let key = Key(api: request.api, model: request.model)
+        let key = Key(api: request.api, model: request.model, work: WorkKind(path: request.path))
         let wanted = affinityNode(request)
         // Found by reading in place, taken out in place: copying the list
         // out of the dictionary would copy (retain) every ticket in it.
