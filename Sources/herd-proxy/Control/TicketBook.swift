@@ -19,6 +19,12 @@ struct TicketBook {
         let model: String
         /// The kind of work a ticket was decided for (a chat's ticket serves chats only).
         let work: WorkKind
+
+        /// The model's name and one byte for API and kind (this runs on every request).
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(model)
+            hasher.combine(api.wireCode &* 8 &+ work.wireCode)
+        }
     }
 
     /// One model's tickets, oldest first. Spending the oldest (the usual
@@ -73,11 +79,12 @@ struct TicketBook {
         let wanted = affinityNode(request)
         // Found by reading in place, taken out in place: copying the list
         // out of the dictionary would copy (retain) every ticket in it.
-        guard let i = held[key]?.live.firstIndex(where: { h in
+        // One look-up (one hash of the key): found, then taken through its index.
+        guard let slot = held.index(forKey: key), let i = held.values[slot].live.firstIndex(where: { h in
             h.expiresAt > now && (h.ticket.exclusive || wanted == nil || wanted == h.ticket.node)
         }) else { return nil }
         count -= 1
-        return held[key]!.take(at: i)
+        return held.values[slot].take(at: i)
     }
 
     /// Remembers where `request` went (a ticket spent, or control's answer).
