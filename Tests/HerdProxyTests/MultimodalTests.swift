@@ -271,10 +271,6 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
             let stats = fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: stt)
             return (try? JSONValue.parse(stats.body))?["heads_by_path"]?["/v1/audio/transcriptions"]?.intValue ?? 0
         }
-        func waitFor(_ condition: () -> Bool) -> Bool {
-            for _ in 0..<300 { if condition() { return true }; usleep(20_000) }
-            return false
-        }
         let audio = (0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let form = multipartForm(boundary: "XyZ123", fields: [("model", "whisper-tiny")], file: audio, fileAt: 1)
         for chunked in [false, true] {
@@ -287,7 +283,7 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
                 client.send(chunked ? Array(String(bytes.count, radix: 16).utf8) + [13, 10] + bytes + [13, 10] : bytes)
             }
             piece(0..<300_000)
-            #expect(waitFor { heads() == before + 1 }, "the backend has the request before the upload ends (chunked \(chunked))")
+            #expect(waitUntil(seconds: 6) { heads() == before + 1 }, "the backend has the request before the upload ends (chunked \(chunked))")
             piece(300_000..<form.count)
             if chunked { client.send("0\r\n\r\n") }
             let response = try client.readResponse()

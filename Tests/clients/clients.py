@@ -13,7 +13,6 @@ Needs: pip install anthropic openai ollama   (Tests/clients/run.sh does it in a 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,27 +24,19 @@ import anthropic
 import ollama
 import openai
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import loopback  # noqa: E402
+from loopback import free_port  # noqa: E402
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else ".build/debug"
 MODEL = "llama3:8b"
 EMBED = "nomic-embed-text"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, seconds=20.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if condition():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.1)
-    return False
+    return loopback.wait_for(condition, seconds, interval=0.1)
 
 
 class Fleet:

@@ -31,28 +31,20 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import loopback  # noqa: E402
+from loopback import free_port  # noqa: E402
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else ".build/debug"
 SECONDS = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 6.0
 CLIENT_TIMEOUT = 30.0
 WORKERS = 6
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, seconds=15.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if condition():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.05)
-    return False
+    return loopback.wait_for(condition, seconds, interval=0.05)
 
 
 def get(port, path, timeout=2.0):

