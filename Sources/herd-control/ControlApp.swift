@@ -27,6 +27,8 @@ struct ControlOptions: Sendable {
     /// Host names the API answers to besides IP literals, localhost and the
     /// machine's own names (`--allowed-hosts`; `*`: any).
     var allowedHosts: [String] = []
+    /// Requests without a valid client key are refused (`--require-key`; the proxies follow it).
+    var requireKey = false
 
     var socketPath: String { controlSocket ?? dataDirectory + "/control.sock" }
 }
@@ -87,6 +89,7 @@ final class ControlParts {
     let clock: any LoopClock
     let log: Logger
     let traces: TraceStore
+    let keys: KeyBook
     let registry: NodeRegistry
     let requestLog: RequestLog
     let metrics = ControlMetrics()
@@ -115,11 +118,24 @@ final class ControlParts {
         registry.restoreHolds(HoldFile.read(options.dataDirectory + "/holds"))
         requestLog = RequestLog(loop: loop)
 
+        let keys = try KeyBook(store: KeyStore(path: traces.path), traces: traces, required: options.requireKey,
+                               wallNow: Int(clamping: EventLoop.wallClockMilliseconds()))
+        self.keys = keys
+        if options.requireKey, keys.live.isEmpty {
+            log.warning("--require-key with no client keys: every request is refused until one is made (herd-control keys create NAME)")
+        }
+
+        // The snapshot's version is the fleet's plus the keys': both only grow, so it does too.
         var snapshot = RoutingSnapshot()
-        let routes = ControlServer(loop: loop, clock: clock, registry: registry, settings: options.scheduler, log: log) {
-            if snapshot.version != registry.version { snapshot = SnapshotBuilder.build(version: registry.version, nodes: registry.list) }
+        let routes = ControlServer(loop: loop, clock: clock, registry: registry, settings: options.scheduler, log: log, keys: keys) {
+            let version = registry.version &+ keys.version
+            if snapshot.version != version {
+                snapshot = SnapshotBuilder.build(version: version, nodes: registry.list)
+                snapshot.keys = keys.wire
+            }
             return snapshot
         }
+        keys.onChange = { [unowned routes] in routes.pushSnapshots() }
         self.routes = routes
         // What the last run learned: rates come back from the trace rows of the last week.
         let learned = try TraceStore.recentObservations(path: traces.path, since: Int(clamping: EventLoop.wallClockMilliseconds()) - 7 * 86_400_000,
@@ -131,7 +147,8 @@ final class ControlParts {
         let events = EventHub(loop: loop, log: log, decisions: { [unowned routes] in routes.scheduler.feed },
                               stats: { [unowned routes] in FleetAPI.statsEvent(stats: stats, routes: routes, health: health, now: clock.now) })
         self.events = events
-        finished = FinishedRequests(clock: clock, events: events, traces: traces, requestLog: requestLog, metrics: metrics, stats: stats)
+        finished = FinishedRequests(clock: clock, events: events, traces: traces, requestLog: requestLog, metrics: metrics, stats: stats,
+                                     keys: keys)
 
         let fleetKey = try options.fleetKey ?? FleetKeyFile.read(options.dataDirectory + "/fleet.key")
         var verifier: FleetKeyVerifier?
@@ -155,7 +172,7 @@ final class ControlParts {
         self.fleetAPI = fleetAPI
         let api = ControlAPI(loop: loop, clock: clock, registry: registry, routes: routes, log: log, metrics: metrics,
                              requestGuard: RequestGuard(names: RequestGuard.ownNames(extra: options.allowedHosts)), gate: gate, traces: traces,
-                             fleetAPI: fleetAPI, onFleetChange: { [unowned routes] in routes.fleetChanged() },
+                             fleetAPI: fleetAPI, keysAPI: KeysAPI(keys: keys, gate: gate, clock: clock, log: log), onFleetChange: { [unowned routes] in routes.fleetChanged() },
                              onHeartbeat: { [unowned events, unowned fleetAPI] id, joined in
                                  guard events.clientCount > 0 else { return }
                                  if joined, let node = registry.nodes[id] {

@@ -17,7 +17,8 @@ struct HerdControlCommand: ParsableCommand {
         discussion: """
             Each flag also reads an HERD_* environment variable (--proxy-port ↔ HERD_PROXY_PORT).
             Binds 127.0.0.1 by default: use --host 0.0.0.0 to serve other machines.
-            `herd-control status` prints the fleet of a running herd-control.
+            `herd-control status` prints the fleet of a running herd-control;
+            `herd-control keys create|list|show|update|revoke` manages its client keys.
             """,
         version: HerdVersion.current)
 
@@ -27,6 +28,8 @@ struct HerdControlCommand: ParsableCommand {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "status" {
             StatusCommand.main(Array(arguments.dropFirst()))
+        } else if arguments.first == "keys" {
+            KeysCommand.main(Array(arguments.dropFirst()))
         } else {
             Self.main(arguments)
         }
@@ -107,6 +110,10 @@ struct HerdControlCommand: ParsableCommand {
             help: "Comma-separated host names the dashboard and API answer to besides IP addresses, localhost and this machine's name; * for any (HERD_ALLOWED_HOSTS). Guards against DNS rebinding.")
     var allowedHosts: String?
 
+    @Flag(name: .customLong("require-key"),
+          help: "Refuse requests without a valid client key (401); keys are made with `herd-control keys create` (HERD_REQUIRE_KEY=1).")
+    var requireKey = false
+
     @Option(parsing: .singleValue, help: "An extra argument for every herd-proxy child (repeatable), e.g. --proxy-arg=--first-byte-timeout=60.")
     var proxyArg: [String] = []
 
@@ -155,6 +162,7 @@ struct HerdControlCommand: ParsableCommand {
         options.registry.offlineAfterMilliseconds = offline.milliseconds
         options.registry.maxNodes = try settings.int(maxNodes, "max-nodes", env: "HERD_MAX_NODES", default: 256, in: 1...100_000)
         options.proxyArguments = proxyArg
+        options.requireKey = try settings.bool(requireKey ? true : nil, env: "HERD_REQUIRE_KEY", default: false)
         options.allowedHosts = settings.string(allowedHosts, env: "HERD_ALLOWED_HOSTS", default: "")
             .split(separator: ",").map { String($0.trimmingSpaces) }.filter { !$0.isEmpty }
         return options

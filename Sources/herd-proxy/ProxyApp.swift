@@ -53,6 +53,8 @@ final class ProxyApp {
     /// The exact response cache (nil: off), and the fleet's model digests it keys on.
     let cache: ResponseCache?
     private var digests: (version: Int, byModel: [String: String]) = (-1, [:])
+    /// Client keys, as the snapshot has them.
+    private var keyCheck = KeyCheck()
 
     /// Serialised fleet listings for the current snapshot.
     private struct Listings {
@@ -129,12 +131,24 @@ final class ProxyApp {
             preflight(exchange)
             return
         }
+        keyCheck.follow(control.snapshot)
+        var key: ClientKeys.Key?
+        if !(method == "GET" && path == "/") {
+            switch keyCheck.check(exchange.head.headers, adminKeyHash: control.adminKeyHash) {
+            case .anonymous: break
+            case let .key(found): key = found
+            case let .refused(error):
+                var headers = corsHeaders(for: exchange)
+                headers.add("WWW-Authenticate", "Bearer realm=\"herd\"")
+                return error.respond(exchange, api: ClientAPI(target: path), headers: headers)
+            }
+        }
         if let endpoint = Endpoint.at(path) {
             guard method == "POST" else {
                 return ClientError.methodNotAllowed(method: method, path: path).respond(exchange, api: endpoint.api, headers: ["Allow": "POST"])
             }
-            if endpoint.isForm { return upload(exchange, endpoint: endpoint) }
-            exchange.collectBody { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body) }
+            if endpoint.isForm { return upload(exchange, endpoint: endpoint, key: key) }
+            exchange.collectBody { [unowned self] body in self.route(exchange, endpoint: endpoint, body: body, key: key) }
             return
         }
         let cors = corsHeaders(for: exchange)
@@ -167,7 +181,7 @@ final class ProxyApp {
     /// Ollama Herd's `/api/transcribe` is held whole (its form is rewritten:
     /// `audio` becomes `file`, and the fleet's speech-to-text model is named
     /// when the form names none).
-    private func upload(_ exchange: HTTPExchange, endpoint: Endpoint) {
+    private func upload(_ exchange: HTTPExchange, endpoint: Endpoint, key: ClientKeys.Key?) {
         let legacy = endpoint == .legacyTranscribe
         let relay = UploadRelay(exchange: exchange, limit: options.maxUploadBytes, scanLimit: legacy ? 0 : 1024 * 1024)
         let contentType = exchange.head.headers["Content-Type"]
@@ -192,15 +206,18 @@ final class ProxyApp {
                 }
                 fields.model = model
             }
+            if let key, let refusal = ProxyApp.keyRefusal(key, &fields) {
+                return refusal.respond(exchange, api: endpoint.api, headers: self.corsHeaders(for: exchange))
+            }
             self.nextID &+= 1
             ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: [], upload: relay, id: self.nextID, routes: self.routes,
-                         upstreams: self.upstreams, cors: self.corsHeaders(for: exchange), settings: self.options.session).start()
+                         upstreams: self.upstreams, cors: self.corsHeaders(for: exchange), settings: self.options.session, key: key).start()
         }, invalid: { [unowned self] error in
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: self.corsHeaders(for: exchange))
         })
     }
 
-    private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8]) {
+    private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8], key: ClientKeys.Key?) {
         var fields: RouteFields
         do {
             fields = try RouteFields.read(body, endpoint: endpoint,
@@ -210,6 +227,9 @@ final class ProxyApp {
         } catch {
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return
+        }
+        if let key, let refusal = ProxyApp.keyRefusal(key, &fields) {
+            return refusal.respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
         }
         if WorkUnits.measures(endpoint) { fields.workUnits = WorkUnits.json(body, endpoint: endpoint) }
         var caching: ProxySession.Caching?
@@ -226,7 +246,17 @@ final class ProxyApp {
         }
         nextID &+= 1
         ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: nextID, routes: routes, upstreams: upstreams,
-                     cors: corsHeaders(for: exchange), settings: options.session, caching: caching).start()
+                     cors: corsHeaders(for: exchange), settings: options.session, caching: caching, key: key).start()
+    }
+
+    /// A key that may not use the model asked for: 403. Fallbacks it may not use are dropped.
+    static func keyRefusal(_ key: ClientKeys.Key, _ fields: inout RouteFields) -> ClientError? {
+        guard !key.models.isEmpty else { return nil }
+        guard KeyCheck.allows(key, model: fields.model) else {
+            return ClientError(status: 403, message: "key '\(key.name)' may not use model '\(fields.model)' (it may use: \(key.models.joined(separator: ", ")))")
+        }
+        fields.fallbacks = fields.fallbacks.filter { KeyCheck.allows(key, model: $0) }
+        return nil
     }
 
     /// A cached answer, as it was first given (a stream's bytes as a stream).

@@ -16,6 +16,7 @@ import Testing
         ("capacity", "document.querySelectorAll('.heat').length === 2"),
         ("health", "document.querySelectorAll('.check').length >= 25"),
         ("settings", "document.body.innerText.includes('scheduler.queue_timeout_ms')"),
+        ("keys", "document.body.innerText.includes('No keys yet')"),
     ]
 
     @Test func everyViewLoadsWithNoConsoleErrorAndShowsTheFleet() throws {
@@ -75,6 +76,25 @@ import Testing
         #expect(browser.waitFor("[...document.querySelectorAll('main tr')].some(r => r.innerText.includes('node-a') && r.querySelector('button.primary:not([disabled])'))"))
         _ = try browser.evaluate("[...document.querySelectorAll('main tr')].find(r => r.innerText.includes('node-a')).querySelector('button.primary').click()")
         #expect(waitUntil(seconds: 5) { (try? JSONValue.parse(fleet.getControl("/api/v1/nodes/node-a").body))?["hold"] == .null })
+        // Keys: make one with the form (its secret shown once, and it works at the proxy), then revoke it.
+        try browser.navigate(base + "#keys")
+        #expect(browser.waitFor("document.getElementById('key-name') !== null"))
+        _ = try browser.evaluate("document.getElementById('key-name').value = 'web-app'; document.getElementById('key-rpm').value = '30'; [...document.querySelectorAll('main button')].find(b => b.textContent === 'Make key').click()")
+        #expect(browser.waitFor("(document.getElementById('keys-secret') || {}).textContent?.includes('herd_')"),
+                "\((try? browser.evaluate("document.body.innerText")) ?? .null)")
+        let shown = try browser.evaluate("document.getElementById('keys-secret').textContent").stringValue ?? ""
+        let secret = String(shown.split(separator: " ").last ?? "")
+        #expect(secret.hasPrefix("herd_") && waitUntil(seconds: 5) {
+            fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"messages":[]}"#, headers: ["Authorization": "Bearer \(secret)"])
+                .header("X-Herd-Node") != nil
+        })
+        #expect(browser.waitFor("document.body.innerText.includes('30 req/min')"))
+        try browser.screenshot(to: screens + "/keys.png")
+        _ = try browser.evaluate("window.confirm = () => true; [...document.querySelectorAll('main button')].find(b => b.getAttribute('aria-label') === 'revoke web-app').click()")
+        #expect(browser.waitFor("document.body.innerText.includes('No keys yet')"))
+        #expect(waitUntil(seconds: 2) {
+            fleet.post("/api/chat", #"{"model":"llama3:8b","stream":false,"messages":[]}"#, headers: ["Authorization": "Bearer \(secret)"]).status == 401
+        })
         // A phone: nothing wider than the screen.
         try browser.call("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true])
         try browser.navigate(base + "#fleet")

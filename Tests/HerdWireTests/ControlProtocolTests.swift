@@ -48,11 +48,13 @@ import HerdRuntime
         }
         let route = RouteRequest(id: 1, api: .ollama, path: "/api/chat", model: "m", stream: false, client: "c").binary
         #expect(refused(RouteRequest.self, route) == nil)
-        // Every truncation of a valid body (but of its last fields, `vision` (protocol 5) and
-        // `work_units` (6): absent at the end of a frame is false and 0).
-        for n in 0..<(route.count - 2) { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
-        #expect(try decoded(RouteRequest.self, Array(route.dropLast(2))).get().vision == false)
-        #expect(try decoded(RouteRequest.self, Array(route.dropLast())).get().workUnits == 0)
+        // Every truncation of a valid body (protocol 8: every field is always written, `key` last).
+        for n in 0..<route.count { #expect(refused(RouteRequest.self, Array(route[..<n])) != nil, "\(n)") }
+        var keyed = RouteRequest(id: 1, api: .openai, path: "/v1/chat/completions", model: "m", stream: false, client: "key:alice")
+        keyed.key = 4_321
+        #expect(try decoded(RouteRequest.self, keyed.binary).get() == keyed)
+        keyed.key = Int(Int32.max) + 1
+        #expect(refused(RouteRequest.self, keyed.binary)?.contains("key must be") == true, "a key id past its range is refused")
         var seeing = RouteRequest(id: 1, api: .anthropic, path: "/v1/messages", model: "m", stream: false, client: "c")
         seeing.vision = true
         #expect(try decoded(RouteRequest.self, seeing.binary).get() == seeing)

@@ -70,7 +70,7 @@ extension Scheduler {
             entry.waitingFor = slot
             // A request waits for this node:model: tickets held for it come back (the queue goes first).
             revokeTickets(slot: slot, into: &actions)
-            let deadline = entry.arrivedAt.addingSaturated(settings.queueTimeoutMilliseconds)
+            let deadline = entry.arrivedAt.addingSaturated(entry.queueTimeout ?? settings.queueTimeoutMilliseconds)
             entry.queueDeadline = deadline
             waiting.waits(for: slot, reserves: best.drains)
             if waiting.nextRescore == nil || waiting.queue.isEmpty { waiting.nextRescore = now.addingSaturated(settings.rescoreIntervalMilliseconds) }
@@ -268,6 +268,11 @@ extension Scheduler {
         actions.append(.refused(key.proxy, refusal))
         recentlyRefused[key] = entry
         trimRecentlyRefused()
+    }
+
+    /// `1.5 s`, `30 s`: a wait said in a message.
+    static func seconds(_ milliseconds: UInt64) -> String {
+        milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
     }
 
     mutating func trimRecentlyRefused() {

@@ -148,6 +148,8 @@ package struct Scheduler {
         var expectedEnd: UInt64 = 0
         /// A ticket control revoked (its RETURN is awaited).
         var revoked = false
+        /// How long it may wait in the queue, when its client key says less than `--queue-timeout`.
+        var queueTimeout: UInt64?
     }
 
     package let settings: Settings
@@ -235,7 +237,7 @@ package struct Scheduler {
     // MARK: Events
 
     /// A ROUTE: decide now, or queue.
-    package mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64,
+    package mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, queueTimeout: UInt64? = nil,
                                 into actions: inout [SchedulerAction]) {
         if let cap = settings.maxInFlightPerClient, entries.values.lazy.filter({ $0.request.client == request.client }).count >= cap {
             refuse(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), RouteRefusal(
@@ -243,8 +245,17 @@ package struct Scheduler {
                 retryAfter: 1), into: &actions)
             return
         }
-        decide(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), fleet: fleet, now: now, into: &actions)
+        var entry = Entry(request: request, arrivedAt: now)
+        entry.queueTimeout = queueTimeout.map { min($0, settings.queueTimeoutMilliseconds) }
+        decide(RequestKey(proxy: proxy, id: request.id), entry, fleet: fleet, now: now, into: &actions)
         noteDemand(request, from: proxy, fleet: fleet, now: now, into: &actions)
+    }
+
+    /// A ROUTE refused before any routing (its client key is over a limit):
+    /// answered with `refusal`, and its RESULT still traced with the request.
+    package mutating func reject(_ request: RouteRequest, from proxy: ProxyKey, now: UInt64, refusal: RouteRefusal,
+                                 into actions: inout [SchedulerAction]) {
+        refuse(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), refusal, into: &actions)
     }
 
     /// A RETRY: the node failed before any byte reached the client; try another
@@ -361,7 +372,9 @@ package struct Scheduler {
             entry.waitingFor = nil
             refuse(item.key, entry, RouteRefusal(
                     id: entry.request.id, code: .queueTimeout,
-                    message: "every node that has '\(entry.request.model)' stayed busy for \(settings.queueTimeoutMilliseconds / 1000) s",
+                    message: "every node that has '\(entry.request.model)' stayed busy for "
+                        + Scheduler.seconds(entry.queueTimeout ?? settings.queueTimeoutMilliseconds)
+                        + (entry.queueTimeout != nil ? " (its key's --max-queue-wait)" : ""),
                     retryAfter: 5), into: &actions)
         }
         if let due = waiting.nextRescore, due <= now {

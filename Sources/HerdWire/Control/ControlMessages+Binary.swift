@@ -22,7 +22,8 @@ extension RouteResult.Outcome: WireEnumeration {
 }
 
 extension RouteRefusal.Code: WireEnumeration {
-    public static let wireOrder: [RouteRefusal.Code] = [.modelNotFound, .queueTimeout, .noNode, .retriesExhausted, .clientLimit, .incapable]
+    public static let wireOrder: [RouteRefusal.Code] = [.modelNotFound, .queueTimeout, .noNode, .retriesExhausted, .clientLimit, .incapable,
+                                                                 .keyLimit]
 }
 
 /// A message in the compact encoding.
@@ -110,6 +111,7 @@ extension RouteRequest: WireBinaryMessage {
         // Always present (one byte for a chat): a request is also written inside
         // RESULT and RETRY frames (a ticket's), where more follows it.
         out.wire(optionalDouble: workUnits != 0 ? workUnits : nil)
+        out.wire(varint: UInt64(truncatingIfNeeded: key))
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
@@ -117,7 +119,7 @@ extension RouteRequest: WireBinaryMessage {
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
                   session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self),
-                  vision: r.isAtEnd ? false : try r.bool(), workUnits: r.isAtEnd ? 0 : try r.optionalDouble() ?? 0)
+                  vision: try r.bool(), workUnits: try r.optionalDouble() ?? 0, key: Int(truncatingIfNeeded: try r.varint()))
         // Control trusts the proxy only as far as these bounds (the proxy's
         // validator applies the same ones, so it never sends past them).
         if let problem = RequestLimits.check(self) { throw r.fail(problem) }

@@ -100,7 +100,7 @@ public enum WorkKind: String, Sendable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 7
+    public static let protocolVersion = 8
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String
@@ -169,10 +169,14 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     /// kind's unit (`WorkKind.unit`): seconds of audio, characters to speak,
     /// megapixel images, inputs, documents; 0 when not known.
     @Defaulted<WireDefaults.ZeroNumber> public var workUnits: Double
+    /// The client key's id (`ClientKeys.Key.id`), 0 when the request has none:
+    /// control counts its usage and holds it to the key's limits.
+    @Defaulted<WireDefaults.Zero> public var key: Int
 
     public init(id: UInt64, api: ClientAPI, path: String, model: String, stream: Bool, fallbacks: [String] = [], tags: [String] = [],
                 estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "", maxTokens: Int? = nil, think: Bool? = nil,
-                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0) {
+                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0, key: Int = 0) {
+        self.key = key
         self.id = id
         self.api = api
         self.path = path
@@ -193,7 +197,7 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
 
     enum CodingKeys: String, CodingKey {
         case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client,
-             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units"
+             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units", key
     }
 }
 
@@ -257,6 +261,8 @@ public struct RouteRefusal: Equatable, Sendable, WireCodable {
         case retriesExhausted = "retries_exhausted"
         /// The client already has its share of requests queued or in flight (`--max-client-in-flight`): 429.
         case clientLimit = "client_limit"
+        /// The request's client key is over one of its limits (rpm, tpm, budget): 429 with `retry_after`.
+        case keyLimit = "key_limit"
         /// The request needs what no model it names can do (images to a model without vision): 400.
         case incapable
     }

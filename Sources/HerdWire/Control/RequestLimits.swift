@@ -46,6 +46,9 @@ public enum RequestLimits {
     }
 
     /// Whether a ROUTE's fields are within these limits (control's reader).
+    /// Client key ids (SQLite row ids, 1…; 0: no key).
+    public static let maxKeyID = Int(Int32.max)
+
     public static func check(_ r: RouteRequest) -> String? {
         if !isModelName(r.model) { return "model must be 1–\(modelBytes.upperBound) bytes without control characters" }
         if r.fallbacks.count > maxFallbacks || !r.fallbacks.allSatisfy(isModelName) { return "fallbacks: at most \(maxFallbacks) model names" }
@@ -56,6 +59,7 @@ public enum RequestLimits {
         if let n = r.maxTokens, !(1...maxTokens.upperBound).contains(n) { return "max_tokens must be 1–\(maxTokens.upperBound)" }
         if !estimatedTokens.contains(r.estimatedTokens) { return "est_tokens out of range" }
         if !(r.workUnits >= 0 && r.workUnits <= maxWorkUnits) { return "work_units must be 0–10,000,000" }
+        if !(0...maxKeyID).contains(r.key) { return "key must be 0–\(maxKeyID)" }
         if !clientBytes.contains(r.client.utf8.count) { return "client: at most \(clientBytes.upperBound) bytes" }
         if !pathBytes.contains(r.path.utf8.count) { return "path: 1–\(pathBytes.upperBound) bytes" }
         return nil

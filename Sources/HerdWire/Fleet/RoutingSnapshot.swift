@@ -47,9 +47,12 @@ public struct RoutingSnapshot: Equatable, Sendable, WireCodable {
     public var openAIModels: JSONValue
     /// The Ollama version reported at `GET /api/version`.
     public var ollamaVersion: String
+    /// The client keys (hashes) and whether a request needs one.
+    @Defaulted<ClientKeys.None> public var keys: ClientKeys
 
     public init(version: Int = 0, nodes: [Node] = [], tags: JSONValue = ["models": []], ps: JSONValue = ["models": []],
-                openAIModels: JSONValue = ["object": "list", "data": []], ollamaVersion: String = "0.0.0") {
+                openAIModels: JSONValue = ["object": "list", "data": []], ollamaVersion: String = "0.0.0", keys: ClientKeys = ClientKeys()) {
+        self.keys = keys
         self.version = version
         self.nodes = nodes
         self.tags = tags
@@ -59,6 +62,6 @@ public struct RoutingSnapshot: Equatable, Sendable, WireCodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, nodes, tags, ps, openAIModels = "openai_models", ollamaVersion = "ollama_version"
+        case version, nodes, tags, ps, openAIModels = "openai_models", ollamaVersion = "ollama_version", keys
     }
 }

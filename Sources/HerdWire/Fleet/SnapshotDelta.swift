@@ -22,9 +22,12 @@ public struct SnapshotDelta: Equatable, Sendable, WireCodable {
     public var ps: JSONValue?
     public var openAIModels: JSONValue?
     public var ollamaVersion: String?
+    /// The client keys, present only when they changed.
+    public var keys: ClientKeys?
 
     public init(base: Int, version: Int, nodes: [RoutingSnapshot.Node] = [], removed: [String] = [], tags: JSONValue? = nil,
-                ps: JSONValue? = nil, openAIModels: JSONValue? = nil, ollamaVersion: String? = nil) {
+                ps: JSONValue? = nil, openAIModels: JSONValue? = nil, ollamaVersion: String? = nil, keys: ClientKeys? = nil) {
+        self.keys = keys
         self.base = base
         self.version = version
         self.nodes = nodes
@@ -48,11 +51,12 @@ public struct SnapshotDelta: Equatable, Sendable, WireCodable {
         self.init(base: old.version, version: new.version, nodes: changed, removed: before.keys.sorted(),
                   tags: old.tags == new.tags ? .none : new.tags, ps: old.ps == new.ps ? .none : new.ps,
                   openAIModels: old.openAIModels == new.openAIModels ? .none : new.openAIModels,
-                  ollamaVersion: old.ollamaVersion == new.ollamaVersion ? .none : new.ollamaVersion)
+                  ollamaVersion: old.ollamaVersion == new.ollamaVersion ? .none : new.ollamaVersion,
+                  keys: old.keys == new.keys ? nil : new.keys)
     }
 
     enum CodingKeys: String, CodingKey {
-        case base, version, nodes, removed, tags, ps, openAIModels = "openai_models", ollamaVersion = "ollama_version"
+        case base, version, nodes, removed, tags, ps, openAIModels = "openai_models", ollamaVersion = "ollama_version", keys
     }
 }
 
@@ -77,6 +81,7 @@ extension RoutingSnapshot {
         if let ps = delta.ps { result.ps = ps }
         if let models = delta.openAIModels { result.openAIModels = models }
         if let ollamaVersion = delta.ollamaVersion { result.ollamaVersion = ollamaVersion }
+        if let keys = delta.keys { result.keys = keys }
         return result
     }
 }

@@ -180,7 +180,7 @@ const views = {
     const data = await api(`usage?by=${by}&hours=${hours}`);
     const controls = h("div", { class: "toolbar" },
       h("label", {}, "By", h("select", { onchange: e => { state.appsBy = e.target.value; show("apps"); } },
-        ["tag", "client"].map(v => h("option", { value: v, selected: v === by }, v)))),
+        ["tag", "client", "key"].map(v => h("option", { value: v, selected: v === by }, v)))),
       h("label", {}, "Over", h("select", { onchange: e => { state.appsHours = +e.target.value; show("apps"); } },
         [[1, "1 hour"], [24, "24 hours"], [168, "7 days"], [720, "30 days"]].map(([v, t]) => h("option", { value: v, selected: v === hours }, t)))));
     if (!data.series.length) return put(h("h2", {}, "Apps"), controls, empty("No traced requests in this window."));
@@ -195,8 +195,68 @@ const views = {
         h("td", { class: "num" }, num(x.completion_tokens)), h("td", { class: "num" + (x.errors ? " err" : "") }, num(x.errors)),
         h("td", { class: "num" }, ms(x.mean_duration_ms)), h("td", { class: "hide-sm", style: "min-width:160px" }, bars(counts)));
     });
-    put(h("h2", {}, "Apps — usage by " + by), controls, table([[by === "tag" ? "Tag" : "Client"], ["Requests", "num"], ["Prompt tokens", "num"],
+    put(h("h2", {}, "Apps — usage by " + by), controls, table([[{ tag: "Tag", client: "Client", key: "Key" }[by]], ["Requests", "num"], ["Prompt tokens", "num"],
       ["Tokens out", "num"], ["Errors", "num"], ["Mean duration", "num"], ["Requests over time", "hide-sm"]], rows));
+  },
+  // Client keys: listed with their limits and usage; made (the secret shown
+  // once) and revoked with the fleet key or an admin key (kept for this tab).
+  async keys(put = mount) {
+    const data = await api("keys");
+    const status = h("p", { class: "muted", id: "keys-status", role: "status" },
+      data.required ? "Requests need a key (--require-key)." : "Keys are optional here: a request without one is served with no limits.");
+    const say = (text, bad) => { status.textContent = text; status.className = bad ? "err" : "muted"; };
+    const keyInput = h("input", { type: "password", id: "keys-admin-key", autocomplete: "off", size: 24, "aria-label": "fleet or admin key",
+      placeholder: "fleet or admin key", value: sessionStorage.getItem("herd-fleet-key") || "" });
+    const call = async (method, path, body) => {
+      const headers = { "Content-Type": "application/json" };
+      if (keyInput.value) { sessionStorage.setItem("herd-fleet-key", keyInput.value); headers.Authorization = "Bearer " + keyInput.value; }
+      const r = await fetch("/api/v1/keys" + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+      const answer = await r.json().catch(() => ({}));
+      if (!r.ok) say(answer.error || "HTTP " + r.status, true);
+      return r.ok ? answer : null;
+    };
+    const field = (id, label, attrs = {}) => h("label", {}, label, h("input", Object.assign({ id, size: 8 }, attrs)));
+    const secret = h("p", { class: "mono", id: "keys-secret" });
+    const create = async () => {
+      const v = id => document.getElementById(id).value.trim();
+      const body = { name: v("key-name") };
+      if (v("key-models")) body.models = v("key-models");
+      for (const f of ["rpm", "tpm"]) if (v("key-" + f)) body[f] = Number(v("key-" + f));
+      if (v("key-budget")) body.budget_tokens = v("key-budget") + "/" + v("key-period");
+      const made = await call("POST", "", body);
+      if (!made) return;
+      await show("keys");
+      const box = document.getElementById("keys-secret");
+      if (box) box.textContent = `Key for ${made.name} (shown this once): ${made.key}`;
+    };
+    const revoke = async k => {
+      if (!confirm(`Revoke key ${k.name}? Requests with it are refused from now on.`)) return;
+      if (await call("DELETE", "/" + encodeURIComponent(k.id))) show("keys");
+    };
+    const limits = k => [k.rpm != null ? `${num(k.rpm)} req/min` : null, k.tpm != null ? `${num(k.tpm)} tok/min` : null,
+      k.budget_tokens != null ? `${num(k.budget_tokens)} tok/${k.budget_period}` : null].filter(Boolean).join(" · ") || "none";
+    const rows = data.keys.map(k => {
+      const u = k.usage, refused = Object.values(u.since_start.refused).reduce((a, b) => a + b, 0);
+      return h("tr", {},
+        h("td", {}, k.name, k.admin ? h("span", { class: "tag warn" }, "admin") : null, ...k.tags.map(t => h("span", { class: "tag" }, t))),
+        h("td", { class: "mono hide-sm" }, k.prefix + "…"),
+        h("td", {}, k.models.length ? k.models.join(", ") : "any"),
+        h("td", {}, limits(k)),
+        h("td", { class: "num" }, `${num(u.last_minute_requests)} / ${num(u.last_minute_tokens)}`),
+        h("td", { class: "num" }, k.budget_tokens != null ? `${num(u.budget_used)} / ${num(k.budget_tokens)}` : num(u.budget_used)),
+        h("td", { class: "num" }, num(u.since_start.requests)),
+        h("td", { class: "num" + (refused ? " err" : "") }, num(refused)),
+        h("td", {}, h("button", { onclick: () => revoke(k), "aria-label": `revoke ${k.name}` }, "Revoke")));
+    });
+    put(h("h2", {}, `Keys — ${data.keys.length}`), status,
+      h("div", { class: "toolbar" }, field("key-name", "Name", { placeholder: "alice-laptop", size: 14 }),
+        field("key-models", "Models", { placeholder: "llama3*,qwen2.5:*", size: 16 }), field("key-rpm", "Req/min", { inputmode: "numeric" }),
+        field("key-tpm", "Tokens/min", { inputmode: "numeric" }), field("key-budget", "Budget", { inputmode: "numeric" }),
+        h("select", { id: "key-period", "aria-label": "budget period" }, ["day", "week", "month"].map(p => h("option", { value: p }, "per " + p))),
+        h("button", { class: "primary", onclick: create }, "Make key"), keyInput),
+      secret,
+      data.keys.length ? table([["Key"], ["Prefix", "hide-sm"], ["Models"], ["Limits"], ["Last minute req / tok", "num"], ["Budget used", "num"],
+        ["Requests", "num"], ["Refused", "num"], [""]], rows) : empty("No keys yet: make one above, or with herd-control keys create NAME."));
   },
   async capacity(put = mount) {
     const data = await api("capacity");

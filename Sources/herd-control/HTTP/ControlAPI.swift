@@ -34,7 +34,7 @@ final class ControlAPI {
 
     init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, routes: ControlServer, log: Logger, metrics: ControlMetrics,
          requestGuard: RequestGuard,
-         gate: FleetKeyGate, traces: TraceStore?, fleetAPI: FleetAPI, onFleetChange: @escaping () -> Void,
+         gate: FleetKeyGate, traces: TraceStore?, fleetAPI: FleetAPI, keysAPI: KeysAPI, onFleetChange: @escaping () -> Void,
          onHeartbeat: @escaping (String, Bool) -> Void) {
         self.requestGuard = requestGuard
         self.metrics = metrics
@@ -46,12 +46,15 @@ final class ControlAPI {
         self.gate = gate
         self.traces = traces
         self.fleetAPI = fleetAPI
+        self.keysAPI = keysAPI
         self.onFleetChange = onFleetChange
         self.onHeartbeat = onHeartbeat
     }
 
     /// `/api/v1/…`.
     private let fleetAPI: FleetAPI
+    /// `/api/v1/keys…`.
+    private let keysAPI: KeysAPI
     /// `/`, `/app.js`, …
     let dashboard = Dashboard()
 
@@ -59,6 +62,10 @@ final class ControlAPI {
         let path = exchange.head.path
         if let refusal = requestGuard.refusal(method: exchange.head.method, headers: exchange.head.headers) {
             respond(exchange, refusal.status, ["error": .string(refusal.message)])
+            return
+        }
+        if KeysAPI.serves(path) {
+            keysAPI.handle(exchange)
             return
         }
         if path.hasPrefix("/api/v1/") {
@@ -89,7 +96,7 @@ final class ControlAPI {
                 numCtx: scheduler.numCtxEvents, prewarms: scheduler.prewarmCount, scorings: scheduler.scorings, tickets: scheduler.ticketCounts,
                 ticketsOut: scheduler.ticketsOut, traces: traces?.counts, learned: scheduler.learnedLimits,
                 health: fleetAPI.health.checks.map { ($0.id, $0.severity.rawValue, fleetAPI.health.states[$0.id]?.firing ?? false) },
-                cache: routes.cacheStats)
+                cache: routes.cacheStats, keys: keysAPI.metrics)
             exchange.respond(status: 200, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.text(state))
         case ("GET", _) where dashboard.serve(exchange, path: path), ("HEAD", _) where dashboard.serve(exchange, path: path):
             break

@@ -19,6 +19,8 @@ struct MetricsState {
     var health: [(id: String, severity: String, firing: Bool)] = []
     /// Each proxy's response cache (proxies with `--cache-mb` only).
     var cache: [(proxy: String, stats: CacheStats)] = []
+    /// Each live client key's totals since control started (names are the operator's: bounded by `KeyBook.maxKeys`).
+    var keys: [(name: String, totals: KeyBook.Totals)] = []
 }
 
 /// `GET /metrics` in the Prometheus text format (0.0.4), by the
@@ -136,6 +138,21 @@ final class ControlMetrics {
             for (name, type, help, field) in series {
                 header(name, type, help)
                 for (proxy, stats) in state.cache { sample(name, [("proxy", proxy)], "\(stats[keyPath: field])") }
+            }
+        }
+        if !state.keys.isEmpty {
+            header("herd_key_requests_total", "counter", "Requests made with each client key (since herd-control started), refused ones included.")
+            for (name, t) in state.keys { sample("herd_key_requests_total", [("key", name)], "\(t.requests)") }
+            header("herd_key_errors_total", "counter", "Requests of each client key that did not end ok.")
+            for (name, t) in state.keys { sample("herd_key_errors_total", [("key", name)], "\(t.errors)") }
+            header("herd_key_tokens_total", "counter", "Tokens used by each client key: prompt and completion.")
+            for (name, t) in state.keys {
+                sample("herd_key_tokens_total", [("key", name), ("type", "prompt")], "\(t.promptTokens)")
+                sample("herd_key_tokens_total", [("key", name), ("type", "completion")], "\(t.completionTokens)")
+            }
+            header("herd_key_refused_total", "counter", "Requests refused (429) because their key was over a limit: rpm, tpm or budget.")
+            for (name, t) in state.keys {
+                for limit in ["rpm", "tpm", "budget"] { sample("herd_key_refused_total", [("key", name), ("limit", limit)], "\(t.refused[limit] ?? 0)") }
             }
         }
         histogram("herd_request_duration_seconds", "Time from the proxy's route request to the end of the response.", duration)

@@ -348,12 +348,12 @@ final class FleetAPI {
     private func usage(_ exchange: HTTPExchange) {
         guard let tracePath else { return respond(exchange, 503, ["error": "traces are off"]) }
         let by = exchange.head.queryValue("by").map(String.init) ?? "tag"
-        guard by == "tag" || by == "client" else { return respond(exchange, 400, ["error": "by must be tag or client"]) }
+        guard let grouping = TraceStore.UsageGrouping(rawValue: by) else { return respond(exchange, 400, ["error": "by must be tag, client or key"]) }
         let hours = min(24 * 31, max(1, exchange.head.queryValue("hours").flatMap { Int($0) } ?? 24))
         let bucketMs = hours <= 48 ? 3_600_000 : 86_400_000
         let wall = Int(clamping: EventLoop.wallClockMilliseconds())
         let since = (wall - hours * 3_600_000) / bucketMs * bucketMs
-        loop.offload({ try TraceStore.usage(path: tracePath, clients: by == "client", sinceMs: since, bucketMs: bucketMs) }) { [weak self] result in
+        loop.offload({ try TraceStore.usage(path: tracePath, by: grouping, sinceMs: since, bucketMs: bucketMs) }) { [weak self] result in
             guard let self, exchange.isOpen else { return }
             switch result {
             case let .success(usage):

@@ -35,7 +35,8 @@ struct RequestGuard: Sendable {
             return (403, "cross-origin requests cannot change the fleet")
         }
         let json = headers["Content-Type"].map { $0.lowercased().hasPrefix("application/json") } ?? false
-        if !json, headers["Authorization"] == nil, headers["X-Herd-Signature"] == nil {
+        // Only POST can be sent cross-site without a preflight (a form); PATCH and DELETE cannot.
+        if method == "POST", !json, headers["Authorization"] == nil, headers["X-Herd-Signature"] == nil {
             return (415, "send a JSON body (Content-Type: application/json)")
         }
         return nil

@@ -2,8 +2,8 @@ import HerdRouting
 import HerdRuntime
 
 /// Where a finished request goes, in one place: the live event stream, the
-/// trace store, the request log, `/metrics` and the per-minute tallies (the
-/// views and the health checks read them). A new destination is added here,
+/// trace store, the request log, `/metrics`, the per-minute tallies (the
+/// views and the health checks read them) and its client key's usage. A new destination is added here,
 /// not in the composition root. Loop-thread only.
 final class FinishedRequests {
     private let clock: any LoopClock
@@ -12,8 +12,11 @@ final class FinishedRequests {
     private let requestLog: RequestLog
     private let metrics: ControlMetrics
     private let stats: RequestStats
+    private let keys: KeyBook
 
-    init(clock: any LoopClock, events: EventHub, traces: TraceStore, requestLog: RequestLog, metrics: ControlMetrics, stats: RequestStats) {
+    init(clock: any LoopClock, events: EventHub, traces: TraceStore, requestLog: RequestLog, metrics: ControlMetrics, stats: RequestStats,
+         keys: KeyBook) {
+        self.keys = keys
         self.clock = clock
         self.events = events
         self.traces = traces
@@ -24,7 +27,10 @@ final class FinishedRequests {
 
     func record(_ finished: FinishedRequest) {
         events.finished(finished)
-        traces.record(finished, now: Int(clamping: EventLoop.wallClockMilliseconds()))
+        let wall = keys.wallClock()
+        let key = finished.request.map(\.key) ?? 0
+        traces.record(finished, keyName: key != 0 ? keys.name(key) : nil, now: wall)
+        if key != 0 { keys.finished(finished, now: clock.now, wallNow: wall) }
         requestLog.record(finished.result, request: finished.request)
         metrics.record(finished)
         stats.record(finished, now: clock.now)

@@ -67,14 +67,36 @@ final class TraceStore {
             ALTER TABLE request_traces ADD COLUMN work TEXT;
             ALTER TABLE request_traces ADD COLUMN work_units REAL;
             """),
+        SQLiteMigration(version: 7, name: "client keys (hashed), their usage per day, the key of each request", sql: """
+            CREATE TABLE client_keys (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL,
+                sha256 TEXT NOT NULL UNIQUE,
+                prefix TEXT NOT NULL,
+                settings TEXT NOT NULL,
+                created_ms INTEGER NOT NULL,
+                revoked_ms INTEGER
+            );
+            CREATE UNIQUE INDEX client_keys_live_name ON client_keys(name) WHERE revoked_ms IS NULL;
+            CREATE TABLE key_usage (
+                key_id INTEGER NOT NULL,
+                day INTEGER NOT NULL,
+                requests INTEGER NOT NULL DEFAULT 0,
+                prompt_tokens INTEGER NOT NULL DEFAULT 0,
+                completion_tokens INTEGER NOT NULL DEFAULT 0,
+                refused INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (key_id, day)
+            ) WITHOUT ROWID;
+            ALTER TABLE request_traces ADD COLUMN key_name TEXT;
+            """),
     ]
 
     private static let insert = """
         INSERT INTO request_traces (request_id, at_ms, api, path, model, served_model, node_id, outcome, status, ttft_ms,
             duration_ms, prompt_tokens, completion_tokens, bytes, retries, client, tags, error,
             stream, est_tokens, num_ctx, queued_ms, local, reason, score, candidates, fallback_used, affinity,
-            concurrency, prompt_eval_ms, eval_ms, load_ms, ticket, work, work_units)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            concurrency, prompt_eval_ms, eval_ms, load_ms, ticket, work, work_units, key_name)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     let path: String
@@ -117,7 +139,7 @@ final class TraceStore {
         }
     }
 
-    func record(_ finished: FinishedRequest, now: Int) {
+    func record(_ finished: FinishedRequest, keyName: String? = nil, now: Int) {
         let result = finished.result, request = finished.request, decision = finished.decision
         let chosen = finished.card?.candidates.first { $0.node == result.node && ModelName.same($0.model, result.model) }
         writer.enqueue(sql: TraceStore.insert, [
@@ -137,7 +159,18 @@ final class TraceStore {
             .integer(finished.ticket ? 1 : 0),
             request.map { .text(WorkKind(path: $0.path).rawValue) } ?? .null,
             request.flatMap { $0.workUnits > 0 ? .real($0.workUnits) : nil } ?? .null,
+            keyName.map { .text($0) } ?? .null,
         ])
+    }
+
+    /// Adds to a key's usage of one UTC day (`key_usage`): what budgets count after a restart.
+    func recordKeyUsage(key: Int, day: Int, requests: Int, promptTokens: Int, completionTokens: Int, refused: Int) {
+        writer.enqueue(sql: """
+            INSERT INTO key_usage (key_id, day, requests, prompt_tokens, completion_tokens, refused) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+                completion_tokens = completion_tokens + excluded.completion_tokens, refused = refused + excluded.refused
+            """, [.integer(Int64(key)), .integer(Int64(day)), .integer(Int64(requests)), .integer(Int64(promptTokens)),
+                  .integer(Int64(completionTokens)), .integer(Int64(refused))])
     }
 
     /// Deletes the rows older than `cutoff` (ms since the epoch): the retention.
@@ -192,7 +225,7 @@ final class TraceStore {
     /// The columns of a trace's list entry, then those only its whole record has.
     static let listColumns = ["id", "request_id", "at_ms", "api", "path", "model", "served_model", "node_id", "outcome", "status",
                               "ttft_ms", "duration_ms", "prompt_tokens", "completion_tokens", "retries", "client", "tags", "error",
-                              "stream", "queued_ms", "local", "reason", "fallback_used", "ticket", "work", "work_units"]
+                              "stream", "queued_ms", "local", "reason", "fallback_used", "ticket", "work", "work_units", "key_name"]
     static let recordColumns = listColumns + ["bytes", "est_tokens", "num_ctx", "score", "affinity", "concurrency", "prompt_eval_ms",
                                               "eval_ms", "load_ms", "candidates"]
 
@@ -242,9 +275,18 @@ final class TraceStore {
 
     /// Requests, tokens, errors and summed duration per bucket since
     /// `sinceMs`, per tag (`clients: false`) or per client: the Apps view.
-    static func usage(path: String, clients: Bool, sinceMs: Int, bucketMs: Int) throws -> [String: [Int: UsageBucket]] {
+    /// What usage is grouped by: a request's tags, its client, or its client key.
+    enum UsageGrouping: String, Sendable {
+        case tag, client, key
+    }
+
+    static func usage(path: String, by grouping: UsageGrouping, sinceMs: Int, bucketMs: Int) throws -> [String: [Int: UsageBucket]] {
         let database = try SQLiteDatabase(path: path, readOnly: true)
-        let key = clients ? "client" : "tags"
+        let key = switch grouping {
+        case .tag: "tags"
+        case .client: "client"
+        case .key: "COALESCE(key_name, '')"
+        }
         let rows = try database.query("""
             SELECT \(key), (at_ms / ?) * ?, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens),
                    SUM(outcome IN ('upstream_error', 'timeout')), SUM(duration_ms)
@@ -256,8 +298,11 @@ final class TraceStore {
             let bucket = UsageBucket(requests: Int(saturating: row[2].double ?? 0), promptTokens: Int(saturating: row[3].double ?? 0),
                                      completionTokens: Int(saturating: row[4].double ?? 0), errors: Int(saturating: row[5].double ?? 0),
                                      durationMsSum: row[6].double ?? 0)
-            let labels = clients ? [label.isEmpty ? "unknown" : label]
-                : (label.isEmpty ? ["untagged"] : label.split(separator: ",").map(String.init))
+            let labels = switch grouping {
+            case .client: [label.isEmpty ? "unknown" : label]
+            case .key: [label.isEmpty ? "none" : label]
+            case .tag: label.isEmpty ? ["untagged"] : label.split(separator: ",").map(String.init)
+            }
             for name in labels { out[name, default: [:]][Int(saturating: at), default: UsageBucket()].add(bucket) }
         }
         return out

@@ -54,9 +54,12 @@ final class ControlServer {
 
     /// SHA-256 (hex) of the fleet key, told to each proxy in its hello (model management needs the key).
     var adminKeyHash: String?
+    /// The client keys: a keyed ROUTE is admitted here (its limits), its RESULT releases what it reserved.
+    private let keys: KeyBook?
 
-    init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger,
+    init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger, keys: KeyBook? = nil,
          snapshot: @escaping () -> RoutingSnapshot) {
+        self.keys = keys
         self.loop = loop
         self.clock = clock
         self.registry = registry
@@ -125,6 +128,7 @@ final class ControlServer {
         channel.onClose = { [unowned self, unowned link] error in
             if let error { self.log.warning("proxy \(link.proxyID.isEmpty ? "(no hello)" : link.proxyID) dropped: \(error.reason)") }
             self.links[key] = nil // releases the link
+            self.keys?.dropProxy(key)
             self.scheduler.proxyGone(key, fleet: self.registry.list, now: self.clock.now, into: &self.actions)
             self.performActions()
         }
@@ -148,7 +152,18 @@ final class ControlServer {
             }
             let now = clock.now
             switch frame.type {
-            case .route: scheduler.route(try frame.decode(RouteRequest.self), from: link.key, fleet: registry.list, now: now, into: &actions)
+            case .route:
+                let request = try frame.decode(RouteRequest.self)
+                if request.key != 0, let keys {
+                    let admission = keys.admit(request, proxy: link.key, now: now, wallNow: keys.wallClock())
+                    if let refusal = admission.refusal {
+                        scheduler.reject(request, from: link.key, now: now, refusal: refusal, into: &actions)
+                    } else {
+                        scheduler.route(request, from: link.key, fleet: registry.list, now: now, queueTimeout: admission.queueTimeout, into: &actions)
+                    }
+                } else {
+                    scheduler.route(request, from: link.key, fleet: registry.list, now: now, into: &actions)
+                }
             case .retry:
                 let message = try frame.decode(RetryMessage.self)
                 if let use = message.ticket {
@@ -159,6 +174,7 @@ final class ControlServer {
             case .result:
                 let fleet = registry.list
                 for reported in try frame.decode(ResultBatch.self).results {
+                    keys?.release(proxy: link.key, id: reported.result.id)
                     if let use = reported.ticket {
                         scheduler.ticketResult(use, reported.result, from: link.key, fleet: fleet, now: now, into: &actions)
                     } else {

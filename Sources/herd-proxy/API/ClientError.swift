@@ -39,7 +39,7 @@ struct ClientError: Error, Equatable {
             return ClientError(status: 503, message: refusal.message, retryAfter: refusal.retryAfter)
         case .incapable:
             return ClientError(status: 400, message: refusal.message)
-        case .clientLimit:
+        case .clientLimit, .keyLimit:
             return ClientError(status: 429, message: refusal.message, retryAfter: refusal.retryAfter)
         case .retriesExhausted:
             if lastFailure == .firstByteTimeout || lastFailure == .totalTimeout(afterResponseStarted: false) {
@@ -80,6 +80,8 @@ struct ClientError: Error, Equatable {
     static func openAIKind(_ status: Int) -> (type: String, code: String?) {
         switch status {
         case 400, 405, 413, 431: ("invalid_request_error", nil)
+        case 401: ("invalid_request_error", "invalid_api_key")
+        case 403: ("invalid_request_error", "model_not_allowed")
         case 404: ("invalid_request_error", "model_not_found")
         case 408: ("invalid_request_error", "timeout")
         case 429: ("rate_limit_exceeded", "rate_limit_exceeded")

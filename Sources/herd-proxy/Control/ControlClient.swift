@@ -48,6 +48,8 @@ final class ControlClient: LoopFlushable {
     private var unresponsive = false
     /// The latest routing snapshot (kept across reconnects).
     private(set) var snapshot = RoutingSnapshot()
+    /// Client keys with limits: their requests ask control (which counts them), never spend a ticket.
+    private var limitedKeys: Set<Int> = []
     /// SHA-256 (hex) of the fleet key, from control's hello (nil: no key set).
     private(set) var adminKeyHash: String?
     var onSnapshot: ((RoutingSnapshot) -> Void)?
@@ -170,9 +172,12 @@ final class ControlClient: LoopFlushable {
                 flushResults()
             case .snapshot:
                 snapshot = try RoutingSnapshot(json: frame.json())
+                limitedKeys = Set(snapshot.keys.keys.lazy.filter(\.limited).map(\.id))
                 onSnapshot?(snapshot)
             case .snapshotDelta:
-                snapshot = try snapshot.applying(SnapshotDelta(json: frame.json()))
+                let delta = try SnapshotDelta(json: frame.json())
+                snapshot = try snapshot.applying(delta)
+                if delta.keys != nil { limitedKeys = Set(snapshot.keys.keys.lazy.filter(\.limited).map(\.id)) }
                 onSnapshot?(snapshot)
             case .routeOK:
                 let answer = try frame.decode(RouteAnswer.self)
@@ -220,6 +225,7 @@ final class ControlClient: LoopFlushable {
         // choice among the models that can see.
         // Tickets are granted by api, model and kind of work: an embedding spends only an embedding's.
         guard connected, !unresponsive, tickets.count > 0, !request.vision else { return nil }
+        if request.key != 0, limitedKeys.contains(request.key) { return nil }
         let ticket = tickets.spend(for: request, now: loop.now)
         if let ticket { tickets.routed(request, to: ticket.node) }
         return ticket

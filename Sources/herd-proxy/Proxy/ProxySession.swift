@@ -63,9 +63,13 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     /// The answer as relayed, while it may still be kept (nil once too large, or not to be kept).
     private var cacheBody: [UInt8]?
 
+    /// The request's client key, when it carries a known one.
+    private let key: ClientKeys.Key?
+
     init(exchange: HTTPExchange, endpoint: Endpoint, fields: RouteFields, body: [UInt8], upload: UploadRelay? = nil, id: UInt64,
-         routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings, caching: Caching? = nil) {
+         routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings, caching: Caching? = nil, key: ClientKeys.Key? = nil) {
         self.caching = caching
+        self.key = key
         self.exchange = exchange
         self.endpoint = endpoint
         self.fields = fields
@@ -114,8 +118,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             let request = RouteRequest(
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: endpoint.bodyIsPrompt ? body.count / 4 : 0, numCtx: fields.numCtx,
-                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost), maxTokens: fields.maxTokens, think: fields.think,
-                session: fields.session, prefix: fields.prefix, vision: fields.vision, workUnits: fields.workUnits)
+                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost, key: key?.name), maxTokens: fields.maxTokens,
+                think: fields.think, session: fields.session, prefix: fields.prefix, vision: fields.vision, workUnits: fields.workUnits,
+                key: key?.id ?? 0)
             let attempt = routes.attempt(request, waiter: self)
             self.attempt = attempt
             attempt.start()
