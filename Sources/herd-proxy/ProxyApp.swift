@@ -131,9 +131,9 @@ final class ProxyApp {
             preflight(exchange)
             return
         }
-        keyCheck.follow(control.snapshot)
-        var key: ClientKeys.Key?
-        if !(method == "GET" && path == "/") {
+        if !keyCheck.isCurrent(control.snapshotVersion) { keyCheck.follow(version: control.snapshotVersion, keys: control.snapshot.keys) }
+        var key: KeyCheck.Known?
+        if keyCheck.active, !(method == "GET" && path == "/") {
             switch keyCheck.check(exchange.head.headers, adminKeyHash: control.adminKeyHash) {
             case .anonymous: break
             case let .key(found): key = found
@@ -181,7 +181,7 @@ final class ProxyApp {
     /// Ollama Herd's `/api/transcribe` is held whole (its form is rewritten:
     /// `audio` becomes `file`, and the fleet's speech-to-text model is named
     /// when the form names none).
-    private func upload(_ exchange: HTTPExchange, endpoint: Endpoint, key: ClientKeys.Key?) {
+    private func upload(_ exchange: HTTPExchange, endpoint: Endpoint, key: KeyCheck.Known?) {
         let legacy = endpoint == .legacyTranscribe
         let relay = UploadRelay(exchange: exchange, limit: options.maxUploadBytes, scanLimit: legacy ? 0 : 1024 * 1024)
         let contentType = exchange.head.headers["Content-Type"]
@@ -217,7 +217,7 @@ final class ProxyApp {
         })
     }
 
-    private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8], key: ClientKeys.Key?) {
+    private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8], key: KeyCheck.Known?) {
         var fields: RouteFields
         do {
             fields = try RouteFields.read(body, endpoint: endpoint,
@@ -250,7 +250,8 @@ final class ProxyApp {
     }
 
     /// A key that may not use the model asked for: 403. Fallbacks it may not use are dropped.
-    static func keyRefusal(_ key: ClientKeys.Key, _ fields: inout RouteFields) -> ClientError? {
+    static func keyRefusal(_ known: KeyCheck.Known, _ fields: inout RouteFields) -> ClientError? {
+        let key = known.key
         guard !key.models.isEmpty else { return nil }
         guard KeyCheck.allows(key, model: fields.model) else {
             return ClientError(status: 403, message: "key '\(key.name)' may not use model '\(fields.model)' (it may use: \(key.models.joined(separator: ", ")))")

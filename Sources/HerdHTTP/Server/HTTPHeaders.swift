@@ -7,6 +7,8 @@ public enum KnownHeader: UInt8, Sendable {
     case xHerdTags, xHerdSession, xHerdClient, authorization, origin, contentType, accessControlRequestHeaders
     /// `Expect: 100-continue`: the server that reads the body answers it (a proxy does not pass it on).
     case expect
+    /// Anthropic clients' API key (a client key, like `Authorization: Bearer`).
+    case xApiKey
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by a proxy.
     public var isHopByHop: Bool {
@@ -55,6 +57,7 @@ public enum KnownHeader: UInt8, Sendable {
         case (12, 0x63): ("Content-Type", .contentType)
         case (30, 0x61): ("Access-Control-Request-Headers", .accessControlRequestHeaders)
         case (6, 0x65): ("Expect", .expect)
+        case (9, 0x78): ("X-Api-Key", .xApiKey)
         default: nil
         }
         guard let (known, kind) = candidate else { return nil }

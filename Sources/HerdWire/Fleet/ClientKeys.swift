@@ -31,10 +31,14 @@ public struct ClientKeys: Equatable, Sendable, Codable {
     /// Requests without a valid key are refused (401).
     @Defaulted<WireDefaults.False> public var required: Bool
     @Defaulted<WireDefaults.Empty<Key>> public var keys: [Key]
+    /// Keys were ever made on this router (live or revoked): a herd key that
+    /// is not in `keys` is refused. False: the proxy looks at no key at all.
+    @Defaulted<WireDefaults.False> public var issued: Bool
 
-    public init(required: Bool = false, keys: [Key] = []) {
+    public init(required: Bool = false, keys: [Key] = [], issued: Bool? = nil) {
         self.required = required
         self.keys = keys
+        self.issued = issued ?? !keys.isEmpty
     }
 
     /// No keys, none required (a snapshot that does not mention them).

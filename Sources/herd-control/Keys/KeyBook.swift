@@ -60,7 +60,7 @@ final class KeyBook {
     /// The table the proxies check keys against.
     var wire: ClientKeys {
         if let cached = wireCache, cached.version == version { return cached.keys }
-        let table = ClientKeys(required: required, keys: live.map(\.wire))
+        let table = ClientKeys(required: required, keys: live.map(\.wire), issued: !keys.isEmpty)
         wireCache = (version, table)
         return table
     }

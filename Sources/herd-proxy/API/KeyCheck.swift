@@ -7,50 +7,62 @@ import HerdWire
 /// pays nothing (not even the hash). The key comes as `Authorization: Bearer`
 /// or `x-api-key` (Anthropic's clients). Loop-thread only.
 struct KeyCheck {
-    enum Outcome: Equatable {
+    /// A known key, held by reference (a request without one carries a nil pointer, nothing more).
+    final class Known: Sendable {
+        let key: ClientKeys.Key
+        init(_ key: ClientKeys.Key) { self.key = key }
+    }
+
+    enum Outcome {
         /// No key (or another service's token passed along): allowed, unlimited.
         case anonymous
-        case key(ClientKeys.Key)
+        case key(Known)
         case refused(ClientError)
     }
 
     private var version = -1
-    private var byHash: [[UInt8]: ClientKeys.Key] = [:]
+    private var byHash: [[UInt8]: Known] = [:]
     private var required = false
+    private var issued = false
 
-    /// The table of `snapshot`, rebuilt when its version moves.
-    mutating func follow(_ snapshot: RoutingSnapshot) {
-        guard snapshot.version != version else { return }
-        version = snapshot.version
-        required = snapshot.keys.required
+    /// Whether the table is that of snapshot `version` (cheap: no copy of the snapshot).
+    func isCurrent(_ version: Int) -> Bool { self.version == version }
+
+    /// The table of snapshot `version`'s `keys`.
+    mutating func follow(version: Int, keys: ClientKeys) {
+        self.version = version
+        required = keys.required
+        issued = keys.issued || !keys.keys.isEmpty
         byHash.removeAll(keepingCapacity: true)
-        for key in snapshot.keys.keys {
-            if let hash = Self.bytes(hex: key.sha256) { byHash[hash] = key }
+        for key in keys.keys {
+            if let hash = Self.bytes(hex: key.sha256) { byHash[hash] = Known(key) }
         }
     }
 
-    /// Whether any check is needed at all (keys exist or one is required).
-    var active: Bool { required || !byHash.isEmpty }
+    /// Whether any check is needed at all: keys were made here, or one is
+    /// required. A router that never made a key reads no header for it.
+    var active: Bool { required || issued }
 
     /// The request's key: known, none, or refused (401 in the caller's API shape).
-    /// With no keys and none required, only a look at the header's first bytes.
-    /// `adminKeyHash`: the fleet key's hash (the operator's own requests pass).
+    /// Only a herd key (`herd_…`) is hashed; another service's token passed
+    /// along is looked at only when a key is required (the fleet key passes).
+    /// `adminKeyHash`: the fleet key's hash.
     func check(_ headers: HTTPHeaders, adminKeyHash: String?) -> Outcome {
+        guard active else { return .anonymous }
         guard let token = Self.token(headers) else {
             return required ? .refused(ClientError(status: 401, message: "this router requires a client key: send it as Authorization: Bearer <key> (or x-api-key)"))
                 : .anonymous
         }
-        // No keys: only a herd key (revoked, since there are none) is refused; nothing is hashed.
-        guard active else { return token.hasPrefix(ClientKeys.prefix) ? Self.invalid : .anonymous }
-        let hash = SHA256.hash(Array(token.utf8))
-        if let key = byHash[hash] { return .key(key) }
-        if let admin = adminKeyHash, SHA256.hex(hash) == admin { return .anonymous }
-        if token.hasPrefix(ClientKeys.prefix) { return Self.invalid }
-        return required ? .refused(ClientError(status: 401, message: "this router requires a client key made by herd (herd_…); the one sent is not one"))
-            : .anonymous
+        if token.hasPrefix(ClientKeys.prefix) {
+            guard !byHash.isEmpty, let key = byHash[SHA256.hash(Array(token.utf8))] else { return Self.invalid }
+            return .key(key)
+        }
+        guard required else { return .anonymous }
+        if let admin = adminKeyHash, SHA256.hex(SHA256.hash(Array(token.utf8))) == admin { return .anonymous }
+        return .refused(ClientError(status: 401, message: "this router requires a client key made by herd (herd_…); the one sent is not one"))
     }
 
-    static let invalid = Outcome.refused(ClientError(status: 401, message: "this client key is not valid here (revoked, or mistyped)"))
+    static var invalid: Outcome { .refused(ClientError(status: 401, message: "this client key is not valid here (revoked, or mistyped)")) }
 
     /// Whether `key` may use `model` (its globs; none: any model).
     static func allows(_ key: ClientKeys.Key, model: String) -> Bool {
@@ -66,7 +78,7 @@ struct KeyCheck {
                 return token.isEmpty ? nil : token
             }
         }
-        if let key = headers["x-api-key"] {
+        if let key = headers[.xApiKey] {
             let token = String(key.trimmingSpaces)
             return token.isEmpty ? nil : token
         }

@@ -48,6 +48,8 @@ final class ControlClient: LoopFlushable {
     private var unresponsive = false
     /// The latest routing snapshot (kept across reconnects).
     private(set) var snapshot = RoutingSnapshot()
+    /// The snapshot's version (read per request without copying the snapshot).
+    var snapshotVersion: Int { snapshot.version }
     /// Client keys with limits: their requests ask control (which counts them), never spend a ticket.
     private var limitedKeys: Set<Int> = []
     /// SHA-256 (hex) of the fleet key, from control's hello (nil: no key set).

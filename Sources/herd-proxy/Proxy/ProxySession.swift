@@ -64,10 +64,10 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var cacheBody: [UInt8]?
 
     /// The request's client key, when it carries a known one.
-    private let key: ClientKeys.Key?
+    private let key: KeyCheck.Known?
 
     init(exchange: HTTPExchange, endpoint: Endpoint, fields: RouteFields, body: [UInt8], upload: UploadRelay? = nil, id: UInt64,
-         routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings, caching: Caching? = nil, key: ClientKeys.Key? = nil) {
+         routes: RouteSource, upstreams: Upstreams, cors: HTTPHeaders, settings: Settings, caching: Caching? = nil, key: KeyCheck.Known? = nil) {
         self.caching = caching
         self.key = key
         self.exchange = exchange
@@ -118,9 +118,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             let request = RouteRequest(
                 id: id, api: endpoint.api, path: endpoint.rawValue, model: fields.model, stream: fields.stream,
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: endpoint.bodyIsPrompt ? body.count / 4 : 0, numCtx: fields.numCtx,
-                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost, key: key?.name), maxTokens: fields.maxTokens,
+                client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost, key: key?.key.name), maxTokens: fields.maxTokens,
                 think: fields.think, session: fields.session, prefix: fields.prefix, vision: fields.vision, workUnits: fields.workUnits,
-                key: key?.id ?? 0)
+                key: key?.key.id ?? 0)
             let attempt = routes.attempt(request, waiter: self)
             self.attempt = attempt
             attempt.start()
