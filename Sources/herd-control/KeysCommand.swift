@@ -99,6 +99,10 @@ struct KeysCommand: ParsableCommand {
         @Flag(inversion: .prefixedNo, help: "It may manage keys, as the fleet key may.")
         var admin: Bool?
 
+        @Flag(name: .customLong("semantic-cache"), inversion: .prefixedNo,
+              help: "Its single-turn prompts may be answered by the semantic cache (proxies with --cache-mb).")
+        var semanticCache: Bool?
+
         func body(name: String?) throws -> JSONValue {
             var members: [(String, JSONValue)] = []
             if let name { members.append(("name", .string(name))) }
@@ -121,6 +125,7 @@ struct KeysCommand: ParsableCommand {
             }
             if let cloud { members.append(("cloud", .bool(cloud))) }
             if let admin { members.append(("admin", .bool(admin))) }
+            if let semanticCache { members.append(("semantic_cache", .bool(semanticCache))) }
             return .object(members)
         }
     }
@@ -206,6 +211,7 @@ struct KeysCommand: ParsableCommand {
         if let wait = key["max_queue_wait"]?.doubleValue { parts.append("max_queue_wait=\(wait)s") }
         if key["cloud"]?.boolValue == true { parts.append("cloud") }
         if key["admin"]?.boolValue == true { parts.append("admin") }
+        if key["semantic_cache"]?.boolValue == true { parts.append("semantic-cache") }
         let tags = (key["tags"]?.arrayValue ?? []).compactMap(\.stringValue)
         if !tags.isEmpty { parts.append("tags=\(tags.joined(separator: ","))") }
         if key["revoked_ms"]?.intValue != nil { parts.append("REVOKED") }

@@ -4,6 +4,7 @@ import Glibc
 import HerdHTTP
 import HerdJSON
 import HerdRuntime
+import HerdWire
 
 /// `herd-proxy`: the data plane. Serves the Ollama and OpenAI APIs on `:11435`
 /// and relays each request to the node herd-control chooses.
@@ -64,6 +65,14 @@ struct HerdProxyCommand: ParsableCommand {
     @Option(help: "How long a cached answer is served (HERD_CACHE_TTL; 600).")
     var cacheTtl: Seconds?
 
+    @Option(name: .customLong("semantic-threshold"),
+            help: "How alike (cosine of the embeddings, 0.5–1) a single-turn prompt must be to one answered before for the semantic cache to answer it (X-Herd-Cache: semantic, or a key with semantic_cache) (HERD_SEMANTIC_THRESHOLD; 0.9).")
+    var semanticThreshold: Double?
+
+    @Option(name: .customLong("semantic-model"),
+            help: "The fleet's embedding model the semantic cache embeds prompts with (HERD_SEMANTIC_MODEL); default: the first embedding model the fleet lists.")
+    var semanticModel: String?
+
     @Option(help: "Time in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT; 30).")
     var drainTimeout: Seconds?
 
@@ -110,6 +119,11 @@ struct HerdProxyCommand: ParsableCommand {
                                                                           default: 30, in: 0.001...day).milliseconds
         options.cacheBytes = try settings.int(cacheMb, "cache-mb", env: "HERD_CACHE_MB", default: 0, in: 0...4_096) * 1024 * 1024
         options.cacheTTLMilliseconds = try settings.seconds(cacheTtl, "cache-ttl", env: "HERD_CACHE_TTL", default: 600, in: 1...(30 * day)).milliseconds
+        options.semanticThreshold = try settings.number(semanticThreshold, "semantic-threshold", env: "HERD_SEMANTIC_THRESHOLD", default: 0.9, in: 0.5...1)
+        options.semanticModel = settings.string(semanticModel, env: "HERD_SEMANTIC_MODEL", default: "")
+        if !options.semanticModel.isEmpty, !RequestLimits.isModelName(options.semanticModel) {
+            throw SettingError("--semantic-model: 1–256 bytes without control characters")
+        }
         // An h2c connection's concurrent bodies together: as much as one HTTP/1.1 connection's.
         options.server.maxConnectionBodyBytes = options.server.maxBodyBytes
         options.drainMilliseconds = try settings.seconds(drainTimeout, "drain-timeout", env: "HERD_DRAIN_TIMEOUT", default: 30, in: 0...day).milliseconds

@@ -29,6 +29,9 @@ struct ProxyOptions: Sendable {
     /// The exact response cache's size (0: off) and how long an answer is kept.
     var cacheBytes = 0
     var cacheTTLMilliseconds: UInt64 = 600_000
+    /// The semantic cache: how alike a prompt must be, and the embedding model ("": the fleet's first).
+    var semanticThreshold = 0.9
+    var semanticModel = ""
 
     /// Like Ollama's defaults: local pages, desktop apps and browser extensions.
     static let defaultOrigins = ["http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
@@ -52,6 +55,8 @@ final class ProxyApp {
     private var listings = Listings()
     /// The exact response cache (nil: off), and the fleet's model digests it keys on.
     let cache: ResponseCache?
+    /// The semantic cache's index (with the exact cache: its answers live there).
+    let semantic: SemanticIndex?
     private var digests: (version: Int, byModel: [String: String]) = (-1, [:])
     /// Client keys, as the snapshot has them.
     private var keyCheck = KeyCheck()
@@ -75,6 +80,7 @@ final class ProxyApp {
         routes = RouteSource(loop: loop, control: control, maxLocalRetries: options.maxLocalRetries, inFlight: { upstreams.load($0) })
         admin = ModelAdmin(control: control, upstreams: upstreams, allowRemote: options.allowRemoteAdmin)
         cache = options.cacheBytes > 0 ? ResponseCache(capacityBytes: options.cacheBytes, ttlMilliseconds: options.cacheTTLMilliseconds) : nil
+        semantic = options.cacheBytes > 0 ? SemanticIndex(threshold: options.semanticThreshold, maxBytes: max(64 * 1024, options.cacheBytes / 4)) : nil
     }
 
     func run() throws {
@@ -236,6 +242,13 @@ final class ProxyApp {
         if let cache {
             // Answered from the cache, or kept once answered (`ResponseCache`).
             let ask = ResponseCache.ask(exchange.head.headers["X-Herd-Cache"])
+            if ask == .semantic || (ask != .off && key?.key.semantic == true), let semantic,
+               let prompt = SemanticIndex.prompt(endpoint: endpoint, body: body, modelDigest: modelDigest(fields.model)),
+               let exact = ResponseCache.key(path: endpoint.rawValue, body: body, modelDigest: modelDigest(fields.model)) {
+                if let hit = cache.lookup(exact, now: loop.nowMilliseconds) { return replay(hit, exchange) }
+                return routeSemantic(exchange, endpoint: endpoint, fields: fields, body: body, key: key, prompt: prompt, exact: exact,
+                                     cache: cache, index: semantic)
+            }
             if ask != .off, ask == .on || ResponseCache.deterministic(endpoint, body: body),
                let key = ResponseCache.key(path: endpoint.rawValue, body: body, modelDigest: modelDigest(fields.model)) {
                 if let hit = cache.lookup(key, now: loop.nowMilliseconds) { return replay(hit, exchange) }
@@ -260,11 +273,37 @@ final class ProxyApp {
         return nil
     }
 
+    /// A single-turn prompt asked of the semantic cache: embedded by the
+    /// fleet's embedding model, answered from the cache when one alike enough
+    /// was answered before, else routed as usual and its answer kept (with its
+    /// vector). No embedding model, or the embedding fails: it goes on uncached.
+    private func routeSemantic(_ exchange: HTTPExchange, endpoint: Endpoint, fields: RouteFields, body: [UInt8], key: KeyCheck.Known?,
+                               prompt: SemanticIndex.Prompt, exact: ResponseCache.Key, cache: ResponseCache, index: SemanticIndex) {
+        let go = { [unowned self] (semantic: ProxySession.Caching.Semantic?) in
+            self.nextID &+= 1
+            ProxySession(exchange: exchange, endpoint: endpoint, fields: fields, body: body, id: self.nextID, routes: self.routes,
+                         upstreams: self.upstreams, cors: self.corsHeaders(for: exchange), settings: self.options.session,
+                         caching: ProxySession.Caching(cache: cache, key: exact, semantic: semantic), key: key).start()
+        }
+        guard let model = options.semanticModel.isEmpty ? fleetModel(kind: WorkKind.embed.rawValue) : options.semanticModel else { return go(nil) }
+        nextID &+= 1
+        EmbeddingLookup(id: nextID, model: model, text: prompt.text, routes: routes, upstreams: upstreams) { [unowned self] values in
+            guard exchange.isOpen else { return }
+            guard let vector = values.flatMap(SemanticIndex.unit) else { return go(nil) }
+            if let near = index.nearest(prompt.shape, vector) {
+                if let hit = cache.lookup(near.key, now: self.loop.nowMilliseconds) { return self.replay(hit, exchange, similarity: near.similarity) }
+                index.forget(prompt.shape, key: near.key)
+            }
+            go(ProxySession.Caching.Semantic(index: index, shape: prompt.shape, vector: vector))
+        }.start()
+    }
+
     /// A cached answer, as it was first given (a stream's bytes as a stream).
-    private func replay(_ hit: ResponseCache.Entry, _ exchange: HTTPExchange) {
+    private func replay(_ hit: ResponseCache.Entry, _ exchange: HTTPExchange, similarity: Double? = nil) {
         var headers = corsHeaders(for: exchange)
         headers.add("Content-Type", hit.contentType)
         headers.add("X-Herd-Cache", "hit")
+        if let similarity { headers.add("X-Herd-Cache-Similarity", String((similarity * 1000).rounded() / 1000)) }
         headers.addSafely("X-Herd-Node", hit.node)
         headers.addSafely("X-Herd-Model", hit.model)
         exchange.respond(status: 200, headers: headers, body: hit.body)

@@ -269,7 +269,7 @@ public final class FakeBackend {
             }
         case "/api/embed":
             let count = request["input"]?.arrayValue?.count ?? 1
-            respondJSON(exchange, 200, FakeOllama.embed(model: model, inputs: count))
+            respondJSON(exchange, 200, FakeOllama.embed(model: model, inputs: count, texts: FakeOllama.texts(request["input"])))
         case "/api/embeddings":
             respondJSON(exchange, 200, ["embedding": FakeOllama.vector(model.embeddingDimensions)])
         case "/api/show":
@@ -286,7 +286,7 @@ public final class FakeBackend {
             }
         case "/v1/embeddings":
             let count = request["input"]?.arrayValue?.count ?? 1
-            respondJSON(exchange, 200, FakeOpenAI.embeddings(model: model, inputs: count))
+            respondJSON(exchange, 200, FakeOpenAI.embeddings(model: model, inputs: count, texts: FakeOllama.texts(request["input"])))
         case "/v1/messages" where !configuration.anthropic:
             exchange.respond(status: 404, headers: ["Content-Type": "text/plain", "X-Fake-Backend": configuration.name], body: "404 page not found")
         case "/v1/messages":

@@ -16,7 +16,7 @@ public struct FakeModel: Sendable, Equatable {
     public init(
         name: String, sizeBytes: Int = 4_000_000_000, family: String = "llama", parameterSize: String = "8B",
         quantization: String = "Q4_K_M", loaded: Bool = true, contextLength: Int = 8192,
-        capabilities: [String] = ["completion", "tools"], embeddingDimensions: Int = 8
+        capabilities: [String] = ["completion", "tools"], embeddingDimensions: Int = 64
     ) {
         self.name = name
         self.sizeBytes = sizeBytes

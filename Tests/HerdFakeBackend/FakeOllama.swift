@@ -93,8 +93,37 @@ enum FakeOllama {
         .array((0..<n).map { .number(Double($0 + 1) / Double(n)) })
     }
 
-    static func embed(model: FakeModel, inputs: Int) -> JSONValue {
-        ["model": .string(model.name), "embeddings": .array((0..<inputs).map { _ in vector(model.embeddingDimensions) }),
+    /// A text's vector: its words (lower-cased letters and digits) hashed into
+    /// the dimensions, so texts sharing most words are close (cosine) and
+    /// others are not — enough to test similarity without a model.
+    static func vector(_ n: Int, text: String?) -> JSONValue {
+        guard let text, n > 0 else { return vector(n) }
+        var counts = [Double](repeating: 0, count: n)
+        var word: [UInt8] = []
+        func flush() {
+            guard !word.isEmpty else { return }
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in word { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            counts[Int(h % UInt64(n))] += 1
+            word.removeAll()
+        }
+        for b in text.utf8 {
+            let lower = b >= 0x41 && b <= 0x5A ? b + 32 : b
+            if (lower >= 0x61 && lower <= 0x7A) || (lower >= 0x30 && lower <= 0x39) { word.append(lower) } else { flush() }
+        }
+        flush()
+        return .array(counts.map { .number($0) })
+    }
+
+    /// The texts of an embedding request's `input` (a string or a list of strings).
+    static func texts(_ input: JSONValue?) -> [String?] {
+        if let text = input?.stringValue { return [text] }
+        return input?.arrayValue?.map(\.stringValue) ?? [nil]
+    }
+
+    static func embed(model: FakeModel, inputs: Int, texts: [String?] = []) -> JSONValue {
+        ["model": .string(model.name), "embeddings": .array((0..<inputs).map { i in
+            vector(model.embeddingDimensions, text: i < texts.count ? texts[i] : nil) }),
          "total_duration": 1_000_000, "load_duration": 100_000, "prompt_eval_count": .number(Double(inputs * 4))]
     }
 }

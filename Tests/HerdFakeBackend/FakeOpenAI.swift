@@ -76,9 +76,10 @@ enum FakeOpenAI {
         }
     }
 
-    static func embeddings(model: FakeModel, inputs: Int) -> JSONValue {
+    static func embeddings(model: FakeModel, inputs: Int, texts: [String?] = []) -> JSONValue {
         ["object": "list", "data": .array((0..<inputs).map { i in
-            ["object": "embedding", "index": .number(Double(i)), "embedding": FakeOllama.vector(model.embeddingDimensions)]
+            ["object": "embedding", "index": .number(Double(i)),
+             "embedding": FakeOllama.vector(model.embeddingDimensions, text: i < texts.count ? texts[i] : nil)]
         }), "model": .string(model.name), "usage": ["prompt_tokens": .number(Double(inputs * 4)), "total_tokens": .number(Double(inputs * 4))]]
     }
 }

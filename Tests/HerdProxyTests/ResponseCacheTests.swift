@@ -51,6 +51,41 @@ import Testing
         #expect(cache.lookup(k[11], now: 301) == nil, "over an eighth of the capacity")
         #expect(cache.hits == 3 && cache.misses == 5 && cache.evictions == 3)
     }
+
+    @Test func theSemanticCacheTakesSingleTurnPromptsAndComparesOnlyTheirShape() throws {
+        func prompt(_ endpoint: Endpoint, _ body: String, digest: String = "d") -> SemanticIndex.Prompt? {
+            SemanticIndex.prompt(endpoint: endpoint, body: Array(body.utf8), modelDigest: digest)
+        }
+        let a = try #require(prompt(.chat, #"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"What is the capital of France?"}]}"#))
+        #expect(a.text == "What is the capital of France?")
+        let b = try #require(prompt(.chat, #"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"capital of france"}],"model":"m"}"#))
+        #expect(a.shape == b.shape, "the user's text aside, the same request")
+        #expect(prompt(.chat, #"{"model":"m","messages":[{"role":"system","content":"be long"},{"role":"user","content":"x"}]}"#)?.shape != a.shape)
+        #expect(prompt(.chat, #"{"model":"m","stream":false,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"x"}]}"#)?.shape != a.shape)
+        #expect(prompt(.chat, #"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"x"}]}"#, digest: "e")?.shape != a.shape)
+        // Not single-turn, not text: not taken.
+        #expect(prompt(.chat, #"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}"#) == nil)
+        #expect(prompt(.chat, #"{"model":"m","messages":[{"role":"user","content":"a","images":["AAAA"]}]}"#) == nil)
+        #expect(prompt(.openAIChat, #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#) == nil)
+        #expect(prompt(.openAIChat, #"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#)?.text == "hi")
+        #expect(prompt(.generate, #"{"model":"m","prompt":"why is the sky blue"}"#)?.text == "why is the sky blue")
+        #expect(prompt(.generate, #"{"model":"m","prompt":"x","context":[1,2]}"#) == nil)
+        #expect(prompt(.embed, #"{"model":"m","input":"x"}"#) == nil)
+    }
+
+    @Test func theSemanticIndexIsBoundedAndAnswersOnlyAboveItsThreshold() throws {
+        let index = SemanticIndex(threshold: 0.9, maxEntries: 3, maxBytes: 1 << 20)
+        let shape = try #require(key(#"{"s":1}"#)), other = try #require(key(#"{"s":2}"#))
+        let keys = (0..<5).map { key(#"{"k":\#($0)}"#)! }
+        let x = try #require(SemanticIndex.unit([1, 0, 0])), near = try #require(SemanticIndex.unit([1, 0.2, 0])), far = try #require(SemanticIndex.unit([0, 1, 0]))
+        index.add(shape, x, key: keys[0])
+        #expect(index.nearest(shape, near)?.key == keys[0] && (index.nearest(shape, near)?.similarity ?? 0) > 0.97)
+        #expect(index.nearest(shape, far) == nil, "below the threshold")
+        #expect(index.nearest(other, x) == nil, "another shape")
+        for i in 1..<5 { index.add(shape, far, key: keys[i]) }
+        #expect(index.count == 3 && index.nearest(shape, x) == nil, "the oldest went first")
+        #expect(SemanticIndex.unit([0, 0]) == nil && SemanticIndex.unit([.nan, 1]) == nil && SemanticIndex.unit([1e300, 1]) == nil)
+    }
 }
 
 /// Through the real proxy: a repeated deterministic request is answered from
@@ -99,5 +134,42 @@ import Testing
         }
         #expect(reported, "\(metrics.split(separator: "\n").filter { $0.hasPrefix("herd_cache") })")
         #expect(metrics.contains("herd_cache_entries{proxy="))
+    }
+
+    /// The semantic cache through the real proxy: a paraphrase of a prompt
+    /// answered before is answered from the cache (the fake embeds texts by
+    /// their words), an unrelated one is not, and the embedding is made by
+    /// the fleet's own embedding model (control traces it).
+    @Test func aParaphraseIsAnsweredFromTheSemanticCache() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        fleet.controlEnvironment = ["HERD_CACHE_MB": "16", "HERD_SEMANTIC_THRESHOLD": "0.8"]
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b,nomic-embed-text", "--loaded", "llama3:8b,nomic-embed-text",
+                                              "--embedding", "nomic-embed-text", "--tokens", "6"])
+        try fleet.startControl()
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        // Its kind comes a beat after the model (the node asks /api/show).
+        #expect(waitUntil(seconds: 5) { fleet.get("/v1/models").text.contains(#""id":"nomic-embed-text","object":"model","created":0,"owned_by":"node-a","herd_kind":"embed""#) })
+        func ask(_ text: String) -> RawResponse {
+            fleet.post("/v1/chat/completions", #"{"model":"llama3:8b","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"\#(text)"}]}"#,
+                       headers: ["X-Herd-Cache": "semantic"])
+        }
+        let first = ask("What is the capital city of France?")
+        #expect(first.status == 200 && first.header("X-Herd-Cache") == "miss", "\(first.status) \(first.text)")
+        let paraphrase = ask("what is the capital city of france")
+        #expect(paraphrase.header("X-Herd-Cache") == "hit" && paraphrase.body == first.body, "\(paraphrase.headers)")
+        #expect(Double(paraphrase.header("X-Herd-Cache-Similarity") ?? "") ?? 0 >= 0.8)
+        let unrelated = ask("Write a haiku about autumn leaves falling")
+        #expect(unrelated.header("X-Herd-Cache") == "miss")
+        #expect(fleet.backendRequests("A", path: "/v1/chat/completions") == 2, "the paraphrase never reached the backend")
+        #expect(fleet.backendRequests("A", path: "/api/embed") == 3, "each prompt embedded once, by the fleet's embedding model")
+        // Without asking, a sampled chat bypasses the cache as before.
+        #expect(fleet.post("/v1/chat/completions", #"{"model":"llama3:8b","messages":[{"role":"user","content":"What is the capital city of France?"}]}"#)
+            .header("X-Herd-Cache") == "bypass")
+        // The embeddings are traced as herd's own requests.
+        #expect(waitUntil(seconds: 5) {
+            (try? JSONValue.parse(fleet.getControl("/api/v1/traces?client=herd:semantic-cache").body))?["traces"]?.arrayValue?.count == 3
+        })
     }
 }

@@ -42,7 +42,7 @@ from loopback import free_port  # noqa: E402
 BIN = sys.argv[1] if len(sys.argv) > 1 else ".build/debug"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SENTENCE = "the quick brown fox jumps over the lazy dog"
-STT, TTS, EMBED, IMAGE = "whisper-tiny", "piper-joe", "all-minilm-l6-v2", "sd-fake"
+STT, TTS, EMBED, IMAGE, CHAT = "whisper-tiny", "piper-joe", "all-minilm-l6-v2", "sd-fake", "chat-fake:1b"
 
 
 
@@ -55,7 +55,7 @@ class Fleet:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="herd-media-")
         self.procs = {}
-        self.ports = {k: free_port() for k in ("stt", "tts", "embed", "image", "control", "proxy")}
+        self.ports = {k: free_port() for k in ("stt", "tts", "embed", "image", "chat", "control", "proxy")}
 
     def spawn(self, name, args, env=None):
         log = open(os.path.join(self.dir, name + ".log"), "w")
@@ -72,18 +72,21 @@ class Fleet:
         self.spawn("piper", [sys.executable, os.path.join(HERE, "adapters.py"), "speech", str(p["tts"])], env)
         self.spawn("minilm", [sys.executable, os.path.join(HERE, "adapters.py"), "embed", str(p["embed"])], env)
         self.spawn("image", [f"{BIN}/herd-fake-backend", "--port", str(p["image"]), "--name", "image", "--models", IMAGE])
+        # A chat model (the fake's: its answers are canned) for the semantic cache, whose embeddings MiniLM makes.
+        self.spawn("chat", [f"{BIN}/herd-fake-backend", "--port", str(p["chat"]), "--name", "chat", "--models", CHAT, "--loaded", CHAT])
         self.spawn("control", [f"{BIN}/herd-control", "--port", str(p["control"]), "--proxy-port", str(p["proxy"]),
                                "--data-dir", os.path.join(self.dir, "data"), "--no-mdns"],
-                   dict(os.environ, HERD_MAX_UPLOAD_MB="25"))
+                   dict(os.environ, HERD_MAX_UPLOAD_MB="25", HERD_CACHE_MB="16"))
         for node, backend in (("node-stt", f"stt={self.url('stt')}#{STT}"), ("node-tts", f"tts={self.url('tts')}"),
-                              ("node-embed", f"embed={self.url('embed')}"), ("node-image", f"image={self.url('image')}")):
+                              ("node-embed", f"embed={self.url('embed')}"), ("node-image", f"image={self.url('image')}"),
+                              ("node-chat", f"ollama={self.url('chat')}")):
             self.spawn(node, [f"{BIN}/herd-node", "--control", self.url("control"), "--ollama", "none", "--backend", backend,
                               "--node-id", node, "--interval", "0.5", "--data-dir", os.path.join(self.dir, node)])
 
         def listed():
             with urllib.request.urlopen(self.url("proxy") + "/v1/models", timeout=2) as r:
                 ids = {m["id"] for m in json.load(r)["data"]}
-                return {STT, TTS, EMBED, IMAGE} <= ids
+                return {STT, TTS, EMBED, IMAGE, CHAT} <= ids
         if not wait_for(listed, 120):
             self.stop()
             raise SystemExit("the fleet did not come up:\n" + self.logs())
@@ -228,6 +231,19 @@ def main():
         assert near > far + 0.2, (near, far)
         return f"node-embed: 384 dims, paraphrase {near:.2f} vs unrelated {far:.2f}"
     check("openai SDK: embeddings (sentence-transformers)", embeddings_sdk)
+
+    def semantic_cache():
+        def ask(text):
+            raw = client.chat.completions.with_raw_response.create(
+                model=CHAT, messages=[{"role": "user", "content": text}], extra_headers={"X-Herd-Cache": "semantic"})
+            return raw.headers.get("x-herd-cache"), raw.headers.get("x-herd-cache-similarity"), raw.parse().choices[0].message.content
+        first = ask("What is the capital of France?")
+        para = ask("Which city is the capital of France?")
+        other = ask("What is the capital of Germany?")
+        assert first[0] == "miss" and para[0] == "hit" and para[2] == first[2], (first, para)
+        assert other[0] == "miss", other
+        return f"paraphrase answered from the cache (similarity {para[1]} by MiniLM); another capital not"
+    check("semantic cache: a paraphrase hits (openai SDK, X-Herd-Cache: semantic)", semantic_cache)
 
     def images_sdk():
         raw = client.images.with_raw_response.generate(model=IMAGE, prompt="a lighthouse at dusk")

@@ -18,8 +18,11 @@ public struct ClientKeys: Equatable, Sendable, Codable {
         /// Its requests are counted against a limit (rpm, tpm or a budget):
         /// each asks control (never spends a route ticket), which admits it or answers 429.
         @Defaulted<WireDefaults.False> public var limited: Bool
+        /// Its single-turn prompts may be answered by the semantic cache.
+        @Defaulted<WireDefaults.False> public var semantic: Bool
 
-        public init(id: Int, name: String, sha256: String, models: [String] = [], limited: Bool = false) {
+        public init(id: Int, name: String, sha256: String, models: [String] = [], limited: Bool = false, semantic: Bool = false) {
+            self.semantic = semantic
             self.id = id
             self.name = name
             self.sha256 = sha256

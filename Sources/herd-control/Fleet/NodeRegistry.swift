@@ -178,7 +178,8 @@ final class NodeRegistry {
     /// beat and are read live, not pushed).
     private static func routingView(_ heartbeat: Heartbeat) -> [String] {
         heartbeat.backends.map { b in
-            "\(b.kind.rawValue) \(b.address) \(b.reachable) \(b.parallel ?? 0) \(b.models.map(\.name).joined(separator: ",")) | \(b.loaded.map(\.name).joined(separator: ","))"
+            // A model's capabilities too: they come a beat after the model (`/api/show`), and say its kind (an embedding model, a speech one).
+            "\(b.kind.rawValue) \(b.address) \(b.reachable) \(b.parallel ?? 0) \(b.models.map { $0.name + "[" + $0.capabilities.joined(separator: "+") + "]" }.joined(separator: ",")) | \(b.loaded.map(\.name).joined(separator: ","))"
         }
     }
 }

@@ -17,6 +17,8 @@ struct KeySettings: Equatable, Sendable {
     var cloud = false
     /// It may manage keys (as the fleet key may).
     var admin = false
+    /// Its single-turn prompts may be answered by the proxies' semantic cache.
+    var semanticCache = false
 
     static let maxModels = 64
     static let maxTags = 16
@@ -64,6 +66,7 @@ struct KeySettings: Equatable, Sendable {
         }
         if let value = body["cloud"] { cloud = try Self.flag(value, field: "cloud") }
         if let value = body["admin"] { admin = try Self.flag(value, field: "admin") }
+        if let value = body["semantic_cache"] { semanticCache = try Self.flag(value, field: "semantic_cache") }
     }
 
     /// As stored (SQLite `settings`) and shown by the API.
@@ -76,6 +79,7 @@ struct KeySettings: Equatable, Sendable {
         members.append(("max_queue_wait", maxQueueWaitMilliseconds.map { .number(Double($0) / 1000) } ?? .null))
         members.append(("cloud", .bool(cloud)))
         members.append(("admin", .bool(admin)))
+        members.append(("semantic_cache", .bool(semanticCache)))
         return .object(members)
     }
 
@@ -154,7 +158,8 @@ struct ClientKey: Equatable, Sendable {
 
     /// As the proxies get it.
     var wire: ClientKeys.Key {
-        ClientKeys.Key(id: id, name: name, sha256: sha256, models: settings.models, limited: !settings.limits.isEmpty)
+        ClientKeys.Key(id: id, name: name, sha256: sha256, models: settings.models, limited: !settings.limits.isEmpty,
+                       semantic: settings.semanticCache)
     }
 }
 

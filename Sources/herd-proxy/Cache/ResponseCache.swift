@@ -128,11 +128,14 @@ final class ResponseCache {
     /// What the client asked of the cache (`X-Herd-Cache`).
     enum Ask {
         case on, off, unsaid
+        /// Exact, or else semantic (`SemanticIndex`).
+        case semantic
     }
 
     static func ask(_ header: String?) -> Ask {
         switch header?.lowercased() {
         case "on"?, "1"?, "true"?: .on
+        case "semantic"?: .semantic
         case "off"?, "0"?, "false"?, "bypass"?: .off
         default: .unsaid
         }

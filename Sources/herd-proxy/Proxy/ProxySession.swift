@@ -20,8 +20,16 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     /// The response cache's part in this request: `key` when its answer is to
     /// be kept (`X-Herd-Cache: miss`), nil when it bypasses the cache.
     struct Caching {
+        /// A prompt of the semantic cache: its answer, once kept, is found by its vector too.
+        struct Semantic {
+            let index: SemanticIndex
+            let shape: ResponseCache.Key
+            let vector: [Float]
+        }
+
         let cache: ResponseCache
         let key: ResponseCache.Key?
+        var semantic: Semantic? = nil
     }
 
     private let exchange: HTTPExchange
@@ -348,6 +356,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         cacheBody = nil
         let contentType = translator?.contentType ?? upstreamHead?.headers["Content-Type"] ?? "application/json"
         caching.cache.store(key, contentType: contentType, body: body, node: answer.node, model: answer.model, now: exchange.loop.nowMilliseconds)
+        if let semantic = caching.semantic { semantic.index.add(semantic.shape, semantic.vector, key: key) }
     }
 
     /// Whether an upstream response is chunked (a stream that can carry an error line).
