@@ -38,6 +38,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // SHA-256, HMAC and constant-time compare for the fleet key.
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // TLS for HTTPS upstreams (cloud providers): libssl over memory BIOs.
+        .systemLibrary(name: "CTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         // Linux calls Swift cannot make directly (variadic prctl/syscall): header only.
         .systemLibrary(name: "CHerdLinux"),
 
@@ -49,7 +51,7 @@ let package = Package(
         // herd's one JSON model (no Foundation).
         .target(name: "HerdJSON", dependencies: ["HerdBounds"], swiftSettings: hotPathSettings),
         // HTTP/1.1 server and client (http_parser), h2c (nghttp2).
-        .target(name: "HerdHTTP", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2"], swiftSettings: hotPathSettings),
+        .target(name: "HerdHTTP", dependencies: ["HerdBounds", "HerdRuntime", "HerdJSON", "CHttpParser", "CNghttp2", "CTLS"], swiftSettings: hotPathSettings),
         // What the processes say to each other: the control protocol, heartbeats,
         // snapshots, model names, client errors, the fleet key.
         .target(name: "HerdWire", dependencies: ["HerdBounds", "HerdJSON"], exclude: ["Control/ControlProtocol.md"],

@@ -22,6 +22,11 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
     private var source: (any HTTPBodySource)?
     private var sourceChunked = false
     private var sourceEnded = true
+    /// HTTPS: the TLS session every byte goes through, the request written
+    /// before its handshake ended, and the plaintext of each read.
+    private var tls: TLSSession?
+    private var tlsHeld: [UInt8] = []
+    private var plain: [UInt8] = []
 
     init(pool: UpstreamPool) {
         self.pool = pool
@@ -59,6 +64,15 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
             if let error {
                 self.fail(.connectFailed(error))
             } else if let task = self.task {
+                if let settings = self.pool.tls {
+                    do {
+                        let session = try TLSSession(context: settings.context, serverName: settings.serverName)
+                        self.tls = session
+                        self.stream.write(try session.start())
+                    } catch {
+                        return self.fail(.tlsFailed("\(error)"))
+                    }
+                }
                 self.send(task, reused: false)
             }
         }
@@ -73,15 +87,15 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
         isHeadRequest = task.request.method == "HEAD"
         serialize(task.request)
         task.sentAt = EventLoop.monotonicNanoseconds()
-        stream.write(scratch)
+        scratch.withUnsafeBytes { out($0) }
         if scratch.capacity > 2 * HTTP1ClientConnection.scratchKeep { scratch = [] } // not kept large per pooled connection
         if task.request.bodySource == nil, task.request.body.count > HTTP1ClientConnection.scratchKeep {
-            task.request.body.withUnsafeBytes { stream.write($0) }
+            task.request.body.withUnsafeBytes { out($0) }
         }
         flow.requestSent(now: clock.now)
         flow.setPaused(task.isPaused, now: clock.now)
         syncTimer()
-        if task.isPaused { stream.stopReading() } else { stream.startReading() }
+        if task.isPaused, tls?.handshakeDone ?? true { stream.stopReading() } else { stream.startReading() }
         if let source = task.request.bodySource {
             self.source = source
             sourceChunked = source.totalLength == nil
@@ -97,18 +111,18 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
         if sourceChunked {
             var line = Array(String(bytes.count, radix: 16).utf8)
             line.appendCRLF()
-            stream.write(line)
-            stream.write(bytes)
-            stream.write(HTTP1ClientConnection.crlf)
+            line.withUnsafeBytes { out($0) }
+            out(bytes)
+            HTTP1ClientConnection.crlf.withUnsafeBytes { out($0) }
         } else {
-            stream.write(bytes)
+            out(bytes)
         }
     }
 
     func end() {
         guard source != nil, !sourceEnded else { return }
         sourceEnded = true
-        if sourceChunked { stream.write(HTTP1ClientConnection.lastChunk) }
+        if sourceChunked { HTTP1ClientConnection.lastChunk.withUnsafeBytes { out($0) } }
         // The upstream's time to answer starts when it has the whole upload.
         if flow.phase == .busy, task?.isResponseStarted == false {
             flow.requestSent(now: clock.now)
@@ -116,7 +130,18 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
         }
     }
 
-    var pendingBytes: Int { stream.pendingWriteBytes }
+    /// Request bytes to the upstream: as they are, or sealed by TLS (held until its handshake ends).
+    private func out(_ bytes: UnsafeRawBufferPointer) {
+        guard let tls else { return stream.write(bytes) }
+        guard tls.handshakeDone else { return tlsHeld.append(contentsOf: bytes) }
+        do {
+            stream.write(try tls.seal(bytes))
+        } catch {
+            fail(.tlsFailed(error.description))
+        }
+    }
+
+    var pendingBytes: Int { stream.pendingWriteBytes + tlsHeld.count }
 
     func connectionDidDrain(_ connection: StreamConnection) {
         source?.sinkDrained()
@@ -208,6 +233,28 @@ final class HTTP1ClientConnection: StreamConnectionDelegate, HTTPParserDelegate,
     // MARK: Stream events
 
     func connection(_ connection: StreamConnection, didRead bytes: UnsafeRawBufferPointer) {
+        guard let tls else { return received(bytes) }
+        plain.removeAll(keepingCapacity: true)
+        let wasDone = tls.handshakeDone
+        do {
+            let reply = try tls.receive(bytes, into: &plain)
+            if !reply.isEmpty { stream.write(reply) }
+            if !wasDone, tls.handshakeDone, !tlsHeld.isEmpty {
+                let held = tlsHeld
+                tlsHeld = []
+                held.withUnsafeBytes { out($0) }
+                if task?.isPaused == true { stream.stopReading() }
+            }
+        } catch {
+            return fail(.tlsFailed(error.description))
+        }
+        // Handshake records and session tickets carry no plaintext.
+        guard !plain.isEmpty else { return }
+        plain.withUnsafeBytes { received($0) }
+    }
+
+    /// The upstream's plaintext (TLS already removed).
+    private func received(_ bytes: UnsafeRawBufferPointer) {
         guard flow.phase == .busy else {
             // Bytes on an idle connection: the upstream misbehaves or says goodbye.
             close()

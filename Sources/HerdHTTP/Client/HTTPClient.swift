@@ -7,6 +7,7 @@ public final class HTTPClient {
     public let clock: any LoopClock
     public let configuration: HTTPClientConfiguration
     private var pools: [SocketAddress: UpstreamPool] = [:]
+    private var tlsPools: [String: UpstreamPool] = [:]
 
     public init(loop: EventLoop, clock: (any LoopClock)? = nil, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
         self.loop = loop
@@ -19,6 +20,16 @@ public final class HTTPClient {
         if let pool = pools[upstream] { return pool }
         let pool = UpstreamPool(loop: loop, clock: clock, address: upstream, configuration: configuration)
         pools[upstream] = pool
+        return pool
+    }
+
+    /// The pool of an HTTPS upstream: TLS with `context`, the certificate checked against `serverName`.
+    public func pool(for upstream: SocketAddress, tls context: TLSClientContext, serverName: String) -> UpstreamPool {
+        let key = serverName + "@" + upstream.description
+        if let pool = tlsPools[key] { return pool }
+        let pool = UpstreamPool(loop: loop, clock: clock, address: upstream, configuration: configuration,
+                                tls: UpstreamPool.TLS(context: context, serverName: serverName))
+        tlsPools[key] = pool
         return pool
     }
 
@@ -40,5 +51,7 @@ public final class HTTPClient {
     public func close() {
         for pool in pools.values { pool.close() }
         pools.removeAll()
+        for pool in tlsPools.values { pool.close() }
+        tlsPools.removeAll()
     }
 }

@@ -83,6 +83,8 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable
     case connectionLost(UVError?, afterResponseStarted: Bool)
     /// The upstream sent something that is not HTTP.
     case invalidResponse(String)
+    /// An HTTPS upstream's TLS failed (its certificate not trusted, the handshake refused).
+    case tlsFailed(String)
 
     public var description: String {
         switch self {
@@ -94,6 +96,7 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable
         case let .connectionLost(error, started):
             "connection lost \(started ? "mid-response" : "before the response")\(error.map { ": \($0.name)" } ?? "")"
         case let .invalidResponse(reason): "invalid response: \(reason)"
+        case let .tlsFailed(reason): "TLS: \(reason)"
         }
     }
 
@@ -101,7 +104,7 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable
     /// may be tried without the client noticing.
     public var isBeforeResponse: Bool {
         switch self {
-        case .connectFailed, .connectTimeout, .firstByteTimeout: true
+        case .connectFailed, .connectTimeout, .firstByteTimeout, .tlsFailed: true
         case let .connectionLost(_, started), let .totalTimeout(started): !started
         case .invalidResponse, .readTimeout: false
         }

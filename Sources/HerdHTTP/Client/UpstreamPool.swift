@@ -15,7 +15,16 @@ public final class UpstreamPool {
     public private(set) var connectionsOpened = 0
     private var isClosed = false
 
-    init(loop: EventLoop, clock: any LoopClock, address: SocketAddress, configuration: HTTPClientConfiguration) {
+    /// An HTTPS upstream's TLS: how it is trusted and the name its certificate must carry.
+    struct TLS {
+        let context: TLSClientContext
+        let serverName: String
+    }
+
+    let tls: TLS?
+
+    init(loop: EventLoop, clock: any LoopClock, address: SocketAddress, configuration: HTTPClientConfiguration, tls: TLS? = nil) {
+        self.tls = tls
         self.loop = loop
         self.clock = clock
         self.address = address
