@@ -29,6 +29,8 @@ struct ControlOptions: Sendable {
     var allowedHosts: [String] = []
     /// Requests without a valid client key are refused (`--require-key`; the proxies follow it).
     var requireKey = false
+    /// Cloud providers keys made with `cloud` may overflow to.
+    var providers: [CloudProvider] = []
 
     var socketPath: String { controlSocket ?? dataDirectory + "/control.sock" }
 }
@@ -136,6 +138,7 @@ final class ControlParts {
             return snapshot
         }
         keys.onChange = { [unowned routes] in routes.pushSnapshots() }
+        routes.providers = options.providers
         self.routes = routes
         // What the last run learned: rates come back from the trace rows of the last week.
         let learned = try TraceStore.recentObservations(path: traces.path, since: Int(clamping: EventLoop.wallClockMilliseconds()) - 7 * 86_400_000,

@@ -114,6 +114,20 @@ struct HerdControlCommand: ParsableCommand {
           help: "Refuse requests without a valid client key (401); keys are made with `herd-control keys create` (HERD_REQUIRE_KEY=1).")
     var requireKey = false
 
+    @Option(parsing: .singleValue,
+            help: "A cloud provider (OpenAI-compatible) a key made with --cloud may overflow to: NAME=https://host/v1 (repeatable). Its key: HERD_PROVIDER_<NAME>_KEY or --provider-key-file.")
+    var provider: [String] = []
+
+    @Option(name: .customLong("provider-model"), parsing: .singleValue,
+            help: "NAME:LOCAL=REMOTE: a request for LOCAL may go to provider NAME as REMOTE (repeatable); only mapped models overflow.")
+    var providerModel: [String] = []
+
+    @Option(name: .customLong("provider-key-file"), parsing: .singleValue, help: "NAME=PATH: the provider's API key, read by the proxies from this file.")
+    var providerKeyFile: [String] = []
+
+    @Option(name: .customLong("provider-ca"), help: "A CA file to trust for the providers instead of the system's store (HERD_PROVIDER_CA).")
+    var providerCa: String?
+
     @Option(parsing: .singleValue, help: "An extra argument for every herd-proxy child (repeatable), e.g. --proxy-arg=--first-byte-timeout=60.")
     var proxyArg: [String] = []
 
@@ -163,6 +177,27 @@ struct HerdControlCommand: ParsableCommand {
         options.registry.maxNodes = try settings.int(maxNodes, "max-nodes", env: "HERD_MAX_NODES", default: 256, in: 1...100_000)
         options.proxyArguments = proxyArg
         options.requireKey = try settings.bool(requireKey ? true : nil, env: "HERD_REQUIRE_KEY", default: false)
+        do {
+            var providers = try provider.map { spec throws(CloudProviderError) in try CloudProvider.parse(spec) }
+            guard Set(providers.map(\.name)).count == providers.count else { throw CloudProviderError("--provider: each name once") }
+            for spec in providerModel {
+                let (name, local, remote) = try CloudProvider.parseModel(spec)
+                guard let i = providers.firstIndex(where: { $0.name == name }) else { throw CloudProviderError("--provider-model \(spec): no --provider \(name)") }
+                providers[i].models[local] = remote
+            }
+            for spec in providerKeyFile {
+                let (name, _) = try CloudProvider.parsePair(spec, flag: "provider-key-file")
+                guard providers.contains(where: { $0.name == name }) else { throw CloudProviderError("--provider-key-file: no --provider \(name)") }
+            }
+            options.providers = providers
+        } catch {
+            throw SettingError("\(error)")
+        }
+        // The proxies send the requests: they get the providers (never a key: they read it themselves).
+        for spec in provider { options.proxyArguments.append("--provider=" + spec) }
+        for spec in providerKeyFile { options.proxyArguments.append("--provider-key-file=" + spec) }
+        let ca = settings.string(providerCa, env: "HERD_PROVIDER_CA", default: "")
+        if !ca.isEmpty { options.proxyArguments.append("--provider-ca=" + ca) }
         options.allowedHosts = settings.string(allowedHosts, env: "HERD_ALLOWED_HOSTS", default: "")
             .split(separator: ",").map { String($0.trimmingSpaces) }.filter { !$0.isEmpty }
         return options

@@ -73,6 +73,16 @@ struct HerdProxyCommand: ParsableCommand {
             help: "The fleet's embedding model the semantic cache embeds prompts with (HERD_SEMANTIC_MODEL); default: the first embedding model the fleet lists.")
     var semanticModel: String?
 
+    @Option(parsing: .singleValue, help: "A cloud provider control may route a key's request to (NAME=https://host/v1; repeatable; given by herd-control).")
+    var provider: [String] = []
+
+    @Option(name: .customLong("provider-key-file"), parsing: .singleValue,
+            help: "NAME=PATH: the provider's API key, read from a file (else HERD_PROVIDER_<NAME>_KEY).")
+    var providerKeyFile: [String] = []
+
+    @Option(name: .customLong("provider-ca"), help: "A CA file to trust for the providers instead of the system's store (HERD_PROVIDER_CA).")
+    var providerCa: String?
+
     @Option(help: "Time in-flight requests may take to finish after SIGTERM (HERD_DRAIN_TIMEOUT; 30).")
     var drainTimeout: Seconds?
 
@@ -132,6 +142,16 @@ struct HerdProxyCommand: ParsableCommand {
             options.allowedOrigins = origins.split(separator: ",").map { String($0.trimmingSpaces) }
         }
         options.allowRemoteAdmin = try settings.bool(allowRemoteAdminFlag ? true : nil, env: "HERD_ALLOW_REMOTE_ADMIN", default: false)
+        do {
+            options.providers.providers = try provider.map { spec throws(CloudProviderError) in try CloudProvider.parse(spec) }
+            for spec in providerKeyFile {
+                let (name, path) = try CloudProvider.parsePair(spec, flag: "provider-key-file")
+                options.providers.keyFiles[name] = path
+            }
+        } catch {
+            throw SettingError(error.description)
+        }
+        options.providers.caFile = settings.string(providerCa, env: "HERD_PROVIDER_CA", default: "").nonEmpty
         return options
     }
 

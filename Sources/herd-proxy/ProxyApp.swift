@@ -32,6 +32,8 @@ struct ProxyOptions: Sendable {
     /// The semantic cache: how alike a prompt must be, and the embedding model ("": the fleet's first).
     var semanticThreshold = 0.9
     var semanticModel = ""
+    /// Cloud providers control may route a request to (opt-in per key).
+    var providers = CloudProviders.Settings()
 
     /// Like Ollama's defaults: local pages, desktop apps and browser extensions.
     static let defaultOrigins = ["http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
@@ -48,6 +50,7 @@ final class ProxyApp {
     let log = Logger(label: "herd-proxy")
     let control: ControlClient
     let upstreams: Upstreams
+    private let client: HTTPClient
     let routes: RouteSource
     let admin: ModelAdmin
     private var server: HTTPServer!
@@ -75,7 +78,9 @@ final class ProxyApp {
         self.options = options
         control = ControlClient(loop: loop, path: options.controlSocket, proxyID: options.proxyID,
                                 routeTimeoutMilliseconds: options.routeTimeoutMilliseconds, log: Logger(label: "herd-proxy[\(options.proxyID)]"))
-        let upstreams = Upstreams(client: HTTPClient(loop: loop, configuration: options.client))
+        let client = HTTPClient(loop: loop, configuration: options.client)
+        self.client = client
+        let upstreams = Upstreams(client: client)
         self.upstreams = upstreams
         routes = RouteSource(loop: loop, control: control, maxLocalRetries: options.maxLocalRetries, inFlight: { upstreams.load($0) })
         admin = ModelAdmin(control: control, upstreams: upstreams, allowRemote: options.allowRemoteAdmin)
@@ -84,6 +89,9 @@ final class ProxyApp {
     }
 
     func run() throws {
+        if !options.providers.providers.isEmpty {
+            upstreams.providers = try CloudProviders(settings: options.providers, client: client, loop: loop, log: log)
+        }
         server = HTTPServer(loop: loop, configuration: options.server) { [unowned self] in self.handle($0) }
         // The server's own errors (400, 408, 413, 431) in the client's API format.
         server.errorBody = ClientError.serverError

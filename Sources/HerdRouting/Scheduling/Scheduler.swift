@@ -251,6 +251,18 @@ package struct Scheduler {
         noteDemand(request, from: proxy, fleet: fleet, now: now, into: &actions)
     }
 
+    /// The request of a ROUTE just refused (its entry is kept until its RESULT), if it is known.
+    package func refusedRequest(proxy: ProxyKey, id: UInt64) -> (request: RouteRequest, arrivedAt: UInt64)? {
+        recentlyRefused[RequestKey(proxy: proxy, id: id)].map { ($0.request, $0.arrivedAt) }
+    }
+
+    /// A ROUTE answered by the driver itself (a cloud provider): kept like a
+    /// refused one, so that its RESULT is traced with the request.
+    package mutating func routedElsewhere(_ request: RouteRequest, from proxy: ProxyKey, now: UInt64) {
+        recentlyRefused[RequestKey(proxy: proxy, id: request.id)] = Entry(request: request, arrivedAt: now)
+        trimRecentlyRefused()
+    }
+
     /// A ROUTE refused before any routing (its client key is over a limit):
     /// answered with `refusal`, and its RESULT still traced with the request.
     package mutating func reject(_ request: RouteRequest, from proxy: ProxyKey, now: UInt64, refusal: RouteRefusal,

@@ -191,6 +191,12 @@ final class KeyBook {
                                completionTokens: result.completionTokens, refused: 0)
     }
 
+    /// Whether the key may overflow to a cloud provider (made with `cloud`).
+    func allowsCloud(_ id: Int) -> Bool {
+        guard id != 0, let key = keys[id], key.revokedMs == nil else { return false }
+        return key.settings.cloud
+    }
+
     /// The name traces and metrics show for a key id.
     func name(_ id: Int) -> String? { keys[id]?.name }
 

@@ -56,6 +56,10 @@ final class ControlServer {
     var adminKeyHash: String?
     /// The client keys: a keyed ROUTE is admitted here (its limits), its RESULT releases what it reserved.
     private let keys: KeyBook?
+    /// Cloud providers a key made with `cloud` may overflow to (`--provider`).
+    var providers: [CloudProvider] = []
+    /// Requests sent to a provider, per proxy, until their RESULT: a RETRY of one is answered here.
+    private var inCloud: [ProxyKey: Set<UInt64>] = [:]
 
     init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger, keys: KeyBook? = nil,
          snapshot: @escaping () -> RoutingSnapshot) {
@@ -129,6 +133,7 @@ final class ControlServer {
             if let error { self.log.warning("proxy \(link.proxyID.isEmpty ? "(no hello)" : link.proxyID) dropped: \(error.reason)") }
             self.links[key] = nil // releases the link
             self.keys?.dropProxy(key)
+            self.inCloud[key] = nil
             self.scheduler.proxyGone(key, fleet: self.registry.list, now: self.clock.now, into: &self.actions)
             self.performActions()
         }
@@ -158,6 +163,11 @@ final class ControlServer {
                     let admission = keys.admit(request, proxy: link.key, now: now, wallNow: keys.wallClock())
                     if let refusal = admission.refusal {
                         scheduler.reject(request, from: link.key, now: now, refusal: refusal, into: &actions)
+                    } else if !providers.isEmpty, keys.allowsCloud(request.key), let provider = provider(for: request.model),
+                              !fleetHas(request.model) {
+                        // The model exists only at the provider.
+                        scheduler.routedElsewhere(request, from: link.key, now: now)
+                        sendToCloud(request, provider, proxy: link.key, queuedMs: 0, why: "'\(request.model)' is served only by cloud provider \(provider.name)")
                     } else {
                         scheduler.route(request, from: link.key, fleet: registry.list, now: now, queueTimeout: admission.queueTimeout, into: &actions)
                     }
@@ -166,6 +176,12 @@ final class ControlServer {
                 }
             case .retry:
                 let message = try frame.decode(RetryMessage.self)
+                if inCloud[link.key]?.remove(message.retry.id) != nil {
+                    // A provider failed before any byte: like a dead node, but no other provider is tried.
+                    link.channel.send(.routeError, RouteRefusal(id: message.retry.id, code: .retriesExhausted,
+                                                                message: "cloud provider \(message.retry.node) failed: \(message.retry.reason)"))
+                    return
+                }
                 if let use = message.ticket {
                     scheduler.ticketRetry(use, message.retry, from: link.key, fleet: registry.list, now: now, into: &actions)
                 } else {
@@ -175,6 +191,7 @@ final class ControlServer {
                 let fleet = registry.list
                 for reported in try frame.decode(ResultBatch.self).results {
                     keys?.release(proxy: link.key, id: reported.result.id)
+                    if !inCloud.isEmpty { inCloud[link.key]?.remove(reported.result.id) }
                     if let use = reported.ticket {
                         scheduler.ticketResult(use, reported.result, from: link.key, fleet: fleet, now: now, into: &actions)
                     } else {
@@ -202,13 +219,47 @@ final class ControlServer {
         }
     }
 
+    // MARK: Cloud overflow
+
+    /// The provider that maps `model`, if any.
+    private func provider(for model: String) -> CloudProvider? {
+        providers.first { $0.models[model] != nil || $0.models[ModelName.canonical(model)] != nil }
+    }
+
+    /// Whether any node of the fleet lists `model`.
+    private func fleetHas(_ model: String) -> Bool {
+        registry.list.contains { node in node.heartbeat.backends.contains { $0.models.contains { ModelName.same($0.name, model) } } }
+    }
+
+    /// A refusal for want of a node (the queue wait ran out, no node online,
+    /// the model nowhere in the fleet) of a request whose key may use the
+    /// cloud and whose model a provider maps: sent to the provider instead.
+    private func overflow(_ refusal: RouteRefusal, proxy: ProxyKey) -> Bool {
+        guard refusal.code == .queueTimeout || refusal.code == .noNode || refusal.code == .modelNotFound,
+              let (request, arrivedAt) = scheduler.refusedRequest(proxy: proxy, id: refusal.id), let keys, keys.allowsCloud(request.key),
+              let provider = provider(for: request.model) else { return false }
+        let waited = Int(clamping: clock.now > arrivedAt ? clock.now - arrivedAt : 0)
+        sendToCloud(request, provider, proxy: proxy, queuedMs: waited, why: "no node could start it in time (\(refusal.message))")
+        return true
+    }
+
+    private func sendToCloud(_ request: RouteRequest, _ provider: CloudProvider, proxy: ProxyKey, queuedMs: Int, why: String) {
+        let remote = provider.models[request.model] ?? provider.models[ModelName.canonical(request.model)] ?? request.model
+        inCloud[proxy, default: []].insert(request.id)
+        links[proxy]?.channel.send(.routeOK, RouteAnswer(
+            id: request.id, node: provider.node, upstream: provider.node, backend: .openai, model: remote, queuedMilliseconds: queuedMs,
+            reason: "cloud overflow to \(provider.name): \(why)", score: "cloud=\(provider.name)"))
+    }
+
     /// Sends what the scheduler decided and re-arms the queue timer.
     private func performActions() {
         var prewarms: [Prewarm] = []
         for action in actions {
             switch action {
             case let .routed(proxy, answer): links[proxy]?.channel.send(.routeOK, answer)
-            case let .refused(proxy, refusal): links[proxy]?.channel.send(.routeError, refusal)
+            case let .refused(proxy, refusal):
+                if !providers.isEmpty, overflow(refusal, proxy: proxy) { continue }
+                links[proxy]?.channel.send(.routeError, refusal)
             case let .queued(proxy, queued): links[proxy]?.channel.send(.queued, queued)
             case let .granted(proxy, tickets): links[proxy]?.channel.send(.grant, TicketGrant(tickets: tickets))
             case let .revoked(proxy, tickets): links[proxy]?.channel.send(.revoke, TicketList(tickets: tickets))

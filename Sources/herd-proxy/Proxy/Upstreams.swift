@@ -16,6 +16,8 @@ final class Upstreams {
 
     private let client: HTTPClient
     private var known: [String: Upstream] = [:]
+    /// Cloud providers (`cloud:NAME` upstreams), when the proxy has any.
+    var providers: CloudProviders?
     /// Past this many idle upstreams, an idle one is forgotten when its last
     /// request ends (its pool stays in the client): the table cannot grow
     /// with every address control ever named.
@@ -43,6 +45,14 @@ final class Upstreams {
     /// to `delegate`. `nil` when the address is not valid. The caller passes
     /// the returned upstream to `release` once the exchange is over.
     func send(_ request: consuming HTTPClientRequest, to upstream: String, delegate: any HTTPClientResponseDelegate) -> (HTTPClientTask, Upstream)? {
+        if upstream.hasPrefix(CloudProvider.nodePrefix) {
+            var request = request
+            guard let pool = providers?.prepare(&request, for: String(upstream.dropFirst(CloudProvider.nodePrefix.count))) else { return nil }
+            let entry = known[upstream] ?? Upstream(pool: pool)
+            known[upstream] = entry
+            entry.inFlight += 1
+            return (client.execute(request, in: pool, delegate: delegate), entry)
+        }
         let entry: Upstream
         if let found = known[upstream] {
             entry = found
