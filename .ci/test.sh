@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libuv1-dev libhttp-parser-dev libnghttp2-dev libsqlite3-dev libavahi-client-dev libssl-dev
-              pkg-config dbus avahi-daemon avahi-utils curl nghttp2-client systemd prometheus chromium espeak-ng)
+              pkg-config dbus avahi-daemon avahi-utils curl openssl ca-certificates python3 nghttp2-client systemd prometheus chromium espeak-ng)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
