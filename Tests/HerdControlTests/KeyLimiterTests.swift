@@ -26,13 +26,17 @@ import Testing
     @Test func tokensPerMinuteCountWhatFinishedAndWhatIsInFlight() {
         var limiter = KeyLimiter()
         let limits = KeyLimits(tpm: 1_000)
+        // Alone, a request goes even when it counts more than the limit (else it could never go).
+        var alone = KeyLimiter()
+        #expect(alone.admit(key: 1, limits: limits, estimatedTokens: 5_000, now: 0, wall: friday) == nil)
         #expect(limiter.admit(key: 1, limits: limits, estimatedTokens: 600, now: 0, wall: friday) == nil)
-        // 600 reserved: a second 600-token prompt still starts (under 1000 when it asks), a third does not.
-        #expect(limiter.admit(key: 1, limits: limits, estimatedTokens: 600, now: 100, wall: friday) == nil)
-        #expect(limiter.admit(key: 1, limits: limits, estimatedTokens: 10, now: 200, wall: friday)?.limit == "tpm")
-        // Both end, having used 700 each: 1400 in the minute, nothing reserved.
+        // 600 counted ahead: another 600 would pass 1000 (refused), 400 fits, then nothing more.
+        #expect(limiter.admit(key: 1, limits: limits, estimatedTokens: 600, now: 100, wall: friday)?.limit == "tpm")
+        #expect(limiter.admit(key: 1, limits: limits, estimatedTokens: 400, now: 100, wall: friday) == nil)
+        #expect(limiter.admit(key: 1, limits: limits, estimatedTokens: 1, now: 200, wall: friday)?.limit == "tpm")
+        // Both end, having used 700 each: 1400 in the minute, nothing counted ahead.
         limiter.release(key: 1, estimatedTokens: 600)
-        limiter.release(key: 1, estimatedTokens: 600)
+        limiter.release(key: 1, estimatedTokens: 400)
         limiter.used(key: 1, tokens: 700, now: 5_000, wall: friday)
         limiter.used(key: 1, tokens: 700, now: 5_000, wall: friday)
         let refusal = limiter.admit(key: 1, limits: limits, estimatedTokens: 10, now: 30_000, wall: friday)
@@ -67,8 +71,9 @@ import Testing
         let month = KeyLimits(budgetTokens: 1_000, budgetPeriod: .month)
         #expect(restarted.used(key: 7, period: .month, wall: friday) == 900)
         #expect(restarted.admit(key: 7, limits: month, estimatedTokens: 50, now: 0, wall: friday) == nil)
-        // A request starts while the count (used + prompts in flight) is under the budget: 950, then 1010.
-        #expect(restarted.admit(key: 7, limits: month, estimatedTokens: 60, now: 0, wall: friday) == nil)
+        // With 950 counted, 60 more would pass 1000; 50 fits exactly; then none.
+        #expect(restarted.admit(key: 7, limits: month, estimatedTokens: 60, now: 0, wall: friday)?.limit == "budget")
+        #expect(restarted.admit(key: 7, limits: month, estimatedTokens: 50, now: 0, wall: friday) == nil)
         #expect(restarted.admit(key: 7, limits: month, estimatedTokens: 1, now: 0, wall: friday)?.limit == "budget")
     }
 

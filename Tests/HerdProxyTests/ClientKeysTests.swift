@@ -29,9 +29,10 @@ import Testing
         }
     }
 
-    static func fleet(_ control: [String] = [], proxies: Int = 1, tokens: Int = 5, node: [String] = []) throws -> TestFleet {
+    static func fleet(_ control: [String] = [], proxies: Int = 1, tokens: Int = 5, node: [String] = [], tokenDelayMs: Int = 0) throws -> TestFleet {
         let fleet = TestFleet(controlArguments: ["--proxies", String(proxies)] + control)
-        try fleet.addBackend("A", arguments: ["--models", "llama3:8b,qwen2.5:7b", "--loaded", "llama3:8b,qwen2.5:7b", "--tokens", String(tokens)])
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b,qwen2.5:7b", "--loaded", "llama3:8b,qwen2.5:7b", "--tokens", String(tokens),
+                                              "--token-delay-ms", String(tokenDelayMs)])
         try fleet.startControl()
         try fleet.addNode("node-a", backend: "A", extra: node)
         try fleet.waitForNodes(1)
@@ -130,6 +131,28 @@ import Testing
         let statuses = clients.map { (try? $0.readResponse().status) ?? 0 }
         #expect(statuses.filter { $0 == 200 }.count == 6 && statuses.filter { $0 == 429 }.count == 14, "\(statuses)")
         #expect(waitUntil(seconds: 5) { fleet.getControl("/metrics").text.contains(#"herd_key_refused_total{key="burst",limit="rpm"} 14"#) })
+    }
+
+    /// A burst against a budget: each request is counted ahead (its prompt
+    /// and its output limit), so 20 at once on a budget of 300 tokens let one
+    /// through (12 + 256 counted), not the burst.
+    @Test func aBurstAgainstABudgetLetsOneThrough() throws {
+        // Each answer streams for half a second: the burst arrives while the first is in flight.
+        let fleet = try Self.fleet(proxies: 2, tokenDelayMs: 100)
+        defer { fleet.shutdown() }
+        let (made, _) = Self.create(fleet, #"{"name":"tight","budget_tokens":"300/day"}"#)
+        let key = try #require(made)
+        #expect(Self.known(fleet, key))
+        let body = #"{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+        let clients = try (0..<20).map { _ in try RawClient(port: fleet.proxyPort, timeoutSeconds: 30) }
+        for client in clients {
+            client.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        }
+        let statuses = clients.map { (try? $0.readResponse().status) ?? 0 }
+        #expect(statuses.filter { $0 == 200 }.count == 1 && statuses.filter { $0 == 429 }.count == 19, "\(statuses)")
+        let shown = try JSONValue.parse(fleet.getControl("/api/v1/keys/tight").body)
+        #expect(shown["usage"]?["budget_used"]?.intValue == 17, "12 prompt + 5 completion tokens: \(shown)")
     }
 
     /// A daily budget: spent, refused with the time to midnight UTC, and

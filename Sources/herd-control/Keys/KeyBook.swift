@@ -25,6 +25,9 @@ final class KeyBook {
         let id: UInt64
     }
 
+    /// Output tokens counted ahead for a request that sets no limit of its own.
+    static let unlimitedOutputReserve = 256
+
     /// Most keys that may be live at once (a bounded table, bounded metric labels).
     static let maxKeys = 10_000
 
@@ -150,13 +153,15 @@ final class KeyBook {
         }
         let limits = key.settings.limits
         guard !limits.isEmpty else { return (nil, key.settings.maxQueueWaitMilliseconds) }
-        if let over = limiter.admit(key: key.id, limits: limits, estimatedTokens: request.estimatedTokens, now: now, wall: wallNow) {
+        // What it may use, counted ahead: its prompt (estimated) and its output limit (256 unless it sets one), as OpenAI counts a request against its tokens per minute.
+        let reserve = max(0, request.estimatedTokens).addingSaturated(min(max(0, request.maxTokens ?? Self.unlimitedOutputReserve), 131_072))
+        if let over = limiter.admit(key: key.id, limits: limits, estimatedTokens: reserve, now: now, wall: wallNow) {
             totals[key.id, default: Totals()].refused[over.limit, default: 0] += 1
             traces?.recordKeyUsage(key: key.id, day: KeyLimiter.day(wallNow), requests: 0, promptTokens: 0, completionTokens: 0, refused: 1)
             return (RouteRefusal(id: request.id, code: .keyLimit, message: "key '\(key.name)' is over its limit of \(over.message); try again in \(over.retryAfterSeconds) s",
                                  retryAfter: over.retryAfterSeconds), nil)
         }
-        reservations[Reservation(proxy: proxy, id: request.id)] = (key.id, request.estimatedTokens)
+        reservations[Reservation(proxy: proxy, id: request.id)] = (key.id, reserve)
         return (nil, key.settings.maxQueueWaitMilliseconds)
     }
 

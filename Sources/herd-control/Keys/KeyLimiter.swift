@@ -19,9 +19,12 @@ struct KeyLimits: Equatable, Sendable {
 /// past a limit. Control admits every request of a limited key (a ROUTE: such
 /// requests never spend a route ticket), so the count is exact across any
 /// number of proxies, with one bound stated: tokens are known when a request
-/// ends, so requests admitted while under `tpm` or the budget may finish
-/// over it — by at most the tokens of the key's requests in flight at the
-/// moment it was reached (their prompts are counted ahead, as estimated).
+/// ends, so each admitted request is counted ahead (its estimated prompt and
+/// its output limit, `KeyBook` says how much) and settled at its end; a
+/// request starts only while used + counted-ahead is under the limit, so the
+/// overshoot is what the key's requests in flight use beyond what was
+/// counted for them (none for a request that sets `max_tokens`, but for the
+/// prompt estimate).
 ///
 /// Times come in: `now` (monotonic ms) for the minute windows, `wall` (ms
 /// since the epoch) for the calendar periods. Pure: tested on numbers.
@@ -96,16 +99,21 @@ struct KeyLimiter {
                 return Refusal(limit: "rpm", message: "\(rpm) requests per minute", retryAfterSeconds: u.requests.secondsUntil(below: rpm - 1, at: now))
             }
         }
+        // A token limit: the counted tokens (used, and counted ahead for requests in flight) must leave room for this one's;
+        // alone (nothing in flight) a request goes while any room is left, so a limit smaller than one request still lets one through.
+        func over(_ counted: Int, _ limit: Int) -> Bool {
+            counted >= limit || (u.reserved > 0 && counted.addingSaturated(max(0, estimatedTokens)) > limit)
+        }
         if let tpm = limits.tpm {
             let used = u.tokens.total(at: now).addingSaturated(u.reserved)
-            if used >= tpm {
+            if over(used, tpm) {
                 return Refusal(limit: "tpm", message: "\(tpm) tokens per minute (\(used) used)",
                                retryAfterSeconds: u.tokens.secondsUntil(below: max(0, tpm - 1 - u.reserved), at: now))
             }
         }
         if let budget = limits.budgetTokens {
             let used = Self.used(u, period: limits.budgetPeriod, wall: wall).addingSaturated(u.reserved)
-            if used >= budget {
+            if over(used, budget) {
                 let reset = Self.periodEnd(limits.budgetPeriod, wall: wall)
                 return Refusal(limit: "budget", message: "its budget of \(budget) tokens per \(limits.budgetPeriod.rawValue) (\(used) used)",
                                retryAfterSeconds: max(1, (reset - wall + 999) / 1000))
