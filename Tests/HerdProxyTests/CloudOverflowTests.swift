@@ -66,6 +66,10 @@ import Testing
         let s = try Self.setup()
         defer { s.shutdown() }
         let fleet = s.fleet
+        // The providers as the API (and the dashboard's Fleet view) show them: never their keys.
+        let shown = fleet.getControl("/api/v1/fleet").text
+        #expect(shown.contains(#""node":"cloud:cloud""#) && shown.contains(#""llama3:8b":"gpt-cloud""#) && !shown.contains("sk-provider-secret"), "\(shown)")
+        #expect(!fleet.getControl("/api/v1/settings").text.contains("sk-provider-secret"))
         // Idle fleet: the node serves, even a cloud key.
         let idle = fleet.post("/v1/chat/completions", Self.chat, headers: ["Authorization": "Bearer \(s.cloudKey)"])
         #expect(idle.status == 200 && idle.header("X-Herd-Node") == "node-a", "\(idle.status) \(idle.text)")

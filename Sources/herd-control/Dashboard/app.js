@@ -136,8 +136,9 @@ function renderChips() {
 
 const views = {
   async fleet(put = mount) {
-    const data = await api("nodes");
+    const [data, fleet] = await Promise.all([api("nodes"), api("fleet")]);
     state.nodes = new Map(data.nodes.map(n => [n.id, n]));
+    state.providers = fleet.providers || [];
     renderFleet();
   },
   async models(put = mount) {
@@ -437,8 +438,13 @@ function nodeCard(n) {
 function renderFleet() {
   if (state.view !== "fleet") return;
   const nodes = [...state.nodes.values()].sort((a, b) => a.id.localeCompare(b.id));
+  const providers = state.providers || [];
   mount(h("h2", {}, `Fleet — ${nodes.length} machine${nodes.length === 1 ? "" : "s"}`),
-    nodes.length ? h("div", { class: "grid" }, nodes.map(nodeCard)) : empty("No node has joined yet. Start herd-node on each machine; it finds this router by mDNS."));
+    nodes.length ? h("div", { class: "grid" }, nodes.map(nodeCard)) : empty("No node has joined yet. Start herd-node on each machine; it finds this router by mDNS."),
+    providers.length ? h("h3", { style: "margin:16px 0 8px" }, "Cloud nodes (overflow, for keys made with --cloud)") : null,
+    providers.length ? table([["Node"], ["URL"], ["Models (local → provider)"]], providers.map(p => h("tr", { class: "provider" },
+      h("td", {}, h("span", { class: "tag warn" }, "cloud"), " ", p.node), h("td", { class: "mono" }, p.url),
+      h("td", {}, Object.entries(p.models).map(([l, r]) => `${l} → ${r}`).join(", ") || "none mapped")))) : null);
 }
 
 function decisionRow(d) {

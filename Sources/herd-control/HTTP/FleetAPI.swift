@@ -132,6 +132,11 @@ final class FleetAPI {
                 .flatMap { $0.heartbeat.backends.flatMap { $0.loaded.map { ModelName.canonical($0.name) } } }).count),
             "in_flight": .int(routes.scheduler.inFlightCount), "queue_length": .int(routes.scheduler.queueLength),
             "last_minute": tallyJSON(minute, seconds: 60),
+            // Cloud providers keys made with `cloud` may overflow to (never their keys).
+            "providers": .array(options.providers.map { p in
+                ["node": .string(p.node), "name": .string(p.name), "url": .string((p.secure ? "https://" : "http://") + p.host + ":\(p.port)" + p.basePath),
+                 "models": .object(p.models.keys.sorted().map { ($0, .string(p.models[$0] ?? "")) })]
+            }),
             "health": ["critical": .int(firing.filter { $0.check.severity == .critical }.count),
                        "warning": .int(firing.filter { $0.check.severity == .warning }.count),
                        "info": .int(firing.filter { $0.check.severity == .info }.count)],
