@@ -43,11 +43,12 @@ import Testing
                                           arguments: [repository + "/Tests/support/https_provider.py", providerDirectory, String(providerPort), "--mode", mode],
                                           logDirectory: fleet.directory)
         guard provider.waitForOutput("listening on", seconds: 30) else { throw TestError("provider: \(provider.output)") }
-        fleet.controlEnvironment = ["HERD_PROVIDER_CLOUD_KEY": "sk-provider-secret"]
+        fleet.controlEnvironment = ["HERD_PROVIDER_CLOUD_KEY": "sk-provider-secret", "HERD_PROVIDER_CLAUDE_KEY": "sk-ant-secret"]
         // A slow node: 20 tokens, 150 ms each (3 s a streamed chat), one at a time.
         try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--tokens", "20", "--token-delay-ms", "150"])
         try fleet.startControl(extra: ["--provider", "cloud=https://localhost:\(providerPort)/v1", "--provider-ca", providerDirectory + "/ca.pem",
-                                       "--provider-model", "cloud:llama3:8b=gpt-cloud", "--provider-model", "cloud:gpt-4o=gpt-cloud"])
+                                       "--provider-model", "cloud:llama3:8b=gpt-cloud", "--provider-model", "cloud:gpt-4o=gpt-cloud",
+                                       "--provider", "claude=https://localhost:\(providerPort)/v1#anthropic", "--provider-model", "claude:claude-x=claude-3-haiku"])
         try fleet.addNode("node-a", backend: "A")
         try fleet.waitForNodes(1)
         func make(_ body: String) throws -> String {
@@ -111,6 +112,21 @@ import Testing
             let traces = (try? JSONValue.parse(fleet.getControl("/api/v1/traces?node=cloud:cloud").body))?["traces"]?.arrayValue ?? []
             return traces.count == 3 && traces.allSatisfy { $0["key_name"]?.stringValue == "burst" }
         }, "\(fleet.getControl("/api/v1/traces?node=cloud:cloud").text)")
+    }
+
+    /// An Anthropic provider takes Anthropic's Messages, with its own key as x-api-key.
+    @Test func anAnthropicProviderTakesMessages() throws {
+        let s = try Self.setup()
+        defer { s.shutdown() }
+        let body = #"{"model":"claude-x","max_tokens":20,"messages":[{"role":"user","content":"capital of France?"}]}"#
+        let answer = s.fleet.post("/v1/messages", body, headers: ["x-api-key": s.cloudKey, "anthropic-version": "2023-06-01"])
+        #expect(answer.status == 200 && answer.header("X-Herd-Node") == "cloud:claude", "\(answer.status) \(answer.text)")
+        #expect((try JSONValue.parse(answer.body))["content"]?.arrayValue?.first?["text"]?.stringValue == "Paris, from the Anthropic cloud.")
+        let sent = s.seen().last
+        #expect(sent?["path"]?.stringValue == "/v1/messages" && sent?["model"]?.stringValue == "claude-3-haiku")
+        #expect(sent?["x_api_key"]?.stringValue == "sk-ant-secret" && sent?["authorization"] == .null, "\(String(describing: sent))")
+        // An OpenAI chat for that model does not go to an Anthropic provider.
+        #expect(s.fleet.post("/v1/chat/completions", #"{"model":"claude-x","messages":[]}"#, headers: ["Authorization": "Bearer \(s.cloudKey)"]).status == 404)
     }
 
     @Test func aProviderThatFailsIsADeadNode() throws {

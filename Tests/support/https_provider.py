@@ -1,5 +1,5 @@
 """A cloud provider for tests, on loopback over HTTPS with its own CA:
-an OpenAI-compatible chat endpoint that records what it was sent.
+an OpenAI-compatible chat endpoint and Anthropic's Messages, recording what they were sent.
 
     python3 https_provider.py DIR PORT [--mode ok|garbage|down|slow]
 
@@ -63,7 +63,8 @@ class Provider(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with lock:
             seen.append({"path": self.path, "model": body.get("model"), "authorization": self.headers.get("Authorization"),
-                         "x_api_key": self.headers.get("x-api-key"), "stream": bool(body.get("stream"))})
+                         "x_api_key": self.headers.get("x-api-key"), "stream": bool(body.get("stream")),
+                         "anthropic_version": self.headers.get("anthropic-version")})
         if mode == "garbage":
             self.wfile.write(b"this is not HTTP at all\r\n\r\n")
             self.close_connection = True
@@ -72,6 +73,10 @@ class Provider(BaseHTTPRequestHandler):
             return self.reply(503, {"error": {"message": "overloaded"}})
         if mode == "slow":
             time.sleep(30)
+        if self.path.endswith("/messages"):
+            return self.reply(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
+                                    "content": [{"type": "text", "text": "Paris, from the Anthropic cloud."}],
+                                    "stop_reason": "end_turn", "usage": {"input_tokens": 9, "output_tokens": 6}})
         if not self.path.endswith("/chat/completions"):
             return self.reply(404, {"error": {"message": "not found"}})
         text = "Paris, from the cloud."

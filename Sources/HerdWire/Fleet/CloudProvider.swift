@@ -4,7 +4,14 @@
 /// goes there as REMOTE). Its credential never travels: each proxy reads it
 /// itself (`HERD_PROVIDER_<NAME>_KEY`, or `--provider-key-file NAME=PATH`).
 public struct CloudProvider: Equatable, Sendable {
+    /// The API it speaks: OpenAI's (chat completions; Ollama-API requests are
+    /// translated to it) or Anthropic's Messages (Anthropic-API requests only).
+    public enum Kind: String, Equatable, Sendable {
+        case openai, anthropic
+    }
+
     public var name: String
+    public var kind = Kind.openai
     public var secure: Bool
     public var host: String
     public var port: Int
@@ -22,10 +29,19 @@ public struct CloudProvider: Equatable, Sendable {
         "HERD_PROVIDER_" + String(name.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }) + "_KEY"
     }
 
-    /// `NAME=URL` (`https://api.example.com/v1`; `http://` only for loopback tests of it).
+    /// `NAME=URL[#anthropic]` (`https://api.example.com/v1`; `http://` only for loopback tests of it).
     public static func parse(_ spec: String) throws(CloudProviderError) -> CloudProvider {
         guard let equals = spec.firstIndex(of: "=") else { throw CloudProviderError("--provider \(spec): expected NAME=URL") }
-        let name = String(spec[..<equals]), url = String(spec[spec.index(after: equals)...])
+        let name = String(spec[..<equals])
+        var url = String(spec[spec.index(after: equals)...])
+        var kind = Kind.openai
+        if let hash = url.firstIndex(of: "#") {
+            guard let named = Kind(rawValue: String(url[url.index(after: hash)...])) else {
+                throw CloudProviderError("--provider \(name): the kind after # is openai or anthropic")
+            }
+            kind = named
+            url = String(url[..<hash])
+        }
         guard isName(name) else { throw CloudProviderError("--provider \(name): a name is 1–32 of a-z 0-9 _ -") }
         var rest = Substring(url)
         let secure: Bool
@@ -58,8 +74,13 @@ public struct CloudProvider: Equatable, Sendable {
         if !secure, !(host == "127.0.0.1" || host == "::1" || host == "localhost") {
             throw CloudProviderError("--provider \(name): plain http:// is for loopback only; a cloud provider needs https://")
         }
-        return CloudProvider(name: name, secure: secure, host: host, port: port, basePath: path)
+        var provider = CloudProvider(name: name, secure: secure, host: host, port: port, basePath: path)
+        provider.kind = kind
+        return provider
     }
+
+    /// Whether a request of `api` can go to it (an Anthropic provider takes Anthropic's Messages only).
+    public func serves(_ api: ClientAPI) -> Bool { kind == .openai || api == .anthropic }
 
     /// `NAME:LOCAL=REMOTE`.
     public static func parseModel(_ spec: String) throws(CloudProviderError) -> (provider: String, local: String, remote: String) {

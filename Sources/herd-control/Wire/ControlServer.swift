@@ -163,7 +163,7 @@ final class ControlServer {
                     let admission = keys.admit(request, proxy: link.key, now: now, wallNow: keys.wallClock())
                     if let refusal = admission.refusal {
                         scheduler.reject(request, from: link.key, now: now, refusal: refusal, into: &actions)
-                    } else if !providers.isEmpty, keys.allowsCloud(request.key), let provider = provider(for: request.model),
+                    } else if !providers.isEmpty, keys.allowsCloud(request.key), let provider = provider(for: request),
                               !fleetHas(request.model) {
                         // The model exists only at the provider.
                         scheduler.routedElsewhere(request, from: link.key, now: now)
@@ -221,9 +221,9 @@ final class ControlServer {
 
     // MARK: Cloud overflow
 
-    /// The provider that maps `model`, if any.
-    private func provider(for model: String) -> CloudProvider? {
-        providers.first { $0.models[model] != nil || $0.models[ModelName.canonical(model)] != nil }
+    /// The provider that maps `model` and speaks the request's API, if any.
+    private func provider(for request: RouteRequest) -> CloudProvider? {
+        providers.first { ($0.models[request.model] != nil || $0.models[ModelName.canonical(request.model)] != nil) && $0.serves(request.api) }
     }
 
     /// Whether any node of the fleet lists `model`.
@@ -237,7 +237,7 @@ final class ControlServer {
     private func overflow(_ refusal: RouteRefusal, proxy: ProxyKey) -> Bool {
         guard refusal.code == .queueTimeout || refusal.code == .noNode || refusal.code == .modelNotFound,
               let (request, arrivedAt) = scheduler.refusedRequest(proxy: proxy, id: refusal.id), let keys, keys.allowsCloud(request.key),
-              let provider = provider(for: request.model) else { return false }
+              let provider = provider(for: request) else { return false }
         let waited = Int(clamping: clock.now > arrivedAt ? clock.now - arrivedAt : 0)
         sendToCloud(request, provider, proxy: proxy, queuedMs: waited, why: "no node could start it in time (\(refusal.message))")
         return true

@@ -74,7 +74,13 @@ final class CloudProviders {
         }
         let defaultPort = provider.secure ? 443 : 80
         headers.add("Host", provider.port == defaultPort ? provider.host : "\(provider.host):\(provider.port)")
-        if let credential = entry.credential { headers.add("Authorization", "Bearer " + credential) }
+        switch provider.kind {
+        case .openai:
+            if let credential = entry.credential { headers.add("Authorization", "Bearer " + credential) }
+        case .anthropic:
+            if let credential = entry.credential { headers.add("x-api-key", credential) }
+            if headers["anthropic-version"] == nil { headers.add("anthropic-version", "2023-06-01") }
+        }
         request.headers = headers
         if let tls = entry.tls { return client.pool(for: address, tls: tls, serverName: provider.host) }
         return client.pool(for: address)
