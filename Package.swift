@@ -89,6 +89,8 @@ let package = Package(
         // into herd-control by a build plugin: one binary, nothing to install beside it.
         .executableTarget(name: "herd-embed", path: "Sources/herd-embed"),
         .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["herd-embed"], path: "Sources/EmbedDashboard"),
+        // `herd`: the one command a person remembers (serve, node, status, keys), running the binaries beside it.
+        .executableTarget(name: "herd", dependencies: ["HerdBounds"]),
         .executableTarget(
             name: "herd-node",
             dependencies: ["HerdBounds", "HerdRuntime", "HerdHTTP", "HerdJSON", "HerdWire", "HerdSecurity", "HerdStorage", "HerdDiscovery", argumentParser]

@@ -12,7 +12,7 @@ fail() { echo "verify-deploy: $*" >&2; exit 1; }
 
 bash -n deploy/install.sh deploy/uninstall.sh
 deploy/install.sh --root "$root" --from "$bin_dir" --no-deps --node >/dev/null
-for f in usr/local/bin/herd-control usr/local/bin/herd-proxy usr/local/bin/herd-node \
+for f in usr/local/bin/herd usr/local/bin/herd-control usr/local/bin/herd-proxy usr/local/bin/herd-node \
          etc/systemd/system/herd-control.service etc/systemd/system/herd-proxy@.service \
          etc/systemd/system/herd-node.service etc/sysctl.d/60-herd.conf etc/default/herd etc/default/herd-node; do
     [ -e "$root/$f" ] || fail "install.sh did not install $f"
@@ -36,7 +36,7 @@ grep -q '^HERD_HOST=0.0.0.0' "$root/etc/default/herd" || fail "re-install overwr
 
 mkdir -p "$root/var/lib/herd" && touch "$root/var/lib/herd/herd.db"
 deploy/uninstall.sh --root "$root" >/dev/null
-for f in usr/local/bin/herd-control usr/local/bin/herd-proxy usr/local/bin/herd-node \
+for f in usr/local/bin/herd usr/local/bin/herd-control usr/local/bin/herd-proxy usr/local/bin/herd-node \
          etc/systemd/system/herd-control.service etc/systemd/system/herd-proxy@.service etc/sysctl.d/60-herd.conf; do
     [ ! -e "$root/$f" ] || fail "uninstall.sh left $f"
 done

@@ -59,9 +59,10 @@ if [ -z "$from" ]; then
     swift build -c release --product herd-control >/dev/null
     swift build -c release --product herd-proxy >/dev/null
     swift build -c release --product herd-node >/dev/null
+    swift build -c release --product herd >/dev/null
     from="$(swift build -c release --show-bin-path)"
 fi
-for binary in herd-control herd-proxy herd-node; do
+for binary in herd herd-control herd-proxy herd-node; do
     [ -x "$from/$binary" ] || { echo "install.sh: $from/$binary is missing" >&2; exit 1; }
 done
 
@@ -69,7 +70,7 @@ bin="$root/usr/local/bin"
 units="$root/etc/systemd/system"
 install -d -m 0755 "$bin" "$units" "$root/etc/default" "$root/etc/sysctl.d"
 # Replaced atomically (a running binary is not overwritten in place).
-for binary in herd-control herd-proxy herd-node; do
+for binary in herd herd-control herd-proxy herd-node; do
     install -m 0755 "$from/$binary" "$bin/.$binary.new"
     mv -f "$bin/.$binary.new" "$bin/$binary"
 done

@@ -34,7 +34,7 @@ if [ -z "$root" ] && [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/nul
     for _ in $(seq 200); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
     rm -f "$pidfile"
 fi
-rm -f "$root/usr/local/bin/herd-control" "$root/usr/local/bin/herd-proxy" "$root/usr/local/bin/herd-node" \
+rm -f "$root/usr/local/bin/herd" "$root/usr/local/bin/herd-control" "$root/usr/local/bin/herd-proxy" "$root/usr/local/bin/herd-node" \
       "$root/etc/systemd/system/herd-control.service" "$root/etc/systemd/system/herd-proxy@.service" \
       "$root/etc/systemd/system/herd-node.service" "$root/etc/sysctl.d/60-herd.conf"
 rm -rf "$root/etc/systemd/system/herd-control.service.wants"
