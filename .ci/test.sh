@@ -70,6 +70,10 @@ echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-60} s (Fuzz/run.sh
 bash Fuzz/run.sh "${HERD_FUZZ_SECONDS:-60}"
 echo "== deploy: install.sh into a scratch root, systemd-analyze verify, uninstall.sh"
 bash .ci/verify-deploy.sh "$(swift build --show-bin-path)"
+if [ "$(id -u)" = 0 ] && command -v dpkg-deb >/dev/null; then
+  echo "== package: deploy/package.sh (.deb, .tar.gz, static Swift runtime), dpkg -i, run with no Swift on PATH, purge"
+  bash .ci/verify-package.sh
+fi
 if [ -z "${HERD_SKIP_ASAN:-}" ]; then
   # The same tests under AddressSanitizer (manual memory: libuv handles, buffers).
   echo "== swift test --sanitize=address"
