@@ -55,6 +55,14 @@ import Testing
         "cold_loads": { $0.recent[SlotKey("a", "llama3:8b")]!.coldLoads = 3 },
         "slow_decode": { $0.recent[SlotKey("a", "llama3:8b")]!.decodeMilliseconds = 400_000 },
         "num_ctx_reloads": { $0.recent[SlotKey("a", "llama3:8b")]!.numCtxReloads = 3 },
+        "context_too_small": { input in
+            input.nodes[0].heartbeat.backends[0].loaded[0].contextLength = 2_048
+            for _ in 0..<30 { input.hour[SlotKey("a", "llama3:8b")]!.contextUse.record(3_000) }
+        },
+        "context_oversized": { input in
+            input.nodes[0].heartbeat.backends[0].loaded[0].contextLength = 32_768
+            for _ in 0..<30 { input.hour[SlotKey("a", "llama3:8b")]!.contextUse.record(500) }
+        },
         "error_rate": { $0.recent[SlotKey("a", "llama3:8b")]!.upstreamErrors = 6 },
         "retry_rate": { $0.recent[SlotKey("a", "llama3:8b")]!.retried = 11 },
         "empty_generations": { $0.recent[SlotKey("a", "llama3:8b")]!.emptyGenerations = 6 },

@@ -154,6 +154,8 @@ final class FleetAPI {
             "duration_p50_ms": Self.number(t.duration.quantile(0.5)), "duration_p95_ms": Self.number(t.duration.quantile(0.95)),
             "decode_tokens_per_s": Self.number(t.decodeRate),
             "overhead_p50_ms": Self.number(t.overhead.quantile(0.5)), "overhead_p99_ms": Self.number(t.overhead.quantile(0.99)),
+            // Context used (prompt + output tokens) by successful generations: what num_ctx must cover.
+            "context_p99_tokens": t.contextUse.count > 0 ? Self.number(t.contextUse.quantile(0.99)) : .null,
         ]
     }
 

@@ -343,6 +343,26 @@ enum HealthChecks {
             return slow.isEmpty ? nil : "slow: \(list(slow))"
         },
         HealthCheck(
+            id: "context_too_small", title: "Prompts longer than the loaded context", severity: .warning,
+            condition: "a model's requests need more context (prompt + output, p99 of the last hour) than it is loaded with there",
+            threshold: "p99 > the loaded context, ≥ 20 requests",
+            advice: "The backend cuts what does not fit (Ollama drops the start of the prompt): load the model with a larger num_ctx (OLLAMA_CONTEXT_LENGTH, or the client's options.num_ctx with --num-ctx-policy keep)."
+        ) { input in
+            let short = contextFit(input).filter { $0.p99 > Double($0.loaded) }
+                .map { "\($0.model) on \($0.node) (needs ~\(Int(saturating: $0.p99)), loaded with \($0.loaded))" }
+            return short.isEmpty ? nil : "context too small: \(list(short))"
+        },
+        HealthCheck(
+            id: "context_oversized", title: "Context far larger than used", severity: .info,
+            condition: "a model is loaded with a context over 4 times what 99 % of its requests use (p99 × 1.5), and over 8,192 tokens",
+            threshold: "loaded > 4 × p99 × 1.5, ≥ 20 requests",
+            advice: "The KV cache is sized by the loaded context: a smaller num_ctx (p99 × 1.5) frees memory for another model or more parallel requests."
+        ) { input in
+            let big = contextFit(input).filter { $0.loaded > 8_192 && Double($0.loaded) > 4 * 1.5 * $0.p99 }
+                .map { "\($0.model) on \($0.node) (loaded with \($0.loaded), 99 % need ≤ \(Int(saturating: $0.p99)))" }
+            return big.isEmpty ? nil : "context larger than used: \(list(big))"
+        },
+        HealthCheck(
             id: "num_ctx_reloads", title: "num_ctx reloads", severity: .info,
             condition: "requests set a num_ctx other than the loaded one, so the backend reloads the model", threshold: "≥ 3 in 5 minutes",
             advice: "Use --num-ctx-policy strip (the default), or have clients send the num_ctx the model is loaded with."
@@ -351,6 +371,21 @@ enum HealthChecks {
             return n >= 3 ? "\(n) requests forced a reload" : nil
         },
     ]
+
+    /// Each loaded node:model with a known context and ≥ 20 generations in the last hour: its loaded context and the p99 its requests used.
+    static func contextFit(_ input: HealthInput) -> [(node: String, model: String, loaded: Int, p99: Double)] {
+        var out: [(node: String, model: String, loaded: Int, p99: Double)] = []
+        for node in online(input) {
+            for backend in node.heartbeat.backends {
+                for model in backend.loaded where model.contextLength > 0 {
+                    guard let tally = input.hour.first(where: { $0.key.node == node.id && ModelName.same($0.key.model, model.name) })?.value,
+                          tally.contextUse.count >= 20, let p99 = tally.contextUse.quantile(0.99) else { continue }
+                    out.append((node.id, model.name, model.contextLength, p99))
+                }
+            }
+        }
+        return out.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
+    }
 
     // MARK: Traffic
 

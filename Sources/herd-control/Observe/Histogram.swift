@@ -5,6 +5,9 @@ struct Histogram: Equatable, Sendable {
     /// Request durations and time to first token, milliseconds.
     static let latencyBounds: [Double] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000]
     /// herd's own time per request, milliseconds (tens of microseconds up).
+    /// Tokens of context a request used (prompt + output), up to the largest contexts models load with.
+    static let contextBounds: [Double] = [256, 512, 1_024, 1_536, 2_048, 3_072, 4_096, 6_144, 8_192, 12_288, 16_384, 24_576, 32_768, 49_152, 65_536,
+                                          98_304, 131_072, 262_144]
     static let overheadBounds: [Double] = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1_000]
 
     let bounds: [Double]

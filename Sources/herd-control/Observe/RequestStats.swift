@@ -35,6 +35,8 @@ struct RequestTally: Equatable, Sendable {
     var duration = Histogram(bounds: Histogram.latencyBounds)
     /// herd's own time: the request's time minus the backend's and the queue's.
     var overhead = Histogram(bounds: Histogram.overheadBounds)
+    /// The context each successful generation used: its prompt and its output, in tokens.
+    var contextUse = Histogram(bounds: Histogram.contextBounds)
     /// Generation speed (tokens over the backend's decode time), summed over requests that report it.
     var decodeTokens = 0
     var decodeMilliseconds = 0.0
@@ -57,6 +59,7 @@ struct RequestTally: Equatable, Sendable {
         if finished.servedByFallback { fallbacks += 1 }
         let generates = finished.request.map { Scheduler.generates(path: $0.path) } ?? true
         if r.outcome == .ok, generates, r.completionTokens == 0 { emptyGenerations += 1 }
+        if r.outcome == .ok, generates, r.promptTokens > 0 { contextUse.record(Double(r.promptTokens.addingSaturated(r.completionTokens))) }
         if r.status == 200, r.outcome == .upstreamError || r.outcome == .timeout { incompleteStreams += 1 }
         if let load = r.backendLoadMilliseconds, load > 1_000 { coldLoads += 1 }
         if finished.ticket { byTicket += 1 }
@@ -85,6 +88,7 @@ struct RequestTally: Equatable, Sendable {
         coldLoads += o.coldLoads; byTicket += o.byTicket; local += o.local; numCtxReloads += o.numCtxReloads
         promptTokens = promptTokens.addingSaturated(o.promptTokens); completionTokens = completionTokens.addingSaturated(o.completionTokens); queued += o.queued
         queueWait.merge(o.queueWait); ttft.merge(o.ttft); duration.merge(o.duration); overhead.merge(o.overhead)
+        contextUse.merge(o.contextUse)
         decodeTokens = decodeTokens.addingSaturated(o.decodeTokens); decodeMilliseconds += o.decodeMilliseconds
     }
 }
