@@ -42,30 +42,12 @@ struct KeysCommand: ParsableCommand {
             if let key { headers.add("Authorization", "Bearer \(key)") }
             var bytes: [UInt8] = []
             body?.write(to: &bytes)
-            let loop = try EventLoop()
-            var configuration = HTTPClientConfiguration()
-            configuration.firstByteTimeoutMilliseconds = 5_000
-            let client = HTTPClient(loop: loop, configuration: configuration)
-            var outcome: Result<HTTPCollectedResponse, HTTPClientError>?
-            client.collect(HTTPClientRequest(method: method, target: path, headers: headers, body: bytes), to: address) { result in
-                outcome = result
-                client.close()
-                loop.stop()
+            let response = try StatusCommand.send(HTTPClientRequest(method: method, target: path, headers: headers, body: bytes), to: address)
+            let answer = (try? JSONValue.parse(response.body)) ?? .null
+            guard (200..<300).contains(response.status) else {
+                throw StatusError("herd-control answered \(response.status): \(answer["error"]?.stringValue ?? String(decoding: response.body.prefix(300), as: UTF8.self))")
             }
-            loop.run()
-            loop.close()
-            switch outcome {
-            case let .success(response)?:
-                let answer = (try? JSONValue.parse(response.body)) ?? .null
-                guard (200..<300).contains(response.status) else {
-                    throw StatusError("herd-control answered \(response.status): \(answer["error"]?.stringValue ?? String(decoding: response.body.prefix(300), as: UTF8.self))")
-                }
-                return answer
-            case let .failure(error)?:
-                throw StatusError("herd-control is not answering at \(address) (\(error)); is it running? (systemctl status herd-control)")
-            case nil:
-                throw StatusError("no answer from \(address)")
-            }
+            return answer
         }
 
         func print(_ value: JSONValue) {

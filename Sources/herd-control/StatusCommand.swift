@@ -39,14 +39,21 @@ struct StatusCommand: ParsableCommand {
         print(Self.render(health: health, fleet: fleet, address: "\(address)"))
     }
 
-    /// GET `path` on the loop, blocking until the answer (a command-line tool).
+    /// GET `path` from herd-control's API (a command-line tool: blocking).
     static func get(_ path: String, from address: SocketAddress) throws -> JSONValue {
+        let response = try send(HTTPClientRequest(method: "GET", target: path), to: address)
+        guard response.status == 200 else { throw StatusError("herd-control at \(address) answered \(response.status) on \(path)") }
+        return try JSONValue.parse(response.body)
+    }
+
+    /// Sends `request` to herd-control at `address` on a loop of its own, blocking until the whole answer.
+    static func send(_ request: HTTPClientRequest, to address: SocketAddress) throws -> HTTPCollectedResponse {
         let loop = try EventLoop()
         var configuration = HTTPClientConfiguration()
         configuration.firstByteTimeoutMilliseconds = 5_000
         let client = HTTPClient(loop: loop, configuration: configuration)
         var outcome: Result<HTTPCollectedResponse, HTTPClientError>?
-        client.collect(HTTPClientRequest(method: "GET", target: path), to: address) { result in
+        client.collect(request, to: address) { result in
             outcome = result
             client.close()
             loop.stop()
@@ -55,8 +62,7 @@ struct StatusCommand: ParsableCommand {
         loop.close()
         switch outcome {
         case let .success(response)?:
-            guard response.status == 200 else { throw StatusError("herd-control at \(address) answered \(response.status) on \(path)") }
-            return try JSONValue.parse(response.body)
+            return response
         case let .failure(error)?:
             throw StatusError("herd-control is not answering at \(address) (\(error)); is it running? (systemctl status herd-control)")
         case nil:

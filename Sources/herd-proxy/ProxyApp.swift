@@ -183,7 +183,7 @@ final class ProxyApp {
             refreshListings()
             json(exchange, listings.models, cors)
         case ("GET", _) where path.hasPrefix("/v1/models/"), ("HEAD", _) where path.hasPrefix("/v1/models/"):
-            model(exchange, name: ProxyApp.percentDecoded(path.dropFirst("/v1/models/".count)), cors)
+            model(exchange, name: PercentDecoding.decode(path.dropFirst("/v1/models/".count)), cors)
         default:
             ClientError.unknownEndpoint(method: method, path: path).respond(exchange, api: ClientAPI(target: path), headers: cors)
         }
@@ -348,30 +348,6 @@ final class ProxyApp {
         ClientError(status: 404, message: "model '\(shown)' not found in the fleet", models: known).respond(exchange, api: .openai, headers: cors)
     }
 
-    /// A path segment with `%XX` escapes decoded (invalid escapes kept as they are).
-    static func percentDecoded(_ text: some StringProtocol) -> String {
-        var out: [UInt8] = []
-        let bytes = Array(text.utf8)
-        var i = 0
-        func hex(_ b: UInt8) -> UInt8? {
-            switch b {
-            case 48...57: b - 48
-            case 65...70: b - 55
-            case 97...102: b - 87
-            default: nil
-            }
-        }
-        while i < bytes.count {
-            if bytes[i] == 37, i + 2 < bytes.count, let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) {
-                out.append(h << 4 | l)
-                i += 3
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     private func json(_ exchange: HTTPExchange, _ body: [UInt8], _ cors: HTTPHeaders) {
         exchange.respond(status: 200, headers: cors + ["Content-Type": "application/json; charset=utf-8"], body: body)

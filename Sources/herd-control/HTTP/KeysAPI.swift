@@ -36,7 +36,7 @@ final class KeysAPI {
 
     func handle(_ exchange: HTTPExchange) {
         let rest = exchange.head.path.dropFirst("/api/v1/keys".count)
-        let reference = rest.isEmpty ? nil : FleetPaths.decoded(rest.dropFirst())
+        let reference = rest.isEmpty ? nil : PercentDecoding.decode(rest.dropFirst())
         switch (exchange.head.method, reference) {
         case ("GET", nil), ("HEAD", nil):
             let all = exchange.head.queryValue("revoked") == "1"
@@ -124,31 +124,5 @@ final class KeysAPI {
         var bytes: [UInt8] = []
         body.write(to: &bytes)
         exchange.respond(status: status, headers: FleetAPI.jsonHeaders, body: bytes)
-    }
-}
-
-/// Path parts of the API, percent-decoded.
-enum FleetPaths {
-    static func decoded(_ part: Substring) -> String {
-        var out: [UInt8] = []
-        var bytes = Array(part.utf8)[...]
-        while let b = bytes.popFirst() {
-            if b == UInt8(ascii: "%"), bytes.count >= 2, let hi = hex(bytes[bytes.startIndex]), let lo = hex(bytes[bytes.startIndex + 1]) {
-                out.append(hi << 4 | lo)
-                bytes = bytes.dropFirst(2)
-            } else {
-                out.append(b)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hex(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

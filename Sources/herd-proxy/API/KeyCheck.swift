@@ -35,7 +35,7 @@ struct KeyCheck {
         issued = keys.issued || !keys.keys.isEmpty
         byHash.removeAll(keepingCapacity: true)
         for key in keys.keys {
-            if let hash = Self.bytes(hex: key.sha256) { byHash[hash] = Known(key) }
+            if let hash = SHA256.digest(hex: key.sha256) { byHash[hash] = Known(key) }
         }
     }
 
@@ -83,28 +83,5 @@ struct KeyCheck {
             return token.isEmpty ? nil : token
         }
         return nil
-    }
-
-    private static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count == 64 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        var i = 0
-        while i < 64 {
-            guard let hi = nibble(digits[i]), let lo = nibble(digits[i + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-            i += 2
-        }
-        return out
-    }
-
-    private static func nibble(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
