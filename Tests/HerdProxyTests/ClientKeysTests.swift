@@ -202,4 +202,28 @@ import Testing
         #expect(patch.status == 200 && patched["tpm"]?.intValue == 500 && patched["rpm"] == .null, "\(patch.text)")
         #expect(fleet.request("DELETE", "/api/v1/keys/dev", body: nil, headers: [:], port: fleet.controlPort).status == 401)
     }
+
+    /// What a careless or hostile client sends the keys API and the proxies: each a clear error, nothing stored,
+    /// nothing echoed raw.
+    @Test func hostileInputGetsClearErrors() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let huge = String(repeating: "a", count: 5 * 1024 * 1024)
+        let big = fleet.request("POST", "/api/v1/keys", body: #"{"name":"\#(huge)"}"#, headers: [:], port: fleet.controlPort)
+        #expect(big.status == 413, "a 5 MB name: \(big.status)")
+        for body in [#"{"name":"a\u0000b"}"#, #"{"name":"x","models":"\#(String(repeating: "m,", count: 70))"}"#, #"{"name":"x","tpm":1e300}"#,
+                     #"{"name":"x","budget_tokens":"-5/day"}"#, "[1,2]", "not json", #"{"name":"x","max_queue_wait":"soon"}"#] {
+            let answer = fleet.request("POST", "/api/v1/keys", body: body, headers: [:], port: fleet.controlPort)
+            #expect(answer.status == 400 && answer.text.utf8.count < 600, "\(body.prefix(60)): \(answer.status) \(answer.text.prefix(200))")
+        }
+        #expect((try JSONValue.parse(fleet.getControl("/api/v1/keys").body))["keys"]?.arrayValue?.isEmpty == true, "nothing stored")
+        let odd = fleet.request("DELETE", "/api/v1/keys/%00%1b%5b31m", body: nil, headers: [:], port: fleet.controlPort)
+        #expect(odd.status == 404 && !odd.text.contains("\u{1b}"), "\(odd.text)")
+        // A huge bearer token: the proxy's head limit, not a crash.
+        let (made, _) = Self.create(fleet, #"{"name":"ok"}"#)
+        #expect(Self.known(fleet, try #require(made)))
+        let long = fleet.post("/api/chat", Self.chat, headers: ["Authorization": "Bearer herd_" + String(repeating: "f", count: 100_000)])
+        #expect(long.status == 431 || long.status == 401, "\(long.status)")
+        #expect(fleet.get("/").status == 200)
+    }
 }

@@ -110,7 +110,7 @@ import Testing
         // Traced under the cloud node, with its key.
         #expect(waitUntil(seconds: 5) {
             let traces = (try? JSONValue.parse(fleet.getControl("/api/v1/traces?node=cloud:cloud").body))?["traces"]?.arrayValue ?? []
-            return traces.count == 3 && traces.allSatisfy { $0["key_name"]?.stringValue == "burst" }
+            return traces.count == 3 && traces.allSatisfy { $0["key_name"]?.stringValue == "burst" && $0["fallback_used"] == false }
         }, "\(fleet.getControl("/api/v1/traces?node=cloud:cloud").text)")
     }
 

@@ -6,7 +6,8 @@ import HerdWire
 extension FinishedRequest {
     /// A fallback model served it (not the one asked for).
     var servedByFallback: Bool {
-        guard let request, !result.model.isEmpty else { return false }
+        // A cloud provider serves the model under its own name (the operator's map): not a fallback.
+        guard let request, !result.model.isEmpty, !result.node.hasPrefix(CloudProvider.nodePrefix) else { return false }
         return !ModelName.same(request.model, result.model)
     }
 
