@@ -138,4 +138,45 @@ import Testing
             #expect(s.fleet.get("/").status == 200, "the proxy lives on")
         }
     }
+
+    /// A provider that fails is passed over for the next that maps the model, as a dead node is; a fallback model
+    /// a provider maps is used when the first is mapped nowhere.
+    @Test func aFailedProviderGivesWayToTheNext() throws {
+        let fleet = TestFleet(controlArguments: ["--queue-timeout", "3"])
+        defer { fleet.shutdown() }
+        var providers: [RunningProcess] = []
+        defer { for p in providers { p.stop() } }
+        var ports: [Int] = []
+        for (name, mode) in [("first", "down"), ("second", "ok")] {
+            let directory = fleet.directory + "/" + name
+            mkdir(directory, 0o755)
+            let port = freePort()
+            let process = try RunningProcess(name: name, path: "/usr/bin/python3",
+                                             arguments: [Self.repository + "/Tests/support/https_provider.py", directory, String(port), "--mode", mode],
+                                             logDirectory: fleet.directory)
+            guard process.waitForOutput("listening on", seconds: 30) else { throw TestError("\(name): \(process.output)") }
+            providers.append(process)
+            ports.append(port)
+        }
+        // One CA per provider process: trust both through a bundle.
+        let bundle = fleet.directory + "/bundle.pem"
+        let cas = ProcessRunner.run("/bin/sh", ["-c", "cat '\(fleet.directory)/first/ca.pem' '\(fleet.directory)/second/ca.pem' > '\(bundle)'"])
+        #expect(cas.status == 0)
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        try fleet.startControl(extra: ["--provider", "first=https://localhost:\(ports[0])/v1", "--provider", "second=https://localhost:\(ports[1])/v1",
+                                       "--provider-ca", bundle, "--provider-model", "first:gpt-4o=gpt-cloud", "--provider-model", "second:gpt-4o=gpt-cloud",
+                                       "--provider-model", "second:gpt-mini=gpt-cloud"])
+        try fleet.addNode("node-a", backend: "A")
+        try fleet.waitForNodes(1)
+        let response = fleet.request("POST", "/api/v1/keys", body: #"{"name":"c","cloud":true}"#, headers: [:], port: fleet.controlPort)
+        let key = try #require((try? JSONValue.parse(response.body))?["key"]?.stringValue)
+        _ = waitUntil(seconds: 5) { fleet.get("/api/tags", headers: ["Authorization": "Bearer herd_nope"]).status == 401 }
+        let answer = fleet.post("/v1/chat/completions", #"{"model":"gpt-4o","messages":[]}"#, headers: ["Authorization": "Bearer \(key)"])
+        #expect(answer.status == 200 && answer.header("X-Herd-Node") == "cloud:second" && answer.header("X-Herd-Retries") == "1",
+                "\(answer.status) \(answer.headers) \(answer.text)")
+        // A model mapped nowhere, with a fallback the second provider maps.
+        let fallback = fleet.post("/v1/chat/completions", #"{"model":"gpt-huge","fallback_models":["gpt-mini"],"messages":[]}"#,
+                                  headers: ["Authorization": "Bearer \(key)"])
+        #expect(fallback.status == 200 && fallback.header("X-Herd-Node") == "cloud:second", "\(fallback.status) \(fallback.text)")
+    }
 }

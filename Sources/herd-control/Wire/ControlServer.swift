@@ -58,8 +58,15 @@ final class ControlServer {
     private let keys: KeyBook?
     /// Cloud providers a key made with `cloud` may overflow to (`--provider`).
     var providers: [CloudProvider] = []
-    /// Requests sent to a provider, per proxy, until their RESULT: a RETRY of one is answered here.
-    private var inCloud: [ProxyKey: Set<UInt64>] = [:]
+    /// Requests sent to a provider, per proxy, until their RESULT: a RETRY of one is answered here
+    /// (the next provider that maps one of its models, as a failed node's request goes to the next node).
+    private struct CloudRequest {
+        let request: RouteRequest
+        var tried: Set<String>
+        let queuedMs: Int
+    }
+
+    private var inCloud: [ProxyKey: [UInt64: CloudRequest]] = [:]
 
     init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, settings: Scheduler.Settings, log: Logger, keys: KeyBook? = nil,
          snapshot: @escaping () -> RoutingSnapshot) {
@@ -163,11 +170,12 @@ final class ControlServer {
                     let admission = keys.admit(request, proxy: link.key, now: now, wallNow: keys.wallClock())
                     if let refusal = admission.refusal {
                         scheduler.reject(request, from: link.key, now: now, refusal: refusal, into: &actions)
-                    } else if !providers.isEmpty, keys.allowsCloud(request.key), let provider = provider(for: request),
-                              !fleetHas(request.model) {
-                        // The model exists only at the provider.
+                    } else if !providers.isEmpty, keys.allowsCloud(request.key), !fleetHas(request.model),
+                              let (provider, model) = provider(for: request) {
+                        // The model exists only at a provider.
                         scheduler.routedElsewhere(request, from: link.key, now: now)
-                        sendToCloud(request, provider, proxy: link.key, queuedMs: 0, why: "'\(request.model)' is served only by cloud provider \(provider.name)")
+                        sendToCloud(CloudRequest(request: request, tried: [], queuedMs: 0), provider, model: model, proxy: link.key,
+                                    why: "'\(request.model)' is served only by cloud provider \(provider.name)")
                     } else {
                         scheduler.route(request, from: link.key, fleet: registry.list, now: now, queueTimeout: admission.queueTimeout, into: &actions)
                     }
@@ -176,10 +184,16 @@ final class ControlServer {
                 }
             case .retry:
                 let message = try frame.decode(RetryMessage.self)
-                if inCloud[link.key]?.remove(message.retry.id) != nil {
-                    // A provider failed before any byte: like a dead node, but no other provider is tried.
-                    link.channel.send(.routeError, RouteRefusal(id: message.retry.id, code: .retriesExhausted,
-                                                                message: "cloud provider \(message.retry.node) failed: \(message.retry.reason)"))
+                if var failed = inCloud[link.key]?.removeValue(forKey: message.retry.id) {
+                    // A provider failed before any byte: like a dead node, the next provider that maps one of its models, else 502.
+                    failed.tried.insert(message.retry.node)
+                    if failed.tried.count <= scheduler.settings.maxRetries, let (provider, model) = provider(for: failed.request, excluding: failed.tried) {
+                        sendToCloud(failed, provider, model: model, proxy: link.key,
+                                    why: "\(message.retry.node) failed (\(message.retry.reason))", retries: failed.tried.count)
+                    } else {
+                        link.channel.send(.routeError, RouteRefusal(id: message.retry.id, code: .retriesExhausted,
+                                                                    message: "cloud provider \(message.retry.node) failed: \(message.retry.reason)"))
+                    }
                     return
                 }
                 if let use = message.ticket {
@@ -191,7 +205,7 @@ final class ControlServer {
                 let fleet = registry.list
                 for reported in try frame.decode(ResultBatch.self).results {
                     keys?.release(proxy: link.key, id: reported.result.id)
-                    if !inCloud.isEmpty { inCloud[link.key]?.remove(reported.result.id) }
+                    if !inCloud.isEmpty { inCloud[link.key]?.removeValue(forKey: reported.result.id) }
                     if let use = reported.ticket {
                         scheduler.ticketResult(use, reported.result, from: link.key, fleet: fleet, now: now, into: &actions)
                     } else {
@@ -221,9 +235,14 @@ final class ControlServer {
 
     // MARK: Cloud overflow
 
-    /// The provider that maps `model` and speaks the request's API, if any.
-    private func provider(for request: RouteRequest) -> CloudProvider? {
-        providers.first { ($0.models[request.model] != nil || $0.models[ModelName.canonical(request.model)] != nil) && $0.serves(request.api) }
+    /// The first provider (not yet tried) that maps the request's model, or else one of its fallbacks, and speaks its API.
+    private func provider(for request: RouteRequest, excluding tried: Set<String> = []) -> (CloudProvider, model: String)? {
+        for model in [request.model] + request.fallbacks {
+            if let provider = providers.first(where: { p in
+                !tried.contains(p.node) && p.serves(request.api) && (p.models[model] != nil || p.models[ModelName.canonical(model)] != nil)
+            }) { return (provider, model) }
+        }
+        return nil
     }
 
     /// Whether any node of the fleet lists `model`.
@@ -237,18 +256,19 @@ final class ControlServer {
     private func overflow(_ refusal: RouteRefusal, proxy: ProxyKey) -> Bool {
         guard refusal.code == .queueTimeout || refusal.code == .noNode || refusal.code == .modelNotFound,
               let (request, arrivedAt) = scheduler.refusedRequest(proxy: proxy, id: refusal.id), let keys, keys.allowsCloud(request.key),
-              let provider = provider(for: request) else { return false }
+              let (provider, model) = provider(for: request) else { return false }
         let waited = Int(clamping: clock.now > arrivedAt ? clock.now - arrivedAt : 0)
-        sendToCloud(request, provider, proxy: proxy, queuedMs: waited, why: "no node could start it in time (\(refusal.message))")
+        sendToCloud(CloudRequest(request: request, tried: [], queuedMs: waited), provider, model: model, proxy: proxy,
+                    why: "no node could start it in time (\(refusal.message))")
         return true
     }
 
-    private func sendToCloud(_ request: RouteRequest, _ provider: CloudProvider, proxy: ProxyKey, queuedMs: Int, why: String) {
-        let remote = provider.models[request.model] ?? provider.models[ModelName.canonical(request.model)] ?? request.model
-        inCloud[proxy, default: []].insert(request.id)
+    private func sendToCloud(_ cloud: CloudRequest, _ provider: CloudProvider, model: String, proxy: ProxyKey, why: String, retries: Int = 0) {
+        let remote = provider.models[model] ?? provider.models[ModelName.canonical(model)] ?? model
+        inCloud[proxy, default: [:]][cloud.request.id] = cloud
         links[proxy]?.channel.send(.routeOK, RouteAnswer(
-            id: request.id, node: provider.node, upstream: provider.node, backend: .openai, model: remote, queuedMilliseconds: queuedMs,
-            reason: "cloud overflow to \(provider.name): \(why)", score: "cloud=\(provider.name)"))
+            id: cloud.request.id, node: provider.node, upstream: provider.node, backend: .openai, model: remote, queuedMilliseconds: cloud.queuedMs,
+            reason: "cloud overflow to \(provider.name): \(why)", retries: retries, score: "cloud=\(provider.name)"))
     }
 
     /// Sends what the scheduler decided and re-arms the queue timer.
