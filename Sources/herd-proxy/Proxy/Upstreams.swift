@@ -45,7 +45,8 @@ final class Upstreams {
     /// to `delegate`. `nil` when the address is not valid. The caller passes
     /// the returned upstream to `release` once the exchange is over.
     func send(_ request: consuming HTTPClientRequest, to upstream: String, delegate: any HTTPClientResponseDelegate) -> (HTTPClientTask, Upstream)? {
-        if upstream.hasPrefix(CloudProvider.nodePrefix) {
+        // Nodes are numeric `host:port` (a digit or `[`): only a cloud provider's name starts with a letter.
+        if let first = upstream.utf8.first, first >= UInt8(ascii: "a"), upstream.hasPrefix(CloudProvider.nodePrefix) {
             var request = request
             guard let pool = providers?.prepare(&request, for: String(upstream.dropFirst(CloudProvider.nodePrefix.count))) else { return nil }
             let entry = known[upstream] ?? Upstream(pool: pool)
