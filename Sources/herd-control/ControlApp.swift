@@ -143,6 +143,15 @@ final class ControlParts {
         // What the last run learned: rates come back from the trace rows of the last week.
         let learned = try TraceStore.recentObservations(path: traces.path, since: Int(clamping: EventLoop.wallClockMilliseconds()) - 7 * 86_400_000,
                                                         limit: 20_000)
+        // What `herd benchmark` measured is the starting point; the traces' rates refine it.
+        let benchmarkStore = try BenchmarkStore(path: traces.path)
+        do {
+            let priors = try benchmarkStore.latest()
+            routes.benchmarked(priors)
+            if !priors.isEmpty { log.info("benchmark figures restored for \(priors.count) node:models") }
+        } catch {
+            log.error("benchmark results could not be read: \(error); routing starts from its priors")
+        }
         routes.restore(learned)
         if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
 
@@ -173,9 +182,10 @@ final class ControlParts {
             events.publish("fleet", ["node": .string(id), "hold": hold.map { .string($0.rawValue) } ?? .null, "change": "hold"])
         }
         self.fleetAPI = fleetAPI
+        let keysAPI = KeysAPI(keys: keys, gate: gate, clock: clock, log: log)
         let api = ControlAPI(loop: loop, clock: clock, registry: registry, routes: routes, log: log, metrics: metrics,
                              requestGuard: RequestGuard(names: RequestGuard.ownNames(extra: options.allowedHosts)), gate: gate, traces: traces,
-                             fleetAPI: fleetAPI, keysAPI: KeysAPI(keys: keys, gate: gate, clock: clock, log: log), onFleetChange: { [unowned routes] in routes.fleetChanged() },
+                             fleetAPI: fleetAPI, keysAPI: keysAPI, onFleetChange: { [unowned routes] in routes.fleetChanged() },
                              onHeartbeat: { [unowned events, unowned fleetAPI] id, joined in
                                  guard events.clientCount > 0 else { return }
                                  if joined, let node = registry.nodes[id] {
@@ -184,6 +194,10 @@ final class ControlParts {
                                  if let event = fleetAPI.nodeEvent(id) { events.publish("node", event) }
                              })
         self.api = api
+        let benchmarks = BenchmarksAPI(store: benchmarkStore, routes: routes, log: log) { [unowned keysAPI] exchange, body in
+            keysAPI.refusal(exchange, body: body, doing: "storing benchmark results")
+        }
+        api.benchmarksAPI = benchmarks
         var httpConfiguration = HTTPServerConfiguration()
         httpConfiguration.maxBodyBytes = 4 * 1024 * 1024
         http = HTTPServer(loop: loop, configuration: httpConfiguration) { [unowned api] in api.handle($0) }

@@ -18,7 +18,8 @@ struct HerdControlCommand: ParsableCommand {
             Each flag also reads an HERD_* environment variable (--proxy-port ↔ HERD_PROXY_PORT).
             Binds 127.0.0.1 by default: use --host 0.0.0.0 to serve other machines.
             `herd-control status` prints the fleet of a running herd-control;
-            `herd-control keys create|list|show|update|revoke` manages its client keys.
+            `herd-control keys create|list|show|update|revoke` manages its client keys;
+            `herd-control benchmark` measures each node:model through the router.
             """,
         version: HerdVersion.current)
 
@@ -30,6 +31,8 @@ struct HerdControlCommand: ParsableCommand {
             StatusCommand.main(Array(arguments.dropFirst()))
         } else if arguments.first == "keys" {
             KeysCommand.main(Array(arguments.dropFirst()))
+        } else if arguments.first == "benchmark" {
+            BenchmarkCommand.main(Array(arguments.dropFirst()))
         } else {
             Self.main(arguments)
         }

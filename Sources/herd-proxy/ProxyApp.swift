@@ -237,7 +237,7 @@ final class ProxyApp {
             fields = try RouteFields.read(body, endpoint: endpoint,
                                           headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
                                           headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]),
-                                          headerSession: exchange.head.headers[.xHerdSession])
+                                          headerSession: exchange.head.headers[.xHerdSession], headerNode: exchange.head.headers[.xHerdNode])
         } catch {
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return

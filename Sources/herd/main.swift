@@ -9,6 +9,7 @@ import HerdBounds
 //   herd node [flags]        herd-node [flags]: the agent on a machine that runs a model server
 //   herd status [flags]      herd-control status: the fleet, its queue and health
 //   herd keys …              herd-control keys: client keys
+//   herd benchmark …         herd-control benchmark: each node:model measured through the router
 //   herd proxy [flags]       herd-proxy [flags] (systemd runs more of them; rarely by hand)
 //   herd help [COMMAND]      this text, or the command's own --help
 
@@ -21,6 +22,8 @@ let manual = """
       herd node [FLAGS]      Run the agent on a machine with a model server (finds the router by mDNS).
       herd status            Print the fleet, the queue and the router's health.
       herd keys COMMAND      Make, list, change and revoke client keys (create, list, show, update, revoke).
+      herd benchmark         Measure each node:model's throughput through the router, one at a time; routing
+                             starts from the figures (--models, --nodes, --duration 60s, --dry-run).
       herd proxy [FLAGS]     Run one herd-proxy (systemd runs them; rarely by hand).
       herd help [COMMAND]    This text, or COMMAND's flags (herd help node = herd-node --help).
       herd --version
@@ -69,7 +72,7 @@ case "help"?, "-h"?, "--help"?:
     if arguments.first == "help", arguments.count > 1 {
         let topic = arguments[1]
         if let binary = commands[topic] { run(binary, ["--help"]) }
-        if topic == "status" || topic == "keys" { run("herd-control", [topic, "--help"]) }
+        if topic == "status" || topic == "keys" || topic == "benchmark" { run("herd-control", [topic, "--help"]) }
         fputsError("herd: no command '\(topic)'; herd help lists them\n")
         exit(64)
     }
@@ -78,7 +81,7 @@ case "--version"?, "version"?:
     print(HerdVersion.current)
 case let command? where commands[command] != nil:
     run(commands[command]!, Array(arguments.dropFirst()))
-case "status"?, "keys"?:
+case "status"?, "keys"?, "benchmark"?:
     run("herd-control", arguments)
 case let first? where first.hasPrefix("-"):
     // Flags without a command: the router's (herd --host 0.0.0.0 = herd serve --host 0.0.0.0).

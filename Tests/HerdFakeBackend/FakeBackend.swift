@@ -36,6 +36,8 @@ public final class FakeBackend {
     private var lastRaw: [UInt8] = []
     /// Generates without a prompt (model loads) received.
     public private(set) var prewarms = 0
+    /// Unloads asked for (a generate without a prompt, keep_alive 0).
+    public private(set) var unloads = 0
 
     public init(loop: EventLoop, configuration: FakeBackendConfiguration = FakeBackendConfiguration()) {
         self.loop = loop
@@ -97,7 +99,7 @@ public final class FakeBackend {
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             let heads = JSONValue.object(headCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "heads_by_path": heads, "cancelled": .number(Double(cancelledStreams)),
-                                        "max_waiting": .number(Double(maxWaiting)), "prewarms": .number(Double(prewarms)), "waiting": .number(Double(waiting.count)),
+                                        "max_waiting": .number(Double(maxWaiting)), "prewarms": .number(Double(prewarms)), "unloads": .number(Double(unloads)), "waiting": .number(Double(waiting.count)),
                                         "num_ctx_requests": .number(Double(numCtxRequests))])
             return
         case ("POST", "/_fake/config"):
@@ -253,6 +255,12 @@ public final class FakeBackend {
             return
         }
         switch path {
+        case "/api/generate" where request["prompt"] == nil && (request["keep_alive"]?.doubleValue == 0 || request["keep_alive"]?.stringValue == "0"):
+            // Like Ollama: no prompt and keep_alive 0 unloads the model.
+            if let i = configuration.models.firstIndex(where: { $0.name == model.name }) { configuration.models[i].loaded = false }
+            unloads += 1
+            respondJSON(exchange, 200, ["model": .string(model.name), "created_at": "2026-11-22T00:00:00Z", "response": "", "done": true,
+                                        "done_reason": "unload"])
         case "/api/generate" where request["prompt"] == nil:
             // Like Ollama: a generate without a prompt only loads the model (a pre-warm).
             if let i = configuration.models.firstIndex(where: { $0.name == model.name }) { configuration.models[i].loaded = true }

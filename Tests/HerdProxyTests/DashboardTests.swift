@@ -9,7 +9,8 @@ import Testing
 @Suite(.serialized) struct DashboardTests {
     static let views: [(name: String, ready: String)] = [
         ("fleet", "document.querySelectorAll('article.node').length === 2 && document.body.innerText.includes('llama3:8b')"),
-        ("models", "document.body.innerText.includes('mistral:7b') && document.body.innerText.includes('qwen:7b')"),
+        ("models", "document.body.innerText.includes('mistral:7b') && document.body.innerText.includes('qwen:7b') "
+            + "&& document.querySelector('#benchmarks') !== null && document.querySelector('#benchmarks').innerText.includes('bench-box')"),
         ("routing", "document.querySelectorAll('main tbody tr').length > 0"),
         ("requests", "document.querySelectorAll('main tbody tr.clickable').length >= 7"),
         ("apps", "document.body.innerText.includes('notes-app') && document.body.innerText.includes('code-helper')"),
@@ -28,6 +29,8 @@ import Testing
                                headers: ["X-Herd-Tags": tag]).status == 200)
         }
         #expect(fleet.post("/api/chat", #"{"model":"nope:1b"}"#).status == 404)
+        let benchmark = #"{"results":[{"node":"bench-box","model":"llama3:8b","steps":[{"concurrency":1,"requests":4,"per_second":50,"ttft_ms":40},{"concurrency":2,"requests":8,"per_second":95,"ttft_ms":45}]}]}"#
+        #expect(fleet.request("POST", "/api/v1/benchmarks", body: benchmark, headers: [:], port: fleet.controlPort).status == 201)
         #expect(waitUntil(seconds: 5) { ((try? JSONValue.parse(fleet.getControl("/api/v1/traces").body))?["traces"]?.arrayValue?.count ?? 0) >= 7 })
 
         let screens = ProcessInfoLite.environment("HERD_SCREENSHOTS") ?? fleet.dataDirectory + "/screenshots"

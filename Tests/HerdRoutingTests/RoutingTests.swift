@@ -62,7 +62,7 @@ struct SchedulerHarness {
         return take()
     }
 
-    private mutating func take() -> [SchedulerAction] {
+    mutating func take() -> [SchedulerAction] {
         defer { actions.removeAll() }
         return actions.filter {
             guard case let .queued(_, announcement) = $0 else { return true }

@@ -9,6 +9,8 @@ public enum KnownHeader: UInt8, Sendable {
     case expect
     /// Anthropic clients' API key (a client key, like `Authorization: Bearer`).
     case xApiKey
+    /// `X-Herd-Node`: the node a client asks for (an inference request pinned there, or a model action's target).
+    case xHerdNode
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by a proxy.
     public var isHopByHop: Bool {
@@ -49,7 +51,7 @@ public enum KnownHeader: UInt8, Sendable {
         case (22, 0x78): ("X-Herd-Fallback-Models", .xHerdFallbackModels)
         case (15, 0x78): ("X-Forwarded-For", .xForwardedFor)
         case (17, 0x78): ("X-Forwarded-Proto", .xForwardedProto)
-        case (11, 0x78): ("X-Herd-Tags", .xHerdTags)
+        case (11, 0x78): name.count > 7 && name[7] | 0x20 == 0x6E ? ("X-Herd-Node", .xHerdNode) : ("X-Herd-Tags", .xHerdTags)
         case (14, 0x78): ("X-Herd-Session", .xHerdSession)
         case (13, 0x78): ("X-Herd-Client", .xHerdClient)
         case (13, 0x61): ("Authorization", .authorization)

@@ -121,9 +121,17 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// (a CPU that gains little from a second stream gets one slot: nothing is lost).
     static let maxSlowdown = 0.5
 
+    /// `reported`: the prior is the node's reported parallelism (a ceiling).
     init(prior: Int, reported: Bool = false) {
         estimate = Double(max(1, prior))
         self.reported = reported ? max(1, prior) : nil
+    }
+
+    /// Starts at a benchmark's knee, out of slow start, under the node's reported parallelism if any.
+    init(knee: Int, ceiling: Int?) {
+        estimate = Double(max(1, min(knee, ceiling ?? knee)))
+        reported = ceiling.map { max(1, $0) }
+        slowStart = false
     }
 
     /// Requests this node:model may serve at once.

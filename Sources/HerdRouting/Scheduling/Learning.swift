@@ -7,26 +7,44 @@ struct Learning {
     /// What each node says its backend serves at once per model (the learners' prior and ceiling).
     private(set) var reportedParallel: [String: Int] = [:]
     var rates = LearnedRates()
+    /// The knee `herd benchmark` measured per node:model: where its learner
+    /// starts, out of slow start (under a reported ceiling).
+    private(set) var benchmarked: [SlotKey: Int] = [:]
     /// The limit's starting point when the node reports none.
     let initialConcurrency: Int
 
     init(initialConcurrency: Int) { self.initialConcurrency = initialConcurrency }
 
     /// The learned limit of `slot`, else where it starts.
-    func limit(_ slot: SlotKey) -> Int { learners[slot]?.limit ?? prior(slot.node) }
+    func limit(_ slot: SlotKey) -> Int { learners[slot]?.limit ?? prior(slot) }
 
-    /// Where a node:model's learned concurrency starts: what the node reports, else the setting.
-    func prior(_ node: String) -> Int { reportedParallel[node] ?? initialConcurrency }
+    /// Where a node:model's learned concurrency starts: its benchmark's knee
+    /// (never above what the node reports), else what the node reports, else the setting.
+    func prior(_ slot: SlotKey) -> Int {
+        let reported = reportedParallel[slot.node]
+        if let knee = benchmarked[slot] { return min(knee, reported ?? knee) }
+        return reported ?? initialConcurrency
+    }
 
-    /// The limit of `slot` is found by first bytes: nothing reported, and its learner (if any) in slow start.
+    /// The limit of `slot` is found by first bytes: nothing reported or benchmarked, and its learner (if any) in slow start.
     func inSlowStart(_ slot: SlotKey) -> Bool {
-        reportedParallel[slot.node] == nil && (learners[slot]?.slowStart ?? true)
+        reportedParallel[slot.node] == nil && (learners[slot]?.slowStart ?? (benchmarked[slot] == nil))
+    }
+
+    /// A benchmark of `prior`'s node:model: its learner starts afresh at the knee, its rates from the figures.
+    mutating func benchmarked(_ prior: BenchmarkPrior) {
+        let slot = SlotKey(prior.node, prior.model)
+        guard benchmarked[slot] != nil || benchmarked.count < LearnedRates.maxEntries else { return }
+        benchmarked[slot] = prior.knee
+        learners[slot] = nil
+        rates.seed(prior)
     }
 
     /// Updates `slot`'s learner (created at the prior on first use; at most `LearnedRates.maxEntries`).
     mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
         guard learners[slot] != nil || learners.count < LearnedRates.maxEntries else { return }
-        var learner = learners[slot] ?? ConcurrencyLearner(prior: prior(slot.node), reported: reportedParallel[slot.node] != nil)
+        var learner = learners[slot] ?? benchmarked[slot].map { ConcurrencyLearner(knee: $0, ceiling: reportedParallel[slot.node]) }
+            ?? ConcurrencyLearner(prior: prior(slot), reported: reportedParallel[slot.node] != nil)
         update(&learner)
         learners[slot] = learner
     }

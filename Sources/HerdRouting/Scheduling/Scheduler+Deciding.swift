@@ -77,6 +77,12 @@ extension Scheduler {
             waiting.queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
             entries[key] = entry
             actions.append(.queued(key.proxy, RouteQueued(id: entry.request.id, timeoutMilliseconds: deadline > now ? deadline - now : 0)))
+        case .notFound where !entry.request.node.isEmpty:
+            let pin = entry.request.node
+            let message = fleet.contains(where: { $0.id == pin })
+                ? "model '\(entry.request.model)' is not on node '\(pin)' (X-Herd-Node)"
+                : "X-Herd-Node: no node '\(pin)' in the fleet"
+            refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: message), into: &actions)
         case let .notFound(known):
             let names = ([entry.request.model] + entry.request.fallbacks).map { "'\($0)'" }.joined(separator: ", ")
             refuse(key, entry, RouteRefusal(id: entry.request.id, code: .modelNotFound, message: "model \(names) not found in the fleet",
@@ -185,6 +191,7 @@ extension Scheduler {
         request.vision = entry.request.vision
         request.work = WorkKind(path: entry.request.path)
         request.workUnits = entry.request.workUnits
+        if !entry.request.node.isEmpty { request.pinned = entry.request.node }
         return request
     }
 

@@ -223,7 +223,8 @@ package struct Scheduler {
 
     /// The learned limits, per node and model (for the fleet API).
     package var learnedLimits: [(node: String, model: String, limit: Int)] {
-        learning.learners.map { ($0.key.node, $0.key.model, $0.value.limit) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
+        Set(learning.learners.keys).union(learning.benchmarked.keys).map { ($0.node, $0.model, learning.limit($0)) }
+            .sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
     /// The next time the driver must call `expire`: the earliest queue
@@ -298,6 +299,12 @@ package struct Scheduler {
     /// Rates learned before a restart (from the trace rows), replayed in order.
     package mutating func restore(_ observations: [LearnedRates.Observation]) {
         for observation in observations { learning.rates.observe(observation) }
+    }
+
+    /// A `herd benchmark` result (posted now, or the last one stored): the
+    /// node:model's learner starts at its knee and its rates from its figures.
+    package mutating func benchmarked(_ prior: BenchmarkPrior) {
+        learning.benchmarked(prior)
     }
 
     /// A RESULT: the request ended; its slot frees, herd learns from it, and the queue moves.

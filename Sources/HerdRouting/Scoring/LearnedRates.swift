@@ -93,6 +93,8 @@ package enum RateSource: String, Equatable, Sendable {
     case fleet
     /// Nothing measured: the documented priors.
     case prior
+    /// `herd benchmark`'s figures, until requests teach more.
+    case benchmark
 }
 
 /// The backend's own figures of one request, kept only where believable:
@@ -341,13 +343,17 @@ package struct LearnedRates: Equatable, Sendable {
             if let prefill = slot.prefillMsPerToken.value { node.prefillShare.add(prefill / line.intercept) }
             nodes[o.slot.node] = node
         }
-        var model = models[o.slot.model] ?? ModelRates()
-        if o.generates, o.completionTokens > 0 { model.outputTokens.add(Double(o.completionTokens)) }
-        // The fastest measured node for this model (a handful of nodes: a scan is cheap).
+        if o.generates, o.completionTokens > 0 { models[o.slot.model, default: ModelRates()].outputTokens.add(Double(o.completionTokens)) }
+        refreshFastest(o.slot.model)
+    }
+
+    /// The fastest measured node for `canonical` (a handful of nodes: a scan is cheap).
+    mutating func refreshFastest(_ canonical: String) {
+        var model = models[canonical] ?? ModelRates()
         var fastestDecode: DecodeLine?
         var fastestPrefill: Double?
         var fastestPerUnit: Double?
-        for (key, rates) in slots where key.model == o.slot.model {
+        for (key, rates) in slots where key.model == canonical {
             if let line = rates.decode.line, line.intercept < fastestDecode?.intercept ?? .infinity { fastestDecode = line }
             if let prefill = rates.prefillMsPerToken.value, prefill < fastestPrefill ?? .infinity { fastestPrefill = prefill }
             if let perUnit = rates.msPerUnit.value, perUnit < fastestPerUnit ?? .infinity { fastestPerUnit = perUnit }
@@ -355,7 +361,7 @@ package struct LearnedRates: Equatable, Sendable {
         model.fastestDecode = fastestDecode
         model.fastestPrefillMsPerToken = fastestPrefill
         model.fastestMsPerUnit = fastestPerUnit
-        models[o.slot.model] = model
+        models[canonical] = model
     }
 
     /// A node failed a request (connection error, 5xx, timeout).
@@ -370,5 +376,36 @@ package struct LearnedRates: Equatable, Sendable {
         let perToken = Double(loadedBytes) / Double(contextLength) - Double(weightBytes) / Double(contextLength)
         guard perToken.isFinite, perToken > 0, perToken <= Self.maxKVBytesPerToken else { return }
         models[canonical, default: ModelRates()].kvBytesPerToken = perToken
+    }
+}
+
+extension LearnedRates {
+    /// Starts `slot`'s rates from a benchmark: per stream, ms per token at
+    /// each concurrency is `1000 × concurrency ÷ tokens per second` (the
+    /// decode line through them), prefill from the single stream's time to
+    /// first byte, the service time from its mean duration; an embedding
+    /// model's ms per input the same way. Samples already learned stay.
+    package mutating func seed(_ prior: BenchmarkPrior) {
+        let key = SlotKey(prior.node, prior.model)
+        guard slots[key] != nil || slots.count < Self.maxEntries, models[prior.model] != nil || models.count < Self.maxEntries else { return }
+        var slot = slots[key] ?? SlotRates()
+        for step in prior.steps where step.perSecond > 0 && step.requests > 0 {
+            let perUnit = 1000 * Double(step.concurrency) / step.perSecond
+            switch prior.kind {
+            case .chat:
+                // A stream's time per token includes its share of prefill: take the first byte out.
+                let decodeMs = step.outputTokens >= 2 ? max(0, step.durationMs - step.ttftMs) / (step.outputTokens - 1) : perUnit
+                slot.decode.add(msPerToken: decodeMs > 0 ? decodeMs : perUnit, batch: step.concurrency)
+                slot.decodeSource = .benchmark
+                if step.concurrency == 1, step.promptTokens >= 8, step.ttftMs > 0 {
+                    slot.prefillMsPerToken.add(step.ttftMs / step.promptTokens)
+                }
+            case .embed:
+                if step.concurrency == 1 { slot.msPerUnit.add(perUnit) }
+            }
+            if step.concurrency == 1, step.durationMs > 0 { slot.serviceMs.add(step.durationMs) }
+        }
+        slots[key] = slot
+        refreshFastest(prior.model)
     }
 }

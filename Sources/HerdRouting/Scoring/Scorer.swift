@@ -26,6 +26,9 @@ package struct ScoringRequest: Sendable {
     package var vision = false
     /// The kind of work (from the path): only backends that do it are candidates.
     package var work = WorkKind.chat
+    /// `X-Herd-Node`: only this node is a candidate, and its learned limit
+    /// does not hold the request back (the client asked for that machine).
+    package var pinned: String?
     /// The job's size in its kind's unit (0: not known).
     package var workUnits = 0.0
 
@@ -246,7 +249,7 @@ package struct Scorer: Sendable {
         var found = false
         let canonical = ModelName.canonical(model)
         let modelRates = load.rates.model(canonical)
-        for node in fleet {
+        for node in fleet where request.pinned == nil || node.id == request.pinned {
             backends: for backend in node.heartbeat.backends where backend.kind.serves(request.api) {
                 let onDisk = backend.models.first { ModelName.same($0.name, model) }
                 let loaded = backend.loaded.first { ModelName.same($0.name, model) }
@@ -286,6 +289,7 @@ package struct Scorer: Sendable {
                 inputs.model = modelRates
                 inputs.inFlight = load.inFlight(slot)
                 inputs.limit = load.limit(slot)
+                if request.pinned != nil { inputs.limit = max(inputs.limit, inputs.inFlight + 1) }
                 inputs.nodeInFlight = load.nodeInFlight(node.id)
                 inputs.promptTokens = request.promptTokens
                 inputs.outputTokens = expectedOutputTokens(request, model: onDisk, rates: modelRates, name: name)

@@ -112,6 +112,7 @@ extension RouteRequest: WireBinaryMessage {
         // RESULT and RETRY frames (a ticket's), where more follows it.
         out.wire(optionalDouble: workUnits != 0 ? workUnits : nil)
         out.wire(varint: UInt64(truncatingIfNeeded: key))
+        out.wire(string: node)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
@@ -119,7 +120,8 @@ extension RouteRequest: WireBinaryMessage {
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
                   session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self),
-                  vision: try r.bool(), workUnits: try r.optionalDouble() ?? 0, key: Int(truncatingIfNeeded: try r.varint()))
+                  vision: try r.bool(), workUnits: try r.optionalDouble() ?? 0, key: Int(truncatingIfNeeded: try r.varint()),
+                  node: try r.string())
         // Control trusts the proxy only as far as these bounds (the proxy's
         // validator applies the same ones, so it never sends past them).
         if let problem = RequestLimits.check(self) { throw r.fail(problem) }

@@ -100,7 +100,7 @@ public enum WorkKind: String, Sendable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 8
+    public static let protocolVersion = 9
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String
@@ -172,11 +172,17 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     /// The client key's id (`ClientKeys.Key.id`), 0 when the request has none:
     /// control counts its usage and holds it to the key's limits.
     @Defaulted<WireDefaults.Zero> public var key: Int
+    /// `X-Herd-Node`: the node the client asked for ("" none). Only that node
+    /// is a candidate, and herd's learned limit does not hold it back (the
+    /// client asked for that machine: `herd benchmark` measures it so).
+    @Defaulted<WireDefaults.EmptyString> public var node: String
 
     public init(id: UInt64, api: ClientAPI, path: String, model: String, stream: Bool, fallbacks: [String] = [], tags: [String] = [],
                 estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "", maxTokens: Int? = nil, think: Bool? = nil,
-                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0, key: Int = 0) {
+                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0, key: Int = 0,
+                node: String = "") {
         self.key = key
+        self.node = node
         self.id = id
         self.api = api
         self.path = path
@@ -197,7 +203,7 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
 
     enum CodingKeys: String, CodingKey {
         case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client,
-             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units", key
+             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units", key, node
     }
 }
 

@@ -34,6 +34,8 @@ public enum RequestLimits {
     public static let clientBytes = 0...128
     /// The request path on the wire, bytes.
     public static let pathBytes = 1...128
+    /// `X-Herd-Node` on an inference request (a node id), bytes; empty: none.
+    public static let nodeBytes = 0...256
     /// Estimated prompt tokens (body bytes / 4 of a body at most 1 GiB).
     public static let estimatedTokens = 0...(1 << 28)
     /// A job's size in its kind's unit (hours of audio, a book to speak, a batch of inputs).
@@ -62,6 +64,9 @@ public enum RequestLimits {
         if !(0...maxKeyID).contains(r.key) { return "key must be 0–\(maxKeyID)" }
         if !clientBytes.contains(r.client.utf8.count) { return "client: at most \(clientBytes.upperBound) bytes" }
         if !pathBytes.contains(r.path.utf8.count) { return "path: 1–\(pathBytes.upperBound) bytes" }
+        if !nodeBytes.contains(r.node.utf8.count) || r.node.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            return "node: at most \(nodeBytes.upperBound) bytes without control characters"
+        }
         return nil
     }
 }

@@ -134,6 +134,25 @@ function renderChips() {
 
 // ---------- views ----------
 
+// What `herd benchmark` measured per node:model (routing starts from it): throughput at each concurrency, the knee.
+function benchmarkTable(results) {
+  const intro = h("p", { class: "muted" }, "herd benchmark measures each node:model through the router; routing starts from its figures.");
+  if (!results || !results.length) return h("section", { id: "benchmarks" }, h("h3", {}, "Benchmarks"), intro, empty("None yet: run herd benchmark."));
+  const rows = results.map(b => {
+    const unit = b.kind === "embed" ? "inputs/s" : "tok/s";
+    const one = b.steps.find(s => s.concurrency === 1) || b.steps[0];
+    return h("tr", {},
+      h("td", {}, b.node), h("td", {}, b.model), h("td", {}, b.kind),
+      h("td", { class: "num", title: "the concurrency past which throughput stopped growing: the limit routing starts from" }, b.knee),
+      h("td", {}, b.steps.map(s => h("span", { class: "tag" + (s.concurrency === b.knee ? " ok" : "") + (s.errors ? " bad" : ""),
+        title: `${s.requests} requests, ${s.errors} errors; first byte p50 ${ms(s.ttft_ms)}` }, `${s.concurrency}× ${num(s.per_second, 1)}`)), " ", unit),
+      h("td", { class: "num" }, ms(one.ttft_ms)),
+      h("td", { class: "hide-sm" }, ago(b.at_ms)));
+  });
+  return h("section", { id: "benchmarks" }, h("h3", {}, "Benchmarks"), intro,
+    table([["Node"], ["Model"], ["Kind"], ["Knee", "num"], ["Throughput at each concurrency"], ["First byte alone", "num"], ["Measured", "hide-sm"]], rows));
+}
+
 const views = {
   async fleet(put = mount) {
     const [data, fleet] = await Promise.all([api("nodes"), api("fleet")]);
@@ -142,8 +161,9 @@ const views = {
     renderFleet();
   },
   async models(put = mount) {
-    const [data, nodes] = await Promise.all([api("models"), api("nodes")]);
+    const [data, nodes, measured] = await Promise.all([api("models"), api("nodes"), api("benchmarks").catch(() => ({ benchmarks: [] }))]);
     const manage = modelManager(nodes.nodes);
+    const benchmarks = benchmarkTable(measured.benchmarks);
     if (!data.models.length) return put(h("h2", {}, "Models"), manage.toolbar, empty("No node reports a model yet."));
     const rows = [];
     for (const m of data.models) {
@@ -170,7 +190,8 @@ const views = {
       }
     }
     put(h("h2", {}, "Models"), manage.toolbar, table([["Node"], ["State"], ["VRAM / size", "num hide-sm"], ["Context", "num hide-sm"],
-      ["In flight / limit", "num"], ["Queued", "num"], ["Req/h", "num"], ["Tokens/h", "num hide-sm"], ["TTFT p50 / p95", "num"], ["Tok/s", "num"], [""]], rows));
+      ["In flight / limit", "num"], ["Queued", "num"], ["Req/h", "num"], ["Tokens/h", "num hide-sm"], ["TTFT p50 / p95", "num"], ["Tok/s", "num"], [""]], rows),
+      benchmarks);
   },
   async routing(put = mount) {
     const [data, queues] = await Promise.all([api("decisions?limit=100"), api("queues")]);

@@ -55,6 +55,8 @@ final class ControlAPI {
     private let fleetAPI: FleetAPI
     /// `/api/v1/keys…`.
     private let keysAPI: KeysAPI
+    /// `/api/v1/benchmarks`.
+    var benchmarksAPI: BenchmarksAPI?
     /// `/`, `/app.js`, …
     let dashboard = Dashboard()
 
@@ -66,6 +68,10 @@ final class ControlAPI {
         }
         if KeysAPI.serves(path) {
             keysAPI.handle(exchange)
+            return
+        }
+        if BenchmarksAPI.serves(path), let benchmarksAPI {
+            benchmarksAPI.handle(exchange)
             return
         }
         if path.hasPrefix("/api/v1/") {
@@ -172,6 +178,8 @@ final class ControlAPI {
                             ("models", .strings(b.models.map(\.name))), ("loaded", .strings(b.loaded.map(\.name))),
                         ]
                         if let parallel = b.parallel { members.append(("parallel", .int(parallel))) }
+                        let capable = b.models.filter { !$0.capabilities.isEmpty }
+                        if !capable.isEmpty { members.append(("capabilities", .object(capable.map { ($0.name, .strings($0.capabilities)) }))) }
                         return JSONValue.object(members)
                     })]
         }), "queue_length": .int(routes.scheduler.queueLength), "in_flight": .int(routes.scheduler.inFlightCount)]

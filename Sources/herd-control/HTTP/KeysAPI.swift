@@ -99,7 +99,7 @@ final class KeysAPI {
     }
 
     /// Why this request may not change keys (nil: it may): with a fleet key or an admin key in existence, it must carry one.
-    private func refusal(_ exchange: HTTPExchange, body: [UInt8]) -> String? {
+    func refusal(_ exchange: HTTPExchange, body: [UInt8], doing action: String = "changing keys") -> String? {
         let admins = keys.live.filter(\.settings.admin)
         guard gate.isSet || !admins.isEmpty else { return nil }
         if let token = Self.bearer(exchange.head.headers) {
@@ -107,7 +107,7 @@ final class KeysAPI {
             if admins.contains(where: { $0.sha256 == hash }) { return nil }
         }
         if gate.isSet, gate.refusal(exchange, body: body) == nil { return nil }
-        return "changing keys needs the fleet key or an admin key: send it as Authorization: Bearer <key>"
+        return "\(action) needs the fleet key or an admin key: send it as Authorization: Bearer <key>"
     }
 
     /// The bearer token of `Authorization`, else `x-api-key`.

@@ -89,6 +89,18 @@ final class TraceStore {
             ) WITHOUT ROWID;
             ALTER TABLE request_traces ADD COLUMN key_name TEXT;
             """),
+        SQLiteMigration(version: 8, name: "herd benchmark: each node:model's throughput by concurrency, its knee", sql: """
+            CREATE TABLE benchmarks (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at_ms INTEGER NOT NULL,
+                node_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                knee INTEGER NOT NULL,
+                steps TEXT NOT NULL
+            );
+            CREATE INDEX benchmarks_slot ON benchmarks(node_id, model, kind, id);
+            """),
     ]
 
     private static let insert = """

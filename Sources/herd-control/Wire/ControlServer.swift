@@ -87,6 +87,13 @@ final class ControlServer {
         scheduler.restore(observations)
     }
 
+    /// `herd benchmark` results: each node:model starts from its figures (and tickets follow the new limits).
+    func benchmarked(_ priors: [BenchmarkPrior]) {
+        guard !priors.isEmpty else { return }
+        for prior in priors { scheduler.benchmarked(prior) }
+        fleetChanged()
+    }
+
     func listen(path: String) throws {
         listener = try StreamListener(loop: loop, path: path) { [unowned self] stream in self.accept(stream) }
         queueTimer = DeadlineTimer(clock: clock) { [unowned self] in

@@ -26,6 +26,8 @@ struct RouteFields: Equatable {
     var vision = false
     /// A speech, image, embedding or rerank job's size in its kind's unit (`WorkUnits`).
     var workUnits = 0.0
+    /// `X-Herd-Node`: the node the client asked for ("" none).
+    var node = ""
 
     static let keys: JSONKeys = ["model", "stream", "fallback_models", "options", "metadata", "user", "max_tokens",
                                     "max_completion_tokens", "think", "system", "keep_alive", "images"]
@@ -48,7 +50,7 @@ struct RouteFields: Equatable {
     /// (`RequestLimits`, documented in `RequestLimits.md`); outside them the
     /// request is refused here, before anything reaches control.
     static func read(_ body: [UInt8], endpoint: Endpoint, headerFallbacks: [String], headerTags: [String],
-                     headerSession: String? = nil) throws(Invalid) -> RouteFields {
+                     headerSession: String? = nil, headerNode: String? = nil) throws(Invalid) -> RouteFields {
         if body.isEmpty { throw Invalid(message: "the request body is empty: expected a JSON object with a \"model\"") }
         let fields: JSONValue.Picked
         do {
@@ -105,6 +107,9 @@ struct RouteFields: Equatable {
         if let headerSession, !RequestLimits.sessionBytes.contains(headerSession.utf8.count) {
             throw Invalid(message: "X-Herd-Session is \(headerSession.utf8.count) bytes; at most \(RequestLimits.sessionBytes.upperBound)")
         }
+        if let headerNode, !RequestLimits.nodeBytes.contains(headerNode.utf8.count) || headerNode.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            throw Invalid(message: "X-Herd-Node: a node id of at most \(RequestLimits.nodeBytes.upperBound) bytes without control characters")
+        }
         let options = fields[Key.options]
         if let options, options != .null, options.objectValue == nil { throw Invalid(message: "\"options\" must be an object") }
         let numCtx = try integer(options?["num_ctx"], field: "options.num_ctx", in: RequestLimits.numCtx)
@@ -126,6 +131,7 @@ struct RouteFields: Equatable {
         if !result.vision {
             result.vision = carriesImages(body, fields.spans[0]) || carriesImages(body, fields.spans[2])
         }
+        result.node = headerNode ?? ""
         (result.session, result.prefix) = conversation(body, messages: fields.spans[0], tools: fields.spans[1],
                                                       system: fields[Key.system]?.stringValue, user: user, header: headerSession)
         return result

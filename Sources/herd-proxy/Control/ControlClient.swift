@@ -228,6 +228,7 @@ final class ControlClient: LoopFlushable {
         // Tickets are granted by api, model and kind of work: an embedding spends only an embedding's.
         guard connected, !unresponsive, tickets.count > 0, !request.vision else { return nil }
         if request.key != 0, limitedKeys.contains(request.key) { return nil }
+        if !request.node.isEmpty { return nil } // X-Herd-Node: control places it on that node
         let ticket = tickets.spend(for: request, now: loop.now)
         if let ticket { tickets.routed(request, to: ticket.node) }
         return ticket

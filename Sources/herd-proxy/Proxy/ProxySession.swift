@@ -63,7 +63,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var translator: (any AnswerTranslator)?
     /// Not passed on: framing, herd's own, and `Expect` (herd's server already
     /// answered 100 Continue; a backend's would reach the client as the answer).
-    static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto, .expect]
+    static let requestDrops: KnownHeaderSet = [.host, .contentLength, .xHerdFallbackModels, .xForwardedFor, .xForwardedProto, .expect, .xHerdNode]
     static let responseDrops: KnownHeaderSet = [.contentLength]
     /// Keeps the session alive while it waits on control or an upstream.
     private var selfReference: ProxySession?
@@ -128,7 +128,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: endpoint.bodyIsPrompt ? body.count / 4 : 0, numCtx: fields.numCtx,
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost, key: key?.key.name), maxTokens: fields.maxTokens,
                 think: fields.think, session: fields.session, prefix: fields.prefix, vision: fields.vision, workUnits: fields.workUnits,
-                key: key?.key.id ?? 0)
+                key: key?.key.id ?? 0, node: fields.node)
             let attempt = routes.attempt(request, waiter: self)
             self.attempt = attempt
             attempt.start()

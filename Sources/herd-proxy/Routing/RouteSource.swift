@@ -41,7 +41,8 @@ final class RouteSource {
         let outcome: RouteAttempt.LocalOutcome
         if retries > maxLocalRetries {
             outcome = .refused(RouteRefusal(id: request.id, code: .retriesExhausted, message: "every node tried failed"))
-        } else if let answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models, excluded: excluded,
+        } else if let answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models,
+                                                  excluded: request.node.isEmpty ? excluded : excluded.union(snapshot.nodes.lazy.map(\.id).filter { $0 != request.node }),
                                                   inFlight: inFlight, id: request.id, work: WorkKind(path: request.path)) {
             outcome = .routed(answer)
         } else {
