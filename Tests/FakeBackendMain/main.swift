@@ -40,6 +40,10 @@ while !arguments.isEmpty {
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
     case "--no-props": configuration.props = false
+    case "--context-reloads": configuration.contextReloads = true
+    case "--ttft-grows-as-context-shrinks":
+        configuration.contextReloads = true
+        configuration.ttftGrowsAsContextShrinks = true
     case "--metrics": configuration.metrics = value(flag)
     case "--no-anthropic": configuration.anthropic = false
     case "--no-responses": configuration.responses = false

@@ -38,6 +38,11 @@ public final class FakeBackend {
     public private(set) var prewarms = 0
     /// Unloads asked for (a generate without a prompt, keep_alive 0).
     public private(set) var unloads = 0
+    /// Reloads to change a model's context (`contextReloads`), and each model's own context.
+    public private(set) var reloads = 0
+    private var ownContext: [String: Int] = [:]
+    /// The load time the next answer reports (nanoseconds).
+    private var loadNanoseconds = 500_000.0
 
     public init(loop: EventLoop, configuration: FakeBackendConfiguration = FakeBackendConfiguration()) {
         self.loop = loop
@@ -99,7 +104,7 @@ public final class FakeBackend {
             let counts = JSONValue.object(requestCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             let heads = JSONValue.object(headCounts.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })
             respondJSON(exchange, 200, ["requests": .number(Double(totalRequests)), "by_path": counts, "heads_by_path": heads, "cancelled": .number(Double(cancelledStreams)),
-                                        "max_waiting": .number(Double(maxWaiting)), "prewarms": .number(Double(prewarms)), "unloads": .number(Double(unloads)), "waiting": .number(Double(waiting.count)),
+                                        "max_waiting": .number(Double(maxWaiting)), "prewarms": .number(Double(prewarms)), "unloads": .number(Double(unloads)), "reloads": .number(Double(reloads)), "waiting": .number(Double(waiting.count)),
                                         "num_ctx_requests": .number(Double(numCtxRequests))])
             return
         case ("POST", "/_fake/config"):
@@ -162,16 +167,35 @@ public final class FakeBackend {
             default: break
             }
         }
-        let delay = configuration.firstByteDelayMilliseconds
+        var delay = configuration.firstByteDelayMilliseconds
+        loadNanoseconds = 500_000
+        if configuration.contextReloads, method == "POST", path == "/api/chat" || path == "/api/generate",
+           let request = try? JSONValue.parse(body), let name = request["model"]?.stringValue,
+           let i = configuration.models.firstIndex(where: { $0.name == name || $0.name == name + ":latest" }) {
+            let own = ownContext[configuration.models[i].name] ?? configuration.models[i].contextLength
+            ownContext[configuration.models[i].name] = own
+            let wanted = request["options"]?["num_ctx"]?.intValue ?? own
+            if !configuration.models[i].loaded || configuration.models[i].contextLength != wanted {
+                configuration.models[i].loaded = true
+                configuration.models[i].contextLength = max(1, wanted)
+                reloads += 1
+                loadNanoseconds = 400_000_000
+            }
+            if configuration.ttftGrowsAsContextShrinks, configuration.models[i].contextLength < own {
+                delay = delay * UInt64(own) / UInt64(max(1, configuration.models[i].contextLength))
+            }
+        }
         if delay > 0 {
             let timer = LoopTimer(loop: loop)
             exchange.onCancel = { [unowned self] in
                 timer.close()
                 self.release(exchange)
             }
+            let load = loadNanoseconds
             timer.start(after: delay) { [unowned self] in
                 timer.close()
                 exchange.onCancel = nil
+                self.loadNanoseconds = load
                 self.dispatch(exchange, method: method, path: path, body: body)
                 self.releaseIfDone(exchange)
             }
@@ -271,9 +295,10 @@ public final class FakeBackend {
             let stream = request["stream"]?.boolValue ?? true
             let chat = path == "/api/chat"
             if stream {
-                streamLines(exchange, contentType: "application/x-ndjson", lines: FakeOllama.streamLines(model: model, chat: chat, configuration: configuration))
+                streamLines(exchange, contentType: "application/x-ndjson", lines: FakeOllama.streamLines(model: model, chat: chat, configuration: configuration,
+                                                                                                               loadNanoseconds: loadNanoseconds))
             } else {
-                respondJSON(exchange, 200, FakeOllama.whole(model: model, chat: chat, configuration: configuration))
+                respondJSON(exchange, 200, FakeOllama.whole(model: model, chat: chat, configuration: configuration, loadNanoseconds: loadNanoseconds))
             }
         case "/api/embed":
             let count = request["input"]?.arrayValue?.count ?? 1

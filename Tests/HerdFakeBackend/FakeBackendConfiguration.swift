@@ -92,6 +92,13 @@ public struct FakeBackendConfiguration: Sendable {
     public var anthropic = true
     /// Serves OpenAI Responses (`/v1/responses`) as Ollama ≥ 0.13.3 does; off: 404.
     public var responses = true
+    /// Like Ollama, a chat or generate loads its model at the context it asks
+    /// (`options.num_ctx`, else the model's own): a different one reloads it
+    /// (`load_duration` 400 ms, counted in `/_fake/stats` `reloads`).
+    public var contextReloads = false
+    /// With `contextReloads`: the first byte takes `firstByteDelay × own context ÷
+    /// loaded context` when loaded smaller (a prompt that no longer fits costs).
+    public var ttftGrowsAsContextShrinks = false
 
     public init() {}
 

@@ -44,16 +44,16 @@ enum FakeOllama {
     /// The final line's counters and durations (nanoseconds), as the pacing
     /// makes them: reading the prompt takes the first-byte delay, each token
     /// its token delay (at least a microsecond each).
-    static func statistics(_ configuration: FakeBackendConfiguration) -> [(String, JSONValue)] {
+    static func statistics(_ configuration: FakeBackendConfiguration, loadNanoseconds: Double = 500_000) -> [(String, JSONValue)] {
         let tokens = Double(configuration.tokens)
         let prompt = max(200_000, Double(configuration.firstByteDelayMilliseconds) * 1e6)
         let eval = tokens * max(1000, Double(configuration.tokenDelayMilliseconds) * 1e6)
-        return [("done_reason", "stop"), ("done", true), ("total_duration", .number(500_000 + prompt + eval)),
-                ("load_duration", 500_000), ("prompt_eval_count", 12), ("prompt_eval_duration", .number(prompt)),
+        return [("done_reason", "stop"), ("done", true), ("total_duration", .number(loadNanoseconds + prompt + eval)),
+                ("load_duration", .number(loadNanoseconds)), ("prompt_eval_count", 12), ("prompt_eval_duration", .number(prompt)),
                 ("eval_count", .number(tokens)), ("eval_duration", .number(eval))]
     }
 
-    static func streamLines(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration) -> FakeLineSource {
+    static func streamLines(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration, loadNanoseconds: Double = 500_000) -> FakeLineSource {
         let count = configuration.tokens
         return FakeLineSource(count: count + 1) { i in
             var members: [(String, JSONValue)] = [("model", .string(model.name)), ("created_at", .string(FakeClock.rfc3339()))]
@@ -67,7 +67,7 @@ enum FakeOllama {
                 members.append(("done", false))
             } else {
                 if !chat { members.append(("context", [1, 2, 3])) }
-                members.append(contentsOf: statistics(configuration))
+                members.append(contentsOf: statistics(configuration, loadNanoseconds: loadNanoseconds))
             }
             var line: [UInt8] = []
             JSONValue.object(members).write(to: &line)
@@ -76,7 +76,7 @@ enum FakeOllama {
         }
     }
 
-    static func whole(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration) -> JSONValue {
+    static func whole(model: FakeModel, chat: Bool, configuration: FakeBackendConfiguration, loadNanoseconds: Double = 500_000) -> JSONValue {
         let text = (0..<configuration.tokens).map { token($0, configuration) }.joined()
         var members: [(String, JSONValue)] = [("model", .string(model.name)), ("created_at", .string(FakeClock.rfc3339()))]
         if chat {
@@ -85,7 +85,7 @@ enum FakeOllama {
             members.append(("response", .string(text)))
             members.append(("context", [1, 2, 3]))
         }
-        members.append(contentsOf: statistics(configuration))
+        members.append(contentsOf: statistics(configuration, loadNanoseconds: loadNanoseconds))
         return .object(members)
     }
 

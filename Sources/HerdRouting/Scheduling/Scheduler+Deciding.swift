@@ -28,9 +28,10 @@ extension Scheduler {
             let slot = occupy(candidate, &entry, now: now)
             affinities.remember(session: entry.request.session, prefix: entry.request.prefix, slot: slot)
             var strip = false
+            let fitted = fittedContext(candidate, entry.request)
             if let numCtx = entry.request.numCtx, candidate.hot, candidate.loadedContext > 0, numCtx <= candidate.loadedContext {
-                strip = settings.numCtxPolicy == .strip
-                numCtxEvents[strip ? "stripped" : settings.numCtxPolicy == .warn ? "warned" : "kept", default: 0] += 1
+                strip = settings.numCtxPolicy == .strip || (settings.numCtxPolicy == .fit && fitted == nil)
+                numCtxEvents[fitted != nil ? "fitted" : strip ? "stripped" : settings.numCtxPolicy == .warn ? "warned" : "kept", default: 0] += 1
             }
             // While the limit is learned in slow start, the request that fills it reports its first byte.
             let reportStart = settings.maxConcurrencyPerModel == nil && learning.inSlowStart(slot) && occupancy.inFlight(slot) >= limit(slot)
@@ -38,7 +39,7 @@ extension Scheduler {
                 id: entry.request.id, node: candidate.node, upstream: candidate.address, backend: candidate.backend,
                 model: candidate.model, queuedMilliseconds: Int(clamping: now - min(now, entry.arrivedAt)),
                 reason: Scheduler.reason(candidate, card: card), retries: entry.retries, score: candidate.breakdown.header,
-                stripNumCtx: strip, reportStart: reportStart)
+                stripNumCtx: strip, reportStart: reportStart, numCtx: fitted)
             entry.queueDeadline = nil
             entry.waitingFor = nil
             entry.decision = answer
@@ -107,6 +108,21 @@ extension Scheduler {
                    into: &actions)
         }
         return .settled
+    }
+
+    /// `--num-ctx-policy fit`: the `num_ctx` to send `candidate` (an Ollama
+    /// node, a model control has a fit for): the loaded context when hot (no
+    /// reload), else the fit, never below what the request needs (its
+    /// prompt and output) nor below the client's own `num_ctx`.
+    func fittedContext(_ candidate: ScoredCandidate, _ request: RouteRequest) -> Int? {
+        guard settings.numCtxPolicy == .fit, candidate.backend == .ollama, request.api == .ollama,
+              let fit = contextFit[candidate.canonicalModel] else { return nil }
+        if candidate.hot, candidate.loadedContext > 0 {
+            if let asked = request.numCtx, asked > candidate.loadedContext { return nil } // the client's larger context reloads it
+            return candidate.loadedContext
+        }
+        let needs = request.estimatedTokens.addingSaturated(request.maxTokens ?? Int(saturating: CompletionTimeModel.Priors.outputTokens))
+        return min(RequestLimits.numCtx.upperBound, max(fit, needs, request.numCtx ?? 0))
     }
 
     /// Takes a slot of `candidate`'s node:model for `entry` (a request sent

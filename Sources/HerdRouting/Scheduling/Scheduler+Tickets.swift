@@ -198,7 +198,8 @@ extension Scheduler {
             var entry = Entry(request: template, arrivedAt: now)
             let (decision, card) = scorer.decide(scoringRequest(entry), fleet: fleet, load: self, now: now)
             scorings += 1
-            guard case let .route(candidate) = decision, candidate.hot, !candidate.drains, ModelName.same(candidate.model, key.model) else { break }
+            guard case let .route(candidate) = decision, candidate.hot, !candidate.drains, ModelName.same(candidate.model, key.model),
+                  fittedContext(candidate, template) == nil else { break } // a fitted context is set per request, by ROUTE
             let slot = SlotKey(candidate.node, candidate.canonicalModel)
             // The request that fills a limit still being learned reports its first byte: that one goes by ROUTE.
             if settings.maxConcurrencyPerModel == nil, learning.inSlowStart(slot), inFlight(slot) + 1 >= limit(slot) { break }

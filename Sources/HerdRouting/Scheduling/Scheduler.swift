@@ -78,8 +78,14 @@ package struct Scheduler {
     /// runs in the larger loaded context), `keep` sends it (and the reload
     /// happens), `warn` sends it and counts it. Every event is counted
     /// (`herd_num_ctx_total{action}`).
+    /// `fit`: as `strip`, and each model's context is sized by use: control
+    /// sets `contextFit` (p99 of prompt + output × 1.5, while that does not
+    /// make time to first byte worse: `ContextFitter`); a cold load on an
+    /// Ollama node gets that `num_ctx` (never below what the request needs),
+    /// and a request to a model loaded hot gets the loaded context, so Ollama
+    /// never reloads to change it. Without a fit for the model, nothing is set.
     package enum NumCtxPolicy: String, Sendable, CaseIterable {
-        case strip, keep, warn
+        case strip, keep, warn, fit
     }
 
     package struct Settings: Sendable {
@@ -299,6 +305,14 @@ package struct Scheduler {
     /// Rates learned before a restart (from the trace rows), replayed in order.
     package mutating func restore(_ observations: [LearnedRates.Observation]) {
         for observation in observations { learning.rates.observe(observation) }
+    }
+
+    /// `--num-ctx-policy fit`: the context each model (canonical name) is
+    /// loaded with on a cold load, set by control as it judges it.
+    package private(set) var contextFit: [String: Int] = [:]
+
+    package mutating func setContextFit(_ fits: [String: Int]) {
+        contextFit = fits.filter { RequestLimits.numCtx.contains($0.value) }
     }
 
     /// A `herd benchmark` result (posted now, or the last one stored): the

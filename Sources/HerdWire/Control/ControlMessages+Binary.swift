@@ -141,12 +141,14 @@ extension RouteAnswer: WireBinaryMessage {
         out.wire(string: score)
         out.wire(bool: stripNumCtx)
         out.wire(bool: reportStart)
+        out.wire(optionalInt: numCtx)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
         self.init(id: try r.varint(), node: try r.string(), upstream: try r.string(), backend: try r.code(BackendKind.self), model: try r.string(),
                   queuedMilliseconds: try r.int(), reason: try r.string(), retries: try r.int(), score: try r.string(),
-                  stripNumCtx: try r.bool(), reportStart: try r.bool())
+                  stripNumCtx: try r.bool(), reportStart: try r.bool(), numCtx: try r.optionalInt())
+        if let n = numCtx, !RequestLimits.numCtx.contains(n) { throw r.fail("num_ctx must be \(RequestLimits.numCtx.lowerBound)–\(RequestLimits.numCtx.upperBound)") }
     }
 }
 

@@ -100,7 +100,7 @@ public enum WorkKind: String, Sendable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 9
+    public static let protocolVersion = 10
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String
@@ -230,9 +230,14 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
     @Defaulted<WireDefaults.False> public var stripNumCtx: Bool
     /// Send STARTED when the node's first byte comes (control is learning this node:model's concurrency).
     @Defaulted<WireDefaults.False> public var reportStart: Bool
+    /// Set `options.num_ctx` to this before sending (`--num-ctx-policy fit`:
+    /// the context a cold load gets, or the one the model is loaded with, so
+    /// Ollama does not reload it); nil: the body's own.
+    public var numCtx: Int?
 
     public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "",
-                retries: Int = 0, score: String = "", stripNumCtx: Bool = false, reportStart: Bool = false) {
+                retries: Int = 0, score: String = "", stripNumCtx: Bool = false, reportStart: Bool = false, numCtx: Int? = nil) {
+        self.numCtx = numCtx
         self.id = id
         self.node = node
         self.upstream = upstream
@@ -248,7 +253,7 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
 
     enum CodingKeys: String, CodingKey {
         case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score, stripNumCtx = "strip_num_ctx",
-             reportStart = "report_start"
+             reportStart = "report_start", numCtx = "num_ctx"
     }
 }
 

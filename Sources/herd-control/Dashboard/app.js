@@ -170,7 +170,11 @@ const views = {
       const lh = m.last_hour;
       const kind = { chat: "chat", embed: "embeddings", rerank: "rerank", stt: "speech-to-text", tts: "text-to-speech", image: "images" }[m.kind] || m.kind;
       rows.push(h("tr", {}, h("td", { colspan: 11 }, h("h3", {}, m.name, " ", h("span", { class: "tag", title: "the kind of work it does" }, kind)), h("span", { class: "muted" },
-        ` ${num(lh.requests)} requests · ${num(lh.completion_tokens)} tokens out in the last hour · TTFT p50 ${ms(lh.ttft_p50_ms)}`))));
+        ` ${num(lh.requests)} requests · ${num(lh.completion_tokens)} tokens out in the last hour · TTFT p50 ${ms(lh.ttft_p50_ms)}`),
+        m.context_fit ? h("span", { class: "muted", title: "--num-ctx-policy fit: the context cold loads get, judged by time to first byte" },
+          ` · context fit ${m.context_fit.phase}` + (m.context_fit.num_ctx ? ` at ${num(m.context_fit.num_ctx)}` : "") +
+          (m.context_fit.ttft_before_ms != null ? ` (first byte ${ms(m.context_fit.ttft_before_ms)}` +
+            (m.context_fit.ttft_after_ms != null ? ` → ${ms(m.context_fit.ttft_after_ms)})` : " before)") : "")) : null)));
       for (const p of m.nodes) {
         const t = p.last_hour;
         rows.push(h("tr", {},

@@ -292,8 +292,10 @@ final class FleetAPI {
                     "last_hour": tallyJSON(t, seconds: 3600),
                 ]
             }
-            return ["name": .string(model), "kind": .string((kinds[model] ?? .chat).rawValue), "nodes": .array(nodes),
-                    "last_hour": tallyJSON(total, seconds: 3600)]
+            var members: [(String, JSONValue)] = [("name", .string(model)), ("kind", .string((kinds[model] ?? .chat).rawValue)),
+                                                  ("nodes", .array(nodes)), ("last_hour", tallyJSON(total, seconds: 3600))]
+            if let fit = routes.contextFitter.json(model) { members.append(("context_fit", fit)) }
+            return .object(members)
         })]
     }
 

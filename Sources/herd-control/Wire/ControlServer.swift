@@ -50,6 +50,8 @@ final class ControlServer {
     private let currentSnapshot: () -> RoutingSnapshot
     /// A request ended: trace, log line, metrics.
     var onFinished: ((FinishedRequest) -> Void)?
+    /// `--num-ctx-policy fit`: each model's context sized by use, judged by time to first byte.
+    private(set) var contextFitter = ContextFitter()
     let log: Logger
 
     /// SHA-256 (hex) of the fleet key, told to each proxy in its hello (model management needs the key).
@@ -278,6 +280,23 @@ final class ControlServer {
             reason: "cloud overflow to \(provider.name): \(why)", retries: retries, score: "cloud=\(provider.name)"))
     }
 
+    /// Feeds the context fitter; a change of phase reaches the scheduler (and the log).
+    private func fitContext(_ finished: FinishedRequest) {
+        guard let change = contextFitter.observe(finished) else { return }
+        scheduler.setContextFit(contextFitter.fits)
+        switch change {
+        case let .trying(model, fit, p99, before):
+            log.info("context fit: \(model) loads with num_ctx \(fit) from its next cold load (p99 of use \(p99) tokens × 1.5; "
+                     + "first byte before: \(Int(saturatingRounded: before)) ms)")
+        case let .kept(model, fit, before, after):
+            log.info("context fit: \(model) at num_ctx \(fit) kept: first byte \(Int(saturatingRounded: before)) ms before, "
+                     + "\(Int(saturatingRounded: after)) ms after")
+        case let .undone(model, fit, before, after):
+            log.warning("context fit: \(model) at num_ctx \(fit) undone: first byte got worse (\(Int(saturatingRounded: before)) ms before, "
+                        + "\(Int(saturatingRounded: after)) ms after); its next request reloads it at its own context")
+        }
+    }
+
     /// Sends what the scheduler decided and re-arms the queue timer.
     private func performActions() {
         var prewarms: [Prewarm] = []
@@ -290,7 +309,9 @@ final class ControlServer {
             case let .queued(proxy, queued): links[proxy]?.channel.send(.queued, queued)
             case let .granted(proxy, tickets): links[proxy]?.channel.send(.grant, TicketGrant(tickets: tickets))
             case let .revoked(proxy, tickets): links[proxy]?.channel.send(.revoke, TicketList(tickets: tickets))
-            case let .finished(finished): onFinished?(finished)
+            case let .finished(finished):
+                if scheduler.settings.numCtxPolicy == .fit { fitContext(finished) }
+                onFinished?(finished)
             case let .prewarm(prewarm): prewarms.append(prewarm)
             }
         }

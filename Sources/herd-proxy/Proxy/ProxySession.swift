@@ -206,8 +206,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         headers.add("X-Forwarded-For", forwardedFor + (exchange.remoteHost ?? "unknown"))
         headers.add("X-Forwarded-Proto", exchange.head.headers[.xForwardedProto] ?? "http")
         // A form goes as it came (its model named as the client named it).
-        var upstreamBody = !endpoint.isForm && (answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx)
-            ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx) : body
+        var upstreamBody = !endpoint.isForm && (answer.model != fields.model || fields.hasFallbackField || answer.stripNumCtx || answer.numCtx != nil)
+            ? rewrittenBody(model: answer.model, stripNumCtx: answer.stripNumCtx, numCtx: answer.numCtx) : body
         var target = exchange.head.target
         translator = nil
         if let path = endpoint.upstreamPath {
@@ -288,16 +288,21 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         self.task = task
     }
 
-    /// The body with the served model, without `fallback_models`, and without
-    /// `options.num_ctx` when control says the loaded context covers it (rare
-    /// path: only then is the body parsed whole).
-    private func rewrittenBody(model: String, stripNumCtx: Bool) -> [UInt8] {
-        guard case let .object(members)? = try? JSONValue.parse(body) else { return body }
+    /// The body with the served model, without `fallback_models`, without
+    /// `options.num_ctx` when control says the loaded context covers it, or
+    /// with the `num_ctx` control sets (`--num-ctx-policy fit`) — rare paths:
+    /// only then is the body parsed whole.
+    private func rewrittenBody(model: String, stripNumCtx: Bool, numCtx: Int? = nil) -> [UInt8] {
+        guard case var .object(members)? = try? JSONValue.parse(body) else { return body }
+        if let numCtx, !members.contains(where: { $0.0 == "options" }) { members.append(("options", .object([]))) }
         var out: [UInt8] = []
         JSONValue.object(members.compactMap { key, value in
             switch key {
             case "fallback_models": return nil
             case "model": return (key, .string(model))
+            case "options" where numCtx != nil:
+                guard case let .object(options) = value else { return (key, value) }
+                return (key, .object(options.filter { $0.0 != "num_ctx" } + [("num_ctx", .int(numCtx ?? 0))]))
             case "options" where stripNumCtx:
                 guard case let .object(options) = value else { return (key, value) }
                 return (key, .object(options.filter { $0.0 != "num_ctx" }))
