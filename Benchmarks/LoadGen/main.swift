@@ -246,7 +246,7 @@ case "route":
                             sentTimes[id] = EventLoop.monotonicNanoseconds()
                             sent += 1
                             // num_ctx set: a request tickets do not serve, so every one is a ROUTE → ROUTE_OK round trip.
-                            channel.send(.route, RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "bench:1b", stream: false, numCtx: 2048))
+                            channel.send(.route, RouteAsk(request: RouteRequest(id: id, api: .ollama, path: "/api/chat", model: "bench:1b", stream: false, numCtx: 2048)))
                         }
                         if sent == total { ticker.stop() }
                     }

@@ -75,7 +75,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
                 if let json = try? frame.json(), let delta = try? SnapshotDelta(json: json) {
                     _ = try? RoutingSnapshot(version: delta.base, nodes: [.init(id: "n", status: "online", backends: [])]).applying(delta)
                 }
-            case .route: _ = try? frame.decode(RouteRequest.self)
+            case .route: _ = try? frame.decode(RouteAsk.self)
             case .routeOK: _ = try? frame.decode(RouteAnswer.self)
             case .routeError: _ = try? frame.decode(RouteRefusal.self)
             case .retry: _ = try? frame.decode(RetryMessage.self)

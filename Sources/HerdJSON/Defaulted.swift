@@ -32,6 +32,7 @@ public enum WireDefaults {
     public enum False: WireDefault { public static var value: Bool { false } }
     public enum True: WireDefault { public static var value: Bool { true } }
     public enum Zero: WireDefault { public static var value: Int { 0 } }
+    public enum ZeroInt32: WireDefault { public static var value: Int32 { 0 } }
     public enum ZeroNumber: WireDefault { public static var value: Double { 0 } }
     public enum EmptyString: WireDefault { public static var value: String { "" } }
     public enum EmptyObject: WireDefault { public static var value: JSONValue { [:] } }

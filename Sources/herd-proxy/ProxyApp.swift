@@ -198,7 +198,7 @@ final class ProxyApp {
     private func upload(_ exchange: HTTPExchange, endpoint: Endpoint, key: KeyCheck.Known?) {
         let legacy = endpoint == .legacyTranscribe
         let relay = UploadRelay(exchange: exchange, limit: options.maxUploadBytes, scanLimit: legacy ? 0 : 1024 * 1024)
-        let contentType = exchange.head.headers["Content-Type"]
+        let contentType = exchange.head.headers[.contentType]
         let fallbacks = RouteFields.list(exchange.head.headers[.xHerdFallbackModels])
         let tags = RouteFields.list(exchange.head.headers[.xHerdTags])
         relay.start(scan: { (held, whole) throws(RouteFields.Invalid) -> RouteFields? in
@@ -234,10 +234,9 @@ final class ProxyApp {
     private func route(_ exchange: HTTPExchange, endpoint: Endpoint, body: [UInt8], key: KeyCheck.Known?) {
         var fields: RouteFields
         do {
-            fields = try RouteFields.read(body, endpoint: endpoint,
-                                          headerFallbacks: RouteFields.list(exchange.head.headers[.xHerdFallbackModels]),
-                                          headerTags: RouteFields.list(exchange.head.headers[.xHerdTags]),
-                                          headerSession: exchange.head.headers[.xHerdSession], headerNode: exchange.head.headers[.xHerdNode])
+            let herd = RouteFields.herdHeaders(exchange.head.headers)
+            fields = try RouteFields.read(body, endpoint: endpoint, headerFallbacks: RouteFields.list(herd.fallbacks),
+                                          headerTags: RouteFields.list(herd.tags), headerSession: herd.session, headerNode: herd.node)
         } catch {
             ClientError.badRequest(error.message).respond(exchange, api: endpoint.api, headers: corsHeaders(for: exchange))
             return
@@ -249,7 +248,7 @@ final class ProxyApp {
         var caching: ProxySession.Caching?
         if let cache {
             // Answered from the cache, or kept once answered (`ResponseCache`).
-            let ask = ResponseCache.ask(exchange.head.headers["X-Herd-Cache"])
+            let ask = ResponseCache.ask(exchange.head.headers[.xHerdCache])
             if ask == .semantic || (ask != .off && key?.key.semantic == true), let semantic,
                let prompt = SemanticIndex.prompt(endpoint: endpoint, body: body, modelDigest: modelDigest(fields.model)),
                let exact = ResponseCache.key(path: endpoint.rawValue, body: body, modelDigest: modelDigest(fields.model)) {

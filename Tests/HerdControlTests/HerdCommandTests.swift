@@ -16,6 +16,15 @@ import Testing
         #expect(unknown.status == 64 && unknown.output.contains("no command 'frobnicate'"))
         let nodeHelp = ProcessRunner.run(Self.herd, ["help", "node"])
         #expect(nodeHelp.status == 0 && nodeHelp.output.contains("--ollama"), "herd help node is herd-node --help")
+        // Each binary's --help reads like a manual page: what it does, its files, examples, where to read on.
+        for (binary, words) in [("herd-control", ["DESCRIPTION", "COMMANDS", "ENVIRONMENT", "FILES", "herd.db", "EXAMPLES", "SEE ALSO"]),
+                                ("herd-node", ["DESCRIPTION", "FILES", "capacity.db", "EXAMPLES", "SEE ALSO"]),
+                                ("herd-proxy", ["DESCRIPTION", "ENVIRONMENT", "EXAMPLES", "SEE ALSO"])] {
+            let help = ProcessRunner.run(ProcessRunner.executable(binary), ["--help"])
+            #expect(help.status == 0 && words.allSatisfy { help.output.contains($0) }, "\(binary) --help: \(help.output)")
+        }
+        let benchmarkHelp = ProcessRunner.run(Self.herd, ["help", "benchmark"])
+        #expect(benchmarkHelp.status == 0 && benchmarkHelp.output.contains("knee") && benchmarkHelp.output.contains("--dry-run"), "\(benchmarkHelp.output)")
     }
 
     @Test func herdServeRunsTheRouterAndHerdKeysAndStatusTalkToIt() throws {

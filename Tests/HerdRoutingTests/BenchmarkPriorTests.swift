@@ -85,8 +85,8 @@ import Testing
         h.fleet = [node("a", models: ["m:1b"], loaded: ["m:1b"], port: 1), node("b", models: ["m:1b"], loaded: ["m:1b"], port: 2)]
         func pinned(_ id: UInt64, _ to: String, model: String = "m:1b") -> [SchedulerAction] {
             var actions: [SchedulerAction] = []
-            h.scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: false, node: to), from: SchedulerHarness.p1,
-                              fleet: h.fleet, now: h.now, into: &actions)
+            h.scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: false), from: SchedulerHarness.p1,
+                              fleet: h.fleet, now: h.now, pinned: to, into: &actions)
             return actions.filter { $0.kind != "queued" }
         }
         for id in UInt64(1)...3 {

@@ -246,7 +246,7 @@ func decoded<M: WireBinaryMessage>(_: M.Type, _ bytes: [UInt8]) -> Result<M, Con
                 switch type {
                 case .hello, .helloOK, .snapshot, .snapshotDelta:
                     ok = body.withUnsafeBytes { raw in (try? ControlFrameBody(type: type, bytes: raw).json()) != nil }
-                case .route: ok = (try? decoded(RouteRequest.self, body).get()) != nil
+                case .route: ok = (try? decoded(RouteAsk.self, body).get()) != nil
                 case .routeOK: ok = (try? decoded(RouteAnswer.self, body).get()) != nil
                 case .routeError: ok = (try? decoded(RouteRefusal.self, body).get()) != nil
                 case .retry: ok = (try? decoded(RetryMessage.self, body).get()) != nil

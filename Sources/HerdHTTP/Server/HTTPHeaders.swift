@@ -11,6 +11,8 @@ public enum KnownHeader: UInt8, Sendable {
     case xApiKey
     /// `X-Herd-Node`: the node a client asks for (an inference request pinned there, or a model action's target).
     case xHerdNode
+    /// `X-Herd-Cache`: a client's say on the response cache.
+    case xHerdCache
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by a proxy.
     public var isHopByHop: Bool {
@@ -60,6 +62,7 @@ public enum KnownHeader: UInt8, Sendable {
         case (30, 0x61): ("Access-Control-Request-Headers", .accessControlRequestHeaders)
         case (6, 0x65): ("Expect", .expect)
         case (9, 0x78): ("X-Api-Key", .xApiKey)
+        case (12, 0x78): ("X-Herd-Cache", .xHerdCache)
         default: nil
         }
         guard let (known, kind) = candidate else { return nil }

@@ -78,8 +78,8 @@ extension Scheduler {
             waiting.queue.append(WaitQueue.Item(key: key, client: entry.request.client, deadline: deadline, slot: slot, reserves: best.drains))
             entries[key] = entry
             actions.append(.queued(key.proxy, RouteQueued(id: entry.request.id, timeoutMilliseconds: deadline > now ? deadline - now : 0)))
-        case .notFound where !entry.request.node.isEmpty:
-            let pin = entry.request.node
+        case .notFound where entry.pinned != nil:
+            let pin = entry.pinned ?? ""
             let message = fleet.contains(where: { $0.id == pin })
                 ? "model '\(entry.request.model)' is not on node '\(pin)' (X-Herd-Node)"
                 : "X-Herd-Node: no node '\(pin)' in the fleet"
@@ -207,7 +207,7 @@ extension Scheduler {
         request.vision = entry.request.vision
         request.work = WorkKind(path: entry.request.path)
         request.workUnits = entry.request.workUnits
-        if !entry.request.node.isEmpty { request.pinned = entry.request.node }
+        request.pinned = entry.pinned
         return request
     }
 

@@ -156,6 +156,8 @@ package struct Scheduler {
         var revoked = false
         /// How long it may wait in the queue, when its client key says less than `--queue-timeout`.
         var queueTimeout: UInt64?
+        /// `X-Herd-Node`: the only node it may go to (herd's limit does not hold it back).
+        var pinned: String?
     }
 
     package let settings: Settings
@@ -245,7 +247,7 @@ package struct Scheduler {
 
     /// A ROUTE: decide now, or queue.
     package mutating func route(_ request: RouteRequest, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, queueTimeout: UInt64? = nil,
-                                into actions: inout [SchedulerAction]) {
+                                pinned: String? = nil, into actions: inout [SchedulerAction]) {
         if let cap = settings.maxInFlightPerClient, entries.values.lazy.filter({ $0.request.client == request.client }).count >= cap {
             refuse(RequestKey(proxy: proxy, id: request.id), Entry(request: request, arrivedAt: now), RouteRefusal(
                 id: request.id, code: .clientLimit, message: "too many requests from this client at once (at most \(cap) queued or in flight)",
@@ -254,8 +256,10 @@ package struct Scheduler {
         }
         var entry = Entry(request: request, arrivedAt: now)
         entry.queueTimeout = queueTimeout.map { min($0, settings.queueTimeoutMilliseconds) }
+        entry.pinned = pinned.flatMap { $0.isEmpty ? nil : $0 }
         decide(RequestKey(proxy: proxy, id: request.id), entry, fleet: fleet, now: now, into: &actions)
-        noteDemand(request, from: proxy, fleet: fleet, now: now, into: &actions)
+        // A pinned request says nothing of where its kind should go: no tickets for it.
+        if pinned?.isEmpty ?? true { noteDemand(request, from: proxy, fleet: fleet, now: now, into: &actions) }
     }
 
     /// The request of a ROUTE just refused (its entry is kept until its RESULT), if it is known.

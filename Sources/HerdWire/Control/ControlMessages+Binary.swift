@@ -112,7 +112,6 @@ extension RouteRequest: WireBinaryMessage {
         // RESULT and RETRY frames (a ticket's), where more follows it.
         out.wire(optionalDouble: workUnits != 0 ? workUnits : nil)
         out.wire(varint: UInt64(truncatingIfNeeded: key))
-        out.wire(string: node)
     }
 
     public init(reading r: inout WireReader) throws(ControlProtocolError) {
@@ -120,11 +119,24 @@ extension RouteRequest: WireBinaryMessage {
                   fallbacks: try r.strings(), tags: try r.strings(), estimatedTokens: try r.int(), numCtx: try r.optionalInt(),
                   client: try r.string(), maxTokens: try r.optionalInt(), think: try r.optionalBool(),
                   session: try r.optional(ContentHash.self), prefix: try r.optional(ContentHash.self),
-                  vision: try r.bool(), workUnits: try r.optionalDouble() ?? 0, key: Int(truncatingIfNeeded: try r.varint()),
-                  node: try r.string())
+                  vision: try r.bool(), workUnits: try r.optionalDouble() ?? 0, key: Int(truncatingIfNeeded: try r.varint()))
         // Control trusts the proxy only as far as these bounds (the proxy's
         // validator applies the same ones, so it never sends past them).
         if let problem = RequestLimits.check(self) { throw r.fail(problem) }
+    }
+}
+
+extension RouteAsk: WireBinaryMessage {
+    public func write(to out: inout [UInt8]) {
+        request.write(to: &out)
+        out.wire(string: node)
+    }
+
+    public init(reading r: inout WireReader) throws(ControlProtocolError) {
+        self.init(request: try RouteRequest(reading: &r), node: try r.string())
+        if !RequestLimits.nodeBytes.contains(node.utf8.count) || node.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            throw r.fail("node: at most \(RequestLimits.nodeBytes.upperBound) bytes without control characters")
+        }
     }
 }
 

@@ -172,17 +172,11 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
     /// The client key's id (`ClientKeys.Key.id`), 0 when the request has none:
     /// control counts its usage and holds it to the key's limits.
     @Defaulted<WireDefaults.Zero> public var key: Int
-    /// `X-Herd-Node`: the node the client asked for ("" none). Only that node
-    /// is a candidate, and herd's learned limit does not hold it back (the
-    /// client asked for that machine: `herd benchmark` measures it so).
-    @Defaulted<WireDefaults.EmptyString> public var node: String
 
     public init(id: UInt64, api: ClientAPI, path: String, model: String, stream: Bool, fallbacks: [String] = [], tags: [String] = [],
                 estimatedTokens: Int = 0, numCtx: Int? = nil, client: String = "", maxTokens: Int? = nil, think: Bool? = nil,
-                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0, key: Int = 0,
-                node: String = "") {
+                session: ContentHash? = nil, prefix: ContentHash? = nil, vision: Bool = false, workUnits: Double = 0, key: Int = 0) {
         self.key = key
-        self.node = node
         self.id = id
         self.api = api
         self.path = path
@@ -203,7 +197,22 @@ public struct RouteRequest: Equatable, Sendable, WireCodable {
 
     enum CodingKeys: String, CodingKey {
         case id, api, path, model, stream, fallbacks, tags, estimatedTokens = "est_tokens", numCtx = "num_ctx", client,
-             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units", key, node
+             maxTokens = "max_tokens", think, session, prefix, vision, workUnits = "work_units", key
+    }
+}
+
+/// proxy → control: a ROUTE — the request, and the node the client asked
+/// for with `X-Herd-Node` ("" none: only that node is a candidate, and herd's
+/// learned limit does not hold it back; `herd benchmark` measures nodes so).
+/// The pin travels beside the request, not in it: a `RouteRequest` is copied
+/// on every request's path (tickets, RESULT), a pin is rare.
+public struct RouteAsk: Equatable, Sendable {
+    public var request: RouteRequest
+    public var node: String
+
+    public init(request: RouteRequest, node: String = "") {
+        self.request = request
+        self.node = node
     }
 }
 
@@ -232,12 +241,19 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
     @Defaulted<WireDefaults.False> public var reportStart: Bool
     /// Set `options.num_ctx` to this before sending (`--num-ctx-policy fit`:
     /// the context a cold load gets, or the one the model is loaded with, so
-    /// Ollama does not reload it); nil: the body's own.
-    public var numCtx: Int?
+    /// Ollama does not reload it); 0: the body's own. An `Int32` beside the
+    /// two flags: the answer, copied on every request, does not grow.
+    @Defaulted<WireDefaults.ZeroInt32> public var fittedNumCtx: Int32
+
+    /// `fittedNumCtx` as the proxy uses it: nil when not set.
+    public var numCtx: Int? {
+        get { fittedNumCtx > 0 ? Int(fittedNumCtx) : nil }
+        set { fittedNumCtx = newValue.map { Int32(clamping: max(0, $0)) } ?? 0 }
+    }
 
     public init(id: UInt64, node: String, upstream: String, backend: BackendKind, model: String, queuedMilliseconds: Int = 0, reason: String = "",
                 retries: Int = 0, score: String = "", stripNumCtx: Bool = false, reportStart: Bool = false, numCtx: Int? = nil) {
-        self.numCtx = numCtx
+        fittedNumCtx = numCtx.map { Int32(clamping: max(0, $0)) } ?? 0
         self.id = id
         self.node = node
         self.upstream = upstream
@@ -253,7 +269,7 @@ public struct RouteAnswer: Equatable, Sendable, WireCodable {
 
     enum CodingKeys: String, CodingKey {
         case id, node, upstream, backend, model, queuedMilliseconds = "queued_ms", reason, retries, score, stripNumCtx = "strip_num_ctx",
-             reportStart = "report_start", numCtx = "num_ctx"
+             reportStart = "report_start", fittedNumCtx = "num_ctx"
     }
 }
 

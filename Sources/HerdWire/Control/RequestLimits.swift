@@ -64,9 +64,6 @@ public enum RequestLimits {
         if !(0...maxKeyID).contains(r.key) { return "key must be 0–\(maxKeyID)" }
         if !clientBytes.contains(r.client.utf8.count) { return "client: at most \(clientBytes.upperBound) bytes" }
         if !pathBytes.contains(r.path.utf8.count) { return "path: 1–\(pathBytes.upperBound) bytes" }
-        if !nodeBytes.contains(r.node.utf8.count) || r.node.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
-            return "node: at most \(nodeBytes.upperBound) bytes without control characters"
-        }
         return nil
     }
 }

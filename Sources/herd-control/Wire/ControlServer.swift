@@ -174,7 +174,8 @@ final class ControlServer {
             let now = clock.now
             switch frame.type {
             case .route:
-                let request = try frame.decode(RouteRequest.self)
+                let ask = try frame.decode(RouteAsk.self)
+                let request = ask.request
                 if request.key != 0, let keys {
                     let admission = keys.admit(request, proxy: link.key, now: now, wallNow: keys.wallClock())
                     if let refusal = admission.refusal {
@@ -186,10 +187,11 @@ final class ControlServer {
                         sendToCloud(CloudRequest(request: request, tried: [], queuedMs: 0), provider, model: model, proxy: link.key,
                                     why: "'\(request.model)' is served only by cloud provider \(provider.name)")
                     } else {
-                        scheduler.route(request, from: link.key, fleet: registry.list, now: now, queueTimeout: admission.queueTimeout, into: &actions)
+                        scheduler.route(request, from: link.key, fleet: registry.list, now: now, queueTimeout: admission.queueTimeout,
+                                        pinned: ask.node, into: &actions)
                     }
                 } else {
-                    scheduler.route(request, from: link.key, fleet: registry.list, now: now, into: &actions)
+                    scheduler.route(request, from: link.key, fleet: registry.list, now: now, pinned: ask.node, into: &actions)
                 }
             case .retry:
                 let message = try frame.decode(RetryMessage.self)

@@ -423,6 +423,29 @@ struct RouteFields: Equatable {
     }
 
     /// Splits a comma-separated header value.
+    /// herd's own request headers, found in one pass over the head's kinds
+    /// (most requests carry none of them).
+    struct HerdHeaders {
+        var fallbacks: String?
+        var tags: String?
+        var session: String?
+        var node: String?
+    }
+
+    static func herdHeaders(_ headers: HTTPHeaders) -> HerdHeaders {
+        var found = HerdHeaders()
+        for (i, kind) in headers.kinds.enumerated() {
+            switch kind {
+            case .xHerdFallbackModels?: if found.fallbacks == nil { found.fallbacks = headers.fields[i].value }
+            case .xHerdTags?: if found.tags == nil { found.tags = headers.fields[i].value }
+            case .xHerdSession?: if found.session == nil { found.session = headers.fields[i].value }
+            case .xHerdNode?: if found.node == nil { found.node = headers.fields[i].value }
+            default: continue
+            }
+        }
+        return found
+    }
+
     static func list(_ header: String?) -> [String] {
         guard let header else { return [] }
         return header.split(separator: ",").map { String($0.trimmingSpaces) }.filter { !$0.isEmpty }

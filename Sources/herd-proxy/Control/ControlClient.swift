@@ -213,10 +213,10 @@ final class ControlClient: LoopFlushable {
     }
 
     /// Asks control for a route; false when control is away (route locally).
-    func route(_ request: RouteRequest, waiter: any ControlWaiter) -> Bool {
+    func route(_ request: RouteRequest, pin: String, waiter: any ControlWaiter) -> Bool {
         guard connected, !unresponsive, let channel else { return false }
         waiters[request.id] = waiter
-        channel.send(.route, request)
+        channel.send(.route, RouteAsk(request: request, node: pin))
         awaitAnswer(request.id)
         return true
     }
@@ -228,7 +228,6 @@ final class ControlClient: LoopFlushable {
         // Tickets are granted by api, model and kind of work: an embedding spends only an embedding's.
         guard connected, !unresponsive, tickets.count > 0, !request.vision else { return nil }
         if request.key != 0, limitedKeys.contains(request.key) { return nil }
-        if !request.node.isEmpty { return nil } // X-Herd-Node: control places it on that node
         let ticket = tickets.spend(for: request, now: loop.now)
         if let ticket { tickets.routed(request, to: ticket.node) }
         return ticket

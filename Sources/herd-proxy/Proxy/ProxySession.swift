@@ -128,8 +128,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
                 fallbacks: fields.fallbacks, tags: fields.tags, estimatedTokens: endpoint.bodyIsPrompt ? body.count / 4 : 0, numCtx: fields.numCtx,
                 client: ClientIdentity.of(exchange.head.headers, address: exchange.remoteHost, key: key?.key.name), maxTokens: fields.maxTokens,
                 think: fields.think, session: fields.session, prefix: fields.prefix, vision: fields.vision, workUnits: fields.workUnits,
-                key: key?.key.id ?? 0, node: fields.node)
-            let attempt = routes.attempt(request, waiter: self)
+                key: key?.key.id ?? 0)
+            let attempt = routes.attempt(request, pin: fields.node, waiter: self)
             self.attempt = attempt
             attempt.start()
         case let .askRetry(node, reason, status):
@@ -146,7 +146,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         case let .failClient(error):
             error.respond(exchange, api: endpoint.api, headers: cors)
         case let .failStream(message):
-            if let bytes = ClientError.streamError(contentType: translator?.contentType ?? upstreamHead?.headers["Content-Type"], message: message,
+            if let bytes = ClientError.streamError(contentType: translator?.contentType ?? upstreamHead?.headers[.contentType], message: message,
                                                    api: endpoint.api),
                translator != nil || (upstreamHead.map(ProxySession.isChunked) ?? false) {
                 exchange.write(bytes)
@@ -215,7 +215,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             target = path
             if endpoint == .legacyTranscribe {
                 guard let held = upload?.held, upload?.isWhole == true,
-                      let form = RouteFields.transcriptionForm(fromLegacy: held, contentType: exchange.head.headers["Content-Type"], model: answer.model) else {
+                      let form = RouteFields.transcriptionForm(fromLegacy: held, contentType: exchange.head.headers[.contentType], model: answer.model) else {
                     return perform(flow.answeredByHerd(ClientError.badRequest("the form has no \"audio\" part (the audio to transcribe)")))
                 }
                 return send(HTTPClientRequest(method: "POST", target: target, headers: headers, body: form), to: answer.upstream)
@@ -359,7 +359,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private func keepInCache() {
         guard let caching, let key = caching.key, let body = cacheBody, upstreamHead?.status == 200, let answer else { return }
         cacheBody = nil
-        let contentType = translator?.contentType ?? upstreamHead?.headers["Content-Type"] ?? "application/json"
+        let contentType = translator?.contentType ?? upstreamHead?.headers[.contentType] ?? "application/json"
         caching.cache.store(key, contentType: contentType, body: body, node: answer.node, model: answer.model, now: exchange.loop.nowMilliseconds)
         if let semantic = caching.semantic { semantic.index.add(semantic.shape, semantic.vector, key: key) }
     }

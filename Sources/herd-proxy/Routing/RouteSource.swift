@@ -29,20 +29,21 @@ final class RouteSource {
 
     /// A route attempt for `request`, its answers for `waiter`: `start` it
     /// once the caller holds it (a ticket's route is delivered inside `start`).
-    func attempt(_ request: RouteRequest, waiter: any RouteWaiter) -> RouteAttempt {
-        RouteAttempt(source: self, request: request, waiter: waiter)
+    func attempt(_ request: RouteRequest, pin: String = "", waiter: any RouteWaiter) -> RouteAttempt {
+        RouteAttempt(source: self, request: request, pin: pin, waiter: waiter)
     }
 
     /// The local policy's answer for `attempt`, delivered on the next tick.
     fileprivate func routeLocally(_ attempt: RouteAttempt, excluded: Set<String>, retries: Int) {
         let snapshot = control.snapshot
         let request = attempt.request
+        let pin = attempt.pin
         let models = [request.model] + request.fallbacks
         let outcome: RouteAttempt.LocalOutcome
         if retries > maxLocalRetries {
             outcome = .refused(RouteRefusal(id: request.id, code: .retriesExhausted, message: "every node tried failed"))
         } else if let answer = LocalPolicy.choose(snapshot: snapshot, api: request.api, models: models,
-                                                  excluded: request.node.isEmpty ? excluded : excluded.union(snapshot.nodes.lazy.map(\.id).filter { $0 != request.node }),
+                                                  excluded: pin.isEmpty ? excluded : excluded.union(snapshot.nodes.lazy.map(\.id).filter { $0 != pin }),
                                                   inFlight: inFlight, id: request.id, work: WorkKind(path: request.path)) {
             outcome = .routed(answer)
         } else {
@@ -60,6 +61,8 @@ final class RouteAttempt: ControlWaiter {
     private var machine: RouteMachine
 
     var request: RouteRequest { machine.request }
+    /// `X-Herd-Node` ("" none): control places it there; it never spends a ticket.
+    let pin: String
     /// Retries so far (control's count, or the local one).
     var retries: Int { machine.retries }
     /// Routed by the local policy.
@@ -67,8 +70,9 @@ final class RouteAttempt: ControlWaiter {
     /// Its first route came by a ticket.
     var byTicket: Bool { machine.byTicket }
 
-    fileprivate init(source: RouteSource, request: RouteRequest, waiter: any RouteWaiter) {
+    fileprivate init(source: RouteSource, request: RouteRequest, pin: String, waiter: any RouteWaiter) {
         self.source = source
+        self.pin = pin
         self.waiter = waiter
         machine = RouteMachine(request: request)
     }
@@ -76,7 +80,7 @@ final class RouteAttempt: ControlWaiter {
     /// Starts routing: a ticket when the proxy holds one, else control, else the local policy.
     func start() {
         let control = source.control
-        let ticket = control.spendTicket(for: machine.request)
+        let ticket = pin.isEmpty ? control.spendTicket(for: machine.request) : nil
         perform(machine.begin(ticket: ticket, controlAway: ticket == nil && !control.isConnected ? control.awayReason : nil))
     }
 
@@ -116,7 +120,7 @@ final class RouteAttempt: ControlWaiter {
             switch action {
             case .sendRoute:
                 // Control can still turn out to be away: then the machine hears it lost.
-                if !control.route(machine.request, waiter: self) { perform(machine.controlLost(reason: control.awayReason)) }
+                if !control.route(machine.request, pin: pin, waiter: self) { perform(machine.controlLost(reason: control.awayReason)) }
             case let .sendRetry(retry, ticket):
                 if !control.retry(retry, ticket: ticket, waiter: self) { perform(machine.retryNotSent(ticket: ticket, reason: control.awayReason)) }
             case .sendCancel: control.cancel(id: machine.request.id)
