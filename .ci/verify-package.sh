@@ -24,6 +24,13 @@ for binary in herd herd-control herd-proxy herd-node; do
     if ldd "$run/extracted/usr/bin/$binary" | grep -q 'libswift'; then fail "$binary needs the Swift runtime: $(ldd "$run/extracted/usr/bin/$binary")"; fi
 done
 echo "ldd: no binary needs a libswift* library"
+for binary in herd herd-control herd-proxy herd-node; do
+    page="$run/extracted/usr/share/man/man1/$binary.1.gz"
+    [ -f "$page" ] || fail "no manual page for $binary"
+    zcat "$page" | grep -q "^\.TH $(printf '%s' "$binary" | tr 'a-z' 'A-Z') 1" || fail "$binary.1 is not a manual page"
+done
+zcat "$run/extracted/usr/share/man/man1/herd-control.1.gz" | grep -q '^DESCRIPTION' || fail "herd-control.1 has no DESCRIPTION"
+echo "manual pages: herd(1), herd-control(1), herd-proxy(1), herd-node(1)"
 
 dpkg -i "$deb" >/dev/null
 getent passwd herd >/dev/null || fail "the postinst made no herd user"

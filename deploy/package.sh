@@ -46,7 +46,7 @@ stage="$(mktemp -d /tmp/herd-package.XXXXXX)"
 trap 'rm -rf "$stage"' EXIT
 root="$stage/herd_${version}_${arch}"
 install -d -m 0755 "$root/usr/bin" "$root/lib/systemd/system/herd-control.service.wants" "$root/etc/default" "$root/etc/sysctl.d" \
-    "$root/usr/share/doc/herd" "$root/DEBIAN"
+    "$root/usr/share/doc/herd" "$root/usr/share/man/man1" "$root/DEBIAN"
 for binary in "${binaries[@]}"; do
     install -m 0755 -s "$bin/$binary" "$root/usr/bin/$binary"
 done
@@ -75,6 +75,21 @@ cat > "$root/etc/default/herd-node" <<'CONF'
 CONF
 chmod 0640 "$root/etc/default/herd" "$root/etc/default/herd-node"
 install -m 0644 README.md "$root/usr/share/doc/herd/README.md"
+# Manual pages (man herd-node): each binary's own --help, which is written as one.
+manpage() { # binary summary
+    local upper
+    upper="$(printf '%s' "$1" | tr 'a-z' 'A-Z')"
+    {
+        printf '.TH %s 1 "" "herd %s" "herd manual"\n.SH NAME\n%s \\- %s\n.SH SYNOPSIS AND DESCRIPTION\n.nf\n' "$upper" "$version" "$1" "$2"
+        "$bin/$1" --help 2>&1 | sed -e 's/\\/\\e/g' -e 's/^[.'"'"']/\\\&&/'
+        printf '.fi\n'
+    } | gzip -9n > "$root/usr/share/man/man1/$1.1.gz"
+    chmod 0644 "$root/usr/share/man/man1/$1.1.gz"
+}
+manpage herd "one endpoint for a fleet of model servers"
+manpage herd-control "the router's control plane: fleet, routing decisions, dashboard"
+manpage herd-proxy "the router's data plane: one Ollama, OpenAI and Anthropic endpoint"
+manpage herd-node "the agent on each machine with a model server"
 printf '/etc/default/herd\n/etc/default/herd-node\n/etc/sysctl.d/60-herd.conf\n' > "$root/DEBIAN/conffiles"
 size="$(du -sk "$root" | cut -f1)"
 cat > "$root/DEBIAN/control" <<CONTROL
@@ -129,9 +144,10 @@ chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 dpkg-deb --build --root-owner-group "$root" "$out/herd_${version}_${arch}.deb" >/dev/null
 
 tarball="herd-$version-linux-$arch"
-install -d "$stage/$tarball/bin" "$stage/$tarball/systemd"
+install -d "$stage/$tarball/bin" "$stage/$tarball/systemd" "$stage/$tarball/man/man1"
 cp -a "$root/usr/bin/." "$stage/$tarball/bin/"
 cp -a deploy/systemd/. "$stage/$tarball/systemd/"
+cp -a "$root/usr/share/man/man1/." "$stage/$tarball/man/man1/"
 cp README.md "$stage/$tarball/"
 tar -C "$stage" -czf "$out/$tarball.tar.gz" "$tarball"
 echo "package.sh: $out/herd_${version}_${arch}.deb ($(du -h "$out/herd_${version}_${arch}.deb" | cut -f1)), $out/$tarball.tar.gz"

@@ -61,9 +61,9 @@ if os.path.exists(limits):
         last_half = limits_seen[len(limits_seen) // 2:]
         print(f"herd learned limit on {node}: " + " ".join(at) + f"   (second half: min {min(last_half)} max {max(last_half)})")
 
-baselines = [v for k, v in rows.items() if k != "herd"]
-if "herd" in rows and baselines:
-    herd = rows["herd"]
-    for index, name in ((2, "p95"), (1, "p50"), (0, "mean")):
-        best = min(b[index] for b in baselines)
-        print(f"herd {name} / best baseline {name} = {herd[index] / best:.2f}")
+baselines = [v for k, v in rows.items() if not k.startswith("herd")]
+for arm in ("herdbench", "herd"):
+    if arm in rows and baselines:
+        for index, name in ((2, "p95"), (1, "p50"), (0, "mean")):
+            best = min(b[index] for b in baselines)
+            print(f"{arm} {name} / best baseline {name} = {rows[arm][index] / best:.2f}")

@@ -13,7 +13,8 @@
 #        SEEDS="1 2 3" bash Benchmarks/routing-real/run.sh
 # Knobs: REQUESTS (150), LOAD (0.65: arrival rate as a share of the fleet's
 #        decode capacity), SPREAD (4), STREAM_SHARE (0: share of streams),
-#        API (ollama | openai), ROUTERS ("haproxy nginx herd"),
+#        API (ollama | openai), ROUTERS ("haproxy nginx herd"; add herdbench: herd after
+#        `herd benchmark` of the fresh fleet, BENCH_DURATION per machine, 30s),
 #        KEEP=DIR keeps each request's result (result-SEED-ROUTER.json) and herd's limits there;
 #        FLEET: one machine per word, slots:tokens_per_s:batch_slowdown:timings[:gauges]
 #          (timings: none | absurd | honest; gauges: none | vllm | llamacpp — a
@@ -123,7 +124,10 @@ run_nginx() {
   stop $p
 }
 
-run_herd() {
+run_herd() { herd_arm "$1" herd; }
+run_herdbench() { herd_arm "$1" herdbench; }
+
+herd_arm() { # seed name
   rm -rf "$work/herd"; mkdir -p "$work/herd"
   $B/herd-control --port $CONTROL_PORT --proxy-port $ROUTER_PORT --data-dir "$work/herd/control" --no-mdns 2>"$work/herd/control.log" &
   local control=$!; pids+=($control)
@@ -143,14 +147,19 @@ run_herd() {
     [ "$(curl -s -H 'Host: 127.0.0.1' "http://127.0.0.1:$CONTROL_PORT/api/v1/nodes" | grep -o '"status":"online"' | wc -l)" -ge "$n" ] && break
     sleep 0.1
   done
+  if [ "$2" = herdbench ]; then
+    $B/herd-control benchmark --port $CONTROL_PORT --router-port $ROUTER_PORT --duration "${BENCH_DURATION:-30s}" --max-concurrency 8 \
+      --max-tokens "$ANSWER" --prompt-tokens "$PROMPT" > "$work/bench-$1.txt" 2>&1 || true
+    cat "$work/bench-$1.txt"
+  fi
   ( while true; do
       printf '%s ' "$(date +%s.%N)"; curl -s -H 'Host: 127.0.0.1' "http://127.0.0.1:$CONTROL_PORT/api/v1/queues" || true; echo
       sleep 1
-    done ) > "$work/limits-$1.log" 2>/dev/null &
+    done ) > "$work/limits-$1$([ "$2" = herd ] || echo "-$2").log" 2>/dev/null &
   local poller=$!; pids+=($poller)
-  loadgen "$1" herd
+  loadgen "$1" "$2"
   stop $poller "${nodes[@]}" $control
-  cp "$work/herd/control.log" "$work/herd-control-$1.log"
+  cp "$work/herd/control.log" "$work/$2-control-$1.log"
 }
 
 loadgen() { # seed router

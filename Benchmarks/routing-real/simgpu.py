@@ -188,7 +188,13 @@ async def serve_inference(writer, path, body):
     ollama = path.startswith("/api/")
     chat = path.endswith("/chat") or path.endswith("/chat/completions")
     stream = bool(request.get("stream", ollama))
-    job = Job(match, max(1, len(body) // 4), wanted_tokens(body), stream)
+    # The client's own limit caps the answer, as any server does.
+    limit = (request.get("options") or {}).get("num_predict") if isinstance(request.get("options"), dict) else None
+    limit = limit or request.get("max_tokens") or request.get("max_completion_tokens")
+    wanted = wanted_tokens(body)
+    if isinstance(limit, int) and limit > 0:
+        wanted = min(wanted, limit)
+    job = Job(match, max(1, len(body) // 4), wanted, stream)
     waiting.append(job)
     if not stream:
         end = await job.done

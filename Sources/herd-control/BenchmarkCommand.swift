@@ -15,25 +15,32 @@ struct BenchmarkCommand: ParsableCommand {
         commandName: "benchmark",
         abstract: "Measure each node:model's throughput through the router and keep it as routing's starting point.",
         discussion: """
-            For each node:model the fleet serves (one at a time), herd benchmark sends requests through the
-            router pinned to that node (X-Herd-Node), first one at a time, then 2, 4, 8, … at once, each step
-            for a sixth of --duration, until throughput stops growing by 10 % (or a step has errors): that
-            concurrency is the knee. It prints tokens per second (chat) or inputs per second (embeddings) at
-            each step, the time to first byte and the knee, and stores the results in herd-control
-            (POST /api/v1/benchmarks): each node:model's concurrency limit starts at its knee and its rates
-            at the measured figures, now and after a restart, until real requests teach more. The dashboard's
-            Models view shows them.
+            DESCRIPTION
+              For each node:model the fleet serves (one at a time), herd benchmark sends
+              requests through the router pinned to that node (X-Herd-Node), first one
+              at a time, then 2, 4, 8, … at once, each step for a sixth of --duration,
+              until throughput stops growing by 10 % (or a step has errors): that
+              concurrency is the knee. It prints tokens per second (chat) or inputs per
+              second (embeddings) at each step, the time to first byte and the knee, and
+              stores the results in herd-control (POST /api/v1/benchmarks): each
+              node:model's concurrency limit starts at its knee and its rates at the
+              measured figures, now and after a restart, until real requests teach more.
+              The dashboard's Models view shows them.
 
-            It says what it will load before it loads anything, and unloads (Ollama: keep_alive 0) what was
-            not loaded before it. It skips a node whose owner is in a call (camera or microphone in use) or
-            whose learned availability at this hour is under half (a busy hour), unless --force. Speech, image
-            and rerank servers are not benchmarked. Storing needs the fleet key or an admin key when either
-            exists (--fleet-key, HERD_FLEET_KEY, HERD_ADMIN_KEY or <data-dir>/fleet.key).
+              It says what it will load before it loads anything, and unloads (Ollama:
+              keep_alive 0) what was not loaded before it. It skips a node whose owner
+              is in a call (camera or microphone in use) or whose learned availability
+              at this hour is under half (a busy hour), unless --force. Speech, image
+              and rerank servers are not benchmarked. Storing needs the fleet key or an
+              admin key when either exists (--fleet-key, HERD_FLEET_KEY, HERD_ADMIN_KEY
+              or <data-dir>/fleet.key).
 
             EXAMPLES
-              herd benchmark                                  every node:model, about a minute each
+              herd benchmark
+                  every node:model, about a minute each
               herd benchmark --models llama3.1:8b --duration 30s
-              herd benchmark --nodes gpu-box --kinds chat --dry-run   what it would do
+              herd benchmark --nodes gpu-box --kinds chat --dry-run
+                  what it would do
             """)
 
     @OptionGroup var connection: KeysCommand.Connection

@@ -16,40 +16,53 @@ struct HerdControlCommand: ParsableCommand {
         abstract: "herd's control plane: fleet registry, routing decisions, dashboard.",
         discussion: """
             DESCRIPTION
-              herd-control is the router's control plane. It finds the fleet's nodes (mDNS, heartbeats from
-              herd-node), scores every request's candidates (the node and model that will finish it soonest),
-              queues when every node is busy, learns each node's concurrency and speed, runs health checks,
-              keeps traces, client keys and benchmark results in SQLite, and serves the dashboard and JSON API
-              on --port (11436). It starts --proxies herd-proxy children that serve clients on --proxy-port
-              (11435) and ask it for routes over a Unix socket. `herd serve` (or `herd`) runs it.
-              It binds 127.0.0.1 unless told otherwise: --host 0.0.0.0 serves other machines.
+              herd-control is the router's control plane. It finds the fleet's nodes
+              (mDNS, heartbeats from herd-node), scores every request's candidates (the
+              node and model that will finish it soonest), queues when every node is
+              busy, learns each node's concurrency and speed, runs health checks, keeps
+              traces, client keys and benchmark results in SQLite, and serves the
+              dashboard and JSON API on --port (11436). It starts --proxies herd-proxy
+              children that serve clients on --proxy-port (11435) and ask it for routes
+              over a Unix socket. `herd serve` (or `herd`) runs it. It binds 127.0.0.1
+              unless told otherwise: --host 0.0.0.0 serves other machines.
 
             COMMANDS
-              herd-control status       the fleet, its queue and health, from a running herd-control
-              herd-control keys …       client keys: create, list, show, update, revoke
-              herd-control benchmark    each node:model measured through the router; routing starts from it
+              herd-control status
+                  the fleet, its queue and health, from a running herd-control
+              herd-control keys …
+                  client keys: create, list, show, update, revoke
+              herd-control benchmark
+                  each node:model measured through the router; routing starts from it
               (each has --help)
 
             ENVIRONMENT
-              Every flag has an HERD_* twin (--proxy-port is HERD_PROXY_PORT, --fleet-key HERD_FLEET_KEY).
-              HERD_PROVIDER_<NAME>_KEY: a cloud provider's API key (read by the proxies).
+              Every flag has an HERD_* twin (--proxy-port is HERD_PROXY_PORT,
+              --fleet-key HERD_FLEET_KEY). HERD_PROVIDER_<NAME>_KEY: a cloud provider's
+              API key (read by the proxies).
 
             FILES
-              <data-dir>/herd.db        traces, client keys (hashed), key usage, benchmarks
-              <data-dir>/fleet.key      the fleet key, when not given by flag
-              <data-dir>/holds          nodes drained or paused by the operator
-              <data-dir>/control.sock   the proxies' socket (--control-socket)
-              <data-dir> is --data-dir, else HERD_DATA_DIR (/var/lib/herd as a service), else
-              $XDG_DATA_HOME/herd, else ~/.local/share/herd.
+              <data-dir>/herd.db
+                  traces, client keys (hashed), key usage, benchmarks
+              <data-dir>/fleet.key
+                  the fleet key, when not given by flag
+              <data-dir>/holds
+                  nodes drained or paused by the operator
+              <data-dir>/control.sock
+                  the proxies' socket (--control-socket)
+              <data-dir> is --data-dir, else HERD_DATA_DIR (/var/lib/herd as a service),
+              else $XDG_DATA_HOME/herd, else ~/.local/share/herd.
 
             EXAMPLES
-              herd-control                                      a router for this machine's clients
+              herd-control
+                  a router for this machine's clients
               herd-control --host 0.0.0.0 --fleet-key "$(cat /etc/herd/fleet.key)"
               herd-control --num-ctx-policy fit --queue-timeout 60
-              systemctl enable --now herd-control               as a service (the package's unit)
+              systemctl enable --now herd-control
+                  as a service (the package's unit)
 
             SEE ALSO
-              herd(1), herd-node(1), herd-proxy(1); README.md; the API: Sources/herd-control/HTTP/ControlAPI.md
+              herd(1), herd-node(1), herd-proxy(1); README.md; the API:
+              Sources/herd-control/HTTP/ControlAPI.md
             """,
         version: HerdVersion.current)
 

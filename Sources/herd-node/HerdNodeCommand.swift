@@ -15,27 +15,35 @@ struct HerdNodeCommand: ParsableCommand {
         abstract: "herd's node agent: reports this machine and its model servers to the router.",
         discussion: """
             DESCRIPTION
-              herd-node runs on each machine with a model server (Ollama, llama.cpp's server, vLLM, LM Studio,
-              speech, image and rerank servers). It finds the router over mDNS (or --control), and every
-              --interval seconds sends a heartbeat: the servers it finds or is given, their models on disk and
-              loaded, memory, GPUs, temperature and throttling, memory pressure, whether the owner is in a call
-              (camera or microphone in use), and the share of the machine its owner leaves free at this hour
-              of the week, learned over weeks. It never changes the model servers; its probes use the cheapest
-              endpoint each server has and keep the last models known when a probe fails. `herd node` runs it.
+              herd-node runs on each machine with a model server (Ollama, llama.cpp's
+              server, vLLM, LM Studio, speech, image and rerank servers). It finds the
+              router over mDNS (or --control), and every --interval seconds sends a
+              heartbeat: the servers it finds or is given, their models on disk and
+              loaded, memory, GPUs, temperature and throttling, memory pressure, whether
+              the owner is in a call (camera or microphone in use), and the share of the
+              machine its owner leaves free at this hour of the week, learned over
+              weeks. It never changes the model servers; its probes use the cheapest
+              endpoint each server has and keep the last models known when a probe
+              fails. `herd node` runs it.
 
             ENVIRONMENT
-              Every flag has an HERD_* twin (--control is HERD_CONTROL, --fleet-key HERD_FLEET_KEY).
+              Every flag has an HERD_* twin (--control is HERD_CONTROL, --fleet-key
+              HERD_FLEET_KEY).
 
             FILES
-              <data-dir>/capacity.db    the owner's week, learned per hour
-              <data-dir> is --data-dir, else HERD_DATA_DIR (/var/lib/herd-node as a service), else
-              $XDG_DATA_HOME/herd, else ~/.local/share/herd.
+              <data-dir>/capacity.db
+                  the owner's week, learned per hour
+              <data-dir> is --data-dir, else HERD_DATA_DIR (/var/lib/herd-node as a
+              service), else $XDG_DATA_HOME/herd, else ~/.local/share/herd.
 
             EXAMPLES
-              herd-node                                       finds the router over mDNS; Ollama on :11434
+              herd-node
+                  finds the router over mDNS; Ollama on :11434
               herd-node --control http://192.168.1.10:11436 --fleet-key "$(cat fleet.key)"
-              herd-node --backend openai=http://127.0.0.1:8080   a llama.cpp or vLLM server too
-              systemctl enable --now herd-node                as a service (the package's unit)
+              herd-node --backend openai=http://127.0.0.1:8080
+                  a llama.cpp or vLLM server too
+              systemctl enable --now herd-node
+                  as a service (the package's unit)
 
             SEE ALSO
               herd(1), herd-control(1); README.md

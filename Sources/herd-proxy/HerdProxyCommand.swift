@@ -15,24 +15,28 @@ struct HerdProxyCommand: ParsableCommand {
         abstract: "herd's data plane: one Ollama/OpenAI endpoint in front of a fleet.",
         discussion: """
             DESCRIPTION
-              herd-proxy serves clients: Ollama's API, OpenAI's (chat, completions, embeddings, responses,
-              speech, images), Anthropic's messages, rerank and model management, on one port. It checks each
-              request (400 in the API's shape for anything outside its ranges), asks herd-control for a route
-              over its Unix socket (or spends a route ticket, with no round trip), streams the answer, retries
-              another node when one fails before its first byte, and reports how it went. Without control it
-              routes on its own from the last fleet it knew. It is normally started by herd-control; run it
-              alone to scale or restart proxies (several share the port through SO_REUSEPORT).
+              herd-proxy serves clients: Ollama's API, OpenAI's (chat, completions,
+              embeddings, responses, speech, images), Anthropic's messages, rerank and
+              model management, on one port. It checks each request (400 in the API's
+              shape for anything outside its ranges), asks herd-control for a route over
+              its Unix socket (or spends a route ticket, with no round trip), streams
+              the answer, retries another node when one fails before its first byte, and
+              reports how it went. Without control it routes on its own from the last
+              fleet it knew. It is normally started by herd-control; run it alone to
+              scale or restart proxies (several share the port through SO_REUSEPORT).
 
             ENVIRONMENT
-              Every flag has an HERD_* twin (--port is HERD_PORT). HERD_PROVIDER_<NAME>_KEY: a cloud
-              provider's API key.
+              Every flag has an HERD_* twin (--port is HERD_PORT).
+              HERD_PROVIDER_<NAME>_KEY: a cloud provider's API key.
 
             EXAMPLES
               herd-proxy --port 11435 --control-socket /run/herd/control.sock
-              systemctl start herd-proxy@2                    one more proxy beside herd-control's
+              systemctl start herd-proxy@2
+                  one more proxy beside herd-control's
 
             SEE ALSO
-              herd(1), herd-control(1); README.md; what it accepts: Sources/herd-proxy/API/RequestLimits.md
+              herd(1), herd-control(1); README.md; what it accepts:
+              Sources/herd-proxy/API/RequestLimits.md
             """,
         version: HerdVersion.current)
 
