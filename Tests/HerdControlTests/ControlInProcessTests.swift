@@ -64,6 +64,7 @@ final class ControlFixture: @unchecked Sendable {
             parts.flush()
         }
         thread.shutdown()
+        removeTemporaryDirectory(directory)
     }
 }
 

@@ -29,6 +29,7 @@ import Testing
 
     @Test func herdServeRunsTheRouterAndHerdKeysAndStatusTalkToIt() throws {
         let directory = temporaryDirectory("herd-serve")
+        defer { removeTemporaryDirectory(directory) }
         let port = freePort(), proxyPort = freePort()
         let router = try RunningProcess(name: "herd", path: Self.herd,
                                         arguments: ["serve", "--port", String(port), "--proxy-port", String(proxyPort), "--data-dir", directory + "/data",

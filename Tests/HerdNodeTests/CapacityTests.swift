@@ -45,7 +45,9 @@ import Testing
     }
 
     @Test func theWeekSurvivesARestartInSQLite() throws {
-        let path = temporaryDirectory("herd-capacity") + "/capacity.db"
+        let folder = temporaryDirectory("herd-capacity")
+        defer { removeTemporaryDirectory(folder) }
+        let path = folder + "/capacity.db"
         let store = try CapacityStore(path: path)
         try store.save(slot: 33, CapacityModel.Slot(cpu: 0.4, memoryBytes: 3e9, weeks: 2), at: 1)
         try store.save(slot: 33, CapacityModel.Slot(cpu: 0.5, memoryBytes: 4e9, weeks: 3), at: 2)

@@ -30,6 +30,7 @@ import Testing
 
     @Test func theReaderFindsEachServersParallelismUnderProc() throws {
         let root = temporaryDirectory("herd-proc")
+        defer { removeTemporaryDirectory(root) }
         func write(_ path: String, _ text: String) {
             _ = mkdir(String(root + path).split(separator: "/").dropLast().reduce("") { $0 + "/" + $1 }, 0o755)
             let file = fopen(root + path, "w")!

@@ -291,7 +291,9 @@ func multipartForm(boundary: String, fields: [(String, String)], file: [UInt8], 
             #expect((try? JSONValue.parse(response.body))?["herd_fake"]?["bytes"]?.intValue == form.count, "arrives whole (chunked \(chunked))")
         }
         // Over h2c (curl --http2-prior-knowledge -F): relayed whole, as over HTTP/1.1.
-        let file = temporaryDirectory("herd-upload") + "/audio.bin"
+        let folder = temporaryDirectory("herd-upload")
+        defer { removeTemporaryDirectory(folder) }
+        let file = folder + "/audio.bin"
         let written = audio.withUnsafeBytes { raw -> Bool in
             guard let f = fopen(file, "w") else { return false }
             defer { fclose(f) }

@@ -169,3 +169,10 @@ public func temporaryDirectory(_ prefix: String) -> String {
     var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
     return String(cString: mkdtemp(&template))
 }
+
+/// Removes a folder made by `temporaryDirectory` and all in it, unless
+/// `HERD_KEEP_TEST_DIRS` is set (to read a run's logs afterwards).
+public func removeTemporaryDirectory(_ path: String) {
+    guard getenv("HERD_KEEP_TEST_DIRS") == nil, path.hasPrefix("/tmp/herd-") else { return }
+    _ = ProcessRunner.run("/bin/rm", ["-rf", "--", path])
+}

@@ -29,7 +29,12 @@ public final class TestFleet: @unchecked Sendable {
         self.controlArguments = controlArguments
     }
 
-    deinit { shutdown() }
+    /// Stops everything and removes the fleet's folder (logs, databases) unless
+    /// `HERD_KEEP_TEST_DIRS` is set: a failing test has already printed `logs`.
+    deinit {
+        shutdown()
+        removeTemporaryDirectory(directory)
+    }
 
     /// The common one-machine fleet: backend `name` (fake-backend `arguments`),
     /// herd-control (with `control` flags) and a node `node-<name>` registered.

@@ -12,7 +12,9 @@ import Testing
     /// Found under a heartbeat flood: snapshots for a proxy that did not read
     /// piled up in an unbounded write buffer (control grew past 12 GB).
     @Test func aPeerThatDoesNotReadIsDroppedAtTheBound() throws {
-        let path = temporaryDirectory("herd-channel") + "/c.sock"
+        let folder = temporaryDirectory("herd-channel")
+        defer { removeTemporaryDirectory(folder) }
+        let path = folder + "/c.sock"
         let thread = try LoopThread()
         let closed = SyncFlag()
         let reason = Mutex<String>("")

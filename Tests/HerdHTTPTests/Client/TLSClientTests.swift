@@ -32,7 +32,7 @@ import Testing
 
     @Test func httpsWithThePrivateCAIsVerifiedAndKeptAlive() throws {
         let (provider, port, directory) = try Self.provider()
-        defer { provider.stop() }
+        defer { provider.stop(); removeTemporaryDirectory(directory) }
         let fixture = try LoopFixture()
         defer { fixture.shutdown() }
         let context = try TLSClientContext(caFile: directory + "/ca.pem")
@@ -59,7 +59,7 @@ import Testing
 
     @Test func anUntrustedCertificateOrAnotherNameIsRefused() throws {
         let (provider, port, directory) = try Self.provider()
-        defer { provider.stop() }
+        defer { provider.stop(); removeTemporaryDirectory(directory) }
         let fixture = try LoopFixture()
         defer { fixture.shutdown() }
         let address = try SocketAddress(host: "127.0.0.1", port: port)
