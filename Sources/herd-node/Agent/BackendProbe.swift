@@ -82,16 +82,20 @@ enum BackendProbe {
                 switch result {
                 case let .success(json):
                     backend.reachable = true
-                    backend.models = (json["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }.map { Heartbeat.Model(name: $0) }
+                    backend.models = parseOpenAIModels(json)
                     // An OpenAI-compatible server serves what it has in memory: its models are hot.
-                    backend.loaded = backend.models.map { Heartbeat.LoadedModel(name: $0.name) }
+                    backend.loaded = backend.models.map { Heartbeat.LoadedModel(name: $0.name, sizeBytes: $0.sizeBytes,
+                                                                                contextLength: contextLength(json, model: $0.name)) }
                 case let .failure(error):
                     backend.error = error.message
                     return completion(backend)
                 }
                 // llama.cpp's server says how many requests it serves at once; others answer 404.
                 get(prefix + "/props", address, client) { result in
-                    if case let .success(props) = result { backend.parallel = parseProps(props) }
+                    if case let .success(props) = result {
+                        backend.parallel = parseProps(props)
+                        if let vision = propsVision(props) { backend.models = backend.models.map { withVision($0, vision) } }
+                    }
                     completion(backend)
                 }
             }
@@ -122,6 +126,46 @@ enum BackendProbe {
     static func parseProps(_ json: JSONValue) -> Int? {
         guard let slots = json["total_slots"]?.intValue, (1...1024).contains(slots) else { return nil }
         return slots
+    }
+
+    /// An OpenAI-compatible server's `/v1/models` → its models. What llama.cpp's
+    /// server says besides the ids is kept, bounded: the weights' size
+    /// (`meta.size`) and what the model reads (`architecture.input_modalities`:
+    /// with `image` it has the vision capability, without it not; unsaid,
+    /// nothing is known and requests with images are not refused on its account).
+    static func parseOpenAIModels(_ json: JSONValue) -> [Heartbeat.Model] {
+        (json["data"]?.arrayValue ?? []).prefix(1024).compactMap { entry in
+            guard let id = entry["id"]?.stringValue else { return nil }
+            let size = entry["meta"]?["size"]?.intValue.flatMap { (1...(1 << 44)).contains($0) ? $0 : nil } ?? 0
+            var capabilities: [String] = []
+            if let inputs = entry["architecture"]?["input_modalities"]?.arrayValue {
+                capabilities = ["completion"] + (inputs.contains { $0.stringValue == "image" } ? ["vision"] : [])
+            }
+            return Heartbeat.Model(name: id, sizeBytes: size, capabilities: capabilities)
+        }
+    }
+
+    /// The context `model` is served with (llama.cpp's `meta.n_ctx`, 1–16M tokens), else 0.
+    static func contextLength(_ json: JSONValue, model: String) -> Int {
+        guard let entry = (json["data"]?.arrayValue ?? []).prefix(1024).first(where: { $0["id"]?.stringValue == model }),
+              let context = entry["meta"]?["n_ctx"]?.intValue, (1...(1 << 24)).contains(context) else { return 0 }
+        return context
+    }
+
+    /// llama.cpp's `/props` → `modalities.vision`, whether the model it serves sees images.
+    static func propsVision(_ json: JSONValue) -> Bool? {
+        guard case let .bool(vision)? = json["modalities"]?["vision"] else { return nil }
+        return vision
+    }
+
+    /// `model` with the vision capability set to `vision` (and `completion`, which it serves).
+    static func withVision(_ model: Heartbeat.Model, _ vision: Bool) -> Heartbeat.Model {
+        var model = model
+        var capabilities = model.capabilities.filter { $0 != "vision" }
+        if !capabilities.contains("completion") { capabilities.insert("completion", at: 0) }
+        if vision { capabilities.append("vision") }
+        model.capabilities = capabilities
+        return model
     }
 
     /// `/api/ps` → loaded models with their memory and context.

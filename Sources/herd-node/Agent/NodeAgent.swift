@@ -245,7 +245,8 @@ final class NodeAgent {
             lastKnown.fill(&backends[i], index: i, now: now)
             for j in backends[i].models.indices {
                 let model = backends[i].models[j]
-                backends[i].models[j].capabilities = capabilities[model.name + "@" + model.digest] ?? []
+                // Ollama's from /api/show; an OpenAI-compatible server's as its probe read them.
+                if let known = capabilities[model.name + "@" + model.digest] { backends[i].models[j].capabilities = known }
             }
             if backends[i].kind == .ollama, backends[i].parallel == nil, options.backends.indices.contains(i),
                Self.isLocal(options.backends[i].url.host) {
