@@ -115,7 +115,40 @@ def calls(base):
         ("ollama list", lambda: [m.model for m in ol.list().models]),
         ("ollama show", lambda: ol.show(MODEL).capabilities),
         ("ollama ps", lambda: [m.model for m in ol.ps().models]),
-    ]
+    ] + libraries(base, hi)
+
+
+def libraries(base, hi):
+    """The client libraries people build on, where installed (HERD_CLIENTS_VENV
+    gets them with HERD_CLIENT_LIBRARIES=1)."""
+    out = []
+    try:
+        from langchain_openai import ChatOpenAI
+        lo = ChatOpenAI(base_url=base + "/v1", api_key="x", model=MODEL, max_tokens=30, max_retries=0, timeout=120)
+        out += [("langchain-openai invoke", lambda: text(lo.invoke("The sea is").content)),
+                ("langchain-openai stream", lambda: f"{len(list(lo.stream('The sea is')))} chunks")]
+    except ImportError:
+        pass
+    try:
+        from langchain_ollama import ChatOllama
+        lc = ChatOllama(base_url=base, model=MODEL, num_predict=30)
+        out += [("langchain-ollama invoke", lambda: text(lc.invoke("The sea is").content)),
+                ("langchain-ollama stream", lambda: f"{len(list(lc.stream('The sea is')))} chunks")]
+    except ImportError:
+        pass
+    try:
+        import litellm
+        out += [("litellm openai/", lambda: text(litellm.completion(model="openai/" + MODEL, api_base=base + "/v1", api_key="x", messages=hi,
+                                                                     max_tokens=30).choices[0].message.content)),
+                ("litellm ollama/", lambda: text(litellm.completion(model="ollama/" + MODEL, api_base=base, messages=hi,
+                                                                     max_tokens=30).choices[0].message.content)),
+                ("litellm ollama_chat/", lambda: text(litellm.completion(model="ollama_chat/" + MODEL, api_base=base, messages=hi,
+                                                                          max_tokens=30).choices[0].message.content)),
+                ("litellm anthropic/", lambda: text(litellm.completion(model="anthropic/" + MODEL, api_base=base, api_key="x", messages=hi,
+                                                                        max_tokens=30).choices[0].message.content))]
+    except ImportError:
+        pass
+    return out
 
 
 def run(base):

