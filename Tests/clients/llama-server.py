@@ -148,6 +148,16 @@ def libraries(base, hi):
                                                                         max_tokens=30).choices[0].message.content))]
     except ImportError:
         pass
+    try:
+        from llama_index.llms.ollama import Ollama
+        from llama_index.llms.openai_like import OpenAILike
+        li = Ollama(model=MODEL, base_url=base, request_timeout=120, additional_kwargs={"num_predict": 30})
+        lo2 = OpenAILike(model=MODEL, api_base=base + "/v1", api_key="x", is_chat_model=True, max_tokens=30, timeout=120)
+        out += [("llama-index Ollama complete", lambda: text(li.complete("The sea is").text)),
+                ("llama-index Ollama stream_complete", lambda: f"{len(list(li.stream_complete('The sea is')))} chunks"),
+                ("llama-index OpenAILike complete", lambda: text(lo2.complete("The sea is").text))]
+    except ImportError:
+        pass
     return out
 
 

