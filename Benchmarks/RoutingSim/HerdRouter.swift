@@ -28,9 +28,13 @@ final class HerdRouter: SimRouter {
     private var queuedMs: [Int: Double] = [:]
     private var byNode: [String: SimMachine] = [:]
 
-    init(_ backends: SimBackends, reports: Reports = .all, streamShare: Double = 1) {
+    /// Machines that report every duration as 1 ns whatever `reports` says.
+    let absurd: Set<String>
+
+    init(_ backends: SimBackends, reports: Reports = .all, streamShare: Double = 1, absurd: Set<String> = []) {
         self.backends = backends
         self.reports = reports
+        self.absurd = absurd
         self.streamShare = streamShare
         var settings = Scheduler.Settings()
         settings.queueTimeoutMilliseconds = 600_000 // the comparison counts completion times, not refusals
@@ -75,13 +79,16 @@ final class HerdRouter: SimRouter {
     func arrive(_ request: SimRequest, now: Double) {
         let route = RouteRequest(id: UInt64(request.id), api: .ollama, path: "/api/chat", model: request.model, stream: streams(request.id),
                                  estimatedTokens: request.promptTokens, session: request.session.map(ContentHash.init),
-                                 prefix: ContentHash(request.systemPrompt))
+                                 prefix: request.systemPrompt == .max ? nil : ContentHash(request.systemPrompt)) // .max: no system prompt
         pending[request.id] = request
         scheduler.route(route, from: proxy, fleet: fleet, now: UInt64(now), into: &actions)
         perform(now: now)
     }
 
     private var pending: [Int: SimRequest] = [:]
+    /// Queued requests: the wait expected when each queued, then (expected, actual).
+    private var expectedWait: [Int: Double] = [:]
+    private(set) var waits: [(Double, Double)] = []
     var lastAnswer: RouteAnswer?
     var debug: Bool = false {
         didSet {
@@ -102,11 +109,19 @@ final class HerdRouter: SimRouter {
             case let .routed(_, answer):
                 guard let request = pending.removeValue(forKey: Int(answer.id)), let machine = byNode[answer.node] else { continue }
                 queuedMs[request.id] = Double(answer.queuedMilliseconds)
+                if let expected = expectedWait.removeValue(forKey: request.id) { waits.append((expected, Double(answer.queuedMilliseconds))) }
                 lastAnswer = answer
                 backends.dispatch(request, to: machine, now: now)
             case let .refused(_, refusal):
                 pending[Int(refusal.id)] = nil
-            case .finished, .queued, .granted, .revoked:
+            case .queued:
+                if let d = scheduler.feed.decisions.last, d.action == "queued", let best = d.card.candidates.first {
+                    expectedWait[Int(d.requestID)] = best.breakdown.wait
+                }
+                if debug, let d = scheduler.feed.decisions.last, d.action == "queued" {
+                    print("  queued t=\(Int(now / 100) / 10)s for \(d.node): \(d.reason) | " + String(decoding: d.card.jsonText, as: UTF8.self))
+                }
+            case .finished, .granted, .revoked:
                 break
             case let .prewarm(prewarm):
                 // herd-control's empty generate: the machine loads the model if it fits without evicting.
@@ -132,7 +147,7 @@ final class HerdRouter: SimRouter {
             promptTokens: job.promptTokens, completionTokens: job.request.outputTokens,
             backendPromptMilliseconds: job.prefillMs, backendDecodeMilliseconds: job.decodeMs, backendLoadMilliseconds: job.loadMs,
             upstreamTtftMilliseconds: upstreamTtft, upstreamMilliseconds: now - job.sentAt)
-        switch reports {
+        switch absurd.contains(machine.name) ? .absurd : reports {
         case .all: break
         case .nothing:
             result.backendPromptMilliseconds = nil
@@ -150,6 +165,14 @@ final class HerdRouter: SimRouter {
 
     func heartbeat(now: Double) {
         fleet = backends.machines.map { HerdRouter.node($0, now: now, reportsSlots: reports == .all) }
+        if debug, Int(now) % 10_000 == 0, now > 0, !pending.isEmpty || backends.machines.contains(where: { $0.activeCount > 0 }) {
+            // The learned limit and the load per machine (first model), every 10 s.
+            let rows = backends.machines.map { m in
+                let model = m.spec.value.models[0]
+                return "\(m.name) \(m.inFlight(model))/\(scheduler.limit(node: m.name, model: model.name))"
+            }
+            print("  t=\(Int(now / 1000))s waiting in herd \(pending.count): \(rows.joined(separator: ", "))")
+        }
         scheduler.fleetChanged(fleet: fleet, now: UInt64(now), into: &actions)
         perform(now: now)
     }

@@ -22,6 +22,7 @@ struct SimRequest {
     let outputTokens: Int
     /// Set for multi-turn conversations (their KV cache can be reused).
     let session: UInt64?
+    /// Which system prompt (`.max`: none).
     let systemPrompt: UInt64
 }
 
@@ -33,6 +34,7 @@ struct Conversation {
     /// (new prompt tokens, output tokens) per turn.
     let turns: [(Int, Int)]
     let thinkMs: Double
+    /// Which system prompt (`.max`: none).
     let systemPrompt: UInt64
 }
 
@@ -67,5 +69,19 @@ enum SimWorkload {
                                        thinkMs: random.between(5_000, 20_000), systemPrompt: UInt64(random.between(0, 3))))
         }
         return result
+    }
+
+    /// One-shot chats of one model at Poisson arrivals (`perSecond`), prompts
+    /// and answers log-uniform over `spread` from their shortest: the workload
+    /// of Benchmarks/routing-real (loadgen.py), in virtual time.
+    static func oneShots(seed: UInt64, count: Int, perSecond: Double, model: SimModel, prompt: Double, answer: Double, spread: Double) -> [Conversation] {
+        var random = SeededRandom(seed: seed)
+        var t = 0.0
+        return (0..<count).map { index in
+            t += random.exponential(mean: 1_000 / perSecond)
+            let p = Int(prompt * exp(random.uniform() * log(spread)))
+            let a = Int(answer * exp(random.uniform() * log(spread)))
+            return Conversation(index: index, model: model.name, start: t, turns: [(p, a)], thinkMs: 0, systemPrompt: .max)
+        }
     }
 }

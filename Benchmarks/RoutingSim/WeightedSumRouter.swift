@@ -6,8 +6,10 @@
 /// OLLAMA_NUM_PARALLEL; every 5 s a rebalancer pre-warms the runner-up of a
 /// queue 3 deep and moves up to 3 pending requests of a queue 4 deep to a
 /// node where the model is hot. Capacity learning is on (a meeting or
-/// throttling pauses the node) and it is told each node's true bandwidth and
-/// parallelism — the description at its most favourable.
+/// throttling pauses the node) and it is told each node's true bandwidth and,
+/// when the machines report it (`--reports all`), their parallelism — the
+/// description at its most favourable. When they do not, its workers are
+/// capped at its documented default for an unset OLLAMA_NUM_PARALLEL: 1.
 final class WeightedSumRouter: SimRouter {
     let name = "ollama-herd (weighted sum)"
     let backends: SimBackends
@@ -35,8 +37,12 @@ final class WeightedSumRouter: SimRouter {
     private var arrivedAt: [Int: Double] = [:]
     private var lastRebalance = 0.0
 
-    init(_ backends: SimBackends) {
+    /// Told each node's parallelism (else it assumes its default, 1).
+    let knowsParallel: Bool
+
+    init(_ backends: SimBackends, knowsParallel: Bool = true) {
         self.backends = backends
+        self.knowsParallel = knowsParallel
         heartbeat(now: 0)
     }
 
@@ -106,7 +112,7 @@ final class WeightedSumRouter: SimRouter {
     private func concurrency(_ machine: SimMachine, _ model: String) -> Int {
         guard let m = machine.has(model) else { return 1 }
         let free = views[machine.name]?.availableGB ?? 0
-        return min(machine.spec.value.slots, max(1, min(8, Int((free - m.gigabytes) / 2))))
+        return min(knowsParallel ? machine.spec.value.slots : 1, max(1, min(8, Int((free - m.gigabytes) / 2))))
     }
 
     func arrive(_ request: SimRequest, now: Double) {

@@ -14,7 +14,7 @@ let qwen14b = SimModel(name: "qwen2.5:14b", gigabytes: 9.0, thinking: false)
 let r1 = SimModel(name: "deepseek-r1:8b", gigabytes: 5.2, thinking: true)
 let gemma27b = SimModel(name: "gemma3:27b", gigabytes: 17.0, thinking: false)
 
-let machines: [MachineSpec] = [
+let homeLab: [MachineSpec] = [
     // A workstation with a 24 GB GPU: fast, batches well, holds a few models.
     MachineSpec(name: "workstation", memoryGB: 24, bandwidth: 900, prefillSpeedup: 60, batchSlowdown: 0.06, slots: 4, loadGBps: 2.5,
                 hasGPU: true, models: [llama3b, llama8b, qwen14b, r1, gemma27b], loaded: [llama8b]),
@@ -27,7 +27,21 @@ let machines: [MachineSpec] = [
     MachineSpec(name: "laptop-cpu", memoryGB: 16, bandwidth: 60, prefillSpeedup: 6, batchSlowdown: 0.8, slots: 1, loadGBps: 1,
                 hasGPU: false, models: [llama3b, llama8b], loaded: [llama8b]),
 ]
-let mix: [(SimModel, Double)] = [(llama8b, 0.40), (llama3b, 0.25), (qwen14b, 0.15), (r1, 0.10), (gemma27b, 0.10)]
+let homeMix: [(SimModel, Double)] = [(llama8b, 0.40), (llama3b, 0.25), (qwen14b, 0.15), (r1, 0.10), (gemma27b, 0.10)]
+
+// The routing-real fleet (Benchmarks/routing-real, the issue's): three GPU
+// servers of one model, 4, 2 and 1 slots at 80, 30 and 10 tokens/s, prefill
+// 1,500 tokens/s, reporting no slots; the first reports every duration as
+// 1 ns, the others none. One-shot chats, prompts 150–600 and answers 50–200
+// tokens (log-uniform), at LOAD of the fleet's decode capacity.
+let oneGB = SimModel(name: "llama3.1:8b", gigabytes: 1.0, thinking: false)
+func gpuServer(_ name: String, slots: Int, tokensPerSecond: Double, batchSlowdown: Double) -> MachineSpec {
+    MachineSpec(name: name, memoryGB: 24, bandwidth: tokensPerSecond, prefillSpeedup: 1_500 / tokensPerSecond, batchSlowdown: batchSlowdown,
+                slots: slots, loadGBps: 2, hasGPU: true, models: [oneGB], loaded: [oneGB])
+}
+let realFleet = [gpuServer("m0-4slot", slots: 4, tokensPerSecond: 80, batchSlowdown: 0.06),
+                 gpuServer("m1-2slot", slots: 2, tokensPerSecond: 30, batchSlowdown: 0.15),
+                 gpuServer("m2-1slot", slots: 1, tokensPerSecond: 10, batchSlowdown: 0.3)]
 
 // MARK: Options
 
@@ -37,6 +51,9 @@ var rate = 9.0
 var verbose = false
 var reports = HerdRouter.Reports.all
 var streamShare = 1.0
+var fleetName = "home"
+var requestCount = 150
+var load = 0.65
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = arguments.next() {
     switch flag {
@@ -46,13 +63,36 @@ while let flag = arguments.next() {
     case "--verbose": verbose = true
     case "--reports": reports = HerdRouter.Reports(rawValue: arguments.next() ?? "") ?? reports
     case "--stream-share": streamShare = Double(arguments.next() ?? "") ?? streamShare
+    case "--fleet": fleetName = arguments.next() ?? fleetName
+    case "--requests": requestCount = max(1, min(100_000, Int(arguments.next() ?? "") ?? requestCount))
+    case "--load": load = max(0.01, min(2, Double(arguments.next() ?? "") ?? load))
     default:
         print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--verbose]")
+        print("       herd-routesim --fleet real [--seed N] [--requests 150] [--load 0.65] [--stream-share S] [--verbose]")
         exit(2)
     }
 }
-let durationMs = minutes * 60_000
-let conversations = SimWorkload.conversations(seed: seed, durationMs: durationMs, perMinute: rate, models: mix)
+guard fleetName == "home" || fleetName == "real" else {
+    print("--fleet: home (the default) or real")
+    exit(2)
+}
+let real = fleetName == "real"
+let machines = real ? realFleet : homeLab
+let mix = real ? [(oneGB, 1.0)] : homeMix
+if real {
+    // As routing-real/run.sh: the first machine reports 1 ns durations, the others nothing.
+    reports = .nothing
+    if streamShare == 1 && !CommandLine.arguments.contains("--stream-share") { streamShare = 0 }
+}
+/// Mean of a log-uniform length from `shortest` over `spread`.
+func logUniformMean(_ shortest: Double, _ spread: Double) -> Double { spread > 1 ? shortest * (spread - 1) / log(spread) : shortest }
+let realRate = load * realFleet.reduce(0.0) { total, m in
+    total + Double(m.slots) * m.bandwidth / (1 + m.batchSlowdown * Double(m.slots - 1))
+} / logUniformMean(50, 4)
+let conversations = real
+    ? SimWorkload.oneShots(seed: seed, count: requestCount, perSecond: realRate, model: oneGB, prompt: 150, answer: 50, spread: 4)
+    : SimWorkload.conversations(seed: seed, durationMs: minutes * 60_000, perMinute: rate, models: mix)
+let durationMs = real ? (conversations.last?.start ?? 0) + 1 : minutes * 60_000
 
 // MARK: One run
 
@@ -61,6 +101,8 @@ struct RunResult {
     var completions: [Double] = []
     /// (model, machine, completion ms) of every request, for --verbose.
     var detail: [(String, String, Double, String)] = []
+    /// Per request: machine, ms waiting in the router, ms waiting inside the backend, ms running.
+    var phases: [(String, Double, Double, Double)] = []
     var coldLoads = 0
     var prewarms = 0
     var needlessColdLoads = 0
@@ -86,6 +128,7 @@ func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
             router.finished(job, machine: machine, now: done)
             guard job.request.id >= 0, let arrived = arrivals.removeValue(forKey: job.request.id) else { return }
             result.completions.append(done - arrived)
+            result.phases.append((machine.name, job.sentAt - arrived, (job.startedAt ?? job.sentAt) - job.sentAt, done - (job.startedAt ?? job.sentAt)))
             result.detail.append((job.model.name, machine.name, done - arrived, "arrived \(Int(arrived / 1000)) sent \(Int(job.sentAt / 1000)) started \(Int((job.startedAt ?? 0) / 1000)) load \(Int(job.loadMs)) prefill \(Int(job.prefillMs)) decode \(Int(job.decodeMs)) tokens \(job.request.outputTokens)"))
             outstanding -= 1
             let conversation = conversations[job.request.conversation]
@@ -98,10 +141,12 @@ func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
     let end = durationMs + 20 * 60_000 // time to drain
     while now < end {
         // Events: a machine throttles a third of the way in; another's owner has a meeting.
-        fleet[1].throttled = now >= durationMs * 0.3
-        fleet[1].speed = fleet[1].throttled ? 0.4 : 1
-        fleet[2].inMeeting = now >= durationMs * 0.5 && now < durationMs * 0.8
-        fleet[2].speed = fleet[2].inMeeting ? 0.6 : 1
+        if !real {
+            fleet[1].throttled = now >= durationMs * 0.3
+            fleet[1].speed = fleet[1].throttled ? 0.4 : 1
+            fleet[2].inMeeting = now >= durationMs * 0.5 && now < durationMs * 0.8
+            fleet[2].speed = fleet[2].inMeeting ? 0.6 : 1
+        }
         if now >= nextBeat {
             router.heartbeat(now: now)
             nextBeat += 2_000
@@ -152,8 +197,18 @@ func padded(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
 }
 
-let results = [run { backends in let herd = HerdRouter(backends, reports: reports, streamShare: streamShare); herd.debug = verbose; return herd }, run(RoundRobinRouter.init), run(LeastConnectionsRouter.init), run(WeightedSumRouter.init)]
-print("routing quality: seed \(seed), \(Int(minutes)) min, \(conversations.count) conversations, \(results[0].requests) requests, 4 machines; machines report \(reports.rawValue), \(Int(streamShare * 100)) % of requests stream")
+var herdRouter: HerdRouter?
+let results = [run { backends in
+    let herd = HerdRouter(backends, reports: reports, streamShare: streamShare, absurd: real ? [realFleet[0].name] : [])
+    herd.debug = verbose
+    herdRouter = herd
+    return herd
+}, run(RoundRobinRouter.init), run(LeastConnectionsRouter.init), run { WeightedSumRouter($0, knowsParallel: reports == .all) }]
+if real {
+    print("routing quality, the routing-real fleet: seed \(seed), \(results[0].requests) one-shot chats at \(Int(realRate * 100)) per 100 s (load \(load)), 3 machines (4, 2, 1 slots; 80, 30, 10 tokens/s) reporting no slots, m0 1 ns durations, the others none; \(Int(streamShare * 100)) % of requests stream")
+} else {
+    print("routing quality: seed \(seed), \(Int(minutes)) min, \(conversations.count) conversations, \(results[0].requests) requests, 4 machines; machines report \(reports.rawValue), \(Int(streamShare * 100)) % of requests stream")
+}
 print("completion time (arrival → last token), seconds")
 print(padded("router", 28) + padded("mean", 8) + padded("p50", 8) + padded("p95", 8) + padded("p99", 8)
       + padded("loads", 7) + padded("pre-warms", 11) + padded("hot elsewhere", 15) + padded("needless", 10) + "failures")
@@ -175,9 +230,22 @@ if verbose {
             let times = r.detail.filter { $0.0 == model }.map(\.2).sorted()
             let machines = Dictionary(grouping: r.detail.filter { $0.0 == model }, by: \.1).mapValues(\.count).sorted { $0.key < $1.key }
             _ = 0
+            for machine in Set(r.detail.map(\.1)).sorted() {
+                let here = r.detail.filter { $0.0 == model && $0.1 == machine }.map(\.2).sorted()
+                let phases = r.phases.filter { $0.0 == machine }
+                func average(_ f: ((String, Double, Double, Double)) -> Double) -> String { seconds(phases.map(f).reduce(0, +) / Double(max(1, phases.count))) }
+                if !here.isEmpty {
+                    print("    \(padded(machine, 14)) n=\(padded(String(here.count), 5)) p50 \(padded(seconds(percentile(here, 0.5)), 7)) mean \(padded(seconds(here.reduce(0, +) / Double(here.count)), 7))"
+                          + "waits in the router \(average(\.1)), inside \(average(\.2)), runs \(average(\.3))")
+                }
+            }
             print("  \(padded(model, 16)) n=\(padded(String(times.count), 5)) p50 \(padded(seconds(percentile(times, 0.5)), 7)) p95 \(padded(seconds(percentile(times, 0.95)), 7)) \(machines.map { "\($0.key):\($0.value)" }.joined(separator: " "))")
         }
     }
+}
+if verbose, let waits = herdRouter?.waits, !waits.isEmpty {
+    let under = waits.filter { $0.1 > $0.0 }.count
+    print("\nherd's queue: \(waits.count) requests queued; wait expected when queued \(seconds(waits.map(\.0).reduce(0, +) / Double(waits.count))) s on average, actual \(seconds(waits.map(\.1).reduce(0, +) / Double(waits.count))) s; \(under) waited longer than expected")
 }
 if verbose {
     print("\nherd's slowest")
