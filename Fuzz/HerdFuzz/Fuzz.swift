@@ -86,6 +86,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             case .started: _ = try? frame.decode(RouteStarted.self)
             case .queued: _ = try? frame.decode(RouteQueued.self)
             case .cacheStats: _ = try? frame.decode(CacheStats.self)
+            case .pullClaim: _ = try? frame.decode(PullClaim.self)
+            case .pullAnswer: _ = try? frame.decode(PullAnswer.self)
+            case .pullDone: _ = try? frame.decode(PullDone.self)
             }
             return true
         }

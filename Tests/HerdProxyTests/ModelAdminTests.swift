@@ -41,6 +41,40 @@ import Testing
         #expect(fleet.post("/api/pull", body, headers: ["X-Herd-Node": "nope"]).status == 404)
     }
 
+    /// Control counts pulls across the whole router: one the dashboard
+    /// started stops a client's pull of the same model through the proxy, and
+    /// the other way round; a pull that names another node is the operator
+    /// wanting it on both, and goes.
+    @Test func aPullUnderWayFromTheDashboardOrAProxyIsNotStartedTwice() throws {
+        let fleet = try Self.fleet()
+        defer { fleet.shutdown() }
+        let body = #"{"model":"llama3:8b"}"#
+        // The dashboard pulls llama3:8b to node-b (B streams a line every 150 ms).
+        let dashboard = try RawClient(port: fleet.controlPort, timeoutSeconds: 20)
+        dashboard.send("POST /api/v1/nodes/node-b/pull HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(waitUntil(seconds: 5) { fleet.backendRequests("B", path: "/api/pull") == 1 })
+        // A client's pull of the same model through the proxy, to node-b or unnamed: refused by control's count.
+        let unnamed = fleet.post("/api/pull", body)
+        #expect(unnamed.status == 409 && unnamed.text.contains("node-b"), "\(unnamed.status) \(unnamed.text)")
+        let same = fleet.post("/api/pull", body, headers: ["X-Herd-Node": "node-b"])
+        #expect(same.status == 409, "\(same.status) \(same.text)")
+        // Named to the other node: allowed while the first runs.
+        let other = fleet.post("/api/pull", #"{"model":"llama3:8b","stream":false}"#, headers: ["X-Herd-Node": "node-a"])
+        #expect(other.status == 200, "\(other.status) \(other.text)")
+        #expect(fleet.backendRequests("B", path: "/api/pull") == 1)
+        #expect(try dashboard.readResponse().status == 200)
+        // Over: the claim is gone, and now the proxy's pull holds it against the dashboard.
+        let client = try RawClient(port: fleet.proxyPort, timeoutSeconds: 20)
+        client.send("POST /api/pull HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Herd-Node: node-b\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(waitUntil(seconds: 5) { fleet.backendRequests("B", path: "/api/pull") == 2 })
+        let fromDashboard = fleet.request("POST", "/api/v1/nodes/node-b/pull", body: body, headers: ["Content-Type": "application/json"], port: fleet.controlPort)
+        #expect(fromDashboard.status == 409 && fromDashboard.text.contains("already under way"), "\(fromDashboard.status) \(fromDashboard.text)")
+        #expect(try client.readResponse().status == 200)
+        #expect(waitUntil(seconds: 5) {
+            fleet.request("POST", "/api/v1/nodes/node-b/pull", body: #"{"model":"llama3:8b"}"#, headers: [:], port: fleet.controlPort).status == 200
+        }, "the proxy's claim ends with its pull")
+    }
+
     @Test func deleteCopyAndCreateReachTheNodeThatHasTheModel() throws {
         let fleet = try Self.fleet()
         defer { fleet.shutdown() }

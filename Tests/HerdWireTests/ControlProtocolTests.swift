@@ -75,6 +75,15 @@ import HerdRuntime
         let cache = CacheStats(hits: 3, misses: 2, stores: 2, evictions: 0, bytes: 1 << 40, entries: 2)
         #expect(try decoded(CacheStats.self, cache.binary).get() == cache)
         #expect(refused(CacheStats.self, Array(cache.binary.dropLast())) != nil)
+        // Pull claims: round trips, and a model or node out of range is refused.
+        let claim = PullClaim(id: 9, model: "llama3.1:8b", node: "gpu-box", named: true)
+        #expect(try decoded(PullClaim.self, claim.binary).get() == claim)
+        #expect(refused(PullClaim.self, PullClaim(id: 1, model: "", node: "n").binary)?.contains("pull model") == true)
+        #expect(refused(PullClaim.self, PullClaim(id: 1, model: "m", node: String(repeating: "n", count: 257)).binary)?.contains("pull node") == true)
+        #expect(refused(PullClaim.self, PullClaim(id: 1, model: "m\u{1}", node: "n").binary)?.contains("pull model") == true)
+        let answer = PullAnswer(id: 9, granted: false, node: "gpu-box")
+        #expect(try decoded(PullAnswer.self, answer.binary).get() == answer)
+        #expect(try decoded(PullDone.self, PullDone(id: 1 << 40).binary).get() == PullDone(id: 1 << 40))
         speech.workUnits = -1
         #expect(refused(RouteRequest.self, speech.binary)?.contains("work_units") == true)
         // An unknown api code, a bool that is not 0/1, a string longer than the frame, an overlong varint.
@@ -257,6 +266,9 @@ func decoded<M: WireBinaryMessage>(_: M.Type, _ bytes: [UInt8]) -> Result<M, Con
                 case .started: ok = (try? decoded(RouteStarted.self, body).get()) != nil
                 case .queued: ok = (try? decoded(RouteQueued.self, body).get()) != nil
                 case .cacheStats: ok = (try? decoded(CacheStats.self, body).get()) != nil
+                case .pullClaim: ok = (try? decoded(PullClaim.self, body).get()) != nil
+                case .pullAnswer: ok = (try? decoded(PullAnswer.self, body).get()) != nil
+                case .pullDone: ok = (try? decoded(PullDone.self, body).get()) != nil
                 }
                 #expect(ok, "\(seed): \(type) does not decode")
             }

@@ -64,6 +64,9 @@ public enum ControlMessageType: UInt8, Sendable {
     case revoke = 14
     case snapshotDelta = 15
     case cacheStats = 16
+    case pullClaim = 17
+    case pullAnswer = 18
+    case pullDone = 19
 
     /// Its name in errors (literals: decoding a frame builds no string).
     public var name: String {
@@ -84,6 +87,9 @@ public enum ControlMessageType: UInt8, Sendable {
         case .revoke: "REVOKE"
         case .snapshotDelta: "SNAPSHOT_DELTA"
         case .cacheStats: "CACHE_STATS"
+        case .pullClaim: "PULL_CLAIM"
+        case .pullAnswer: "PULL_ANSWER"
+        case .pullDone: "PULL_DONE"
         }
     }
 }

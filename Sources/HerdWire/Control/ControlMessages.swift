@@ -100,7 +100,7 @@ public enum WorkKind: String, Sendable, CaseIterable {
 /// proxy → control, first frame: who the proxy is and which protocol it speaks.
 public struct ControlHello: Equatable, Sendable, WireCodable {
     public static let context = "hello"
-    public static let protocolVersion = 10
+    public static let protocolVersion = 11
     public var protocolVersion: Int
     public var proxyID: String
     public var version: String

@@ -28,7 +28,7 @@ final class FleetAPI {
     private let log: Logger
     private let startedAt: UInt64
     /// Pull and delete on a node, for the Models view.
-    private lazy var modelActions = ModelActions(loop: loop)
+    private lazy var modelActions = ModelActions(loop: loop, routes: routes, clock: clock)
 
     init(loop: EventLoop, clock: any LoopClock, registry: NodeRegistry, routes: ControlServer, stats: RequestStats, health: HealthMonitor,
          options: ControlOptions,

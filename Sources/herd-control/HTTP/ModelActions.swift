@@ -7,11 +7,18 @@ import HerdWire
 /// `POST /api/v1/nodes/{id}/pull` and `/delete` with `{"model": …}`: the
 /// dashboard's Models view pulls a model to a node (Ollama's progress lines
 /// streamed back as they come) or deletes one from it. Guarded as the other
-/// node actions (the fleet key when one is set). Loop-thread only.
+/// node actions (the fleet key when one is set). A pull counts among the
+/// router's pulls under way (`PullsUnderWay`, shared with every proxy): one
+/// of the same model to the same node already running is refused (409).
+/// Loop-thread only.
 final class ModelActions {
     private let client: HTTPClient
+    private unowned let routes: ControlServer
+    private let clock: any LoopClock
 
-    init(loop: EventLoop) {
+    init(loop: EventLoop, routes: ControlServer, clock: any LoopClock) {
+        self.routes = routes
+        self.clock = clock
         var configuration = HTTPClientConfiguration()
         configuration.connectTimeoutMilliseconds = 3_000
         configuration.firstByteTimeoutMilliseconds = 60_000
@@ -35,11 +42,22 @@ final class ModelActions {
               let address = Self.address(backend.address) else {
             return fail(409, "node \(node.id) has no Ollama to \(action) models on")
         }
+        var owner: PullsUnderWay.Owner?
+        if action == "pull" {
+            let claimant = routes.pulls.dashboardOwner()
+            switch routes.pulls.claim(model: model, node: node.id, named: true, owner: claimant, now: clock.now) {
+            case .granted: owner = claimant
+            case let .underWay(other): return fail(409, "a pull of '\(model)' to node \(other) is already under way")
+            case .full: return fail(429, "\(PullsUnderWay.maxPulls) pulls are under way; try again when one ends")
+            }
+        }
         var out: [UInt8] = []
         JSONValue.object([("model", .string(model)), ("stream", .bool(action == "pull"))]).write(to: &out)
         let request = HTTPClientRequest(method: action == "pull" ? "POST" : "DELETE", target: action == "pull" ? "/api/pull" : "/api/delete",
                                         headers: ["Content-Type": "application/json", "Host": backend.address], body: out)
-        let relay = Relay(exchange: exchange)
+        let relay = Relay(exchange: exchange) { [weak routes = self.routes] in
+            if let owner { routes?.pulls.release(owner) }
+        }
         relay.task = client.execute(request, to: address, delegate: relay)
     }
 
@@ -55,14 +73,23 @@ final class ModelActions {
         var task: HTTPClientTask?
         private var started = false
         private var selfReference: Relay?
+        /// Called once when it ends, however it ends.
+        private var onEnd: (() -> Void)?
 
-        init(exchange: HTTPExchange) {
+        init(exchange: HTTPExchange, onEnd: @escaping () -> Void) {
             self.exchange = exchange
+            self.onEnd = onEnd
             selfReference = self
             exchange.onCancel = { [self] in
                 self.task?.cancel()
-                self.selfReference = nil
+                self.ended()
             }
+        }
+
+        private func ended() {
+            onEnd?()
+            onEnd = nil
+            selfReference = nil
         }
 
         func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {
@@ -76,7 +103,7 @@ final class ModelActions {
 
         func taskDidFinish(_ task: HTTPClientTask) {
             exchange.end()
-            selfReference = nil
+            ended()
         }
 
         func task(_ task: HTTPClientTask, didFail error: HTTPClientError) {
@@ -89,7 +116,7 @@ final class ModelActions {
             } else {
                 exchange.respond(status: 502, headers: FleetAPI.jsonHeaders, body: bytes)
             }
-            selfReference = nil
+            ended()
         }
     }
 }

@@ -54,6 +54,9 @@ final class ControlServer {
     private(set) var contextFitter = ContextFitter()
     let log: Logger
 
+    /// Model pulls under way through every proxy and the dashboard: one model is not downloaded twice at once.
+    var pulls = PullsUnderWay()
+
     /// SHA-256 (hex) of the fleet key, told to each proxy in its hello (model management needs the key).
     var adminKeyHash: String?
     /// The client keys: a keyed ROUTE is admitted here (its limits), its RESULT releases what it reserved.
@@ -150,6 +153,7 @@ final class ControlServer {
             self.links[key] = nil // releases the link
             self.keys?.dropProxy(key)
             self.inCloud[key] = nil
+            self.pulls.release(proxy: key)
             self.scheduler.proxyGone(key, fleet: self.registry.list, now: self.clock.now, into: &self.actions)
             self.performActions()
         }
@@ -231,7 +235,20 @@ final class ControlServer {
             case .cacheStats:
                 link.cache = try frame.decode(CacheStats.self)
                 return
-            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .snapshotDelta, .queued, .grant, .revoke:
+            case .pullClaim:
+                let claim = try frame.decode(PullClaim.self)
+                let answer: PullAnswer = switch pulls.claim(model: claim.model, node: claim.node, named: claim.named,
+                                                            owner: .proxy(link.key, claim: claim.id), now: now) {
+                case .granted: PullAnswer(id: claim.id, granted: true)
+                case let .underWay(node): PullAnswer(id: claim.id, granted: false, node: node)
+                case .full: PullAnswer(id: claim.id, granted: false)
+                }
+                link.channel.send(.pullAnswer, answer)
+                return
+            case .pullDone:
+                pulls.release(.proxy(link.key, claim: try frame.decode(PullDone.self).id))
+                return
+            case .hello, .helloOK, .routeOK, .routeError, .snapshot, .snapshotDelta, .queued, .grant, .revoke, .pullAnswer:
                 throw ControlProtocolError("a proxy does not send \(frame.type)")
             }
             performActions()

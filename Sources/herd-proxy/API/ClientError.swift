@@ -24,6 +24,14 @@ struct ClientError: Error, Equatable {
         ClientError(status: 404, message: "herd does not serve \(method) \(path)", unknownPath: true)
     }
 
+    /// A pull of `model` is already under way (to `node`; "" when control is
+    /// full of pulls) through this router: 409, not a second download.
+    static func pullUnderWay(_ model: String, node: String) -> ClientError {
+        node.isEmpty
+            ? ClientError(status: 429, message: "too many pulls are under way through this router; try again when one ends", retryAfter: 30)
+            : ClientError(status: 409, message: "a pull of '\(model)' to node \(node) is already under way through this router")
+    }
+
     static func methodNotAllowed(method: String, path: some StringProtocol) -> ClientError {
         ClientError(status: 405, message: "\(method) is not allowed on \(path); use POST")
     }

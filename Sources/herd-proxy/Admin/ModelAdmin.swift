@@ -18,8 +18,10 @@ import HerdWire
 ///   when several have it the client must name one (a delete is not fanned
 ///   out: "which machine" is the operator's call).
 ///
-/// A second pull of a model already being pulled through this proxy is
-/// refused (409) rather than started twice. All of these change state: with
+/// A second pull of a model already being pulled — through any proxy of
+/// this router or from the dashboard (control counts them, PULL_CLAIM) — is
+/// refused (409) rather than started twice: to the same node, or to any
+/// node when the client did not name one with `X-Herd-Node`. All of these change state: with
 /// a fleet key set they need it (`Authorization: Bearer`, or `x-api-key`);
 /// without one, only clients on this machine may, unless
 /// `--allow-remote-admin`. Loop-thread only.
@@ -29,8 +31,8 @@ final class ModelAdmin {
     private let control: ControlClient
     private let upstreams: Upstreams
     private let allowRemote: Bool
-    /// Pulls under way through this proxy: canonical model → node.
-    private var pulls: [String: String] = [:]
+    /// Pulls under way through this proxy: canonical model, node, control's claim id (nil: not granted by control).
+    private var pulls: [(model: String, node: String, claim: UInt64?)] = []
     /// Models this proxy just made (pull, copy, create), canonical → node and
     /// when: a `delete` right after `copy` finds its node before the next heartbeat lists it.
     private var made: [String: (node: String, at: UInt64)] = [:]
@@ -71,24 +73,51 @@ final class ModelAdmin {
             case let .success(found): target = found
             case let .failure(error): return error.respond(exchange, api: .ollama, headers: cors)
             }
-            let key = ModelName.canonical(model)
-            if path == "/api/pull" {
-                if let node = self.pulls[key] {
-                    return ClientError(status: 409, message: "a pull of '\(model)' to node \(node) is already under way through this router")
-                        .respond(exchange, api: .ollama, headers: cors)
-                }
-                self.pulls[key] = target.node
-            }
             let made = path == "/api/copy" ? fields["destination"]?.stringValue : path == "/api/pull" || path == "/api/create" ? model : nil
-            AdminRelay(exchange: exchange, upstreams: self.upstreams, node: target.node, upstream: target.upstream, body: body, cors: cors) { [weak self] status in
+            let relay = { [weak self] (claim: UInt64?) in
                 guard let self else { return }
-                if path == "/api/pull" { self.pulls[key] = nil }
-                if status == 200, let made, made.utf8.count <= RequestLimits.modelBytes.upperBound {
-                    if self.made.count >= 1_024 { self.made.removeAll() }
-                    self.made[ModelName.canonical(made)] = (target.node, ModelAdmin.nowMs())
+                let key = ModelName.canonical(model)
+                AdminRelay(exchange: exchange, upstreams: self.upstreams, node: target.node, upstream: target.upstream, body: body, cors: cors) { [weak self] status in
+                    guard let self else { return }
+                    if path == "/api/pull" {
+                        self.pulls.removeAll { $0.claim == claim && $0.model == key && $0.node == target.node }
+                        if let claim { self.control.pullDone(claim) }
+                    }
+                    if status == 200, let made, made.utf8.count <= RequestLimits.modelBytes.upperBound {
+                        if self.made.count >= 1_024 { self.made.removeAll() }
+                        self.made[ModelName.canonical(made)] = (target.node, ModelAdmin.nowMs())
+                    }
+                }.start()
+            }
+            guard path == "/api/pull" else { return relay(nil) }
+            // One pull of a model at a time in the whole router: control counts
+            // every proxy's and the dashboard's; this proxy's own count decides
+            // while control is away.
+            let named = exchange.head.headers["X-Herd-Node"] != nil
+            if let busy = self.underWay(model: model, node: target.node, named: named) {
+                return ClientError.pullUnderWay(model, node: busy).respond(exchange, api: .ollama, headers: cors)
+            }
+            let key = ModelName.canonical(model)
+            self.pulls.append((key, target.node, nil))
+            self.control.claimPull(model: model, node: target.node, named: named) { [weak self] answer in
+                guard let self else { return }
+                guard let index = self.pulls.lastIndex(where: { $0.model == key && $0.node == target.node && $0.claim == nil }) else { return }
+                if let answer, !answer.granted {
+                    self.pulls.remove(at: index)
+                    return ClientError.pullUnderWay(model, node: answer.node).respond(exchange, api: .ollama, headers: cors)
                 }
-            }.start()
+                self.pulls[index].claim = answer?.id
+                relay(answer?.id)
+            }
         }
+    }
+
+    /// Where a pull of `model` is already under way through this proxy, if
+    /// one is that stops a pull to `node` (the same node, or any node when
+    /// the client did not name one).
+    private func underWay(model: String, node: String, named: Bool) -> String? {
+        let key = ModelName.canonical(model)
+        return pulls.first { $0.model == key && ($0.node == node || !named) }?.node
     }
 
     /// A fleet key set: it must come with the request. None: only this machine's clients, unless allowed.

@@ -55,6 +55,12 @@ final class ControlClient: LoopFlushable {
     /// SHA-256 (hex) of the fleet key, from control's hello (nil: no key set).
     private(set) var adminKeyHash: String?
     var onSnapshot: ((RoutingSnapshot) -> Void)?
+    /// Pull claims waiting for control's answer: claim id → (deadline, what to do with it; nil: control away).
+    private var pullWaiters: [UInt64: (deadline: UInt64, answer: (PullAnswer?) -> Void)] = [:]
+    private var nextPullClaim: UInt64 = 0
+    private var pullTimer: DeadlineTimer?
+    /// A pull claim control has not answered in this long is decided by the proxy alone.
+    static let pullClaimTimeoutMilliseconds: UInt64 = 2_000
 
     init(loop: EventLoop, path: String, proxyID: String, routeTimeoutMilliseconds: UInt64, log: Logger) {
         self.loop = loop
@@ -65,6 +71,7 @@ final class ControlClient: LoopFlushable {
         deadlines = RouteDeadlines(routeTimeout: routeTimeoutMilliseconds, granularity: min(100, max(1, routeTimeoutMilliseconds / 4)))
         deadlineTimer = DeadlineTimer(clock: loop) { [unowned self] in self.checkDeadlines() }
         ticketTimer = DeadlineTimer(clock: loop) { [unowned self] in self.expireTickets() }
+        pullTimer = DeadlineTimer(clock: loop) { [unowned self] in self.expirePullClaims() }
     }
 
     /// Connected and answering.
@@ -84,6 +91,8 @@ final class ControlClient: LoopFlushable {
         deadlineTimer = nil
         ticketTimer?.close()
         ticketTimer = nil
+        pullTimer?.close()
+        pullTimer = nil
         channel?.close()
     }
 
@@ -130,6 +139,7 @@ final class ControlClient: LoopFlushable {
         deadlines.removeAll()
         tickets.removeAll()
         for waiter in orphans.values { waiter.controlLost(reason: "control went away") }
+        answerPullClaims(nil)
         scheduleReconnect()
     }
 
@@ -200,7 +210,10 @@ final class ControlClient: LoopFlushable {
             case .revoke:
                 let returned = tickets.revoke(try frame.decode(TicketList.self).tickets)
                 if !returned.isEmpty { channel?.send(.ticketReturn, TicketList(tickets: returned)) }
-            case .hello, .route, .retry, .result, .cancel, .started, .ticketReturn, .cacheStats:
+            case .pullAnswer:
+                let answer = try frame.decode(PullAnswer.self)
+                pullWaiters.removeValue(forKey: answer.id)?.answer(answer)
+            case .hello, .route, .retry, .result, .cancel, .started, .ticketReturn, .cacheStats, .pullClaim, .pullDone:
                 throw ControlProtocolError("control does not send \(frame.type)")
             }
         } catch let error as JSONFieldError {
@@ -253,6 +266,48 @@ final class ControlClient: LoopFlushable {
     func returnSpentTicket(_ ticket: UInt64) {
         guard let channel else { return }
         channel.send(.ticketReturn, TicketList(tickets: [ticket]))
+    }
+
+    /// Asks control whether this proxy may pull `model` to `node` (`named`:
+    /// the client chose the node) — control counts pulls across every proxy
+    /// and the dashboard. `answer` gets control's verdict, or nil when control
+    /// is away or does not answer within `pullClaimTimeoutMilliseconds` (the
+    /// proxy's own count decides then). Returns the claim's id when asked.
+    @discardableResult
+    func claimPull(model: String, node: String, named: Bool, answer: @escaping (PullAnswer?) -> Void) -> UInt64? {
+        guard connected, !unresponsive, let channel else {
+            answer(nil)
+            return nil
+        }
+        nextPullClaim &+= 1
+        let id = nextPullClaim
+        let deadline = loop.now &+ Self.pullClaimTimeoutMilliseconds
+        pullWaiters[id] = (deadline, answer)
+        channel.send(.pullClaim, PullClaim(id: id, model: model, node: node, named: named))
+        pullTimer?.follow(deadline)
+        return id
+    }
+
+    /// The granted pull `id` ended (control forgets claims of a connection that closed on its own).
+    func pullDone(_ id: UInt64) {
+        guard connected, let channel else { return }
+        channel.send(.pullDone, PullDone(id: id))
+    }
+
+    private func expirePullClaims() {
+        let now = loop.now
+        let overdue = pullWaiters.filter { $0.value.deadline <= now }
+        for (id, waiter) in overdue {
+            pullWaiters[id] = nil
+            waiter.answer(nil)
+        }
+        pullTimer?.follow(pullWaiters.values.map(\.deadline).min())
+    }
+
+    private func answerPullClaims(_ answer: PullAnswer?) {
+        let waiting = pullWaiters
+        pullWaiters.removeAll()
+        for waiter in waiting.values { waiter.answer(answer) }
     }
 
     /// The response cache's counts, for control's `/metrics` (dropped while control is away).

@@ -294,7 +294,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     /// only then is the body parsed whole.
     private func rewrittenBody(model: String, stripNumCtx: Bool, numCtx: Int? = nil) -> [UInt8] {
         guard case var .object(members)? = try? JSONValue.parse(body) else { return body }
-        if let numCtx, !members.contains(where: { $0.0 == "options" }) { members.append(("options", .object([]))) }
+        if numCtx != nil, !members.contains(where: { $0.0 == "options" }) { members.append(("options", .object([]))) }
         var out: [UInt8] = []
         JSONValue.object(members.compactMap { key, value in
             switch key {
