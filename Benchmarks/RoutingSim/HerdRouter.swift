@@ -180,7 +180,15 @@ final class HerdRouter: SimRouter {
     /// Pre-warms under way: node, model, when the answer comes, whether it loaded.
     private var warming: [(String, String, Double, Bool)] = []
 
+    /// While requests wait in herd: steps counted, and per machine the requests it was running (summed).
+    private(set) var waitingSteps = 0
+    private(set) var busyWhileWaiting: [String: Int] = [:]
+
     func tick(now: Double) {
+        if !pending.isEmpty {
+            waitingSteps += 1
+            for m in backends.machines { busyWhileWaiting[m.name, default: 0] += m.activeCount }
+        }
         if warming.contains(where: { $0.2 <= now }) {
             let done = warming.filter { $0.2 <= now }
             warming.removeAll { $0.2 <= now }

@@ -245,7 +245,11 @@ if verbose {
 }
 if verbose, let waits = herdRouter?.waits, !waits.isEmpty {
     let under = waits.filter { $0.1 > $0.0 }.count
-    print("\nherd's queue: \(waits.count) requests queued; wait expected when queued \(seconds(waits.map(\.0).reduce(0, +) / Double(waits.count))) s on average, actual \(seconds(waits.map(\.1).reduce(0, +) / Double(waits.count))) s; \(under) waited longer than expected")
+    if let herd = herdRouter, herd.waitingSteps > 0 {
+        let rows = machines.map { m in "\(m.name) \(Double(herd.busyWhileWaiting[m.name, default: 0] * 10 / herd.waitingSteps) / 10) of \(m.slots) slots" }
+        print("\nwhile requests waited in herd (\(herd.waitingSteps * 5 / 1000) s), machines ran on average: \(rows.joined(separator: ", "))")
+    }
+    print("herd's queue: \(waits.count) requests queued; wait expected when queued \(seconds(waits.map(\.0).reduce(0, +) / Double(waits.count))) s on average, actual \(seconds(waits.map(\.1).reduce(0, +) / Double(waits.count))) s; \(under) waited longer than expected")
 }
 if verbose {
     print("\nherd's slowest")
