@@ -89,6 +89,8 @@ final class HerdRouter: SimRouter {
     /// Queued requests: the wait expected when each queued, then (expected, actual).
     private var expectedWait: [Int: Double] = [:]
     private(set) var waits: [(Double, Double)] = []
+    /// With `debug`: each request's routing decision (where, why, the candidates).
+    private(set) var decisions: [Int: String] = [:]
     var lastAnswer: RouteAnswer?
     var debug: Bool = false {
         didSet {
@@ -111,6 +113,9 @@ final class HerdRouter: SimRouter {
                 queuedMs[request.id] = Double(answer.queuedMilliseconds)
                 if let expected = expectedWait.removeValue(forKey: request.id) { waits.append((expected, Double(answer.queuedMilliseconds))) }
                 lastAnswer = answer
+                if debug, let d = scheduler.feed.decisions.last(where: { $0.requestID == answer.id }) {
+                    decisions[request.id] = "\(answer.node): \(answer.reason) | " + String(decoding: d.card.jsonText, as: UTF8.self)
+                }
                 backends.dispatch(request, to: machine, now: now)
             case let .refused(_, refusal):
                 pending[Int(refusal.id)] = nil

@@ -129,7 +129,7 @@ func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
             guard job.request.id >= 0, let arrived = arrivals.removeValue(forKey: job.request.id) else { return }
             result.completions.append(done - arrived)
             result.phases.append((machine.name, job.sentAt - arrived, (job.startedAt ?? job.sentAt) - job.sentAt, done - (job.startedAt ?? job.sentAt)))
-            result.detail.append((job.model.name, machine.name, done - arrived, "arrived \(Int(arrived / 1000)) sent \(Int(job.sentAt / 1000)) started \(Int((job.startedAt ?? 0) / 1000)) load \(Int(job.loadMs)) prefill \(Int(job.prefillMs)) decode \(Int(job.decodeMs)) tokens \(job.request.outputTokens)"))
+            result.detail.append((job.model.name, machine.name, done - arrived, "#\(job.request.id) prompt \(job.request.promptTokens) arrived \(Int(arrived / 1000)) sent \(Int(job.sentAt / 1000)) started \(Int((job.startedAt ?? 0) / 1000)) load \(Int(job.loadMs)) prefill \(Int(job.prefillMs)) decode \(Int(job.decodeMs)) tokens \(job.request.outputTokens)"))
             outstanding -= 1
             let conversation = conversations[job.request.conversation]
             let turn = job.request.turnIndex + 1
@@ -254,6 +254,11 @@ if verbose, let waits = herdRouter?.waits, !waits.isEmpty {
 if verbose {
     print("\nherd's slowest")
     for d in results[0].detail.sorted(by: { $0.2 > $1.2 }).prefix(25) { print("  \(d.0) \(d.1) \(seconds(d.2)) s \(d.3)") }
+    print("\nherd's decisions for its five slowest")
+    for d in results[0].detail.sorted(by: { $0.2 > $1.2 }).prefix(5) {
+        let id = d.3.dropFirst().prefix { $0 != " " }
+        print("  #\(id): \(herdRouter?.decisions[Int(id) ?? -1] ?? "?")")
+    }
 }
 func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(1, values.count)) }
 func ratioLine(_ name: String, _ measure: ([Double]) -> Double) {
