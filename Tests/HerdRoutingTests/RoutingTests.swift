@@ -209,36 +209,76 @@ extension Scheduler.Settings {
 }
 
 @Suite struct DrainTests {
-    /// A 27 GB model fits on "a" only once its busy small model drains: the
-    /// request waits for that in herd's queue, and holds the node meanwhile —
-    /// requests for the small model (hot there, with room) wait behind it
-    /// instead of keeping the node busy forever.
-    @Test func aBigModelWaitsForTheNodeToDrainAndHoldsIt() {
-        let gb = 1_000_000_000
-        let a = FleetNode(heartbeat: Heartbeat(nodeID: "a", memoryAvailableBytes: 16 * gb, backends: [
-            Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
-                              models: [Heartbeat.Model(name: "small:1b", sizeBytes: 4 * gb), Heartbeat.Model(name: "big:27b", sizeBytes: 17 * gb)],
-                              loaded: [Heartbeat.LoadedModel(name: "small:1b", sizeBytes: 4 * gb)]),
-        ]), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: .online)
-        var settings = Scheduler.Settings.perRequest
-        settings.maxConcurrencyPerModel = 4
-        var scheduler = Scheduler(settings: settings)
+    static let gb = 1_000_000_000
+    static let node = FleetNode(heartbeat: Heartbeat(nodeID: "a", memoryAvailableBytes: 16 * gb, backends: [
+        Heartbeat.Backend(kind: .ollama, url: "", address: "127.0.0.1:1", reachable: true,
+                          models: [Heartbeat.Model(name: "small:1b", sizeBytes: 4 * gb), Heartbeat.Model(name: "big:27b", sizeBytes: 17 * gb)],
+                          loaded: [Heartbeat.LoadedModel(name: "small:1b", sizeBytes: 4 * gb)]),
+    ]), lastSeenMilliseconds: 0, firstSeenMilliseconds: 0, status: .online)
+
+    struct Harness {
+        var scheduler: Scheduler
         var actions: [SchedulerAction] = []
-        func route(_ id: UInt64, _ model: String, at now: UInt64) {
-            scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: true), from: SchedulerHarness.p1,
-                            fleet: [a], now: now, into: &actions)
+
+        init(holdAfter: UInt64) {
+            var settings = Scheduler.Settings.perRequest
+            settings.maxConcurrencyPerModel = 4
+            settings.holdAfterMilliseconds = holdAfter
+            scheduler = Scheduler(settings: settings)
         }
-        route(1, "small:1b", at: 1_000)
-        #expect(actions.map(\.routedID) == [1])
-        actions.removeAll()
-        route(2, "big:27b", at: 1_100)
-        #expect(actions.map(\.kind) == ["queued"] && scheduler.queueLength == 1, "big waits for small:1b to finish")
-        actions.removeAll()
-        route(3, "small:1b", at: 1_200)
-        #expect(actions.map(\.kind) == ["queued"] && scheduler.queueLength == 2, "the node is held for big: small waits though it has room")
-        scheduler.result(RouteResult(id: 1, node: "a", model: "small:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
-                         fleet: [a], now: 5_000, into: &actions)
-        #expect(actions.compactMap(\.routedID).first == 2, "drained: big goes first")
+
+        mutating func route(_ id: UInt64, _ model: String, at now: UInt64) {
+            scheduler.route(RouteRequest(id: id, api: .ollama, path: "/api/chat", model: model, stream: true), from: SchedulerHarness.p1,
+                            fleet: [DrainTests.node], now: now, into: &actions)
+        }
+
+        mutating func finish(_ id: UInt64, at now: UInt64) {
+            scheduler.result(RouteResult(id: id, node: "a", model: "small:1b", outcome: .ok, status: 200), from: SchedulerHarness.p1,
+                             fleet: [DrainTests.node], now: now, into: &actions)
+        }
+    }
+
+    /// A 27 GB model fits on "a" only once its busy small model drains: the
+    /// request waits for that in herd's queue, and (holding at once) holds the
+    /// node meanwhile — requests for the small model (hot there, with room)
+    /// wait behind it instead of keeping the node busy forever.
+    @Test func aBigModelWaitsForTheNodeToDrainAndHoldsIt() {
+        var h = Harness(holdAfter: 0)
+        h.route(1, "small:1b", at: 1_000)
+        #expect(h.actions.map(\.routedID) == [1])
+        h.actions.removeAll()
+        h.route(2, "big:27b", at: 1_100)
+        #expect(h.actions.map(\.kind) == ["queued"] && h.scheduler.queueLength == 1, "big waits for small:1b to finish")
+        h.actions.removeAll()
+        h.route(3, "small:1b", at: 1_200)
+        #expect(h.actions.map(\.kind) == ["queued"] && h.scheduler.queueLength == 2, "the node is held for big: small waits though it has room")
+        h.finish(1, at: 5_000)
+        #expect(h.actions.compactMap(\.routedID).first == 2, "drained: big goes first")
+    }
+
+    /// By default the hold comes only after the waiting request has waited
+    /// `holdAfterMilliseconds`: until then the small model's requests keep
+    /// being served there; after, they wait behind the big one, which goes
+    /// first once the node drains.
+    @Test func theHoldComesAfterAWait() {
+        var h = Harness(holdAfter: Scheduler.Settings().holdAfterMilliseconds)
+        #expect(Scheduler.Settings().holdAfterMilliseconds == 15_000)
+        h.route(1, "small:1b", at: 1_000)
+        h.route(2, "big:27b", at: 1_100)
+        h.actions.removeAll()
+        h.route(3, "small:1b", at: 1_200)
+        #expect(h.actions.map(\.routedID) == [3], "not held yet: the hot model keeps serving")
+        h.actions.removeAll()
+        // Big has waited 15 s: re-scored, it now holds the node.
+        h.scheduler.expire(now: 16_200, fleet: [DrainTests.node], into: &h.actions)
+        h.actions.removeAll()
+        h.route(4, "small:1b", at: 16_300)
+        #expect(h.actions.map(\.kind) == ["queued"], "held: small waits though it has room")
+        h.actions.removeAll()
+        h.finish(1, at: 17_000)
+        #expect(h.actions.compactMap(\.routedID).isEmpty, "small:1b still busy (request 3): no drain yet")
+        h.finish(3, at: 18_000)
+        #expect(h.actions.compactMap(\.routedID).first == 2, "drained: big goes first")
     }
 }
 

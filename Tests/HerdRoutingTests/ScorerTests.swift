@@ -43,6 +43,7 @@ struct FakeLoad: RoutingLoad {
     func soonestEndMs(_ slot: SlotKey, now: UInt64) -> Double { soonest[slot.description] ?? 0 }
     func queuedAhead(_ slot: SlotKey) -> Int { ahead[slot.description] ?? 0 }
     func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double? { loading[slot.description] }
+    func loadingModels(node: String) -> [String] { loading.keys.filter { $0.hasPrefix(node + "/") }.map { String($0.dropFirst(node.count + 1)) } }
     func lastRouted(_ slot: SlotKey) -> UInt64 { routed[slot.description] ?? 0 }
     func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
         affinityBy[node + "/" + model]
@@ -346,6 +347,15 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         let tiny = machine("tiny", models: [("m:8b", 4_000_000_000), ("other:8b", 1_000_000_000)], loaded: ["other:8b"], memory: 1_000_000_000)
         load.inFlightBy = ["tiny/other:8b": 1]
         #expect(decide([tiny], load: load).0 == .noNode)
+        // A model herd started loading that no heartbeat lists yet holds memory like a busy one:
+        // the node fits m:8b once it drains, it is not eliminated.
+        let loadingThere = machine("loadingThere", models: [("m:8b", 4_000_000_000), ("big:27b", 17_000_000_000)], memory: 1_000_000_000)
+        #expect(decide([loadingThere]).0 == .noNode, "no load known: 1 GB usable")
+        var loadingLoad = FakeLoad()
+        loadingLoad.loading["loadingThere/big:27b"] = 3_000
+        loadingLoad.drain["loadingThere"] = 9_000
+        guard case let .queue(afterLoad) = decide([loadingThere], load: loadingLoad).0 else { Issue.record("should wait for the drain"); return }
+        #expect(afterLoad.drains && afterLoad.breakdown.wait == 9_000)
         // A measured KV cache replaces the prior.
         load = FakeLoad()
         load.rates.observeLoaded(model: "m:8b", loadedBytes: 6_000_000_000, weightBytes: 4_000_000_000, contextLength: 4096)

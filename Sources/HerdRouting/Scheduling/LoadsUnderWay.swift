@@ -29,6 +29,11 @@ struct LoadsUnderWay {
 
     func underWay(_ slot: SlotKey) -> Bool { until[slot] != nil }
 
+    /// The models (canonical) being loaded on `node`.
+    func models(on node: String) -> [String] {
+        until.keys.lazy.filter { $0.node == node }.map(\.model)
+    }
+
     /// A request was sent to a cold model: its load is under way (unless one already is).
     mutating func started(_ slot: SlotKey, expectedMs: Double, now: UInt64) {
         guard until[slot] == nil else { return }

@@ -49,9 +49,14 @@ extension Scheduler {
                 card: card))
             entries[key] = entry
             actions.append(.routed(key.proxy, answer))
-        case let .queue(best):
+        case var .queue(best):
             let slot = SlotKey(best.node, best.canonicalModel)
             considerPrewarm(best, card: card, now: now, into: &actions)
+            // A request that waits for a drain holds the node (other models start
+            // nothing there) only once it has waited `holdAfterMilliseconds`:
+            // until then the node's hot models keep serving, and the hold stays
+            // the guard against a load starved by a stream of small requests.
+            if best.drains, now < entry.arrivedAt.addingSaturated(settings.holdAfterMilliseconds) { best.drains = false }
             if entry.queueDeadline != nil {
                 // Re-scored while queued: keeps its place and its deadline.
                 entry.waitingFor = slot
@@ -344,6 +349,8 @@ extension Scheduler: RoutingLoad {
         loads.remainingMs(slot, now: now)
     }
 
+    package func loadingModels(node: String) -> [String] { loads.models(on: node) }
+
     package func lastRouted(_ slot: SlotKey) -> UInt64 { occupancy.lastRouted(slot) }
 
     package func arrivalsPerMs(_ slot: SlotKey, now: UInt64) -> Double { occupancy.arrivalsPerMs(slot, now: now) }
@@ -352,3 +359,4 @@ extension Scheduler: RoutingLoad {
         affinities.affinity(node: node, model: model, session: session, prefix: prefix)
     }
 }
+

@@ -20,9 +20,12 @@ import HerdWire
 ///   mean time a request holds a slot there (sent → last byte); prior: this
 ///   request's own prefill + decode. A cold load that fits only once the
 ///   node's busy models finish (their memory freed) waits for that *drain*:
-///   `wait` = when the last of them is expected to end, and the node is held
-///   for it (other models start nothing there while it waits first in line);
-///   a node so held makes every other model wait for the drain too.
+///   `wait` = when the last of them is expected to end; once it has waited
+///   15 s (`holdAfterMilliseconds`) the node is held for it (other models
+///   start nothing there while it waits first in line), and a node so held
+///   makes every other model wait for the drain too. Busy memory: loaded
+///   models with requests in flight, and models herd started loading there
+///   that no heartbeat lists yet (their weights + the default context's KV).
 /// - **load** — 0 when the model is hot (in the node's `/api/ps`). While a
 ///   load is under way (a request or a pre-warm started it): what is left of
 ///   it. Cold: the last measured load of this model on this node (the

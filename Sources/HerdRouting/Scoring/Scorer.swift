@@ -54,6 +54,8 @@ package protocol RoutingLoad {
     func reservedModel(node: String) -> String?
     /// What is left of a load under way there, if one is.
     func loadingRemainingMs(_ slot: SlotKey, now: UInt64) -> Double?
+    /// The models (canonical) herd started loading on `node` that no heartbeat shows loaded yet.
+    func loadingModels(node: String) -> [String]
     /// When it last got a request (a counter; 0: never): equal candidates take turns.
     func lastRouted(_ slot: SlotKey) -> UInt64
     /// Requests it has been given per ms, recently (its crowding).
@@ -468,13 +470,23 @@ package struct Scorer: Sendable {
         return bytes
     }
 
-    /// Memory that loaded models busy on `node` (other than this one) hold: freed once they drain.
+    /// Memory that loaded models busy on `node` (other than this one) hold:
+    /// freed once they drain. A model herd started loading there that no
+    /// heartbeat lists yet holds memory the same way (its requests wait on
+    /// it): its weights and the KV cache of the default context.
     static func busyBytes(_ node: FleetNode, except canonical: String, load: some RoutingLoad) -> Int {
         var bytes = 0
         for backend in node.heartbeat.backends {
             for model in backend.loaded where ModelName.canonical(model.name) != canonical {
                 if load.inFlight(SlotKey(node.id, model.name)) > 0 { bytes += max(0, model.sizeBytes) }
             }
+        }
+        for loading in load.loadingModels(node: node.id) where loading != canonical {
+            guard !node.heartbeat.backends.contains(where: { $0.loaded.contains { ModelName.canonical($0.name) == loading } }),
+                  let weights = node.heartbeat.backends.lazy.compactMap({ $0.models.first { ModelName.canonical($0.name) == loading }?.sizeBytes }).first
+            else { continue }
+            let kv = Double(max(0, weights)) * CompletionTimeModel.Priors.kvShareOfWeightsPerToken * Double(CompletionTimeModel.Priors.defaultContext)
+            bytes = bytes.addingSaturated(Int(saturating: Double(max(0, weights)) + kv))
         }
         return bytes
     }
