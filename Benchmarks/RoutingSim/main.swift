@@ -39,9 +39,22 @@ func gpuServer(_ name: String, slots: Int, tokensPerSecond: Double, batchSlowdow
     MachineSpec(name: name, memoryGB: 24, bandwidth: tokensPerSecond, prefillSpeedup: 1_500 / tokensPerSecond, batchSlowdown: batchSlowdown,
                 slots: slots, loadGBps: 2, hasGPU: true, models: [oneGB], loaded: [oneGB])
 }
-let realFleet = [gpuServer("m0-4slot", slots: 4, tokensPerSecond: 80, batchSlowdown: 0.06),
+var realFleet = [gpuServer("m0-4slot", slots: 4, tokensPerSecond: 80, batchSlowdown: 0.06),
                  gpuServer("m1-2slot", slots: 2, tokensPerSecond: 30, batchSlowdown: 0.15),
                  gpuServer("m2-1slot", slots: 1, tokensPerSecond: 10, batchSlowdown: 0.3)]
+/// Other fleets of the same kind (`--machines 4x80,2x30,1x10`: slots × single-stream
+/// tokens/s each; batch slowdown by slots, as the routing-real fleet's).
+func parseMachines(_ spec: String) -> [MachineSpec]? {
+    var out: [MachineSpec] = []
+    for (i, part) in spec.split(separator: ",").enumerated() {
+        let fields = part.split(separator: "x")
+        guard fields.count == 2, let slots = Int(fields[0]), (1...64).contains(slots),
+              let speed = Double(fields[1]), speed >= 1, speed <= 10_000 else { return nil }
+        let slowdown = slots >= 4 ? 0.06 : slots >= 2 ? 0.15 : 0.3
+        out.append(gpuServer("m\(i)-\(slots)slot", slots: slots, tokensPerSecond: speed, batchSlowdown: slowdown))
+    }
+    return out.isEmpty || out.count > 16 ? nil : out
+}
 
 // MARK: Options
 
@@ -66,9 +79,16 @@ while let flag = arguments.next() {
     case "--fleet": fleetName = arguments.next() ?? fleetName
     case "--requests": requestCount = max(1, min(100_000, Int(arguments.next() ?? "") ?? requestCount))
     case "--load": load = max(0.01, min(2, Double(arguments.next() ?? "") ?? load))
+    case "--machines":
+        guard let fleet = parseMachines(arguments.next() ?? "") else {
+            print("--machines: slots x tokens/s, comma-separated (e.g. 4x80,2x30,1x10), 1 to 16 machines")
+            exit(2)
+        }
+        realFleet = fleet
+        fleetName = "real"
     default:
         print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--verbose]")
-        print("       herd-routesim --fleet real [--seed N] [--requests 150] [--load 0.65] [--stream-share S] [--verbose]")
+        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--stream-share S] [--verbose]")
         exit(2)
     }
 }
@@ -205,7 +225,8 @@ let results = [run { backends in
     return herd
 }, run(RoundRobinRouter.init), run(LeastConnectionsRouter.init), run { WeightedSumRouter($0, knowsParallel: reports == .all) }]
 if real {
-    print("routing quality, the routing-real fleet: seed \(seed), \(results[0].requests) one-shot chats at \(Int(realRate * 100)) per 100 s (load \(load)), 3 machines (4, 2, 1 slots; 80, 30, 10 tokens/s) reporting no slots, m0 1 ns durations, the others none; \(Int(streamShare * 100)) % of requests stream")
+    let described = realFleet.map { "\($0.slots)×\(Int($0.bandwidth))" }.joined(separator: ", ")
+    print("routing quality, the routing-real fleet: seed \(seed), \(results[0].requests) one-shot chats at \(Int(realRate * 100)) per 100 s (load \(load)), \(realFleet.count) machines (slots × tokens/s: \(described)) reporting no slots, m0 1 ns durations, the others none; \(Int(streamShare * 100)) % of requests stream")
 } else {
     print("routing quality: seed \(seed), \(Int(minutes)) min, \(conversations.count) conversations, \(results[0].requests) requests, 4 machines; machines report \(reports.rawValue), \(Int(streamShare * 100)) % of requests stream")
 }

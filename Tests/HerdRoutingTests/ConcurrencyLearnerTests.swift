@@ -16,6 +16,8 @@ struct VirtualBackend {
         var streamed: Bool
         var sentAt: Double
         var concurrency: Int
+        /// herd's learned limit when it was sent.
+        var limitAtSend: Int
         var startedAt: Double?
         var prefillLeft: Double
         var decodeLeft: Double
@@ -42,9 +44,9 @@ struct VirtualBackend {
     /// What its `/metrics` would say now: requests served, requests waiting for a slot.
     var gauges: (running: Int, waiting: Int) { (min(slots, jobs.count), max(0, jobs.count - slots)) }
 
-    mutating func send(id: Int, prompt: Int, completion: Int, streamed: Bool, at now: Double) {
+    mutating func send(id: Int, prompt: Int, completion: Int, streamed: Bool, at now: Double, limit: Int = 0) {
         jobs.append(Job(id: id, prompt: prompt, completion: completion, streamed: streamed, sentAt: now, concurrency: jobs.count + 1,
-                        prefillLeft: Double(prompt) * promptMs, decodeLeft: Double(completion) * tokenMs))
+                        limitAtSend: limit, prefillLeft: Double(prompt) * promptMs, decodeLeft: Double(completion) * tokenMs))
     }
 
     /// Advances `dt` ms; returns what finished, as the learner's samples.
@@ -71,7 +73,8 @@ struct VirtualBackend {
             done.append(ConcurrencyLearner.Sample(
                 concurrency: job.concurrency, streamed: job.streamed,
                 ttftMs: job.streamed ? (job.firstByteAt ?? end) - job.sentAt : end - job.sentAt, durationMs: end - job.sentAt,
-                promptTokens: job.prompt, completionTokens: job.completion, sentAt: job.sentAt, endedAt: end, overtook: overtook))
+                promptTokens: job.prompt, completionTokens: job.completion, sentAt: job.sentAt, endedAt: end, overtook: overtook,
+                limitAtSend: job.limitAtSend))
         }
         return done
     }
@@ -114,7 +117,7 @@ struct LearnerRun {
     private mutating func dispatch(streamed: Bool) {
         while !queue.isEmpty, backend.inFlight < learner.limit {
             let next = queue.removeFirst()
-            backend.send(id: nextID, prompt: next.prompt, completion: next.completion, streamed: streamed, at: now)
+            backend.send(id: nextID, prompt: next.prompt, completion: next.completion, streamed: streamed, at: now, limit: learner.limit)
             nextID += 1
         }
     }
@@ -203,7 +206,9 @@ struct LearnerRun {
         run.open(rate: 2.3, seconds: 240)
         let settled = run.limits.filter { $0.0 >= 30_000 }.map(\.1)
         #expect(!settled.isEmpty && settled.allSatisfy { (3...5).contains($0) }, "limits after 30 s: \(Set(settled).sorted())")
-        #expect(run.backend.mostWaiting <= 2, "slow start overshoots by at most two: \(run.backend.mostWaiting)")
+        // Slow start doubles per round; a short wait inside (a slot freed just
+        // after) is not told from service, so it may pass the slots briefly.
+        #expect(run.backend.mostWaiting <= 3, "slow start overshoots by at most three: \(run.backend.mostWaiting) \(run.limits.prefix(40).map(\.1))")
     }
 
     @Test(arguments: [false, true])
@@ -222,6 +227,20 @@ struct LearnerRun {
         run.alone(3)
         run.closed(concurrency: 14, count: 200)
         #expect(run.learner.limit >= 14, "\(run.learner.limit)")
+    }
+
+    @Test func slowStartDoublesPerRoundWithoutStreams() {
+        // Non-streaming answers, a queue always waiting: every answer that
+        // filled the limit of its send raises it, so the limit doubles per
+        // round of answers (it grew by one per round when only answers sent
+        // at the newest limit counted: fourteen rounds to find 16 slots).
+        var run = LearnerRun(backend: VirtualBackend(slots: 16, tokenMs: 10, slowdown: 0.02), learner: ConcurrencyLearner(prior: 2))
+        run.alone(3)
+        let start = run.completions
+        run.closed(concurrency: 64, count: 60)
+        let found = run.limits.firstIndex { $0.1 >= 14 }.map { run.limits.distance(from: run.limits.startIndex, to: $0) + 1 - start }
+        #expect(found.map { $0 <= 40 } == true, "limit 14 after \(found.map(String.init) ?? "more than 60") answers: \(run.limits.map(\.1))")
+        #expect(run.backend.mostWaiting <= 16, "overshoot at most one round: \(run.backend.mostWaiting)")
     }
 
     @Test func theBackendsOwnQueueTimeIsBelieved() {

@@ -37,8 +37,9 @@ import HerdBounds
 ///   backend (real waits come in runs under load, and each cuts again).
 /// - A backend that answers "busy" (503 / 429) halves the limit.
 /// - A request that did not wait, sent while the limit was binding (it met
-///   the node:model full up to one below the limit), raises it: by 1 in slow
-///   start, else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
+///   the node:model full up to one below the limit of its send), raises it:
+///   by 1 in slow start (up to twice its concurrency: the limit doubles per
+///   round of answers), else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
 ///   concurrency where a request was last seen waiting (probing there costs
 ///   a request waiting inside, so it is done rarely).
 /// - Requests that did not fill the limit say nothing about it.
@@ -94,6 +95,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
         /// they share its memory bandwidth and compute without batching with
         /// this one, a slowdown that cannot be told from a wait.
         var othersOnNode = 0
+        /// The learned limit when it was sent (0: not known). A request that
+        /// filled the limit of its send proves the limit binding even after
+        /// the limit grew past it (growth per completion, not per round).
+        var limitAtSend = 0
     }
 
     private(set) var estimate: Double
@@ -142,7 +147,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
 
     /// The first byte of a stream that filled the limit, in slow start
     /// (`ok`: a 2xx head; `busy`: 503/429). Its end teaches nothing more.
-    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0) {
+    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0, limitAtSend: Int = 0) {
         guard slowStart else { return }
         if busy {
             observe(Sample(concurrency: concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0))
@@ -158,7 +163,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         // Requests waiting at the backend's last reading: no more until one shows none.
         // A backend with queue gauges opens up by what they say alone.
-        guard concurrency >= limit, !gauges else { return }
+        guard concurrency >= binding(limitAtSend), !gauges else { return }
         estimate = min(cap, max(estimate + 1, Double(concurrency) * 2))
     }
 
@@ -206,7 +211,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             if goodSinceWait >= 8 { waitedAt = nil }
         }
         // The limit did not bind, or nothing can tell a wait from a long answer yet.
-        guard k >= limit, fit.ready || s.queuedInsideMs != nil, !gauges else { return false }
+        guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil, !gauges else { return false }
         // Growth needs proof of service alongside the others: the backend's
         // word, an overtaking, or a long overlap with a request ahead that
         // did not line up as a wait (a request that met the last one nearly
@@ -214,8 +219,15 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // At a limit of 1 nothing can be served alongside: it probes (rarely, near a wait).
         guard k == 1 || s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k) else { return false }
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
-        let step = slowStart ? 1 : 1 / ((near ? 16 : 4) * Double(limit))
-        estimate = min(cap, estimate + step)
+        if slowStart {
+            // +1 per answer that filled the limit of its send: the limit doubles
+            // per round of answers (TCP's slow start), never past twice the
+            // concurrency an answer was served at without waiting.
+            let proven = 2 * Double(k)
+            if estimate < proven { estimate = min(cap, estimate + 1, proven) }
+            return false
+        }
+        estimate = min(cap, estimate + 1 / ((near ? 16 : 4) * Double(limit)))
         return false
     }
 
@@ -251,6 +263,15 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // Slow start doubles (a batching server of hundreds is found in a few beats).
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
         estimate = min(cap, slowStart ? max(estimate + 1, 2 * estimate) : estimate + 1 / ((near ? 16 : 4) * Double(limit)))
+    }
+
+    /// The limit a request had to fill to prove it binding: the one of its
+    /// send when known and lower (the limit grew since: TCP's slow start
+    /// counts every acknowledgement of a full window, so it doubles per
+    /// round, where counting only requests sent at the newest limit grew it
+    /// by one per round — minutes of queueing before an 8-slot server was found).
+    private func binding(_ limitAtSend: Int) -> Int {
+        limitAtSend > 0 ? Swift.min(limit, limitAtSend) : limit
     }
 
     /// The largest the limit may be.

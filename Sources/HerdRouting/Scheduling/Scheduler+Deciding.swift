@@ -138,6 +138,7 @@ extension Scheduler {
         let own = candidate.breakdown.load + candidate.breakdown.prefill + candidate.breakdown.decode
         entry.sentAt = now
         entry.expectedEnd = now.addingSaturated(UInt64(saturating: max(1, own.rounded())))
+        entry.limitAtSend = learning.limit(slot)
         (entry.concurrency, entry.nodeBatch) = occupancy.occupy(slot, now: now, expectedEnd: entry.expectedEnd)
         if candidate.temperature != .hot { loads.started(slot, expectedMs: candidate.breakdown.load, now: now) }
         entry.slot = slot

@@ -25,7 +25,8 @@ extension Scheduler {
                 promptTokens: result.promptTokens, completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
                 // Its send as the backend met it: a ticket is granted before it is spent.
                 sentAt: Double(now) - duration, endedAt: Double(now),
-                overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: max(0, entry.nodeBatch - entry.concurrency))
+                overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: max(0, entry.nodeBatch - entry.concurrency),
+                limitAtSend: entry.limitAtSend)
             learn(slot) { waited = $0.observe(sample) }
         }
         switch result.outcome {

@@ -152,6 +152,8 @@ package struct Scheduler {
         var chosen: ScoredCandidate?
         /// Requests in flight on its node:model when it was sent there, itself included.
         var concurrency = 0
+        /// The node:model's learned limit when it was sent (it filled the limit when `concurrency` reached it).
+        var limitAtSend = 0
         /// Requests in flight on its node, all models, when it was sent (the batch its decode joined).
         var nodeBatch = 0
         /// Its STARTED taught the learner (its RESULT does not again).
@@ -369,7 +371,8 @@ package struct Scheduler {
         let busy = started.status == 503 || started.status == 429
         learn(slot) {
             $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
-                       ok: (200..<300).contains(started.status), busy: busy, othersOnNode: max(0, entry.nodeBatch - entry.concurrency))
+                       ok: (200..<300).contains(started.status), busy: busy, othersOnNode: max(0, entry.nodeBatch - entry.concurrency),
+                       limitAtSend: entry.limitAtSend)
         }
         if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
     }
