@@ -81,6 +81,11 @@ import HerdRuntime
         #expect(refused(PullClaim.self, PullClaim(id: 1, model: "", node: "n").binary)?.contains("pull model") == true)
         #expect(refused(PullClaim.self, PullClaim(id: 1, model: "m", node: String(repeating: "n", count: 257)).binary)?.contains("pull node") == true)
         #expect(refused(PullClaim.self, PullClaim(id: 1, model: "m\u{1}", node: "n").binary)?.contains("pull model") == true)
+        // The rule control and a proxy on its own share: same model, and the same node or an unnamed one.
+        #expect(PullClaim.stops(running: "m:latest", on: "a", model: "m:latest", node: "a", named: true))
+        #expect(PullClaim.stops(running: "m:latest", on: "a", model: "m:latest", node: "b", named: false))
+        #expect(!PullClaim.stops(running: "m:latest", on: "a", model: "m:latest", node: "b", named: true))
+        #expect(!PullClaim.stops(running: "m:latest", on: "a", model: "n:latest", node: "a", named: false))
         let answer = PullAnswer(id: 9, granted: false, node: "gpu-box")
         #expect(try decoded(PullAnswer.self, answer.binary).get() == answer)
         #expect(try decoded(PullDone.self, PullDone(id: 1 << 40).binary).get() == PullDone(id: 1 << 40))

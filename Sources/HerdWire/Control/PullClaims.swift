@@ -21,6 +21,14 @@ public struct PullClaim: Equatable, Sendable, WireBinaryMessage {
         self.named = named
     }
 
+    /// The one rule, control's and a proxy's on its own: a pull under way of
+    /// `running` (canonical name) to `runningNode` stops a new pull of
+    /// `model` (canonical) to `node` when it is the same model and either the
+    /// same node or the new pull did not name its node.
+    public static func stops(running: String, on runningNode: String, model: String, node: String, named: Bool) -> Bool {
+        running == model && (runningNode == node || !named)
+    }
+
     public func write(to out: inout [UInt8]) {
         out.wire(varint: id)
         out.wire(string: model)

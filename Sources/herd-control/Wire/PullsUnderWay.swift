@@ -40,7 +40,9 @@ struct PullsUnderWay {
     /// Whether `owner` may pull `model` to `node` (`named`: the client chose that node); granted, it is recorded.
     mutating func claim(model: String, node: String, named: Bool, owner: Owner, now: UInt64) -> Verdict {
         let canonical = ModelName.canonical(model)
-        if let other = pulls.first(where: { $0.key != owner && $0.value.model == canonical && ($0.value.node == node || !named) }) {
+        if let other = pulls.first(where: {
+            $0.key != owner && PullClaim.stops(running: $0.value.model, on: $0.value.node, model: canonical, node: node, named: named)
+        }) {
             return .underWay(node: other.value.node)
         }
         guard pulls.count < Self.maxPulls || pulls[owner] != nil else { return .full }

@@ -117,7 +117,7 @@ final class ModelAdmin {
     /// the client did not name one).
     private func underWay(model: String, node: String, named: Bool) -> String? {
         let key = ModelName.canonical(model)
-        return pulls.first { $0.model == key && ($0.node == node || !named) }?.node
+        return pulls.first { PullClaim.stops(running: $0.model, on: $0.node, model: key, node: node, named: named) }?.node
     }
 
     /// A fleet key set: it must come with the request. None: only this machine's clients, unless allowed.
