@@ -98,6 +98,8 @@ final class ControlParts {
     let stats = RequestStats()
     let health = HealthMonitor()
     let routes: ControlServer
+    /// Learned limits kept across restarts (nil: the store could not be opened; herd learns afresh).
+    let limitStore: LearnedLimitStore?
     let events: EventHub
     let finished: FinishedRequests
     let gate: FleetKeyGate
@@ -154,6 +156,23 @@ final class ControlParts {
         }
         routes.restore(learned)
         if !learned.isEmpty { log.info("learned rates restored from \(learned.count) traced requests") }
+        // What the last run learned of each node:model's concurrency: its
+        // learners start there, out of slow start (a newer benchmark wins).
+        var limitStore: LearnedLimitStore?
+        do {
+            let store = try LearnedLimitStore(path: traces.path)
+            limitStore = store
+            let wallNow = Int(clamping: EventLoop.wallClockMilliseconds())
+            let benchmarkedAt = Dictionary((try? benchmarkStore.latest())?.map { ("\($0.node)\u{0}\($0.model)", $0.atMs) } ?? [],
+                                           uniquingKeysWith: max)
+            let rows = try store.load(sinceMs: wallNow.subtractingSaturated(LearnedLimitStore.maxAgeMilliseconds))
+                .filter { $0.atMs > benchmarkedAt["\($0.node)\u{0}\($0.model)", default: Int.min] }
+            routes.remember(rows.map { ($0.node, $0.model, $0.limit) })
+            if !rows.isEmpty { log.info("learned concurrency restored for \(rows.count) node:models") }
+        } catch {
+            log.error("learned limits could not be read: \(error); each node:model's limit is learned afresh")
+        }
+        self.limitStore = limitStore
 
         let (stats, health) = (self.stats, self.health)
         let events = EventHub(loop: loop, log: log, decisions: { [unowned routes] in routes.scheduler.feed },
@@ -211,7 +230,8 @@ final class ControlParts {
     }
 
     /// Every second: the registry's sweep (late and gone nodes; their
-    /// events), and every 5 s the health checks. Hourly: trace retention.
+    /// events), every 5 s the health checks, every minute the learned limits
+    /// saved. Hourly: trace retention.
     func startTimers() -> [LoopTimer] {
         let sweep = LoopTimer(loop: loop)
         var ticks = 0
@@ -219,6 +239,7 @@ final class ControlParts {
             sweepNodes()
             ticks += 1
             if ticks % 5 == 1 { evaluateHealth() }
+            if ticks % 60 == 0 { saveLimits() }
         }
         let retention = LoopTimer(loop: loop)
         if options.traceRetentionMilliseconds > 0 {
@@ -323,7 +344,19 @@ final class ControlParts {
         }
     }
 
+    /// Keeps what routing learned of each node:model's concurrency for the next start.
+    func saveLimits() {
+        guard let limitStore else { return }
+        let limits = routes.scheduler.settledLimits
+        do {
+            try limitStore.save(limits, atMs: Int(clamping: EventLoop.wallClockMilliseconds()))
+        } catch {
+            log.error("learned limits could not be saved: \(error)")
+        }
+    }
+
     func close() {
+        saveLimits()
         events.close()
         routes.close()
         http.close()

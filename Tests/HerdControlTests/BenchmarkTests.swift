@@ -88,6 +88,50 @@ import Testing
         #expect(limit() == 2, "after a restart too: \(fleet.getControl("/api/fleet").text)")
     }
 
+    /// A restart does not send a node:model back to slow start: control saves
+    /// the limits it learned when it stops (and every minute) and starts its
+    /// learners there — unless a newer benchmark says otherwise.
+    @Test func aLearnedLimitOutlivesARestart() throws {
+        let fleet = TestFleet()
+        defer { fleet.shutdown() }
+        try fleet.addBackend("A", arguments: ["--models", "llama3:8b", "--slots", "8", "--no-props"])
+        try fleet.startControl()
+        try fleet.addNode("a", backend: "A")
+        try fleet.waitForNodes(1)
+        func limit() -> Int? {
+            (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue?
+                .first { $0["id"]?.stringValue == "a" }?["concurrency"]?["llama3:8b"]?.intValue
+        }
+        #expect(limit() == nil, "nothing learned yet")
+        // A benchmark puts the learner out of slow start at 3 (a request makes
+        // it); stopping control saves it.
+        let body = #"{"results":[{"node":"a","model":"llama3:8b","knee":3,"steps":[{"concurrency":1,"requests":4,"per_second":50},{"concurrency":4,"requests":8,"per_second":150}]}]}"#
+        #expect(fleet.request("POST", "/api/v1/benchmarks", body: body, headers: [:], port: fleet.controlPort).status == 201)
+        let chat = fleet.post("/api/chat", #"{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":false}"#)
+        #expect(chat.status == 200)
+        #expect(limit() == 3)
+        #expect(fleet.control?.stop(seconds: 20) == true)
+        let store = try LearnedLimitStore(path: fleet.dataDirectory + "/herd.db")
+        let saved = try store.load(sinceMs: 0)
+        #expect(saved.map { "\($0.node) \($0.model) \($0.limit)" } == ["a llama3:8b 3"], "\(saved)")
+        let savedAt = try #require(saved.first?.atMs)
+
+        // Learned since (newer than the benchmark): the learner starts there; a row out of range is not believed.
+        try store.save([("a", "llama3:8b", 6)], atMs: savedAt + 1)
+        try store.save([("a", "phi3:mini", 1025), ("a\u{1}", "llama3:8b", 4)], atMs: savedAt + 1)
+        try fleet.startControl()
+        try fleet.waitForNodes(1)
+        #expect(limit() == 6, "after a restart: \(fleet.getControl("/api/fleet").text)")
+        #expect(fleet.logs.contains("learned concurrency restored for 1 node:models"), "\(fleet.logs)")
+
+        // Older than the benchmark: the benchmark's knee stands.
+        #expect(fleet.control?.stop(seconds: 20) == true)
+        try store.save([("a", "llama3:8b", 5)], atMs: 1)
+        try fleet.startControl()
+        try fleet.waitForNodes(1)
+        #expect(limit() == 3, "\(fleet.getControl("/api/fleet").text)")
+    }
+
     @Test func storingNeedsTheFleetKeyAndSaneFigures() throws {
         let fleet = TestFleet(controlArguments: ["--fleet-key", "a-fleet-key-of-enough-length"])
         defer { fleet.shutdown() }

@@ -60,6 +60,28 @@ import Testing
         #expect(learning.limit(SlotKey("b", "m:1b")) == 2)
     }
 
+    @Test func aLimitLearnedBeforeARestartIsWhereTheLearnerStarts() {
+        var learning = Learning(initialConcurrency: 2)
+        let slot = SlotKey("a", "m:1b")
+        // A learner out of slow start is what is kept; one still in slow start is not.
+        learning.learn(slot) { $0.observe(.init(concurrency: 2, ok: false, busy: true, ttftMs: 0, durationMs: 0)) }
+        learning.learn(SlotKey("b", "m:1b")) { _ in }
+        #expect(learning.settled.map { "\($0.0)=\($0.1)" } == ["\(slot)=1"])
+
+        var restarted = Learning(initialConcurrency: 2)
+        restarted.remember(slot, limit: 5)
+        for bad in [0, -3, 1025, Int.max] { restarted.remember(SlotKey("c", "m:1b"), limit: bad) }
+        #expect(restarted.limit(slot) == 5 && !restarted.inSlowStart(slot))
+        #expect(restarted.limit(SlotKey("c", "m:1b")) == 2 && restarted.inSlowStart(SlotKey("c", "m:1b")), "a limit out of range is not believed")
+        restarted.learn(slot) { _ in }
+        #expect(restarted.learners[slot]?.slowStart == false && restarted.limit(slot) == 5, "its learner starts there")
+        // Under what the node reports, and a newer benchmark replaces it.
+        restarted.reported(node: "a", parallel: 3)
+        #expect(restarted.limit(slot) == 3)
+        restarted.benchmarked(BenchmarkPrior(node: "a", model: "m:1b", kind: .chat, knee: 2, steps: [Self.step(1, 50)], atMs: 0))
+        #expect(restarted.limit(slot) == 2 && restarted.remembered[slot] == nil)
+    }
+
     @Test func seededRatesFollowTheMeasuredLine() throws {
         var rates = LearnedRates()
         // 20 ms per token alone, 25 ms at 4 (per stream); the first byte after 50 ms of a 100-token prompt.

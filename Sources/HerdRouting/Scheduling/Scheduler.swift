@@ -240,7 +240,7 @@ package struct Scheduler {
 
     /// The learned limits, per node and model (for the fleet API).
     package var learnedLimits: [(node: String, model: String, limit: Int)] {
-        Set(learning.learners.keys).union(learning.benchmarked.keys).map { ($0.node, $0.model, learning.limit($0)) }
+        Set(learning.learners.keys).union(learning.benchmarked.keys).union(learning.remembered.keys).map { ($0.node, $0.model, learning.limit($0)) }
             .sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
@@ -326,6 +326,18 @@ package struct Scheduler {
 
     package mutating func setContextFit(_ fits: [String: Int]) {
         contextFit = fits.filter { RequestLimits.numCtx.contains($0.value) }
+    }
+
+    /// Limits learned before a restart (control's `learned_limits`): each
+    /// node:model's learner starts there, out of slow start (under what its
+    /// node reports, and replaced by a newer benchmark).
+    package mutating func remember(limits: [(node: String, model: String, limit: Int)]) {
+        for entry in limits { learning.remember(SlotKey(entry.node, entry.model), limit: entry.limit) }
+    }
+
+    /// The limits learned so far, out of slow start: what control keeps for its next start.
+    package var settledLimits: [(node: String, model: String, limit: Int)] {
+        learning.settled.map { ($0.0.node, $0.0.model, $0.1) }.sorted { ($0.node, $0.model) < ($1.node, $1.model) }
     }
 
     /// A `herd benchmark` result (posted now, or the last one stored): the

@@ -101,6 +101,15 @@ final class TraceStore {
             );
             CREATE INDEX benchmarks_slot ON benchmarks(node_id, model, kind, id);
             """),
+        SQLiteMigration(version: 9, name: "learned concurrency limits, kept across a restart", sql: """
+            CREATE TABLE learned_limits (
+                node_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                concurrency INTEGER NOT NULL,
+                at_ms INTEGER NOT NULL,
+                PRIMARY KEY (node_id, model)
+            ) WITHOUT ROWID;
+            """),
     ]
 
     private static let insert = """

@@ -92,6 +92,13 @@ final class ControlServer {
         scheduler.restore(observations)
     }
 
+    /// Limits learned before a restart: each node:model's learner starts there.
+    func remember(_ limits: [(node: String, model: String, limit: Int)]) {
+        guard !limits.isEmpty else { return }
+        scheduler.remember(limits: limits)
+        fleetChanged()
+    }
+
     /// `herd benchmark` results: each node:model starts from its figures (and tickets follow the new limits).
     func benchmarked(_ priors: [BenchmarkPrior]) {
         guard !priors.isEmpty else { return }
