@@ -15,7 +15,7 @@
 #        decode capacity), SPREAD (4), STREAM_SHARE (0: share of streams),
 #        API (ollama | openai), ROUTERS ("haproxy nginx herd"; add herdbench: herd after
 #        `herd benchmark` of the fresh fleet, BENCH_DURATION per machine, 30s),
-#        KEEP=DIR keeps each request's result (result-SEED-ROUTER.json) and herd's limits there;
+#        KEEP=DIR keeps each request's result (result-SEED-ROUTER.json), herd's limits and its herd.db there;
 #        FLEET: one machine per word, slots:tokens_per_s:batch_slowdown:timings[:gauges]
 #          (timings: none | absurd | honest; gauges: none | vllm | llamacpp — a
 #          machine with gauges serves its queue at /metrics and is registered
@@ -160,6 +160,8 @@ herd_arm() { # seed name
   loadgen "$1" "$2"
   stop $poller "${nodes[@]}" $control
   cp "$work/herd/control.log" "$work/$2-control-$1.log"
+  # herd's own record of each request (request_traces: concurrency, times, tokens), to see why it routed and learned as it did.
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work/herd/control/herd.db" "$KEEP/herd-$1-$2.db" 2>/dev/null || true; fi
 }
 
 loadgen() { # seed router
