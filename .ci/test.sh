@@ -66,8 +66,8 @@ echo "== client SDKs through herd beside the backend (Tests/clients)"
 bash Tests/clients/run.sh
 echo "== a multimodal fleet of real CPU engines: whisper, piper, sentence-transformers (Tests/media)"
 watchdog "${HERD_MEDIA_WATCHDOG:-600}" bash Tests/media/run.sh
-echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-60} s (Fuzz/run.sh)"
-bash Fuzz/run.sh "${HERD_FUZZ_SECONDS:-60}"
+echo "== fuzz: each libFuzzer target for ${HERD_FUZZ_SECONDS:-45} s (Fuzz/run.sh)"
+bash Fuzz/run.sh "${HERD_FUZZ_SECONDS:-45}"
 echo "== deploy: install.sh into a scratch root, systemd-analyze verify, uninstall.sh"
 bash .ci/verify-deploy.sh "$(swift build --show-bin-path)"
 if [ "$(id -u)" = 0 ] && command -v dpkg-deb >/dev/null; then
