@@ -1,3 +1,4 @@
+import Glibc
 import HerdRouting
 import HerdWire
 
@@ -92,6 +93,8 @@ final class HerdRouter: SimRouter {
     /// With `debug`: each request's routing decision (where, why, the candidates).
     private(set) var decisions: [Int: String] = [:]
     var lastAnswer: RouteAnswer?
+    /// Prints each learned-limit change (HERD_SIM_TRACE_LIMITS=1).
+    let traceLimits = getenv("HERD_SIM_TRACE_LIMITS") != nil
     var debug: Bool = false {
         didSet {
             guard debug else { return }
@@ -164,7 +167,12 @@ final class HerdRouter: SimRouter {
             result.backendLoadMilliseconds = 1e-6
             result.backendTotalMilliseconds = 1e-6
         }
+        let before = scheduler.limit(node: machine.name, model: job.model.name)
         scheduler.result(result, from: proxy, fleet: fleet, now: UInt64(now), into: &actions)
+        if traceLimits {
+            let after = scheduler.limit(node: machine.name, model: job.model.name)
+            print("  limit t=\(Int(now)) \(machine.name) k=\(job.concurrencyAtSend) took \(Int(now - job.sentAt)) ms (\(job.promptTokens)+\(job.request.outputTokens) tokens, speed \(machine.speed)): \(before) -> \(after)")
+        }
         perform(now: now)
     }
 

@@ -48,6 +48,8 @@ final class SimJob {
     var firstTokenAt: Double?
     /// How long it waited for its model to load (Ollama's `load_duration`).
     var loadMs: Double = 0
+    /// Requests of its model in the machine when it arrived, itself included.
+    var concurrencyAtSend = 0
     var prefillMs: Double = 0
     var decodeMs: Double = 0
     let onDone: (SimJob, Double) -> Void
@@ -130,6 +132,7 @@ final class SimMachine {
 
     /// A request arrives at the backend.
     func submit(_ job: SimJob, now: Double) {
+        job.concurrencyAtSend = inFlight(job.model) + 1
         waiting[job.model, default: []].append(job)
         admit(now: now)
         // Ollama's load_duration: the part of the wait that was the model loading.

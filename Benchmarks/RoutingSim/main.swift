@@ -4,6 +4,7 @@
 // fleet; each request's completion time (arrival → last token) is recorded.
 // Usage: herd-routesim [--seed N] [--minutes M] [--rate conversations/min] [--verbose]
 import Glibc
+import HerdRuntime
 import HerdRouting
 
 // MARK: The fleet: very different machines, as a home lab's.
@@ -67,6 +68,9 @@ var streamShare = 1.0
 var fleetName = "home"
 var requestCount = 150
 var load = 0.65
+/// Each machine's speed over each second is 1 / (1 + jitter × an exponential draw of mean 1):
+/// a machine sharing its cores or its GPU with other work (0: none).
+var jitter = 0.0
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = arguments.next() {
     switch flag {
@@ -79,6 +83,7 @@ while let flag = arguments.next() {
     case "--fleet": fleetName = arguments.next() ?? fleetName
     case "--requests": requestCount = max(1, min(100_000, Int(arguments.next() ?? "") ?? requestCount))
     case "--load": load = max(0.01, min(2, Double(arguments.next() ?? "") ?? load))
+    case "--jitter": jitter = max(0, min(10, Double(arguments.next() ?? "") ?? jitter))
     case "--machines":
         guard let fleet = parseMachines(arguments.next() ?? "") else {
             print("--machines: slots x tokens/s, comma-separated (e.g. 4x80,2x30,1x10), 1 to 16 machines")
@@ -88,7 +93,7 @@ while let flag = arguments.next() {
         fleetName = "real"
     default:
         print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--verbose]")
-        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--stream-share S] [--verbose]")
+        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--stream-share S] [--jitter J] [--verbose]")
         exit(2)
     }
 }
@@ -97,6 +102,8 @@ guard fleetName == "home" || fleetName == "real" else {
     exit(2)
 }
 let real = fleetName == "real"
+let shake = jitter
+let shakeSeed = seed &* 0x9E37_79B9_7F4A_7C15 &+ 7
 let machines = real ? realFleet : homeLab
 let mix = real ? [(oneGB, 1.0)] : homeMix
 if real {
@@ -106,7 +113,9 @@ if real {
 }
 /// Mean of a log-uniform length from `shortest` over `spread`.
 func logUniformMean(_ shortest: Double, _ spread: Double) -> Double { spread > 1 ? shortest * (spread - 1) / log(spread) : shortest }
-let realRate = load * realFleet.reduce(0.0) { total, m in
+/// The mean speed under `--jitter` (E[1 / (1 + J·X)], X exponential of mean 1): `--load` stays a share of what the fleet serves.
+let meanSpeed = stride(from: 0.0, to: 40, by: 0.001).reduce(0.0) { $0 + exp(-$1) / (1 + shake * $1) * 0.001 }
+let realRate = load * meanSpeed * realFleet.reduce(0.0) { total, m in
     total + Double(m.slots) * m.bandwidth / (1 + m.batchSlowdown * Double(m.slots - 1))
 } / logUniformMean(50, 4)
 let conversations = real
@@ -158,6 +167,8 @@ func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
     }
     var now = 0.0
     var nextBeat = 0.0
+    // The same jitter for every router: its own seeded sequence.
+    var shaking = SeededRandom(seed: shakeSeed)
     let end = durationMs + 20 * 60_000 // time to drain
     while now < end {
         // Events: a machine throttles a third of the way in; another's owner has a meeting.
@@ -166,6 +177,8 @@ func run(_ makeRouter: (SimBackends) -> SimRouter) -> RunResult {
             fleet[1].speed = fleet[1].throttled ? 0.4 : 1
             fleet[2].inMeeting = now >= durationMs * 0.5 && now < durationMs * 0.8
             fleet[2].speed = fleet[2].inMeeting ? 0.6 : 1
+        } else if shake > 0, Int(now) % 1_000 == 0 {
+            for machine in fleet { machine.speed = 1 / (1 + shake * shaking.exponential(mean: 1)) }
         }
         if now >= nextBeat {
             router.heartbeat(now: now)

@@ -28,15 +28,30 @@ struct VirtualBackend {
     var tokenMs = 20.0
     var promptMs = 0.5
     var slowdown = 0.1
+    /// Its speed over each second is 1 / (1 + jitter × X), X exponential of
+    /// mean 1 drawn per second (seeded): a machine whose cores are shared
+    /// with other programs. 0: steady.
+    var jitter = 0.0
     var jobs: [Job] = []
     /// The most requests seen waiting inside at once.
     private(set) var mostWaiting = 0
 
-    init(slots: Int, tokenMs: Double = 20, promptMs: Double = 0.5, slowdown: Double = 0.1) {
+    init(slots: Int, tokenMs: Double = 20, promptMs: Double = 0.5, slowdown: Double = 0.1, jitter: Double = 0) {
         self.slots = slots
         self.tokenMs = tokenMs
         self.promptMs = promptMs
         self.slowdown = slowdown
+        self.jitter = jitter
+    }
+
+    /// The speed during the second that holds `now`.
+    func speed(at now: Double) -> Double {
+        guard jitter > 0 else { return 1 }
+        var x = UInt64(max(0, now / 1000)) &* 0x9E37_79B9_7F4A_7C15 &+ 0x2545_F491_4F6C_DD1D
+        x = (x ^ (x >> 31)) &* 0xBF58_476D_1CE4_E5B9
+        x ^= x >> 29
+        let uniform = Double(x >> 11) / Double(1 << 53)
+        return 1 / (1 + jitter * -log(max(1e-12, 1 - uniform)))
     }
 
     var inFlight: Int { jobs.count }
@@ -55,7 +70,7 @@ struct VirtualBackend {
         mostWaiting = max(mostWaiting, max(0, jobs.count - slots))
         let batch = min(slots, jobs.count)
         guard batch > 0 else { return [] }
-        let progress = dt / (1 + slowdown * Double(batch - 1))
+        let progress = dt * speed(at: now) / (1 + slowdown * Double(batch - 1))
         var done: [ConcurrencyLearner.Sample] = []
         for i in 0..<batch {
             if jobs[i].prefillLeft > 0 {
@@ -221,6 +236,20 @@ struct LearnerRun {
         #expect(Double(settled.filter { $0 == 1 }.count) >= 0.6 * Double(settled.count), "mostly 1: \(settled)")
     }
 
+    @Test func aMachineWhoseSpeedVariesKeepsItsSlots() {
+        // Eight slots on a machine that shares its cores: its speed changes
+        // every second (half speed or less one second in four). Every request
+        // it serves slows alike, so a slow answer beside slow answers is not
+        // a wait; the limit must not drift down to a few of its eight slots.
+        var run = LearnerRun(backend: VirtualBackend(slots: 8, tokenMs: 10, slowdown: 0.06, jitter: 0.5), learner: ConcurrencyLearner(prior: 2))
+        // Eight slots serve ~4.5 answers/s at full speed, ~3.3 at the mean speed under this jitter: 75 % of that.
+        run.open(rate: 2.4, seconds: 300)
+        let settled = run.limits.filter { $0.0 >= 60_000 }.map(\.1)
+        let kept = settled.filter { $0 >= 5 }.count
+        #expect(!settled.isEmpty && Double(kept) >= 0.8 * Double(settled.count),
+                "limits after 60 s: \(Dictionary(grouping: settled, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key })")
+    }
+
     @Test func aFastBatchingBackendOpensUp() {
         // 16 slots, little slowdown: slow start finds it from a prior of 2.
         var run = LearnerRun(backend: VirtualBackend(slots: 16, tokenMs: 10, slowdown: 0.02), learner: ConcurrencyLearner(prior: 2))
@@ -265,6 +294,28 @@ struct LearnerRun {
         #expect(learner.limit == 3, "one inferred wait takes one slot, not half")
         learner.observe(.init(concurrency: 3, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50))
         #expect(learner.limit == 2, "a run of them goes all the way to k − 1")
+    }
+
+    @Test func aLoneWaitBelowWhatWasServedAlongsideWaitsForASecond() {
+        var learner = ConcurrencyLearner(knee: 6, ceiling: nil)
+        for i in 0..<3 {
+            let t = Double(i) * 2_000
+            learner.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50, sentAt: t, endedAt: t + 1_000))
+        }
+        // Served alongside three others (it overtook one sent before it).
+        learner.observe(.init(concurrency: 4, ttftMs: 1_300, durationMs: 1_300, promptTokens: 100, completionTokens: 50,
+                              sentAt: 10_000, endedAt: 11_300, overtook: true))
+        let slow = ConcurrencyLearner.Sample(concurrency: 3, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50)
+        let first = learner.observe(slow)
+        #expect(first)
+        #expect(learner.limit == 6, "one slow answer at 3, where 4 were just served together: held")
+        learner.observe(.init(concurrency: 2, ttftMs: 1_100, durationMs: 1_100, promptTokens: 100, completionTokens: 50))
+        let second = learner.observe(slow)
+        #expect(second)
+        #expect(learner.limit == 5, "a second within four answers is believed (one slot, as any inferred wait)")
+        // The backend's own word needs no second.
+        learner.observe(.init(concurrency: 5, ttftMs: 2_000, durationMs: 2_000, promptTokens: 100, completionTokens: 50, queuedInsideMs: 900))
+        #expect(learner.limit == 4)
     }
 
     @Test func otherModelsOnTheNodeAreNotAWait() {

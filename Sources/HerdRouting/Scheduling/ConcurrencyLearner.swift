@@ -24,7 +24,21 @@ import HerdBounds
 ///    first byte exceeds twice its expected prefill + 100 ms — a stream
 ///    that waited shows the whole wait before its first byte). Per-token
 ///    normalisation is what keeps answers of varied length at a constant
-///    concurrency from looking like queueing.
+///    concurrency from looking like queueing. Both tests scale by the node's
+///    **pace** while the request ran: how much slower than the fit the
+///    answers that overlapped it (and did not wait) were served. A machine
+///    slowed by something else — cores shared with other programs, a GPU
+///    that throttles, a video call — slows every request alike; a request
+///    that waited for a slot is slow beside requests that were not.
+/// 3. **Corroboration** for what is only inferred: a wait herd infers is
+///    believed at once unless something speaks against it — the node's clean
+///    answers of late vary in pace by themselves (a fifth of the last 32 took
+///    over 1.3× their expectation), or one of the last 32 answers was seen
+///    served alongside at least as many requests as this one met. Then it
+///    is believed when a second comes within the next four answers, and the
+///    limit does not grow meanwhile. One answer slowed for a moment must not
+///    cost a slot: on a machine whose speed changes by the second, single
+///    slow answers cut an 8-slot backend down to two.
 ///
 /// What follows (AIMD, like TCP):
 /// - A request that waited while sent at concurrency `k` (itself included)
@@ -41,7 +55,8 @@ import HerdBounds
 ///   by 1 in slow start (up to twice its concurrency: the limit doubles per
 ///   round of answers), else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
 ///   concurrency where a request was last seen waiting (probing there costs
-///   a request waiting inside, so it is done rarely).
+///   a request waiting inside, so it is done rarely; a wait is forgotten after
+///   eight good answers at its concurrency or 32 just below it).
 /// - Requests that did not fill the limit say nothing about it.
 /// - Growth needs the fit (three requests sent alone): until then the limit
 ///   stays at its prior, as nothing could tell a wait from a long answer.
@@ -111,6 +126,12 @@ struct ConcurrencyLearner: Equatable, Sendable {
     private(set) var batchSlowdown = MovingAverage(weight: 0.1)
     /// The lowest concurrency at which a request was last seen waiting inside (nil: none since it was passed).
     private(set) var waitedAt: Int?
+    /// Answers observed, and the one that last looked like a wait not yet believed.
+    private var observed = 0
+    private var suspectAt: Int?
+    /// A wait inferred this many answers after another is believed.
+    static let corroboration = 4
+    private var corroborated: Bool { suspectAt.map { observed - $0 <= ConcurrencyLearner.corroboration } ?? false }
     private var goodSinceWait = 0
     /// The backend reports its queue (`gauged`): its word replaces inference from timings.
     private(set) var gauges = false
@@ -121,6 +142,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
     struct EndPair: Equatable, Sendable {
         var sent: Double
         var end: Double
+        /// What it was, to weigh its time against the fit of the moment (it did not wait; a wait keeps no tokens).
+        var promptTokens = 0
+        var completionTokens = 0
+        var concurrency = 1
+        var clean = false
+        /// It did not wait and was seen served alongside the others (overtaking, or a long overlap).
+        var alongside = false
     }
     /// A batch slowdown above this per stream is not told apart from a wait
     /// (a CPU that gains little from a second stream gets one slot: nothing is lost).
@@ -181,13 +209,33 @@ struct ConcurrencyLearner: Equatable, Sendable {
         let mixed = s.othersOnNode > 0 && s.queuedInsideMs == nil
         // A backend that reports its queue is not second-guessed from timings.
         let inferred = !mixed && !gauges
-        let lined = inferred && linedUp(s, concurrency: k)
+        // How slow the node ran meanwhile (shared cores, heat, a GPU lent to a call): every test below scales by it.
+        let pace = paceAround(s)
+        let waitedInside = (inferred && linedUp(s, concurrency: k, pace: pace))
+            || ((inferred || s.queuedInsideMs != nil) && didWait(s, concurrency: k, pace: pace))
         if let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite {
             if recentEnds.count >= 64 { recentEnds.removeFirst() }
-            recentEnds.append(EndPair(sent: sent, end: end))
+            recentEnds.append(EndPair(sent: sent, end: end, promptTokens: s.promptTokens, completionTokens: s.completionTokens,
+                                      concurrency: k, clean: !waitedInside && !mixed))
+            if !waitedInside, !mixed, k > 1, s.overtook || overlappedLong(s, concurrency: k, pace: pace) {
+                recentEnds[recentEnds.count - 1].alongside = true
+            }
         }
-        if lined || ((inferred || s.queuedInsideMs != nil) && didWait(s, concurrency: k)) {
-            waited(concurrency: k, told: s.queuedInsideMs != nil)
+        observed &+= 1
+        if waitedInside {
+            let told = s.queuedInsideMs != nil
+            // A wait only inferred is believed at once unless something says
+            // otherwise: the node's answers vary in pace by themselves (cores
+            // shared with other programs), or one of its last answers was
+            // served alongside more requests than this one met. Then it is
+            // believed when another comes within the next few answers: one
+            // answer slowed by something else for a moment must not cost a slot.
+            if !told, !corroborated, noisy || k <= servedAlongside {
+                suspectAt = observed
+                return true
+            }
+            suspectAt = nil
+            waited(concurrency: k, told: told)
             return true
         }
         if !mixed {
@@ -205,19 +253,23 @@ struct ConcurrencyLearner: Equatable, Sendable {
                 batchSlowdown.add(min(ConcurrencyLearner.maxSlowdown, max(0, (s.durationMs / alone - 1) / Double(k - 1))))
             }
         }
-        if let at = waitedAt, k >= at {
-            // That concurrency went well again, eight times: forget the wait.
-            goodSinceWait += 1
-            if goodSinceWait >= 8 { waitedAt = nil }
+        if let at = waitedAt, k >= at - 1 {
+            // That concurrency went well again, eight times (or the one just
+            // below it 32 times: a wait that cut the limit to one below it is
+            // not tested again there, and must not slow growth for ever): forget the wait.
+            goodSinceWait += k >= at ? 4 : 1
+            if goodSinceWait >= 32 { waitedAt = nil }
         }
         // The limit did not bind, or nothing can tell a wait from a long answer yet.
         guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil, !gauges else { return false }
+        // A wait not yet believed holds the limit where it is until it is settled.
+        guard !corroborated else { return false }
         // Growth needs proof of service alongside the others: the backend's
         // word, an overtaking, or a long overlap with a request ahead that
         // did not line up as a wait (a request that met the last one nearly
         // done proves nothing either way).
         // At a limit of 1 nothing can be served alongside: it probes (rarely, near a wait).
-        guard k == 1 || s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k) else { return false }
+        guard k == 1 || s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k, pace: pace) else { return false }
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
         if slowStart {
             // +1 per answer that filled the limit of its send: the limit doubles
@@ -257,8 +309,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // It serves all that herd's limit lets it send, none waiting: room may be above.
         guard inFlight >= limit, running >= limit else { return }
         if let at = waitedAt, inFlight >= at {
-            goodSinceWait += 1
-            if goodSinceWait >= 8 { waitedAt = nil }
+            goodSinceWait += 4
+            if goodSinceWait >= 32 { waitedAt = nil }
         }
         // Slow start doubles (a batching server of hundreds is found in a few beats).
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
@@ -291,16 +343,58 @@ struct ConcurrencyLearner: Equatable, Sendable {
         slowStart = false
     }
 
-    /// Whether `s` waited inside the backend for a slot.
-    private func didWait(_ s: Sample, concurrency k: Int) -> Bool {
+    /// How much slower than the fit expects the node served the requests
+    /// that overlapped `s` and did not wait: each one's time over its
+    /// expectation at its batch, averaged (geometrically) by how long it
+    /// overlapped `s`; between 1 and 8, and 1 while they overlapped less
+    /// than half of `s`'s time. A node slowed by something else — cores
+    /// shared with other programs, a GPU that throttles, a video call —
+    /// slows every request it serves alike; a request that waited for a slot
+    /// is slow beside requests that did not. Without it, a machine that runs
+    /// at half speed for a few seconds reads as one with half the slots.
+    /// Whether the node's clean answers of late vary in pace by themselves:
+    /// a fifth of them (of the last 32, at least 8) took over 1.3× their
+    /// expectation at their batch.
+    private var noisy: Bool {
+        var slow = 0, count = 0
+        for other in recentEnds.suffix(32) where other.clean {
+            guard let alone = fit.expectedMs(prompt: other.promptTokens, completion: other.completionTokens), alone > 20 else { continue }
+            count += 1
+            if other.end - other.sent > 1.3 * alone * (1 + sigma * Double(other.concurrency - 1)) { slow += 1 }
+        }
+        return count >= 8 && 5 * slow >= count
+    }
+
+    /// The most requests one of the last 32 answers was seen served alongside (without waiting), itself included.
+    private var servedAlongside: Int {
+        recentEnds.suffix(32).reduce(0) { $1.alongside ? Swift.max($0, $1.concurrency) : $0 }
+    }
+
+    private func paceAround(_ s: Sample) -> Double {
+        guard let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite, end > sent, fit.ready else { return 1 }
+        var weight = 0.0, logs = 0.0
+        for other in recentEnds where other.clean {
+            let overlap = Swift.min(end, other.end) - Swift.max(sent, other.sent)
+            guard overlap > 0, let alone = fit.expectedMs(prompt: other.promptTokens, completion: other.completionTokens), alone > 20 else { continue }
+            let pace = (other.end - other.sent) / (alone * (1 + sigma * Double(other.concurrency - 1)))
+            guard pace > 0, pace.isFinite else { continue }
+            weight += overlap
+            logs += overlap * log(Swift.min(8, pace))
+        }
+        guard weight >= 0.5 * (end - sent) else { return 1 }
+        return Swift.min(8, Swift.max(1, exp(logs / weight)))
+    }
+
+    /// Whether `s` waited inside the backend for a slot (`pace`: how slow the node ran meanwhile).
+    private func didWait(_ s: Sample, concurrency k: Int, pace: Double) -> Bool {
         if let queued = s.queuedInsideMs { return queued > max(50, 0.1 * s.durationMs) }
         guard k > 1, s.promptTokens + s.completionTokens > 0 else { return false }
         let batch = 1 + sigma * Double(k - 1)
         if s.streamed, let prefill = expectedPrefillMs(promptTokens: s.promptTokens, concurrency: k) {
-            if s.ttftMs > 2 * prefill + 100 { return true }
+            if s.ttftMs > 2 * prefill * pace + 100 { return true }
         }
         guard let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
-        return s.durationMs > alone * batch * 1.5 + 50
+        return s.durationMs > alone * pace * batch * 1.5 + 50
     }
 
     /// Whether `s`'s own work began only when a request ahead of it ended:
@@ -312,9 +406,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// the overlap — below 85 % of its time alone once the overlap is that
     /// long: waiting in a backend's own queue lines up with the end of the
     /// request it waited for; batching does not.
-    private func linedUp(_ s: Sample, concurrency k: Int) -> Bool {
+    private func linedUp(_ s: Sample, concurrency k: Int, pace: Double) -> Bool {
         guard s.queuedInsideMs == nil, k > 1, s.promptTokens + s.completionTokens > 0, let sent = s.sentAt, let end = s.endedAt,
-              let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens), alone > 20 else { return false }
+              let fitted = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens), fitted > 20 else { return false }
+        let alone = fitted * pace
         let batch = 1 + sigma * Double(k - 1)
         for other in recentEnds.reversed() where other.sent < sent && other.end > sent {
             let overlap = other.end - sent, after = end - other.end
@@ -327,9 +422,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// one ended long after `s` was sent (the overlap `linedUp` needs), and
     /// `s` then finished in at most 60 % of its time alone (a request that
     /// waited for it needs its whole time alone after its end).
-    private func overlappedLong(_ s: Sample, concurrency k: Int) -> Bool {
+    private func overlappedLong(_ s: Sample, concurrency k: Int, pace: Double) -> Bool {
         guard let sent = s.sentAt, let end = s.endedAt,
-              let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
+              let fitted = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
+        let alone = fitted * pace
         let needed = max(50, (0.3 + sigma * Double(k - 1)) * alone)
         return recentEnds.dropLast().contains { $0.sent < sent && $0.end - sent >= needed && end - $0.end <= 0.6 * alone }
     }
