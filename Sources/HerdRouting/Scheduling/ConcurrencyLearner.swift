@@ -227,7 +227,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             // A wait only inferred is believed at once unless something says
             // otherwise: the node's answers vary in pace by themselves (cores
             // shared with other programs), or one of its last answers was
-            // served alongside more requests than this one met. Then it is
+            // served alongside at least as many requests as this one met. Then it is
             // believed when another comes within the next few answers: one
             // answer slowed by something else for a moment must not cost a slot.
             if !told, !corroborated, noisy || k <= servedAlongside {
