@@ -42,6 +42,8 @@ final class HerdRouter: SimRouter {
         // Every request by ROUTE: the simulated proxy spends no tickets (a
         // ticket is the same scorer's decision, made ahead of the request).
         settings.maxTicketsPerModel = 0
+        // HERD_SIM_INITIAL=N: herd's starting limit for machines that report none.
+        if let v = getenv("HERD_SIM_INITIAL").flatMap({ Int(String(cString: $0)) }) { settings.initialConcurrency = min(1024, max(1, v)) }
         scheduler = Scheduler(settings: settings)
         for machine in backends.machines { byNode[machine.name] = machine }
         heartbeat(now: 0)
@@ -95,6 +97,8 @@ final class HerdRouter: SimRouter {
     var lastAnswer: RouteAnswer?
     /// Prints each learned-limit change (HERD_SIM_TRACE_LIMITS=1).
     let traceLimits = getenv("HERD_SIM_TRACE_LIMITS") != nil
+    /// Machines report their slots whatever `reports` says (HERD_SIM_ORACLE=1): what perfect discovery would give.
+    let oracle = getenv("HERD_SIM_ORACLE") != nil
     var debug: Bool = false {
         didSet {
             guard debug else { return }
@@ -177,7 +181,7 @@ final class HerdRouter: SimRouter {
     }
 
     func heartbeat(now: Double) {
-        fleet = backends.machines.map { HerdRouter.node($0, now: now, reportsSlots: reports == .all) }
+        fleet = backends.machines.map { HerdRouter.node($0, now: now, reportsSlots: reports == .all || oracle) }
         if debug, Int(now) % 10_000 == 0, now > 0, !pending.isEmpty || backends.machines.contains(where: { $0.activeCount > 0 }) {
             // The learned limit and the load per machine (first model), every 10 s.
             let rows = backends.machines.map { m in

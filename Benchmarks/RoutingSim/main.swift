@@ -305,3 +305,9 @@ func ratioLine(_ name: String, _ measure: ([Double]) -> Double) {
 ratioLine("p95") { percentile($0, 0.95) }
 ratioLine("p50") { percentile($0, 0.5) }
 ratioLine("mean", mean)
+// HERD_SIM_DUMP=file: every request of every router, tab-separated (router, machine, ms, ms waiting in the router, detail).
+if let path = getenv("HERD_SIM_DUMP").map({ String(cString: $0) }) {
+    var out = ""
+    for r in results { for (i, d) in r.detail.enumerated() { out += "\(r.name)\t\(d.1)\t\(d.2)\t\(r.phases[i].1)\t\(d.3)\n" } }
+    if let f = fopen(path, "w") { fputs(out, f); fclose(f) }
+}

@@ -334,6 +334,36 @@ struct LearnerRun {
         #expect(learner.limit == 2)
     }
 
+    @Test func beforeTheFitAnOvertakingOpensTheLimitToFour() {
+        // No fit yet: a long answer cannot be told from a wait, but an answer
+        // that overtook one sent before it was served alongside it (a backend's
+        // own queue is in order). In slow start it opens the limit, up to 4.
+        var learner = ConcurrencyLearner(prior: 2)
+        let overtaking = ConcurrencyLearner.Sample(concurrency: 2, ttftMs: 900, durationMs: 900, promptTokens: 100, completionTokens: 40,
+                                                   overtook: true, limitAtSend: 2)
+        learner.observe(overtaking)
+        #expect(learner.limit == 3)
+        for _ in 0..<6 { learner.observe(overtaking) }
+        #expect(learner.limit == 4, "before the fit, at most twice the two an overtaking proves")
+        // Out of slow start it proves nothing without the fit.
+        var settled = ConcurrencyLearner(knee: 2, ceiling: nil)
+        for _ in 0..<6 { settled.observe(overtaking) }
+        #expect(settled.limit == 2)
+    }
+
+    @Test func anEightSlotBackendIsFoundInTheFirstSecondsOfABurst() {
+        // Cold start (no fit, the prior of 2), non-streaming answers, arrivals
+        // at ~80 % of eight slots: herd's queue grows while the limit is below
+        // the slots, and every second lost there is queueing for the requests
+        // behind. The limit reaches 6 within 5 s (4.4 s; 5.2 s when growth
+        // waited for three answers to fit first).
+        var run = LearnerRun(backend: VirtualBackend(slots: 8, tokenMs: 10, slowdown: 0.06), learner: ConcurrencyLearner(prior: 2))
+        run.open(rate: 3.6, seconds: 30)
+        let found = run.limits.first { $0.1 >= 6 }?.0
+        #expect(found.map { $0 <= 5_000 } == true, "limit 6 at \(found.map { "\(Int($0)) ms" } ?? "never"): \(run.limits.prefix(30).map(\.1))")
+        #expect(run.backend.mostWaiting <= 4)
+    }
+
     @Test func withoutAFitNothingGrows() {
         var learner = ConcurrencyLearner(prior: 2)
         for _ in 0..<2 { learner.observe(.init(concurrency: 2, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50)) }

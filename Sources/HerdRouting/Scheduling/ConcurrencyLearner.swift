@@ -58,8 +58,12 @@ import HerdBounds
 ///   a request waiting inside, so it is done rarely; a wait is forgotten after
 ///   eight good answers at its concurrency or 32 just below it).
 /// - Requests that did not fill the limit say nothing about it.
-/// - Growth needs the fit (three requests sent alone): until then the limit
-///   stays at its prior, as nothing could tell a wait from a long answer.
+/// - Growth needs the fit (three answers that did not wait): until then
+///   nothing could tell a wait from a long answer. One thing proves service
+///   alongside even so: an answer that overtook one sent before it (a
+///   backend's own queue is in order; a one-slot backend never does it). In
+///   slow start such an answer opens the limit as above, up to 4 — the first
+///   seconds of a burst are not spent at the prior while the fit fills.
 /// - In slow start a stream that filled the limit reports its first byte
 ///   (STARTED) without waiting for its end: one that did not wait doubles
 ///   the limit (at least +1), so a backend that serves 1,000 ten-second
@@ -260,8 +264,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
             goodSinceWait += k >= at ? 4 : 1
             if goodSinceWait >= 32 { waitedAt = nil }
         }
-        // The limit did not bind, or nothing can tell a wait from a long answer yet.
-        guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil, !gauges else { return false }
+        // The limit did not bind, or nothing can tell a wait from a long answer yet
+        // (in slow start, an overtaking proves two served at once even so: a backend's own queue is in order).
+        let early = slowStart && s.overtook && !fit.ready
+        guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil || early, !gauges else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
         guard !corroborated else { return false }
         // Growth needs proof of service alongside the others: the backend's
@@ -275,7 +281,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             // +1 per answer that filled the limit of its send: the limit doubles
             // per round of answers (TCP's slow start), never past twice the
             // concurrency an answer was served at without waiting.
-            let proven = 2 * Double(k)
+            let proven = 2 * Double(early ? 2 : k)
             if estimate < proven { estimate = min(cap, estimate + 1, proven) }
             return false
         }
