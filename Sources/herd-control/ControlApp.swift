@@ -147,8 +147,9 @@ final class ControlParts {
                                                         limit: 20_000)
         // What `herd benchmark` measured is the starting point; the traces' rates refine it.
         let benchmarkStore = try BenchmarkStore(path: traces.path)
+        var priors: [BenchmarkPrior] = []
         do {
-            let priors = try benchmarkStore.latest()
+            priors = try benchmarkStore.latest()
             routes.benchmarked(priors)
             if !priors.isEmpty { log.info("benchmark figures restored for \(priors.count) node:models") }
         } catch {
@@ -163,8 +164,7 @@ final class ControlParts {
             let store = try LearnedLimitStore(path: traces.path)
             limitStore = store
             let wallNow = Int(clamping: EventLoop.wallClockMilliseconds())
-            let benchmarkedAt = Dictionary((try? benchmarkStore.latest())?.map { ("\($0.node)\u{0}\($0.model)", $0.atMs) } ?? [],
-                                           uniquingKeysWith: max)
+            let benchmarkedAt = Dictionary(priors.map { ("\($0.node)\u{0}\($0.model)", $0.atMs) }, uniquingKeysWith: max)
             let rows = try store.load(sinceMs: wallNow.subtractingSaturated(LearnedLimitStore.maxAgeMilliseconds))
                 .filter { $0.atMs > benchmarkedAt["\($0.node)\u{0}\($0.model)", default: Int.min] }
             routes.remember(rows.map { ($0.node, $0.model, $0.limit) })

@@ -364,11 +364,19 @@ struct ConcurrencyLearner: Equatable, Sendable {
     private var noisy: Bool {
         var slow = 0, count = 0
         for other in recentEnds.suffix(32) where other.clean {
-            guard let alone = fit.expectedMs(prompt: other.promptTokens, completion: other.completionTokens), alone > 20 else { continue }
+            guard let pace = pace(of: other) else { continue }
             count += 1
-            if other.end - other.sent > 1.3 * alone * (1 + sigma * Double(other.concurrency - 1)) { slow += 1 }
+            if pace > 1.3 { slow += 1 }
         }
         return count >= 8 && 5 * slow >= count
+    }
+
+    /// How much slower than the fit expects (at its batch) a past answer was
+    /// served: nil when the fit expects nothing of it, or too little to judge (20 ms).
+    private func pace(of other: EndPair) -> Double? {
+        guard let alone = fit.expectedMs(prompt: other.promptTokens, completion: other.completionTokens), alone > 20 else { return nil }
+        let pace = (other.end - other.sent) / (alone * (1 + sigma * Double(other.concurrency - 1)))
+        return pace.isFinite ? pace : nil
     }
 
     /// The most requests one of the last 32 answers was seen served alongside (without waiting), itself included.
@@ -381,9 +389,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
         var weight = 0.0, logs = 0.0
         for other in recentEnds where other.clean {
             let overlap = Swift.min(end, other.end) - Swift.max(sent, other.sent)
-            guard overlap > 0, let alone = fit.expectedMs(prompt: other.promptTokens, completion: other.completionTokens), alone > 20 else { continue }
-            let pace = (other.end - other.sent) / (alone * (1 + sigma * Double(other.concurrency - 1)))
-            guard pace > 0, pace.isFinite else { continue }
+            guard overlap > 0, let pace = pace(of: other), pace > 0 else { continue }
             weight += overlap
             logs += overlap * log(Swift.min(8, pace))
         }
