@@ -41,13 +41,18 @@ bare herd --version >/dev/null || fail "herd --version"
 bare herd-node --version >/dev/null || fail "herd-node --version"
 bare herd-proxy --help >/dev/null || fail "herd-proxy --help"
 port=$((20000 + RANDOM % 20000)); proxy_port=$((port + 1))
-bare herd serve --port "$port" --proxy-port "$proxy_port" --data-dir "$run/data" --no-mdns >"$run/herd.log" 2>&1 &
+# Not through `bare` (a shell function: `$!` would be the subshell, and a TERM
+# to it left herd-control running after the script): env execs herd, herd execs herd-control.
+env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin herd serve --port "$port" --proxy-port "$proxy_port" --data-dir "$run/data" --no-mdns >"$run/herd.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$proxy_port/" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://127.0.0.1:$proxy_port/" >/dev/null || fail "the packaged router did not answer: $(cat "$run/herd.log")"
 curl -fsS "http://127.0.0.1:$port/health" | grep -q '"status":"ok"' || fail "no health"
 bare herd status --port "$port" >/dev/null || fail "herd status"
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+# herd-control stops its proxies as it exits: nothing of the package may run on.
+for _ in $(seq 50); do pgrep -f "$run/data" >/dev/null || break; sleep 0.1; done
+if pgrep -f "$run/data" >/dev/null; then fail "a herd process outlived herd serve's TERM: $(pgrep -af "$run/data")"; fi
 echo "dpkg -i, then herd serve / status with no Swift on PATH: ok"
 dpkg -r herd >/dev/null
 [ ! -e /usr/bin/herd-control ] || fail "dpkg -r left /usr/bin/herd-control"
