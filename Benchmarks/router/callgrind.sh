@@ -4,7 +4,8 @@
 # switched on only for the measured load. Instruction counts are stable where time is not: compare two
 # versions of the hot path with this, not with wall-clock numbers.
 #
-# Run:   bash Benchmarks/router/callgrind.sh [BUILD_DIR]     (default .build/release; REQUESTS=4000; TARGET=proxy|control)
+# Run:   bash Benchmarks/router/callgrind.sh [BUILD_DIR]     (default .build/release; REQUESTS=4000; TARGET=proxy|control;
+#        STREAM=true: streamed chats of 8 tokens instead of plain ones)
 # Needs: valgrind, hey (apt-get install -y valgrind hey).
 # Prints: requests served while measured, total instructions, instructions per request,
 # and the top functions (callgrind_annotate) to $OUT (default /tmp/herd-callgrind).
@@ -42,7 +43,7 @@ else
   start "${measured[@]}" "$B/herd-proxy" --port $PROXY --control-socket "$work/data/control.sock" 2>"$work/proxy.log"
   vg=$!
 fi
-body='{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":false}'
+body='{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":'"${STREAM:-false}"'}'
 for _ in $(seq 300); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY/api/chat && break; sleep 0.2; done
 # Warm up (pools, caches), then measure exactly REQUESTS requests over 8 connections.
 for _ in $(seq 50); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY/api/chat; done

@@ -40,6 +40,7 @@ while !arguments.isEmpty {
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
     case "--no-props": configuration.props = false
+    case "--heads-early": configuration.headsEarly = true
     case "--context-reloads": configuration.contextReloads = true
     case "--ttft-grows-as-context-shrinks":
         configuration.contextReloads = true
@@ -66,7 +67,7 @@ while !arguments.isEmpty {
         // straight from herd's HTTP server (no routing, no JSON).
         fixed200 = true
     case "--help", "-h":
-        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|501|hang|reset:N] [--slots N]")
+        print("usage: herd-fake-backend [--host H] [--port P] [--name N] [--models a,b] [--loaded a] [--tokens N] [--token-delay-ms N] [--first-byte-delay-ms N] [--failure none|refuse|500|501|hang|reset:N] [--slots N] [--no-props] [--heads-early]")
         exit(0)
     default:
         print("herd-fake-backend: unknown flag \(flag)")

@@ -116,6 +116,9 @@ public final class FakeBackend {
         if method == "POST" { lastRaw = body }
         if let handled = manage(exchange, method: method, path: path, body: body), handled { return }
         let isInference = method == "POST" && path != "/api/show"
+        if isInference, configuration.headsEarly, let type = Self.streamType(path: path, body: body) {
+            exchange.startResponse(status: 200, headers: ["Content-Type": type, "X-Fake-Backend": configuration.name])
+        }
         guard isInference, configuration.slots > 0 else { return serve(exchange, method: method, path: path, body: body, isInference: isInference) }
         // Like a real server with N parallel slots: the rest waits inside, in order.
         if serving.count < configuration.slots {
@@ -129,6 +132,13 @@ public final class FakeBackend {
             maxWaiting = max(maxWaiting, waiting.count)
             exchange.onCancel = { [unowned self] in self.waiting.removeAll { $0.0 === exchange } }
         }
+    }
+
+    /// The content type of `body`'s answer when it is a stream (Ollama streams unless told not to; OpenAI only when asked).
+    private static func streamType(path: String, body: [UInt8]) -> String? {
+        let stream = (try? JSONValue.parse(body))?["stream"]?.boolValue
+        if path.hasPrefix("/api/") { return stream == false ? nil : "application/x-ndjson" }
+        return stream == true ? "text/event-stream" : nil
     }
 
     /// A served inference request ended (answered, streamed to the end, or

@@ -84,6 +84,10 @@ public struct FakeBackendConfiguration: Sendable {
     /// Inference requests served at once, like Ollama's `OLLAMA_NUM_PARALLEL`
     /// (0: no limit); more wait inside the backend, in order.
     public var slots = 0
+    /// Like vLLM (Starlette's `StreamingResponse`): a stream's response head goes
+    /// out as the request arrives, its first token only when a slot is free and
+    /// the first-byte delay has passed (an error after that point cannot change the status).
+    public var headsEarly = false
     /// Says its slots at `/props` (llama.cpp's server); off: it reports nothing of its parallelism.
     public var props = true
     /// Serves its queue at `/metrics` under this server's names (`vllm`, `llamacpp`); nil: no `/metrics`.

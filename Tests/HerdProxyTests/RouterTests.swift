@@ -331,6 +331,31 @@ import Testing
         #expect((limits?["slow:1b"]?.intValue ?? 99) <= 2, "learned limits: \(String(describing: limits))")
     }
 
+    /// vLLM (Starlette) sends a stream's head at once and its first token only
+    /// when a slot frees: the wait is in the first body bytes, not the head. Read
+    /// at the head, every stream looked instant and slow start doubled the limit
+    /// of a 2-slot server to 16 (6 of a wave of 10 waiting inside it). Each wave of streams
+    /// comes as the last ends, so herd's queue is never deep for long.
+    @Test func aServerThatSendsStreamHeadsAtOnceIsNotOverfilled() throws {
+        let fleet = try TestFleet.single("V", backend: ["--models", "v:7b", "--loaded", "v:7b", "--slots", "2", "--no-props", "--heads-early",
+                                                        "--first-byte-delay-ms", "60", "--tokens", "6", "--token-delay-ms", "30"])
+        defer { fleet.shutdown() }
+        for _ in 0..<3 {
+            let clients = try (0..<10).map { _ in try RawClient(port: fleet.proxyPort, timeoutSeconds: 30) }
+            for client in clients { client.send(Self.rawPost(#"{"model":"v:7b","stream":true}"#)) }
+            for client in clients {
+                let response = try client.readResponse()
+                #expect(response.status == 200)
+                #expect(response.text.contains(#""done":true"#), "streamed to the end")
+            }
+        }
+        let stats = try JSONValue.parse(fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: fleet.backendPorts["V"]!).body)
+        #expect(stats["by_path"]?["/api/chat"]?.intValue == 30)
+        let limits = try JSONValue.parse(fleet.getControl("/api/fleet").body)["nodes"]?.arrayValue?.first?["concurrency"]
+        #expect((stats["max_waiting"]?.intValue ?? 99) <= 3, "\(stats), learned limits: \(String(describing: limits))")
+        #expect((limits?["v:7b"]?.intValue ?? 99) <= 3, "learned limits: \(String(describing: limits))")
+    }
+
     @Test func clientDisconnectWhileQueuedReleasesTheSlot() throws {
         let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "600"], control: ["--max-concurrency", "1", "--queue-timeout", "20"])
         defer { fleet.shutdown() }

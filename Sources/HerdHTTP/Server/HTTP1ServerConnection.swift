@@ -169,7 +169,7 @@ final class HTTP1ServerConnection: StreamConnectionDelegate, HTTPParserDelegate,
         let exchange = HTTPExchange(head: requestHead, remoteAddress: peerAddress, remoteHost: peerHost, loop: server.loop, transport: self)
         self.exchange = exchange
         server.handler(exchange)
-        if HTTP1ServerFlow.wantsContinue(versionMinor: head.versionMinor, expectsContinue: head.headers.hasToken("100-continue", in: "Expect"),
+        if HTTP1ServerFlow.wantsContinue(versionMinor: head.versionMinor, expectsContinue: head.headers.hasToken("100-continue", in: .expect),
                                          contentLength: head.contentLength, answered: exchange.isResponseStarted || exchange.isCancelled) {
             flushOutput()
             stream.write(HTTP1ServerConnection.continueLine)

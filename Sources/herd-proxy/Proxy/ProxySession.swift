@@ -54,7 +54,12 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     /// When the last attempt's request went to its node.
     private var upstreamSentAt: UInt64?
     private var upstreamFirstByteAt: UInt64?
+    /// A 2xx stream's head came: its first byte is its first body bytes (a
+    /// server may send the head at once and its first token only when a slot frees).
+    private var firstBodyPending = false
     private var upstreamHead: HTTPResponseHead?
+    /// `upstreamHead` is chunked (a stream that can carry an error line).
+    private var upstreamChunked = false
     private var bytesRelayed = 0
     private var tail: [UInt8] = []
     private static let tailLimit = 16 * 1024
@@ -148,7 +153,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         case let .failStream(message):
             if let bytes = ClientError.streamError(contentType: translator?.contentType ?? upstreamHead?.headers[.contentType], message: message,
                                                    api: endpoint.api),
-               translator != nil || (upstreamHead.map(ProxySession.isChunked) ?? false) {
+               translator != nil || upstreamChunked {
                 exchange.write(bytes)
                 exchange.end()
             } else {
@@ -278,8 +283,10 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     private func send(_ request: consuming HTTPClientRequest, to upstreamAddress: String) {
         upstreamHead = nil
+        upstreamChunked = false
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
+        firstBodyPending = false
         guard let (task, upstream) = upstreams.send(request, to: upstreamAddress, delegate: self) else {
             perform(flow.upstreamFailed(.invalidResponse("bad upstream address \(upstreamAddress)"), status: 0))
             return
@@ -321,13 +328,18 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {
         let now = EventLoop.monotonicNanoseconds()
         if firstByteAt == nil { firstByteAt = now }
-        upstreamFirstByteAt = now
         // The node's time starts when the request left on a connection, not while it waited for one in the pool.
         if let written = task.sentAt { upstreamSentAt = written }
-        if answer?.reportStart == true, let sent = upstreamSentAt {
-            attempt?.started(status: head.status, upstreamTtftMilliseconds: Double(now - sent) / 1e6)
-        }
         upstreamHead = head
+        upstreamChunked = ProxySession.isChunked(head)
+        // vLLM (Starlette's StreamingResponse) and others send a stream's head
+        // at once and its first token only when a slot frees: its first byte
+        // is its first body bytes, or a stream that waited looks instant.
+        if (200..<300).contains(head.status), upstreamChunked {
+            firstBodyPending = true
+        } else {
+            upstreamFirstByte(now, status: head.status)
+        }
         if let upload { flow.retryable = !upload.isSpent }
         perform(flow.upstreamHead(status: head.status))
     }
@@ -351,7 +363,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
             headers.add("X-Herd-Cache", caching.key == nil ? "bypass" : "miss")
             if caching.key != nil, head.status == 200 { cacheBody = [] }
         }
-        let length = ProxySession.isChunked(head) || translator != nil ? nil : head.headers[.contentLength].flatMap { Int($0.trimmingSpaces) }
+        let length = upstreamChunked || translator != nil ? nil : head.headers[.contentLength].flatMap { Int($0.trimmingSpaces) }
         exchange.startResponse(status: head.status, headers: headers, contentLength: length)
     }
 
@@ -366,10 +378,20 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     /// Whether an upstream response is chunked (a stream that can carry an error line).
     static func isChunked(_ head: HTTPResponseHead) -> Bool {
-        head.headers.hasToken("chunked", in: "Transfer-Encoding")
+        head.headers.hasToken("chunked", in: .transferEncoding)
+    }
+
+    /// The upstream's first byte (`now`): its time to first byte, and STARTED when control asked for it.
+    private func upstreamFirstByte(_ now: UInt64, status: Int) {
+        firstBodyPending = false
+        upstreamFirstByteAt = now
+        if answer?.reportStart == true, let sent = upstreamSentAt {
+            attempt?.started(status: status, upstreamTtftMilliseconds: Double(now - sent) / 1e6)
+        }
     }
 
     func task(_ task: HTTPClientTask, didReceiveBody bytes: UnsafeRawBufferPointer) {
+        if firstBodyPending, bytes.count > 0 { upstreamFirstByte(EventLoop.monotonicNanoseconds(), status: upstreamHead?.status ?? 200) }
         guard case .streaming = flow.phase else { return }
         if let translator {
             let out = translator.feed(bytes)
@@ -400,6 +422,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     }
 
     func taskDidFinish(_ task: HTTPClientTask) {
+        if firstBodyPending { upstreamFirstByte(EventLoop.monotonicNanoseconds(), status: upstreamHead?.status ?? 200) }
         if let translator, case .streaming = flow.phase {
             translator.finish().withUnsafeBytes { relay($0) }
         }

@@ -24,4 +24,16 @@ import Testing
         headers.remove("content-type")
         #expect(headers[.contentType] == nil && headers[.xHerdNode] == "cpu")
     }
+
+    @Test func listTokensAreFoundCaseInsensitivelyAndPaddedButNotByPrefix() {
+        let headers: HTTPHeaders = ["Transfer-Encoding": "gzip,  Chunked\t", "Connection": "keep-alive", "Expect": "", "Connection": ",close,"]
+        #expect(headers.hasToken("chunked", in: "transfer-encoding"))
+        #expect(headers.hasToken("gzip", in: "Transfer-Encoding"))
+        #expect(!headers.hasToken("chunk", in: "Transfer-Encoding") && !headers.hasToken("chunkedx", in: "Transfer-Encoding"))
+        #expect(headers.hasToken("close", in: "Connection"), "any field of the name")
+        #expect(!headers.hasToken("", in: "Expect") && !headers.hasToken("", in: "Connection"), "an empty element is no token")
+        #expect(!headers.hasToken("100-continue", in: "Expect") && !headers.hasToken("chunked", in: "Connection"))
+        #expect(headers.hasToken("chunked", in: .transferEncoding) && headers.hasToken("close", in: .connection))
+        #expect(!headers.hasToken("chunked", in: .connection) && !headers.hasToken("100-continue", in: .expect))
+    }
 }
