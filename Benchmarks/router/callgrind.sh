@@ -5,7 +5,7 @@
 # versions of the hot path with this, not with wall-clock numbers.
 #
 # Run:   bash Benchmarks/router/callgrind.sh [BUILD_DIR]     (default .build/release; REQUESTS=4000; TARGET=proxy|control;
-#        STREAM=true: streamed chats of 8 tokens instead of plain ones)
+#        STREAM=true: streamed chats of 8 tokens instead of plain ones; API=openai: /v1/chat/completions)
 # Needs: valgrind, hey (apt-get install -y valgrind hey).
 # Prints: requests served while measured, total instructions, instructions per request,
 # and the top functions (callgrind_annotate) to $OUT (default /tmp/herd-callgrind).
@@ -43,12 +43,13 @@ else
   start "${measured[@]}" "$B/herd-proxy" --port $PROXY --control-socket "$work/data/control.sock" 2>"$work/proxy.log"
   vg=$!
 fi
+path=/api/chat; [ "${API:-ollama}" = openai ] && path=/v1/chat/completions
 body='{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}],"stream":'"${STREAM:-false}"'}'
-for _ in $(seq 300); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY/api/chat && break; sleep 0.2; done
+for _ in $(seq 300); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY$path && break; sleep 0.2; done
 # Warm up (pools, caches), then measure exactly REQUESTS requests over 8 connections.
-for _ in $(seq 50); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY/api/chat; done
+for _ in $(seq 50); do curl -sf -o /dev/null -d "$body" http://127.0.0.1:$PROXY$path; done
 callgrind_control -i on "$vg" >/dev/null
-hey -n "$REQUESTS" -c 8 -m POST -T application/json -d "$body" "http://127.0.0.1:$PROXY/api/chat" > "$work/hey.txt"
+hey -n "$REQUESTS" -c 8 -m POST -T application/json -d "$body" "http://127.0.0.1:$PROXY$path" > "$work/hey.txt"
 callgrind_control -d "$vg" >/dev/null # dump part 1: the measured load only
 served=$(awk '/\[200\]/ {print $2}' "$work/hey.txt")
 kill -INT "$vg"; wait "$vg" 2>/dev/null || true

@@ -17,7 +17,11 @@ The machine it simulates:
 - What it reports about itself, `--timings`: `honest` (Ollama's *_duration,
   as a real Ollama), `none` (counts only, as vLLM and most OpenAI-compatible
   servers), `absurd` (every duration 1 ns, as some servers do). It never
-  reports its parallelism (no /props, no OLLAMA_NUM_PARALLEL).
+  reports its parallelism (no /props, no OLLAMA_NUM_PARALLEL). Like vLLM
+  (Starlette), a stream's head goes out at once (its first token when a
+  slot frees), and an OpenAI stream's usage only when the client asks for it
+  (`stream_options.include_usage`; the load generator does not, as most
+  clients do not).
 - Its queue, `--gauges`: `none` (Ollama, llama-cpp-python), `vllm` or
   `llamacpp` (`/metrics` with the requests it serves and the requests
   waiting, under vLLM's or llama.cpp's server's names).
@@ -219,8 +223,12 @@ async def serve_inference(writer, path, body):
     if ollama:
         await write_chunk(writer, json.dumps(ollama_final(job, end, chat)).encode() + b"\n")
     else:
-        final = {"id": "cmpl-sim", "object": "chat.completion.chunk", "model": job.model, "choices": [], "usage": openai_final(job, chat)["usage"]}
-        await write_chunk(writer, b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
+        # Like vLLM: a stream's usage only when the client asks for it.
+        options = request.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            final = {"id": "cmpl-sim", "object": "chat.completion.chunk", "model": job.model, "choices": [], "usage": openai_final(job, chat)["usage"]}
+            await write_chunk(writer, b"data: " + json.dumps(final).encode() + b"\n\n")
+        await write_chunk(writer, b"data: [DONE]\n\n")
     await write_chunk(writer, b"")
 
 

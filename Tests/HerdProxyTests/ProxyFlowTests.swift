@@ -171,6 +171,22 @@ import Testing
         #expect(TokenCounter.count(Array("garbage".utf8)) == (0, 0))
     }
 
+    /// A stream that says nothing of its usage (vLLM unless asked): its events
+    /// are counted, chunk boundaries anywhere, the role and `[DONE]` events
+    /// not taken for tokens.
+    @Test func eventsOfAStreamWithoutUsage() {
+        let sse = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"
+            + (0..<5).map { _ in "data: {\"choices\":[{\"delta\":{\"content\":\"tok\"}}]}\n\n" }.joined() + "data: [DONE]\n\n"
+        let bytes = Array(sse.utf8)
+        #expect(TokenCounter.count(bytes) == (0, 0))
+        for cut in [0, 1, 7, 60, bytes.count - 1, bytes.count] {
+            let lines = bytes[..<cut].withUnsafeBytes { TokenCounter.newlines(in: $0) } + bytes[cut...].withUnsafeBytes { TokenCounter.newlines(in: $0) }
+            #expect(lines == 14 && TokenCounter.streamedTokens(newlines: lines) == 5, "cut at \(cut)")
+        }
+        #expect(TokenCounter.streamedTokens(newlines: 0) == 0 && TokenCounter.streamedTokens(newlines: 1) == 0)
+        #expect(TokenCounter.streamedTokens(newlines: 4) == 1 && TokenCounter.streamedTokens(newlines: Int.max) == Int.max / 2 - 2)
+    }
+
     /// The backend's own timings teach control its rates: Ollama's durations
     /// are nanoseconds, llama.cpp's `timings` milliseconds.
     @Test func backendTimings() {

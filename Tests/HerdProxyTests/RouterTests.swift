@@ -356,6 +356,32 @@ import Testing
         #expect((limits?["v:7b"]?.intValue ?? 99) <= 3, "learned limits: \(String(describing: limits))")
     }
 
+    /// vLLM streams carry no usage unless the client asks (`stream_options`),
+    /// and most clients do not: the proxy counts the stream's events as its
+    /// output tokens, so the learner still fits its work and opens up a
+    /// many-slot server (before: every such answer had 0 tokens, taught
+    /// nothing, and the limit stayed at the prior, 2, on an 8-slot server).
+    @Test func streamsThatSayNothingOfTheirUsageStillTeachTheLimit() throws {
+        let fleet = try TestFleet.single("V", backend: ["--models", "v:7b", "--loaded", "v:7b", "--slots", "8", "--no-props", "--heads-early",
+                                                        "--first-byte-delay-ms", "30", "--tokens", "20", "--token-delay-ms", "15"])
+        defer { fleet.shutdown() }
+        let body = #"{"model":"v:7b","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        for _ in 0..<5 {
+            let clients = try (0..<12).map { _ in try RawClient(port: fleet.proxyPort, timeoutSeconds: 30) }
+            for client in clients { client.send(Self.rawPost(body, path: "/v1/chat/completions")) }
+            for client in clients {
+                let response = try client.readResponse()
+                #expect(response.status == 200)
+                #expect(response.text.contains("data: [DONE]") && !response.text.contains("usage"), "streamed to the end, no usage")
+            }
+        }
+        #expect(fleet.control!.output.contains("tokens=20"), "the 20 events counted as tokens: \(fleet.logs)")
+        let stats = try JSONValue.parse(fleet.request("GET", "/_fake/stats", body: nil, headers: [:], port: fleet.backendPorts["V"]!).body)
+        let limits = try JSONValue.parse(fleet.getControl("/api/fleet").body)["nodes"]?.arrayValue?.first?["concurrency"]
+        #expect((limits?["v:7b"]?.intValue ?? 0) >= 5, "learned limits: \(String(describing: limits)), \(stats)")
+        #expect((stats["max_waiting"]?.intValue ?? 99) <= 4, "\(stats), learned limits: \(String(describing: limits))")
+    }
+
     @Test func clientDisconnectWhileQueuedReleasesTheSlot() throws {
         let fleet = try TestFleet.single("S", backend: ["--models", "slow:1b", "--loaded", "slow:1b", "--first-byte-delay-ms", "600"], control: ["--max-concurrency", "1", "--queue-timeout", "20"])
         defer { fleet.shutdown() }

@@ -22,7 +22,9 @@ extension Scheduler {
             let sample = ConcurrencyLearner.Sample(
                 concurrency: entry.concurrency, ok: result.outcome == .ok, busy: busy, streamed: entry.request.stream,
                 ttftMs: max(0, ttft - (timings.loadMs ?? 0)), durationMs: max(0, duration - (timings.loadMs ?? 0)),
-                promptTokens: result.promptTokens, completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
+                // A stream that said nothing of its usage: its prompt as herd estimated it (its output, counted by the proxy).
+                promptTokens: result.promptTokens > 0 ? result.promptTokens : entry.request.estimatedTokens,
+                completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
                 // Its send as the backend met it: a ticket is granted before it is spent.
                 sentAt: Double(now) - duration, endedAt: Double(now),
                 overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: max(0, entry.nodeBatch - entry.concurrency),

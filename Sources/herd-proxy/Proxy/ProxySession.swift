@@ -60,6 +60,9 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private var upstreamHead: HTTPResponseHead?
     /// `upstreamHead` is chunked (a stream that can carry an error line).
     private var upstreamChunked = false
+    /// Newlines of a 2xx server-sent event stream (its output tokens when it
+    /// says nothing of its usage); nil for any other answer.
+    private var streamNewlines: Int?
     private var bytesRelayed = 0
     private var tail: [UInt8] = []
     private static let tailLimit = 16 * 1024
@@ -284,6 +287,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private func send(_ request: consuming HTTPClientRequest, to upstreamAddress: String) {
         upstreamHead = nil
         upstreamChunked = false
+        streamNewlines = nil
         upstreamSentAt = EventLoop.monotonicNanoseconds()
         upstreamFirstByteAt = nil
         firstBodyPending = false
@@ -337,6 +341,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
         // is its first body bytes, or a stream that waited looks instant.
         if (200..<300).contains(head.status), upstreamChunked {
             firstBodyPending = true
+            if head.headers[.contentType]?.utf8.starts(with: "text/event-stream".utf8) == true { streamNewlines = 0 }
         } else {
             upstreamFirstByte(now, status: head.status)
         }
@@ -393,6 +398,7 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     func task(_ task: HTTPClientTask, didReceiveBody bytes: UnsafeRawBufferPointer) {
         if firstBodyPending, bytes.count > 0 { upstreamFirstByte(EventLoop.monotonicNanoseconds(), status: upstreamHead?.status ?? 200) }
         guard case .streaming = flow.phase else { return }
+        if let lines = streamNewlines { streamNewlines = lines &+ TokenCounter.newlines(in: bytes) }
         if let translator {
             let out = translator.feed(bytes)
             out.withUnsafeBytes { relay($0) }
@@ -438,7 +444,10 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     private func report(_ outcome: RouteResult.Outcome, status: Int, error: String?) {
         let now = EventLoop.monotonicNanoseconds()
-        let usage = TokenCounter.read(tail)
+        var usage = TokenCounter.read(tail)
+        if usage.completionTokens == 0, outcome == .ok, let lines = streamNewlines {
+            usage.completionTokens = TokenCounter.streamedTokens(newlines: lines)
+        }
         let result = RouteResult(
             id: id, node: answer?.node ?? "", model: answer?.model ?? fields.model, outcome: outcome, status: status,
             ttftMilliseconds: firstByteAt.map { Double($0 - startedAt) / 1e6 } ?? 0,

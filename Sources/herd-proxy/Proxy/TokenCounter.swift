@@ -1,3 +1,4 @@
+import Glibc
 import HerdJSON
 
 /// What the backend says about its own work at the end of a response:
@@ -25,6 +26,28 @@ enum TokenCounter {
     private enum Key {
         static let evalCount = 0, promptEvalCount = 1, usage = 2, evalDuration = 3, promptEvalDuration = 4, loadDuration = 5, timings = 6,
                    totalDuration = 7, response = 8
+    }
+
+    /// Newlines in `bytes` (memchr per line: vectorised in libc).
+    static func newlines(in bytes: UnsafeRawBufferPointer) -> Int {
+        guard var at = bytes.baseAddress else { return 0 }
+        let end = at + bytes.count
+        var n = 0
+        while at < end, let found = memchr(at, 10, end - at) {
+            n &+= 1
+            at = UnsafeRawPointer(found) + 1
+        }
+        return n
+    }
+
+    /// The output tokens of a server-sent event stream that said nothing of
+    /// its usage (vLLM and most OpenAI-compatible servers, unless the client
+    /// asks with `stream_options.include_usage`), from its `newlines`: an event
+    /// ends in a blank line, and one carries about one token; the opening
+    /// (role) event and `[DONE]` carry none. An estimate, 0 for no events.
+    static func streamedTokens(newlines: Int) -> Int {
+        let events = newlines / 2
+        return events > 0 ? max(1, events - 2) : 0
     }
 
     static func count(_ tail: [UInt8]) -> (prompt: Int, completion: Int) {
