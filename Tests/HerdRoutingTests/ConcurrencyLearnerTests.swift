@@ -35,6 +35,10 @@ struct VirtualBackend {
     var jobs: [Job] = []
     /// The most requests seen waiting inside at once.
     private(set) var mostWaiting = 0
+    /// First bytes of streams since the last `step`, as the proxy reports them:
+    /// (time to first byte, concurrency at send, limit at send, prompt tokens,
+    /// requests sent before it still in flight at its first byte).
+    var firstBytes: [(ttft: Double, concurrency: Int, limitAtSend: Int, prompt: Int, aheadStill: Int)] = []
 
     init(slots: Int, tokenMs: Double = 20, promptMs: Double = 0.5, slowdown: Double = 0.1, jitter: Double = 0) {
         self.slots = slots
@@ -75,7 +79,14 @@ struct VirtualBackend {
         for i in 0..<batch {
             if jobs[i].prefillLeft > 0 {
                 jobs[i].prefillLeft -= progress
-                if jobs[i].prefillLeft <= 0 { jobs[i].firstByteAt = now + dt }
+                if jobs[i].prefillLeft <= 0 {
+                    jobs[i].firstByteAt = now + dt
+                    if jobs[i].streamed {
+                        let sent = jobs[i].sentAt
+                        firstBytes.append((now + dt - sent, jobs[i].concurrency, jobs[i].limitAtSend, jobs[i].prompt,
+                                           jobs.filter { $0.sentAt < sent }.count))
+                    }
+                }
             } else {
                 jobs[i].decodeLeft -= progress
             }
@@ -138,7 +149,15 @@ struct LearnerRun {
     }
 
     private mutating func tick(streamed: Bool, step: Double) {
-        for sample in backend.step(step, now: now) {
+        let samples = backend.step(step, now: now)
+        // The stream that filled the limit of its send reports its first byte (STARTED), in slow start.
+        for first in backend.firstBytes where first.concurrency >= first.limitAtSend && learner.slowStart {
+            learner.started(ttft: first.ttft, concurrency: first.concurrency, promptTokens: first.prompt, ok: true, busy: false,
+                            limitAtSend: first.limitAtSend, alongside: first.aheadStill + 1)
+            limits.append((now, learner.limit))
+        }
+        backend.firstBytes.removeAll()
+        for sample in samples {
             learner.observe(sample)
             completions += 1
             limits.append((now, learner.limit))
@@ -591,6 +610,25 @@ struct LearnerRun {
         h.scheduler.started(RouteStarted(id: 8, status: 200, upstreamTtftMilliseconds: 9_000), from: SchedulerHarness.p1, fleet: h.fleet,
                             now: h.now, into: &h.actions)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") < 8)
+    }
+
+    /// A one-slot backend in slow start: the stream that filled the limit met
+    /// the one ahead nearly done and starts at once when it ends. Its quick
+    /// first byte proves nothing served alongside: the limit must not double.
+    @Test func aQuickFirstByteAfterTheOneAheadEndedProvesNothing() {
+        var h = learning()
+        alone(&h, ids: 101...103, ms: 10_000, stream: true)
+        _ = h.route(1, stream: true)
+        _ = h.route(2, stream: true)
+        _ = result(&h, 1, ttft: 1_000, duration: 10_000)
+        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2, "the one it met had ended: nothing served at once")
+        // The next one's same first byte while the one ahead (2) is still in flight proves two at once.
+        _ = h.route(3, stream: true)
+        h.scheduler.started(RouteStarted(id: 3, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 4)
     }
 
     /// Under load the control plane itself lags: a client's TTFT grows with

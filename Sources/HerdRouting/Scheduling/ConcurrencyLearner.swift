@@ -65,9 +65,11 @@ import HerdBounds
 ///   slow start such an answer opens the limit as above, up to 4 — the first
 ///   seconds of a burst are not spent at the prior while the fit fills.
 /// - In slow start a stream that filled the limit reports its first byte
-///   (STARTED) without waiting for its end: one that did not wait doubles
-///   the limit (at least +1), so a backend that serves 1,000 ten-second
-///   streams at once is found in ten first bytes, not minutes of completions.
+///   (STARTED) without waiting for its end: one that did not wait, while
+///   all it met at its send were still in flight, doubles the limit (at
+///   least +1), so a backend that serves 1,000 ten-second streams at once is
+///   found in ten first bytes, not minutes of completions. (One that met the
+///   request ahead nearly done starts quickly even on a one-slot backend.)
 /// **The backend's queue gauges** (llama.cpp, vLLM, SGLang and TGI say in
 /// their `/metrics` how many requests they serve and how many wait; the
 /// node reads them every beat while herd has requests there) outrank all
@@ -179,7 +181,12 @@ struct ConcurrencyLearner: Equatable, Sendable {
 
     /// The first byte of a stream that filled the limit, in slow start
     /// (`ok`: a 2xx head; `busy`: 503/429). Its end teaches nothing more.
-    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0, limitAtSend: Int = 0) {
+    /// `alongside`: how many were in flight at its first byte of those it met
+    /// at its send, itself included (nil: all of them). Only those were
+    /// proven served at once: a request that met the one ahead nearly done
+    /// starts quickly even on a one-slot backend.
+    mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0, limitAtSend: Int = 0,
+                          alongside: Int? = nil) {
         guard slowStart else { return }
         if busy {
             observe(Sample(concurrency: concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0))
@@ -195,8 +202,9 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         // Requests waiting at the backend's last reading: no more until one shows none.
         // A backend with queue gauges opens up by what they say alone.
-        guard concurrency >= binding(limitAtSend), !gauges else { return }
-        estimate = min(cap, max(estimate + 1, Double(concurrency) * 2))
+        let served = max(1, min(concurrency, alongside ?? concurrency))
+        guard served >= binding(limitAtSend), !gauges else { return }
+        estimate = min(cap, max(estimate + 1, Double(served) * 2))
     }
 
     /// A request ended; returns whether it waited inside the backend.

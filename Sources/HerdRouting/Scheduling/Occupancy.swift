@@ -46,6 +46,10 @@ struct Occupancy {
     /// ends now overtook it).
     func sentBefore(_ sentAt: UInt64, on slot: SlotKey) -> Bool { slots[slot]?.sents.contains { $0 < sentAt } ?? false }
 
+    /// How many requests sent no later than one in flight on `slot` at `sentAt` are in flight there, itself excluded
+    /// (those sent in the same millisecond included: the sender's concurrency bounds it).
+    func othersSentBy(_ sentAt: UInt64, on slot: SlotKey) -> Int { max(0, (slots[slot]?.sents.count { $0 <= sentAt } ?? 0) - 1) }
+
     /// The last expected end per node:model with requests in flight on `node`, but `model`.
     func lastEnds(node: String, except model: String?) -> [(SlotKey, UInt64)] {
         slots.compactMap { slot, load in
