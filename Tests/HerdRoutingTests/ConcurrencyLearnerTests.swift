@@ -232,6 +232,19 @@ struct LearnerRun {
         #expect(found.map { $0 <= 3 } == true, "found after \(found.map(String.init) ?? "never") requests: \(run.limits.map(\.1))")
     }
 
+    @Test func aOneSlotBackendIsFoundBeforeTheFitIsFull() {
+        // No answers alone first: two streams at once from the start, as a
+        // burst meets a fresh node. The second waits inside behind the first:
+        // its first byte comes only at the first one's end, far later than
+        // the fit's one sample says a prompt takes. (Non-streaming answers
+        // sent together are not told apart this early: their times say
+        // little before the fit has three samples.)
+        var run = LearnerRun(backend: VirtualBackend(slots: 1, tokenMs: 60), learner: ConcurrencyLearner(prior: 2))
+        run.closed(concurrency: 2, count: 4, streamed: true)
+        #expect(run.limits.prefix(2).map(\.1).contains(1), "limits: \(run.limits.map(\.1))")
+        #expect(run.limits.dropFirst(1).allSatisfy { $0.1 == 1 }, "limits: \(run.limits.map(\.1))")
+    }
+
     @Test func aFourSlotBackendThatReportsNothingIsFoundAndKept() {
         // Open loop at about 90 % of what four slots serve: the limit must
         // reach 4 ± 1 within 30 s of steady load and stay there.

@@ -22,7 +22,10 @@ import HerdBounds
 ///    wait (between 0 and 1; 0.25 before any). It *waited inside* when its
 ///    time exceeds the expectation × 1.5 + 50 ms (a stream: when its time to
 ///    first byte exceeds twice its expected prefill + 100 ms — a stream
-///    that waited shows the whole wait before its first byte). Per-token
+///    that waited shows the whole wait before its first byte), or when its
+///    end lines up with the end of a request ahead (`linedUp`: judged from
+///    the fit's first sample on — a one-slot backend lines its second
+///    request up behind its first long before three answers). Per-token
 ///    normalisation is what keeps answers of varied length at a constant
 ///    concurrency from looking like queueing. Both tests scale by the node's
 ///    **pace** while the request ran: how much slower than the fit the
@@ -427,11 +430,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// long: waiting in a backend's own queue lines up with the end of the
     /// request it waited for; batching does not.
     private func linedUp(_ s: Sample, concurrency k: Int, pace: Double) -> Bool {
+        // From the fit's first sample on: a one-slot backend lines its second
+        // request up behind its first long before three answers fill the fit.
         guard s.queuedInsideMs == nil, k > 1, s.promptTokens + s.completionTokens > 0, let sent = s.sentAt, let end = s.endedAt,
-              let fitted = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens), fitted > 20 else { return false }
+              let fitted = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens, provisional: true), fitted > 20 else { return false }
         let alone = fitted * pace
         let batch = 1 + sigma * Double(k - 1)
-        for other in recentEnds.reversed() where other.sent < sent && other.end > sent {
+        for other in recentEnds.reversed() where other.sent <= sent && other.end > sent {
             let overlap = other.end - sent, after = end - other.end
             if overlap >= max(50, (0.3 + sigma * Double(k - 1)) * alone), after >= 0.85 * alone, after <= 1.3 * alone * batch + 50 { return true }
         }
@@ -450,9 +455,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
         return recentEnds.dropLast().contains { $0.sent < sent && $0.end - sent >= needed && end - $0.end <= 0.6 * alone }
     }
 
-    /// A stream's expected time to first byte at `concurrency`, once the fit is ready.
+    /// A stream's expected time to first byte at `concurrency`, from the fit's
+    /// first sample on (a prompt's share of the cost is taken high while the
+    /// fit is young: a wait is then seen only when it is long).
     private func expectedPrefillMs(promptTokens: Int, concurrency: Int) -> Double? {
-        guard let perToken = fit.promptMsPerToken else { return nil }
+        guard let perToken = fit.provisional.map({ max($0.prompt, 0.001) }) else { return nil }
         return perToken * Double(max(1, promptTokens)) * (1 + sigma * Double(max(0, concurrency - 1)))
     }
 }
@@ -482,8 +489,14 @@ struct WorkFit: Equatable, Sendable {
     }
 
     /// (ms per prompt token, ms per output token), or nil before the fit is ready.
-    var coefficients: (prompt: Double, completion: Double)? {
-        guard ready else { return nil }
+    var coefficients: (prompt: Double, completion: Double)? { ready ? solved : nil }
+
+    /// The fit of whatever samples it has (one is enough), for what a first
+    /// guess serves: telling a request that waited for the one ahead from
+    /// one served alongside it (`linedUp`), where being wrong costs one slot.
+    var provisional: (prompt: Double, completion: Double)? { samples > 0 ? solved : nil }
+
+    private var solved: (prompt: Double, completion: Double)? {
         let det = spp * scc - spc * spc
         if det > 1e-9 * max(1, spp * scc) {
             let p = (spy * scc - scy * spc) / det
@@ -499,11 +512,9 @@ struct WorkFit: Equatable, Sendable {
         return (share * c, c)
     }
 
-    var promptMsPerToken: Double? { coefficients.map { max($0.prompt, 0.001) } }
-
-    /// The expected time alone of a request of these tokens.
-    func expectedMs(prompt: Int, completion: Int) -> Double? {
-        guard let (p, c) = coefficients else { return nil }
+    /// The expected time alone of a request of these tokens (`provisional`: from the first sample on).
+    func expectedMs(prompt: Int, completion: Int, provisional: Bool = false) -> Double? {
+        guard let (p, c) = provisional ? self.provisional : coefficients else { return nil }
         return p * Double(max(0, prompt)) + c * Double(max(0, completion))
     }
 }
