@@ -23,9 +23,10 @@ import HerdBounds
 ///    time exceeds the expectation × 1.5 + 50 ms (a stream: when its time to
 ///    first byte exceeds twice its expected prefill + 100 ms — a stream
 ///    that waited shows the whole wait before its first byte), or when its
-///    end lines up with the end of a request ahead (`linedUp`: judged from
-///    the fit's first sample on — a one-slot backend lines its second
-///    request up behind its first long before three answers). Per-token
+///    end lines up with the end of a request ahead (`linedUp`). The stream
+///    and lined-up tests use the fit from its first sample on — a one-slot
+///    backend lines its second request up behind its first long before
+///    three answers. Per-token
 ///    normalisation is what keeps answers of varied length at a constant
 ///    concurrency from looking like queueing. Both tests scale by the node's
 ///    **pace** while the request ran: how much slower than the fit the

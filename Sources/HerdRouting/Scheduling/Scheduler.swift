@@ -382,7 +382,7 @@ package struct Scheduler {
         let before = limit(slot)
         let busy = started.status == 503 || started.status == 429
         // Those it met at its send that are still in flight at its first byte were served alongside it.
-        let alongside = min(entry.concurrency, occupancy.othersSentBy(entry.sentAt, on: slot) + 1)
+        let alongside = occupancy.othersSentBy(entry.sentAt, on: slot) + 1
         learn(slot) {
             $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
                        ok: (200..<300).contains(started.status), busy: busy, othersOnNode: max(0, entry.nodeBatch - entry.concurrency),
