@@ -121,7 +121,7 @@ struct LearnerRun {
     var gaugeEveryMs: Double?
     private var lastGauge = 0.0
     private var rng: UInt64
-    private var queue: [(prompt: Int, completion: Int)] = []
+    private var queue: [(prompt: Int, completion: Int, streamed: Bool)] = []
     private var nextID = 0
 
     init(backend: VirtualBackend, learner: ConcurrencyLearner, seed: UInt64 = 7) {
@@ -140,15 +140,15 @@ struct LearnerRun {
         (Int(Double(prompt) * exp(random() * log(spread))), Int(Double(answer) * exp(random() * log(spread))))
     }
 
-    private mutating func dispatch(streamed: Bool) {
+    private mutating func dispatch() {
         while !queue.isEmpty, backend.inFlight < learner.limit {
             let next = queue.removeFirst()
-            backend.send(id: nextID, prompt: next.prompt, completion: next.completion, streamed: streamed, at: now, limit: learner.limit)
+            backend.send(id: nextID, prompt: next.prompt, completion: next.completion, streamed: next.streamed, at: now, limit: learner.limit)
             nextID += 1
         }
     }
 
-    private mutating func tick(streamed: Bool, step: Double) {
+    private mutating func tick(step: Double) {
         let samples = backend.step(step, now: now)
         // The stream that filled the limit of its send reports its first byte (STARTED), in slow start.
         for first in backend.firstBytes where first.concurrency >= first.limitAtSend && learner.slowStart {
@@ -172,34 +172,40 @@ struct LearnerRun {
                 lowestLimit = min(lowestLimit, learner.limit)
             }
         }
-        dispatch(streamed: streamed)
+        dispatch()
+    }
+
+    /// A request of varied length, streamed when `streamed` (a share of requests when `streamShare` is given).
+    private mutating func request(streamed: Bool, streamShare: Double?) -> (prompt: Int, completion: Int, streamed: Bool) {
+        let (prompt, completion) = lengths()
+        return (prompt, completion, streamShare.map { random() < $0 } ?? streamed)
     }
 
     /// Open loop: `rate` requests per second for `seconds`.
-    mutating func open(rate: Double, seconds: Double, streamed: Bool = false, step: Double = 5) {
+    mutating func open(rate: Double, seconds: Double, streamed: Bool = false, streamShare: Double? = nil, step: Double = 5) {
         let end = now + seconds * 1000
         var next = now - log(1 - random()) / rate * 1000
         while now < end {
             while next <= now {
-                queue.append(lengths())
+                queue.append(request(streamed: streamed, streamShare: streamShare))
                 next -= log(1 - random()) / rate * 1000
             }
-            dispatch(streamed: streamed)
-            tick(streamed: streamed, step: step)
+            dispatch()
+            tick(step: step)
         }
     }
 
     /// Closed loop: `concurrency` requests in flight, each replaced as it ends, `count` in all.
-    mutating func closed(concurrency: Int, count: Int, streamed: Bool = false, step: Double = 5) {
+    mutating func closed(concurrency: Int, count: Int, streamed: Bool = false, streamShare: Double? = nil, step: Double = 5) {
         var sent = 0
         let target = completions + count
         while completions < target {
             while backend.inFlight + queue.count < concurrency, sent < count {
-                queue.append(lengths())
+                queue.append(request(streamed: streamed, streamShare: streamShare))
                 sent += 1
             }
-            dispatch(streamed: streamed)
-            tick(streamed: streamed, step: step)
+            dispatch()
+            tick(step: step)
         }
     }
 
@@ -245,17 +251,46 @@ struct LearnerRun {
         #expect(run.limits.dropFirst(1).allSatisfy { $0.1 == 1 }, "limits: \(run.limits.map(\.1))")
     }
 
-    @Test func aFourSlotBackendThatReportsNothingIsFoundAndKept() {
+    @Test(arguments: [0, 0.2, 1])
+    func aFourSlotBackendThatReportsNothingIsFoundAndKept(streamShare: Double) {
         // Open loop at about 90 % of what four slots serve: the limit must
-        // reach 4 ± 1 within 30 s of steady load and stay there.
-        var run = LearnerRun(backend: VirtualBackend(slots: 4, tokenMs: 12.5, slowdown: 0.06), learner: ConcurrencyLearner(prior: 2))
+        // reach 4 ± 1 within 30 s of steady load and stay there — with no
+        // streams, some, or all (a stream's first byte comes after its
+        // prompt is read, at 1,500 tokens/s: a fit that puts the prompt's
+        // cost near zero must not read that as a wait).
+        var run = LearnerRun(backend: VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06),
+                             learner: ConcurrencyLearner(prior: 2))
         // Four slots serve about 4 / 1.18 × 80 tokens/s; answers average ~108 tokens, prompts ~325.
-        run.open(rate: 2.3, seconds: 240)
+        run.open(rate: 2.3, seconds: 240, streamShare: streamShare)
         let settled = run.limits.filter { $0.0 >= 30_000 }.map(\.1)
         #expect(!settled.isEmpty && settled.allSatisfy { (3...5).contains($0) }, "limits after 30 s: \(Set(settled).sorted())")
         // Slow start doubles per round; a short wait inside (a slot freed just
         // after) is not told from service, so it may pass the slots briefly.
         #expect(run.backend.mostWaiting <= 3, "slow start overshoots by at most three: \(run.backend.mostWaiting) \(run.limits.prefix(40).map(\.1))")
+    }
+
+    @Test func aFirstByteAfterTheTimeItsPromptTakesIsNotAWait() {
+        // Answers whose time follows their length: the cost fit puts the
+        // prompt's share near zero (0.005 ms a token). A stream sent with two
+        // others then shows its first byte after reading its prompt (1,500
+        // tokens/s, slowed by its batch): 300 ms for 400 tokens. Taken at the
+        // fit's word that is a wait; at the prior share (a twentieth of an
+        // output token's time per prompt token) it is what a prompt takes.
+        func learner() -> ConcurrencyLearner {
+            var learner = ConcurrencyLearner(prior: 4)
+            for (p, c) in [(150, 50), (600, 120), (300, 200)] {
+                let ms = 12.5 * Double(c) + 0.005 * Double(p)
+                learner.observe(.init(concurrency: 1, ttftMs: ms, durationMs: ms, promptTokens: p, completionTokens: c))
+            }
+            return learner
+        }
+        var read = learner()
+        read.observe(.init(concurrency: 3, streamed: true, ttftMs: 300, durationMs: 1_700, promptTokens: 400, completionTokens: 100))
+        #expect(read.limit == 4, "a prompt's reading taken for a wait: \(read.limit)")
+        // A first byte after a real wait (the stream stood 1.7 s behind the others) still cuts.
+        var waited = learner()
+        waited.observe(.init(concurrency: 3, streamed: true, ttftMs: 2_000, durationMs: 3_400, promptTokens: 400, completionTokens: 100))
+        #expect(waited.limit == 2)
     }
 
     @Test(arguments: [false, true])

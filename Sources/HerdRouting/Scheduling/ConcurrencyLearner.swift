@@ -147,6 +147,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
     private(set) var gauges = false
     /// Herd's requests the backend served at the last reading, when requests waited in it.
     private var gaugedWait: Int?
+    /// The last streams' times to first byte per prompt token, the batch's
+    /// share taken out (ms, at most 16, oldest first): what reading a prompt
+    /// takes here, seen directly — the cost fit's share for the prompt can
+    /// be anything from zero up where prompts are short beside answers.
+    private var firstBytes: [Double] = []
     /// The last requests' (sent, ended) times on control's clock, oldest first (at most 64).
     private var recentEnds: [EndPair] = []
     struct EndPair: Equatable, Sendable {
@@ -229,6 +234,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
         let pace = paceAround(s)
         let waitedInside = (inferred && linedUp(s, concurrency: k, pace: pace))
             || ((inferred || s.queuedInsideMs != nil) && didWait(s, concurrency: k, pace: pace))
+        if s.streamed, !mixed, s.promptTokens > 0, s.ttftMs > 0 {
+            if firstBytes.count >= 16 { firstBytes.removeFirst() }
+            firstBytes.append(s.ttftMs / (Double(s.promptTokens) * (1 + sigma * Double(k - 1))))
+        }
         if let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite {
             if recentEnds.count >= 64 { recentEnds.removeFirst() }
             recentEnds.append(EndPair(sent: sent, end: end, promptTokens: s.promptTokens, completionTokens: s.completionTokens,
@@ -457,10 +466,16 @@ struct ConcurrencyLearner: Equatable, Sendable {
     }
 
     /// A stream's expected time to first byte at `concurrency`, from the fit's
-    /// first sample on (a prompt's share of the cost is taken high while the
-    /// fit is young: a wait is then seen only when it is long).
+    /// first sample on: its ms per prompt token, at least 1/20 of its ms per
+    /// output token (the prior share: prefill reads tokens 8–50× faster than
+    /// decoding makes them) and, once eight streams have shown it, at least
+    /// the median of their first bytes per prompt token — a fit of answers
+    /// whose prompts cost little beside their output puts the prompt's share
+    /// near zero, and every first byte would then look like a wait.
     private func expectedPrefillMs(promptTokens: Int, concurrency: Int) -> Double? {
-        guard let perToken = fit.provisional.map({ max($0.prompt, 0.001) }) else { return nil }
+        guard let (prompt, completion) = fit.provisional else { return nil }
+        var perToken = max(prompt, completion * WorkFit.priorPromptShare)
+        if firstBytes.count >= 8 { perToken = max(perToken, firstBytes.sorted()[firstBytes.count / 2]) }
         return perToken * Double(max(1, promptTokens)) * (1 + sigma * Double(max(0, concurrency - 1)))
     }
 }
