@@ -23,7 +23,8 @@ import HerdBounds
 ///    time exceeds the expectation × 1.5 + 50 ms (a stream: when its time to
 ///    first byte exceeds twice its expected prefill + 100 ms — a stream
 ///    that waited shows the whole wait before its first byte), or when its
-///    end lines up with the end of a request ahead (`linedUp`). The stream
+///    end lines up with the end of one of the first two requests ahead to
+///    end (`linedUp`). The stream
 ///    and lined-up tests use the fit from its first sample on — a one-slot
 ///    backend lines its second request up behind its first long before
 ///    three answers. Per-token
@@ -56,8 +57,9 @@ import HerdBounds
 /// - A backend that answers "busy" (503 / 429) halves the limit.
 /// - A request that did not wait, sent while the limit was binding (it met
 ///   the node:model full up to one below the limit of its send), raises it:
-///   by 1 in slow start (up to twice its concurrency: the limit doubles per
-///   round of answers), else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
+///   in slow start to twice its concurrency at once (by at most 8: from 2,
+///   4, 8, 16, 24…; a burst is not left queueing in herd for rounds of
+///   answers while the backend has room), else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
 ///   concurrency where a request was last seen waiting (probing there costs
 ///   a request waiting inside, so it is done rarely; a wait is forgotten after
 ///   eight good answers at its concurrency or 32 just below it).
@@ -93,6 +95,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
     static let ceiling = 1024.0
     /// Requests sent alone before the cost fit is trusted.
     static let fitSamples = 3
+    /// Slow start grows by at most this many at one answer (from 2: 4, 8, 16, 24…).
+    static let slowStartStep = 8.0
 
     /// What one finished request tells the learner.
     struct Sample: Equatable, Sendable {
@@ -266,13 +270,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
         if !mixed {
             // The cost fit learns from every request that did not wait, its time
             // taken back to what it would have been alone (the batch's share
-            // removed); one sent alone weighs most, and one above the fit's
-            // expectation a quarter (the fit follows the lower edge: a wait the
-            // test missed, or noise, pulls it up little).
+            // removed); one sent alone weighs most. Above and below its
+            // expectation alike: a fit that followed the lower edge made every
+            // answer served alongside others look long, and long answers
+            // look like waits.
             let batch = 1 + sigma * Double(k - 1)
             let expected = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens)
-            let above = expected.map { s.durationMs / batch > $0 } ?? false
-            fit.add(prompt: s.promptTokens, completion: s.completionTokens, ms: s.durationMs / batch, weight: (above ? 0.25 : 1) / Double(k))
+            fit.add(prompt: s.promptTokens, completion: s.completionTokens, ms: s.durationMs / batch, weight: 1 / Double(k))
             if k >= 2, let alone = expected, alone > 50 {
                 // What the batch cost it, from a request that did not wait.
                 batchSlowdown.add(min(ConcurrencyLearner.maxSlowdown, max(0, (s.durationMs / alone - 1) / Double(k - 1))))
@@ -299,11 +303,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
         guard k == 1 || s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k, pace: pace) else { return false }
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
         if slowStart {
-            // +1 per answer that filled the limit of its send: the limit doubles
-            // per round of answers (TCP's slow start), never past twice the
-            // concurrency an answer was served at without waiting.
+            // An answer that filled the limit of its send doubles it at once
+            // (by at most `slowStartStep`), never past twice the concurrency
+            // an answer was served at without waiting.
             let proven = 2 * Double(early ? 2 : k)
-            if estimate < proven { estimate = min(cap, estimate + 1, proven) }
+            if estimate < proven { estimate = min(cap, proven, estimate + Swift.min(Double(k), ConcurrencyLearner.slowStartStep)) }
             return false
         }
         estimate = min(cap, estimate + 1 / ((near ? 16 : 4) * Double(limit)))
@@ -446,8 +450,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
               let fitted = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens, provisional: true), fitted > 20 else { return false }
         let alone = fitted * pace
         let batch = 1 + sigma * Double(k - 1)
-        for other in recentEnds.reversed() where other.sent <= sent && other.end > sent {
-            let overlap = other.end - sent, after = end - other.end
+        // A request that waited for a slot starts when one of those ahead
+        // ends: the first to end, or the second when another waited before
+        // it. Later ends are not checked — with many in flight, one of them
+        // would line up with any answer by chance.
+        let firstEnds = recentEnds.lazy.filter { $0.sent <= sent && $0.end > sent }.map(\.end).sorted().prefix(2)
+        for otherEnd in firstEnds {
+            let overlap = otherEnd - sent, after = end - otherEnd
             if overlap >= max(50, (0.3 + sigma * Double(k - 1)) * alone), after >= 0.85 * alone, after <= 1.3 * alone * batch + 50 { return true }
         }
         return false
@@ -528,9 +537,13 @@ struct WorkFit: Equatable, Sendable {
         return (share * c, c)
     }
 
-    /// The expected time alone of a request of these tokens (`provisional`: from the first sample on).
+    /// The expected time alone of a request of these tokens (`provisional`:
+    /// from the first sample on), a prompt token at no less than the prior
+    /// share of an output token: prompts and answers of varied length leave
+    /// the prompt's share poorly told, often near zero, and an answer whose
+    /// prompt is underrated looks long — like a wait.
     func expectedMs(prompt: Int, completion: Int, provisional: Bool = false) -> Double? {
         guard let (p, c) = provisional ? self.provisional : coefficients else { return nil }
-        return p * Double(max(0, prompt)) + c * Double(max(0, completion))
+        return max(p, c * WorkFit.priorPromptShare) * Double(max(0, prompt)) + c * Double(max(0, completion))
     }
 }
