@@ -101,6 +101,32 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(c.node == "cold" && c.temperature == .cold && c.breakdown.load == 5_000)
     }
 
+    @Test func aNodeThatAnsweredNothingTakesOneAtATimeWhileOthersHaveAnswered() {
+        // "fast" has answered for the model (10 ms a token) and is full for
+        // 20 s; "fresh" has answered nothing and serves one request already:
+        // its speed is only a guess (the fastest node's figures), so it takes
+        // no second one until that one comes back.
+        var load = FakeLoad()
+        load.measured("fast", msPerToken: 10)
+        load.inFlightBy["fast/m:8b"] = 4
+        load.soonest["fast/m:8b"] = 20_000
+        load.inFlightBy["fresh/m:8b"] = 1
+        let fleet = [machine("fast", loaded: ["m:8b"]), machine("fresh", loaded: ["m:8b"])]
+        let (held, card) = decide(fleet, load: load)
+        guard case .queue = held else { Issue.record("a guess must not take a second request: \(held)"); return }
+        #expect(card.candidates.first { $0.node == "fresh" }.map { !$0.canStart } == true)
+        // Its first answer measures it: then it takes more, up to its limit.
+        var answered = load
+        answered.measured("fresh", msPerToken: 12)
+        #expect(routedNode(decide(fleet, load: answered)) == "fresh")
+        // A fresh fleet, nothing measured anywhere, is not held: every node is a guess alike.
+        var fresh = FakeLoad()
+        fresh.inFlightBy["fresh/m:8b"] = 1
+        #expect(routedNode(decide([machine("fresh", loaded: ["m:8b"])], load: fresh)) == "fresh")
+        // X-Herd-Node still sends it there.
+        #expect(routedNode(decide(fleet, load: load) { $0.pinned = "fresh" }) == "fresh")
+    }
+
     @Test func theWaitCountsTheQueueAhead() {
         var load = FakeLoad()
         load.inFlightBy["a/m:8b"] = 4

@@ -99,6 +99,11 @@ import HerdWire
 /// measured for that model (optimism: every node gets tried, and so
 /// measured) — one request at a time: while that probe runs the priors
 /// hold — and only without any measurement of the model are the priors used.
+/// Such a node, while other nodes have answered for the model, takes one
+/// request at a time until it answers (`Scorer`: its limit there is what it
+/// has in flight): a guess five times too fast must not fill a slow machine
+/// with long prompts while measured nodes could serve them. A fresh fleet,
+/// where every node is a guess, is not held.
 ///
 /// A candidate is *eliminated* (never chosen, listed with why) when its node
 /// is offline, already tried for this request, unreachable, of a backend kind

@@ -291,8 +291,17 @@ package struct Scorer: Sendable {
                 inputs.model = modelRates
                 inputs.inFlight = load.inFlight(slot)
                 inputs.limit = load.limit(slot)
-                if request.pinned != nil { inputs.limit = max(inputs.limit, inputs.inFlight + 1) }
                 inputs.nodeInFlight = load.nodeInFlight(node.id)
+                // A node that has answered nothing yet, where other nodes have
+                // answered for the model, takes one request at a time: its speed
+                // is a guess (the fastest node's figures, or a prior), and a
+                // guess five times too fast must not fill it while measured
+                // nodes could serve. (A fresh fleet, all guesses, is not held.)
+                if inputs.nodeInFlight > 0, inputs.slot?.serviceMs.value == nil, inputs.node?.decodeBytesPerMs.value == nil,
+                   modelRates?.fastestDecode != nil || modelRates?.fastestMsPerUnit != nil {
+                    inputs.limit = min(inputs.limit, inputs.inFlight)
+                }
+                if request.pinned != nil { inputs.limit = max(inputs.limit, inputs.inFlight + 1) }
                 inputs.promptTokens = request.promptTokens
                 inputs.outputTokens = expectedOutputTokens(request, model: onDisk, rates: modelRates, name: name)
                 inputs.work = request.work
