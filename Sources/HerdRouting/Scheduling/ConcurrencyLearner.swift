@@ -498,6 +498,8 @@ struct WorkFit: Equatable, Sendable {
     static let forgetting = 0.95
     static let priorPromptShare = 0.05
     private var spp = 0.0, spc = 0.0, scc = 0.0, spy = 0.0, scy = 0.0
+    /// The samples' weight, forgotten as they are.
+    private var weights = 0.0
     private(set) var samples = 0
 
     var ready: Bool { samples >= ConcurrencyLearner.fitSamples }
@@ -510,6 +512,7 @@ struct WorkFit: Equatable, Sendable {
         scc = scc * f + w * c * c
         spy = spy * f + w * p * ms
         scy = scy * f + w * c * ms
+        weights = weights * f + w
         samples += 1
     }
 
@@ -522,14 +525,21 @@ struct WorkFit: Equatable, Sendable {
     var provisional: (prompt: Double, completion: Double)? { samples > 0 ? solved : nil }
 
     private var solved: (prompt: Double, completion: Double)? {
-        let det = spp * scc - spc * spc
-        if det > 1e-9 * max(1, spp * scc) {
-            let p = (spy * scc - scy * spc) / det
-            let c = (scy * spp - spy * spc) / det
+        // Least squares pulled toward the prior share by one sample's worth
+        // (λ(P − share·C)², λ the samples' mean squared prompt): two answers
+        // with long prompts and short answers solve exactly to nonsense (a
+        // prompt token dearer than an output token), and the lined-up test
+        // then reads an answer served alongside as one that waited.
+        let share = WorkFit.priorPromptShare
+        let lambda = weights > 0 ? spp / weights : 0
+        let a = spp + lambda, b = spc - lambda * share, d = scc + lambda * share * share
+        let det = a * d - b * b
+        if det > 1e-9 * max(1, a * d) {
+            let p = (spy * d - scy * b) / det
+            let c = (scy * a - spy * b) / det
             if p >= 0, c > 0, p.isFinite, c.isFinite { return (p, c) }
         }
         // One ratio only: the prior share of prompt to output cost.
-        let share = WorkFit.priorPromptShare
         let denominator = share * share * spp + 2 * share * spc + scc
         guard denominator > 0 else { return nil }
         let c = (share * spy + scy) / denominator
