@@ -149,27 +149,51 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(CompletionTimeModel.crowdMs(perSlot: 400, utilisation: .nan) == 0)
     }
 
-    /// A fast machine, full, 500 ms from a free slot; a slower one with room:
-    /// each request finishes sooner queued on the fast one, but when the fast one is given requests that fast, queueing
-    /// there delays the many that follow it: the request goes to the slower one.
+    /// A fast machine, full, 500 ms from a free slot; a slower one with room. Queued on the fast one the request
+    /// finishes sooner, but it delays the ones after it there by at least its own time: a hot replica with room that
+    /// finishes it within twice that takes it; one slower still does not.
+    @Test func aQueuedRequestRanksAtTwiceItsTime() {
+        func load(slowMsPerToken: Double) -> FakeLoad {
+            var load = FakeLoad()
+            load.measured("fast", msPerToken: 16)
+            load.measured("slow", msPerToken: slowMsPerToken)
+            load.inFlightBy["fast/m:8b"] = 4
+            load.limitBy["fast/m:8b"] = 4
+            load.soonest["fast/m:8b"] = 500
+            return load
+        }
+        let fleet = [machine("fast", loaded: ["m:8b"]), machine("slow", loaded: ["m:8b"])]
+        let (decision, card) = decide(fleet, load: load(slowMsPerToken: 40))
+        guard case let .route(r) = decision else { Issue.record("the slower one with room"); return }
+        #expect(r.node == "slow")
+        let fast = card.candidates.first { $0.node == "fast" }
+        #expect(fast.map { $0.ectMs < r.ectMs && r.ectMs < 2 * $0.ectMs } == true, "faster for itself, within twice for the slow one")
+        #expect(fast.map { $0.breakdown.crowd == $0.ectMs && $0.breakdown.costMs == 2 * $0.ectMs } == true)
+        #expect(fast?.breakdown.header.contains(" crowd=") == true)
+        // Three times slower than queueing: the request queues for the fast one.
+        guard case let .queue(q) = decide(fleet, load: load(slowMsPerToken: 120)).0 else { Issue.record("queue for the fast one"); return }
+        #expect(q.node == "fast" && q.breakdown.crowd == q.ectMs)
+    }
+
+    /// A one-slot fast machine given requests faster than it serves them: each queued there delays about nine after it
+    /// by a whole service, far more than its own time; a machine with room five times slower takes it.
     @Test func aCrowdedQueueSendsTheRequestToAHotReplicaWithRoom() {
         var load = FakeLoad()
         load.measured("fast", msPerToken: 16)
-        load.measured("slow", msPerToken: 40)
-        load.inFlightBy["fast/m:8b"] = 4
-        load.limitBy["fast/m:8b"] = 4
+        load.measured("slow", msPerToken: 100)
+        load.inFlightBy["fast/m:8b"] = 1
+        load.limitBy["fast/m:8b"] = 1
         load.soonest["fast/m:8b"] = 500
         let fleet = [machine("fast", loaded: ["m:8b"]), machine("slow", loaded: ["m:8b"])]
         guard case let .queue(q) = decide(fleet, load: load).0 else { Issue.record("calm: queue for the fast one"); return }
-        #expect(q.node == "fast" && q.breakdown.crowd == 0)
-        // Given 2 requests a second, each holding a slot 1.65 s: ρ ≈ 0.8, about four later requests each start 400 ms later.
+        #expect(q.node == "fast" && q.breakdown.crowd == q.ectMs)
+        // Given 2 requests a second, each holding the slot 1.65 s: ρ capped at 0.9, nine later requests each start 1.65 s later.
         load.arrivals["fast/m:8b"] = 0.002
         let (decision, card) = decide(fleet, load: load)
         guard case let .route(r) = decision else { Issue.record("crowded: the slower one with room"); return }
         #expect(r.node == "slow")
         let fast = card.candidates.first { $0.node == "fast" }
-        #expect(fast.map { $0.breakdown.crowd > 1_000 && $0.ectMs < r.ectMs } == true, "faster for itself, dearer for the rest")
-        #expect(fast?.breakdown.header.contains(" crowd=") == true)
+        #expect(fast.map { abs($0.breakdown.crowd - 9 * 1_650) < 1 && $0.ectMs < r.ectMs } == true, "faster for itself, dearer for the rest")
     }
 
     @Test func crowdingNeverBuysAColdLoad() {
