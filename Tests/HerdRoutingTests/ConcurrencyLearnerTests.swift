@@ -437,3 +437,56 @@ import Testing
         #expect(BackendTimings(prompt: -5, decode: 0, load: nil, total: nil, promptTokens: 1, completionTokens: 1, durationMs: 10).decodeMs == nil)
     }
 }
+
+/// The throughput test: what more at once buys, with no batch slowdown in it.
+@Suite struct ThroughputFlatTests {
+    static let shapes = [(300, 60), (150, 180), (450, 110), (200, 90), (350, 200), (250, 140)]
+    static func alone(_ p: Int, _ c: Int) -> Double { 12.5 * Double(c) + 0.667 * Double(p) }
+
+    /// Answers spaced apart (no overlap for the lined-up and pace tests to
+    /// read): only the per-answer wait test and the throughput test see them.
+    static func feed(_ learner: inout ConcurrencyLearner, count: Int, concurrency: (Int) -> Int, time: (Int, Double) -> Double,
+                     from start: Double) -> [Int] {
+        var t = start, limits: [Int] = []
+        for i in 0..<count {
+            let (p, c) = shapes[i % shapes.count]
+            let k = concurrency(i)
+            let ms = time(k, alone(p, c))
+            learner.observe(.init(concurrency: k, ttftMs: ms, durationMs: ms, promptTokens: p, completionTokens: c,
+                                  sentAt: t, endedAt: t + ms, limitAtSend: learner.limit))
+            t += 10_000
+            limits.append(learner.limit)
+        }
+        return limits
+    }
+
+    static func fitted(knee: Int, slowdown: Double) -> ConcurrencyLearner {
+        var learner = ConcurrencyLearner(knee: knee, ceiling: nil)
+        _ = feed(&learner, count: 6, concurrency: { 1 + $0 % 2 }, time: { k, alone in alone * (1 + slowdown * Double(k - 1)) }, from: 0)
+        return learner
+    }
+
+    /// A 4-slot backend (batch slowdown 0.06) held at a limit of 8: answers
+    /// sent at 4 to 8 at once take their batch's time × k ÷ 4 (the mean wait
+    /// in its queue). Learned from these, σ settles near 0.15 and every wait
+    /// hides inside `1 + σ(k − 1)` × 1.5 (old: the limit stays 8 through 64
+    /// answers); the node's throughput does not grow from 4 to 8, and the
+    /// limit goes to 5 within 16 answers.
+    @Test func aLimitTwiceTheSlotsIsFoundByThroughputThatStopsGrowing() {
+        var learner = ThroughputFlatTests.fitted(knee: 8, slowdown: 0.06)
+        let limits = ThroughputFlatTests.feed(&learner, count: 64, concurrency: { 4 + ($0 * 7) % 5 },
+                                              time: { k, alone in alone * 1.18 * max(1, Double(k) / 4) }, from: 100_000)
+        #expect(limits.prefix(20).contains { $0 <= 5 }, "\(limits)")
+        #expect(limits.suffix(40).allSatisfy { $0 <= 5 }, "\(limits)")
+    }
+
+    /// A batching backend of 16 slots whose every stream slows the others by
+    /// a quarter (Ollama-like): from 8 to 16 at once its throughput still
+    /// grows 16 % — slower answers, but more of them. The limit stays.
+    @Test func aBatchThatStillGainsKeepsItsLimit() {
+        var learner = ThroughputFlatTests.fitted(knee: 16, slowdown: 0.25)
+        let limits = ThroughputFlatTests.feed(&learner, count: 64, concurrency: { 8 + ($0 * 7) % 9 },
+                                              time: { k, alone in alone * (1 + 0.25 * Double(k - 1)) }, from: 100_000)
+        #expect(limits.allSatisfy { $0 >= 16 }, "\(limits)")
+    }
+}

@@ -55,6 +55,18 @@ import HerdBounds
 ///   look like a wait, and one such must not take half of a many-slot
 ///   backend (real waits come in runs under load, and each cuts again).
 /// - A backend that answers "busy" (503 / 429) halves the limit.
+/// - **Throughput that stopped growing** (a limit of 6 or more): the tests
+///   above allow each answer its batch's slowdown, `1 + σ(k − 1)` × 1.5,
+///   and σ is learned from the same answers — answers all served near one
+///   concurrency fit any σ with a matching cost, so a σ twice the truth is
+///   as consistent as the truth. At twice the slots a request's wait is
+///   then inside that allowance, and a 4-slot backend was held at a limit
+///   of 8 to 16 (in 8 of 20 seeded runs). So the learner also asks what
+///   more at once buys: each answer sent at k (at least half the limit) shows
+///   the node serving `k × time alone ÷ its time` requests' worth at once;
+///   if a doubling of k gains under 11 % over the last 16 or more such
+///   answers, the limit goes to one above half (`throughputFlat`). σ does
+///   not enter it, and the fit's scale cancels.
 /// - A request that did not wait, sent while the limit was binding (it met
 ///   the node:model full up to one below the limit of its send), raises it:
 ///   in slow start to twice its concurrency at once (by at most 8: from 2,
@@ -97,6 +109,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
     static let fitSamples = 3
     /// Slow start grows by at most this many at one answer (from 2: 4, 8, 16, 24…).
     static let slowStartStep = 8.0
+    /// Throughput that grows by less than `2^this` per doubling of concurrency has stopped growing (11 %).
+    static let flatExponent = 0.15
 
     /// What one finished request tells the learner.
     struct Sample: Equatable, Sendable {
@@ -168,7 +182,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
         var clean = false
         /// It did not wait and was seen served alongside the others (overtaking, or a long overlap).
         var alongside = false
+        /// Other models ran on the node meanwhile.
+        var mixed = false
     }
+    /// Answers sent before this (control's clock, ms) do not count toward the throughput test again.
+    private var flatCheckedAfter = -Double.infinity
     /// A batch slowdown above this per stream is not told apart from a wait
     /// (a CPU that gains little from a second stream gets one slot: nothing is lost).
     static let maxSlowdown = 0.5
@@ -245,7 +263,17 @@ struct ConcurrencyLearner: Equatable, Sendable {
         if let sent = s.sentAt, let end = s.endedAt, sent.isFinite, end.isFinite {
             if recentEnds.count >= 64 { recentEnds.removeFirst() }
             recentEnds.append(EndPair(sent: sent, end: end, promptTokens: s.promptTokens, completionTokens: s.completionTokens,
-                                      concurrency: k, clean: !waitedInside && !mixed))
+                                      concurrency: k, clean: !waitedInside && !mixed, mixed: mixed))
+            if !gauges, fit.ready, limit >= 6, throughputFlat() {
+                // More at once only lengthened every answer: back to one above half.
+                estimate = Double(Swift.max(3, limit / 2) + 1)
+                waitedAt = Swift.min(waitedAt ?? limit, Swift.max(3, limit / 2) + 2)
+                goodSinceWait = 0
+                slowStart = false
+                flatCheckedAfter = end
+                suspectAt = nil
+                return true
+            }
             if !waitedInside, !mixed, k > 1, s.overtook || overlappedLong(s, concurrency: k, pace: pace) {
                 recentEnds[recentEnds.count - 1].alongside = true
             }
@@ -404,6 +432,35 @@ struct ConcurrencyLearner: Equatable, Sendable {
         return pace.isFinite ? pace : nil
     }
 
+    /// Whether the node's throughput stopped growing with concurrency over
+    /// the upper half of the limit: each answer sent at concurrency k (at
+    /// least half the limit, at least 3) of the last 48 serves the node at
+    /// `x = k × time alone ÷ its time` requests' worth at once; fitted as
+    /// `log x = a + β log k`, a doubling of concurrency gains `2^β`. Under
+    /// 11 % (β < 0.15) with 16 answers or more spread over k (the standard
+    /// deviation of log k at least 0.14): more at once
+    /// only lengthens every answer — waits inside, or a batch so slow that
+    /// it gains nothing. No batch slowdown enters: a wrong one (any value
+    /// fits answers all served at one concurrency) cannot hide it.
+    private func throughputFlat() -> Bool {
+        let floor = Swift.max(3, limit / 2)
+        var points: [(x: Double, y: Double)] = []
+        for pair in recentEnds.suffix(48) where pair.concurrency >= floor && !pair.mixed && pair.sent >= flatCheckedAfter {
+            guard let alone = fit.expectedMs(prompt: pair.promptTokens, completion: pair.completionTokens), alone > 20,
+                  pair.end > pair.sent else { continue }
+            let k = Double(pair.concurrency)
+            let y = log(k * alone / (pair.end - pair.sent))
+            if y.isFinite { points.append((log(k), y)) }
+        }
+        guard points.count >= 16 else { return false }
+        let n = Double(points.count)
+        let mx = points.reduce(0) { $0 + $1.x } / n, my = points.reduce(0) { $0 + $1.y } / n
+        let sxx = points.reduce(0) { $0 + ($1.x - mx) * ($1.x - mx) }
+        let sxy = points.reduce(0) { $0 + ($1.x - mx) * ($1.y - my) }
+        guard sxx / n >= 0.02 else { return false }
+        return sxy / sxx < ConcurrencyLearner.flatExponent
+    }
+
     /// The most requests one of the last 32 answers was seen served alongside (without waiting), itself included.
     private var servedAlongside: Int {
         recentEnds.suffix(32).reduce(0) { $1.alongside ? Swift.max($0, $1.concurrency) : $0 }
@@ -557,3 +614,4 @@ struct WorkFit: Equatable, Sendable {
         return max(p, c * WorkFit.priorPromptShare) * Double(max(0, prompt)) + c * Double(max(0, completion))
     }
 }
+
