@@ -204,7 +204,7 @@ import Testing
         }
         // Served alongside three others (it overtook one sent before it).
         learner.observe(.init(concurrency: 4, ttftMs: 1_300, durationMs: 1_300, promptTokens: 100, completionTokens: 50,
-                              sentAt: 10_000, endedAt: 11_300, overtook: true))
+                              sentAt: 10_000, endedAt: 11_300, overtook: 1))
         let slow = ConcurrencyLearner.Sample(concurrency: 3, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50)
         let first = learner.observe(slow)
         #expect(first)
@@ -240,7 +240,7 @@ import Testing
         // own queue is in order). In slow start it opens the limit, up to 4.
         var learner = ConcurrencyLearner(prior: 2)
         let overtaking = ConcurrencyLearner.Sample(concurrency: 2, ttftMs: 900, durationMs: 900, promptTokens: 100, completionTokens: 40,
-                                                   overtook: true, limitAtSend: 2)
+                                                   overtook: 1, limitAtSend: 2)
         learner.observe(overtaking)
         #expect(learner.limit == 4, "slow start doubles at the first proof")
         for _ in 0..<6 { learner.observe(overtaking) }
@@ -249,6 +249,48 @@ import Testing
         var settled = ConcurrencyLearner(knee: 2, ceiling: nil)
         for _ in 0..<6 { settled.observe(overtaking) }
         #expect(settled.limit == 2)
+    }
+
+    @Test func beforeTheFitAnAnswerThatOvertookThreeOpensTheLimitToEight() {
+        // Three requests sent before it were still in flight when it ended:
+        // in order, they had all started before it — four served at once.
+        var learner = ConcurrencyLearner(prior: 2)
+        learner.observe(.init(concurrency: 2, ttftMs: 900, durationMs: 900, promptTokens: 100, completionTokens: 40, overtook: 1, limitAtSend: 2))
+        #expect(learner.limit == 4)
+        var once = learner
+        once.observe(.init(concurrency: 4, ttftMs: 900, durationMs: 900, promptTokens: 100, completionTokens: 40, overtook: 1, limitAtSend: 4))
+        #expect(once.limit == 4, "one overtaken proves two")
+        learner.observe(.init(concurrency: 4, ttftMs: 900, durationMs: 900, promptTokens: 100, completionTokens: 40, overtook: 3, limitAtSend: 4))
+        #expect(learner.limit == 8, "three overtaken prove four: twice that")
+    }
+
+    @Test func beforeTheFitAnAnswerDoneSoonAfterTheOneAheadWasServedAlongsideIt() {
+        // One answer in the fit (2 s for 100 + 100 tokens, sent alone). The
+        // next, as long, sent 0.5 s later beside it, ends 0.4 s after it: it
+        // did most of its work alongside — the limit opens in slow start
+        // (a one-slot backend would need 2 s after the first ended).
+        var learner = ConcurrencyLearner(prior: 2)
+        learner.observe(.init(concurrency: 1, ttftMs: 2_000, durationMs: 2_000, promptTokens: 100, completionTokens: 100,
+                              sentAt: 0, endedAt: 2_000, limitAtSend: 2))
+        learner.observe(.init(concurrency: 2, ttftMs: 1_900, durationMs: 1_900, promptTokens: 100, completionTokens: 100,
+                              sentAt: 500, endedAt: 2_400, limitAtSend: 2))
+        #expect(learner.limit == 4)
+    }
+
+    @Test func aOneSlotBackendWhosePromptsAreDearIsNotOpenedByTheFirstGuess() {
+        // A CPU backend: a prompt token costs 0.3 of an output token (7.5 ms
+        // against 25 ms). The first answer is nearly all prompt (2,000 + 100
+        // tokens: 17.5 s); priced at the usual share of a prompt token, it
+        // makes an output token cost 87 ms. The second (50 + 200 tokens),
+        // sent beside it, waits for it and then takes 5.4 s — a third of that
+        // guess. Only the least the first answer allows (prompt tokens as dear
+        // as output ones: 2.1 s) may judge it, and it is not inside that.
+        var learner = ConcurrencyLearner(prior: 2)
+        learner.observe(.init(concurrency: 1, ttftMs: 17_500, durationMs: 17_500, promptTokens: 2_000, completionTokens: 100,
+                              sentAt: 0, endedAt: 17_500, limitAtSend: 2))
+        learner.observe(.init(concurrency: 2, ttftMs: 22_775, durationMs: 22_775, promptTokens: 50, completionTokens: 200,
+                              sentAt: 100, endedAt: 22_875, limitAtSend: 2))
+        #expect(learner.limit <= 2, "one slot: at most one waiting inside")
     }
 
     @Test func anEightSlotBackendIsFoundInTheFirstSecondsOfABurst() {
@@ -383,7 +425,7 @@ import Testing
         var quiet = ConcurrencyLearner(prior: 2)
         for i in 0..<3 { quiet.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50 + i)) }
         quiet.gauged(running: 1, waiting: 0, inFlight: 1)
-        quiet.observe(.init(concurrency: 2, ttftMs: 600, durationMs: 600, promptTokens: 100, completionTokens: 30, overtook: true))
+        quiet.observe(.init(concurrency: 2, ttftMs: 600, durationMs: 600, promptTokens: 100, completionTokens: 30, overtook: 1))
         quiet.started(ttft: 50, concurrency: 2, promptTokens: 100, ok: true, busy: false)
         #expect(quiet.limit == 2)
         var ceiling = ConcurrencyLearner(prior: 4, reported: true)

@@ -95,7 +95,7 @@ struct VirtualBackend {
         let before = jobs
         jobs.removeAll { $0.prefillLeft <= 0 && $0.decodeLeft <= 0 }
         for job in before where job.prefillLeft <= 0 && job.decodeLeft <= 0 {
-            let overtook = jobs.contains { $0.sentAt < job.sentAt }
+            let overtook = jobs.count { $0.sentAt < job.sentAt }
             done.append(ConcurrencyLearner.Sample(
                 concurrency: job.concurrency, streamed: job.streamed,
                 ttftMs: job.streamed ? (job.firstByteAt ?? end) - job.sentAt : end - job.sentAt, durationMs: end - job.sentAt,

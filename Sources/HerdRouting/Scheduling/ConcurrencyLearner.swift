@@ -77,11 +77,18 @@ import HerdBounds
 ///   eight good answers at its concurrency or 32 just below it).
 /// - Requests that did not fill the limit say nothing about it.
 /// - Growth needs the fit (three answers that did not wait): until then
-///   nothing could tell a wait from a long answer. One thing proves service
-///   alongside even so: an answer that overtook one sent before it (a
-///   backend's own queue is in order; a one-slot backend never does it). In
-///   slow start such an answer opens the limit as above, up to 4 — the first
-///   seconds of a burst are not spent at the prior while the fit fills.
+///   nothing could tell a wait from a long answer. Two things prove service
+///   alongside even so: an answer that overtook n requests sent before it
+///   (still in flight at its end: a backend's own queue is in order, so they
+///   had all started before it — n + 1 served at once; a one-slot backend
+///   never does it), and one that ended after the request ahead of it well
+///   inside the least time its tokens may take by the answers so far
+///   (`WorkFit.leastMs`: a prompt token priced anywhere from nothing to an
+///   output token's cost — a first guess that can only err short; a request
+///   that waited for the one ahead needs its whole time after that one's
+///   end). In slow start such an answer opens the limit as above, to twice
+///   what it proves (2 for the second kind) — the first seconds of a burst
+///   are not spent at the prior while the fit fills.
 /// - In slow start a stream that filled the limit reports its first byte
 ///   (STARTED) without waiting for its end: one that did not wait, while
 ///   all it met at its send were still in flight, doubles the limit (at
@@ -131,9 +138,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
         /// line its end up with the ends of the requests ahead of it.
         var sentAt: Double?
         var endedAt: Double?
-        /// It ended while a request sent before it was still in flight: it
-        /// was served alongside that one (a backend's own queue is in order).
-        var overtook = false
+        /// How many requests sent before it were still in flight when it
+        /// ended: it was served alongside them all (a backend's own queue is
+        /// in order, so those ahead of it had started before it), `overtook + 1` at once.
+        var overtook = 0
         /// Requests for other models in flight on the node when it was sent:
         /// they share its memory bandwidth and compute without batching with
         /// this one, a slowdown that cannot be told from a wait.
@@ -274,7 +282,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
                 suspectAt = nil
                 return true
             }
-            if !waitedInside, !mixed, k > 1, s.overtook || overlappedLong(s, concurrency: k, pace: pace) {
+            if !waitedInside, !mixed, k > 1, s.overtook > 0 || overlappedLong(s, concurrency: k, pace: pace) {
                 recentEnds[recentEnds.count - 1].alongside = true
             }
         }
@@ -318,8 +326,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
             if goodSinceWait >= 32 { waitedAt = nil }
         }
         // The limit did not bind, or nothing can tell a wait from a long answer yet
-        // (in slow start, an overtaking proves two served at once even so: a backend's own queue is in order).
-        let early = slowStart && s.overtook && !fit.ready
+        // (in slow start, an overtaking or an end well inside the least time alone proves service alongside even so).
+        let early = slowStart && !fit.ready && (s.overtook > 0 || overlappedLong(s, concurrency: k, pace: pace, provisional: true))
         guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil || early, !gauges else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
         guard !corroborated else { return false }
@@ -328,13 +336,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // did not line up as a wait (a request that met the last one nearly
         // done proves nothing either way).
         // At a limit of 1 nothing can be served alongside: it probes (rarely, near a wait).
-        guard k == 1 || s.queuedInsideMs != nil || s.overtook || overlappedLong(s, concurrency: k, pace: pace) else { return false }
+        guard k == 1 || s.queuedInsideMs != nil || s.overtook > 0 || early || overlappedLong(s, concurrency: k, pace: pace) else { return false }
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
         if slowStart {
             // An answer that filled the limit of its send doubles it at once
             // (by at most `slowStartStep`), never past twice the concurrency
             // an answer was served at without waiting.
-            let proven = 2 * Double(early ? 2 : k)
+            let proven = 2 * Double(early ? min(k, max(2, s.overtook + 1)) : k)
             if estimate < proven { estimate = min(cap, proven, estimate + Swift.min(Double(k), ConcurrencyLearner.slowStartStep)) }
             return false
         }
@@ -523,9 +531,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// one ended long after `s` was sent (the overlap `linedUp` needs), and
     /// `s` then finished in at most 60 % of its time alone (a request that
     /// waited for it needs its whole time alone after its end).
-    private func overlappedLong(_ s: Sample, concurrency k: Int, pace: Double) -> Bool {
+    private func overlappedLong(_ s: Sample, concurrency k: Int, pace: Double, provisional: Bool = false) -> Bool {
         guard let sent = s.sentAt, let end = s.endedAt,
-              let fitted = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
+              let fitted = provisional ? fit.leastMs(prompt: s.promptTokens, completion: s.completionTokens)
+                : fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
         let alone = fitted * pace
         let needed = max(50, (0.3 + sigma * Double(k - 1)) * alone)
         return recentEnds.dropLast().contains { $0.sent < sent && $0.end - sent >= needed && end - $0.end <= 0.6 * alone }
@@ -602,6 +611,22 @@ struct WorkFit: Equatable, Sendable {
         let c = (share * spy + scy) / denominator
         guard c.isFinite, c > 0 else { return nil }
         return (share * c, c)
+    }
+
+    /// The least time alone a request of these tokens may take by the
+    /// samples so far, whatever a prompt token costs from nothing up to an
+    /// output token's cost (prefill is never slower per token than
+    /// decoding): the smaller of the two fits at those extremes. From the
+    /// first sample on; nil before. From one answer it can only err short
+    /// (from a few, nearly so): an answer that finished well inside it after
+    /// the one ahead ended was served alongside it, however its prompt was priced.
+    func leastMs(prompt: Int, completion: Int) -> Double? {
+        guard samples > 0 else { return nil }
+        let both = spp + 2 * spc + scc
+        let outputOnly = scc > 0 ? scy / scc * Double(max(0, completion)) : 0
+        let alike = both > 0 ? (spy + scy) / both * Double(max(0, prompt) + max(0, completion)) : 0
+        let least = min(outputOnly, alike)
+        return least.isFinite && least > 0 ? least : nil
     }
 
     /// The expected time alone of a request of these tokens (`provisional`:

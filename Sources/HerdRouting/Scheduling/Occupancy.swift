@@ -42,9 +42,9 @@ struct Occupancy {
     /// The soonest expected end of a request in flight on `slot`.
     func soonestEnd(_ slot: SlotKey) -> UInt64? { slots[slot]?.ends.min() }
 
-    /// Whether a request sent before `sentAt` is in flight on `slot` (one that
-    /// ends now overtook it).
-    func sentBefore(_ sentAt: UInt64, on slot: SlotKey) -> Bool { slots[slot]?.sents.contains { $0 < sentAt } ?? false }
+    /// How many requests sent before `sentAt` are in flight on `slot` (one
+    /// that ends now overtook them: it was served alongside them all).
+    func sentBefore(_ sentAt: UInt64, on slot: SlotKey) -> Int { slots[slot]?.sents.count { $0 < sentAt } ?? 0 }
 
     /// How many requests sent no later than one in flight on `slot` at `sentAt` are in flight there, itself excluded
     /// (those sent in the same millisecond included: the sender's concurrency bounds it).
