@@ -90,12 +90,9 @@ import Testing
         // end lines up with the second's: a wait at 2 cut the limit to 1, and
         // from 1 it climbed back one slot per 16 answers.
         var learner = ConcurrencyLearner(prior: 2)
-        learner.observe(.init(concurrency: 1, ttftMs: 959, durationMs: 959, promptTokens: 551, completionTokens: 69,
-                              sentAt: 240, endedAt: 1_199, limitAtSend: 2))
-        learner.observe(.init(concurrency: 2, ttftMs: 979, durationMs: 979, promptTokens: 424, completionTokens: 77,
-                              sentAt: 920, endedAt: 1_899, limitAtSend: 2))
-        learner.observe(.init(concurrency: 2, ttftMs: 1_119, durationMs: 1_119, promptTokens: 164, completionTokens: 114,
-                              sentAt: 1_230, endedAt: 2_349, limitAtSend: 2))
+        learner.observe(.answer(concurrency: 1, prompt: 551, completion: 69, sentAt: 240, endedAt: 1_199))
+        learner.observe(.answer(concurrency: 2, prompt: 424, completion: 77, sentAt: 920, endedAt: 1_899))
+        learner.observe(.answer(concurrency: 2, prompt: 164, completion: 114, sentAt: 1_230, endedAt: 2_349))
         #expect(learner.limit >= 2, "cut to \(learner.limit) by answers served alongside")
     }
 
@@ -270,10 +267,8 @@ import Testing
         // did most of its work alongside — the limit opens in slow start
         // (a one-slot backend would need 2 s after the first ended).
         var learner = ConcurrencyLearner(prior: 2)
-        learner.observe(.init(concurrency: 1, ttftMs: 2_000, durationMs: 2_000, promptTokens: 100, completionTokens: 100,
-                              sentAt: 0, endedAt: 2_000, limitAtSend: 2))
-        learner.observe(.init(concurrency: 2, ttftMs: 1_900, durationMs: 1_900, promptTokens: 100, completionTokens: 100,
-                              sentAt: 500, endedAt: 2_400, limitAtSend: 2))
+        learner.observe(.answer(concurrency: 1, prompt: 100, completion: 100, sentAt: 0, endedAt: 2_000))
+        learner.observe(.answer(concurrency: 2, prompt: 100, completion: 100, sentAt: 500, endedAt: 2_400))
         #expect(learner.limit == 4)
     }
 
@@ -286,10 +281,8 @@ import Testing
         // guess. Only the least the first answer allows (prompt tokens as dear
         // as output ones: 2.1 s) may judge it, and it is not inside that.
         var learner = ConcurrencyLearner(prior: 2)
-        learner.observe(.init(concurrency: 1, ttftMs: 17_500, durationMs: 17_500, promptTokens: 2_000, completionTokens: 100,
-                              sentAt: 0, endedAt: 17_500, limitAtSend: 2))
-        learner.observe(.init(concurrency: 2, ttftMs: 22_775, durationMs: 22_775, promptTokens: 50, completionTokens: 200,
-                              sentAt: 100, endedAt: 22_875, limitAtSend: 2))
+        learner.observe(.answer(concurrency: 1, prompt: 2_000, completion: 100, sentAt: 0, endedAt: 17_500))
+        learner.observe(.answer(concurrency: 2, prompt: 50, completion: 200, sentAt: 100, endedAt: 22_875))
         #expect(learner.limit <= 2, "one slot: at most one waiting inside")
     }
 
@@ -530,5 +523,13 @@ import Testing
         let limits = ThroughputFlatTests.feed(&learner, count: 64, concurrency: { 8 + ($0 * 7) % 9 },
                                               time: { k, alone in alone * (1 + 0.25 * Double(k - 1)) }, from: 100_000)
         #expect(limits.allSatisfy { $0 >= 16 }, "\(limits)")
+    }
+}
+
+extension ConcurrencyLearner.Sample {
+    /// A non-streaming answer sent at `sentAt` and ended at `endedAt` (ms): its first byte is its last.
+    static func answer(concurrency: Int, prompt: Int, completion: Int, sentAt: Double, endedAt: Double, limitAtSend: Int = 2) -> Self {
+        .init(concurrency: concurrency, ttftMs: endedAt - sentAt, durationMs: endedAt - sentAt, promptTokens: prompt,
+              completionTokens: completion, sentAt: sentAt, endedAt: endedAt, limitAtSend: limitAtSend)
     }
 }
