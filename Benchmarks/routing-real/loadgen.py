@@ -19,7 +19,8 @@ import time
 p = argparse.ArgumentParser()
 p.add_argument("--url", required=True, help="http://127.0.0.1:PORT")
 p.add_argument("--api", choices=["ollama", "openai"], default="ollama")
-p.add_argument("--model", default="llama3.1:8b")
+p.add_argument("--model", action="append", default=[],
+               help="NAME[=SHARE], more than once for a mix: each request asks for one, drawn by share (default llama3.1:8b)")
 p.add_argument("--requests", type=int, default=150)
 p.add_argument("--rate", type=float, required=True)
 p.add_argument("--seed", type=int, default=1)
@@ -30,6 +31,10 @@ p.add_argument("--stream-share", type=float, default=0.0, help="share of request
 p.add_argument("--timeout", type=float, default=300.0)
 args = p.parse_args()
 
+mix = []
+for spec in args.model or ["llama3.1:8b"]:
+    name, _, share = spec.partition("=")
+    mix.append((name, max(0.0, float(share)) if share else 1.0))
 host, port = args.url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
 port = int(port)
 
@@ -43,21 +48,23 @@ def plan():
         prompt = int(args.prompt_tokens * math.exp(rng.random() * math.log(args.spread)))
         answer = int(args.answer_tokens * math.exp(rng.random() * math.log(args.spread)))
         stream = rng.random() < args.stream_share
-        out.append((t, prompt, answer, stream, i))
+        # One model: no draw, so a seed's plan is what it was before mixes.
+        model = mix[0][0] if len(mix) == 1 else rng.choices([m for m, _ in mix], weights=[w for _, w in mix])[0]
+        out.append((t, prompt, answer, stream, i, model))
     return out
 
 
-def body(prompt_tokens, answer, stream, i):
+def body(prompt_tokens, answer, stream, i, model):
     filler = ("lorem ipsum dolor sit amet " * (prompt_tokens // 6 + 1))[: prompt_tokens * 4]
     text = f"request {i}: {filler} answer in {answer} words"
     if args.api == "ollama":
-        return "/api/chat", {"model": args.model, "messages": [{"role": "user", "content": text}], "stream": stream}
-    return "/v1/chat/completions", {"model": args.model, "messages": [{"role": "user", "content": text}], "stream": stream}
+        return "/api/chat", {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
+    return "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
 
 
-async def one(at, start, prompt, answer, stream, i, results):
+async def one(at, start, prompt, answer, stream, i, model, results):
     await asyncio.sleep(max(0.0, start + at - time.monotonic()))
-    path, payload = body(prompt, answer, stream, i)
+    path, payload = body(prompt, answer, stream, i, model)
     data = json.dumps(payload).encode()
     sent = time.monotonic()
     status, machine, error = 0, "", None
@@ -78,13 +85,13 @@ async def one(at, start, prompt, answer, stream, i, results):
     except Exception as e:  # noqa: BLE001 (every failure is a result)
         error = repr(e)[:200]
     results.append({"i": i, "seconds": time.monotonic() - sent, "status": status, "machine": machine, "error": error,
-                    "prompt": prompt, "answer": answer, "stream": stream})
+                    "prompt": prompt, "answer": answer, "stream": stream, "model": model})
 
 
 async def main():
     results = []
     start = time.monotonic() + 0.2
-    await asyncio.gather(*(one(at, start, prompt, answer, stream, i, results) for at, prompt, answer, stream, i in plan()))
+    await asyncio.gather(*(one(at, start, prompt, answer, stream, i, model, results) for at, prompt, answer, stream, i, model in plan()))
     print(json.dumps({"results": sorted(results, key=lambda r: r["i"])}))
 
 

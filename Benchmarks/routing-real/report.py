@@ -40,6 +40,14 @@ for router in args.routers.split():
           f"{len(errors):>8}   " + " ".join(f"{k}:{v}" for k, v in sorted(split.items())))
     for e in errors[:3]:
         print(f"    error: status {e['status']} {e['error']}")
+    models = sorted({r.get("model", "") for r in results})
+    if len(models) > 1:
+        for model in models:
+            mine = sorted(r["seconds"] for r in results if r["status"] == 200 and r.get("model") == model)
+            where = collections.Counter(r["machine"] or "?" for r in results if r["status"] == 200 and r.get("model") == model)
+            if mine:
+                print(f"  {model:>24}: n {len(mine)} mean {sum(mine) / len(mine):.2f} p50 {percentile(mine, 0.5):.2f}"
+                      f" p95 {percentile(mine, 0.95):.2f}   " + " ".join(f"{k}:{v}" for k, v in sorted(where.items())))
 
 limits = os.path.join(args.work, f"limits-{args.seed}.log")
 if os.path.exists(limits):
@@ -54,12 +62,13 @@ if os.path.exists(limits):
         t = float(stamp)
         start = start if start is not None else t
         for slot in snapshot.get("slots", []):
-            series[slot["node"]].append((t - start, slot["limit"], slot["in_flight"]))
-    for node, points in sorted(series.items()):
+            series[(slot["node"], slot.get("model", ""))].append((t - start, slot["limit"], slot["in_flight"]))
+    several = len({model for _, model in series}) > 1
+    for (node, model), points in sorted(series.items()):
         limits_seen = [limit for _, limit, _ in points]
         at = [f"{int(t)}s:{limit}" for t, limit, _ in points[:: max(1, len(points) // 12)]]
         last_half = limits_seen[len(limits_seen) // 2:]
-        print(f"herd learned limit on {node}: " + " ".join(at) + f"   (second half: min {min(last_half)} max {max(last_half)})")
+        print(f"herd learned limit on {node}{' ' + model if several else ''}: " + " ".join(at) + f"   (second half: min {min(last_half)} max {max(last_half)})")
 
 baselines = [v for k, v in rows.items() if not k.startswith("herd")]
 for arm in ("herdbench", "herd"):

@@ -20,7 +20,14 @@
 #          (timings: none | absurd | honest; gauges: none | vllm | llamacpp — a
 #          machine with gauges serves its queue at /metrics and is registered
 #          with its herd-node as an OpenAI-compatible server), default
-#          "4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none" (the issue's fleet).
+#          "4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none" (the issue's fleet);
+#        MODELS: the model mix, one per word, NAME[=SHARE][@SPEED] (default
+#          "llama3.1:8b"): every machine serves every model, each with its own
+#          slots (Ollama: a runner per loaded model), SPEED scaling its rates
+#          on every machine; each request asks for one, drawn by SHARE (the
+#          same draws for every router), e.g. "llama3.1:8b=0.7 qwen2.5:3b=0.3@2.5";
+#        COLD: models not loaded at start on any machine (each machine's
+#          first request for one waits LOAD_MS, 3000).
 # Prints per router: mean, p50, p95, p99 (seconds, send → last byte), errors,
 # requests per machine; for herd, its learned limit per machine over time
 # (from /api/v1/queues every second); last lines:
@@ -40,6 +47,17 @@ ROUTERS=${ROUTERS:-haproxy nginx herd}
 FLEET=${FLEET:-4:80:0.06:absurd 2:30:0.15:none 1:10:0.3:none}
 SEEDS=${SEEDS:-1}
 ANSWER=${ANSWER:-50}
+MODELS=${MODELS:-llama3.1:8b}
+COLD=${COLD:-}
+LOAD_MS=${LOAD_MS:-3000}
+sim_models=(); gen_models=()
+for m in $MODELS; do
+  name=${m%%[=@]*}; speed=1; share=1
+  [[ $m == *@* ]] && speed=${m##*@}
+  rest=${m%%@*}; [[ $rest == *=* ]] && share=${rest##*=}
+  sim_models+=(--model "$name@$speed"); gen_models+=(--model "$name=$share")
+done
+for m in $COLD; do sim_models+=(--cold "$m"); done
 PROMPT=${PROMPT:-150}
 command -v haproxy >/dev/null && command -v nginx >/dev/null || { echo "needs haproxy and nginx: apt-get install -y haproxy nginx"; exit 2; }
 swift build -c release --product herd-control >/dev/null
@@ -58,16 +76,23 @@ ROUTER_PORT=18801; CONTROL_PORT=18802; SIM_BASE=18810
 
 # The arrival rate: LOAD × the fleet's decode capacity (tokens/s at each
 # machine's full batch) ÷ the mean answer length.
-RATE=$(python3 - "$FLEET" "$LOAD" "$ANSWER" "$SPREAD" <<'PY'
+# With a mix, the mean answer takes the mix's mean time per token (a faster model's answer costs less).
+RATE=$(python3 - "$FLEET" "$LOAD" "$ANSWER" "$SPREAD" "$MODELS" <<'PY'
 import math, sys
 fleet, load, answer, spread = sys.argv[1].split(), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+shares = []
+for m in sys.argv[5].split():
+    rest, _, speed = m.partition("@")
+    _, _, share = rest.partition("=")
+    shares.append((float(share) if share else 1.0, float(speed) if speed else 1.0))
+cost = sum(w / v for w, v in shares) / sum(w for w, _ in shares)
 capacity = 0.0
 for m in fleet:
     slots, tps, slow = m.split(":")[:3]
     slots, tps, slow = int(slots), float(tps), float(slow)
     capacity += slots * tps / (1 + slow * (slots - 1))
 mean_answer = answer * (spread - 1) / math.log(spread) if spread > 1 else answer
-print(f"{load * capacity / mean_answer:.4f}")
+print(f"{load * capacity / (mean_answer * cost):.4f}")
 PY
 )
 
@@ -78,7 +103,7 @@ start_sims() {
   for m in $FLEET; do
     IFS=: read -r slots tps slow timings gauges <<<"$m"
     python3 $here/simgpu.py --port $((SIM_BASE + i)) --name "m$i-${slots}slot" --slots "$slots" --tps "$tps" \
-      --batch-slowdown "$slow" --timings "$timings" --gauges "${gauges:-none}" --model llama3.1:8b &
+      --batch-slowdown "$slow" --timings "$timings" --gauges "${gauges:-none}" --load-ms "$LOAD_MS" "${sim_models[@]}" &
     sims+=($!); pids+=($!)
     i=$((i + 1))
   done
@@ -166,7 +191,7 @@ herd_arm() { # seed name
 
 loadgen() { # seed router
   python3 $here/loadgen.py --url "http://127.0.0.1:$ROUTER_PORT" --api "$API" --requests "$REQUESTS" --rate "$RATE" --seed "$1" \
-    --spread "$SPREAD" --stream-share "$STREAM_SHARE" --answer-tokens "$ANSWER" --prompt-tokens "$PROMPT" > "$work/result-$1-$2.json"
+    --spread "$SPREAD" --stream-share "$STREAM_SHARE" --answer-tokens "$ANSWER" --prompt-tokens "$PROMPT" "${gen_models[@]}" > "$work/result-$1-$2.json"
 }
 
 for seed in $SEEDS; do

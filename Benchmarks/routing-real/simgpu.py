@@ -4,7 +4,13 @@ OpenAI shapes, for Benchmarks/routing-real/run.sh.
 
 The machine it simulates:
 - `--slots N` requests are served at once; more wait inside, in order (as
-  Ollama does past OLLAMA_NUM_PARALLEL, llama.cpp past its slots).
+  Ollama does past OLLAMA_NUM_PARALLEL, llama.cpp past its slots). With
+  several models (`--model` more than once), each has its own N slots and
+  its own queue, as Ollama runs one runner per loaded model with
+  OLLAMA_NUM_PARALLEL each; they share the GPU: the batch slowdown below
+  counts every stream the machine runs, whatever its model.
+- `--model NAME[@SPEED]`: a model it serves; SPEED scales its decode and
+  prefill rates (a 3B model beside an 8B one: @2.5). Default llama3.1:8b.
 - Decoding: `--tps` tokens/s for one stream; each other stream in its batch
   slows every stream by `--batch-slowdown` of the single-stream cost per
   token (`ms(b) = a·(1 + s·(b − 1))`).
@@ -49,7 +55,11 @@ p.add_argument("--timings", choices=["honest", "none", "absurd"], default="none"
 p.add_argument("--default-tokens", type=int, default=100)
 p.add_argument("--gauges", choices=["none", "vllm", "llamacpp"], default="none")
 args = p.parse_args()
-models = args.model or ["llama3.1:8b"]
+speeds = {}
+for spec in args.model or ["llama3.1:8b"]:
+    name, _, speed = spec.partition("@")
+    speeds[name] = max(0.01, float(speed)) if speed else 1.0
+models = list(speeds)
 loaded = {m for m in models if m not in args.cold}
 TICK = 0.005
 NAME = args.name.encode()
@@ -79,8 +89,15 @@ loading = {}  # model -> time its load ends
 
 
 def admit(now):
-    while waiting and len(active) < args.slots:
-        job = waiting.pop(0)
+    busy = {}
+    for job in active:
+        busy[job.model] = busy.get(job.model, 0) + 1
+    # Each model's queue in order; one model's full slots do not hold another's requests.
+    for job in [j for j in waiting]:
+        if busy.get(job.model, 0) >= args.slots:
+            continue
+        busy[job.model] = busy.get(job.model, 0) + 1
+        waiting.remove(job)
         job.started = now
         if job.model not in loaded:
             end = loading.setdefault(job.model, now + args.load_ms / 1000)
@@ -106,10 +123,10 @@ async def engine():
         slow = 1 + args.batch_slowdown * (b - 1)
         for job in running:
             if job.prefill_left > 0:
-                job.prefill_left -= dt * args.prefill_tps / slow
+                job.prefill_left -= dt * args.prefill_tps * speeds[job.model] / slow
                 job.prompt_s += dt
                 continue
-            job.decoded += dt * args.tps / slow
+            job.decoded += dt * args.tps * speeds[job.model] / slow
             job.decode_s += dt
             while job.emitted < min(int(job.decoded), job.output_tokens):
                 job.emitted += 1
