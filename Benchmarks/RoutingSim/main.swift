@@ -68,6 +68,8 @@ var streamShare = 1.0
 var fleetName = "home"
 var requestCount = 150
 var load = 0.65
+/// Prompts and answers vary log-uniformly over this (the longest this × the shortest), as routing-real's SPREAD.
+var spread = 4.0
 /// Each machine's speed over each second is 1 / (1 + jitter × an exponential draw of mean 1):
 /// a machine sharing its cores or its GPU with other work (0: none).
 var jitter = 0.0
@@ -83,6 +85,7 @@ while let flag = arguments.next() {
     case "--fleet": fleetName = arguments.next() ?? fleetName
     case "--requests": requestCount = max(1, min(100_000, Int(arguments.next() ?? "") ?? requestCount))
     case "--load": load = max(0.01, min(2, Double(arguments.next() ?? "") ?? load))
+    case "--spread": spread = max(1, min(1_000, Double(arguments.next() ?? "") ?? spread))
     case "--jitter": jitter = max(0, min(10, Double(arguments.next() ?? "") ?? jitter))
     case "--machines":
         guard let fleet = parseMachines(arguments.next() ?? "") else {
@@ -93,7 +96,7 @@ while let flag = arguments.next() {
         fleetName = "real"
     default:
         print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--verbose]")
-        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--stream-share S] [--jitter J] [--verbose]")
+        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--spread 4] [--stream-share S] [--jitter J] [--verbose]")
         exit(2)
     }
 }
@@ -117,9 +120,9 @@ func logUniformMean(_ shortest: Double, _ spread: Double) -> Double { spread > 1
 let meanSpeed = stride(from: 0.0, to: 40, by: 0.001).reduce(0.0) { $0 + exp(-$1) / (1 + shake * $1) * 0.001 }
 let realRate = load * meanSpeed * realFleet.reduce(0.0) { total, m in
     total + Double(m.slots) * m.bandwidth / (1 + m.batchSlowdown * Double(m.slots - 1))
-} / logUniformMean(50, 4)
+} / logUniformMean(50, spread)
 let conversations = real
-    ? SimWorkload.oneShots(seed: seed, count: requestCount, perSecond: realRate, model: oneGB, prompt: 150, answer: 50, spread: 4)
+    ? SimWorkload.oneShots(seed: seed, count: requestCount, perSecond: realRate, model: oneGB, prompt: 150, answer: 50, spread: spread)
     : SimWorkload.conversations(seed: seed, durationMs: minutes * 60_000, perMinute: rate, models: mix)
 let durationMs = real ? (conversations.last?.start ?? 0) + 1 : minutes * 60_000
 
