@@ -34,7 +34,15 @@ args = p.parse_args()
 mix = []
 for spec in args.model or ["llama3.1:8b"]:
     name, _, share = spec.partition("=")
-    mix.append((name, max(0.0, float(share)) if share else 1.0))
+    try:
+        share = float(share) if share else 1.0
+    except ValueError:
+        share = float("nan")
+    if not 0 <= share <= 1e6:
+        p.error(f"--model {spec}: SHARE must be within 0 and 1e6")
+    mix.append((name, share))
+if sum(w for _, w in mix) <= 0:
+    p.error("--model: at least one SHARE above 0")
 host, port = args.url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
 port = int(port)
 

@@ -84,7 +84,15 @@ shares = []
 for m in sys.argv[5].split():
     rest, _, speed = m.partition("@")
     _, _, share = rest.partition("=")
-    shares.append((float(share) if share else 1.0, float(speed) if speed else 1.0))
+    try:
+        w, v = float(share) if share else 1.0, float(speed) if speed else 1.0
+    except ValueError:
+        w = v = float("nan")
+    if not (0 <= w <= 1e6 and 0.01 <= v <= 1000):
+        sys.exit(f"MODELS: {m}: SHARE within 0 and 1e6, SPEED within 0.01 and 1000")
+    shares.append((w, v))
+if sum(w for w, _ in shares) <= 0:
+    sys.exit("MODELS: at least one SHARE above 0")
 cost = sum(w / v for w, v in shares) / sum(w for w, _ in shares)
 capacity = 0.0
 for m in fleet:

@@ -58,7 +58,13 @@ args = p.parse_args()
 speeds = {}
 for spec in args.model or ["llama3.1:8b"]:
     name, _, speed = spec.partition("@")
-    speeds[name] = max(0.01, float(speed)) if speed else 1.0
+    try:
+        speed = float(speed) if speed else 1.0
+    except ValueError:
+        speed = float("nan")
+    if not 0.01 <= speed <= 1000:
+        p.error(f"--model {spec}: SPEED must be within 0.01 and 1000")
+    speeds[name] = speed
 models = list(speeds)
 loaded = {m for m in models if m not in args.cold}
 TICK = 0.005
@@ -93,7 +99,7 @@ def admit(now):
     for job in active:
         busy[job.model] = busy.get(job.model, 0) + 1
     # Each model's queue in order; one model's full slots do not hold another's requests.
-    for job in [j for j in waiting]:
+    for job in list(waiting):
         if busy.get(job.model, 0) >= args.slots:
             continue
         busy[job.model] = busy.get(job.model, 0) + 1
