@@ -301,6 +301,41 @@ import Testing
         #expect(run.backend.mostWaiting < 8)
     }
 
+    @Test func aWaitAtTwiceTheSlotsIsSeenWhateverScaleTheFitAndBatchAgreeOn() {
+        // A 4-slot backend (a batch slowdown of 6 %) whose answers all came
+        // at concurrencies 2 to 4 (none alone, as under steady load), each
+        // seen served alongside (it overtook one sent before it): the fit and
+        // σ, learned from the same answers, agree on any σ with a matching
+        // scale — from the prior of 0.25 the fit settles a third short (8.3
+        // ms an output token for 12.5) and σ at 0.35. At eight in flight the
+        // batch's allowance, 1 + 7σ, then covers a whole service's wait. What
+        // those answers took at their concurrency is the yardstick instead.
+        var learner = ConcurrencyLearner(knee: 8, ceiling: nil)
+        var rng: UInt64 = 11
+        func random() -> Double {
+            rng = rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Double(rng >> 11) / Double(1 << 53)
+        }
+        func alone(_ prompt: Int, _ completion: Int) -> Double { 0.667 * Double(prompt) + 12.5 * Double(completion) }
+        var t = 0.0
+        for i in 0..<40 {
+            let k = 2 + i % 3
+            let prompt = Int(150 * exp(random() * log(4.0))), completion = Int(50 * exp(random() * log(4.0)))
+            let ms = alone(prompt, completion) * (1 + 0.06 * Double(k - 1))
+            learner.observe(.init(concurrency: k, ttftMs: ms, durationMs: ms, promptTokens: prompt, completionTokens: completion,
+                                  sentAt: t, endedAt: t + ms, overtook: k > 1 ? 1 : 0, limitAtSend: 8))
+            t += ms + 1_000
+        }
+        #expect(learner.limit == 8, "nothing waited: \(learner.limit)")
+        // Sent at eight, it waited for a slot a whole service (its time alone
+        // at the batch of four) before its own: 2.36× its time alone.
+        let ms = alone(200, 100) * 1.18 * 2
+        let waited = learner.observe(.init(concurrency: 8, ttftMs: ms, durationMs: ms, promptTokens: 200, completionTokens: 100,
+                                           sentAt: t, endedAt: t + ms, limitAtSend: 8))
+        #expect(waited, "σ \(learner.sigma), fit \(String(describing: learner.fit.coefficients))")
+        #expect(learner.limit == 7, "an inferred wait out of slow start takes one slot: \(learner.limit)")
+    }
+
     @Test func aSixteenSlotBackendThatReportsNothingOpensUpAndStaysOpen() {
         // 16 slots at 100 tokens/s, prompts read at 1,500 tokens/s (a quarter
         // of a short answer's time), open loop at about 65 % of what it serves:

@@ -19,7 +19,14 @@ import HerdBounds
 ///    alone (concurrency 1: they cannot have waited). A request sent with
 ///    `k − 1` others in flight is expected to take that × `1 + σ(k − 1)` —
 ///    the batch's own slowdown, `σ` learned from the requests that did not
-///    wait (between 0 and 1; 0.25 before any). It *waited inside* when its
+///    wait (between 0 and 1; 0.25 before any). Once eight recent answers
+///    cannot have waited (sent at no more than an answer was seen served
+///    alongside), what they took over the fit at their concurrency, fitted
+///    as `a + b(k − 1)`, replaces `1 + σ(k − 1)` in this test
+///    (`servedRatio`): the fit and σ, learned from the same answers near one
+///    concurrency, agree on any σ with a matching scale, and a σ settled at
+///    the prior's 0.25 over a true 0.06 let a request at twice the slots
+///    wait a whole service unseen. It *waited inside* when its
 ///    time exceeds the expectation × 1.5 + 50 ms (a stream: when its time to
 ///    first byte exceeds twice its expected prefill + 100 ms — a stream
 ///    that waited shows the whole wait before its first byte), or when its
@@ -496,7 +503,39 @@ struct ConcurrencyLearner: Equatable, Sendable {
             if s.ttftMs > 2 * prefill * pace + 100 { return true }
         }
         guard let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
-        return s.durationMs > alone * pace * batch * 1.5 + 50
+        let expected = servedRatio(at: k) ?? batch
+        return s.durationMs > alone * pace * expected * 1.5 + 50
+    }
+
+    /// How much longer than the fit expects alone an answer sent at `k` takes
+    /// when it does not wait, from the answers of late that cannot have
+    /// waited (sent at a concurrency no higher than one seen served at once):
+    /// `r = a + b(k − 1)` fitted to their time ÷ the fit's. The fit learns
+    /// answers' times with the batch's share taken out by σ, and σ from the
+    /// same answers — answers near one concurrency fit any σ with a matching
+    /// scale, and a σ four times the truth lets a request wait a whole
+    /// service at twice the slots unseen. The intercept takes the scale; the
+    /// slope, the batch. Nil below 8 such answers.
+    private func servedRatio(at k: Int) -> Double? {
+        let proven = servedAlongside
+        guard proven >= 2 else { return nil }
+        var n = 0.0, sx = 0.0, sy = 0.0, sxx = 0.0, sxy = 0.0
+        for pair in recentEnds.suffix(48) where pair.clean && pair.concurrency <= proven {
+            guard let alone = fit.expectedMs(prompt: pair.promptTokens, completion: pair.completionTokens), alone > 20, pair.end > pair.sent else { continue }
+            let x = Double(pair.concurrency - 1), y = (pair.end - pair.sent) / alone
+            guard y.isFinite else { continue }
+            n += 1; sx += x; sy += y; sxx += x * x; sxy += x * y
+        }
+        guard n >= 8 else { return nil }
+        let mx = sx / n, my = sy / n, vx = sxx / n - mx * mx
+        // The batch's slope: fitted where the concurrencies spread, else σ; per stream 0 to `maxSlowdown` of the intercept.
+        var slope = sigma * my / (1 + sigma * mx)
+        if vx >= 0.25 { slope = (sxy / n - mx * my) / vx }
+        let intercept0 = my - slope * mx
+        let intercept = Swift.min(4, Swift.max(0.25, intercept0))
+        slope = Swift.min(ConcurrencyLearner.maxSlowdown * intercept, Swift.max(0, slope))
+        let r = intercept + slope * Double(k - 1)
+        return r.isFinite ? r : nil
     }
 
     /// Whether `s`'s own work began only when a request ahead of it ended:
