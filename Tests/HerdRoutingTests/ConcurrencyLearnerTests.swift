@@ -193,6 +193,24 @@ import Testing
         #expect(learner.limit == 2, "a run of them goes all the way to k − 1")
     }
 
+    @Test func aWaitThatCorroboratesAnotherCutsBelowTheLowerOfTheTwo() {
+        // In slow start at 8: an answer seen served alongside five others
+        // makes a lone wait at 5 a suspect; a second at 7 believes both — so
+        // fewer than 5 slots (it cut to 6 from the second's 7 alone, and a
+        // 4-slot backend kept two requests waiting inside for seconds).
+        var learner = ConcurrencyLearner(prior: 8)
+        for i in 0..<3 {
+            let t = Double(i) * 2_000
+            learner.observe(.init(concurrency: 1, ttftMs: 1_000, durationMs: 1_000, promptTokens: 100, completionTokens: 50, sentAt: t, endedAt: t + 1_000))
+        }
+        learner.observe(.init(concurrency: 6, ttftMs: 1_300, durationMs: 1_300, promptTokens: 100, completionTokens: 50,
+                              sentAt: 10_000, endedAt: 11_300, overtook: 1))
+        let first = learner.observe(.init(concurrency: 5, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50))
+        #expect(first && learner.limit == 8, "a suspect, held: \(learner.limit)")
+        let second = learner.observe(.init(concurrency: 7, ttftMs: 9_000, durationMs: 9_000, promptTokens: 100, completionTokens: 50))
+        #expect(second && learner.limit == 4 && !learner.slowStart, "fewer than 5 slots: \(learner.limit)")
+    }
+
     @Test func aLoneWaitBelowWhatWasServedAlongsideWaitsForASecond() {
         var learner = ConcurrencyLearner(knee: 6, ceiling: nil)
         for i in 0..<3 {

@@ -47,7 +47,8 @@ import HerdBounds
 ///    answers of late vary in pace by themselves (a fifth of the last 32 took
 ///    over 1.3× their expectation), or one of the last 32 answers was seen
 ///    served alongside at least as many requests as this one met. Then it
-///    is believed when a second comes within the next four answers, and the
+///    is believed when a second comes within the next four answers (and the
+///    first with it: fewer slots than the lower of the two met), and the
 ///    limit does not grow meanwhile. One answer slowed for a moment must not
 ///    cost a slot: on a machine whose speed changes by the second, single
 ///    slow answers cut an 8-slot backend down to two.
@@ -172,6 +173,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// Answers observed, and the one that last looked like a wait not yet believed.
     private var observed = 0
     private var suspectAt: Int?
+    /// The concurrency that wait met.
+    private var suspectConcurrency = 0
     /// A wait inferred this many answers after another is believed.
     static let corroboration = 4
     private var corroborated: Bool { suspectAt.map { observed - $0 <= ConcurrencyLearner.corroboration } ?? false }
@@ -304,10 +307,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
             // answer slowed by something else for a moment must not cost a slot.
             if !told, !corroborated, noisy || k <= servedAlongside {
                 suspectAt = observed
+                suspectConcurrency = k
                 return true
             }
+            // The second proves the first too: fewer slots than the lower of the two met.
+            let fewerThan = corroborated ? Swift.min(k, suspectConcurrency) : k
             suspectAt = nil
-            waited(concurrency: k, told: told)
+            waited(concurrency: fewerThan, told: told)
             return true
         }
         if !mixed {
