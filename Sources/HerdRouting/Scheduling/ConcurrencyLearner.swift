@@ -19,9 +19,9 @@ import HerdBounds
 ///    alone (concurrency 1: they cannot have waited). A request sent with
 ///    `k − 1` others in flight is expected to take that × `1 + σ(k − 1)` —
 ///    the batch's own slowdown, `σ` learned from the requests that did not
-///    wait (between 0 and 1; 0.25 before any). Once eight recent answers
-///    cannot have waited (sent at no more than an answer was seen served
-///    alongside), what they took over the fit at their concurrency, fitted
+///    wait (between 0 and 1; 0.25 before any). Once eight recent clean
+///    answers were sent at no more than an answer was seen served
+///    alongside, what they took over the fit at their concurrency, fitted
 ///    as `a + b(k − 1)`, replaces `1 + σ(k − 1)` in this test
 ///    (`servedRatio`): the fit and σ, learned from the same answers near one
 ///    concurrency, agree on any σ with a matching scale, and a σ settled at
@@ -514,8 +514,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
     }
 
     /// How much longer than the fit expects alone an answer sent at `k` takes
-    /// when it does not wait, from the answers of late that cannot have
-    /// waited (sent at a concurrency no higher than one seen served at once):
+    /// when it does not wait, from the clean answers of late sent at a
+    /// concurrency no higher than one seen served alongside others
+    /// (`servedAlongside`: an answer that overtook one, at its concurrency —
+    /// a loose bound: it lets in some that waited a little):
     /// `r = a + b(k − 1)` fitted to their time ÷ the fit's. The fit learns
     /// answers' times with the batch's share taken out by σ, and σ from the
     /// same answers — answers near one concurrency fit any σ with a matching
@@ -537,8 +539,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // The batch's slope: fitted where the concurrencies spread, else σ; per stream 0 to `maxSlowdown` of the intercept.
         var slope = sigma * my / (1 + sigma * mx)
         if vx >= 0.25 { slope = (sxy / n - mx * my) / vx }
-        let intercept0 = my - slope * mx
-        let intercept = Swift.min(4, Swift.max(0.25, intercept0))
+        let intercept = Swift.min(4, Swift.max(0.25, my - slope * mx))
         slope = Swift.min(ConcurrencyLearner.maxSlowdown * intercept, Swift.max(0, slope))
         let r = intercept + slope * Double(k - 1)
         return r.isFinite ? r : nil
