@@ -249,6 +249,44 @@ import Testing
         #expect(learner.limit == 2)
     }
 
+    /// Other models' requests on the node, changing every second: 1 to 3 (seeded).
+    static func otherModels(_ now: Double) -> Int {
+        var x = UInt64(max(0, now / 1000)) &* 0x9E37_79B9_7F4A_7C15 &+ 11
+        x = (x ^ (x >> 31)) &* 0xBF58_476D_1CE4_E5B9
+        return 1 + Int((x ^ (x >> 29)) % 3)
+    }
+
+    @Test(arguments: [1.0, 1.5])
+    func besideAnotherModelOnlyWhatOvertakingProvesOpensTheLimit(rate: Double) {
+        // Another model's requests share the node from the start (slowing
+        // this one's 1.3–1.9×, changing by the second): times cannot tell a
+        // wait from that share, so an answer proves only what it overtook
+        // served at once. Before, slow start doubled on any answer that
+        // overtook one, waits included: a 4-slot backend went to 16 and 80.
+        var backend = VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
+        backend.otherSlowdown = 0.3
+        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2))
+        run.alone(3)
+        run.backend.others = ConcurrencyLearnerTests.otherModels
+        // 60 % and 90 % of what four slots serve at the mean slowdown (1.6×).
+        run.open(rate: rate, seconds: 240)
+        let most = run.limits.map(\.1).max() ?? 0
+        #expect(most <= 8, "opened to \(most): \(Dictionary(grouping: run.limits.map(\.1), by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key })")
+        #expect(run.backend.mostWaiting <= 4, "\(run.backend.mostWaiting) waiting inside")
+    }
+
+    @Test func besideAnotherModelASixteenSlotBackendStillOpens() {
+        // What overtaking proves is enough to find a batching backend: short
+        // answers pass long ones all the time when all are served at once.
+        var backend = VirtualBackend(slots: 16, tokenMs: 10, slowdown: 0.02)
+        backend.otherSlowdown = 0.3
+        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2))
+        run.alone(3)
+        run.backend.others = ConcurrencyLearnerTests.otherModels
+        run.closed(concurrency: 14, count: 300)
+        #expect(run.learner.limit >= 14, "\(run.learner.limit): \(run.limits.map(\.1).prefix(60))")
+    }
+
     @Test func beforeTheFitAnOvertakingOpensTheLimitToFour() {
         // No fit yet: a long answer cannot be told from a wait, but an answer
         // that overtook one sent before it was served alongside it (a backend's

@@ -22,6 +22,8 @@ struct VirtualBackend {
         var prefillLeft: Double
         var decodeLeft: Double
         var firstByteAt: Double?
+        /// Other models' requests on the node when it was sent.
+        var others = 0
     }
 
     let slots: Int
@@ -32,6 +34,11 @@ struct VirtualBackend {
     /// mean 1 drawn per second (seeded): a machine whose cores are shared
     /// with other programs. 0: steady.
     var jitter = 0.0
+    /// Other models' requests running on the node at a time (ms), each
+    /// slowing this model's by `otherSlowdown` of its speed alone (they
+    /// share the GPU without batching with it; none: nil).
+    var others: ((Double) -> Int)?
+    var otherSlowdown = 0.0
     var jobs: [Job] = []
     /// The most requests seen waiting inside at once.
     private(set) var mostWaiting = 0
@@ -65,7 +72,8 @@ struct VirtualBackend {
 
     mutating func send(id: Int, prompt: Int, completion: Int, streamed: Bool, at now: Double, limit: Int = 0) {
         jobs.append(Job(id: id, prompt: prompt, completion: completion, streamed: streamed, sentAt: now, concurrency: jobs.count + 1,
-                        limitAtSend: limit, prefillLeft: Double(prompt) * promptMs, decodeLeft: Double(completion) * tokenMs))
+                        limitAtSend: limit, prefillLeft: Double(prompt) * promptMs, decodeLeft: Double(completion) * tokenMs,
+                        others: others?(now) ?? 0))
     }
 
     /// Advances `dt` ms; returns what finished, as the learner's samples.
@@ -74,7 +82,8 @@ struct VirtualBackend {
         mostWaiting = max(mostWaiting, max(0, jobs.count - slots))
         let batch = min(slots, jobs.count)
         guard batch > 0 else { return [] }
-        let progress = dt * speed(at: now) / (1 + slowdown * Double(batch - 1))
+        let shared = 1 + otherSlowdown * Double(others?(now) ?? 0)
+        let progress = dt * speed(at: now) / ((1 + slowdown * Double(batch - 1)) * shared)
         var done: [ConcurrencyLearner.Sample] = []
         for i in 0..<batch {
             if jobs[i].prefillLeft > 0 {
@@ -100,7 +109,7 @@ struct VirtualBackend {
                 concurrency: job.concurrency, streamed: job.streamed,
                 ttftMs: job.streamed ? (job.firstByteAt ?? end) - job.sentAt : end - job.sentAt, durationMs: end - job.sentAt,
                 promptTokens: job.prompt, completionTokens: job.completion, sentAt: job.sentAt, endedAt: end, overtook: overtook,
-                limitAtSend: job.limitAtSend))
+                othersOnNode: job.others, limitAtSend: job.limitAtSend))
         }
         return done
     }

@@ -84,6 +84,10 @@ import HerdBounds
 ///   a request waiting inside, so it is done rarely; a wait is forgotten after
 ///   eight good answers at its concurrency or 32 just below it).
 /// - Requests that did not fill the limit say nothing about it.
+/// - Beside other models (their requests on the node at its send), an
+///   answer's time cannot rule a wait out: it proves served at once only
+///   what it overtook and itself. That must fill the limit, or in slow start
+///   pass half of it (the limit goes to twice what it proves).
 /// - Growth needs the fit (three answers that did not wait): until then
 ///   nothing could tell a wait from a long answer. Two things prove service
 ///   alongside even so: an answer that overtook n requests sent before it
@@ -342,6 +346,13 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // (in slow start, an overtaking or an end well inside the least time alone proves service alongside even so).
         let early = slowStart && !fit.ready && (s.overtook > 0 || overlappedLong(s, concurrency: k, pace: pace, provisional: true))
         guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil || early, !gauges else { return false }
+        // Beside other models times cannot rule a wait out: an answer proves
+        // served at once only what it overtook and itself. That must fill the
+        // limit, or in slow start pass half of it (the limit then goes to
+        // twice what it proves): a slow start that doubled on any answer that
+        // overtook one, waits included, took a 4-slot backend to 80.
+        let proof = mixed ? s.overtook + 1 : k
+        guard proof >= binding(s.limitAtSend) || (slowStart && mixed && 2 * proof > limit) else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
         guard !corroborated else { return false }
         // Growth needs proof of service alongside the others: the backend's
@@ -355,7 +366,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             // An answer that filled the limit of its send doubles it at once
             // (by at most `slowStartStep`), never past twice the concurrency
             // an answer was served at without waiting.
-            let proven = 2 * Double(early ? min(k, max(2, s.overtook + 1)) : k)
+            let proven = 2 * Double(early ? min(k, max(2, s.overtook + 1)) : proof)
             if estimate < proven { estimate = min(cap, proven, estimate + Swift.min(Double(k), ConcurrencyLearner.slowStartStep)) }
             return false
         }
