@@ -356,6 +356,24 @@ import Testing
         #expect((limits?["v:7b"]?.intValue ?? 99) <= 3, "learned limits: \(String(describing: limits))")
     }
 
+    /// The trace's time to first byte is the first token's: a server that
+    /// sends a stream's head at once (vLLM) and its first token 400 ms later
+    /// showed 1 ms on the dashboard.
+    @Test func aStreamsTimeToFirstByteIsItsFirstTokens() throws {
+        let fleet = try TestFleet.single("V", backend: ["--models", "v:7b", "--loaded", "v:7b", "--no-props", "--heads-early",
+                                                        "--first-byte-delay-ms", "400", "--tokens", "3", "--token-delay-ms", "10"])
+        defer { fleet.shutdown() }
+        let response = fleet.post("/api/chat", #"{"model":"v:7b","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(response.status == 200)
+        var trace: JSONValue?
+        #expect(waitUntil(seconds: 5) {
+            trace = (try? JSONValue.parse(fleet.getControl("/api/v1/traces?model=v:7b").body))?["traces"]?.arrayValue?.first
+            return trace != nil
+        })
+        let ttft = trace?["ttft_ms"]?.doubleValue ?? 0
+        #expect(ttft >= 350 && ttft < 5_000, "ttft_ms \(ttft): \(String(describing: trace))")
+    }
+
     /// vLLM streams carry no usage unless the client asks (`stream_options`),
     /// and most clients do not: the proxy counts the stream's events as its
     /// output tokens, so the learner still fits its work and opens up a

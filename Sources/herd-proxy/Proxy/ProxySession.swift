@@ -331,7 +331,6 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
 
     func task(_ task: HTTPClientTask, didReceiveHead head: HTTPResponseHead) {
         let now = EventLoop.monotonicNanoseconds()
-        if firstByteAt == nil { firstByteAt = now }
         // The node's time starts when the request left on a connection, not while it waited for one in the pool.
         if let written = task.sentAt { upstreamSentAt = written }
         upstreamHead = head
@@ -390,6 +389,8 @@ final class ProxySession: RouteWaiter, HTTPClientResponseDelegate {
     private func upstreamFirstByte(_ now: UInt64, status: Int) {
         firstBodyPending = false
         upstreamFirstByteAt = now
+        // The client's time to first byte is its first token's too: a head sent at once says nothing of it.
+        if firstByteAt == nil { firstByteAt = now }
         if answer?.reportStart == true, let sent = upstreamSentAt {
             attempt?.started(status: status, upstreamTtftMilliseconds: Double(now - sent) / 1e6)
         }
