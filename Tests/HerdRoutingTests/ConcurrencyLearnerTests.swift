@@ -287,6 +287,24 @@ import Testing
         #expect(run.learner.limit >= 14, "\(run.learner.limit): \(run.limits.map(\.1).prefix(60))")
     }
 
+    @Test(arguments: UInt64(1)...5)
+    func besideAnotherModelASixteenSlotBackendIsFoundWithinSeconds(seed: UInt64) {
+        // Open load at 90 % of sixteen slots beside another model: what an
+        // answer's order proves — itself, what it overtook, and the requests
+        // ahead that ended well inside its time alone (all running when its
+        // service began) — opens the limit within 40 s. Counting only what it
+        // overtook took 50 s or more than the minute on three of these five seeds.
+        var backend = VirtualBackend(slots: 16, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
+        backend.otherSlowdown = 0.3
+        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2), seed: seed)
+        run.alone(3)
+        run.backend.others = ConcurrencyLearnerTests.otherModels
+        // Sixteen slots serve 16 / (1.35 s × 1.6 × 1.9) ≈ 3.9 answers/s.
+        run.open(rate: 3.5, seconds: 60)
+        let found = run.limits.first { $0.1 >= 15 }.map { $0.0 / 1000 }
+        #expect(found.map { $0 <= 40 } == true, "reached 15 at \(found.map { "\(Int($0)) s" } ?? "never")")
+    }
+
     @Test func beforeTheFitAnOvertakingOpensTheLimitToFour() {
         // No fit yet: a long answer cannot be told from a wait, but an answer
         // that overtook one sent before it was served alongside it (a backend's

@@ -86,7 +86,8 @@ import HerdBounds
 /// - Requests that did not fill the limit say nothing about it.
 /// - Beside other models (their requests on the node at its send), an
 ///   answer's time cannot rule a wait out: it proves served at once only
-///   what it overtook and itself. That must fill the limit, or in slow start
+///   what its order says: itself, what it overtook, and the requests ahead
+///   that ended well inside its time alone. That must fill the limit, or in slow start
 ///   pass half of it (the limit goes to twice what it proves).
 /// - Growth needs the fit (three answers that did not wait): until then
 ///   nothing could tell a wait from a long answer. Two things prove service
@@ -347,11 +348,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
         let early = slowStart && !fit.ready && (s.overtook > 0 || overlappedLong(s, concurrency: k, pace: pace, provisional: true))
         guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil || early, !gauges else { return false }
         // Beside other models times cannot rule a wait out: an answer proves
-        // served at once only what it overtook and itself. That must fill the
+        // served at once only what its order says (`servedAtOnce`). That must fill the
         // limit, or in slow start pass half of it (the limit then goes to
         // twice what it proves): a slow start that doubled on any answer that
         // overtook one, waits included, took a 4-slot backend to 80.
-        let proof = mixed ? s.overtook + 1 : k
+        let proof = mixed ? servedAtOnce(s, concurrency: k) : k
         guard proof >= binding(s.limitAtSend) || (slowStart && mixed && 2 * proof > limit) else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
         guard !corroborated else { return false }
@@ -582,6 +583,21 @@ struct ConcurrencyLearner: Equatable, Sendable {
             if overlap >= max(50, (0.3 + sigma * Double(k - 1)) * alone), after >= 0.85 * alone, after <= 1.3 * alone * batch + 50 { return true }
         }
         return false
+    }
+
+    /// How many requests `s` proves were served at once, whatever slowed it:
+    /// itself, those it overtook (in flight at its end, so started before it —
+    /// a backend's own queue is in order), and those ahead of it that ended
+    /// within 60 % of its least time alone before its own end (a request that
+    /// waited for a slot needs its whole time alone after the end it waited
+    /// for, and other models on the node only lengthen that): all were
+    /// running when its service began.
+    private func servedAtOnce(_ s: Sample, concurrency k: Int) -> Int {
+        guard let sent = s.sentAt, let end = s.endedAt, let least = fit.leastMs(prompt: s.promptTokens, completion: s.completionTokens),
+              least.isFinite else { return Swift.min(k, s.overtook + 1) }
+        let since = end - 0.6 * least
+        let ended = recentEnds.dropLast().count { $0.sent < sent && $0.end > sent && $0.end < end && $0.end > since }
+        return Swift.min(k, s.overtook + 1 + ended)
     }
 
     /// Whether `s` made clear progress alongside a request ahead of it: that
