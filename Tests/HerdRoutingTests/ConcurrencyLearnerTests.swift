@@ -133,6 +133,19 @@ import Testing
         #expect(Double(settled.filter { $0 == 1 }.count) >= 0.6 * Double(settled.count), "mostly 1: \(settled)")
     }
 
+    @Test func aOneSlotBackendIsProbedLessOftenEachTimeItIsFoundAgain() {
+        // Half an hour at 80 % of one slot: every probe of a second request
+        // costs one waiting a whole answer inside. A probe that meets the wait
+        // again halves how often the next comes (up to 8×); before, one came
+        // every sixteen answers for ever (38 in this run; now 6).
+        var run = LearnerRun(backend: VirtualBackend(slots: 1, tokenMs: 20), learner: ConcurrencyLearner(prior: 2))
+        run.open(rate: 0.6, seconds: 1_800)
+        let limits = run.limits.filter { $0.0 >= 60_000 }.map(\.1)
+        let probes = zip(limits, limits.dropFirst()).count { $0 == 1 && $1 == 2 }
+        #expect(probes <= 12, "\(probes) probes")
+        #expect(run.backend.mostWaiting <= 1)
+    }
+
     @Test func aMachineWhoseSpeedVariesKeepsItsSlots() {
         // Eight slots on a machine that shares its cores: its speed changes
         // every second (half speed or less one second in four). Every request

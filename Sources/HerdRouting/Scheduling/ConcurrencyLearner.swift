@@ -82,7 +82,10 @@ import HerdBounds
 ///   answers while the backend has room), else by 1/(4 × limit) — 1/(16 × limit) while that would reach a
 ///   concurrency where a request was last seen waiting (probing there costs
 ///   a request waiting inside, so it is done rarely; a wait is forgotten after
-///   eight good answers at its concurrency or 32 just below it).
+///   eight good answers at its concurrency or 32 just below it). Each probe
+///   in a row that meets a wait again halves that rate and doubles that
+///   memory, up to 8×: slots rarely change, and on a one-slot server every
+///   probe is a whole answer's wait.
 /// - Requests that did not fill the limit say nothing about it.
 /// - Beside other models (their requests on the node at its send), an
 ///   answer's time cannot rule a wait out: it proves served at once only
@@ -184,6 +187,17 @@ struct ConcurrencyLearner: Equatable, Sendable {
     static let corroboration = 4
     private var corroborated: Bool { suspectAt.map { observed - $0 <= ConcurrencyLearner.corroboration } ?? false }
     private var goodSinceWait = 0
+    /// The concurrency the limit last grew to at or past where a request was
+    /// seen waiting (a probe), and how many probes in a row found a wait
+    /// again: each halves how fast the limit grows near a wait and doubles
+    /// how long a wait is remembered (up to 8×). A backend's slots rarely
+    /// change, and each probe of one above them costs a request waiting
+    /// inside — on a one-slot server, a whole answer's time, every 16 answers.
+    private var probeAt: Int?
+    private var lastWait: Int?
+    private var refound = 0
+    private var forgetAfter: Int { 32 << Swift.min(refound, 3) }
+    private var nearStep: Double { Double(16 << Swift.min(refound, 3)) }
     /// The backend reports its queue (`gauged`): its word replaces inference from timings.
     private(set) var gauges = false
     /// Herd's requests the backend served at the last reading, when requests waited in it.
@@ -341,7 +355,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             // below it 32 times: a wait that cut the limit to one below it is
             // not tested again there, and must not slow growth for ever): forget the wait.
             goodSinceWait += k >= at ? 4 : 1
-            if goodSinceWait >= 32 { waitedAt = nil }
+            if goodSinceWait >= forgetAfter { waitedAt = nil }
         }
         // The limit did not bind, or nothing can tell a wait from a long answer yet
         // (in slow start, an overtaking or an end well inside the least time alone proves service alongside even so).
@@ -371,7 +385,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
             if estimate < proven { estimate = min(cap, proven, estimate + Swift.min(Double(k), ConcurrencyLearner.slowStartStep)) }
             return false
         }
-        estimate = min(cap, estimate + 1 / ((near ? 16 : 4) * Double(limit)))
+        estimate = min(cap, estimate + 1 / ((near ? nearStep : 4) * Double(limit)))
+        grew()
         return false
     }
 
@@ -402,11 +417,12 @@ struct ConcurrencyLearner: Equatable, Sendable {
         guard inFlight >= limit, running >= limit else { return }
         if let at = waitedAt, inFlight >= at {
             goodSinceWait += 4
-            if goodSinceWait >= 32 { waitedAt = nil }
+            if goodSinceWait >= forgetAfter { waitedAt = nil }
         }
         // Slow start doubles (a batching server of hundreds is found in a few beats).
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
-        estimate = min(cap, slowStart ? max(estimate + 1, 2 * estimate) : estimate + 1 / ((near ? 16 : 4) * Double(limit)))
+        estimate = min(cap, slowStart ? max(estimate + 1, 2 * estimate) : estimate + 1 / ((near ? nearStep : 4) * Double(limit)))
+        grew()
     }
 
     /// The limit a request had to fill to prove it binding: the one of its
@@ -430,9 +446,21 @@ struct ConcurrencyLearner: Equatable, Sendable {
             let floor = slowStart || told ? estimate / 2 : estimate - 1
             estimate = max(1, min(estimate, max(Double(k - 1), floor)))
         }
+        if let probe = probeAt, k <= probe { refound += 1 }
+        probeAt = nil
+        lastWait = k
         waitedAt = min(waitedAt ?? k, k)
         goodSinceWait = 0
         slowStart = false
+    }
+
+    /// The limit grew: at or past the last wait it probes; past a probe with no wait met, the slots grew.
+    private mutating func grew() {
+        if let probe = probeAt, limit > probe {
+            probeAt = nil
+            refound = 0
+        }
+        if probeAt == nil, let wait = lastWait, limit >= wait { probeAt = limit }
     }
 
     /// How much slower than the fit expects the node served the requests
