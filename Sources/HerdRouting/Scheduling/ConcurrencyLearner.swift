@@ -446,7 +446,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
             let floor = slowStart || told ? estimate / 2 : estimate - 1
             estimate = max(1, min(estimate, max(Double(k - 1), floor)))
         }
-        if let probe = probeAt, k <= probe { refound += 1 }
+        if let probe = probeAt, k <= probe { refound = Swift.min(refound + 1, 3) }
         probeAt = nil
         lastWait = k
         waitedAt = min(waitedAt ?? k, k)
