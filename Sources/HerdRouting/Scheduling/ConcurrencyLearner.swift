@@ -195,9 +195,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// inside — on a one-slot server, a whole answer's time, every 16 answers.
     private var probeAt: Int?
     private var lastWait: Int?
+    /// 0 to 3.
     private var refound = 0
-    private var forgetAfter: Int { 32 << Swift.min(refound, 3) }
-    private var nearStep: Double { Double(16 << Swift.min(refound, 3)) }
+    private var forgetAfter: Int { 32 << refound }
+    private var nearStep: Double { Double(16 << refound) }
     /// The backend reports its queue (`gauged`): its word replaces inference from timings.
     private(set) var gauges = false
     /// Herd's requests the backend served at the last reading, when requests waited in it.
@@ -621,8 +622,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// for, and other models on the node only lengthen that): all were
     /// running when its service began.
     private func servedAtOnce(_ s: Sample, concurrency k: Int) -> Int {
-        guard let sent = s.sentAt, let end = s.endedAt, let least = fit.leastMs(prompt: s.promptTokens, completion: s.completionTokens),
-              least.isFinite else { return Swift.min(k, s.overtook + 1) }
+        guard let sent = s.sentAt, let end = s.endedAt,
+              let least = fit.leastMs(prompt: s.promptTokens, completion: s.completionTokens) else { return Swift.min(k, s.overtook + 1) }
         let since = end - 0.6 * least
         let ended = recentEnds.dropLast().count { $0.sent < sent && $0.end > sent && $0.end < end && $0.end > since }
         return Swift.min(k, s.overtook + 1 + ended)
