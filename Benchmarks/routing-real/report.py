@@ -40,6 +40,21 @@ for router in args.routers.split():
           f"{len(errors):>8}   " + " ".join(f"{k}:{v}" for k, v in sorted(split.items())))
     for e in errors[:3]:
         print(f"    error: status {e['status']} {e['error']}")
+    stats_path = os.path.join(args.work, f"simstats-{args.seed}-{router}.jsonl")
+    if os.path.exists(stats_path):
+        machines = []
+        for line in open(stats_path):
+            try:
+                machines.append(json.loads(line))
+            except ValueError:
+                continue
+        parts = []
+        for m in sorted(machines, key=lambda m: m.get("name", "")):
+            waited = m.get("waited", 0)
+            mean_wait = m.get("waited_s", 0.0) / waited if waited else 0.0
+            parts.append(f"{m.get('name', '?')} {waited}/{m.get('served', 0)} ({mean_wait:.1f} s, at most {m.get('most_waiting', 0)})")
+        if parts:
+            print("    waited inside for a slot (requests, mean wait, most at once): " + ", ".join(parts))
     models = sorted({r.get("model", "") for r in results})
     if len(models) > 1:
         for model in models:

@@ -29,7 +29,9 @@
 #        COLD: models not loaded at start on any machine (each machine's
 #          first request for one waits LOAD_MS, 3000).
 # Prints per router: mean, p50, p95, p99 (seconds, send → last byte), errors,
-# requests per machine; for herd, its learned limit per machine over time
+# requests per machine, and what waited inside each machine for a slot (how
+# many, their mean wait, the most at once: the simulated servers count it);
+# for herd, its learned limit per machine over time
 # (from /api/v1/queues every second); last lines:
 #   herd p95 / best baseline p95 = X
 #   herd p50 / best baseline p50 = Y
@@ -68,7 +70,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/result-*.json "$work"/limits-*.log "$KEEP"/ 2>/dev/null || true; fi
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/result-*.json "$work"/limits-*.log "$work"/simstats-*.jsonl "$KEEP"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -206,6 +208,8 @@ for seed in $SEEDS; do
   for router in $ROUTERS; do
     start_sims
     "run_$router" "$seed"
+    # What each machine saw: requests that waited inside it for a slot.
+    for s in $(servers); do curl -s "http://$s/sim/stats" || true; echo; done > "$work/simstats-$seed-$router.jsonl"
     stop "${sims[@]}"
   done
   python3 $here/report.py --seed "$seed" --rate "$RATE" --fleet "$FLEET" --work "$work" --routers "$ROUTERS"

@@ -92,6 +92,10 @@ class Job:
 waiting = []
 active = []
 loading = {}  # model -> time its load ends
+# What the machine saw, for the benchmark's table (GET /sim/stats): requests
+# served, how many waited inside for a slot and for how long, and the most
+# that waited at once per model.
+stats = {"name": args.name, "slots": args.slots, "served": 0, "waited": 0, "waited_s": 0.0, "most_waiting": 0}
 
 
 def admit(now):
@@ -99,12 +103,21 @@ def admit(now):
     for job in active:
         busy[job.model] = busy.get(job.model, 0) + 1
     # Each model's queue in order; one model's full slots do not hold another's requests.
+    queued = {}
+    for job in waiting:
+        queued[job.model] = queued.get(job.model, 0) + 1
+    stats["most_waiting"] = max([stats["most_waiting"]] + [max(0, n - max(0, args.slots - busy.get(m, 0))) for m, n in queued.items()])
     for job in list(waiting):
         if busy.get(job.model, 0) >= args.slots:
             continue
         busy[job.model] = busy.get(job.model, 0) + 1
         waiting.remove(job)
         job.started = now
+        stats["served"] += 1
+        # Waited for a slot: more than a tick in the queue (a request admitted at the next tick did not).
+        if now - job.arrived > 2 * TICK:
+            stats["waited"] += 1
+            stats["waited_s"] += now - job.arrived
         if job.model not in loaded:
             end = loading.setdefault(job.model, now + args.load_ms / 1000)
             job.load_ms = max(0.0, end - now) * 1000
@@ -285,6 +298,8 @@ async def handle(reader, writer):
                 await write_json(writer, 200, {"version": "0.0.0-sim"})
             elif method == "GET" and path == "/v1/models":
                 await write_json(writer, 200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "sim"} for m in models]})
+            elif method == "GET" and path == "/sim/stats":
+                await write_json(writer, 200, stats)
             elif method == "GET" and path == "/metrics" and args.gauges != "none":
                 if args.gauges == "vllm":
                     names = ('vllm:num_requests_running{model_name="%s"}' % models[0], 'vllm:num_requests_waiting{model_name="%s"}' % models[0])
