@@ -123,6 +123,24 @@ import Testing
         #expect(learner.limit == 8, "an answer served alongside taken for a wait: \(learner.limit)")
     }
 
+    @Test func slowStartNeverTakesAFourSlotBackendPastEight() {
+        // Open loop at about 90 % of four slots, answers alone: at a limit of
+        // 8 a request waits about half a service inside, within what the
+        // prior batch slowdown allows, and one answer that hid its wait
+        // doubled the limit to 16 — in 8 of these 40 runs, 6 to 12 requests
+        // waiting inside at once. From 8 on, slow start grows only by what
+        // answers' order proves served at once, and that never passes the slots.
+        var overshoots: [String] = []
+        for seed in UInt64(1)...40 {
+            var run = LearnerRun(backend: VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06),
+                                 learner: ConcurrencyLearner(prior: 2), seed: seed)
+            run.open(rate: 2.3, seconds: 120)
+            let top = run.limits.map(\.1).max() ?? 0
+            if top > 8 || run.backend.mostWaiting > 4 { overshoots.append("seed \(seed): limit \(top), \(run.backend.mostWaiting) waiting") }
+        }
+        #expect(overshoots.isEmpty, "\(overshoots)")
+    }
+
     @Test(arguments: [false, true])
     func aOneSlotBackendNeverHoldsMoreThanOneWaiting(streamed: Bool) {
         var run = LearnerRun(backend: VirtualBackend(slots: 1, tokenMs: 100), learner: ConcurrencyLearner(prior: 2))

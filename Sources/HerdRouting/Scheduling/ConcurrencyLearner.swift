@@ -92,6 +92,12 @@ import HerdBounds
 ///   what its order says: itself, what it overtook, and the requests ahead
 ///   that ended well inside its time alone. That must fill the limit, or in slow start
 ///   pass half of it (the limit goes to twice what it proves).
+/// - So does slow start from a limit of 8 on, without the backend's own
+///   account: at twice a 4-slot backend's slots a request waits about half
+///   a service, inside the allowance `1 + σ(k − 1)` × 1.5 of a σ still at
+///   its prior, and one answer that hid it doubled the limit to 16 (8 of 40
+///   seeded runs in virtual time; on real processes 9 requests waited inside
+///   at once). What order proves never passes the slots.
 /// - Growth needs the fit (three answers that did not wait): until then
 ///   nothing could tell a wait from a long answer. Two things prove service
 ///   alongside even so: an answer that overtook n requests sent before it
@@ -366,9 +372,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // served at once only what its order says (`servedAtOnce`). That must fill the
         // limit, or in slow start pass half of it (the limit then goes to
         // twice what it proves): a slow start that doubled on any answer that
-        // overtook one, waits included, took a 4-slot backend to 80.
-        let proof = mixed ? servedAtOnce(s, concurrency: k) : k
-        guard proof >= binding(s.limitAtSend) || (slowStart && mixed && 2 * proof > limit) else { return false }
+        // overtook one, waits included, took a 4-slot backend to 80. So in
+        // slow start from 8 on, when the backend does not say it did not wait.
+        let byOrder = mixed || (slowStart && s.queuedInsideMs == nil && limit >= 8)
+        let proof = byOrder ? servedAtOnce(s, concurrency: k) : k
+        guard proof >= binding(s.limitAtSend) || (slowStart && byOrder && 2 * proof > limit) else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
         guard !corroborated else { return false }
         // Growth needs proof of service alongside the others: the backend's
