@@ -163,7 +163,8 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
             return load
         }
         let fleet = [machine("fast", loaded: ["m:8b"]), machine("slow", loaded: ["m:8b"])]
-        let (decision, card) = decide(fleet, load: load(slowMsPerToken: 40))
+        // (CPU machines: a full batch of 4 costs the fast one's requests +50 % per stream, 40 ms per token.)
+        let (decision, card) = decide(fleet, load: load(slowMsPerToken: 60))
         guard case let .route(r) = decision else { Issue.record("the slower one with room"); return }
         #expect(r.node == "slow")
         let fast = card.candidates.first { $0.node == "fast" }
@@ -216,11 +217,17 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         guard case let .route(c) = decide(fleet, load: load).0 else { Issue.record("no route"); return }
         #expect(c.node == "fast")
         #expect(abs(c.breakdown.decode - 100 * 10) < 1, "the measured mean output (100 tokens) × 10 ms")
-        // Joining a batch of 8 on the fast one costs more per token (the prior shape: +25 % per stream) …
+        // Joining a batch of 8 on the fast one costs more per token (the prior shape on a CPU: +50 % per stream) …
         load.inFlightBy["fast/m:8b"] = 7
         load.limitBy["fast/m:8b"] = 16
         guard case let .route(d) = decide(fleet, load: load).0 else { Issue.record("no route"); return }
-        #expect(d.node == "fast" && abs(d.breakdown.decode - 100 * 10 * (1 + 0.25 * 7)) < 1, "still 2.75× better than the slow one")
+        #expect(d.node == "fast" && abs(d.breakdown.decode - 100 * 10 * (1 + 0.5 * 7)) < 1, "still 2.2× better than the slow one")
+        // … +25 % on a GPU that holds the model.
+        var gpu = machine("fast", loaded: ["m:8b"])
+        gpu.heartbeat.backends[0].loaded[0].vramBytes = 4_000_000_000
+        let gpus = [machine("slow", loaded: ["m:8b"]), gpu]
+        guard case let .route(g) = decide(gpus, load: load).0 else { Issue.record("no route"); return }
+        #expect(g.node == "fast" && abs(g.breakdown.decode - 100 * 10 * (1 + 0.25 * 7)) < 1)
         load.limitBy["fast/m:8b"] = 64
         load.inFlightBy["fast/m:8b"] = 40
         #expect(routedNode(decide(fleet, load: load)) == "slow", "… until the batch makes it slower than the idle machine")
@@ -592,6 +599,81 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
                                                completionTokens: 10, ttftMs: 1, durationMs: 2, streamed: true))
         #expect(rates.slot(SlotKey("c", "m:8b")) == nil)
         #expect(rates.model("m:8b")?.fastestDecode?.intercept == 10)
+    }
+
+    /// A backend queues a request before its first token, never after: the
+    /// time after a stream's first byte is decoding even when it waited for a
+    /// slot (a slow CPU box whose batch slowdown the learner took for waits
+    /// never learned that slowdown, and stayed at the prior's).
+    @Test func aStreamThatWaitedForASlotStillTeachesItsDecode() {
+        var rates = LearnedRates()
+        let slot = SlotKey("a", "m:8b")
+        var waited = LearnedRates.Observation(slot: slot, ok: true, generates: true, batch: 2, promptTokens: 100, completionTokens: 101,
+                                              ttftMs: 5_000, durationMs: 7_000, streamed: true)
+        waited.waitedInside = true
+        rates.observe(waited)
+        #expect(rates.slot(slot)?.decode.samples == 1)
+        #expect(rates.slot(slot)?.decode.msPerToken(batch: 2) == 20)
+        #expect(rates.slot(slot)?.prefillMsPerToken.value == nil, "its first byte includes the wait: no prefill rate from it")
+        // A whole answer that waited: its time cannot be split, nothing is learned of its decode.
+        let b = SlotKey("b", "m:8b")
+        var whole = LearnedRates.Observation(slot: b, ok: true, generates: true, batch: 2, promptTokens: 100, completionTokens: 100,
+                                             ttftMs: 7_000, durationMs: 7_000, streamed: false)
+        whole.waitedInside = true
+        rates.observe(whole)
+        #expect((rates.slot(b)?.decode.samples ?? 0) == 0)
+    }
+
+    /// The node's line shape (what a model it has not run yet is expected to
+    /// lose per request beside it) comes from a slope fitted over batch sizes,
+    /// not from the prior's shape a single batch size keeps.
+    @Test func aNodesLineShapeIsLearnedOnlyFromAFittedSlope() {
+        var rates = LearnedRates()
+        let slot = SlotKey("a", "m:8b")
+        func observe(msPerToken: Double, batch: Double) {
+            var o = LearnedRates.Observation(slot: slot, ok: true, generates: true, batch: 1, promptTokens: 100, completionTokens: 100,
+                                             ttftMs: 100, durationMs: 100 + msPerToken * 100, streamed: true, backendDecodeMs: msPerToken * 100,
+                                             weightBytes: 4_000_000_000)
+            o.meanBatch = batch
+            rates.observe(o)
+        }
+        observe(msPerToken: 10, batch: 1)
+        #expect(rates.node("a")?.decodeBytesPerMs.value == 400_000_000, "its speed is measured")
+        #expect(rates.node("a")?.slopeRatio.value == nil, "its shape is not: one batch size")
+        observe(msPerToken: 30, batch: 3)
+        let ratio = try? #require(rates.node("a")?.slopeRatio.value)
+        #expect(abs((ratio ?? 0) - 1) < 0.01, "10 ms alone, 30 at three: each request beside it adds 10 ms, the whole single-stream cost")
+    }
+
+    /// A request shares its decode with every request on its node while it
+    /// runs, those sent after it included: the batch it is learned at is
+    /// the mean over its time, not the count when it was sent.
+    @Test func aDecodeIsLearnedAtTheMeanBatchOverItsTime() {
+        var h = SchedulerHarness()
+        var settings = Scheduler.Settings.perRequest
+        settings.maxConcurrencyPerModel = 2
+        h.scheduler = Scheduler(settings: settings)
+        #expect(h.route(1).map(\.routedID) == [1])
+        _ = h.advance(by: 1_000)
+        #expect(h.route(2).map(\.routedID) == [2])
+        _ = h.advance(by: 1_000)
+        // Request 1 ran 2 s: alone for one, beside request 2 for the other — a mean batch of 1.5.
+        h.scheduler.result(RouteResult(id: 1, node: "a", model: "m:1b", outcome: .ok, status: 200, ttftMilliseconds: 500,
+                                       durationMilliseconds: 2_000, promptTokens: 100, completionTokens: 50,
+                                       backendPromptMilliseconds: 500, backendDecodeMilliseconds: 1_500,
+                                       upstreamTtftMilliseconds: 500, upstreamMilliseconds: 2_000),
+                           from: SchedulerHarness.p1, fleet: h.fleet, now: h.now, into: &h.actions)
+        let line = h.scheduler.rates.slot(SlotKey("a", "m:1b"))?.decode.line
+        // 30 ms per token at batch 1.5, in the prior's shape (+25 % per stream): 30 ÷ 1.125 alone.
+        #expect(abs((line?.intercept ?? 0) - 30 / 1.125) < 0.01, "learned at batch 1 it would be 30")
+        var occupancy = Occupancy()
+        _ = occupancy.occupy(SlotKey("n", "m"), now: 0, expectedEnd: 10)
+        _ = occupancy.occupy(SlotKey("n", "other"), now: 500, expectedEnd: 10)
+        #expect(occupancy.area(node: "n", now: 1_000) == 1_500)
+        occupancy.release(SlotKey("n", "m"), sentAt: 0, expectedEnd: 10, now: 1_000)
+        #expect(occupancy.area(node: "n", now: 2_000) == 2_500)
+        occupancy.release(SlotKey("n", "other"), sentAt: 500, expectedEnd: 10, now: 2_000)
+        #expect(occupancy.area(node: "n", now: 3_000) == 0, "an idle node keeps no reading")
     }
 
     @Test func failuresDecayWithAHalfLife() {

@@ -30,6 +30,8 @@ struct Occupancy {
     private(set) var slots: [SlotKey: SlotLoad] = [:]
     /// Requests in flight per node, all models.
     private var nodes: [String: Int] = [:]
+    /// Per node with requests in flight: requests × ms summed since its first, and up to when.
+    private var nodeArea: [String: (area: Double, at: UInt64)] = [:]
     private var routed: [SlotKey: RouteHistory] = [:]
     private var counter: UInt64 = 0
 
@@ -38,6 +40,19 @@ struct Occupancy {
     func inFlight(_ slot: SlotKey) -> Int { slots[slot]?.count ?? 0 }
 
     func inFlight(node: String) -> Int { nodes[node] ?? 0 }
+
+    /// Requests × ms in flight on `node` up to `now` (since its current busy
+    /// spell began): the difference of two readings over their interval is
+    /// the mean batch between them.
+    func area(node: String, now: UInt64) -> Double {
+        guard let a = nodeArea[node] else { return 0 }
+        return a.area + Double(nodes[node] ?? 0) * Double(now > a.at ? now - a.at : 0)
+    }
+
+    private mutating func advance(node: String, now: UInt64) {
+        let area = area(node: node, now: now)
+        nodeArea[node] = (area, max(now, nodeArea[node]?.at ?? now))
+    }
 
     /// The soonest expected end of a request in flight on `slot`.
     func soonestEnd(_ slot: SlotKey) -> UInt64? { slots[slot]?.ends.min() }
@@ -75,6 +90,7 @@ struct Occupancy {
         load.ends.append(expectedEnd)
         load.sents.append(now)
         slots[slot] = load
+        advance(node: slot.node, now: now)
         nodes[slot.node, default: 0] += 1
         counter += 1
         routed[slot, default: RouteHistory()].last = counter
@@ -83,12 +99,15 @@ struct Occupancy {
     }
 
     /// A request sent at `sentAt` and expected at `expectedEnd` left `slot`.
-    mutating func release(_ slot: SlotKey, sentAt: UInt64, expectedEnd: UInt64) {
+    /// `now`: when (nil: a release whose time the caller does not know, at the latest time seen).
+    mutating func release(_ slot: SlotKey, sentAt: UInt64, expectedEnd: UInt64, now: UInt64?) {
         guard var load = slots[slot] else { return }
+        advance(node: slot.node, now: now ?? nodeArea[slot.node]?.at ?? 0)
         load.count -= 1
         if let i = load.ends.firstIndex(of: expectedEnd) { load.ends.remove(at: i) }
         if let i = load.sents.firstIndex(of: sentAt) { load.sents.remove(at: i) }
         slots[slot] = load.count > 0 ? load : nil
         if let n = nodes[slot.node] { nodes[slot.node] = n > 1 ? n - 1 : nil }
+        if nodes[slot.node] == nil { nodeArea[slot.node] = nil } // nothing in flight holds a reading
     }
 }

@@ -140,6 +140,7 @@ extension Scheduler {
         entry.expectedEnd = now.addingSaturated(UInt64(saturating: max(1, own.rounded())))
         entry.limitAtSend = learning.limit(slot)
         (entry.concurrency, entry.nodeBatch) = occupancy.occupy(slot, now: now, expectedEnd: entry.expectedEnd)
+        entry.nodeAreaAtSend = occupancy.area(node: slot.node, now: now)
         if candidate.temperature != .hot { loads.started(slot, expectedMs: candidate.breakdown.load, now: now) }
         entry.slot = slot
         entry.chosen = candidate
@@ -309,10 +310,10 @@ extension Scheduler {
     }
 
     /// Frees the entry's slot.
-    mutating func release(_ entry: inout Entry) {
+    mutating func release(_ entry: inout Entry, now: UInt64? = nil) {
         guard let slot = entry.slot else { return }
         entry.slot = nil
-        occupancy.release(slot, sentAt: entry.sentAt, expectedEnd: entry.expectedEnd)
+        occupancy.release(slot, sentAt: entry.sentAt, expectedEnd: entry.expectedEnd, now: now)
     }
 
     package func limit(_ slot: SlotKey) -> Int {
@@ -334,6 +335,7 @@ extension Scheduler: RoutingLoad {
     package func queuedAhead(_ slot: SlotKey) -> Int { waiting.perSlot[slot] ?? 0 }
 
     package func nodeInFlight(_ node: String) -> Int { occupancy.inFlight(node: node) }
+
 
     package func drainMs(node: String, except model: String?, now: UInt64) -> Double {
         var latest = 0.0

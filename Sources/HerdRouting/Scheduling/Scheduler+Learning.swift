@@ -40,6 +40,11 @@ extension Scheduler {
                 backendDecodeMs: timings.decodeMs, backendLoadMs: timings.loadMs,
                 modelBytes: entry.chosen?.temperature == .hot ? 0 : weights(of: entry), weightBytes: weights(of: entry))
             observation.waitedInside = waited
+            // The batch its decode shared: the node's mean in flight over its time (requests sent after it slowed it too).
+            if now > entry.sentAt {
+                let mean = (occupancy.area(node: slot.node, now: now) - entry.nodeAreaAtSend) / Double(now - entry.sentAt)
+                if mean.isFinite, mean >= 1 { observation.meanBatch = mean }
+            }
             if WorkKind(path: entry.request.path) != .chat { observation.workUnits = entry.request.workUnits }
             learning.rates.observe(observation)
             loads.ended(slot)

@@ -233,7 +233,7 @@ extension Scheduler {
         entry.decision?.id = use.request.id
         if let slot = entry.slot { affinities.remember(session: use.request.session, prefix: use.request.prefix, slot: slot) }
         learn(from: result, entry, now: now)
-        release(&entry)
+        release(&entry, now: now)
         actions.append(.finished(FinishedRequest(result: result, request: use.request, decision: entry.decision, card: entry.card,
                                                  concurrency: entry.nodeBatch, ticket: true)))
         dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false)
@@ -262,7 +262,7 @@ extension Scheduler {
             guard var entry = tickets.take(TicketKey(proxy: proxy, ticket: id)) else { continue }
             tickets.counts.returned += 1
             tickets.expired(entry, of: proxy)
-            release(&entry)
+            release(&entry, now: now)
             freed = true
         }
         if freed { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }

@@ -156,6 +156,8 @@ package struct Scheduler {
         var limitAtSend = 0
         /// Requests in flight on its node, all models, when it was sent (the batch its decode joined).
         var nodeBatch = 0
+        /// The node's requests × ms in flight when it was sent (`Occupancy.area`): at its end, the mean batch it shared.
+        var nodeAreaAtSend = 0.0
         /// Its STARTED taught the learner (its RESULT does not again).
         var startCounted = false
         /// When it was sent and when it is expected to end (ms).
@@ -304,7 +306,7 @@ package struct Scheduler {
             }
             loads.ended(slot)
         }
-        release(&entry)
+        release(&entry, now: now)
         entry.excluded.insert(retry.node)
         entry.retries += 1
         if entry.retries > settings.maxRetries {
@@ -354,7 +356,7 @@ package struct Scheduler {
             // The proxy routed a local one itself (it stopped waiting for
             // control): control's own answer, if one came late, was not used.
             if !result.local { learn(from: result, entry, now: now) }
-            release(&entry)
+            release(&entry, now: now)
             unqueue(key, &entry)
             if result.local {
                 actions.append(.finished(FinishedRequest(result: result, request: entry.request)))
@@ -395,7 +397,7 @@ package struct Scheduler {
     package mutating func cancel(id: UInt64, from proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         let key = RequestKey(proxy: proxy, id: id)
         guard var entry = entries.removeValue(forKey: key) else { return }
-        release(&entry)
+        release(&entry, now: now)
         unqueue(key, &entry)
         recentlyRefused[key] = entry
         trimRecentlyRefused()
@@ -406,7 +408,7 @@ package struct Scheduler {
     package mutating func proxyGone(_ proxy: ProxyKey, fleet: [FleetNode], now: UInt64, into actions: inout [SchedulerAction]) {
         for key in entries.keys where key.proxy == proxy {
             guard var entry = entries.removeValue(forKey: key) else { continue }
-            release(&entry)
+            release(&entry, now: now)
             unqueue(key, &entry)
         }
         recentlyRefused = recentlyRefused.filter { $0.key.proxy != proxy }

@@ -42,15 +42,21 @@ import HerdWire
 ///   share its memory bandwidth and compute), + 1; the limit when it must
 ///   wait; 1 after a drain. The line
 ///   `ms(b) = a + c·(b − 1)` fitted to measured `eval_duration ÷ eval_count`
-///   at the batch each request ran in (`DecodeCurve`) — the backend's figure
-///   when believable (`BackendTimings`: not zero, not faster than 10,000
-///   tokens/s, not longer than the request), else herd's own: a stream's time
-///   after its first byte, or a whole answer's time less its expected
-///   prefill, from requests the concurrency learner found did not wait inside
-///   the backend. The header names the source (`rates=backend|herd|node|fleet|prior`). Prior: decoding is
+///   at the batch each request ran in — the node's mean in flight over the
+///   request's time, those sent after it included (`DecodeCurve`) — the
+///   backend's figure when believable (`BackendTimings`: not zero, not
+///   faster than 10,000 tokens/s, not longer than the request), else herd's
+///   own: a stream's time after its first byte (a backend queues before the
+///   first token, so even a stream that waited for a slot), or a whole
+///   answer's time less its expected prefill, from answers the concurrency
+///   learner found did not wait inside the backend. The header names the
+///   source (`rates=backend|herd|node|fleet|prior`). Prior: decoding is
 ///   memory-bound, so `a = weights ÷ bandwidth` with 300 GB/s on a GPU that
 ///   holds the model and 40 GB/s otherwise (33 ms when the size is unknown),
-///   and `c = 0.25 a`. Expected output tokens: the measured mean for the
+///   and `c = 0.25 a` on a GPU, `0.5 a` on a CPU (requests share its cores;
+///   batching gains little there). Until requests ran at two batch sizes the
+///   line keeps the node's measured shape (`c ÷ a` from slopes fitted on
+///   its other models), else the prior's. Expected output tokens: the measured mean for the
 ///   model (fleet-wide), lowered to the client's own limit (`num_predict`,
 ///   `max_tokens`); prior 256, × 4 (a setting) for a thinking model until
 ///   measured; 0 for embeddings.
@@ -131,6 +137,9 @@ package enum CompletionTimeModel {
         package static let unknownMsPerToken = 33.0
         /// Each stream already running adds this share of the single-stream cost.
         package static let batchSlowdown = 0.25
+        /// The same on a CPU (no GPU holds the model): requests share its cores, batching gains little.
+        package static let cpuBatchSlowdown = 0.5
+        package static func batchSlowdown(onGPU: Bool) -> Double { onGPU ? batchSlowdown : cpuBatchSlowdown }
         /// Prompt tokens read per generated token's time.
         package static let gpuPrefillSpeedup = 50.0
         package static let cpuPrefillSpeedup = 8.0
@@ -267,11 +276,13 @@ package enum CompletionTimeModel {
 
     /// ms per generated token when joining `batch` requests, and where that figure came from.
     package static func decodeRate(_ inputs: Inputs, batch: Int) -> (ms: Double, source: RateSource) {
-        if let slot = inputs.slot, let measured = slot.decode.msPerToken(batch: batch) { return (measured, slot.decodeSource) }
+        if let slot = inputs.slot, let line = slot.decode.line(shape: inputs.node?.slopeRatio.value ?? Priors.batchSlowdown(onGPU: inputs.onGPU)) {
+            return (line.msPerToken(batch: batch), slot.decodeSource)
+        }
         if let line = nodeDecodeLine(inputs) { return (line.msPerToken(batch: batch), .node) }
         if inputs.inFlight == 0, let line = inputs.model?.fastestDecode { return (line.msPerToken(batch: batch), .fleet) }
         let a = priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
-        return (a * (1 + Priors.batchSlowdown * Double(max(0, batch - 1))), .prior)
+        return (a * (1 + Priors.batchSlowdown(onGPU: inputs.onGPU) * Double(max(0, batch - 1))), .prior)
     }
 
     /// ms per prompt token.
@@ -288,7 +299,7 @@ package enum CompletionTimeModel {
     static func nodeDecodeLine(_ inputs: Inputs) -> DecodeLine? {
         guard inputs.modelBytes > 0, let node = inputs.node, let bytesPerMs = node.decodeBytesPerMs.value, bytesPerMs > 0 else { return nil }
         let a = Double(inputs.modelBytes) / bytesPerMs
-        return DecodeLine(intercept: a, slope: a * (node.slopeRatio.value ?? Priors.batchSlowdown))
+        return DecodeLine(intercept: a, slope: a * (node.slopeRatio.value ?? Priors.batchSlowdown(onGPU: inputs.onGPU)))
     }
 
     /// ms to load the model cold.

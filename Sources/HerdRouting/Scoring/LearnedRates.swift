@@ -35,8 +35,15 @@ package struct DecodeCurve: Equatable, Sendable {
     /// A request that generated at `msPerToken` while `batch` requests (itself
     /// included) were in flight on its node:model.
     package mutating func add(msPerToken: Double, batch: Int) {
-        guard msPerToken.isFinite, msPerToken > 0, batch >= 1 else { return }
-        let x = Double(batch - 1)
+        guard batch >= 1 else { return }
+        add(msPerToken: msPerToken, meanBatch: Double(batch))
+    }
+
+    /// A request that generated at `msPerToken` while on average `meanBatch`
+    /// requests (itself included) were in flight on its node over its time.
+    package mutating func add(msPerToken: Double, meanBatch: Double) {
+        guard msPerToken.isFinite, msPerToken > 0, meanBatch.isFinite, meanBatch >= 1 else { return }
+        let x = min(meanBatch, 1e6) - 1
         let f = DecodeCurve.forgetting
         sw = sw * f + 1
         sx = sx * f + x
@@ -46,12 +53,23 @@ package struct DecodeCurve: Equatable, Sendable {
         samples += 1
     }
 
+    /// The samples spread over batch sizes enough to fit a slope (else the line keeps the prior's shape).
+    package var slopeFitted: Bool {
+        guard sw > 0 else { return false }
+        let meanX = sx / sw
+        return sxx / sw - meanX * meanX > DecodeCurve.minSpread
+    }
+    static let minSpread = 0.05
+
     /// The fitted line, or nil before any sample.
-    package var line: DecodeLine? {
+    package var line: DecodeLine? { line(shape: priorSlopeRatio) }
+
+    /// The fitted line; with one batch size seen, through the mean in `shape` (slope ÷ intercept).
+    package func line(shape priorSlopeRatio: Double) -> DecodeLine? {
         guard sw > 0 else { return nil }
         let meanX = sx / sw, meanY = sy / sw
         let spread = sxx / sw - meanX * meanX
-        if spread > 0.05 {
+        if spread > DecodeCurve.minSpread {
             let slope = max(0, (sxy / sw - meanX * meanY) / spread)
             let intercept = meanY - slope * meanX
             if intercept > 0 { return DecodeLine(intercept: intercept, slope: slope) }
@@ -236,6 +254,9 @@ package struct LearnedRates: Equatable, Sendable {
         package var generates: Bool
         /// Requests in flight on the node:model when it was sent, itself included.
         package var batch: Int
+        /// Requests in flight on the node on average over its time, itself
+        /// included (the batch its decode shared), when known; else `batch`.
+        package var meanBatch: Double?
         package var promptTokens: Int
         package var completionTokens: Int
         /// The backend's time to first byte and its whole time (herd's queue excluded), ms.
@@ -320,16 +341,16 @@ package struct LearnedRates: Equatable, Sendable {
         // prefill (and load) — when it did not wait inside the backend.
         if o.generates, o.completionTokens >= 2 {
             if let ms = o.backendDecodeMs, ms > 0 {
-                slot.decode.add(msPerToken: ms / Double(o.completionTokens), batch: o.batch)
+                slot.decode.add(msPerToken: ms / Double(o.completionTokens), meanBatch: o.meanBatch ?? Double(o.batch))
                 slot.decodeSource = .backend
-            } else if !o.waitedInside, o.streamed, o.durationMs > o.ttftMs {
-                slot.decode.add(msPerToken: (o.durationMs - o.ttftMs) / Double(o.completionTokens - 1), batch: o.batch)
+            } else if o.streamed, o.durationMs > o.ttftMs {
+                slot.decode.add(msPerToken: (o.durationMs - o.ttftMs) / Double(o.completionTokens - 1), meanBatch: o.meanBatch ?? Double(o.batch))
                 slot.decodeSource = .herd
             } else if !o.waitedInside, !o.streamed {
                 let prefill = Double(o.promptTokens) * (slot.prefillMsPerToken.value ?? 0)
                 let decodeMs = o.durationMs - loadMs - prefill
                 if decodeMs > 0 {
-                    slot.decode.add(msPerToken: decodeMs / Double(o.completionTokens), batch: o.batch)
+                    slot.decode.add(msPerToken: decodeMs / Double(o.completionTokens), meanBatch: o.meanBatch ?? Double(o.batch))
                     slot.decodeSource = .herd
                 }
             }
@@ -339,7 +360,8 @@ package struct LearnedRates: Equatable, Sendable {
         if weights > 0, let line = slot.decode.line, line.intercept > 0 {
             var node = nodes[o.slot.node] ?? NodeRates()
             node.decodeBytesPerMs.add(Double(weights) / line.intercept)
-            node.slopeRatio.add(line.slope / line.intercept)
+            // The node's line shape only from a slope fitted (not the prior's kept through one batch size).
+            if slot.decode.slopeFitted { node.slopeRatio.add(line.slope / line.intercept) }
             if let prefill = slot.prefillMsPerToken.value { node.prefillShare.add(prefill / line.intercept) }
             nodes[o.slot.node] = node
         }
