@@ -48,6 +48,7 @@ struct FakeLoad: RoutingLoad {
     func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity? {
         affinityBy[node + "/" + model]
     }
+    func nodeSoonestEndMs(_ node: String, now: UInt64) -> Double { soonest.filter { $0.key.hasPrefix(node + "/") }.values.min() ?? 0 }
 
     /// Teaches `node` a decode speed for `model` (ms per token at batch 1) and a prefill speed.
     mutating func measured(_ node: String, _ model: String = "m:8b", msPerToken: Double, prefillMsPerToken: Double = 0.5, tokens: Int = 100) {
@@ -209,6 +210,43 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(q.node == "hot" && q.breakdown.crowd > 0)
     }
 
+    /// Each model's limit does not bound a node's sum: a slow CPU box given
+    /// one request of each of five models ran every one five to ten times
+    /// slower than expected. A node runs at most twice the requests it has
+    /// shown it runs at once (a fresh one is not held); more wait here for
+    /// its soonest end, or go where there is room.
+    @Test func aNodeRunsAtMostTwiceWhatItHasShownItRunsAtOnce() {
+        var load = FakeLoad()
+        load.measured("cpu", msPerToken: 100) // its answers so far ran alone: one at once shown
+        load.inFlightBy["cpu/other:1b"] = 1
+        load.inFlightBy["cpu/third:1b"] = 1
+        load.soonest["cpu/other:1b"] = 3_000
+        load.soonest["cpu/third:1b"] = 9_000
+        let models = [("m:8b", 4_000_000_000), ("other:1b", 1_000_000_000), ("third:1b", 1_000_000_000)]
+        let fleet = [machine("cpu", models: models, loaded: ["m:8b", "other:1b", "third:1b"])]
+        guard case let .queue(q) = decide(fleet, load: load).0 else { Issue.record("two in flight, one shown: it waits"); return }
+        #expect(q.node == "cpu" && q.breakdown.wait == 3_000, "for the node's soonest end")
+        #expect(q.inFlight == 0 && q.limit == 0)
+        load.inFlightBy["cpu/third:1b"] = nil
+        #expect(routedNode(decide(fleet, load: load)) == "cpu", "one beside it: within twice what it has shown")
+        load.inFlightBy["cpu/third:1b"] = 1
+        var fixed = Scorer.Settings()
+        fixed.capsNodes = false
+        #expect(routedNode(decide(fleet, load: load, settings: fixed)) == "cpu", "limits the operator fixed are not capped")
+        var fresh = FakeLoad()
+        fresh.inFlightBy = load.inFlightBy
+        #expect(routedNode(decide(fleet, load: fresh)) == "cpu", "a node that has answered nothing is not held")
+        // Shown three at once: six.
+        var o = LearnedRates.Observation(slot: SlotKey("cpu", "m:8b"), ok: true, generates: true, batch: 1, promptTokens: 100,
+                                         completionTokens: 100, ttftMs: 50, durationMs: 10_050, streamed: true)
+        o.meanBatch = 3
+        load.rates.observe(o)
+        load.inFlightBy["cpu/other:1b"] = 4
+        #expect(routedNode(decide(fleet, load: load)) == "cpu", "five beside it")
+        load.inFlightBy["cpu/other:1b"] = 5
+        #expect(routedNode(decide(fleet, load: load)) == nil, "six")
+    }
+
     @Test func measuredDecodeSpeedPicksTheFasterMachine() {
         var load = FakeLoad()
         load.measured("slow", msPerToken: 100)
@@ -217,7 +255,11 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         guard case let .route(c) = decide(fleet, load: load).0 else { Issue.record("no route"); return }
         #expect(c.node == "fast")
         #expect(abs(c.breakdown.decode - 100 * 10) < 1, "the measured mean output (100 tokens) × 10 ms")
-        // Joining a batch of 8 on the fast one costs more per token (the prior shape on a CPU: +50 % per stream) …
+        // Joining a batch of 8 on the fast one (it has run 8 at once before) costs more per token (the prior shape on a CPU: +50 % per stream) …
+        var eight = LearnedRates.Observation(slot: SlotKey("fast", "other:1b"), ok: true, generates: true, batch: 8, promptTokens: 100,
+                                             completionTokens: 100, ttftMs: 50, durationMs: 2_000, streamed: true)
+        eight.meanBatch = 8
+        load.rates.observe(eight)
         load.inFlightBy["fast/m:8b"] = 7
         load.limitBy["fast/m:8b"] = 16
         guard case let .route(d) = decide(fleet, load: load).0 else { Issue.record("no route"); return }

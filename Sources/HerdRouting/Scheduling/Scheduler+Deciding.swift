@@ -336,6 +336,18 @@ extension Scheduler: RoutingLoad {
 
     package func nodeInFlight(_ node: String) -> Int { occupancy.inFlight(node: node) }
 
+    package func largestLimit(node: String) -> Int {
+        var largest = 0
+        for (slot, learner) in learning.learners where slot.node == node { largest = max(largest, learner.limit) }
+        return largest
+    }
+
+    package func nodeSoonestEndMs(_ node: String, now: UInt64) -> Double {
+        var soonest = Double.infinity
+        for slot in occupancy.slots.keys where slot.node == node { soonest = min(soonest, soonestEndMs(slot, now: now)) }
+        return soonest.isFinite ? soonest : 0
+    }
+
 
     package func drainMs(node: String, except model: String?, now: UInt64) -> Double {
         var latest = 0.0

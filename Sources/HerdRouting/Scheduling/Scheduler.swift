@@ -202,7 +202,10 @@ package struct Scheduler {
 
     package init(settings: Settings = Settings()) {
         self.settings = settings
-        scorer = Scorer(settings: settings.scoring)
+        var scoring = settings.scoring
+        // Limits the operator fixed (`--max-concurrency`) are not second-guessed per node either.
+        scoring.capsNodes = scoring.capsNodes && settings.maxConcurrencyPerModel == nil
+        scorer = Scorer(settings: scoring)
         learning = Learning(initialConcurrency: settings.initialConcurrency)
     }
 

@@ -191,6 +191,8 @@ package struct NodeRates: Equatable, Sendable {
     /// as a share of a decoded token's, from the models measured on it.
     package var slopeRatio = MovingAverage(weight: 0.3)
     package var prefillShare = MovingAverage(weight: 0.3)
+    /// The most requests (all models, mean over its time) an answer from it finished beside: what it has shown it runs at once.
+    package var provenBatch = 0.0
 }
 
 /// What herd has measured about one model, fleet-wide.
@@ -365,7 +367,11 @@ package struct LearnedRates: Equatable, Sendable {
             if let prefill = slot.prefillMsPerToken.value { node.prefillShare.add(prefill / line.intercept) }
             nodes[o.slot.node] = node
         }
-        if o.generates, o.completionTokens > 0 { models[o.slot.model, default: ModelRates()].outputTokens.add(Double(o.completionTokens)) }
+        if o.generates, o.completionTokens > 0 {
+            models[o.slot.model, default: ModelRates()].outputTokens.add(Double(o.completionTokens))
+            let shared = min(o.meanBatch ?? Double(o.batch), 1e6)
+            if shared > nodes[o.slot.node]?.provenBatch ?? 0 { nodes[o.slot.node, default: NodeRates()].provenBatch = shared }
+        }
         refreshFastest(o.slot.model)
     }
 

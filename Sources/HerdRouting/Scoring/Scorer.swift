@@ -63,6 +63,15 @@ package protocol RoutingLoad {
     /// Whether the node holds this session's or prefix's KV cache.
     func affinity(node: String, model: String, session: ContentHash?, prefix: ContentHash?) -> CompletionTimeModel.Affinity?
     var rates: LearnedRates { get }
+    /// ms until the soonest in-flight request on `node` (any model) is expected to end.
+    func nodeSoonestEndMs(_ node: String, now: UInt64) -> Double
+    /// The largest limit learned for a model on `node` (0: none learned).
+    func largestLimit(node: String) -> Int
+}
+
+extension RoutingLoad {
+    package func nodeSoonestEndMs(_ node: String, now: UInt64) -> Double { 0 }
+    package func largestLimit(node: String) -> Int { 0 }
 }
 
 /// A node that could serve the request, with its estimate.
@@ -165,6 +174,9 @@ package struct Scorer: Sendable {
         package var meetingPolicy = MeetingPolicy.avoid
         /// Expected output of a thinking model before measurement, × the prior.
         package var thinkingMultiplier = 4.0
+        /// A node runs at most twice the requests (all models together) it has
+        /// shown it runs at once (`NodeRates.provenBatch`); off where the limits are fixed.
+        package var capsNodes = true
 
         package init() {}
     }
@@ -292,6 +304,18 @@ package struct Scorer: Sendable {
                 inputs.inFlight = load.inFlight(slot)
                 inputs.limit = load.limit(slot)
                 inputs.nodeInFlight = load.nodeInFlight(node.id)
+                // A node runs at most twice the requests it has shown it runs at
+                // once, all models together, or the largest limit one of its
+                // models has learned (each model's own limit does not bound
+                // the sum): a slow CPU box given one request of each of five
+                // models ran them all five to ten times slower than expected,
+                // while they could have waited here for a faster node.
+                var nodeFull = false
+                if settings.capsNodes, let proven = inputs.node?.provenBatch, proven > 0, inputs.inFlight < inputs.limit,
+                   Double(inputs.nodeInFlight) >= max(2, (2 * proven).rounded(.down), Double(load.largestLimit(node: node.id))) {
+                    inputs.limit = inputs.inFlight
+                    nodeFull = true
+                }
                 // A node that has answered nothing yet, where other nodes have
                 // answered for the model, takes one request at a time: its speed
                 // is a guess (the fastest node's figures, or a prior), and a
@@ -333,7 +357,7 @@ package struct Scorer: Sendable {
 
                 // The wait, if it must.
                 if inputs.inFlight >= inputs.limit, inputs.drainMs == nil {
-                    inputs.soonestEndMs = load.soonestEndMs(slot, now: now)
+                    inputs.soonestEndMs = nodeFull ? load.nodeSoonestEndMs(node.id, now: now) : load.soonestEndMs(slot, now: now)
                     inputs.queuedAhead = load.queuedAhead(slot)
                     inputs.arrivalsPerMs = load.arrivalsPerMs(slot, now: now)
                 }
