@@ -65,6 +65,16 @@ final class SimJob {
 
 /// A machine running its backend.
 final class SimMachine {
+    /// How streams of different models on one machine share it.
+    enum Physics: String {
+        /// Every stream slows every other by the machine's batch slowdown, whatever model it runs (the default).
+        case batch
+        /// Only a model's own streams batch; different models' runners take turns (two processes sharing a GPU's
+        /// memory bandwidth or a CPU's cores): a token of one waits for a step of each other model running.
+        case timeshare
+    }
+    nonisolated(unsafe) static var physics = Physics.batch
+
     let spec: SimSpecHolder
     var name: String { spec.value.name }
     /// Loaded models and when each was last used.
@@ -108,8 +118,7 @@ final class SimMachine {
             let warm = unloadedAt[model.name].map { now - $0 < 30 * 60_000 } ?? false
             load = 500 + model.gigabytes / spec.value.loadGBps * 1000 * (warm ? 0.4 : 1)
         }
-        let single = model.gigabytes / spec.value.bandwidth * 1000
-        let perToken = single * (1 + spec.value.batchSlowdown * Double(activeCount)) / speed
+        let perToken = msPerToken(model, joining: true)
         let cached = request.session.map { caches[model]?.contains($0) ?? false } ?? false
         let prompt = Double(cached ? request.newPromptTokens : request.promptTokens)
         return load + prompt * perToken / spec.value.prefillSpeedup + Double(request.outputTokens) * perToken
@@ -177,10 +186,20 @@ final class SimMachine {
         }
     }
 
-    /// Milliseconds per generated token for one stream right now.
-    func msPerToken(_ model: SimModel) -> Double {
+    /// Milliseconds per generated token for one stream right now (`joining`: for one more of `model`).
+    func msPerToken(_ model: SimModel, joining: Bool = false) -> Double {
+        let extra = joining ? 1 : 0
         let single = model.gigabytes / spec.value.bandwidth * 1000
-        return single * (1 + spec.value.batchSlowdown * Double(max(0, activeCount - 1))) / speed
+        guard SimMachine.physics == .timeshare else {
+            return single * (1 + spec.value.batchSlowdown * Double(max(0, activeCount + extra - 1))) / speed
+        }
+        // One step of each model's runner: its single-stream cost, batched over its own streams.
+        var step = 0.0
+        for (other, jobs) in running where other != model && !jobs.isEmpty {
+            step += other.gigabytes / spec.value.bandwidth * 1000 * (1 + spec.value.batchSlowdown * Double(jobs.count - 1))
+        }
+        let own = (running[model]?.count ?? 0) + extra
+        return (step + single * (1 + spec.value.batchSlowdown * Double(max(0, own - 1)))) / speed
     }
 
     /// Advances `dt` ms.

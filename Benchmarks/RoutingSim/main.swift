@@ -87,6 +87,12 @@ while let flag = arguments.next() {
     case "--load": load = max(0.01, min(2, Double(arguments.next() ?? "") ?? load))
     case "--spread": spread = max(1, min(1_000, Double(arguments.next() ?? "") ?? spread))
     case "--jitter": jitter = max(0, min(10, Double(arguments.next() ?? "") ?? jitter))
+    case "--physics":
+        guard let physics = SimMachine.Physics(rawValue: arguments.next() ?? "") else {
+            print("--physics: batch (every stream on a machine slows every other by its batch slowdown) or timeshare (each model's runner waits for the others' steps)")
+            exit(2)
+        }
+        SimMachine.physics = physics
     case "--machines":
         guard let fleet = parseMachines(arguments.next() ?? "") else {
             print("--machines: slots x tokens/s, comma-separated (e.g. 4x80,2x30,1x10), 1 to 16 machines")
@@ -95,7 +101,7 @@ while let flag = arguments.next() {
         realFleet = fleet
         fleetName = "real"
     default:
-        print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--verbose]")
+        print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--physics batch|timeshare] [--verbose]")
         print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--spread 4] [--stream-share S] [--jitter J] [--verbose]")
         exit(2)
     }
