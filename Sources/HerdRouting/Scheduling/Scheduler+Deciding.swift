@@ -348,7 +348,6 @@ extension Scheduler: RoutingLoad {
         return soonest.isFinite ? soonest : 0
     }
 
-
     package func drainMs(node: String, except model: String?, now: UInt64) -> Double {
         var latest = 0.0
         for (slot, last) in occupancy.lastEnds(node: node, except: model) {

@@ -53,30 +53,31 @@ package struct DecodeCurve: Equatable, Sendable {
         samples += 1
     }
 
-    /// The samples spread over batch sizes enough to fit a slope (else the line keeps the prior's shape).
-    package var slopeFitted: Bool {
-        guard sw > 0 else { return false }
-        let meanX = sx / sw
-        return sxx / sw - meanX * meanX > DecodeCurve.minSpread
+    /// The line fitted over batch sizes, or nil while the samples do not
+    /// spread over them enough (or the fit makes no sense).
+    private var fitted: DecodeLine? {
+        guard sw > 0 else { return nil }
+        let meanX = sx / sw, meanY = sy / sw
+        let spread = sxx / sw - meanX * meanX
+        guard spread > 0.05 else { return nil }
+        let slope = max(0, (sxy / sw - meanX * meanY) / spread)
+        let intercept = meanY - slope * meanX
+        return intercept > 0 ? DecodeLine(intercept: intercept, slope: slope) : nil
     }
-    static let minSpread = 0.05
+
+    /// The slope is a fit, not the prior's shape kept through one batch size.
+    package var slopeFitted: Bool { fitted != nil }
 
     /// The fitted line, or nil before any sample.
     package var line: DecodeLine? { line(shape: priorSlopeRatio) }
 
-    /// The fitted line; with one batch size seen, through the mean in `shape` (slope ÷ intercept).
-    package func line(shape priorSlopeRatio: Double) -> DecodeLine? {
+    /// The fitted line; with one batch size seen (or a fit that makes no
+    /// sense), through the samples' mean in `shape` (slope ÷ intercept).
+    package func line(shape: Double) -> DecodeLine? {
         guard sw > 0 else { return nil }
-        let meanX = sx / sw, meanY = sy / sw
-        let spread = sxx / sw - meanX * meanX
-        if spread > DecodeCurve.minSpread {
-            let slope = max(0, (sxy / sw - meanX * meanY) / spread)
-            let intercept = meanY - slope * meanX
-            if intercept > 0 { return DecodeLine(intercept: intercept, slope: slope) }
-        }
-        // One batch size seen (or a fit that makes no sense): keep the prior's shape through the mean.
-        let intercept = meanY / (1 + priorSlopeRatio * meanX)
-        return DecodeLine(intercept: intercept, slope: intercept * priorSlopeRatio)
+        if let fitted { return fitted }
+        let intercept = (sy / sw) / (1 + shape * (sx / sw))
+        return DecodeLine(intercept: intercept, slope: intercept * shape)
     }
 
     /// Milliseconds per token for a request joining `batch` requests (itself
@@ -254,7 +255,7 @@ package struct LearnedRates: Equatable, Sendable {
         package var slot: SlotKey
         package var ok: Bool
         package var generates: Bool
-        /// Requests in flight on the node:model when it was sent, itself included.
+        /// Requests in flight on its node when it was sent, itself included.
         package var batch: Int
         /// Requests in flight on the node on average over its time, itself
         /// included (the batch its decode shared), when known; else `batch`.
