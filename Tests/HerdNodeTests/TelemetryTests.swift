@@ -68,6 +68,10 @@ import Testing
         var template = Array("/tmp/herd-hung-smi-XXXXXX".utf8CString)
         let root = String(cString: try #require(mkdtemp(&template)))
         let script = root + "/nvidia-smi"
+        defer {
+            unlink(script)
+            rmdir(root)
+        }
         let text = Array("#!/bin/sh\nexec sleep 600\n".utf8)
         let fd = open(script, O_WRONLY | O_CREAT | O_TRUNC, 0o755)
         #expect(fd >= 0 && write(fd, text, text.count) == text.count)

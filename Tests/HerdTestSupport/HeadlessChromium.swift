@@ -23,7 +23,7 @@ public final class HeadlessChromium {
             "--disable-background-networking", "--disable-sync", "--hide-scrollbars", "--mute-audio",
             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--user-data-dir=" + profile,
             "--window-size=\(width),\(height)", "about:blank",
-        ], logDirectory: directory)
+        ], logDirectory: directory, environment: ["TMPDIR": directory])  // its singleton socket folder goes with the test's
         guard process.waitForOutput("DevTools listening on ws://127.0.0.1:", seconds: 30) else {
             throw TestError("chromium did not start: \(process.output)")
         }
