@@ -40,6 +40,7 @@ while !arguments.isEmpty {
     case "--first-byte-delay-ms": configuration.firstByteDelayMilliseconds = UInt64(value(flag)) ?? 0
     case "--slots": configuration.slots = Int(value(flag)) ?? 0
     case "--no-props": configuration.props = false
+    case "--deaf-while-busy": configuration.deafWhileBusy = true
     case "--heads-early": configuration.headsEarly = true
     case "--context-reloads": configuration.contextReloads = true
     case "--ttft-grows-as-context-shrinks":

@@ -61,6 +61,29 @@ func fleetNode(_ id: String, status: NodeStatus = .online, models: [String], loa
         #expect(snapshot.openAIModels["data"]?.arrayValue?.count == 2)
         #expect(snapshot.nodes.map(\.id) == ["a", "b"])
     }
+
+    /// Found in CI: a CPU whisper server busy with a 7 s transcription did
+    /// not answer its node's probe; its model left `/v1/models`, and Ollama
+    /// Herd's `/api/transcribe` (no model named: the fleet's speech-to-text
+    /// model) answered 404 "no speech-to-text model in the fleet". A backend
+    /// that did not answer is listed with the models its node kept for it.
+    @Test func aBackendBusyPastItsProbeStaysListed() throws {
+        var busy = fleetNode("stt", models: ["whisper-tiny"], loaded: ["whisper-tiny"], kind: .stt)
+        busy.heartbeat.backends[0].reachable = false
+        let nodes = [busy, fleetNode("chat", models: ["llama3"], port: 2)]
+        let snapshot = SnapshotBuilder.build(version: 1, nodes: nodes)
+        let listed = snapshot.openAIModels["data"]?.arrayValue ?? []
+        #expect(listed.first { $0["id"]?.stringValue == "whisper-tiny" }?["herd_kind"]?.stringValue == "stt")
+        #expect(listed.count == 2)
+        // Its node knew nothing of it (never answered, or past ten minutes): nothing to list.
+        busy.heartbeat.backends[0].models = []
+        busy.heartbeat.backends[0].loaded = []
+        #expect(SnapshotBuilder.build(version: 2, nodes: [busy]).openAIModels["data"]?.arrayValue?.isEmpty == true)
+        // An offline node's models are not listed, answering or not.
+        var gone = fleetNode("stt", status: .offline, models: ["whisper-tiny"], kind: .stt)
+        gone.heartbeat.backends[0].reachable = false
+        #expect(SnapshotBuilder.build(version: 3, nodes: [gone]).openAIModels["data"]?.arrayValue?.isEmpty == true)
+    }
 }
 
 @Suite struct PrewarmerTests {

@@ -29,6 +29,8 @@ public final class FakeBackend {
     private var serving = Set<ObjectIdentifier>()
     /// Inference requests waiting inside the backend for a slot.
     private var waiting: [(HTTPExchange, () -> Void)] = []
+    /// Other requests held while it serves (`deafWhileBusy`), answered when it is idle.
+    private var unheard: [() -> Void] = []
     /// The most inference requests that ever waited inside the backend at once.
     public private(set) var maxWaiting = 0
     /// The last `/v1/messages` or `/v1/responses` body (passthrough checks).
@@ -112,6 +114,10 @@ public final class FakeBackend {
             return
         default: break
         }
+        if configuration.deafWhileBusy, !serving.isEmpty, method != "POST" || path == "/api/show" {
+            unheard.append { [unowned self] in self.route(exchange, body: body) }
+            return
+        }
         requestCounts[path, default: 0] += 1
         if method == "POST" { lastRaw = body }
         if let handled = manage(exchange, method: method, path: path, body: body), handled { return }
@@ -151,6 +157,11 @@ public final class FakeBackend {
             next.onCancel = nil
             start()
             return
+        }
+        if serving.isEmpty, !unheard.isEmpty {
+            let heard = unheard
+            unheard = []
+            for answer in heard { answer() }
         }
     }
 

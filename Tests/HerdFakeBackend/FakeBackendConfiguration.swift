@@ -90,6 +90,10 @@ public struct FakeBackendConfiguration: Sendable {
     public var headsEarly = false
     /// Says its slots at `/props` (llama.cpp's server); off: it reports nothing of its parallelism.
     public var props = true
+    /// Like a one-slot CPU server (llama-cpp-python, a whisper server): answers
+    /// nothing else — `/health`, `/api/tags`, `/api/ps` — while it serves an
+    /// inference request (needs `slots`); they are answered when it is done.
+    public var deafWhileBusy = false
     /// Serves its queue at `/metrics` under this server's names (`vllm`, `llamacpp`); nil: no `/metrics`.
     public var metrics: String?
     /// Serves Anthropic Messages (`/v1/messages`) as Ollama ≥ 0.14 does; off: 404, as older servers.

@@ -141,6 +141,25 @@ import Testing
         known.fill(&again, index: 0, now: 5_000)
         #expect(again.models.isEmpty, "what it answered last counts, even nothing")
     }
+
+    /// A backend that took the probe and did not answer while the router had
+    /// requests on its node is busy with them: reachable, with the models it
+    /// last answered, its error saying so — the router queues for it.
+    @Test func aBackendBusyWithTheRoutersRequestsStaysReachable() {
+        var known = LastKnownModels()
+        var up = Self.report(reachable: true, models: ["gemma3:270m"], loaded: ["gemma3:270m"])
+        known.fill(&up, index: 0, now: 1_000)
+        var busy = Self.report(reachable: false)
+        known.fill(&busy, index: 0, now: 3_000, busy: true)
+        #expect(busy.reachable && busy.error == "busy: timed out")
+        #expect(busy.models.map(\.name) == ["gemma3:270m"] && busy.loaded.map(\.name) == ["gemma3:270m"])
+        var never = Self.report(reachable: false)
+        known.fill(&never, index: 1, now: 3_000, busy: true)
+        #expect(!never.reachable, "one never seen answering is not taken for busy")
+        var late = Self.report(reachable: false)
+        known.fill(&late, index: 0, now: 3_000 + LastKnownModels.keepMilliseconds + 1, busy: true)
+        #expect(!late.reachable, "nor one that last answered longer ago than the memory")
+    }
 }
 
 @Suite struct ModelProbeScheduleTests {

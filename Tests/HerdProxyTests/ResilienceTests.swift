@@ -46,6 +46,36 @@ import Testing
         #expect(fleet.control!.waitForOutput("request_id=", seconds: 5))
     }
 
+    /// Found in CI: a one-slot CPU server (a whisper server, llama-cpp-python)
+    /// answers nothing else while it serves; its node's probe timed out, the
+    /// node reported it unreachable, and every other request for its model
+    /// got 503 "backend unreachable" (or 404, from the model listing) until
+    /// the job ended — a busy backend refused instead of queued for. A probe
+    /// taken and not answered while herd has requests on the node is busy:
+    /// the backend stays routable, and the next request waits for its slot.
+    @Test func aBackendTooBusyToAnswerItsProbeIsQueuedForNotRefused() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b", "--slots", "1", "--deaf-while-busy",
+                                                        "--tokens", "100", "--token-delay-ms", "100"])
+        defer { fleet.shutdown() }
+        let first = try RawClient(port: fleet.proxyPort, timeoutSeconds: 40)
+        // A stream of 100 tokens, 100 ms apart: ten seconds with its one slot taken.
+        let stream = #"{"model":"llama3:8b"}"#
+        first.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(stream.utf8.count)\r\n\r\n\(stream)")
+        // Its node's probe meets the backend busy (no answer within its 5 s first-byte timeout).
+        let probeFailed = waitUntil(seconds: 15) {
+            let nodes = (try? JSONValue.parse(fleet.getControl("/api/v1/nodes").body))?["nodes"]?.arrayValue ?? []
+            return nodes.first?["backends"]?.arrayValue?.first?["error"]?.stringValue != nil
+        }
+        #expect(probeFailed, "\(fleet.getControl("/api/v1/nodes").text)")
+        let backend = (try? JSONValue.parse(fleet.getControl("/api/v1/nodes").body))?["nodes"]?.arrayValue?.first?["backends"]?.arrayValue?.first
+        #expect(backend?["reachable"]?.boolValue == true, "busy, not gone: \(backend.map { "\($0)" } ?? "")")
+        #expect(fleet.get("/v1/models").text.contains("llama3:8b"), "still listed")
+        try fleet.script("A", #"{"tokens": 2, "token_delay_ms": 0}"#)
+        let second = fleet.request("POST", "/api/chat", body: Self.chat, headers: ["Content-Type": "application/json"], port: fleet.proxyPort, timeout: 40)
+        #expect(second.status == 200, "queued for the busy backend: \(second.status) \(second.text)")
+        #expect(try first.readResponse().status == 200)
+    }
+
     @Test func aStoppedControlCostsOneRouteTimeoutThenTheProxyRoutesItself() throws {
         // Found under attack: with control alive but not answering (SIGSTOP),
         // a request through the proxy never returned.

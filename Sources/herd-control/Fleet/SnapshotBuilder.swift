@@ -19,8 +19,15 @@ enum SnapshotBuilder {
                 RoutingSnapshot.Backend(kind: b.kind, address: b.address, models: b.models.map(\.name), loaded: b.loaded.map(\.name))
             }, memoryBytes: gpuBytes > 0 ? gpuBytes : node.heartbeat.memoryTotalBytes))
             guard node.status != .offline else { continue }
-            for backend in node.heartbeat.backends where backend.reachable {
-                if backend.kind == .ollama, let version = backend.version, versionIsNewer(version, than: ollamaVersion) {
+            // A backend that did not answer its node's last probe (busy with a
+            // long job: a CPU whisper transcribing, a one-slot server mid-answer)
+            // is listed with the models it last answered (its node keeps them
+            // ten minutes, `LastKnownModels`): a request for one gets a 503
+            // with Retry-After while it is away, not a 404, and a client's
+            // model list does not flicker. Answering backends' entries come first.
+            let answering = node.heartbeat.backends.filter(\.reachable)
+            for backend in answering + node.heartbeat.backends.filter({ !$0.reachable }) {
+                if backend.reachable, backend.kind == .ollama, let version = backend.version, versionIsNewer(version, than: ollamaVersion) {
                     ollamaVersion = version
                 }
                 // Speech, image and rerank servers' models are not Ollama models: only in /v1/models.

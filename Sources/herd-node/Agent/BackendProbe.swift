@@ -17,13 +17,15 @@ struct BackendTarget {
 /// only `/health` (which takes no model lock: llama-cpp-python's server ends a
 /// running stream to answer `/v1/models`). Loop-thread only.
 enum BackendProbe {
+    /// `completion`'s second value: every request that failed was taken and
+    /// not answered in time (a server busy with a long job), none refused.
     static func probe(_ target: BackendTarget, address: SocketAddress?, client: HTTPClient, models: Bool = true,
-                      completion: @escaping (Heartbeat.Backend) -> Void) {
+                      completion: @escaping (Heartbeat.Backend, Bool) -> Void) {
         let reported = address.map(\.description) ?? "\(target.url.host):\(target.url.port)"
         var backend = Heartbeat.Backend(kind: target.kind, url: target.url.description, address: reported, reachable: false)
         guard let address else {
             backend.error = "cannot resolve \(target.url.host)"
-            completion(backend)
+            completion(backend, false)
             return
         }
         let prefix = target.url.path
@@ -31,31 +33,36 @@ enum BackendProbe {
         case .ollama:
             var pending = 3
             var failure: String?
+            var unanswered = true
+            let failed = { (error: ProbeFailure) in
+                failure = error.message
+                unanswered = unanswered && error.unanswered
+            }
             let done = {
                 pending -= 1
                 guard pending == 0 else { return }
                 backend.reachable = failure == nil
                 backend.error = failure
-                completion(backend)
+                completion(backend, failure != nil && unanswered)
             }
             get(prefix + "/api/version", address, client) { result in
                 switch result {
                 case let .success(json): backend.version = json["version"]?.stringValue
-                case let .failure(error): failure = error.message
+                case let .failure(error): failed(error)
                 }
                 done()
             }
             get(prefix + "/api/tags", address, client) { result in
                 switch result {
                 case let .success(json): backend.models = parseTags(json)
-                case let .failure(error): failure = error.message
+                case let .failure(error): failed(error)
                 }
                 done()
             }
             get(prefix + "/api/ps", address, client) { result in
                 switch result {
                 case let .success(json): backend.loaded = parsePS(json)
-                case let .failure(error): failure = error.message
+                case let .failure(error): failed(error)
                 }
                 done()
             }
@@ -67,6 +74,7 @@ enum BackendProbe {
                 backend.loaded = target.models.map { Heartbeat.LoadedModel(name: $0) }
             }
             client.collect(HTTPClientRequest(method: "GET", target: prefix + "/health"), to: address, limit: 64 * 1024) { result in
+                var unanswered = false
                 switch result {
                 case let .success(response) where response.status == 503:
                     backend.error = "GET \(prefix)/health: status 503 (loading)"
@@ -74,8 +82,9 @@ enum BackendProbe {
                     backend.reachable = true
                 case let .failure(error):
                     backend.error = "GET \(prefix)/health: \(error)"
+                    unanswered = ProbeFailure.unanswered(error)
                 }
-                completion(backend)
+                completion(backend, unanswered)
             }
         default:
             get(prefix + "/v1/models", address, client) { result in
@@ -88,7 +97,7 @@ enum BackendProbe {
                                                                                 contextLength: contextLength(json, model: $0.name)) }
                 case let .failure(error):
                     backend.error = error.message
-                    return completion(backend)
+                    return completion(backend, error.unanswered)
                 }
                 // llama.cpp's server says how many requests it serves at once; others answer 404.
                 get(prefix + "/props", address, client) { result in
@@ -96,7 +105,7 @@ enum BackendProbe {
                         backend.parallel = parseProps(props)
                         if let vision = propsVision(props) { backend.models = backend.models.map { withVision($0, vision) } }
                     }
-                    completion(backend)
+                    completion(backend, false)
                 }
             }
         }
@@ -188,7 +197,7 @@ enum BackendProbe {
                     completion(.failure(ProbeFailure(message: "GET \(path): \(error)")))
                 }
             case let .failure(error):
-                completion(.failure(ProbeFailure(message: "GET \(path): \(error)")))
+                completion(.failure(ProbeFailure(message: "GET \(path): \(error)", unanswered: ProbeFailure.unanswered(error))))
             }
         }
     }
@@ -232,27 +241,47 @@ struct ModelProbeSchedule {
 /// Why a probe request failed, in words for the heartbeat's `error`.
 struct ProbeFailure: Error {
     let message: String
+    /// The server took the connection and did not answer in time (busy), rather than refusing it or answering nonsense.
+    var unanswered = false
+
+    static func unanswered(_ error: HTTPClientError) -> Bool {
+        switch error {
+        case .firstByteTimeout, .readTimeout, .totalTimeout: true
+        default: false
+        }
+    }
 }
 
 /// What each backend last answered it serves, kept through failed probes
-/// for `keepMilliseconds`: a backend busy with a long answer (or briefly
-/// gone) is reported unreachable *with* its models, so the router answers
-/// 503 with `Retry-After` for them rather than a false 404 "not in the
-/// fleet". A value; times are the agent's milliseconds.
+/// for `keepMilliseconds`: a backend briefly gone is reported unreachable
+/// *with* its models, so the router answers 503 with `Retry-After` for them
+/// rather than a false 404 "not in the fleet". One that took the probe and
+/// did not answer while the router had requests on the node is *busy* with
+/// them (a one-slot CPU server — llama-cpp-python, a whisper server —
+/// answers nothing until its job ends): reported reachable with those
+/// models, so requests for it wait in the router's queue for its slot
+/// instead of being refused. A value; times are the agent's milliseconds.
 struct LastKnownModels {
     static let keepMilliseconds: UInt64 = 10 * 60_000
 
     private var last: [Int: (models: [Heartbeat.Model], loaded: [Heartbeat.LoadedModel], at: UInt64)] = [:]
 
-    /// Remembers a report that answered; gives one that did not the models last answered (while recent).
-    mutating func fill(_ backend: inout Heartbeat.Backend, index: Int, now: UInt64) {
+    /// Remembers a report that answered; gives one that did not the models
+    /// last answered (while recent); `busy`: it did not answer while serving
+    /// the router's requests — reachable, with those models.
+    mutating func fill(_ backend: inout Heartbeat.Backend, index: Int, now: UInt64, busy: Bool = false) {
         if backend.reachable {
             last[index] = (backend.models, backend.loaded, now)
             return
         }
-        guard backend.models.isEmpty, backend.loaded.isEmpty, let known = last[index],
-              now >= known.at, now - known.at <= LastKnownModels.keepMilliseconds else { return }
-        backend.models = known.models
-        backend.loaded = known.loaded
+        guard let known = last[index], now >= known.at, now - known.at <= LastKnownModels.keepMilliseconds else { return }
+        if backend.models.isEmpty, backend.loaded.isEmpty {
+            backend.models = known.models
+            backend.loaded = known.loaded
+        }
+        if busy {
+            backend.reachable = true
+            backend.error = "busy: " + (backend.error ?? "no answer")
+        }
     }
 }

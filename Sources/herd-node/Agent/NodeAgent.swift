@@ -49,6 +49,10 @@ final class NodeAgent {
     private var ollamaParallel: [Int: OllamaParallel] = [:]
     private var warnedLocalOnly: Set<String> = []
     private var lastKnown = LastKnownModels()
+    /// Backends that took the last probe and did not answer while the router had requests on this node.
+    private var busyBackends: Set<Int> = []
+    /// Backends that answered their last probe (a first probe met busy gets the benefit of the doubt for one beat).
+    private var answeredLast: Set<Int> = []
     /// When each OpenAI-compatible backend's models were last asked for.
     private var modelSchedule = ModelProbeSchedule()
     /// Requests the router has in flight on this node (its answer to the last heartbeat).
@@ -146,8 +150,14 @@ final class NodeAgent {
         for (i, target) in options.backends.enumerated() {
             let full = target.kind == .ollama || !target.models.isEmpty
                 || modelSchedule.due(index: i, now: now, interval: options.modelProbeMilliseconds, routerInFlight: routerInFlight)
-            BackendProbe.probe(target, address: addresses[i], client: client, models: full) { [unowned self] report in
+            BackendProbe.probe(target, address: addresses[i], client: client, models: full) { [unowned self] report, unanswered in
                 var report = report
+                // Taken and not answered while the router has requests here, or
+                // just after it answered (the router's count comes back with the
+                // next beat, and a beat waits for its probes): busy, not gone.
+                let answeredBefore = self.answeredLast.contains(i)
+                if unanswered, !report.reachable, self.routerInFlight > 0 || answeredBefore { self.busyBackends.insert(i) } else { self.busyBackends.remove(i) }
+                if report.reachable { self.answeredLast.insert(i) } else { self.answeredLast.remove(i) }
                 if target.kind.speaksOpenAIOnly, target.models.isEmpty { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
                 let finish = { (report: Heartbeat.Backend) in
                     reports[i] = report
@@ -242,7 +252,7 @@ final class NodeAgent {
         var backends = backends
         let now = loop.nowMilliseconds
         for i in backends.indices {
-            lastKnown.fill(&backends[i], index: i, now: now)
+            lastKnown.fill(&backends[i], index: i, now: now, busy: busyBackends.contains(i))
             for j in backends[i].models.indices {
                 let model = backends[i].models[j]
                 // Ollama's from /api/show; an OpenAI-compatible server's as its probe read them.
