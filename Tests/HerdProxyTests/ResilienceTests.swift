@@ -76,6 +76,22 @@ import Testing
         #expect(try first.readResponse().status == 200)
     }
 
+    /// The other side of it: a backend that takes connections and answers
+    /// nothing while herd has no request on it is hung, not busy — one beat
+    /// of doubt (the first probe met that way), then unreachable.
+    @Test func aBackendThatAnswersNothingWithNoRequestOnItIsUnreachable() throws {
+        let fleet = try TestFleet.single("A", backend: ["--models", "llama3:8b", "--loaded", "llama3:8b"])
+        defer { fleet.shutdown() }
+        // Every answer, probes included, now comes after 60 s.
+        try fleet.script("A", #"{"first_byte_delay_ms": 60000}"#)
+        func backend() -> JSONValue? {
+            (try? JSONValue.parse(fleet.getControl("/api/v1/nodes").body))?["nodes"]?.arrayValue?.first?["backends"]?.arrayValue?.first
+        }
+        let down = waitUntil(seconds: 30) { backend()?["reachable"]?.boolValue == false }
+        #expect(down, "\(backend().map { "\($0)" } ?? "")")
+        #expect(backend()?["error"]?.stringValue?.hasPrefix("busy") == false)
+    }
+
     @Test func aStoppedControlCostsOneRouteTimeoutThenTheProxyRoutesItself() throws {
         // Found under attack: with control alive but not answering (SIGSTOP),
         // a request through the proxy never returned.
