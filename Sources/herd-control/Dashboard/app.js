@@ -460,7 +460,9 @@ function nodeCard(n) {
       loaded.length ? loaded.map(m => h("li", {}, h("span", {}, m.name), h("span", { class: "muted" },
         `${m.in_flight}/${m.concurrency}` + (m.queued ? ` · ${m.queued} queued` : "") + (m.vram_bytes ? ` · ${bytes(m.vram_bytes)}` : ""))))
         : h("li", { class: "muted" }, "no model loaded")),
-    n.backends.some(b => !b.reachable) ? h("p", { class: "err" }, n.backends.filter(b => !b.reachable).map(b => `${b.kind} ${b.address}: ${b.error || "not answering"}`).join("; ")) : null);
+    n.backends.some(b => !b.reachable) ? h("p", { class: "err" }, n.backends.filter(b => !b.reachable).map(b => `${b.kind} ${b.address}: ${b.error || "not answering"}`).join("; ")) : null,
+    // Busy: it took its node's probe and did not answer while serving herd's requests (still routed to, queued for).
+    n.backends.some(b => b.reachable && b.error) ? h("p", { class: "muted small" }, n.backends.filter(b => b.reachable && b.error).map(b => `${b.kind} ${b.address}: ${b.error}`).join("; ")) : null);
 }
 function renderFleet() {
   if (state.view !== "fleet") return;
