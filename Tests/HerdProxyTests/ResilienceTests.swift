@@ -62,11 +62,15 @@ import Testing
         let stream = #"{"model":"llama3:8b"}"#
         first.send("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(stream.utf8.count)\r\n\r\n\(stream)")
         // Its node's probe meets the backend busy (no answer within its 5 s first-byte timeout).
+        var latest = 0
         let probeFailed = waitUntil(seconds: 15) {
             let nodes = (try? JSONValue.parse(fleet.getControl("/api/v1/nodes").body))?["nodes"]?.arrayValue ?? []
+            latest = max(latest, (try? JSONValue.parse(fleet.getControl("/api/fleet").body))?["nodes"]?.arrayValue?.first?["last_seen_ms_ago"]?.intValue ?? 0)
             return nodes.first?["backends"]?.arrayValue?.first?["error"]?.stringValue != nil
         }
         #expect(probeFailed, "\(fleet.getControl("/api/v1/nodes").text)")
+        // Meanwhile its beats kept their time (0.5 s): a beat does not wait for a probe past its interval (at least 1 s).
+        #expect(latest < 3_000, "a heartbeat \(latest) ms late while the probe was out")
         let backend = (try? JSONValue.parse(fleet.getControl("/api/v1/nodes").body))?["nodes"]?.arrayValue?.first?["backends"]?.arrayValue?.first
         #expect(backend?["reachable"]?.boolValue == true, "busy, not gone: \(backend.map { "\($0)" } ?? "")")
         #expect(fleet.get("/v1/models").text.contains("llama3:8b"), "still listed")

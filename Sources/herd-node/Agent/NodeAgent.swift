@@ -53,6 +53,12 @@ final class NodeAgent {
     private var busyBackends: Set<Int> = []
     /// Backends that answered their last probe (a first probe met busy gets the benefit of the doubt for one beat).
     private var answeredLast: Set<Int> = []
+    /// Backends whose probe is still out; each backend's last finished report; which round of probes is current.
+    private var probesOut: Set<Int> = []
+    private var lastReports: [Int: Heartbeat.Backend] = [:]
+    private var probeRound = 0
+    /// Sends a beat whose probes are not all back by its interval (at least a second).
+    private lazy var probeDeadline = LoopTimer(loop: loop)
     /// When each OpenAI-compatible backend's models were last asked for.
     private var modelSchedule = ModelProbeSchedule()
     /// Requests the router has in flight on this node (its answer to the last heartbeat).
@@ -97,6 +103,7 @@ final class NodeAgent {
         log.info("node \(options.nodeID) reporting \(options.backends.map { "\($0.kind.rawValue) \($0.url)" }.joined(separator: ", ")) to \(controlDescription)")
         let stop: (Int32) -> Void = { [unowned self] _ in
             self.timer?.close()
+            self.probeDeadline.close()
             self.finder?.stop()
             self.client.close()
             self.loop.stop()
@@ -146,23 +153,50 @@ final class NodeAgent {
         var reports = [Heartbeat.Backend?](repeating: nil, count: options.backends.count)
         var pending = options.backends.count
         if pending == 0 { return send([]) }
+        probeRound &+= 1
+        let round = probeRound
+        var sent = false
+        // The beat goes out at its time: a backend whose probe is still out
+        // (a one-slot server busy with a long job answers nothing for seconds)
+        // is reported as its last probe found it, and its probe's report goes
+        // with the next beat. A beat that waited for it came seconds late, and
+        // the node looked "degraded" (heartbeats late) for as long.
+        let deliver = { [unowned self] in
+            guard !sent else { return }
+            sent = true
+            self.probeDeadline.stop()
+            self.send(reports.indices.map { i in
+                reports[i] ?? self.lastReports[i] ?? Heartbeat.Backend(kind: self.options.backends[i].kind, url: self.options.backends[i].url.description,
+                                                                       address: "\(self.options.backends[i].url.host):\(self.options.backends[i].url.port)",
+                                                                       reachable: false, error: "first probe under way")
+            })
+        }
         let now = loop.nowMilliseconds
         for (i, target) in options.backends.enumerated() {
+            // One probe at a time per backend: while one is out, its last report stands.
+            guard !probesOut.contains(i) else {
+                pending -= 1
+                continue
+            }
+            probesOut.insert(i)
             let full = target.kind == .ollama || !target.models.isEmpty
                 || modelSchedule.due(index: i, now: now, interval: options.modelProbeMilliseconds, routerInFlight: routerInFlight)
             BackendProbe.probe(target, address: addresses[i], client: client, models: full) { [unowned self] report, unanswered in
                 var report = report
                 // Taken and not answered while the router has requests here, or
-                // just after it answered (the router's count comes back with the
-                // next beat, and a beat waits for its probes): busy, not gone.
+                // on the first probe after it answered (the router's count may be
+                // a beat old): busy, not gone.
                 let answeredBefore = self.answeredLast.contains(i)
                 if unanswered, !report.reachable, self.routerInFlight > 0 || answeredBefore { self.busyBackends.insert(i) } else { self.busyBackends.remove(i) }
                 if report.reachable { self.answeredLast.insert(i) } else { self.answeredLast.remove(i) }
                 if target.kind.speaksOpenAIOnly, target.models.isEmpty { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
                 let finish = { (report: Heartbeat.Backend) in
+                    self.probesOut.remove(i)
+                    self.lastReports[i] = report
+                    guard round == self.probeRound, !sent else { return }
                     reports[i] = report
                     pending -= 1
-                    if pending == 0 { self.send(reports.compactMap { $0 }) }
+                    if pending == 0 { deliver() }
                 }
                 // Queue gauges: looked for at each full probe (the router idle
                 // here), then read on every beat while the router has requests
@@ -178,6 +212,8 @@ final class NodeAgent {
                 }
             }
         }
+        if pending == 0 { return deliver() }
+        probeDeadline.start(after: max(1_000, options.intervalMilliseconds)) { deliver() }
     }
 
     private func finishBeat() { inFlight = false }
