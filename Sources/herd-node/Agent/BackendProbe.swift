@@ -21,8 +21,7 @@ enum BackendProbe {
     /// not answered in time (a server busy with a long job), none refused.
     static func probe(_ target: BackendTarget, address: SocketAddress?, client: HTTPClient, models: Bool = true,
                       completion: @escaping (Heartbeat.Backend, Bool) -> Void) {
-        let reported = address.map(\.description) ?? "\(target.url.host):\(target.url.port)"
-        var backend = Heartbeat.Backend(kind: target.kind, url: target.url.description, address: reported, reachable: false)
+        var backend = unprobed(target, address: address)
         guard let address else {
             backend.error = "cannot resolve \(target.url.host)"
             completion(backend, false)
@@ -109,6 +108,12 @@ enum BackendProbe {
                 }
             }
         }
+    }
+
+    /// What is known of a backend before a probe answers: not reachable, at its address.
+    static func unprobed(_ target: BackendTarget, address: SocketAddress?, error: String? = nil) -> Heartbeat.Backend {
+        Heartbeat.Backend(kind: target.kind, url: target.url.description,
+                          address: address.map(\.description) ?? "\(target.url.host):\(target.url.port)", reachable: false, error: error)
     }
 
     /// The backend's queue gauges from its `/metrics` (llama.cpp's server

@@ -51,9 +51,7 @@ final class NodeAgent {
     private var lastKnown = LastKnownModels()
     /// Backends that took the last probe and did not answer while the router had requests on this node.
     private var busyBackends: Set<Int> = []
-    /// Backends that answered their last probe (a first probe met busy gets the benefit of the doubt for one beat).
-    private var answeredLast: Set<Int> = []
-    /// Backends whose probe is still out; each backend's last finished report; which round of probes is current.
+    /// Backends whose probe is still out; each backend's last finished report (its `reachable`: it answered that probe); which round of probes is current.
     private var probesOut: Set<Int> = []
     private var lastReports: [Int: Heartbeat.Backend] = [:]
     private var probeRound = 0
@@ -166,9 +164,7 @@ final class NodeAgent {
             sent = true
             self.probeDeadline.stop()
             self.send(reports.indices.map { i in
-                reports[i] ?? self.lastReports[i] ?? Heartbeat.Backend(kind: self.options.backends[i].kind, url: self.options.backends[i].url.description,
-                                                                       address: "\(self.options.backends[i].url.host):\(self.options.backends[i].url.port)",
-                                                                       reachable: false, error: "first probe under way")
+                reports[i] ?? self.lastReports[i] ?? BackendProbe.unprobed(self.options.backends[i], address: self.addresses[i], error: "first probe under way")
             })
         }
         let now = loop.nowMilliseconds
@@ -186,9 +182,8 @@ final class NodeAgent {
                 // Taken and not answered while the router has requests here, or
                 // on the first probe after it answered (the router's count may be
                 // a beat old): busy, not gone.
-                let answeredBefore = self.answeredLast.contains(i)
+                let answeredBefore = self.lastReports[i]?.reachable == true
                 if unanswered, !report.reachable, self.routerInFlight > 0 || answeredBefore { self.busyBackends.insert(i) } else { self.busyBackends.remove(i) }
-                if report.reachable { self.answeredLast.insert(i) } else { self.answeredLast.remove(i) }
                 if target.kind.speaksOpenAIOnly, target.models.isEmpty { self.modelSchedule.probed(index: i, full: full, report: &report, now: self.loop.nowMilliseconds) }
                 let finish = { (report: Heartbeat.Backend) in
                     self.probesOut.remove(i)
