@@ -27,7 +27,9 @@
 #          on every machine; each request asks for one, drawn by SHARE (the
 #          same draws for every router), e.g. "llama3.1:8b=0.7 qwen2.5:3b=0.3@2.5";
 #        COLD: models not loaded at start on any machine (each machine's
-#          first request for one waits LOAD_MS, 3000).
+#          first request for one waits LOAD_MS, 3000);
+#        PHYSICS: how a machine's models share it (batch | timeshare: their
+#          runners take turns instead of batching together; simgpu.py).
 # Prints per router: mean, p50, p95, p99 (seconds, send → last byte), errors,
 # requests per machine, and what waited inside each machine for a slot (how
 # many, their mean wait, the most at once: the simulated servers count it);
@@ -52,6 +54,7 @@ ANSWER=${ANSWER:-50}
 MODELS=${MODELS:-llama3.1:8b}
 COLD=${COLD:-}
 LOAD_MS=${LOAD_MS:-3000}
+PHYSICS=${PHYSICS:-batch}
 sim_models=(); gen_models=()
 for m in $MODELS; do
   name=${m%%[=@]*}; speed=1; share=1
@@ -113,7 +116,7 @@ start_sims() {
   for m in $FLEET; do
     IFS=: read -r slots tps slow timings gauges <<<"$m"
     python3 $here/simgpu.py --port $((SIM_BASE + i)) --name "m$i-${slots}slot" --slots "$slots" --tps "$tps" \
-      --batch-slowdown "$slow" --timings "$timings" --gauges "${gauges:-none}" --load-ms "$LOAD_MS" "${sim_models[@]}" &
+      --batch-slowdown "$slow" --timings "$timings" --gauges "${gauges:-none}" --load-ms "$LOAD_MS" --physics "$PHYSICS" "${sim_models[@]}" &
     sims+=($!); pids+=($!)
     i=$((i + 1))
   done

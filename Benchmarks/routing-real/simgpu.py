@@ -7,8 +7,13 @@ The machine it simulates:
   Ollama does past OLLAMA_NUM_PARALLEL, llama.cpp past its slots). With
   several models (`--model` more than once), each has its own N slots and
   its own queue, as Ollama runs one runner per loaded model with
-  OLLAMA_NUM_PARALLEL each; they share the GPU: the batch slowdown below
-  counts every stream the machine runs, whatever its model.
+  OLLAMA_NUM_PARALLEL each; they share the GPU, by `--physics`: `batch`
+  (the default) the batch slowdown below counts every stream the machine
+  runs, whatever its model; `timeshare` the runners take turns (two
+  processes sharing a GPU's memory bandwidth or a CPU's cores do not batch
+  together): a token of one model waits for a step of each other model
+  running, that step's cost its own single-stream cost slowed by its own
+  batch.
 - `--model NAME[@SPEED]`: a model it serves; SPEED scales its decode and
   prefill rates (a 3B model beside an 8B one: @2.5). Default llama3.1:8b.
 - Decoding: `--tps` tokens/s for one stream; each other stream in its batch
@@ -54,6 +59,7 @@ p.add_argument("--load-ms", type=float, default=3000.0)
 p.add_argument("--timings", choices=["honest", "none", "absurd"], default="none")
 p.add_argument("--default-tokens", type=int, default=100)
 p.add_argument("--gauges", choices=["none", "vllm", "llamacpp"], default="none")
+p.add_argument("--physics", choices=["batch", "timeshare"], default="batch")
 args = p.parse_args()
 speeds = {}
 for spec in args.model or ["llama3.1:8b"]:
@@ -139,8 +145,18 @@ async def engine():
         b = len(running)
         if b == 0:
             continue
-        slow = 1 + args.batch_slowdown * (b - 1)
+        slows = {}
+        if args.physics == "timeshare":
+            # One step of each model's runner, in that model's single-stream time
+            # (1 / speed), batched over its own streams; a model's token takes them all.
+            per = {}
+            for job in running:
+                per[job.model] = per.get(job.model, 0) + 1
+            step = {m: (1 + args.batch_slowdown * (n - 1)) / speeds[m] for m, n in per.items()}
+            total = sum(step.values())
+            slows = {m: total * speeds[m] for m in per}
         for job in running:
+            slow = slows.get(job.model, 1 + args.batch_slowdown * (b - 1))
             if job.prefill_left > 0:
                 job.prefill_left -= dt * args.prefill_tps * speeds[job.model] / slow
                 job.prompt_s += dt
