@@ -63,6 +63,34 @@ import Testing
         #expect(h.route(7).isEmpty, "the next one waits in herd's queue, not inside the backend")
     }
 
+    @Test func anotherModelSentDuringAnAnswerExcusesItsTime() {
+        // Two models' runners may take turns rather than batch (two processes
+        // sharing a GPU's memory bandwidth): another model's request sent to
+        // the node while an answer runs can slow it as much as a wait for a
+        // slot. That answer is judged as one beside other models (only the
+        // backend's word or its order proves a wait), not as a wait: on
+        // simulated machines whose runners take turns, a model's limit was
+        // cut to half its slots so.
+        var h = learning()
+        h.fleet = [node("a", models: ["m:1b", "n:1b"], loaded: ["m:1b", "n:1b"])]
+        alone(&h, ids: 1...3, ms: 500)
+        _ = h.route(4)
+        _ = h.route(5)
+        _ = h.route(6, model: "n:1b")
+        #expect(result(&h, 4, ttft: 500).compactMap(\.routedID) == [6], "the other model's request joins after both were sent")
+        _ = result(&h, 5, ttft: 1_000)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2)
+        // The same two answers with nothing else on the node: the second waited (aOneSlotBackendIsLearnedAsOneSlot).
+        var alone = learning()
+        alone.fleet = h.fleet
+        self.alone(&alone, ids: 1...3, ms: 500)
+        _ = alone.route(4)
+        _ = alone.route(5)
+        _ = result(&alone, 4, ttft: 500)
+        _ = result(&alone, 5, ttft: 1_000)
+        #expect(alone.scheduler.limit(node: "a", model: "m:1b") == 1)
+    }
+
     /// Long requests (10 s streams): slow start cannot wait for completions.
     /// The stream that fills the limit reports its first byte; a good one
     /// doubles the limit at once.

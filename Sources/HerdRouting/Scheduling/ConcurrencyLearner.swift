@@ -87,7 +87,9 @@ import HerdBounds
 ///   memory, up to 8×: slots rarely change, and on a one-slot server every
 ///   probe is a whole answer's wait.
 /// - Requests that did not fill the limit say nothing about it.
-/// - Beside other models (their requests on the node at its send), an
+/// - Beside other models (their requests on the node at its send, or sent
+///   there before its end: two models' runners may take turns rather than
+///   batch, and one that joined slows it as much as a wait), an
 ///   answer's time cannot rule a wait out: it proves served at once only
 ///   what its order says: itself, what it overtook, and the requests ahead
 ///   that ended well inside its time alone. That must fill the limit, or in slow start
@@ -164,9 +166,10 @@ struct ConcurrencyLearner: Equatable, Sendable {
         /// ended: it was served alongside them all (a backend's own queue is
         /// in order, so those ahead of it had started before it), `overtook + 1` at once.
         var overtook = 0
-        /// Requests for other models in flight on the node when it was sent:
-        /// they share its memory bandwidth and compute without batching with
-        /// this one, a slowdown that cannot be told from a wait.
+        /// Requests for other models that ran on the node beside it (in flight
+        /// at its send, or sent before its end): they share its memory
+        /// bandwidth and compute without batching with this one, a slowdown
+        /// that cannot be told from a wait.
         var othersOnNode = 0
         /// The learned limit when it was sent (0: not known). A request that
         /// filled the limit of its send proves the limit binding even after

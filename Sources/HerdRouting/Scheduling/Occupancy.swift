@@ -22,6 +22,8 @@ struct Occupancy {
         var last: UInt64 = 0
         /// Requests given, halving every `arrivalHalfLifeMilliseconds`.
         var arrivals = DecayingCount(halfLifeMilliseconds: Occupancy.arrivalHalfLifeMilliseconds)
+        /// Requests ever sent to it (wrapping).
+        var sends: UInt64 = 0
     }
 
     /// The memory of the arrival rate a node:model's crowding is measured by.
@@ -33,6 +35,8 @@ struct Occupancy {
     /// Per node with requests in flight: requests × ms summed since its first, and up to when.
     private var nodeArea: [String: (area: Double, at: UInt64)] = [:]
     private var routed: [SlotKey: RouteHistory] = [:]
+    /// Requests ever sent to each node, all models (wrapping).
+    private var sendsOnNode: [String: UInt64] = [:]
     private var counter: UInt64 = 0
 
     var total: Int { slots.values.reduce(0) { $0 + $1.count } }
@@ -73,6 +77,12 @@ struct Occupancy {
         }
     }
 
+    /// Requests ever sent to `slot`'s node for its other models (wrapping): the
+    /// difference of two readings counts those sent between them, so with
+    /// the ones in flight at the first it counts every other model's request
+    /// that ran beside something in flight between the two.
+    func otherModelSends(_ slot: SlotKey) -> UInt64 { (sendsOnNode[slot.node] ?? 0) &- (routed[slot]?.sends ?? 0) }
+
     /// When it last got a request (a counter; 0: never).
     func lastRouted(_ slot: SlotKey) -> UInt64 { routed[slot]?.last ?? 0 }
 
@@ -95,6 +105,8 @@ struct Occupancy {
         counter += 1
         routed[slot, default: RouteHistory()].last = counter
         routed[slot, default: RouteHistory()].arrivals.add(at: now)
+        routed[slot, default: RouteHistory()].sends &+= 1
+        sendsOnNode[slot.node, default: 0] &+= 1
         return (load.count, nodes[slot.node] ?? 1)
     }
 

@@ -141,6 +141,7 @@ extension Scheduler {
         entry.limitAtSend = learning.limit(slot)
         (entry.concurrency, entry.nodeBatch) = occupancy.occupy(slot, now: now, expectedEnd: entry.expectedEnd)
         entry.nodeAreaAtSend = occupancy.area(node: slot.node, now: now)
+        entry.otherSendsAtSend = occupancy.otherModelSends(slot)
         if candidate.temperature != .hot { loads.started(slot, expectedMs: candidate.breakdown.load, now: now) }
         entry.slot = slot
         entry.chosen = candidate

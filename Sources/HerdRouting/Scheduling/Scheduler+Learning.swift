@@ -27,7 +27,7 @@ extension Scheduler {
                 completionTokens: result.completionTokens, queuedInsideMs: timings.queuedMs,
                 // Its send as the backend met it: a ticket is granted before it is spent.
                 sentAt: Double(now) - duration, endedAt: Double(now),
-                overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: max(0, entry.nodeBatch - entry.concurrency),
+                overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: othersBeside(entry, on: slot),
                 limitAtSend: entry.limitAtSend)
             learn(slot) { waited = $0.observe(sample) }
         }
@@ -62,6 +62,17 @@ extension Scheduler {
     }
 
     /// Updates `slot`'s learner (created at the prior on first use).
+    /// Other models' requests that ran on `slot`'s node beside `entry`: those
+    /// in flight at its send and those sent before its end. Runners of
+    /// different models may take turns rather than batch, so one that joined
+    /// after its send can slow it as much as a wait (measured: a model's limit
+    /// cut to half its slots on a machine whose runners take turns).
+    func othersBeside(_ entry: Entry, on slot: SlotKey) -> Int {
+        let atSend = max(0, entry.nodeBatch - entry.concurrency)
+        let since = occupancy.otherModelSends(slot) &- entry.otherSendsAtSend
+        return atSend.addingSaturated(Int(clamping: min(since, 1 << 20)))
+    }
+
     mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
         guard settings.maxConcurrencyPerModel == nil else { return }
         learning.learn(slot, update)

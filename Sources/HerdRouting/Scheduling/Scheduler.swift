@@ -156,6 +156,8 @@ package struct Scheduler {
         var limitAtSend = 0
         /// Requests in flight on its node, all models, when it was sent (the batch its decode joined).
         var nodeBatch = 0
+        /// Other models' requests sent to its node before it (`Occupancy.otherModelSends`): at its end, how many ran beside it after its send.
+        var otherSendsAtSend: UInt64 = 0
         /// The node's requests × ms in flight when it was sent (`Occupancy.area`): at its end, the mean batch it shared.
         var nodeAreaAtSend = 0.0
         /// Its STARTED taught the learner (its RESULT does not again).
@@ -388,9 +390,10 @@ package struct Scheduler {
         let busy = started.status == 503 || started.status == 429
         // Those it met at its send that are still in flight at its first byte were served alongside it.
         let alongside = occupancy.othersSentBy(entry.sentAt, on: slot) + 1
+        let others = othersBeside(entry, on: slot)
         learn(slot) {
             $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
-                       ok: (200..<300).contains(started.status), busy: busy, othersOnNode: max(0, entry.nodeBatch - entry.concurrency),
+                       ok: (200..<300).contains(started.status), busy: busy, othersOnNode: others,
                        limitAtSend: entry.limitAtSend, alongside: alongside)
         }
         if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
