@@ -61,7 +61,6 @@ extension Scheduler {
         entry.chosen?.modelBytes ?? 0
     }
 
-    /// Updates `slot`'s learner (created at the prior on first use).
     /// Other models' requests that ran on `slot`'s node beside `entry`: those
     /// in flight at its send and those sent before its end. Runners of
     /// different models may take turns rather than batch, so one that joined
@@ -73,6 +72,7 @@ extension Scheduler {
         return atSend.addingSaturated(Int(clamping: min(since, 1 << 20)))
     }
 
+    /// Updates `slot`'s learner (created at the prior on first use).
     mutating func learn(_ slot: SlotKey, _ update: (inout ConcurrencyLearner) -> Void) {
         guard settings.maxConcurrencyPerModel == nil else { return }
         learning.learn(slot, update)
