@@ -77,10 +77,8 @@ struct Occupancy {
         }
     }
 
-    /// Requests ever sent to `slot`'s node for its other models (wrapping): the
-    /// difference of two readings counts those sent between them, so with
-    /// the ones in flight at the first it counts every other model's request
-    /// that ran beside something in flight between the two.
+    /// Requests ever sent to `slot`'s node for its other models (wrapping):
+    /// the difference of two readings counts those sent between them.
     func otherModelSends(_ slot: SlotKey) -> UInt64 { (sendsOnNode[slot.node] ?? 0) &- (routed[slot]?.sends ?? 0) }
 
     /// When it last got a request (a counter; 0: never).
@@ -103,9 +101,11 @@ struct Occupancy {
         advance(node: slot.node, now: now)
         nodes[slot.node, default: 0] += 1
         counter += 1
-        routed[slot, default: RouteHistory()].last = counter
-        routed[slot, default: RouteHistory()].arrivals.add(at: now)
-        routed[slot, default: RouteHistory()].sends &+= 1
+        var history = routed[slot] ?? RouteHistory()
+        history.last = counter
+        history.arrivals.add(at: now)
+        history.sends &+= 1
+        routed[slot] = history
         sendsOnNode[slot.node, default: 0] &+= 1
         return (load.count, nodes[slot.node] ?? 1)
     }
