@@ -306,6 +306,42 @@ import Testing
         #expect(run.backend.mostWaiting <= 4, "\(run.backend.mostWaiting) waiting inside")
     }
 
+    @Test(arguments: [1.0, 1.5])
+    func besideAnotherModelAFourSlotBackendSettlesAtFour(rate: Double) {
+        // Slow start beside another model goes to twice what an answer's
+        // order proves, and what order proves never passes the slots: at
+        // twice the slots it stalls there. Nothing else ended it (times
+        // judge no wait beside other models), so a 4-slot backend stayed at
+        // 8 with four waiting inside. A stall ends slow start one above what
+        // was proven.
+        var backend = VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
+        backend.otherSlowdown = 0.3
+        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2))
+        run.alone(3)
+        run.backend.others = ConcurrencyLearnerTests.otherModels
+        run.open(rate: rate, seconds: 240)
+        let late = run.limits.filter { $0.0 >= 60_000 }.map(\.1)
+        let histogram = Dictionary(grouping: late, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key }
+        #expect(!late.isEmpty && late.allSatisfy { (3...5).contains($0) }, "after 60 s: \(histogram)")
+    }
+
+    @Test(arguments: UInt64(1)...3)
+    func besideOtherModelsFromTheStartASixSlotBackendOpensAndSettles(seed: UInt64) {
+        // Other models' requests on the node from the first answer on: none
+        // is clean, the cost fit has nothing to learn from, and order alone
+        // (what an answer overtook) must open the limit and hold it near the slots.
+        var backend = VirtualBackend(slots: 6, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
+        backend.otherSlowdown = 0.3
+        backend.others = ConcurrencyLearnerTests.otherModels
+        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2), seed: seed)
+        run.closed(concurrency: 14, count: 400)
+        let late = run.limits.filter { $0.0 >= 90_000 }.map(\.1)
+        let histogram = Dictionary(grouping: late, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key }
+        var changes: [String] = []
+        for (t, l) in run.limits where changes.last?.hasSuffix(":\(l)") != true { changes.append("\(Int(t / 1000)):\(l)") }
+        #expect(!late.isEmpty && late.allSatisfy { (5...7).contains($0) }, "after 90 s: \(histogram) \(changes) waiting \(run.backend.mostWaiting)")
+    }
+
     @Test func besideAnotherModelASixteenSlotBackendStillOpens() {
         // What overtaking proves is enough to find a batching backend: short
         // answers pass long ones all the time when all are served at once.

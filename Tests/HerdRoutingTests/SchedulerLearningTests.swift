@@ -122,6 +122,28 @@ import Testing
         #expect(h.scheduler.limit(node: "a", model: "m:1b") < 8)
     }
 
+    /// A first byte that can judge nothing (no answer yet to price a prompt
+    /// by) leaves the stream's end to teach: this one overtook the stream
+    /// ahead of it, so both were served at once. Its STARTED used to count
+    /// it as taught, and a mix of streams and other models held a 6-slot
+    /// backend at a limit of 2 for 70 s.
+    @Test func aFirstByteThatJudgesNothingLeavesTheEndToTeach() {
+        var h = learning()
+        func answers(_ actions: [SchedulerAction]) -> [RouteAnswer] {
+            actions.compactMap { if case let .routed(_, answer) = $0 { answer } else { nil } }
+        }
+        _ = h.route(1, stream: true)
+        _ = h.advance(by: 10)
+        #expect(answers(h.route(2, stream: true)).map(\.reportStart) == [true])
+        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 200), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        h.actions.removeAll()
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2, "no fit: a first byte proves nothing")
+        _ = h.advance(by: 2_000)
+        _ = result(&h, 2, ttft: 200, duration: 1_900)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 4, "it ended before the one ahead of it: two served at once")
+    }
+
     /// A one-slot backend in slow start: the stream that filled the limit met
     /// the one ahead nearly done and starts at once when it ends. Its quick
     /// first byte proves nothing served alongside: the limit must not double.

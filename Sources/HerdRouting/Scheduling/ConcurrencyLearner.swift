@@ -93,7 +93,14 @@ import HerdBounds
 ///   answer's time cannot rule a wait out: it proves served at once only
 ///   what its order says: itself, what it overtook, and the requests ahead
 ///   that ended well inside its time alone. That must fill the limit, or in slow start
-///   pass half of it (the limit goes to twice what it proves).
+///   pass half of it (the limit goes to twice what it proves). Order never
+///   proves more than the slots, so there slow start stalls at twice them:
+///   eight answers that fill the limit without passing half of it end slow
+///   start at one above half (one above what an answer proved before;
+///   nothing else would end it: a 4-slot backend beside another model
+///   stayed at 8, four waiting inside). Out of slow start, order proves
+///   growth here as elsewhere: with or without a cost fit (other models
+///   leave few answers alone to fit).
 /// - So does slow start from a limit of 8 on, without the backend's own
 ///   account: at twice a 4-slot backend's slots a request waits about half
 ///   a service, inside the allowance `1 + σ(k − 1)` × 1.5 of a σ still at
@@ -119,6 +126,8 @@ import HerdBounds
 ///   least +1), so a backend that serves 1,000 ten-second streams at once is
 ///   found in ten first bytes, not minutes of completions. (One that met the
 ///   request ahead nearly done starts quickly even on a one-slot backend.)
+///   A first byte that judges nothing (before any answer prices a prompt,
+///   or a slow one beside other models) leaves the stream's end to teach.
 /// **The backend's queue gauges** (llama.cpp, vLLM, SGLang and TGI say in
 /// their `/metrics` how many requests they serve and how many wait; the
 /// node reads them every beat while herd has requests there) outrank all
@@ -234,6 +243,12 @@ struct ConcurrencyLearner: Equatable, Sendable {
     }
     /// Answers sent before this (control's clock, ms) do not count toward the throughput test again.
     private var flatCheckedAfter = -Double.infinity
+    /// Slow start by order (`servedAtOnce`) at one limit: the limit, and how
+    /// many answers filled it without proving more than half of it served at once.
+    private var stallLimit = 0
+    private var stalledAnswers = 0
+    /// Answers that fill the limit in slow start by order without passing half of it end slow start.
+    static let stallAnswers = 8
     /// A batch slowdown above this per stream is not told apart from a wait
     /// (a CPU that gains little from a second stream gets one slot: nothing is lost).
     static let maxSlowdown = 0.5
@@ -263,26 +278,33 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// at its send, itself included (nil: all of them). Only those were
     /// proven served at once: a request that met the one ahead nearly done
     /// starts quickly even on a one-slot backend.
+    /// Returns whether it judged the request (cut or opened the limit): then
+    /// its end teaches nothing more; else its end is observed as any answer's
+    /// (before the cost fit has a sample, or beside other models, a first
+    /// byte tells nothing, and a mix of streams and other models left a
+    /// 6-slot backend at a limit of 2 for 70 s: its streams' ends went unread).
+    @discardableResult
     mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0, limitAtSend: Int = 0,
-                          alongside: Int? = nil) {
-        guard slowStart else { return }
+                          alongside: Int? = nil) -> Bool {
+        guard slowStart else { return false }
         if busy {
             observe(Sample(concurrency: concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0))
-            return
+            return true
         }
-        guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return }
+        guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return false }
         if ttft > 2 * expected + 100 {
             // Beside other models a slow first byte proves nothing (it does not
             // open up either); a backend with queue gauges says itself.
-            guard othersOnNode == 0, !gauges else { return }
+            guard othersOnNode == 0, !gauges else { return false }
             waited(concurrency: concurrency, told: false)
-            return
+            return true
         }
         // Requests waiting at the backend's last reading: no more until one shows none.
         // A backend with queue gauges opens up by what they say alone.
         let served = max(1, min(concurrency, alongside ?? concurrency))
-        guard served >= binding(limitAtSend), !gauges else { return }
+        guard served >= binding(limitAtSend), !gauges else { return false }
         estimate = min(cap, max(estimate + 1, Double(served) * 2))
+        return true
     }
 
     /// A request ended; returns whether it waited inside the backend.
@@ -370,7 +392,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // The limit did not bind, or nothing can tell a wait from a long answer yet
         // (in slow start, an overtaking or an end well inside the least time alone proves service alongside even so).
         let early = slowStart && !fit.ready && (s.overtook > 0 || overlappedLong(s, concurrency: k, pace: pace, provisional: true))
-        guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil || early, !gauges else { return false }
+        // (Beside other models, order is the proof, fit or not: they leave few answers to fit.)
+        guard k >= binding(s.limitAtSend), fit.ready || s.queuedInsideMs != nil || early || mixed, !gauges else { return false }
         // Beside other models times cannot rule a wait out: an answer proves
         // served at once only what its order says (`servedAtOnce`). That must fill the
         // limit, or in slow start pass half of it (the limit then goes to
@@ -379,6 +402,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // slow start from 8 on, when the backend does not say it did not wait.
         let byOrder = mixed || (slowStart && s.queuedInsideMs == nil && limit >= 8)
         let proof = byOrder ? servedAtOnce(s, concurrency: k) : k
+        if slowStart, mixed, limit >= 8, k >= limit, 2 * proof <= limit, stalled() { return false }
         guard proof >= binding(s.limitAtSend) || (slowStart && byOrder && 2 * proof > limit) else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
         guard !corroborated else { return false }
@@ -387,7 +411,7 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // did not line up as a wait (a request that met the last one nearly
         // done proves nothing either way).
         // At a limit of 1 nothing can be served alongside: it probes (rarely, near a wait).
-        guard k == 1 || s.queuedInsideMs != nil || s.overtook > 0 || early || overlappedLong(s, concurrency: k, pace: pace) else { return false }
+        guard k == 1 || mixed || s.queuedInsideMs != nil || s.overtook > 0 || early || overlappedLong(s, concurrency: k, pace: pace) else { return false }
         let near = waitedAt.map { limit + 1 >= $0 } ?? false
         if slowStart {
             // An answer that filled the limit of its send doubles it at once
@@ -400,6 +424,24 @@ struct ConcurrencyLearner: Equatable, Sendable {
         estimate = min(cap, estimate + 1 / ((near ? nearStep : 4) * Double(limit)))
         grew()
         return false
+    }
+
+    /// An answer that filled the limit in slow start by order and proved at
+    /// most half of it served at once. Slow start goes to twice what order
+    /// proves, and order never proves more than the slots: at twice the
+    /// slots it stalls. Nothing else ends it beside other models (times
+    /// judge no wait there), and a 4-slot backend stayed at 8 with four
+    /// waiting inside. After `stallAnswers` such answers at one limit, slow
+    /// start ends one above half of it (what an answer once proved, to be
+    /// doubled: the most of these eight prove is often less, and a 6-slot
+    /// backend cut to one above it stayed at 4); returns whether it did.
+    private mutating func stalled() -> Bool {
+        if stallLimit != limit { (stallLimit, stalledAnswers) = (limit, 0) }
+        stalledAnswers += 1
+        guard stalledAnswers >= ConcurrencyLearner.stallAnswers else { return false }
+        estimate = Swift.min(estimate, Double(limit / 2 + 1))
+        slowStart = false
+        return true
     }
 
     /// The backend's own queue gauges, read at one instant while herd had

@@ -384,18 +384,20 @@ package struct Scheduler {
         let key = RequestKey(proxy: proxy, id: started.id)
         // A non-streaming answer's first byte is its end: its RESULT teaches instead.
         guard var entry = entries[key], let slot = entry.slot, !entry.startCounted, entry.retries == 0, entry.request.stream else { return }
-        entry.startCounted = true
-        entries[key] = entry
         let before = limit(slot)
         let busy = started.status == 503 || started.status == 429
         // Those it met at its send that are still in flight at its first byte were served alongside it.
         let alongside = occupancy.othersSentBy(entry.sentAt, on: slot) + 1
         let others = othersBeside(entry, on: slot)
+        var judged = false
         learn(slot) {
-            $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
-                       ok: (200..<300).contains(started.status), busy: busy, othersOnNode: others,
-                       limitAtSend: entry.limitAtSend, alongside: alongside)
+            judged = $0.started(ttft: started.upstreamTtftMilliseconds, concurrency: entry.concurrency, promptTokens: entry.request.estimatedTokens,
+                                ok: (200..<300).contains(started.status), busy: busy, othersOnNode: others,
+                                limitAtSend: entry.limitAtSend, alongside: alongside)
         }
+        // A first byte that judged nothing leaves the request's end to teach.
+        entry.startCounted = judged
+        entries[key] = entry
         if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
     }
 
