@@ -122,26 +122,44 @@ import Testing
         #expect(h.scheduler.limit(node: "a", model: "m:1b") < 8)
     }
 
-    /// A first byte that can judge nothing (no answer yet to price a prompt
-    /// by) leaves the stream's end to teach: this one overtook the stream
-    /// ahead of it, so both were served at once. Its STARTED used to count
-    /// it as taught, and a mix of streams and other models held a 6-slot
-    /// backend at a limit of 2 for 70 s.
-    @Test func aFirstByteThatJudgesNothingLeavesTheEndToTeach() {
+    /// Before any answer prices a prompt, a first byte's order still proves
+    /// something: the stream ahead was still in flight when this one's first
+    /// token came, so both were served at once. Waiting for a cost fit held
+    /// the fastest machine's model at a limit of 2 for 70 s in a mix of
+    /// streams and models (nothing alone on the node to fit).
+    @Test func beforeAnyFitAFirstByteOpensByItsOrder() {
         var h = learning()
-        func answers(_ actions: [SchedulerAction]) -> [RouteAnswer] {
-            actions.compactMap { if case let .routed(_, answer) = $0 { answer } else { nil } }
-        }
         _ = h.route(1, stream: true)
         _ = h.advance(by: 10)
-        #expect(answers(h.route(2, stream: true)).map(\.reportStart) == [true])
+        _ = h.route(2, stream: true)
         h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 200), from: SchedulerHarness.p1, fleet: h.fleet,
                             now: h.now, into: &h.actions)
-        h.actions.removeAll()
-        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2, "no fit: a first byte proves nothing")
-        _ = h.advance(by: 2_000)
-        _ = result(&h, 2, ttft: 200, duration: 1_900)
-        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 4, "it ended before the one ahead of it: two served at once")
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 4)
+        // The one ahead had ended: its first byte proves nothing served at once (a one-slot backend does so).
+        var one = learning()
+        _ = one.route(1, stream: true)
+        _ = one.advance(by: 10)
+        _ = one.route(2, stream: true)
+        _ = one.advance(by: 1_000)
+        _ = result(&one, 1, ttft: 100, duration: 1_010)
+        one.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 1_100), from: SchedulerHarness.p1, fleet: one.fleet,
+                              now: one.now, into: &one.actions)
+        #expect(one.scheduler.limit(node: "a", model: "m:1b") < 4)
+    }
+
+    /// A first byte that judged nothing (it met the one ahead nearly done)
+    /// leaves the stream's end to teach: this one took twice its tokens' time.
+    @Test func aFirstByteThatJudgesNothingLeavesTheEndToTeach() {
+        var h = learning()
+        alone(&h, ids: 101...103, ms: 10_000, stream: true)
+        _ = h.route(1, stream: true)
+        _ = h.route(2, stream: true)
+        _ = result(&h, 1, ttft: 1_000, duration: 10_000)
+        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
+                            now: h.now, into: &h.actions)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2)
+        _ = result(&h, 2, ttft: 1_000, duration: 20_000)
+        #expect(h.scheduler.limit(node: "a", model: "m:1b") == 1, "its end is a wait: twice its time alone")
     }
 
     /// A one-slot backend in slow start: the stream that filled the limit met

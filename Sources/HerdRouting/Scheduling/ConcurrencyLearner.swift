@@ -126,8 +126,9 @@ import HerdBounds
 ///   least +1), so a backend that serves 1,000 ten-second streams at once is
 ///   found in ten first bytes, not minutes of completions. (One that met the
 ///   request ahead nearly done starts quickly even on a one-slot backend.)
-///   A first byte that judges nothing (before any answer prices a prompt,
-///   or a slow one beside other models) leaves the stream's end to teach.
+///   Before any answer prices a prompt, or beside other models, a first
+///   byte's order alone judges it (those it met still in flight were served
+///   with it); one that judges nothing leaves the stream's end to teach.
 /// **The backend's queue gauges** (llama.cpp, vLLM, SGLang and TGI say in
 /// their `/metrics` how many requests they serve and how many wait; the
 /// node reads them every beat while herd has requests there) outrank all
@@ -278,11 +279,12 @@ struct ConcurrencyLearner: Equatable, Sendable {
     /// at its send, itself included (nil: all of them). Only those were
     /// proven served at once: a request that met the one ahead nearly done
     /// starts quickly even on a one-slot backend.
+    /// Before the cost fit has a sample, or beside other models, only its
+    /// order judges it (those it met still in flight at its first byte were
+    /// served with it): a mix of streams and other models left a 6-slot
+    /// backend at a limit of 2 for 70 s while first bytes waited for a fit.
     /// Returns whether it judged the request (cut or opened the limit): then
-    /// its end teaches nothing more; else its end is observed as any answer's
-    /// (before the cost fit has a sample, or beside other models, a first
-    /// byte tells nothing, and a mix of streams and other models left a
-    /// 6-slot backend at a limit of 2 for 70 s: its streams' ends went unread).
+    /// its end teaches nothing more; else its end is observed as any answer's.
     @discardableResult
     mutating func started(ttft: Double, concurrency: Int, promptTokens: Int, ok: Bool, busy: Bool, othersOnNode: Int = 0, limitAtSend: Int = 0,
                           alongside: Int? = nil) -> Bool {
@@ -291,18 +293,20 @@ struct ConcurrencyLearner: Equatable, Sendable {
             observe(Sample(concurrency: concurrency, ok: false, busy: true, ttftMs: 0, durationMs: 0))
             return true
         }
-        guard ok, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency) else { return false }
-        if ttft > 2 * expected + 100 {
-            // Beside other models a slow first byte proves nothing (it does not
-            // open up either); a backend with queue gauges says itself.
-            guard othersOnNode == 0, !gauges else { return false }
+        // A backend with queue gauges says itself whether requests wait, and opens up by what they say alone.
+        guard ok, !gauges else { return false }
+        // A first byte slower than its prompt takes waited, where times can
+        // say so (a cost fit to price the prompt, no other model beside it).
+        if othersOnNode == 0, let expected = expectedPrefillMs(promptTokens: promptTokens, concurrency: concurrency),
+           ttft > 2 * expected + 100 {
             waited(concurrency: concurrency, told: false)
             return true
         }
-        // Requests waiting at the backend's last reading: no more until one shows none.
-        // A backend with queue gauges opens up by what they say alone.
+        // Its order proves the rest, whatever its time: those it met that are
+        // still in flight at its first byte were served with it (a request
+        // that waited for a slot starts only when one of them ends).
         let served = max(1, min(concurrency, alongside ?? concurrency))
-        guard served >= binding(limitAtSend), !gauges else { return false }
+        guard served >= binding(limitAtSend) else { return false }
         estimate = min(cap, max(estimate + 1, Double(served) * 2))
         return true
     }
