@@ -95,8 +95,8 @@ import HerdBounds
 ///   that ended well inside its time alone. That must fill the limit, or in slow start
 ///   pass half of it (the limit goes to twice what it proves). Order never
 ///   proves more than the slots, so there slow start stalls at twice them:
-///   eight answers that fill the limit without passing half of it end slow
-///   start at one above half (one above what an answer proved before;
+///   from a limit of 8 on, eight answers that fill it without passing half
+///   of it end slow start at one above half (one above what an answer proved before;
 ///   nothing else would end it: a 4-slot backend beside another model
 ///   stayed at 8, four waiting inside). Out of slow start, order proves
 ///   growth here as elsewhere: with or without a cost fit (other models
@@ -244,11 +244,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
     }
     /// Answers sent before this (control's clock, ms) do not count toward the throughput test again.
     private var flatCheckedAfter = -Double.infinity
-    /// Slow start by order (`servedAtOnce`) at one limit: the limit, and how
-    /// many answers filled it without proving more than half of it served at once.
+    /// The limit slow start by order (`servedAtOnce`) is at, and how many
+    /// answers filled it without proving more than half of it served at once.
     private var stallLimit = 0
     private var stalledAnswers = 0
-    /// Answers that fill the limit in slow start by order without passing half of it end slow start.
+    /// This many answers that fill a limit of 8 or more in slow start by order without passing half of it end slow start.
     static let stallAnswers = 8
     /// A batch slowdown above this per stream is not told apart from a wait
     /// (a CPU that gains little from a second stream gets one slot: nothing is lost).
