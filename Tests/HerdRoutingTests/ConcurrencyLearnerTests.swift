@@ -287,6 +287,17 @@ import Testing
         return 1 + Int((x ^ (x >> 29)) % 3)
     }
 
+    /// A 4-slot backend (80 tokens/s) after three answers alone, then
+    /// beside another model's requests (1 to 3, slowing it 1.3–1.9×).
+    static func fourSlotsBesideAnotherModel() -> LearnerRun {
+        var backend = VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
+        backend.otherSlowdown = 0.3
+        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2))
+        run.alone(3)
+        run.backend.others = ConcurrencyLearnerTests.otherModels
+        return run
+    }
+
     @Test(arguments: [1.0, 1.5])
     func besideAnotherModelOnlyWhatOvertakingProvesOpensTheLimit(rate: Double) {
         // Another model's requests share the node from the start (slowing
@@ -294,11 +305,7 @@ import Testing
         // wait from that share, so an answer proves only what it overtook
         // served at once. Before, slow start doubled on any answer that
         // overtook one, waits included: a 4-slot backend went to 16 and 80.
-        var backend = VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
-        backend.otherSlowdown = 0.3
-        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2))
-        run.alone(3)
-        run.backend.others = ConcurrencyLearnerTests.otherModels
+        var run = ConcurrencyLearnerTests.fourSlotsBesideAnotherModel()
         // 60 % and 90 % of what four slots serve at the mean slowdown (1.6×).
         run.open(rate: rate, seconds: 240)
         let most = run.limits.map(\.1).max() ?? 0
@@ -312,13 +319,9 @@ import Testing
         // order proves, and what order proves never passes the slots: at
         // twice the slots it stalls there. Nothing else ended it (times
         // judge no wait beside other models), so a 4-slot backend stayed at
-        // 8 with four waiting inside. A stall ends slow start one above what
-        // was proven.
-        var backend = VirtualBackend(slots: 4, tokenMs: 12.5, promptMs: 0.667, slowdown: 0.06)
-        backend.otherSlowdown = 0.3
-        var run = LearnerRun(backend: backend, learner: ConcurrencyLearner(prior: 2))
-        run.alone(3)
-        run.backend.others = ConcurrencyLearnerTests.otherModels
+        // 8 with four waiting inside. A stall ends slow start at one above
+        // half the limit.
+        var run = ConcurrencyLearnerTests.fourSlotsBesideAnotherModel()
         run.open(rate: rate, seconds: 240)
         let late = run.limits.filter { $0.0 >= 60_000 }.map(\.1)
         let histogram = Dictionary(grouping: late, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key }

@@ -147,9 +147,9 @@ import Testing
         #expect(one.scheduler.limit(node: "a", model: "m:1b") < 4)
     }
 
-    /// A first byte that judged nothing (it met the one ahead nearly done)
-    /// leaves the stream's end to teach: this one took twice its tokens' time.
-    @Test func aFirstByteThatJudgesNothingLeavesTheEndToTeach() {
+    /// Slow start with a cost fit (three 10 s streams alone): two streams
+    /// sent, the first ends, then the second's quick first byte (STARTED).
+    func firstByteAfterTheOneAheadEnded() -> SchedulerHarness {
         var h = learning()
         alone(&h, ids: 101...103, ms: 10_000, stream: true)
         _ = h.route(1, stream: true)
@@ -157,6 +157,13 @@ import Testing
         _ = result(&h, 1, ttft: 1_000, duration: 10_000)
         h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
                             now: h.now, into: &h.actions)
+        return h
+    }
+
+    /// A first byte that judged nothing (it met the one ahead nearly done)
+    /// leaves the stream's end to teach: this one took twice its tokens' time.
+    @Test func aFirstByteThatJudgesNothingLeavesTheEndToTeach() {
+        var h = firstByteAfterTheOneAheadEnded()
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2)
         _ = result(&h, 2, ttft: 1_000, duration: 20_000)
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 1, "its end is a wait: twice its time alone")
@@ -166,13 +173,7 @@ import Testing
     /// the one ahead nearly done and starts at once when it ends. Its quick
     /// first byte proves nothing served alongside: the limit must not double.
     @Test func aQuickFirstByteAfterTheOneAheadEndedProvesNothing() {
-        var h = learning()
-        alone(&h, ids: 101...103, ms: 10_000, stream: true)
-        _ = h.route(1, stream: true)
-        _ = h.route(2, stream: true)
-        _ = result(&h, 1, ttft: 1_000, duration: 10_000)
-        h.scheduler.started(RouteStarted(id: 2, status: 200, upstreamTtftMilliseconds: 1_000), from: SchedulerHarness.p1, fleet: h.fleet,
-                            now: h.now, into: &h.actions)
+        var h = firstByteAfterTheOneAheadEnded()
         #expect(h.scheduler.limit(node: "a", model: "m:1b") == 2, "the one it met had ended: nothing served at once")
         // The next one's same first byte while the one ahead (2) is still in flight proves two at once.
         _ = h.route(3, stream: true)
