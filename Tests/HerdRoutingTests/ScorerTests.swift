@@ -326,6 +326,37 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(c.node == "gpu")
     }
 
+    /// A node that reports no GPU (no vendor tool on it) whose backend holds
+    /// its models in VRAM has one: a cold model there is priced as on a GPU.
+    @Test func aGPUTheNodeCannotReadShowsInWhatItsBackendHolds() {
+        var node = machine("a", models: [("m:8b", 4_000_000_000), ("q:3b", 3_000_000_000)], loaded: ["m:8b"], memory: 99_000_000_000)
+        func coldPrefill() -> Double {
+            guard case let .route(c) = decide([node], ["q:3b"]).0, c.temperature == .cold else { return -1 }
+            return c.breakdown.prefill
+        }
+        #expect(abs(coldPrefill() - 100 * 3e9 / 40e9 * 1000 / 8) < 0.01, "its models in RAM: a CPU")
+        node.heartbeat.backends[0].loaded[0].vramBytes = 4_000_000_000
+        #expect(abs(coldPrefill() - 100 * 3e9 / 300e9 * 1000 / 50) < 0.01, "in VRAM: a GPU")
+    }
+
+    /// A model not measured on a node that measured another is expected at
+    /// the node's measured speed, its prompt too: a prior prefill beside a
+    /// measured decode made a cold model on a fast machine seconds dearer
+    /// than waiting for a slow one.
+    @Test func anUnmeasuredModelReadsItsPromptAtTheNodesMeasuredSpeed() {
+        var load = FakeLoad()
+        for _ in 0..<3 {
+            // 4 GB decoded at 10 ms per token (400 MB per ms, 12× the CPU prior); no prompt time measured.
+            load.rates.observe(LearnedRates.Observation(slot: SlotKey("a", "m:8b"), ok: true, generates: true, batch: 1, promptTokens: 100,
+                                                        completionTokens: 100, ttftMs: 1_000, durationMs: 1_000, streamed: false,
+                                                        backendDecodeMs: 1_000, modelBytes: 4_000_000_000))
+        }
+        let fleet = [machine("a", models: [("m:8b", 4_000_000_000), ("q:3b", 3_000_000_000)], loaded: ["m:8b"], memory: 99_000_000_000)]
+        guard case let .route(c) = decide(fleet, ["q:3b"], load: load).0 else { Issue.record("no route"); return }
+        #expect(c.temperature == .cold && c.breakdown.rates == .node)
+        #expect(abs(c.breakdown.prefill - 100 * 7.5 / 8) < 0.01, "3 GB at 400 MB per ms: 7.5 ms per token decoded, ÷ 8 (a CPU) per prompt token")
+    }
+
     @Test func penaltiesMultiplyTheTime() {
         let calm = machine("calm", loaded: ["m:8b"])
         let hot = machine("hot", loaded: ["m:8b"]) { $0.thermal = .critical }

@@ -35,8 +35,10 @@ import HerdWire
 /// - **prefill** — estimated prompt tokens (request body bytes ÷ 4) × ms per
 ///   prompt token, measured from `prompt_eval_duration ÷ prompt_eval_count`
 ///   (llama.cpp: `timings.prompt_ms ÷ prompt_n`; otherwise a stream's time to
-///   first byte ÷ prompt tokens). Prior: the decode prior's single-stream ms
-///   per token ÷ 50 on a GPU that holds the model, ÷ 8 on a CPU.
+///   first byte ÷ prompt tokens). Prior: the single-stream ms per token of
+///   decode (the node's measured speed for these weights where it has one,
+///   else the decode prior) ÷ 50 on a GPU that holds the model, ÷ 8 on a CPU
+///   (a node that reports no GPU has one when its backend holds models in VRAM).
 /// - **decode** — expected output tokens × ms per token *at the batch the
 ///   request joins*: every request in flight on the node, all models (they
 ///   share its memory bandwidth and compute), + 1; the limit when it must
@@ -285,13 +287,20 @@ package enum CompletionTimeModel {
         return (a * (1 + Priors.batchSlowdown(onGPU: inputs.onGPU) * Double(max(0, batch - 1))), .prior)
     }
 
-    /// ms per prompt token.
+    /// ms per prompt token: measured here; else the node's measured decode
+    /// speed for these weights × its measured prefill share; else the
+    /// fastest node's for the model; else that decode speed ÷ the prior's
+    /// speedup (a node that decodes 7× faster than the prior says reads
+    /// prompts faster too: a prior prefill beside a measured decode made a
+    /// cold model on a fast machine look seconds dearer than it was); else the prior.
     package static func prefillMsPerToken(_ inputs: Inputs) -> Double {
         if let measured = inputs.slot?.prefillMsPerToken.value { return measured }
-        if let line = nodeDecodeLine(inputs), let share = inputs.node?.prefillShare.value { return line.intercept * share }
+        let line = nodeDecodeLine(inputs)
+        if let line, let share = inputs.node?.prefillShare.value { return line.intercept * share }
         if inputs.inFlight == 0, let fastest = inputs.model?.fastestPrefillMsPerToken { return fastest }
-        return priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU)
-            / (inputs.onGPU ? Priors.gpuPrefillSpeedup : Priors.cpuPrefillSpeedup)
+        let speedup = inputs.onGPU ? Priors.gpuPrefillSpeedup : Priors.cpuPrefillSpeedup
+        if let line { return line.intercept / speedup }
+        return priorMsPerToken(modelBytes: inputs.modelBytes, onGPU: inputs.onGPU) / speedup
     }
 
     /// The decode line of a model not measured on a node that measured others:

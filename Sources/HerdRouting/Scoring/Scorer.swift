@@ -526,9 +526,18 @@ package struct Scorer: Sendable {
 
     /// The model runs from VRAM: loaded mostly in VRAM, or a GPU has room for it.
     static func gpuHolds(_ node: FleetNode, weights: Int, loaded: Heartbeat.LoadedModel?) -> Bool {
-        if let loaded, loaded.sizeBytes > 0 { return Double(loaded.vramBytes) >= 0.9 * Double(loaded.sizeBytes) }
-        guard weights > 0 else { return !node.heartbeat.telemetry.gpus.isEmpty }
-        return node.heartbeat.telemetry.gpus.contains { $0.memoryTotalBytes - $0.memoryUsedBytes >= weights }
+        if let loaded, loaded.sizeBytes > 0 { return inVRAM(loaded) }
+        let gpus = node.heartbeat.telemetry.gpus
+        // A GPU the node cannot read (no vendor tool on it, a backend on
+        // another box) shows in what its backend holds: models in VRAM.
+        if gpus.isEmpty { return node.heartbeat.backends.contains { $0.loaded.contains(where: inVRAM) } }
+        guard weights > 0 else { return true }
+        return gpus.contains { $0.memoryTotalBytes - $0.memoryUsedBytes >= weights }
+    }
+
+    /// A loaded model nine tenths or more in VRAM.
+    static func inVRAM(_ loaded: Heartbeat.LoadedModel) -> Bool {
+        loaded.sizeBytes > 0 && Double(loaded.vramBytes) >= 0.9 * Double(loaded.sizeBytes)
     }
 
     static func gigabytes(_ bytes: Int) -> String {
