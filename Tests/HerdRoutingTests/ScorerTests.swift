@@ -326,19 +326,6 @@ func routedNode(_ result: (RouteDecision, ScoreCard)) -> String? {
         #expect(c.node == "gpu")
     }
 
-    /// A node that reports no GPU (no vendor tool on it) whose backend holds
-    /// its models in VRAM has one: a cold model there is priced as on a GPU.
-    @Test func aGPUTheNodeCannotReadShowsInWhatItsBackendHolds() {
-        var node = machine("a", models: [("m:8b", 4_000_000_000), ("q:3b", 3_000_000_000)], loaded: ["m:8b"], memory: 99_000_000_000)
-        func coldPrefill() -> Double {
-            guard case let .route(c) = decide([node], ["q:3b"]).0, c.temperature == .cold else { return -1 }
-            return c.breakdown.prefill
-        }
-        #expect(abs(coldPrefill() - 100 * 3e9 / 40e9 * 1000 / 8) < 0.01, "its models in RAM: a CPU")
-        node.heartbeat.backends[0].loaded[0].vramBytes = 4_000_000_000
-        #expect(abs(coldPrefill() - 100 * 3e9 / 300e9 * 1000 / 50) < 0.01, "in VRAM: a GPU")
-    }
-
     /// A model not measured on a node that measured another is expected at
     /// the node's measured speed, its prompt too: a prior prefill beside a
     /// measured decode made a cold model on a fast machine seconds dearer

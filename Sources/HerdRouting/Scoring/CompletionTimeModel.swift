@@ -37,8 +37,7 @@ import HerdWire
 ///   (llama.cpp: `timings.prompt_ms ÷ prompt_n`; otherwise a stream's time to
 ///   first byte ÷ prompt tokens). Prior: the single-stream ms per token of
 ///   decode (the node's measured speed for these weights where it has one,
-///   else the decode prior) ÷ 50 on a GPU that holds the model, ÷ 8 on a CPU
-///   (a node that reports no GPU has one when its backend holds models in VRAM).
+///   else the decode prior) ÷ 50 on a GPU that holds the model, ÷ 8 on a CPU.
 /// - **decode** — expected output tokens × ms per token *at the batch the
 ///   request joins*: every request in flight on the node, all models (they
 ///   share its memory bandwidth and compute), + 1; the limit when it must

@@ -527,11 +527,12 @@ package struct Scorer: Sendable {
     /// The model runs from VRAM: loaded mostly in VRAM, or a GPU has room for it.
     static func gpuHolds(_ node: FleetNode, weights: Int, loaded: Heartbeat.LoadedModel?) -> Bool {
         if let loaded, loaded.sizeBytes > 0 { return inVRAM(loaded) }
+        // A node that reports no GPU is priced as a CPU for a cold load even
+        // when its backend holds other models in VRAM: a slow machine that
+        // answered nothing yet, priced as a GPU, took cold loads that a
+        // measured fast machine served sooner.
         let gpus = node.heartbeat.telemetry.gpus
-        // A GPU the node cannot read (no vendor tool on it, a backend on
-        // another box) shows in what its backend holds: models in VRAM.
-        if gpus.isEmpty { return node.heartbeat.backends.contains { $0.loaded.contains(where: inVRAM) } }
-        guard weights > 0 else { return true }
+        guard weights > 0 else { return !gpus.isEmpty }
         return gpus.contains { $0.memoryTotalBytes - $0.memoryUsedBytes >= weights }
     }
 
