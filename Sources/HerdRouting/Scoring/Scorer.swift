@@ -526,19 +526,9 @@ package struct Scorer: Sendable {
 
     /// The model runs from VRAM: loaded mostly in VRAM, or a GPU has room for it.
     static func gpuHolds(_ node: FleetNode, weights: Int, loaded: Heartbeat.LoadedModel?) -> Bool {
-        if let loaded, loaded.sizeBytes > 0 { return inVRAM(loaded) }
-        // A node that reports no GPU is priced as a CPU for a cold load even
-        // when its backend holds other models in VRAM: a slow machine that
-        // answered nothing yet, priced as a GPU, took cold loads that a
-        // measured fast machine served sooner.
-        let gpus = node.heartbeat.telemetry.gpus
-        guard weights > 0 else { return !gpus.isEmpty }
-        return gpus.contains { $0.memoryTotalBytes - $0.memoryUsedBytes >= weights }
-    }
-
-    /// A loaded model nine tenths or more in VRAM.
-    static func inVRAM(_ loaded: Heartbeat.LoadedModel) -> Bool {
-        loaded.sizeBytes > 0 && Double(loaded.vramBytes) >= 0.9 * Double(loaded.sizeBytes)
+        if let loaded, loaded.sizeBytes > 0 { return Double(loaded.vramBytes) >= 0.9 * Double(loaded.sizeBytes) }
+        guard weights > 0 else { return !node.heartbeat.telemetry.gpus.isEmpty }
+        return node.heartbeat.telemetry.gpus.contains { $0.memoryTotalBytes - $0.memoryUsedBytes >= weights }
     }
 
     static func gigabytes(_ bytes: Int) -> String {
