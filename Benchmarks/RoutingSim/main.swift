@@ -34,7 +34,8 @@ let homeMix: [(SimModel, Double)] = [(llama8b, 0.40), (llama3b, 0.25), (qwen14b,
 // servers of one model, 4, 2 and 1 slots at 80, 30 and 10 tokens/s, prefill
 // 1,500 tokens/s, reporting no slots; the first reports every duration as
 // 1 ns, the others none. One-shot chats, prompts 150–600 and answers 50–200
-// tokens (log-uniform), at LOAD of the fleet's decode capacity.
+// tokens (log-uniform; `--prompt`, `--answer` and `--spread` change them), at
+// LOAD of the fleet's decode capacity.
 let oneGB = SimModel(name: "llama3.1:8b", gigabytes: 1.0, thinking: false)
 func gpuServer(_ name: String, slots: Int, tokensPerSecond: Double, batchSlowdown: Double) -> MachineSpec {
     MachineSpec(name: name, memoryGB: 24, bandwidth: tokensPerSecond, prefillSpeedup: 1_500 / tokensPerSecond, batchSlowdown: batchSlowdown,
@@ -73,6 +74,9 @@ var spread = 4.0
 /// Each machine's speed over each second is 1 / (1 + jitter × an exponential draw of mean 1):
 /// a machine sharing its cores or its GPU with other work (0: none).
 var jitter = 0.0
+/// The shortest prompt and answer of `--fleet real`'s one-shot chats, in tokens (routing-real's PROMPT and ANSWER).
+var shortestPrompt = 150.0
+var shortestAnswer = 50.0
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let flag = arguments.next() {
     switch flag {
@@ -87,6 +91,8 @@ while let flag = arguments.next() {
     case "--load": load = max(0.01, min(2, Double(arguments.next() ?? "") ?? load))
     case "--spread": spread = max(1, min(1_000, Double(arguments.next() ?? "") ?? spread))
     case "--jitter": jitter = max(0, min(10, Double(arguments.next() ?? "") ?? jitter))
+    case "--prompt": shortestPrompt = max(1, min(100_000, Double(arguments.next() ?? "") ?? shortestPrompt))
+    case "--answer": shortestAnswer = max(1, min(100_000, Double(arguments.next() ?? "") ?? shortestAnswer))
     case "--physics":
         guard let physics = SimMachine.Physics(rawValue: arguments.next() ?? "") else {
             print("--physics: batch (every stream on a machine slows every other by its batch slowdown) or timeshare (each model's runner waits for the others' steps)")
@@ -102,7 +108,7 @@ while let flag = arguments.next() {
         fleetName = "real"
     default:
         print("usage: herd-routesim [--seed N] [--minutes M] [--rate conversations-per-minute] [--reports all|nothing|absurd] [--stream-share S] [--physics batch|timeshare] [--verbose]")
-        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--spread 4] [--stream-share S] [--jitter J] [--verbose]")
+        print("       herd-routesim --fleet real [--machines 4x80,2x30,1x10] [--seed N] [--requests 150] [--load 0.65] [--spread 4] [--prompt 150] [--answer 50] [--stream-share S] [--jitter J] [--verbose]")
         exit(2)
     }
 }
@@ -126,9 +132,9 @@ func logUniformMean(_ shortest: Double, _ spread: Double) -> Double { spread > 1
 let meanSpeed = stride(from: 0.0, to: 40, by: 0.001).reduce(0.0) { $0 + exp(-$1) / (1 + shake * $1) * 0.001 }
 let realRate = load * meanSpeed * realFleet.reduce(0.0) { total, m in
     total + Double(m.slots) * m.bandwidth / (1 + m.batchSlowdown * Double(m.slots - 1))
-} / logUniformMean(50, spread)
+} / logUniformMean(shortestAnswer, spread)
 let conversations = real
-    ? SimWorkload.oneShots(seed: seed, count: requestCount, perSecond: realRate, model: oneGB, prompt: 150, answer: 50, spread: spread)
+    ? SimWorkload.oneShots(seed: seed, count: requestCount, perSecond: realRate, model: oneGB, prompt: shortestPrompt, answer: shortestAnswer, spread: spread)
     : SimWorkload.conversations(seed: seed, durationMs: minutes * 60_000, perMinute: rate, models: mix)
 let durationMs = real ? (conversations.last?.start ?? 0) + 1 : minutes * 60_000
 
@@ -248,7 +254,7 @@ let results = [run { backends in
 }, run(RoundRobinRouter.init), run(LeastConnectionsRouter.init), run { WeightedSumRouter($0, knowsParallel: reports == .all) }]
 if real {
     let described = realFleet.map { "\($0.slots)×\(Int($0.bandwidth))" }.joined(separator: ", ")
-    print("routing quality, the routing-real fleet: seed \(seed), \(results[0].requests) one-shot chats at \(Int(realRate * 100)) per 100 s (load \(load)), \(realFleet.count) machines (slots × tokens/s: \(described)) reporting no slots, m0 1 ns durations, the others none; \(Int(streamShare * 100)) % of requests stream")
+    print("routing quality, the routing-real fleet: seed \(seed), \(results[0].requests) one-shot chats (prompts \(Int(shortestPrompt))–\(Int(shortestPrompt * spread)), answers \(Int(shortestAnswer))–\(Int(shortestAnswer * spread)) tokens) at \(Int(realRate * 100)) per 100 s (load \(load)), \(realFleet.count) machines (slots × tokens/s: \(described)) reporting no slots, m0 1 ns durations, the others none; \(Int(streamShare * 100)) % of requests stream")
 } else {
     print("routing quality: seed \(seed), \(Int(minutes)) min, \(conversations.count) conversations, \(results[0].requests) requests, 4 machines; machines report \(reports.rawValue), \(Int(streamShare * 100)) % of requests stream")
 }
