@@ -405,6 +405,57 @@ import Testing
         #expect(learner.limit == 8, "three overtaken prove four: twice that")
     }
 
+    /// Slow start at 4 on a backend that reads long prompts (2,000 tokens,
+    /// 60 out: 3.3 s alone): three answers alone fill the fit, one at 2 that
+    /// overtook the one ahead (1.25× alone: σ 0.25) opens the limit to 4.
+    static func longPromptsAtFour() -> ConcurrencyLearner {
+        var learner = ConcurrencyLearner(prior: 2)
+        let alone = ThroughputFlatTests.alone(2_000, 60)
+        for i in 0..<3 {
+            let sent = Double(i) * 10_000
+            learner.observe(.answer(concurrency: 1, prompt: 2_000, completion: 60, sentAt: sent, endedAt: sent + alone))
+        }
+        learner.observe(.init(concurrency: 2, ttftMs: 1.25 * alone, durationMs: 1.25 * alone, promptTokens: 2_000, completionTokens: 60,
+                              overtook: 1, limitAtSend: 2))
+        return learner
+    }
+
+    @Test func aStreamWhoseFirstByteProvedLessDoesNotOpenTheLimitAtItsEnd() {
+        // A stream sent at 4 that overtook one, its time inside what its batch
+        // allows: alone, its end would prove 4 served at once. But at its first
+        // byte only one of the three it met was still in flight (the others
+        // may have been what it waited for): two proven, and a 2-slot backend
+        // went from 4 to 8 on such an answer (real processes, prompts of
+        // 1,500–6,000 tokens), six waiting inside.
+        var learner = ConcurrencyLearnerTests.longPromptsAtFour()
+        #expect(learner.limit == 4 && learner.slowStart)
+        let alone = ThroughputFlatTests.alone(2_000, 60)
+        var stream = ConcurrencyLearner.Sample(concurrency: 4, streamed: true, ttftMs: 2_000, durationMs: 1.6 * alone,
+                                               promptTokens: 2_000, completionTokens: 60, overtook: 1, limitAtSend: 4)
+        var unseen = learner
+        unseen.observe(stream)
+        #expect(unseen.limit == 8, "without its first byte, its end proves four")
+        stream.alongsideAtStart = 2
+        learner.observe(stream)
+        #expect(learner.limit == 4)
+    }
+
+    @Test func inSlowStartAnAnswerSlowerThanItsBatchProvesOnlyWhatItsOrderProves() {
+        // An answer sent at 4 that took 2.2× its time alone: more than its
+        // batch's slowdown (1 + 0.25 × 3 = 1.75×), less than a wait must show
+        // (× 1.5). Its time cannot say it was served with all four; its
+        // overtaking proves two, and twice two does not pass a limit of 4.
+        var learner = ConcurrencyLearnerTests.longPromptsAtFour()
+        let alone = ThroughputFlatTests.alone(2_000, 60)
+        var slow = learner
+        slow.observe(.init(concurrency: 4, ttftMs: 2.2 * alone, durationMs: 2.2 * alone, promptTokens: 2_000, completionTokens: 60,
+                           overtook: 1, limitAtSend: 4))
+        #expect(slow.limit == 4)
+        learner.observe(.init(concurrency: 4, ttftMs: 1.6 * alone, durationMs: 1.6 * alone, promptTokens: 2_000, completionTokens: 60,
+                              overtook: 1, limitAtSend: 4))
+        #expect(learner.limit == 8, "inside its batch's slowdown, its time proves four")
+    }
+
     @Test func beforeTheFitAnAnswerDoneSoonAfterTheOneAheadWasServedAlongsideIt() {
         // One answer in the fit (2 s for 100 + 100 tokens, sent alone). The
         // next, as long, sent 0.5 s later beside it, ends 0.4 s after it: it

@@ -106,7 +106,13 @@ import HerdBounds
 ///   a service, inside the allowance `1 + σ(k − 1)` × 1.5 of a σ still at
 ///   its prior, and one answer that hid it doubled the limit to 16 (8 of 40
 ///   seeded runs in virtual time; on real processes 9 requests waited inside
-///   at once). What order proves never passes the slots.
+///   at once). What order proves never passes the slots. Below 8 too, an
+///   answer slower than its batch's own slowdown (`1 + σ(k − 1)` × its time
+///   alone, no margin: `slowerThanItsBatch`) proves in slow start only what
+///   its order proves: at twice a 2-slot backend's slots a request sent
+///   behind long prompts waits about half a service, inside the allowance,
+///   and one such doubled the limit to 8 (real processes, prompts of
+///   1,500–6,000 tokens: six waiting inside at once).
 /// - Growth needs the fit (three answers that did not wait): until then
 ///   nothing could tell a wait from a long answer. Two things prove service
 ///   alongside even so: an answer that overtook n requests sent before it
@@ -128,7 +134,13 @@ import HerdBounds
 ///   request ahead nearly done starts quickly even on a one-slot backend.)
 ///   Before any answer prices a prompt, or beside other models, a first
 ///   byte's order alone judges it (those it met still in flight were served
-///   with it); one that judges nothing leaves the stream's end to teach.
+///   with it); one that judges nothing leaves the stream's end to teach —
+///   but its end proves no more served at once than its first byte did
+///   (`Sample.alongsideAtStart`): those it met that ended before its first
+///   byte may be what it waited for, and its end is judged against a cost
+///   fit that waits not seen lengthen (long prompts: a 2-slot backend went
+///   from 4 to 8 on such an end). The price: a stream whose prefill truly
+///   overlapped an answer that ended before its first byte opens nothing.
 /// **The backend's queue gauges** (llama.cpp, vLLM, SGLang and TGI say in
 /// their `/metrics` how many requests they serve and how many wait; the
 /// node reads them every beat while herd has requests there) outrank all
@@ -185,6 +197,11 @@ struct ConcurrencyLearner: Equatable, Sendable {
         /// filled the limit of its send proves the limit binding even after
         /// the limit grew past it (growth per completion, not per round).
         var limitAtSend = 0
+        /// A stream whose first byte was seen (`started`) and judged nothing:
+        /// how many of those it met at its send were still in flight at its
+        /// first byte, itself included. No more were proven served with it:
+        /// those that ended before its first byte may have been what it waited for.
+        var alongsideAtStart: Int?
     }
 
     private(set) var estimate: Double
@@ -404,8 +421,8 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // twice what it proves): a slow start that doubled on any answer that
         // overtook one, waits included, took a 4-slot backend to 80. So in
         // slow start from 8 on, when the backend does not say it did not wait.
-        let byOrder = mixed || (slowStart && s.queuedInsideMs == nil && limit >= 8)
-        let proof = byOrder ? servedAtOnce(s, concurrency: k) : k
+        let byOrder = mixed || (slowStart && s.queuedInsideMs == nil && (limit >= 8 || slowerThanItsBatch(s, concurrency: k, pace: pace)))
+        let proof = Swift.min(byOrder ? servedAtOnce(s, concurrency: k) : k, Swift.max(1, s.alongsideAtStart ?? k))
         if slowStart, mixed, limit >= 8, k >= limit, 2 * proof <= limit, stalled() { return false }
         guard proof >= binding(s.limitAtSend) || (slowStart && byOrder && 2 * proof > limit) else { return false }
         // A wait not yet believed holds the limit where it is until it is settled.
@@ -596,6 +613,14 @@ struct ConcurrencyLearner: Equatable, Sendable {
         }
         guard weight >= 0.5 * (end - sent) else { return 1 }
         return Swift.min(8, Swift.max(1, exp(logs / weight)))
+    }
+
+    /// Whether `s` took longer than the fit expects of it alone at its batch
+    /// (`1 + σ(k − 1)`, no margin): not enough to call a wait, too much for
+    /// its time to prove it served at once with all it met.
+    private func slowerThanItsBatch(_ s: Sample, concurrency k: Int, pace: Double) -> Bool {
+        guard let alone = fit.expectedMs(prompt: s.promptTokens, completion: s.completionTokens) else { return false }
+        return s.durationMs > alone * pace * (1 + sigma * Double(k - 1))
     }
 
     /// Whether `s` waited inside the backend for a slot (`pace`: how slow the node ran meanwhile).

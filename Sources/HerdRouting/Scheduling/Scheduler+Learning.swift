@@ -28,7 +28,7 @@ extension Scheduler {
                 // Its send as the backend met it: a ticket is granted before it is spent.
                 sentAt: Double(now) - duration, endedAt: Double(now),
                 overtook: occupancy.sentBefore(entry.sentAt, on: slot), othersOnNode: othersBeside(entry, on: slot),
-                limitAtSend: entry.limitAtSend)
+                limitAtSend: entry.limitAtSend, alongsideAtStart: entry.alongsideAtStart)
             learn(slot) { waited = $0.observe(sample) }
         }
         switch result.outcome {

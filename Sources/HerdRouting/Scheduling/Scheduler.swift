@@ -162,6 +162,9 @@ package struct Scheduler {
         var nodeAreaAtSend = 0.0
         /// Its STARTED taught the learner (its RESULT does not again).
         var startCounted = false
+        /// A stream's first byte that judged nothing: how many of those it met
+        /// at its send were still in flight then, itself included.
+        var alongsideAtStart: Int?
         /// When it was sent and when it is expected to end (ms).
         var sentAt: UInt64 = 0
         var expectedEnd: UInt64 = 0
@@ -397,6 +400,7 @@ package struct Scheduler {
         }
         // A first byte that judged nothing leaves the request's end to teach.
         entry.startCounted = judged
+        if !judged { entry.alongsideAtStart = alongside }
         entries[key] = entry
         if limit(slot) > before { dispatchWaiting(fleet: fleet, now: now, into: &actions, everyone: false) }
     }
