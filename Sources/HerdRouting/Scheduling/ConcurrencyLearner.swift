@@ -420,7 +420,9 @@ struct ConcurrencyLearner: Equatable, Sendable {
         // limit, or in slow start pass half of it (the limit then goes to
         // twice what it proves): a slow start that doubled on any answer that
         // overtook one, waits included, took a 4-slot backend to 80. So in
-        // slow start from 8 on, when the backend does not say it did not wait.
+        // slow start, when the backend does not say it did not wait, from 8 on
+        // and below 8 for an answer slower than its batch. A stream proves no
+        // more than its first byte did (`alongsideAtStart`).
         let byOrder = mixed || (slowStart && s.queuedInsideMs == nil && (limit >= 8 || slowerThanItsBatch(s, concurrency: k, pace: pace)))
         let proof = Swift.min(byOrder ? servedAtOnce(s, concurrency: k) : k, Swift.max(1, s.alongsideAtStart ?? k))
         if slowStart, mixed, limit >= 8, k >= limit, 2 * proof <= limit, stalled() { return false }
